@@ -1,1 +1,4 @@
-//! sluice runtime
+//! The sluice runtime: configuration, the engine that runs connectors around
+//! Pulsar, and the command line of the `sluice` binary.
+
+pub mod cli;

@@ -1,0 +1,62 @@
+//! The `sluice` command line, as fixed in DESIGN.md.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+/// sluice: a Pulsar IO connector runtime.
+///
+/// Runs connectors that move data between databases and Apache Pulsar topics
+/// with a chosen delivery guarantee, from the same YAML that
+/// `pulsar-admin sources|sinks localrun` takes.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every connector in a pipeline file until SIGINT or SIGTERM.
+    Run(ConfigArg),
+    /// Run one Pulsar IO source or sink config, as `pulsar-admin ... localrun` takes it.
+    Localrun(LocalrunArgs),
+    /// Parse and check a pipeline file; no network or database I/O.
+    Validate(ConfigArg),
+    /// Preflight: connect to Pulsar and each connector's system and report
+    /// settings that would break the run.
+    Check(ConfigArg),
+}
+
+/// A pipeline file.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The pipeline file (YAML): `pulsar`, `http`, `sources` and `sinks`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `sluice localrun`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("connector")
+        .required(true)
+        .args(["source_config_file", "sink_config_file"])
+))]
+pub struct LocalrunArgs {
+    /// A Pulsar IO source config (SourceConfig fields).
+    #[arg(long, value_name = "FILE")]
+    pub source_config_file: Option<PathBuf>,
+    /// A Pulsar IO sink config (SinkConfig fields).
+    #[arg(long, value_name = "FILE")]
+    pub sink_config_file: Option<PathBuf>,
+    /// The broker's binary protocol URL.
+    #[arg(long, value_name = "URL", default_value = "pulsar://localhost:6650")]
+    pub broker_service_url: String,
+    /// The broker's admin REST URL.
+    #[arg(long, value_name = "URL")]
+    pub web_service_url: Option<String>,
+}
