@@ -2,4 +2,179 @@
 //!
 //! A connector moves records between an external system and the runtime. It
 //! never sees a Pulsar type: the runtime owns every interaction with the
-//! broker.
+//! broker. Which connectors exist is the explicit list in this file: a
+//! `className` picks a [`SourceKind`] or [`SinkKind`], its `configs` are
+//! validated purely into a [`SourceSpec`] or [`SinkSpec`], and a spec opens
+//! a connector.
+
+pub mod api;
+pub mod config;
+pub mod datagen;
+pub mod file_sink;
+
+pub use api::{
+    BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink, SinkRecord,
+    Source, SourceBatch, SourceRecord,
+};
+pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
+
+use datagen::{Datagen, DatagenConfig};
+use file_sink::{FileSink, FileSinkConfig};
+
+/// The source connectors, by the `className` that selects them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `datagen`: deterministic generated records.
+    Datagen,
+}
+
+impl SourceKind {
+    /// Every accepted `className`, for error messages.
+    pub const CLASS_NAMES: &'static str = "datagen";
+
+    /// The connector a `className` names.
+    pub fn from_class_name(name: &str) -> Option<Self> {
+        match name {
+            "datagen" => Some(Self::Datagen),
+            _ => None,
+        }
+    }
+
+    /// Validate `configs` for this connector. Pure: no I/O.
+    pub fn validate(self, configs: &ConfigMap) -> (Option<SourceSpec>, ConfigReport) {
+        match self {
+            Self::Datagen => {
+                let (c, report) = DatagenConfig::from_configs(configs);
+                (c.map(SourceSpec::Datagen), report)
+            }
+        }
+    }
+}
+
+/// A validated source configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// `datagen`.
+    Datagen(DatagenConfig),
+}
+
+impl SourceSpec {
+    /// Open the connector.
+    pub async fn open(&self) -> Result<AnySource, ConnectorError> {
+        match self {
+            Self::Datagen(c) => Ok(AnySource::Datagen(Datagen::open(c.clone()).await?)),
+        }
+    }
+}
+
+/// An open source connector.
+#[derive(Debug)]
+pub enum AnySource {
+    /// `datagen`.
+    Datagen(Datagen),
+}
+
+impl Source for AnySource {
+    async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+        match self {
+            Self::Datagen(s) => s.read().await,
+        }
+    }
+
+    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
+        match self {
+            Self::Datagen(s) => s.commit(position).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Self::Datagen(s) => s.close().await,
+        }
+    }
+
+    async fn preflight(&mut self) -> Vec<Finding> {
+        match self {
+            Self::Datagen(s) => s.preflight().await,
+        }
+    }
+}
+
+/// The sink connectors, by the `className` that selects them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// `file`: JSON lines in a local file.
+    File,
+}
+
+impl SinkKind {
+    /// Every accepted `className`, for error messages.
+    pub const CLASS_NAMES: &'static str = "file";
+
+    /// The connector a `className` names.
+    pub fn from_class_name(name: &str) -> Option<Self> {
+        match name {
+            "file" => Some(Self::File),
+            _ => None,
+        }
+    }
+
+    /// Validate `configs` for this connector. Pure: no I/O.
+    pub fn validate(self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport) {
+        match self {
+            Self::File => {
+                let (c, report) = FileSinkConfig::from_configs(configs);
+                (c.map(SinkSpec::File), report)
+            }
+        }
+    }
+}
+
+/// A validated sink configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkSpec {
+    /// `file`.
+    File(FileSinkConfig),
+}
+
+impl SinkSpec {
+    /// Open the connector.
+    pub async fn open(&self) -> Result<AnySink, ConnectorError> {
+        match self {
+            Self::File(c) => Ok(AnySink::File(FileSink::open(c.clone()).await?)),
+        }
+    }
+}
+
+/// An open sink connector.
+#[derive(Debug)]
+pub enum AnySink {
+    /// `file`.
+    File(FileSink),
+}
+
+impl Sink for AnySink {
+    fn batch_policy(&self) -> BatchPolicy {
+        match self {
+            Self::File(s) => s.batch_policy(),
+        }
+    }
+
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        match self {
+            Self::File(s) => s.write(batch).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Self::File(s) => s.close().await,
+        }
+    }
+
+    async fn preflight(&mut self) -> Vec<Finding> {
+        match self {
+            Self::File(s) => s.preflight().await,
+        }
+    }
+}

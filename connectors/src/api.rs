@@ -1,0 +1,254 @@
+//! The connector API: what a source and a sink implement, and the records
+//! they exchange with the runtime.
+//!
+//! The runtime owns Pulsar. A source hands it records and learns, through
+//! [`Source::commit`], which of its positions are durable. A sink receives
+//! records and tells the runtime, by returning from [`Sink::write`], that
+//! they are durable in its target.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// A point in a source's stream that it can resume from, such as a Postgres
+/// LSN or a generator's count. Positions only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position(pub u64);
+
+/// A record's place in its source stream, strictly increasing per source.
+/// It is published as the `sluice.seq` property and is the dedup key.
+///
+/// The Postgres source builds it from the commit LSN (high 64 bits) and the
+/// record's ordinal in its transaction (low 64 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Sequence(pub u128);
+
+impl Sequence {
+    /// A sequence from a commit position and an ordinal inside it.
+    pub fn from_parts(high: u64, low: u64) -> Self {
+        Self((u128::from(high) << 64) | u128::from(low))
+    }
+}
+
+impl std::fmt::Display for Sequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Sequence {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Self)
+    }
+}
+
+/// One record from a source, to be published as one Pulsar message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceRecord {
+    /// The topic name, relative to the connector's tenant and namespace
+    /// (`retail.public.orders`). `None` publishes to the connector's
+    /// configured topic.
+    pub topic: Option<String>,
+    /// The message key; Pulsar routes and Key_Shared-dispatches by it.
+    pub key: Option<String>,
+    /// The message value.
+    pub value: Vec<u8>,
+    /// Message properties.
+    pub properties: Vec<(String, String)>,
+    /// When the change happened, in milliseconds since the Unix epoch.
+    pub event_time_ms: Option<u64>,
+    /// The record's sequence, published as `sluice.seq`.
+    pub sequence: Option<Sequence>,
+}
+
+/// What [`Source::read`] returns: records in source order, and optionally the
+/// position the source may resume from once they, and every record before
+/// them, are durable.
+///
+/// A batch with a checkpoint ends a source transaction: under
+/// EFFECTIVELY_ONCE the runtime publishes the records from one checkpoint to
+/// the next as one unit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceBatch {
+    /// The records, in the order they must be published.
+    pub records: Vec<SourceRecord>,
+    /// The position covered once these records are durable.
+    pub checkpoint: Option<Position>,
+}
+
+/// One record delivered to a sink.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkRecord {
+    /// The full topic name the record came from.
+    pub topic: String,
+    /// The message key, if any.
+    pub key: Option<String>,
+    /// The message value; `None` when the message had an empty payload
+    /// (a tombstone, for `nullValueAction`).
+    pub value: Option<Vec<u8>>,
+    /// Message properties.
+    pub properties: Vec<(String, String)>,
+    /// Event time in milliseconds since the Unix epoch, if the producer set one.
+    pub event_time_ms: Option<u64>,
+    /// When the broker received the message, in milliseconds since the epoch.
+    pub publish_time_ms: u64,
+    /// The `sluice.seq` property, when the record came from a sluice source.
+    pub sequence: Option<Sequence>,
+    /// The Pulsar message id as text (`ledger:entry:partition:batch`), for
+    /// records without a sequence.
+    pub message_id: String,
+}
+
+impl SinkRecord {
+    /// The value of a property.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The system is unavailable or busy: the same work may succeed later.
+    Retryable,
+    /// The input or the configuration is wrong: the same work fails again.
+    Permanent,
+}
+
+/// An error from a connector, classified for the retry policy.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectorError {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConnectorError {
+    /// An error that may go away if the same work is tried again.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Retryable, message: message.into(), source: None }
+    }
+
+    /// An error that the same work will meet again.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Permanent, message: message.into(), source: None }
+    }
+
+    /// Attach the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Whether retrying can help.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// True for [`ErrorKind::Retryable`].
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
+}
+
+/// How serious a preflight finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The run would work, but something is worth the operator's attention.
+    Warning,
+    /// The run would fail or break its guarantee.
+    Error,
+}
+
+/// One preflight finding: what is wrong and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// How serious it is.
+    pub severity: Severity,
+    /// What is wrong and how to fix it, in one or two sentences.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding that breaks the run.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { severity: Severity::Error, message: message.into() }
+    }
+
+    /// A finding worth attention.
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, message: message.into() }
+    }
+}
+
+/// A source of records.
+///
+/// The runtime calls the methods of one instance from one task, one at a
+/// time: `read` and `commit` interleave but never overlap. After an error, or
+/// when the run stops, the runtime calls [`Source::close`] exactly once and
+/// drops the instance; a restart builds a new one, which resumes from the
+/// last position passed to `commit`, or from its own durable state.
+pub trait Source: Send {
+    /// The next records, in source order. Waits until at least one record or
+    /// a checkpoint is available. `Ok(None)` means the source is exhausted
+    /// and the connector is done.
+    ///
+    /// A source must not let unacknowledged work grow without bound: the
+    /// runtime stops calling `read` while its in-flight limit is reached,
+    /// and the source must then hold back (for Postgres, by not reading the
+    /// replication stream).
+    fn read(&mut self) -> impl Future<Output = Result<Option<SourceBatch>, ConnectorError>> + Send;
+
+    /// Every record up to the batch that carried `position` is durable under
+    /// the connector's guarantee: the source may forget it and confirm the
+    /// position to its origin. Positions passed here never decrease, and
+    /// only a contiguous durable prefix is ever reported.
+    fn commit(&mut self, position: Position) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// Release resources. Called once; must not fail.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Findings about the source's system that would break a run.
+    fn preflight(&mut self) -> impl Future<Output = Vec<Finding>> + Send;
+}
+
+/// How a sink wants its records grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// At most this many records per [`Sink::write`].
+    pub max_records: usize,
+    /// Write a partial batch once its first record has waited this long.
+    pub max_wait: Duration,
+}
+
+/// A destination for records.
+///
+/// The runtime calls one instance from one task, one call at a time, and
+/// calls [`Sink::close`] exactly once before dropping it.
+pub trait Sink: Send {
+    /// How to group records for [`Sink::write`].
+    fn batch_policy(&self) -> BatchPolicy;
+
+    /// Write records, in order. When it returns `Ok`, every record is durable
+    /// in the target (committed, fsynced): the runtime then acknowledges
+    /// them and they are never delivered again under EFFECTIVELY_ONCE.
+    ///
+    /// On `Err`, nothing of the batch may be visible: the runtime retries
+    /// the batch after a retryable error, and after a permanent one writes
+    /// the records one at a time to find the ones the target rejects.
+    /// Delivery is at least once, so writes must tolerate a record seen
+    /// twice.
+    fn write(&mut self, batch: &[SinkRecord]) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// Release resources. Called once; must not fail.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Findings about the sink's target that would break a run.
+    fn preflight(&mut self) -> impl Future<Output = Vec<Finding>> + Send;
+}
