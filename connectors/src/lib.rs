@@ -40,6 +40,14 @@ impl SourceKind {
         }
     }
 
+    /// True when the connector picks each record's topic itself, so that
+    /// `topicName` is optional.
+    pub fn names_its_topics(self) -> bool {
+        match self {
+            Self::Datagen => false,
+        }
+    }
+
     /// Validate `configs` for this connector. Pure: no I/O.
     pub fn validate(self, configs: &ConfigMap) -> (Option<SourceSpec>, ConfigReport) {
         match self {

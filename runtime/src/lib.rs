@@ -2,3 +2,4 @@
 //! Pulsar, and the command line of the `sluice` binary.
 
 pub mod cli;
+pub mod config;
