@@ -132,12 +132,20 @@ pub struct ConnectorError {
 impl ConnectorError {
     /// An error that may go away if the same work is tried again.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Retryable, message: message.into(), source: None }
+        Self {
+            kind: ErrorKind::Retryable,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// An error that the same work will meet again.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Permanent, message: message.into(), source: None }
+        Self {
+            kind: ErrorKind::Permanent,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attach the underlying error.
@@ -178,12 +186,18 @@ pub struct Finding {
 impl Finding {
     /// A finding that breaks the run.
     pub fn error(message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, message: message.into() }
+        Self {
+            severity: Severity::Error,
+            message: message.into(),
+        }
     }
 
     /// A finding worth attention.
     pub fn warning(message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, message: message.into() }
+        Self {
+            severity: Severity::Warning,
+            message: message.into(),
+        }
     }
 }
 
@@ -209,7 +223,10 @@ pub trait Source: Send {
     /// the connector's guarantee: the source may forget it and confirm the
     /// position to its origin. Positions passed here never decrease, and
     /// only a contiguous durable prefix is ever reported.
-    fn commit(&mut self, position: Position) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+    fn commit(
+        &mut self,
+        position: Position,
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
@@ -244,7 +261,10 @@ pub trait Sink: Send {
     /// the records one at a time to find the ones the target rejects.
     /// Delivery is at least once, so writes must tolerate a record seen
     /// twice.
-    fn write(&mut self, batch: &[SinkRecord]) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+    fn write(
+        &mut self,
+        batch: &[SinkRecord],
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;

@@ -100,7 +100,11 @@ pub struct ConfigReader<'a> {
 impl<'a> ConfigReader<'a> {
     /// Start reading a map.
     pub fn new(map: &'a ConfigMap) -> Self {
-        Self { map, seen: Mutex::default(), report: Mutex::default() }
+        Self {
+            map,
+            seen: Mutex::default(),
+            report: Mutex::default(),
+        }
     }
 
     fn get(&self, key: &str) -> Option<&'a ConfigValue> {
@@ -116,12 +120,18 @@ impl<'a> ConfigReader<'a> {
     /// Record an error against a key.
     pub fn error(&self, key: &str, message: impl Into<String>) {
         if let Ok(mut report) = self.report.lock() {
-            report.errors.push(ConfigIssue { key: key.to_owned(), message: message.into() });
+            report.errors.push(ConfigIssue {
+                key: key.to_owned(),
+                message: message.into(),
+            });
         }
     }
 
     fn wrong_type(&self, key: &str, expected: &str, got: &ConfigValue) {
-        self.error(key, format!("expected {expected}, found {}", got.type_name()));
+        self.error(
+            key,
+            format!("expected {expected}, found {}", got.type_name()),
+        );
     }
 
     /// A string value. Numbers and booleans are accepted as their text.
@@ -167,7 +177,10 @@ impl<'a> ConfigReader<'a> {
             ConfigValue::String(s) => match s.trim().parse() {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    self.error(key, format!("expected a non-negative integer, found \"{s}\""));
+                    self.error(
+                        key,
+                        format!("expected a non-negative integer, found \"{s}\""),
+                    );
                     None
                 }
             },
@@ -270,7 +283,10 @@ mod tests {
     use super::*;
 
     fn map(entries: &[(&str, ConfigValue)]) -> ConfigMap {
-        entries.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -282,7 +298,10 @@ mod tests {
 
     #[test]
     fn numbers_accept_digit_strings_and_reject_words() {
-        let m = map(&[("a", ConfigValue::String("42".into())), ("b", ConfigValue::String("lots".into()))]);
+        let m = map(&[
+            ("a", ConfigValue::String("42".into())),
+            ("b", ConfigValue::String("lots".into())),
+        ]);
         let r = ConfigReader::new(&m);
         assert_eq!(r.u64("a"), Some(42));
         assert_eq!(r.u64("b"), None);
@@ -302,18 +321,38 @@ mod tests {
         r.u64("used");
         r.ignore(&["legacy"], "not used by sluice");
         let report = r.finish("used");
-        assert_eq!(report.errors.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["typo"]);
-        assert_eq!(report.warnings.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["legacy"]);
+        assert_eq!(
+            report
+                .errors
+                .iter()
+                .map(|i| i.key.as_str())
+                .collect::<Vec<_>>(),
+            ["typo"]
+        );
+        assert_eq!(
+            report
+                .warnings
+                .iter()
+                .map(|i| i.key.as_str())
+                .collect::<Vec<_>>(),
+            ["legacy"]
+        );
     }
 
     #[test]
     fn lists_come_as_yaml_lists_or_comma_strings() {
         let m = map(&[
             ("a", ConfigValue::String("x, y,z".into())),
-            ("b", ConfigValue::List(vec![ConfigValue::String("x".into())])),
+            (
+                "b",
+                ConfigValue::List(vec![ConfigValue::String("x".into())]),
+            ),
         ]);
         let r = ConfigReader::new(&m);
-        assert_eq!(r.string_list("a"), Some(vec!["x".into(), "y".into(), "z".into()]));
+        assert_eq!(
+            r.string_list("a"),
+            Some(vec!["x".into(), "y".into(), "z".into()])
+        );
         assert_eq!(r.string_list("b"), Some(vec!["x".into()]));
     }
 
@@ -322,6 +361,12 @@ mod tests {
         let m = ConfigMap::new();
         let r = ConfigReader::new(&m);
         assert_eq!(r.required_string("path"), None);
-        assert_eq!(r.finish("path").errors, [ConfigIssue { key: "path".into(), message: "is required".into() }]);
+        assert_eq!(
+            r.finish("path").errors,
+            [ConfigIssue {
+                key: "path".into(),
+                message: "is required".into()
+            }]
+        );
     }
 }

@@ -13,8 +13,8 @@ pub mod datagen;
 pub mod file_sink;
 
 pub use api::{
-    BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink, SinkRecord,
-    Source, SourceBatch, SourceRecord,
+    BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
+    SinkRecord, Source, SourceBatch, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 

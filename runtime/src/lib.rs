@@ -3,3 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod pulsar;

@@ -1,15 +1,201 @@
 //! The `sluice` binary: parses the command line and hands off to the runtime.
+//!
+//! Exit codes: 0 ok, 1 a runtime failure, 2 bad usage or bad config.
+
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use sluice_runtime::cli::{Cli, Command};
+use sluice_connectors::{Severity, Sink, Source};
+use sluice_runtime::cli::{Cli, Command, LocalrunArgs};
+use sluice_runtime::config::{self, ConfigErrors, ConnectorFileKind, Loaded, LocalrunOverrides};
+use sluice_runtime::{engine, http, pulsar};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Run(_) | Command::Localrun(_) | Command::Validate(_) | Command::Check(_) => {
-            anyhow::bail!(
-                "this build of sluice has its command line only; the engine is not built yet"
-            )
+    init_tracing();
+    let loaded = match &cli.command {
+        Command::Run(a) | Command::Validate(a) | Command::Check(a) => {
+            config::load_pipeline(&a.config)
         }
+        Command::Localrun(a) => load_localrun(a),
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(errors) => return config_failure(&errors),
+    };
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Validate(_) => {
+            let p = &loaded.pipeline;
+            println!(
+                "ok: {} source(s), {} sink(s)",
+                p.sources.len(),
+                p.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Check(_) => runtime.block_on(check(loaded)),
+        Command::Run(_) | Command::Localrun(_) => runtime.block_on(run(loaded)),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_localrun(a: &LocalrunArgs) -> Result<Loaded, ConfigErrors> {
+    let overrides = LocalrunOverrides {
+        broker_service_url: Some(a.broker_service_url.clone()),
+        web_service_url: a.web_service_url.clone(),
+    };
+    match (&a.source_config_file, &a.sink_config_file) {
+        (Some(f), _) => config::load_connector_file(f, ConnectorFileKind::Source, &overrides),
+        (None, Some(f)) => config::load_connector_file(f, ConnectorFileKind::Sink, &overrides),
+        (None, None) => unreachable!("clap requires one of the two files"),
+    }
+}
+
+fn config_failure(errors: &ConfigErrors) -> ExitCode {
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+    ExitCode::from(2)
+}
+
+/// First SIGINT or SIGTERM: drain and stop. Second: exit at once.
+fn watch_signals(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        for n in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                info!("stopping: draining in-flight work (a second signal exits at once)");
+                shutdown.cancel();
+            } else {
+                warn!("second signal: exiting without draining");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+async fn run(loaded: Loaded) -> ExitCode {
+    let pipeline = loaded.pipeline;
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone());
+    let statuses = engine::statuses(&pipeline);
+    let server = match pipeline.http {
+        Some(addr) => match http::bind(addr).await {
+            Ok(listener) => {
+                info!(listen = %addr, "http endpoints ready");
+                Some(tokio::spawn(http::serve(
+                    listener,
+                    Arc::new(statuses.clone()),
+                    shutdown.clone(),
+                )))
+            }
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    info!(
+        sources = pipeline.sources.len(),
+        sinks = pipeline.sinks.len(),
+        "sluice running"
+    );
+    engine::run(pipeline, &statuses, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    info!("sluice stopped");
+    ExitCode::SUCCESS
+}
+
+async fn check(loaded: Loaded) -> ExitCode {
+    let pipeline = loaded.pipeline;
+    let mut findings: Vec<(String, Severity, String)> = Vec::new();
+    match pulsar::connect(&pipeline.pulsar).await {
+        Ok(_) => println!("ok    pulsar: connected to {}", pipeline.pulsar.service_url),
+        Err(e) => findings.push((
+            "pulsar".into(),
+            Severity::Error,
+            format!("cannot connect: {e}"),
+        )),
+    }
+    for def in &pipeline.sources {
+        match def.spec.open().await {
+            Ok(mut s) => {
+                findings.extend(
+                    s.preflight()
+                        .await
+                        .into_iter()
+                        .map(|f| (def.name.clone(), f.severity, f.message)),
+                );
+                s.close().await;
+            }
+            Err(e) => findings.push((def.name.clone(), Severity::Error, e.to_string())),
+        }
+    }
+    for def in &pipeline.sinks {
+        match def.spec.open().await {
+            Ok(mut s) => {
+                findings.extend(
+                    s.preflight()
+                        .await
+                        .into_iter()
+                        .map(|f| (def.name.clone(), f.severity, f.message)),
+                );
+                s.close().await;
+            }
+            Err(e) => findings.push((def.name.clone(), Severity::Error, e.to_string())),
+        }
+    }
+    for (who, severity, message) in &findings {
+        let tag = if *severity == Severity::Error {
+            "error"
+        } else {
+            "warn "
+        };
+        println!("{tag} {who}: {message}");
+    }
+    if findings.iter().any(|(_, s, _)| *s == Severity::Error) {
+        ExitCode::from(1)
+    } else {
+        println!("ok: no problems found");
+        ExitCode::SUCCESS
     }
 }

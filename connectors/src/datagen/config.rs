@@ -47,7 +47,10 @@ impl DatagenConfig {
         }
         let payload_bytes = r.u64_or("payloadBytes", DEFAULT_PAYLOAD_BYTES);
         if payload_bytes > 4 * 1024 * 1024 {
-            r.error("payloadBytes", "must be at most 4194304 (a Pulsar message is limited to 5 MB)");
+            r.error(
+                "payloadBytes",
+                "must be at most 4194304 (a Pulsar message is limited to 5 MB)",
+            );
         }
         let state_file = r.string("stateFile").map(PathBuf::from);
         let report = r.finish(KNOWN);

@@ -31,7 +31,12 @@ impl Datagen {
             Some(path) => read_state(path).await?,
             None => 0,
         };
-        Ok(Self { config, next, started: Instant::now(), started_at: next })
+        Ok(Self {
+            config,
+            next,
+            started: Instant::now(),
+            started_at: next,
+        })
     }
 
     fn record(&self, i: u64, now_ms: u64) -> SourceRecord {
@@ -67,7 +72,10 @@ impl Datagen {
 
 impl Source for Datagen {
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
-        let remaining = self.config.count.map_or(u64::MAX, |c| c.saturating_sub(self.next));
+        let remaining = self
+            .config
+            .count
+            .map_or(u64::MAX, |c| c.saturating_sub(self.next));
         if remaining == 0 {
             return Ok(None);
         }
@@ -75,9 +83,14 @@ impl Source for Datagen {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let records = (self.next..self.next + n).map(|i| self.record(i, now_ms)).collect();
+        let records = (self.next..self.next + n)
+            .map(|i| self.record(i, now_ms))
+            .collect();
         self.next += n;
-        Ok(Some(SourceBatch { records, checkpoint: Some(Position(self.next)) }))
+        Ok(Some(SourceBatch {
+            records,
+            checkpoint: Some(Position(self.next)),
+        }))
     }
 
     async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
@@ -93,7 +106,10 @@ impl Source for Datagen {
         let Some(path) = &self.config.state_file else {
             return Vec::new();
         };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         match tokio::fs::metadata(dir).await {
             Ok(m) if m.is_dir() => Vec::new(),
             _ => vec![Finding::error(format!(
@@ -107,7 +123,10 @@ impl Source for Datagen {
 async fn read_state(path: &Path) -> Result<u64, ConnectorError> {
     match tokio::fs::read_to_string(path).await {
         Ok(text) => text.trim().parse().map_err(|_| {
-            ConnectorError::permanent(format!("state file {} does not hold a position", path.display()))
+            ConnectorError::permanent(format!(
+                "state file {} does not hold a position",
+                path.display()
+            ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(ConnectorError::retryable(format!("read {}", path.display())).with_source(e)),
@@ -151,7 +170,10 @@ mod tests {
         let mut source = Datagen::open(config(10)).await.unwrap();
         let mut seen = Vec::new();
         while let Some(batch) = source.read().await.unwrap() {
-            assert_eq!(batch.checkpoint, Some(Position(seen.len() as u64 + batch.records.len() as u64)));
+            assert_eq!(
+                batch.checkpoint,
+                Some(Position(seen.len() as u64 + batch.records.len() as u64))
+            );
             seen.extend(batch.records);
         }
         assert_eq!(seen.len(), 10);

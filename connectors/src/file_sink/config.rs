@@ -37,7 +37,11 @@ impl FileSinkConfig {
             .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
         let report = r.finish(KNOWN);
         let config = match path {
-            Some(path) if report.errors.is_empty() => Some(Self { path, batch_size, timeout }),
+            Some(path) if report.errors.is_empty() => Some(Self {
+                path,
+                batch_size,
+                timeout,
+            }),
             _ => None,
         };
         (config, report)

@@ -32,14 +32,24 @@ impl FileSink {
             .map_err(|e| {
                 ConnectorError::retryable(format!("open {}", config.path.display())).with_source(e)
             })?;
-        Ok(Self { config, file: Some(file) })
+        Ok(Self {
+            config,
+            file: Some(file),
+        })
     }
 }
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
     let content = std::fs::read(path)?;
-    let complete = content.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let complete = content
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
     if complete < content.len() {
         file.set_len(complete as u64)?;
         file.sync_all()?;
@@ -73,7 +83,10 @@ fn line(record: &SinkRecord, out: &mut Vec<u8>) -> Result<(), ConnectorError> {
 
 impl Sink for FileSink {
     fn batch_policy(&self) -> BatchPolicy {
-        BatchPolicy { max_records: self.config.batch_size as usize, max_wait: self.config.timeout }
+        BatchPolicy {
+            max_records: self.config.batch_size as usize,
+            max_wait: self.config.timeout,
+        }
     }
 
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
@@ -93,7 +106,8 @@ impl Sink for FileSink {
         .map_err(|e| ConnectorError::permanent("file sink writer panicked").with_source(e))?;
         self.file = Some(file);
         result.map_err(|e| {
-            ConnectorError::retryable(format!("append to {}", self.config.path.display())).with_source(e)
+            ConnectorError::retryable(format!("append to {}", self.config.path.display()))
+                .with_source(e)
         })
     }
 
@@ -152,7 +166,8 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_cut_on_open() {
-        let path = std::env::temp_dir().join(format!("sluice-file-sink-{}.jsonl", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("sluice-file-sink-{}.jsonl", std::process::id()));
         std::fs::write(&path, b"{\"a\":1}\n{\"a\":").unwrap();
         drop(open_append(&path).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");

@@ -25,7 +25,11 @@ pub(crate) fn substitute(
         substitute_line(content, index + 1, &lookup, &mut out, &mut missing);
         out.push_str(comment);
     }
-    if missing.is_empty() { Ok(out) } else { Err(missing) }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 fn substitute_line(
@@ -41,9 +45,9 @@ fn substitute_line(
         out.push_str(&rest[..at]);
         column += rest[..at].chars().count();
         let after = &rest[at..];
-        if after.starts_with("$${") {
+        if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = tail;
             column += 3;
             continue;
         }
@@ -57,7 +61,11 @@ fn substitute_line(
             };
             match lookup(name).or_else(|| default.map(str::to_owned)) {
                 Some(value) => out.push_str(&value),
-                None => missing.push(MissingVariable { name: name.to_owned(), line: line_no, column }),
+                None => missing.push(MissingVariable {
+                    name: name.to_owned(),
+                    line: line_no,
+                    column,
+                }),
             }
             let consumed = 2 + end + 1;
             column += after[..consumed].chars().count();
@@ -113,8 +121,16 @@ mod tests {
         assert_eq!(
             err,
             [
-                MissingVariable { name: "NOPE".into(), line: 2, column: 5 },
-                MissingVariable { name: "ALSO".into(), line: 2, column: 14 },
+                MissingVariable {
+                    name: "NOPE".into(),
+                    line: 2,
+                    column: 5
+                },
+                MissingVariable {
+                    name: "ALSO".into(),
+                    line: 2,
+                    column: 14
+                },
             ]
         );
     }

@@ -184,7 +184,11 @@ impl std::fmt::Display for ConfigError {
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
 fn render(errors: &[ConfigError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A setting that is accepted but does nothing here.
@@ -242,8 +246,9 @@ pub fn load_connector_file(
     overrides: &LocalrunOverrides,
 ) -> Result<Loaded, ConfigErrors> {
     let text = read(path)?;
-    validate::connector_file_from_str(path, &text, kind, overrides, |name| std::env::var(name).ok())
+    validate::connector_file_from_str(path, &text, kind, overrides, |name| {
+        std::env::var(name).ok()
+    })
 }
 
-#[cfg(test)]
-pub(crate) use validate::pipeline_from_str;
+pub(crate) use validate::qualify_topic;

@@ -12,9 +12,10 @@ use sluice_connectors::{ConfigMap, ConfigValue, Secret, SinkKind, SourceKind};
 use super::raw::{PipelineFile, RawConfigs, RawValue, SinkEntry, SourceEntry};
 use super::{
     Batching, Compression, ConfigError, ConfigErrors, ConnectorFileKind, DEFAULT_BATCH_MAX_BYTES,
-    DEFAULT_BATCH_MAX_DELAY, DEFAULT_BATCH_MAX_MESSAGES, DEFAULT_MAX_PENDING_MESSAGES, DEFAULT_MAX_RETRIES,
-    DEFAULT_NACK_DELAY, DEFAULT_SERVICE_URL, Guarantee, Loaded, LocalrunOverrides, Pipeline, ProducerSettings,
-    PulsarSettings, SinkDef, SourceDef, SubscriptionPosition, SubscriptionType,
+    DEFAULT_BATCH_MAX_DELAY, DEFAULT_BATCH_MAX_MESSAGES, DEFAULT_MAX_PENDING_MESSAGES,
+    DEFAULT_MAX_RETRIES, DEFAULT_NACK_DELAY, DEFAULT_SERVICE_URL, Guarantee, Loaded,
+    LocalrunOverrides, Pipeline, ProducerSettings, PulsarSettings, SinkDef, SourceDef,
+    SubscriptionPosition, SubscriptionType,
 };
 
 /// Collects errors and warnings with their places.
@@ -26,7 +27,11 @@ struct Ctx {
 
 impl Ctx {
     fn new(file: &Path) -> Self {
-        Self { file: file.to_owned(), errors: Vec::new(), warnings: Vec::new() }
+        Self {
+            file: file.to_owned(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     fn issue(&self, at: Option<&Location>, path: &str, message: impl Into<String>) -> ConfigError {
@@ -51,7 +56,10 @@ impl Ctx {
 
     fn finish(self, pipeline: Option<Pipeline>) -> Result<Loaded, ConfigErrors> {
         match pipeline {
-            Some(pipeline) if self.errors.is_empty() => Ok(Loaded { pipeline, warnings: self.warnings }),
+            Some(pipeline) if self.errors.is_empty() => Ok(Loaded {
+                pipeline,
+                warnings: self.warnings,
+            }),
             _ => Err(ConfigErrors(self.errors)),
         }
     }
@@ -73,7 +81,10 @@ fn parse<T: DeserializeOwned>(
                     line: m.line as u64,
                     column: m.column as u64,
                     path: String::new(),
-                    message: format!("the environment variable {} is not set (write ${{{}:-}} for empty)", m.name, m.name),
+                    message: format!(
+                        "the environment variable {} is not set (write ${{{}:-}} for empty)",
+                        m.name, m.name
+                    ),
                 })
                 .collect(),
         )
@@ -89,7 +100,11 @@ fn parse<T: DeserializeOwned>(
     parsed.map_err(|e| {
         let location = e.location();
         let message = plain_message(&e.without_snippet().to_string());
-        let path = if field_path == "." { String::new() } else { field_path };
+        let path = if field_path == "." {
+            String::new()
+        } else {
+            field_path
+        };
         ConfigErrors(vec![ConfigError {
             file: file.to_owned(),
             line: location.map_or(0, |l| l.line()),
@@ -118,17 +133,22 @@ pub(crate) fn pipeline_from_str(
     let raw: PipelineFile = parse(file, text, lookup)?;
     let mut ctx = Ctx::new(file);
     let pulsar = pulsar_settings(raw.pulsar, &mut ctx);
-    let http = raw.http.and_then(|h| match h.listen.value.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            ctx.error(
-                Some(&h.listen.referenced),
-                "http.listen",
-                format!("\"{}\" is not an address:port such as 127.0.0.1:9464", h.listen.value),
-            );
-            None
-        }
-    });
+    let http = raw
+        .http
+        .and_then(|h| match h.listen.value.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                ctx.error(
+                    Some(&h.listen.referenced),
+                    "http.listen",
+                    format!(
+                        "\"{}\" is not an address:port such as 127.0.0.1:9464",
+                        h.listen.value
+                    ),
+                );
+                None
+            }
+        });
     let sources: Vec<_> = raw
         .sources
         .iter()
@@ -145,7 +165,12 @@ pub(crate) fn pipeline_from_str(
         ctx.error(None, "", "the pipeline has no sources and no sinks");
     }
     check_unique_names(&raw.sources, &raw.sinks, &mut ctx);
-    ctx.finish(Some(Pipeline { pulsar, http, sources, sinks }))
+    ctx.finish(Some(Pipeline {
+        pulsar,
+        http,
+        sources,
+        sinks,
+    }))
 }
 
 pub(crate) fn connector_file_from_str(
@@ -157,7 +182,10 @@ pub(crate) fn connector_file_from_str(
 ) -> Result<Loaded, ConfigErrors> {
     let mut ctx = Ctx::new(file);
     let pulsar = PulsarSettings {
-        service_url: overrides.broker_service_url.clone().unwrap_or_else(|| DEFAULT_SERVICE_URL.to_owned()),
+        service_url: overrides
+            .broker_service_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVICE_URL.to_owned()),
         web_service_url: overrides.web_service_url.clone(),
         auth_token: None,
         tls_trust_certs_file_path: None,
@@ -167,23 +195,42 @@ pub(crate) fn connector_file_from_str(
     let (sources, sinks) = match kind {
         ConnectorFileKind::Source => {
             let entry: Spanned<SourceEntry> = parse(file, text, lookup)?;
-            (source_def(&entry, "", &mut ctx).into_iter().collect(), Vec::new())
+            (
+                source_def(&entry, "", &mut ctx).into_iter().collect(),
+                Vec::new(),
+            )
         }
         ConnectorFileKind::Sink => {
             let entry: Spanned<SinkEntry> = parse(file, text, lookup)?;
-            (Vec::new(), sink_def(&entry, "", &mut ctx).into_iter().collect())
+            (
+                Vec::new(),
+                sink_def(&entry, "", &mut ctx).into_iter().collect(),
+            )
         }
     };
-    ctx.finish(Some(Pipeline { pulsar, http: None, sources, sinks }))
+    ctx.finish(Some(Pipeline {
+        pulsar,
+        http: None,
+        sources,
+        sinks,
+    }))
 }
 
 fn join(prefix: &str, field: &str) -> String {
-    if prefix.is_empty() { field.to_owned() } else { format!("{prefix}.{field}") }
+    if prefix.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{prefix}.{field}")
+    }
 }
 
 fn check_service_url(url: &str, at: Option<&Location>, path: &str, ctx: &mut Ctx) {
     if !(url.starts_with("pulsar://") || url.starts_with("pulsar+ssl://")) {
-        ctx.error(at, path, format!("\"{url}\" is not a broker URL: it starts with pulsar:// or pulsar+ssl://"));
+        ctx.error(
+            at,
+            path,
+            format!("\"{url}\" is not a broker URL: it starts with pulsar:// or pulsar+ssl://"),
+        );
     }
 }
 
@@ -222,33 +269,57 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
     }
 }
 
-fn check_unique_names(sources: &[Spanned<SourceEntry>], sinks: &[Spanned<SinkEntry>], ctx: &mut Ctx) {
+fn check_unique_names(
+    sources: &[Spanned<SourceEntry>],
+    sinks: &[Spanned<SinkEntry>],
+    ctx: &mut Ctx,
+) {
     let mut seen = BTreeSet::new();
     let names = sources
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| s.value.name.as_ref().map(|n| (format!("sources[{i}].name"), n)))
-        .chain(
-            sinks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.value.name.as_ref().map(|n| (format!("sinks[{i}].name"), n))),
-        );
+        .filter_map(|(i, s)| {
+            s.value
+                .name
+                .as_ref()
+                .map(|n| (format!("sources[{i}].name"), n))
+        })
+        .chain(sinks.iter().enumerate().filter_map(|(i, s)| {
+            s.value
+                .name
+                .as_ref()
+                .map(|n| (format!("sinks[{i}].name"), n))
+        }));
     for (path, name) in names {
         if !seen.insert(name.value.clone()) {
-            ctx.error(Some(&name.referenced), &path, format!("the name \"{}\" is used twice: connector names are unique", name.value));
+            ctx.error(
+                Some(&name.referenced),
+                &path,
+                format!(
+                    "the name \"{}\" is used twice: connector names are unique",
+                    name.value
+                ),
+            );
         }
     }
 }
 
 /// Reject `name`s that cannot be part of a subscription or metric label.
-fn connector_name(name: Option<&Spanned<String>>, at: &Location, prefix: &str, ctx: &mut Ctx) -> Option<String> {
+fn connector_name(
+    name: Option<&Spanned<String>>,
+    at: &Location,
+    prefix: &str,
+    ctx: &mut Ctx,
+) -> Option<String> {
     let Some(name) = name else {
         ctx.error(Some(at), &join(prefix, "name"), "is required");
         return None;
     };
     let ok = !name.value.is_empty()
-        && name.value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         ctx.error(
             Some(&name.referenced),
@@ -264,7 +335,11 @@ fn connector_name(name: Option<&Spanned<String>>, at: &Location, prefix: &str, c
 pub(crate) fn qualify_topic(topic: &str, tenant: &str, namespace: &str) -> Result<String, String> {
     let (scheme, rest) = match topic.split_once("://") {
         Some((scheme @ ("persistent" | "non-persistent"), rest)) => (scheme, rest),
-        Some((other, _)) => return Err(format!("\"{other}://\" is not a topic domain (persistent:// or non-persistent://)")),
+        Some((other, _)) => {
+            return Err(format!(
+                "\"{other}://\" is not a topic domain (persistent:// or non-persistent://)"
+            ));
+        }
         None => ("persistent", topic),
     };
     let parts: Vec<&str> = rest.split('/').collect();
@@ -274,7 +349,9 @@ pub(crate) fn qualify_topic(topic: &str, tenant: &str, namespace: &str) -> Resul
     match parts.as_slice() {
         [name] => Ok(format!("{scheme}://{tenant}/{namespace}/{name}")),
         [t, n, name] => Ok(format!("{scheme}://{t}/{n}/{name}")),
-        _ => Err(format!("\"{topic}\" is not a topic name: write name, tenant/namespace/name or persistent://tenant/namespace/name")),
+        _ => Err(format!(
+            "\"{topic}\" is not a topic name: write name, tenant/namespace/name or persistent://tenant/namespace/name"
+        )),
     }
 }
 
@@ -290,7 +367,9 @@ fn config_map(
     let mut map = ConfigMap::new();
     let mut places = BTreeMap::new();
     for (key, value) in configs.into_iter().flatten() {
-        let sensitive = ["password", "token", "secret"].iter().any(|w| key.to_ascii_lowercase().contains(w));
+        let sensitive = ["password", "token", "secret"]
+            .iter()
+            .any(|w| key.to_ascii_lowercase().contains(w));
         let v = convert(&value.value);
         let v = match v {
             ConfigValue::String(s) if sensitive => ConfigValue::Secret(Secret::new(s)),
@@ -304,11 +383,18 @@ fn config_map(
             RawValue::String(s) => Secret::new(s.clone()),
             RawValue::Int(i) => Secret::new(i.to_string()),
             _ => {
-                ctx.error(Some(&value.referenced), &join(prefix, &format!("secrets.{key}")), "a secret is a string");
+                ctx.error(
+                    Some(&value.referenced),
+                    &join(prefix, &format!("secrets.{key}")),
+                    "a secret is a string",
+                );
                 continue;
             }
         };
-        if map.insert(key.clone(), ConfigValue::Secret(secret)).is_some() {
+        if map
+            .insert(key.clone(), ConfigValue::Secret(secret))
+            .is_some()
+        {
             ctx.error(
                 Some(&value.referenced),
                 &join(prefix, &format!("secrets.{key}")),
@@ -341,18 +427,30 @@ fn connector_report(
 ) {
     for issue in report.errors {
         let at = places.get(&issue.key).unwrap_or(fallback);
-        ctx.error(Some(at), &join(prefix, &format!("configs.{}", issue.key)), issue.message);
+        ctx.error(
+            Some(at),
+            &join(prefix, &format!("configs.{}", issue.key)),
+            issue.message,
+        );
     }
     for issue in report.warnings {
         let at = places.get(&issue.key).unwrap_or(fallback);
-        ctx.warn(Some(at), &join(prefix, &format!("configs.{}", issue.key)), issue.message);
+        ctx.warn(
+            Some(at),
+            &join(prefix, &format!("configs.{}", issue.key)),
+            issue.message,
+        );
     }
 }
 
 fn warn_ignored(fields: &[(&str, bool)], at: &Location, prefix: &str, ctx: &mut Ctx) {
     for (field, present) in fields {
         if *present {
-            ctx.warn(Some(at), &join(prefix, field), "is a Pulsar IO setting that sluice ignores");
+            ctx.warn(
+                Some(at),
+                &join(prefix, field),
+                "is a Pulsar IO setting that sluice ignores",
+            );
         }
     }
 }
@@ -399,7 +497,11 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
     let kind = match &s.class_name {
         None => {
-            ctx.error(Some(at), &join(prefix, "className"), format!("is required (one of: {})", SourceKind::CLASS_NAMES));
+            ctx.error(
+                Some(at),
+                &join(prefix, "className"),
+                format!("is required (one of: {})", SourceKind::CLASS_NAMES),
+            );
             None
         }
         Some(c) => {
@@ -408,7 +510,11 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
                 ctx.error(
                     Some(&c.referenced),
                     &join(prefix, "className"),
-                    format!("\"{}\" is not a source connector (one of: {})", c.value, SourceKind::CLASS_NAMES),
+                    format!(
+                        "\"{}\" is not a source connector (one of: {})",
+                        c.value,
+                        SourceKind::CLASS_NAMES
+                    ),
                 );
             }
             kind
@@ -418,7 +524,11 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
         let (spec, report) = k.validate(&configs);
         connector_report(report, &places, at, prefix, ctx);
         if spec.is_some() && topic.is_none() && !k.names_its_topics() {
-            ctx.error(Some(at), &join(prefix, "topicName"), "is required for this connector");
+            ctx.error(
+                Some(at),
+                &join(prefix, "topicName"),
+                "is required for this connector",
+            );
         }
         spec
     });
@@ -433,12 +543,20 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
     })
 }
 
-fn producer_settings(cfg: Option<&super::raw::ProducerConfig>, prefix: &str, ctx: &mut Ctx) -> Option<ProducerSettings> {
+fn producer_settings(
+    cfg: Option<&super::raw::ProducerConfig>,
+    prefix: &str,
+    ctx: &mut Ctx,
+) -> Option<ProducerSettings> {
     let default = super::raw::ProducerConfig::default();
     let cfg = cfg.unwrap_or(&default);
     let positive = |v: &Option<Spanned<u32>>, field: &str, default: usize, ctx: &mut Ctx| match v {
         Some(n) if n.value == 0 => {
-            ctx.error(Some(&n.referenced), &join(prefix, field), "must be at least 1");
+            ctx.error(
+                Some(&n.referenced),
+                &join(prefix, field),
+                "must be at least 1",
+            );
             None
         }
         Some(n) => Some(n.value as usize),
@@ -491,7 +609,10 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
             ("archive", s.archive.is_some()),
             ("runtimeFlags", s.runtime_flags.is_some()),
             ("customRuntimeOptions", s.custom_runtime_options.is_some()),
-            ("topicToSerdeClassName", s.topic_to_serde_class_name.is_some()),
+            (
+                "topicToSerdeClassName",
+                s.topic_to_serde_class_name.is_some(),
+            ),
             ("topicToSchemaType", s.topic_to_schema_type.is_some()),
             ("cleanupSubscription", s.cleanup_subscription.is_some()),
         ],
@@ -511,21 +632,35 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
             &join(prefix, "inputs"),
             "set inputs or topicsPattern, not both",
         ),
-        (None, None) => ctx.error(Some(at), &join(prefix, "inputs"), "is required (or topicsPattern)"),
-        (Some(i), None) if i.value.is_empty() => {
-            ctx.error(Some(&i.referenced), &join(prefix, "inputs"), "lists no topic")
-        }
+        (None, None) => ctx.error(
+            Some(at),
+            &join(prefix, "inputs"),
+            "is required (or topicsPattern)",
+        ),
+        (Some(i), None) if i.value.is_empty() => ctx.error(
+            Some(&i.referenced),
+            &join(prefix, "inputs"),
+            "lists no topic",
+        ),
         (Some(i), None) => {
             for (n, topic) in i.value.iter().enumerate() {
                 match qualify_topic(topic, &tenant, &namespace) {
                     Ok(q) => inputs.push(q),
-                    Err(msg) => ctx.error(Some(&i.referenced), &join(prefix, &format!("inputs[{n}]")), msg),
+                    Err(msg) => ctx.error(
+                        Some(&i.referenced),
+                        &join(prefix, &format!("inputs[{n}]")),
+                        msg,
+                    ),
                 }
             }
         }
         (None, Some(p)) => {
             if let Err(e) = regex_lite::Regex::new(&p.value) {
-                ctx.error(Some(&p.referenced), &join(prefix, "topicsPattern"), format!("is not a regular expression: {e}"));
+                ctx.error(
+                    Some(&p.referenced),
+                    &join(prefix, "topicsPattern"),
+                    format!("is not a regular expression: {e}"),
+                );
             }
         }
     }
@@ -533,7 +668,11 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
     let ordering = s.retain_ordering.unwrap_or(false);
     let key_ordering = s.retain_key_ordering.unwrap_or(false);
     if ordering && key_ordering {
-        ctx.error(Some(at), &join(prefix, "retainKeyOrdering"), "conflicts with retainOrdering: set one of them");
+        ctx.error(
+            Some(at),
+            &join(prefix, "retainKeyOrdering"),
+            "conflicts with retainOrdering: set one of them",
+        );
     }
     if key_ordering && guarantee == Guarantee::EffectivelyOnce {
         ctx.error(
@@ -583,7 +722,11 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
     }
     let parallelism = match &s.parallelism {
         Some(p) if p.value == 0 => {
-            ctx.error(Some(&p.referenced), &join(prefix, "parallelism"), "must be at least 1");
+            ctx.error(
+                Some(&p.referenced),
+                &join(prefix, "parallelism"),
+                "must be at least 1",
+            );
             1
         }
         Some(p) if p.value > 1 && subscription_type == SubscriptionType::Failover => {
@@ -601,7 +744,11 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
     let spec = match &s.class_name {
         None => {
-            ctx.error(Some(at), &join(prefix, "className"), format!("is required (one of: {})", SinkKind::CLASS_NAMES));
+            ctx.error(
+                Some(at),
+                &join(prefix, "className"),
+                format!("is required (one of: {})", SinkKind::CLASS_NAMES),
+            );
             None
         }
         Some(c) => match SinkKind::from_class_name(&c.value) {
@@ -609,7 +756,11 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
                 ctx.error(
                     Some(&c.referenced),
                     &join(prefix, "className"),
-                    format!("\"{}\" is not a sink connector (one of: {})", c.value, SinkKind::CLASS_NAMES),
+                    format!(
+                        "\"{}\" is not a sink connector (one of: {})",
+                        c.value,
+                        SinkKind::CLASS_NAMES
+                    ),
                 );
                 None
             }
@@ -632,12 +783,16 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
         namespace,
         inputs,
         topics_pattern: s.topics_pattern.as_ref().map(|p| p.value.clone()),
-        position: s.source_subscription_position.unwrap_or(SubscriptionPosition::Latest),
+        position: s
+            .source_subscription_position
+            .unwrap_or(SubscriptionPosition::Latest),
         subscription_type,
         guarantee,
         dead_letter_topic,
         max_retries,
-        nack_delay: s.negative_ack_redelivery_delay_ms.map_or(DEFAULT_NACK_DELAY, Duration::from_millis),
+        nack_delay: s
+            .negative_ack_redelivery_delay_ms
+            .map_or(DEFAULT_NACK_DELAY, Duration::from_millis),
         ack_timeout: s.timeout_ms.filter(|t| *t > 0).map(Duration::from_millis),
         parallelism,
         spec: spec?,

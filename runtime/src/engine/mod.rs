@@ -1,0 +1,241 @@
+//! The engine: one supervised task per connector instance, restarted with
+//! backoff after a failure while the others keep running.
+
+mod acks;
+mod sink_task;
+mod source_task;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_connectors::{ConnectorError, Sink, Source};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use sink_task::{
+    ERROR_PROPERTY, ORIGIN_MESSAGE_ID_PROPERTY, ORIGIN_SINK_PROPERTY, ORIGIN_TOPIC_PROPERTY,
+};
+use status::{ConnectorStatus, State};
+
+use crate::config::{Pipeline, PulsarSettings, SinkDef, SourceDef};
+use crate::pulsar::{self, ConsumerOptions, PulsarError};
+
+/// Messages buffered ahead of a sink, per input topic.
+const RECEIVER_QUEUE: usize = 1000;
+
+/// Why a connector run failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TaskError {
+    #[error(transparent)]
+    Pulsar(#[from] PulsarError),
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+}
+
+/// Exponential backoff: 100 ms doubling to 30 s.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+/// First delay of a [`Backoff`].
+const BACKOFF_START: Duration = Duration::from_millis(100);
+/// Longest delay of a [`Backoff`].
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A run that lasted this long starts the restart backoff over.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
+
+/// Run every connector of a pipeline until shutdown is requested and each
+/// has drained, or until all of them have finished.
+pub async fn run(
+    pipeline: Pipeline,
+    statuses: &[Arc<ConnectorStatus>],
+    shutdown: CancellationToken,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_status = statuses.iter();
+    for def in pipeline.sources {
+        let Some(status) = next_status.next().cloned() else {
+            break;
+        };
+        let (settings, token) = (pipeline.pulsar.clone(), shutdown.clone());
+        tasks.spawn(async move { supervise_source(def, settings, status, token).await });
+    }
+    for def in pipeline.sinks {
+        for instance in 0..def.parallelism {
+            let Some(status) = next_status.next().cloned() else {
+                break;
+            };
+            let (settings, token, def) = (pipeline.pulsar.clone(), shutdown.clone(), def.clone());
+            tasks
+                .spawn(async move { supervise_sink(def, instance, settings, status, token).await });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One status per connector instance, in the order [`run`] uses them.
+pub fn statuses(pipeline: &Pipeline) -> Vec<Arc<ConnectorStatus>> {
+    let mut out: Vec<Arc<ConnectorStatus>> = pipeline
+        .sources
+        .iter()
+        .map(|s| Arc::new(ConnectorStatus::new(&s.name, "source")))
+        .collect();
+    for sink in &pipeline.sinks {
+        for i in 0..sink.parallelism {
+            let name = if sink.parallelism == 1 {
+                sink.name.clone()
+            } else {
+                format!("{}-{i}", sink.name)
+            };
+            out.push(Arc::new(ConnectorStatus::new(name, "sink")));
+        }
+    }
+    out
+}
+
+/// Wait out a restart delay; false when shutdown came first.
+async fn pause(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(delay) => true,
+    }
+}
+
+fn failed(
+    status: &ConnectorStatus,
+    backoff: &mut Backoff,
+    started: Instant,
+    e: &dyn std::fmt::Display,
+) -> Duration {
+    if started.elapsed() > HEALTHY_RUN {
+        backoff.reset();
+    }
+    let delay = backoff.next_delay();
+    status.set_error(&e.to_string());
+    status.set_state(State::Restarting);
+    ConnectorStatus::add(&status.restarts, 1);
+    error!(connector = %status.name, error = %e, restart_in = ?delay, "connector failed");
+    delay
+}
+
+async fn supervise_source(
+    def: SourceDef,
+    settings: PulsarSettings,
+    status: Arc<ConnectorStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        status.set_state(State::Starting);
+        let outcome = async {
+            let client = pulsar::connect(&settings).await?;
+            let mut source = def.spec.open().await?;
+            let result = source_task::run(&def, &client, &mut source, &status, &shutdown).await;
+            source.close().await;
+            result
+        }
+        .await;
+        match outcome {
+            Ok(finished) => {
+                info!(connector = %def.name, outcome = ?finished, "source stopped");
+                status.set_state(State::Stopped);
+                return;
+            }
+            Err(e) => {
+                let delay = failed(&status, &mut backoff, started, &e);
+                if !pause(delay, &shutdown).await {
+                    status.set_state(State::Stopped);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sink_topics(def: &SinkDef, client: &pulsar::Client) -> Result<Vec<String>, PulsarError> {
+    match &def.topics_pattern {
+        None => Ok(def.inputs.clone()),
+        Some(pattern) => {
+            let topics = client
+                .topics_matching(&format!("{}/{}", def.tenant, def.namespace), pattern)
+                .await?;
+            if topics.is_empty() {
+                warn!(connector = %def.name, pattern = %pattern, "no topic matches topicsPattern yet");
+            }
+            Ok(topics)
+        }
+    }
+}
+
+async fn supervise_sink(
+    def: SinkDef,
+    instance: u32,
+    settings: PulsarSettings,
+    status: Arc<ConnectorStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::default();
+    let options = ConsumerOptions {
+        subscription: def.subscription.clone(),
+        subscription_type: def.subscription_type,
+        position: def.position,
+        receiver_queue: RECEIVER_QUEUE,
+        nack_delay: def.nack_delay,
+        ack_timeout: def.ack_timeout,
+        consumer_name: Some(format!("{}-{instance}", def.name)),
+    };
+    loop {
+        let started = Instant::now();
+        status.set_state(State::Starting);
+        let outcome: Result<(), TaskError> = async {
+            let client = pulsar::connect(&settings).await?;
+            let topics = sink_topics(&def, &client).await?;
+            let mut sink = def.spec.open().await?;
+            let mut consumer = client.consumer(&topics, &options).await?;
+            let result =
+                sink_task::run(&def, &client, &mut consumer, &mut sink, &status, &shutdown).await;
+            consumer.close().await;
+            sink.close().await;
+            result
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                info!(connector = %status.name, "sink stopped");
+                status.set_state(State::Stopped);
+                return;
+            }
+            Err(e) => {
+                let delay = failed(&status, &mut backoff, started, &e);
+                if !pause(delay, &shutdown).await {
+                    status.set_state(State::Stopped);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! One run of a sink connector: receive, batch, write, then acknowledge.
+//!
+//! Under ATLEAST_ONCE a batch is acknowledged only after the sink reports it
+//! durable. A retryable failure retries the whole batch with backoff, for
+//! as long as it takes. A permanent failure writes the batch one record at a
+//! time to find the records the target rejects; each rejected record is
+//! tried `maxMessageRetries` more times, then published to the dead-letter
+//! topic with the error and its origin, then acknowledged. Without a
+//! dead-letter topic the run fails instead, so that nothing is dropped.
+//! Under ATMOST_ONCE a batch is acknowledged on receipt and written once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord, SourceRecord};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use super::status::{ConnectorStatus, State};
+use super::{Backoff, TaskError};
+use crate::config::{Guarantee, SinkDef};
+use crate::pulsar::{Access, AckHandle, Client, Consumer, Producer, ProducerOptions, Received};
+
+/// Properties set on a dead-lettered message.
+pub const ERROR_PROPERTY: &str = "sluice.error";
+/// The topic the dead-lettered message came from.
+pub const ORIGIN_TOPIC_PROPERTY: &str = "sluice.origin.topic";
+/// Its message id there.
+pub const ORIGIN_MESSAGE_ID_PROPERTY: &str = "sluice.origin.message_id";
+/// The sink that gave up on it.
+pub const ORIGIN_SINK_PROPERTY: &str = "sluice.origin.sink";
+
+/// Run the sink until shutdown is requested or something fails.
+pub(crate) async fn run(
+    def: &SinkDef,
+    client: &Client,
+    consumer: &mut Consumer,
+    sink: &mut AnySink,
+    status: &Arc<ConnectorStatus>,
+    shutdown: &CancellationToken,
+) -> Result<(), TaskError> {
+    let mut dead_letters: Option<Producer> = None;
+    let policy = sink.batch_policy();
+    status.set_state(State::Running);
+    loop {
+        let Some(batch) =
+            next_batch(consumer, policy.max_records, policy.max_wait, shutdown).await?
+        else {
+            return Ok(());
+        };
+        let handles: Vec<AckHandle> = batch.iter().map(|r| r.handle).collect();
+        let records: Vec<SinkRecord> = batch.into_iter().map(|r| r.record).collect();
+        let bytes: u64 = records
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
+            .sum();
+        ConnectorStatus::add(&status.records_in, records.len() as u64);
+        ConnectorStatus::add(&status.bytes_in, bytes);
+
+        if def.guarantee == Guarantee::AtMostOnce {
+            consumer.ack(&handles).await?;
+            let started = Instant::now();
+            match sink.write(&records).await {
+                Ok(()) => delivered(status, &records, bytes, started),
+                Err(e) => {
+                    // At most once: the batch is acknowledged and is not tried again.
+                    ConnectorStatus::add(&status.dropped, records.len() as u64);
+                    status.set_error(&e.to_string());
+                    warn!(connector = %def.name, records = records.len(), error = %e, "write failed; at most once, the batch is dropped");
+                }
+            }
+            continue;
+        }
+
+        let rejected = write_isolating(sink, &records, status, shutdown).await?;
+        for (index, first_error) in rejected {
+            let record = &records[index];
+            let last_error = retry_one(def, sink, record, first_error, status, shutdown).await?;
+            let Some(error) = last_error else {
+                continue;
+            };
+            let Some(topic) = &def.dead_letter_topic else {
+                error!(
+                    connector = %def.name, topic = %record.topic, message_id = %record.message_id, error = %error,
+                    "the target rejects a record and no deadLetterTopic is set; stopping this sink"
+                );
+                return Err(TaskError::Connector(error));
+            };
+            if dead_letters.is_none() {
+                let options = ProducerOptions {
+                    access: Access::Shared,
+                    batching: None,
+                    compression: crate::config::Compression::None,
+                };
+                dead_letters = Some(client.producer(topic, &options).await?);
+            }
+            if let Some(dlq) = &dead_letters {
+                dlq.send(dead_letter(def, record, &error)).await?;
+            }
+            ConnectorStatus::add(&status.dead_lettered, 1);
+            warn!(
+                connector = %def.name, topic = %record.topic, message_id = %record.message_id,
+                dead_letter_topic = %topic, error = %error, "record dead-lettered"
+            );
+        }
+        consumer.ack(&handles).await?;
+    }
+}
+
+fn delivered(status: &ConnectorStatus, records: &[SinkRecord], bytes: u64, started: Instant) {
+    status.batch_latency.observe(started.elapsed());
+    ConnectorStatus::add(&status.records_out, records.len() as u64);
+    ConnectorStatus::add(&status.bytes_out, bytes);
+    if let Some(t) = records
+        .iter()
+        .rev()
+        .find_map(|r| r.event_time_ms.or(Some(r.publish_time_ms)))
+    {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        status
+            .lag_ms
+            .store(now.saturating_sub(t), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Wait for a first message, then gather more until `max` or `max_wait`.
+/// `None` when shutdown is requested.
+async fn next_batch(
+    consumer: &mut Consumer,
+    max: usize,
+    max_wait: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<Received>>, TaskError> {
+    let first = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(None),
+        r = consumer.receive() => r?,
+    };
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while batch.len() < max {
+        if let Some(r) = consumer.try_receive() {
+            batch.push(r?);
+            continue;
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(deadline) => break,
+            r = consumer.receive() => batch.push(r?),
+        }
+    }
+    Ok(Some(batch))
+}
+
+/// Write with retries; on a permanent failure, write record by record and
+/// return the records the target rejects, with their error.
+async fn write_isolating(
+    sink: &mut AnySink,
+    records: &[SinkRecord],
+    status: &ConnectorStatus,
+    shutdown: &CancellationToken,
+) -> Result<Vec<(usize, ConnectorError)>, TaskError> {
+    match write_retrying(sink, records, status, shutdown).await? {
+        Ok(()) => return Ok(Vec::new()),
+        Err(e) if records.len() == 1 => return Ok(vec![(0, e)]),
+        Err(_) => {}
+    }
+    let mut rejected = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        if let Err(e) = write_retrying(sink, std::slice::from_ref(record), status, shutdown).await?
+        {
+            rejected.push((i, e));
+        }
+    }
+    Ok(rejected)
+}
+
+/// Write a batch, retrying retryable failures with backoff until it works,
+/// fails permanently (the inner `Err`), or shutdown is requested.
+async fn write_retrying(
+    sink: &mut AnySink,
+    records: &[SinkRecord],
+    status: &ConnectorStatus,
+    shutdown: &CancellationToken,
+) -> Result<Result<(), ConnectorError>, TaskError> {
+    let mut backoff = Backoff::default();
+    let bytes: u64 = records
+        .iter()
+        .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
+        .sum();
+    loop {
+        let started = Instant::now();
+        match sink.write(records).await {
+            Ok(()) => {
+                delivered(status, records, bytes, started);
+                return Ok(Ok(()));
+            }
+            Err(e) if e.is_retryable() => {
+                status.set_error(&e.to_string());
+                let wait = backoff.next_delay();
+                warn!(connector = %status.name, error = %e, retry_in = ?wait, "write failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(TaskError::Connector(e)),
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => {
+                status.set_error(&e.to_string());
+                return Ok(Err(e));
+            }
+        }
+    }
+}
+
+/// Try a rejected record `maxMessageRetries` more times. `None` when one of
+/// the attempts succeeds, else the last error.
+async fn retry_one(
+    def: &SinkDef,
+    sink: &mut AnySink,
+    record: &SinkRecord,
+    first_error: ConnectorError,
+    status: &ConnectorStatus,
+    shutdown: &CancellationToken,
+) -> Result<Option<ConnectorError>, TaskError> {
+    let mut last = first_error;
+    let mut backoff = Backoff::default();
+    for _ in 0..def.max_retries {
+        tokio::select! {
+            () = shutdown.cancelled() => return Err(TaskError::Connector(last)),
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+        match write_retrying(sink, std::slice::from_ref(record), status, shutdown).await? {
+            Ok(()) => return Ok(None),
+            Err(e) => last = e,
+        }
+    }
+    Ok(Some(last))
+}
+
+/// The dead-letter message: the original key, value and properties, plus
+/// the error and where the record came from.
+fn dead_letter(def: &SinkDef, record: &SinkRecord, error: &ConnectorError) -> SourceRecord {
+    let mut properties = record.properties.clone();
+    properties.push((ERROR_PROPERTY.to_owned(), error_chain(error)));
+    properties.push((ORIGIN_TOPIC_PROPERTY.to_owned(), record.topic.clone()));
+    properties.push((
+        ORIGIN_MESSAGE_ID_PROPERTY.to_owned(),
+        record.message_id.clone(),
+    ));
+    properties.push((ORIGIN_SINK_PROPERTY.to_owned(), def.name.clone()));
+    SourceRecord {
+        topic: None,
+        key: record.key.clone(),
+        value: record.value.clone().unwrap_or_default(),
+        properties,
+        event_time_ms: record.event_time_ms,
+        // The sequence travels in the copied properties.
+        sequence: None,
+    }
+}
+
+fn error_chain(error: &ConnectorError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

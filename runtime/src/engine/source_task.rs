@@ -1,0 +1,233 @@
+//! One run of a source connector: read, publish, and tell the source which
+//! positions are durable.
+//!
+//! Publishing is pipelined: up to `maxPendingMessages` records await their
+//! broker receipt at once, and `read` is not called while that many are in
+//! flight, which is the backpressure a source sees. Under ATLEAST_ONCE a
+//! position is committed only when every record up to it has its receipt;
+//! under ATMOST_ONCE it is committed as soon as the records are handed to
+//! the producer, and a failed publish is counted, not retried.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use sluice_connectors::{AnySource, Source, SourceRecord};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::TaskError;
+use super::acks::{BatchId, OrderedAcks};
+use super::status::{ConnectorStatus, State};
+use crate::config::{Guarantee, SourceDef};
+use crate::pulsar::{self, Access, Client, Producer, ProducerOptions};
+
+/// How a run ended without failing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// The source has no more records, and all of them are durable.
+    Exhausted,
+    /// Shutdown was requested; in-flight work was drained.
+    Stopped,
+}
+
+struct Publisher<'a> {
+    def: &'a SourceDef,
+    client: &'a Client,
+    options: ProducerOptions,
+    producers: HashMap<String, Producer>,
+}
+
+impl Publisher<'_> {
+    async fn producer(&mut self, record: &SourceRecord) -> Result<&Producer, TaskError> {
+        let topic = match &record.topic {
+            Some(t) => crate::config::qualify_topic(t, &self.def.tenant, &self.def.namespace)
+                .map_err(|msg| {
+                    TaskError::Connector(sluice_connectors::ConnectorError::permanent(msg))
+                })?,
+            None => self.def.topic.clone().ok_or_else(|| {
+                TaskError::Connector(sluice_connectors::ConnectorError::permanent(
+                    "a record names no topic and the connector has no topicName",
+                ))
+            })?,
+        };
+        if !self.producers.contains_key(&topic) {
+            let producer = self.client.producer(&topic, &self.options).await?;
+            info!(connector = %self.def.name, topic = %topic, "producer ready");
+            self.producers.insert(topic.clone(), producer);
+        }
+        self.producers
+            .get(&topic)
+            .ok_or_else(|| TaskError::Pulsar(pulsar_missing(&topic)))
+    }
+
+    async fn close(self) {
+        for (_, p) in self.producers {
+            p.close().await;
+        }
+    }
+}
+
+fn pulsar_missing(topic: &str) -> pulsar::PulsarError {
+    pulsar::PulsarError::from_message(format!("no producer for {topic}"))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Run the source until it is exhausted, shutdown is requested, or something fails.
+pub(crate) async fn run(
+    def: &SourceDef,
+    client: &Client,
+    source: &mut AnySource,
+    status: &Arc<ConnectorStatus>,
+    shutdown: &CancellationToken,
+) -> Result<Finished, TaskError> {
+    let mut publisher = Publisher {
+        def,
+        client,
+        options: ProducerOptions {
+            access: Access::Shared,
+            batching: def.producer.batching,
+            compression: def.producer.compression,
+        },
+        producers: HashMap::new(),
+    };
+    let result = pump(def, &mut publisher, source, status, shutdown).await;
+    publisher.close().await;
+    result
+}
+
+async fn pump(
+    def: &SourceDef,
+    publisher: &mut Publisher<'_>,
+    source: &mut AnySource,
+    status: &Arc<ConnectorStatus>,
+    shutdown: &CancellationToken,
+) -> Result<Finished, TaskError> {
+    let at_most_once = def.guarantee == Guarantee::AtMostOnce;
+    let max_in_flight = def.producer.max_pending_messages;
+    let mut acks = OrderedAcks::default();
+    let mut in_flight = FuturesUnordered::new();
+    let mut exhausted = false;
+    status.set_state(State::Running);
+
+    loop {
+        if exhausted && in_flight.is_empty() {
+            if let Some(p) = acks.release() {
+                source.commit(p).await?;
+            }
+            return Ok(Finished::Exhausted);
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if !exhausted => {
+                // Stop reading; publish and commit what is in flight.
+                info!(connector = %def.name, in_flight = in_flight.len(), "draining before shutdown");
+                drain(&mut in_flight, &mut acks, source, status, at_most_once).await?;
+                return Ok(Finished::Stopped);
+            }
+            Some((batch, event_ms, bytes, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(batch, event_ms, bytes, result, &mut acks, source, status, at_most_once).await?;
+            }
+            read = source.read(), if !exhausted && in_flight.len() < max_in_flight => {
+                let Some(batch) = read? else {
+                    exhausted = true;
+                    continue;
+                };
+                let n = batch.records.len();
+                let id = acks.push(if at_most_once { 0 } else { n }, batch.checkpoint);
+                for record in batch.records {
+                    let bytes = record.value.len() as u64;
+                    ConnectorStatus::add(&status.records_in, 1);
+                    ConnectorStatus::add(&status.bytes_in, bytes);
+                    let event_ms = record.event_time_ms;
+                    let started = Instant::now();
+                    let send = publisher.producer(&record).await?.send(record);
+                    let status = Arc::clone(status);
+                    in_flight.push(async move {
+                        let result = send.await;
+                        status.batch_latency.observe(started.elapsed());
+                        (id, event_ms, bytes, result)
+                    });
+                }
+                if at_most_once && let Some(p) = acks.release() {
+                    // At most once: the position is confirmed on hand-off.
+                    source.commit(p).await?;
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    batch: BatchId,
+    event_ms: Option<u64>,
+    bytes: u64,
+    result: pulsar::SendResult,
+    acks: &mut OrderedAcks,
+    source: &mut AnySource,
+    status: &ConnectorStatus,
+    at_most_once: bool,
+) -> Result<(), TaskError> {
+    match result {
+        Ok(_) => {
+            ConnectorStatus::add(&status.records_out, 1);
+            ConnectorStatus::add(&status.bytes_out, bytes);
+            if let Some(t) = event_ms {
+                status.lag_ms.store(
+                    now_ms().saturating_sub(t),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            if !at_most_once && let Some(p) = acks.complete(batch) {
+                source.commit(p).await?;
+            }
+            Ok(())
+        }
+        Err(e) if at_most_once => {
+            ConnectorStatus::add(&status.dropped, 1);
+            status.set_error(&e.to_string());
+            warn!(error = %e, "publish failed; at most once, the record is not retried");
+            Ok(())
+        }
+        // At least once: fail the run; the restart resumes from the last
+        // committed position and publishes the rest again.
+        Err(e) => Err(TaskError::Pulsar(e)),
+    }
+}
+
+async fn drain<F>(
+    in_flight: &mut FuturesUnordered<F>,
+    acks: &mut OrderedAcks,
+    source: &mut AnySource,
+    status: &ConnectorStatus,
+    at_most_once: bool,
+) -> Result<(), TaskError>
+where
+    F: std::future::Future<Output = (BatchId, Option<u64>, u64, pulsar::SendResult)>,
+{
+    while let Some((batch, event_ms, bytes, result)) = in_flight.next().await {
+        settle(
+            batch,
+            event_ms,
+            bytes,
+            result,
+            acks,
+            source,
+            status,
+            at_most_once,
+        )
+        .await?;
+    }
+    if let Some(p) = acks.release() {
+        source.commit(p).await?;
+    }
+    Ok(())
+}

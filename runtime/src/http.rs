@@ -1,0 +1,101 @@
+//! The HTTP endpoints on `http.listen`: `/metrics`, `/healthz`, `/readyz`,
+//! `GET /connectors` and `GET /connectors/{name}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::status::{ConnectorStatus, State as RunState};
+
+type Statuses = Arc<Vec<Arc<ConnectorStatus>>>;
+
+/// Serve until `shutdown` is cancelled. Binding happens before this returns
+/// its future's first poll completes, so a taken port fails the start.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serve the endpoints on a bound listener until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    statuses: Statuses,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/connectors", get(connectors))
+        .route("/connectors/{name}", get(connector))
+        .with_state(statuses);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(s): State<Statuses>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&s),
+    )
+        .into_response()
+}
+
+/// Ready when every connector runs.
+async fn ready(State(s): State<Statuses>) -> Response {
+    let not_running: Vec<&str> = s
+        .iter()
+        .filter(|c| c.state() != RunState::Running)
+        .map(|c| c.name.as_str())
+        .collect();
+    if not_running.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned()).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not running: {}\n", not_running.join(", ")),
+        )
+            .into_response()
+    }
+}
+
+fn describe(c: &ConnectorStatus) -> serde_json::Value {
+    json!({
+        "name": c.name,
+        "kind": c.kind,
+        "state": c.state().as_str(),
+        "last_error": c.last_error(),
+        "records_in": c.records_in.load(Ordering::Relaxed),
+        "records_out": c.records_out.load(Ordering::Relaxed),
+        "bytes_in": c.bytes_in.load(Ordering::Relaxed),
+        "bytes_out": c.bytes_out.load(Ordering::Relaxed),
+        "errors": c.errors.load(Ordering::Relaxed),
+        "dead_lettered": c.dead_lettered.load(Ordering::Relaxed),
+        "dropped": c.dropped.load(Ordering::Relaxed),
+        "restarts": c.restarts.load(Ordering::Relaxed),
+        "lag_ms": c.lag_ms.load(Ordering::Relaxed),
+    })
+}
+
+async fn connectors(State(s): State<Statuses>) -> Response {
+    axum::Json(s.iter().map(|c| describe(c)).collect::<Vec<_>>()).into_response()
+}
+
+async fn connector(State(s): State<Statuses>, Path(name): Path<String>) -> Response {
+    match s.iter().find(|c| c.name == name) {
+        Some(c) => axum::Json(describe(c)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no connector named {name}\n"),
+        )
+            .into_response(),
+    }
+}

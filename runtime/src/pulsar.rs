@@ -1,0 +1,467 @@
+//! The Pulsar client, behind one module: every magnetar type stays in here
+//! (docs/decisions/0001-pulsar-client.md). The engine sees producers that
+//! send records, consumers that yield [`SinkRecord`]s with an ack handle,
+//! and one error type.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use magnetar::proto::pb::ProducerAccessMode;
+use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
+use magnetar::proto::types::CompressionKind;
+use magnetar::{MessageId, OutgoingMessage};
+use sluice_connectors::{Sequence, SinkRecord, SourceRecord};
+use tokio::sync::mpsc;
+
+use crate::config::{
+    Batching, Compression, PulsarSettings, SubscriptionPosition, SubscriptionType,
+};
+
+/// The property that carries a record's sequence.
+pub const SEQUENCE_PROPERTY: &str = "sluice.seq";
+
+/// A failure talking to the broker. Every one of them is worth retrying
+/// after a backoff, except a refused configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {message}")]
+pub struct PulsarError {
+    context: String,
+    message: String,
+    retryable: bool,
+}
+
+impl PulsarError {
+    fn new(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Self {
+            context: context.into(),
+            message: err.to_string(),
+            retryable: true,
+        }
+    }
+
+    /// An error described by a message alone.
+    pub fn from_message(message: impl Into<String>) -> Self {
+        Self {
+            context: "pulsar".into(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    fn config(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    /// Whether trying again later can help.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// A connection to the broker.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<magnetar::PulsarClient>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// Connect to the broker.
+pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
+    let mut builder = magnetar::PulsarClient::builder()
+        .service_url(settings.service_url.clone())
+        .operation_timeout(Duration::from_secs(30));
+    if let Some(token) = &settings.auth_token {
+        builder = builder.auth(Arc::new(magnetar::proto::auth::TokenAuth::from_string(
+            token.expose(),
+        )));
+    }
+    if let Some(path) = &settings.tls_trust_certs_file_path {
+        let pem = tokio::fs::read(path)
+            .await
+            .map_err(|e| PulsarError::config(format!("read {}", path.display()), e.to_string()))?;
+        builder = builder.tls_trust_certs_pem(pem);
+    }
+    if settings.tls_allow_insecure_connection {
+        builder = builder.tls_allow_insecure_connection(true);
+    }
+    let inner = builder
+        .build()
+        .await
+        .map_err(|e| PulsarError::new(format!("connect to {}", settings.service_url), e))?;
+    Ok(Client {
+        inner: Arc::new(inner),
+    })
+}
+
+/// Who may publish on a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any number of producers.
+    Shared,
+    /// This producer only; another is refused until it closes.
+    Exclusive,
+}
+
+/// How to build a producer.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Who may publish.
+    pub access: Access,
+    /// Batching, or `None` for one message per frame.
+    pub batching: Option<Batching>,
+    /// Batch compression.
+    pub compression: Compression,
+}
+
+/// A producer on one topic.
+pub struct Producer {
+    inner: magnetar::runtime_tokio::Producer,
+    topic: String,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+fn compression_kind(c: Compression) -> CompressionKind {
+    match c {
+        Compression::None => CompressionKind::None,
+        Compression::Lz4 => CompressionKind::Lz4,
+        Compression::Zlib => CompressionKind::Zlib,
+        Compression::Zstd => CompressionKind::Zstd,
+        Compression::Snappy => CompressionKind::Snappy,
+    }
+}
+
+impl Client {
+    /// A producer on `topic`.
+    pub async fn producer(
+        &self,
+        topic: &str,
+        options: &ProducerOptions,
+    ) -> Result<Producer, PulsarError> {
+        let mut builder = self
+            .inner
+            .producer(topic)
+            .compression(compression_kind(options.compression));
+        if let Some(b) = options.batching {
+            builder = builder
+                .batching(b.max_messages, b.max_bytes)
+                .batching_max_publish_delay(b.max_delay);
+        }
+        // magnetar does not honour WaitForExclusive (see the decision record):
+        // a standby retries Exclusive access instead.
+        builder = builder.access_mode(match options.access {
+            Access::Shared => ProducerAccessMode::Shared,
+            Access::Exclusive => ProducerAccessMode::Exclusive,
+        });
+        let inner = builder
+            .create()
+            .await
+            .map_err(|e| PulsarError::new(format!("create a producer on {topic}"), e))?;
+        Ok(Producer {
+            inner,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// A consumer over `topics`, on one subscription.
+    pub async fn consumer(
+        &self,
+        topics: &[String],
+        options: &ConsumerOptions,
+    ) -> Result<Consumer, PulsarError> {
+        if topics.is_empty() {
+            return Err(PulsarError::config("subscribe", "no input topic"));
+        }
+        let (tx, rx) = mpsc::channel(options.receiver_queue);
+        let mut consumers = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let mut builder = self
+                .inner
+                .consumer(topic.clone())
+                .subscription(options.subscription.clone())
+                .subscription_type(match options.subscription_type {
+                    SubscriptionType::Failover => SubType::Failover,
+                    SubscriptionType::KeyShared => SubType::KeyShared,
+                    SubscriptionType::Shared => SubType::Shared,
+                })
+                .initial_position(match options.position {
+                    SubscriptionPosition::Latest => InitialPosition::Latest,
+                    SubscriptionPosition::Earliest => InitialPosition::Earliest,
+                })
+                .receiver_queue_size(options.receiver_queue)
+                .negative_ack_redelivery_delay(options.nack_delay);
+            if let Some(name) = &options.consumer_name {
+                builder = builder.name(name.clone());
+            }
+            if let Some(t) = options.ack_timeout {
+                builder = builder.ack_timeout(t);
+            }
+            let consumer = builder.subscribe().await.map_err(|e| {
+                PulsarError::new(format!("subscribe {} on {topic}", options.subscription), e)
+            })?;
+            consumers.push((topic.clone(), consumer));
+        }
+        let mut forwarders = Vec::with_capacity(consumers.len());
+        for (index, (topic, consumer)) in consumers.iter().enumerate() {
+            forwarders.push(tokio::spawn(forward(
+                index,
+                topic.clone(),
+                consumer.clone(),
+                tx.clone(),
+            )));
+        }
+        Ok(Consumer {
+            consumers,
+            rx,
+            forwarders,
+        })
+    }
+
+    /// Topics of `namespace` (`tenant/namespace`) whose names match `pattern`.
+    pub async fn topics_matching(
+        &self,
+        namespace: &str,
+        pattern: &str,
+    ) -> Result<Vec<String>, PulsarError> {
+        self.inner
+            .topic_list_snapshot(namespace, pattern)
+            .await
+            .map_err(|e| PulsarError::new(format!("list topics of {namespace}"), e))
+    }
+}
+
+/// The outcome of one publish: the message id as text.
+pub type SendResult = Result<String, PulsarError>;
+
+impl Producer {
+    /// Queue a record for publishing. The returned future resolves when the
+    /// broker has persisted it, or with the reason it did not.
+    pub fn send(&self, record: SourceRecord) -> impl Future<Output = SendResult> + Send + 'static {
+        let mut msg = OutgoingMessage::with_payload(record.value);
+        if let Some(key) = record.key {
+            msg = msg.key(key);
+        }
+        if let Some(t) = record.event_time_ms {
+            msg = msg.event_time_ms(t);
+        }
+        for (k, v) in record.properties {
+            msg = msg.property(k, v);
+        }
+        if let Some(seq) = record.sequence {
+            msg = msg.property(SEQUENCE_PROPERTY, seq.to_string());
+        }
+        let fut = self.inner.send(msg.into());
+        let topic = self.topic.clone();
+        async move {
+            fut.await
+                .map(|id| message_id_text(&id))
+                .map_err(|e| PulsarError::new(format!("publish to {topic}"), e))
+        }
+    }
+
+    /// The topic this producer publishes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publish what is batched and close.
+    pub async fn close(self) {
+        let _ = self.inner.flush().await;
+        let _ = self.inner.close().await;
+    }
+}
+
+/// How to build a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// The subscription name.
+    pub subscription: String,
+    /// Its type.
+    pub subscription_type: SubscriptionType,
+    /// Where a new subscription starts.
+    pub position: SubscriptionPosition,
+    /// Messages buffered ahead of the sink, per input topic.
+    pub receiver_queue: usize,
+    /// Delay before a negatively acknowledged message comes back.
+    pub nack_delay: Duration,
+    /// Redeliver what is not acknowledged within this time.
+    pub ack_timeout: Option<Duration>,
+    /// The consumer name; Failover picks the active consumer by it.
+    pub consumer_name: Option<String>,
+}
+
+/// Identifies a received message for acknowledgement.
+#[derive(Debug, Clone, Copy)]
+pub struct AckHandle {
+    consumer: usize,
+    id: MessageId,
+}
+
+/// A received message: the record and what acknowledges it.
+#[derive(Debug)]
+pub struct Received {
+    /// The record, for the sink.
+    pub record: SinkRecord,
+    /// For [`Consumer::ack`] and [`Consumer::nack`].
+    pub handle: AckHandle,
+    /// How often the broker delivered it before.
+    pub redelivery_count: u32,
+}
+
+/// A consumer over one or more topics on one subscription.
+pub struct Consumer {
+    consumers: Vec<(String, magnetar::runtime_tokio::Consumer)>,
+    rx: mpsc::Receiver<Result<Received, PulsarError>>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = self.consumers.iter().map(|(t, _)| t.as_str()).collect();
+        f.debug_struct("Consumer")
+            .field("topics", &topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Move one topic's messages into the shared channel until either side ends.
+async fn forward(
+    index: usize,
+    topic: String,
+    consumer: magnetar::runtime_tokio::Consumer,
+    tx: mpsc::Sender<Result<Received, PulsarError>>,
+) {
+    loop {
+        let item = match consumer.receive().await {
+            Ok(msg) => Ok(received(index, &topic, msg)),
+            Err(e) => Err(PulsarError::new(format!("receive from {topic}"), e)),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn message_id_text(id: &MessageId) -> String {
+    format!(
+        "{}:{}:{}:{}",
+        id.ledger_id, id.entry_id, id.partition, id.batch_index
+    )
+}
+
+/// Turn a delivered message into a [`SinkRecord`]. A batched message
+/// carries its key, properties and event time in its single-message
+/// metadata.
+fn received(index: usize, topic: &str, msg: magnetar::proto::IncomingMessage) -> Received {
+    let (key, props, event_time) = match &msg.single_metadata {
+        Some(single) => (
+            single.partition_key.clone(),
+            &single.properties,
+            single.event_time,
+        ),
+        None => (
+            msg.metadata.partition_key.clone(),
+            &msg.metadata.properties,
+            msg.metadata.event_time,
+        ),
+    };
+    let properties: Vec<(String, String)> = props
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    let sequence = properties
+        .iter()
+        .find(|(k, _)| k == SEQUENCE_PROPERTY)
+        .and_then(|(_, v)| v.parse::<Sequence>().ok());
+    let empty = msg.payload.is_empty()
+        || msg
+            .single_metadata
+            .as_ref()
+            .and_then(|s| s.null_value)
+            .unwrap_or(false);
+    Received {
+        record: SinkRecord {
+            topic: topic.to_owned(),
+            key,
+            value: (!empty).then(|| msg.payload.to_vec()),
+            properties,
+            event_time_ms: event_time.filter(|t| *t > 0),
+            publish_time_ms: msg.metadata.publish_time,
+            sequence,
+            message_id: message_id_text(&msg.message_id),
+        },
+        handle: AckHandle {
+            consumer: index,
+            id: msg.message_id,
+        },
+        redelivery_count: msg.redelivery_count,
+    }
+}
+
+impl Consumer {
+    /// The next message from any input topic. Cancel-safe.
+    pub async fn receive(&mut self) -> Result<Received, PulsarError> {
+        match self.rx.recv().await {
+            Some(item) => item,
+            None => Err(PulsarError::new("receive", "the consumer is closed")),
+        }
+    }
+
+    /// A message if one is already waiting.
+    pub fn try_receive(&mut self) -> Option<Result<Received, PulsarError>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Acknowledge messages: the broker will not deliver them again.
+    pub async fn ack(&self, handles: &[AckHandle]) -> Result<(), PulsarError> {
+        for (index, (topic, consumer)) in self.consumers.iter().enumerate() {
+            let ids: Vec<MessageId> = handles
+                .iter()
+                .filter(|h| h.consumer == index)
+                .map(|h| h.id)
+                .collect();
+            if !ids.is_empty() {
+                consumer
+                    .ack_batch(ids)
+                    .await
+                    .map_err(|e| PulsarError::new(format!("acknowledge on {topic}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask the broker to deliver a message again after the nack delay.
+    pub fn nack(&self, handle: AckHandle) {
+        if let Some((_, consumer)) = self.consumers.get(handle.consumer) {
+            consumer.negative_ack(handle.id);
+        }
+    }
+
+    /// Stop receiving and close the subscription's consumers. Messages
+    /// received and not acknowledged are delivered again later.
+    pub async fn close(self) {
+        for f in &self.forwarders {
+            f.abort();
+        }
+        for (_, consumer) in self.consumers {
+            let _ = consumer.close().await;
+        }
+    }
+}
