@@ -252,3 +252,6 @@ pub fn load_connector_file(
 }
 
 pub(crate) use validate::qualify_topic;
+
+#[cfg(test)]
+mod tests;

@@ -100,11 +100,7 @@ fn parse<T: DeserializeOwned>(
     parsed.map_err(|e| {
         let location = e.location();
         let message = plain_message(&e.without_snippet().to_string());
-        let path = if field_path == "." {
-            String::new()
-        } else {
-            field_path
-        };
+        let path = clean_path(&field_path);
         ConfigErrors(vec![ConfigError {
             file: file.to_owned(),
             line: location.map_or(0, |l| l.line()),
@@ -119,10 +115,31 @@ fn parse<T: DeserializeOwned>(
 fn plain_message(rendered: &str) -> String {
     let first = rendered.lines().next().unwrap_or(rendered);
     let rest = first.strip_prefix("error: ").unwrap_or(first);
-    match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
-        Some((pos, msg)) if pos.contains(" column ") => msg.to_owned(),
+    let rest = match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, msg)) if pos.contains(" column ") => msg,
+        _ => rest,
+    };
+    match rest.rsplit_once(" at line ") {
+        Some((msg, pos)) if pos.contains(", column ") => msg.to_owned(),
         _ => rest.to_owned(),
     }
+}
+
+/// The field path as a user wrote it: without the `value` step that each
+/// location-tracking wrapper adds, and empty for the document itself.
+fn clean_path(raw: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for segment in raw.split('.') {
+        if segment.is_empty() {
+            continue;
+        }
+        let is_key = matches!(kept.last(), Some(&("configs" | "secrets")));
+        if segment == "value" && !is_key {
+            continue;
+        }
+        kept.push(segment);
+    }
+    kept.join(".")
 }
 
 pub(crate) fn pipeline_from_str(

@@ -1,0 +1,469 @@
+//! Malformed configs: each gives the expected error at the expected place.
+
+use std::path::Path;
+
+use super::validate::{connector_file_from_str, pipeline_from_str};
+use super::{ConfigError, ConnectorFileKind, Guarantee, LocalrunOverrides, SubscriptionType};
+
+fn env(name: &str) -> Option<String> {
+    (name == "SET").then(|| "value".to_owned())
+}
+
+fn errors(yaml: &str) -> Vec<ConfigError> {
+    match pipeline_from_str(Path::new("p.yaml"), yaml, env) {
+        Ok(loaded) => panic!("expected errors, the config loaded: {:?}", loaded.pipeline),
+        Err(e) => e.0,
+    }
+}
+
+/// A valid pipeline to break in one place.
+const SOURCE: &str = "sources:\n  - name: gen\n    className: datagen\n    topicName: t\n";
+const SINK: &str = "sinks:\n  - name: out\n    className: file\n    inputs: [t]\n    configs:\n      path: /tmp/x\n";
+
+/// (case, yaml, line, column, path, part of the message)
+const CASES: &[(&str, &str, u64, u64, &str, &str)] = &[
+    (
+        "unclosed flow list",
+        "sinks:\n  - name: out\n    inputs: [t\n",
+        3,
+        13,
+        "sinks[0].inputs",
+        "unclosed bracket",
+    ),
+    (
+        "bad indentation",
+        "sources:\n  - name: a\n   className: datagen\n",
+        3,
+        4,
+        "sources",
+        "did not find expected '-'",
+    ),
+    (
+        "tab indentation",
+        "sources:\n\t- name: a\n",
+        2,
+        2,
+        "",
+        "tabs disallowed",
+    ),
+    (
+        "unknown top-level field",
+        "sourcez: []\n",
+        1,
+        1,
+        "sourcez",
+        "unknown field `sourcez`",
+    ),
+    (
+        "unknown source field",
+        "sources:\n  - name: a\n    topicNam: t\n",
+        3,
+        5,
+        "sources[0].topicNam",
+        "unknown field `topicNam`",
+    ),
+    (
+        "unknown sink field",
+        "sinks:\n  - name: a\n    inputz: [t]\n",
+        3,
+        5,
+        "sinks[0].inputz",
+        "unknown field `inputz`",
+    ),
+    (
+        "parallelism is a word",
+        "sinks:\n  - name: a\n    parallelism: lots\n",
+        3,
+        18,
+        "sinks[0].parallelism",
+        "invalid u32",
+    ),
+    (
+        "negative parallelism",
+        "sinks:\n  - name: a\n    parallelism: -1\n",
+        3,
+        18,
+        "sinks[0].parallelism",
+        "invalid u32",
+    ),
+    (
+        "bad guarantee",
+        "sources:\n  - name: a\n    processingGuarantees: EXACTLY_ONCE\n",
+        3,
+        27,
+        "sources[0].processingGuarantees",
+        "unknown variant `EXACTLY_ONCE`",
+    ),
+    (
+        "bad subscription position",
+        "sinks:\n  - name: a\n    sourceSubscriptionPosition: First\n",
+        3,
+        33,
+        "sinks[0].sourceSubscriptionPosition",
+        "unknown variant `First`",
+    ),
+    (
+        "unknown producerConfig field",
+        "sources:\n  - name: a\n    producerConfig:\n      maxPending: 5\n",
+        4,
+        7,
+        "sources[0].producerConfig.maxPending",
+        "unknown field `maxPending`",
+    ),
+    (
+        "nested map under configs",
+        "sources:\n  - name: a\n    configs:\n      count: {a: 1}\n",
+        4,
+        14,
+        "sources[0].configs.count",
+        "did not match any variant",
+    ),
+    (
+        "undefined variable",
+        "pulsar:\n  serviceUrl: pulsar://${NOPE}:6650\n",
+        2,
+        24,
+        "",
+        "NOPE is not set",
+    ),
+    (
+        "missing name",
+        "sources:\n  - className: datagen\n    topicName: t\n",
+        2,
+        5,
+        "sources[0].name",
+        "is required",
+    ),
+    (
+        "name with a space",
+        "sources:\n  - name: my gen\n    className: datagen\n    topicName: t\n",
+        2,
+        11,
+        "sources[0].name",
+        "letters, digits",
+    ),
+    (
+        "missing className",
+        "sources:\n  - name: a\n    topicName: t\n",
+        2,
+        5,
+        "sources[0].className",
+        "is required",
+    ),
+    (
+        "unknown className",
+        "sources:\n  - name: a\n    className: kafka\n    topicName: t\n",
+        3,
+        16,
+        "sources[0].className",
+        "\"kafka\" is not a source connector",
+    ),
+    (
+        "missing topicName",
+        "sources:\n  - name: a\n    className: datagen\n",
+        2,
+        5,
+        "sources[0].topicName",
+        "is required",
+    ),
+    (
+        "source parallelism above one",
+        "sources:\n  - name: a\n    className: datagen\n    topicName: t\n    parallelism: 2\n",
+        5,
+        18,
+        "sources[0].parallelism",
+        "one active instance",
+    ),
+    (
+        "unknown datagen setting",
+        "sources:\n  - name: a\n    className: datagen\n    topicName: t\n    configs:\n      rate: 5\n",
+        6,
+        13,
+        "sources[0].configs.rate",
+        "not a setting of this connector",
+    ),
+    (
+        "datagen count is a word",
+        "sources:\n  - name: a\n    className: datagen\n    topicName: t\n    configs:\n      count: many\n",
+        6,
+        14,
+        "sources[0].configs.count",
+        "non-negative integer",
+    ),
+    (
+        "sink without inputs",
+        "sinks:\n  - name: a\n    className: file\n    configs:\n      path: /x\n",
+        2,
+        5,
+        "sinks[0].inputs",
+        "is required",
+    ),
+    (
+        "inputs and topicsPattern",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    topicsPattern: t.*\n    configs:\n      path: /x\n",
+        4,
+        13,
+        "sinks[0].inputs",
+        "not both",
+    ),
+    (
+        "bad topicsPattern",
+        "sinks:\n  - name: a\n    className: file\n    topicsPattern: \"([\"\n    configs:\n      path: /x\n",
+        4,
+        20,
+        "sinks[0].topicsPattern",
+        "not a regular expression",
+    ),
+    (
+        "bad input topic",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [a/b]\n    configs:\n      path: /x\n",
+        4,
+        13,
+        "sinks[0].inputs[0]",
+        "not a topic name",
+    ),
+    (
+        "ordering conflict",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    retainOrdering: true\n    retainKeyOrdering: true\n    configs:\n      path: /x\n",
+        2,
+        5,
+        "sinks[0].retainKeyOrdering",
+        "conflicts with retainOrdering",
+    ),
+    (
+        "key ordering under effectively once",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    processingGuarantees: EFFECTIVELY_ONCE\n    retainKeyOrdering: true\n    configs:\n      path: /x\n",
+        2,
+        5,
+        "sinks[0].retainKeyOrdering",
+        "conflicts with EFFECTIVELY_ONCE",
+    ),
+    (
+        "negative retries with a dead-letter topic",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    deadLetterTopic: dlq\n    maxMessageRetries: -1\n    configs:\n      path: /x\n",
+        6,
+        24,
+        "sinks[0].maxMessageRetries",
+        "0 or more",
+    ),
+    (
+        "bad dead-letter topic",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    deadLetterTopic: http://x\n    configs:\n      path: /x\n",
+        5,
+        22,
+        "sinks[0].deadLetterTopic",
+        "not a topic domain",
+    ),
+    (
+        "autoAck false",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    autoAck: false\n    configs:\n      path: /x\n",
+        2,
+        5,
+        "sinks[0].autoAck",
+        "not supported",
+    ),
+    (
+        "zero sink parallelism",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    parallelism: 0\n    configs:\n      path: /x\n",
+        5,
+        18,
+        "sinks[0].parallelism",
+        "at least 1",
+    ),
+    (
+        "file sink without path",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n",
+        2,
+        5,
+        "sinks[0].configs.path",
+        "is required",
+    ),
+    (
+        "file sink batchSize zero",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    configs:\n      path: /x\n      batchSize: 0\n",
+        7,
+        18,
+        "sinks[0].configs.batchSize",
+        "at least 1",
+    ),
+    (
+        "secret that is a list",
+        "sinks:\n  - name: a\n    className: file\n    inputs: [t]\n    configs:\n      path: /x\n    secrets:\n      token: [a]\n",
+        8,
+        14,
+        "sinks[0].secrets.token",
+        "a secret is a string",
+    ),
+    (
+        "bad http.listen",
+        "http:\n  listen: localhost\n",
+        2,
+        11,
+        "http.listen",
+        "not an address:port",
+    ),
+    (
+        "bad serviceUrl",
+        "pulsar:\n  serviceUrl: http://127.0.0.1:8080\n",
+        2,
+        15,
+        "pulsar.serviceUrl",
+        "starts with pulsar://",
+    ),
+    (
+        "bad webServiceUrl",
+        "pulsar:\n  webServiceUrl: 127.0.0.1:8080\n",
+        2,
+        18,
+        "pulsar.webServiceUrl",
+        "not an http://",
+    ),
+    (
+        "empty pipeline",
+        "pulsar:\n  serviceUrl: pulsar://a:6650\n",
+        0,
+        0,
+        "",
+        "no sources and no sinks",
+    ),
+];
+
+#[test]
+fn each_malformed_config_gives_its_error_and_place() {
+    let mut failures = Vec::new();
+    for (case, yaml, line, column, path, message) in CASES {
+        // Cases that break only one section get a valid rest, so that the
+        // error found is the one under test.
+        let full = if yaml.starts_with("sources:")
+            || yaml.starts_with("sinks:")
+            || yaml.contains("no sources")
+        {
+            (*yaml).to_owned()
+        } else if *message == "no sources and no sinks" {
+            (*yaml).to_owned()
+        } else {
+            format!("{yaml}{SOURCE}")
+        };
+        let found = errors(&full);
+        let hit = found.iter().any(|e| {
+            e.line == *line && e.column == *column && e.path == *path && e.message.contains(message)
+        });
+        if !hit {
+            failures.push(format!(
+                "{case}: expected {line}:{column} {path}: ..{message}.., found {found:?}"
+            ));
+        }
+    }
+    assert!(CASES.len() >= 25);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn errors_render_with_file_line_column_and_path() {
+    let e = &errors("sources:\n  - name: a\n    parallelism: lots\n")[0];
+    assert_eq!(
+        e.to_string(),
+        "p.yaml:3:18: sources[0].parallelism: invalid u32"
+    );
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let yaml = format!("{SOURCE}{}", SINK.replace("name: out", "name: gen"));
+    let found = errors(&yaml);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.path == "sinks[0].name" && e.message.contains("used twice")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn java_only_fields_are_accepted_with_a_warning() {
+    let yaml = format!("{SOURCE}    resources: {{cpu: 1}}\n    runtimeFlags: -Xmx1g\n");
+    let loaded = pipeline_from_str(Path::new("p.yaml"), &yaml, env).unwrap();
+    let paths: Vec<&str> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, ["sources[0].resources", "sources[0].runtimeFlags"]);
+}
+
+#[test]
+fn defaults_follow_pulsar_io() {
+    let loaded = pipeline_from_str(Path::new("p.yaml"), &format!("{SOURCE}{SINK}"), env).unwrap();
+    let p = loaded.pipeline;
+    assert_eq!(p.pulsar.service_url, "pulsar://localhost:6650");
+    assert_eq!(
+        p.sources[0].topic.as_deref(),
+        Some("persistent://public/default/t")
+    );
+    assert_eq!(p.sources[0].guarantee, Guarantee::AtLeastOnce);
+    let sink = &p.sinks[0];
+    assert_eq!(sink.inputs, ["persistent://public/default/t"]);
+    assert_eq!(sink.subscription, "public/default/out");
+    assert_eq!(sink.subscription_type, SubscriptionType::Shared);
+}
+
+#[test]
+fn subscription_type_follows_the_guarantee_and_ordering() {
+    let with = |extra: &str| {
+        let yaml = SINK.replace("    configs:", &format!("{extra}    configs:"));
+        pipeline_from_str(Path::new("p.yaml"), &yaml, env)
+            .unwrap()
+            .pipeline
+            .sinks[0]
+            .subscription_type
+    };
+    assert_eq!(
+        with("    retainOrdering: true\n"),
+        SubscriptionType::Failover
+    );
+    assert_eq!(
+        with("    retainKeyOrdering: true\n"),
+        SubscriptionType::KeyShared
+    );
+    assert_eq!(
+        with("    processingGuarantees: EFFECTIVELY_ONCE\n"),
+        SubscriptionType::Failover
+    );
+}
+
+#[test]
+fn variables_are_substituted_and_secrets_hidden() {
+    let yaml = SINK.replace("path: /tmp/x", "path: /tmp/${SET}\n      password: ${SET}");
+    let err = pipeline_from_str(Path::new("p.yaml"), &yaml, env).unwrap_err();
+    // The file sink has no password setting: the error names the key, never the value.
+    let text = err.to_string();
+    assert!(text.contains("sinks[0].configs.password"), "{text}");
+    assert!(!text.contains("value"), "{text}");
+}
+
+#[test]
+fn a_single_connector_file_loads_with_localrun_overrides() {
+    let overrides = LocalrunOverrides {
+        broker_service_url: Some("pulsar://broker:6650".into()),
+        web_service_url: None,
+    };
+    let yaml = "name: out\nclassName: file\ninputs: [t]\nconfigs:\n  path: /x\n";
+    let loaded = connector_file_from_str(
+        Path::new("s.yaml"),
+        yaml,
+        ConnectorFileKind::Sink,
+        &overrides,
+        env,
+    )
+    .unwrap();
+    assert_eq!(loaded.pipeline.pulsar.service_url, "pulsar://broker:6650");
+    assert_eq!(loaded.pipeline.sinks.len(), 1);
+    let bad = connector_file_from_str(
+        Path::new("s.yaml"),
+        "name: out\nclassName: file\nbogus: 1\n",
+        ConnectorFileKind::Sink,
+        &overrides,
+        env,
+    )
+    .unwrap_err();
+    assert_eq!(
+        bad.0[0].to_string(),
+        "s.yaml:3:1: bogus: unknown field `bogus`, expected one of tenant, namespace, name, className, inputs, topicsPattern, sourceSubscriptionName, sourceSubscriptionPosition, processingGuarantees, retainOrdering, retainKeyOrdering, deadLetterTopic, maxMessageRetries, negativeAckRedeliveryDelayMs, timeoutMs, autoAck, parallelism, cleanupSubscription, configs, secrets, resources, archive, runtimeFlags, customRuntimeOptions, topicToSerdeClassName, topicToSchemaType"
+    );
+}
