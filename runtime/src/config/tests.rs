@@ -334,12 +334,10 @@ fn each_malformed_config_gives_its_error_and_place() {
     for (case, yaml, line, column, path, message) in CASES {
         // Cases that break only one section get a valid rest, so that the
         // error found is the one under test.
-        let full = if yaml.starts_with("sources:")
+        let complete = yaml.starts_with("sources:")
             || yaml.starts_with("sinks:")
-            || yaml.contains("no sources")
-        {
-            (*yaml).to_owned()
-        } else if *message == "no sources and no sinks" {
+            || *message == "no sources and no sinks";
+        let full = if complete {
             (*yaml).to_owned()
         } else {
             format!("{yaml}{SOURCE}")
