@@ -129,3 +129,142 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The `sluice` binary that `cargo test --workspace` built next to the test
+/// executables.
+pub fn sluice_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("the test executable has no target folder")?;
+    let bin = dir.join("sluice");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build -p sluice-runtime` (cargo test --workspace builds it)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A fresh folder under the system temp folder.
+pub fn temp_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A `sluice run` process, with its log in its folder.
+pub struct Sluice {
+    child: std::process::Child,
+    /// Where the config and log live.
+    pub dir: std::path::PathBuf,
+    /// The HTTP port from the config.
+    pub http_port: u16,
+}
+
+impl Sluice {
+    /// Write `config` into `dir` and start `sluice run` on it. `http_port`
+    /// must match the config's `http.listen`.
+    pub fn start(dir: &std::path::Path, config: &str, http_port: u16) -> anyhow::Result<Self> {
+        let config_path = dir.join("pipeline.yaml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("sluice.log"))?;
+        let child = std::process::Command::new(sluice_binary()?)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("SLUICE_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start sluice")?;
+        Ok(Self {
+            child,
+            dir: dir.to_owned(),
+            http_port,
+        })
+    }
+
+    /// SIGKILL: no draining, no flushing.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGINT, then wait for the exit status.
+    pub async fn interrupt(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -INT failed");
+        }
+        wait_for("sluice to exit", DEADLINE, || {
+            let exited = self.child.try_wait();
+            async move { Ok(exited?) }
+        })
+        .await
+    }
+
+    /// GET a path on the HTTP endpoints; `None` until it answers.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let mut resp = ureq::get(&url).call().ok()?;
+        resp.body_mut().read_to_string().ok()
+    }
+
+    /// The log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sluice.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The backlog of a subscription, from the broker's topic stats.
+pub fn backlog(topic: &str, subscription: &str) -> anyhow::Result<Option<u64>> {
+    let path = topic.replacen("persistent://", "/admin/v2/persistent/", 1) + "/stats";
+    let Ok(body) = admin::get(&path) else {
+        return Ok(None);
+    };
+    let stats: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(stats["subscriptions"][subscription]["msgBacklog"].as_u64())
+}
+
+/// The `seq` of every line of a file sink's output, in file order.
+pub fn file_sequences(path: &std::path::Path) -> anyhow::Result<Vec<u64>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    // A line still being written has no newline yet: leave it for later.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|line| {
+            let doc: serde_json::Value = serde_json::from_str(line)?;
+            doc["seq"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("a line without seq: {line}"))
+        })
+        .collect()
+}

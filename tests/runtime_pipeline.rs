@@ -1,0 +1,300 @@
+//! The runtime end to end, without databases: datagen → Pulsar → file sink,
+//! against the real broker, with the `sluice` binary run as users run it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
+use magnetar::{OutgoingMessage, PulsarClient};
+use sluice_tests::{
+    DEADLINE, PULSAR_URL, Sluice, backlog, file_sequences, free_port, temp_dir, topic, unique,
+    wait_for,
+};
+
+/// Long enough for 20,000 records at 5,000/s, a kill and a restart.
+const LONG: Duration = Duration::from_secs(120);
+
+struct Pipeline {
+    dir: PathBuf,
+    topic: String,
+    out: PathBuf,
+    port: u16,
+    config: String,
+}
+
+/// A datagen → file pipeline in a fresh folder, on a fresh topic.
+fn pipeline(name: &str, guarantee: &str, count: u64, rate: u64) -> anyhow::Result<Pipeline> {
+    let dir = temp_dir(name)?;
+    let topic = unique(name);
+    let out = dir.join("out.jsonl");
+    let port = free_port()?;
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - name: gen\n    className: datagen\n    topicName: {topic}\n    processingGuarantees: {guarantee}\n\
+         \x20   configs:\n      count: {count}\n      ratePerSecond: {rate}\n      batchSize: 50\n      stateFile: {state}\n\
+         sinks:\n  - name: out\n    className: file\n    inputs: [{topic}]\n    sourceSubscriptionName: out\n\
+         \x20   sourceSubscriptionPosition: Earliest\n    processingGuarantees: {guarantee}\n    retainOrdering: true\n\
+         \x20   configs:\n      path: {out}\n      batchSize: 200\n      timeoutMs: 50\n",
+        state = dir.join("gen.state").display(),
+        out = out.display(),
+    );
+    Ok(Pipeline {
+        dir,
+        topic,
+        out,
+        port,
+        config,
+    })
+}
+
+async fn wait_for_lines(out: &Path, n: usize) -> anyhow::Result<()> {
+    wait_for(&format!("{n} lines in {}", out.display()), LONG, || {
+        let out = out.to_owned();
+        async move { Ok((file_sequences(&out)?.len() >= n).then_some(())) }
+    })
+    .await
+}
+
+/// Wait until the source has generated everything and the sink's
+/// subscription has nothing left to deliver.
+async fn wait_until_drained(sluice: &Sluice, topic: &str, count: u64) -> anyhow::Result<()> {
+    let state = sluice.dir.join("gen.state");
+    let full = topic.to_owned();
+    wait_for("the source to finish and the sink to drain", LONG, || {
+        let state = state.clone();
+        let full = sluice_tests::topic(&full);
+        async move {
+            let generated = std::fs::read_to_string(&state)
+                .unwrap_or_default()
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
+            let left = backlog(&full, "out")?;
+            Ok((generated == count && left == Some(0)).then_some(()))
+        }
+    })
+    .await
+}
+
+/// How many records a running sluice's source has read.
+fn generated_by(sluice: &Sluice) -> anyhow::Result<u64> {
+    let status: serde_json::Value =
+        serde_json::from_str(&sluice.get("/connectors/gen").context("no status")?)?;
+    status["records_in"].as_u64().context("no records_in")
+}
+
+fn distinct(seqs: &[u64]) -> BTreeSet<u64> {
+    seqs.iter().copied().collect()
+}
+
+#[tokio::test]
+async fn at_least_once_loses_nothing_across_a_kill_9() -> anyhow::Result<()> {
+    // GIVEN an ATLEAST_ONCE pipeline generating 20,000 records
+    let count = 20_000;
+    let p = pipeline("rt-alo", "ATLEAST_ONCE", count, 5000)?;
+    let first = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // WHEN sluice is killed with SIGKILL a quarter of the way, then started again
+    wait_for_lines(&p.out, 5000)
+        .await
+        .with_context(|| first.log())?;
+    first.kill9()?;
+    let second = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_until_drained(&second, &p.topic, count)
+        .await
+        .with_context(|| second.log())?;
+    let resumed = generated_by(&second)?;
+    let exit = second.interrupt().await?;
+
+    // THEN the restart resumed from the committed position rather than from 0
+    ensure!(
+        resumed < count,
+        "the restarted source generated all {count} records again"
+    );
+
+    // AND every record is in the file, none outside the range, and sluice stopped cleanly
+    let seqs = file_sequences(&p.out)?;
+    let seen = distinct(&seqs);
+    let expected: BTreeSet<u64> = (0..count).collect();
+    let lost = expected.difference(&seen).count();
+    let duplicates = seqs.len() - seen.len();
+    println!(
+        "at least once: {} lines, {lost} lost, {duplicates} duplicated",
+        seqs.len()
+    );
+    assert_eq!(lost, 0, "records lost");
+    assert_eq!(seen, expected);
+    ensure!(exit.success(), "sluice exited with {exit} after SIGINT");
+    Ok(())
+}
+
+#[tokio::test]
+async fn at_most_once_duplicates_nothing_across_a_kill_9() -> anyhow::Result<()> {
+    // GIVEN an ATMOST_ONCE pipeline generating 20,000 records
+    let count = 20_000;
+    let p = pipeline("rt-amo", "ATMOST_ONCE", count, 5000)?;
+    let first = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // WHEN sluice is killed with SIGKILL a quarter of the way, then started again
+    wait_for_lines(&p.out, 5000)
+        .await
+        .with_context(|| first.log())?;
+    first.kill9()?;
+    let second = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_until_drained(&second, &p.topic, count)
+        .await
+        .with_context(|| second.log())?;
+    let exit = second.interrupt().await?;
+
+    // THEN no record is in the file twice, and none outside the range
+    let seqs = file_sequences(&p.out)?;
+    let seen = distinct(&seqs);
+    let duplicates = seqs.len() - seen.len();
+    println!(
+        "at most once: {} lines, {} lost, {duplicates} duplicated",
+        seqs.len(),
+        count as usize - seen.len()
+    );
+    assert_eq!(duplicates, 0, "records written twice");
+    ensure!(
+        seen.iter().all(|s| *s < count),
+        "a sequence outside 0..{count}"
+    );
+    ensure!(
+        seen.len() >= 5000,
+        "the records written before the kill are gone"
+    );
+    ensure!(exit.success(), "sluice exited with {exit} after SIGINT");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_and_connector_status_count_what_was_moved() -> anyhow::Result<()> {
+    // GIVEN a pipeline that moves 3,000 records
+    let count = 3000;
+    let p = pipeline("rt-metrics", "ATLEAST_ONCE", count, 0)?;
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // WHEN everything is delivered
+    wait_until_drained(&sluice, &p.topic, count)
+        .await
+        .with_context(|| sluice.log())?;
+    wait_for_lines(&p.out, count as usize).await?;
+
+    // THEN the counters say so
+    let metrics = sluice.get("/metrics").context("no /metrics")?;
+    for line in [
+        "sluice_records_in_total{connector=\"gen\",kind=\"source\"} 3000",
+        "sluice_records_out_total{connector=\"gen\",kind=\"source\"} 3000",
+        "sluice_records_in_total{connector=\"out\",kind=\"sink\"} 3000",
+        "sluice_records_out_total{connector=\"out\",kind=\"sink\"} 3000",
+        "sluice_dead_lettered_total{connector=\"out\",kind=\"sink\"} 0",
+    ] {
+        ensure!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in\n{metrics}"
+        );
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&sluice.get("/connectors/out").context("no status")?)?;
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["records_out"], 3000);
+    assert_eq!(sluice.get("/healthz").as_deref(), Some("ok\n"));
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() -> anyhow::Result<()> {
+    // GIVEN a file sink with a dead-letter topic, and a reader on that topic
+    let dir = temp_dir("rt-poison")?;
+    let input = topic(&unique("rt-poison"));
+    let dlq = topic(&unique("rt-poison-dlq"));
+    let out = dir.join("out.jsonl");
+    let port = free_port()?;
+    let client = PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let dlq_reader = client
+        .consumer(&dlq)
+        .subscription("audit")
+        .subscription_type(SubType::Exclusive)
+        .initial_position(InitialPosition::Earliest)
+        .subscribe()
+        .await?;
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sinks:\n  - name: out\n    className: file\n    inputs: [{input}]\n    sourceSubscriptionName: out\n\
+         \x20   sourceSubscriptionPosition: Earliest\n    retainOrdering: true\n    deadLetterTopic: {dlq}\n\
+         \x20   maxMessageRetries: 2\n    configs:\n      path: {}\n      batchSize: 100\n      timeoutMs: 50\n",
+        out.display()
+    );
+
+    // WHEN five good records, one that is not JSON, and five more are published
+    let producer = client.producer(&input).create().await?;
+    for i in 0..11 {
+        let payload = if i == 5 {
+            b"not json".to_vec()
+        } else {
+            format!("{{\"n\":{i}}}").into_bytes()
+        };
+        producer
+            .send(
+                OutgoingMessage::with_payload(payload)
+                    .key(format!("k{i}"))
+                    .property("sluice.seq", i.to_string())
+                    .into(),
+            )
+            .await?;
+    }
+    let sluice = Sluice::start(&dir, &config, port)?;
+
+    // THEN the ten good records are written in order
+    wait_for_lines(&out, 10)
+        .await
+        .with_context(|| sluice.log())?;
+    assert_eq!(file_sequences(&out)?, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]);
+
+    // AND the poison record is on the dead-letter topic with the error and its origin
+    let msg = dlq_reader
+        .receive_with_timeout(DEADLINE)
+        .await?
+        .context("nothing on the dead-letter topic")?;
+    assert_eq!(&msg.payload[..], b"not json");
+    let props: Vec<(String, String)> = msg
+        .single_metadata
+        .as_ref()
+        .map_or(&msg.metadata.properties, |s| &s.properties)
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    let prop = |k: &str| {
+        props
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    ensure!(
+        prop("sluice.error").is_some_and(|e| e.contains("not JSON")),
+        "error property: {props:?}"
+    );
+    assert_eq!(prop("sluice.origin.topic"), Some(input.as_str()));
+    assert_eq!(prop("sluice.origin.sink"), Some("out"));
+    assert_eq!(prop("sluice.seq"), Some("5"));
+
+    // AND the subscription is drained and the counters show one dead letter
+    wait_for("the input backlog to drain", DEADLINE, || {
+        let input = input.clone();
+        async move { Ok((backlog(&input, "out")? == Some(0)).then_some(())) }
+    })
+    .await?;
+    let status: serde_json::Value =
+        serde_json::from_str(&sluice.get("/connectors/out").context("no status")?)?;
+    assert_eq!(status["dead_lettered"], 1);
+    assert_eq!(status["records_out"], 10);
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
