@@ -298,3 +298,52 @@ async fn a_poison_record_is_dead_lettered_and_the_pipeline_goes_on() -> anyhow::
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failing_sink_restarts_with_backoff_while_the_others_keep_running() -> anyhow::Result<()>
+{
+    // GIVEN one source and two sinks, one of which writes into a folder that does not exist yet
+    let count = 2000;
+    let p = pipeline("rt-restart", "ATLEAST_ONCE", count, 0)?;
+    let missing = p.dir.join("later");
+    let late_out = missing.join("late.jsonl");
+    let config = format!(
+        "{}  - name: late\n    className: file\n    inputs: [{}]\n    sourceSubscriptionName: late\n\
+         \x20   sourceSubscriptionPosition: Earliest\n    configs:\n      path: {}\n",
+        p.config,
+        p.topic,
+        late_out.display()
+    );
+    let sluice = Sluice::start(&p.dir, &config, p.port)?;
+
+    // WHEN the healthy sink has everything
+    wait_until_drained(&sluice, &p.topic, count)
+        .await
+        .with_context(|| sluice.log())?;
+    wait_for_lines(&p.out, count as usize).await?;
+
+    // THEN the failing sink is restarting with its error, and the healthy one ran on
+    let late: serde_json::Value =
+        serde_json::from_str(&sluice.get("/connectors/late").context("no status")?)?;
+    assert_eq!(late["state"], "restarting", "{late}");
+    ensure!(
+        late["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("late.jsonl")),
+        "{late}"
+    );
+    ensure!(late["restarts"].as_u64().is_some_and(|r| r >= 1), "{late}");
+    ensure!(
+        sluice.get("/readyz").is_none(),
+        "/readyz answered 200 with a connector down"
+    );
+
+    // AND once the folder exists, it recovers and catches up
+    std::fs::create_dir_all(&missing)?;
+    wait_for_lines(&late_out, count as usize)
+        .await
+        .with_context(|| sluice.log())?;
+    assert_eq!(distinct(&file_sequences(&late_out)?), (0..count).collect());
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
