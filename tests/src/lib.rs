@@ -130,9 +130,12 @@ where
     }
 }
 
-/// The `sluice` binary that `cargo test --workspace` built next to the test
-/// executables.
+/// The `sluice` binary: `$SLUICE_BIN`, or the one built next to the test
+/// executables by `cargo build -p sluice-runtime`.
 pub fn sluice_binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(path) = std::env::var("SLUICE_BIN") {
+        return Ok(path.into());
+    }
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
