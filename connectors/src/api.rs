@@ -213,6 +213,10 @@ pub trait Source: Send {
     /// a checkpoint is available. `Ok(None)` means the source is exhausted
     /// and the connector is done.
     ///
+    /// Must be cancel-safe: the runtime drops a pending `read` when it has
+    /// something else to do (a publish completed, shutdown) and calls it
+    /// again later; nothing read from the origin may be lost in between.
+    ///
     /// A source must not let unacknowledged work grow without bound: the
     /// runtime stops calling `read` while its in-flight limit is reached,
     /// and the source must then hold back (for Postgres, by not reading the
@@ -230,9 +234,6 @@ pub trait Source: Send {
 
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
-
-    /// Findings about the source's system that would break a run.
-    fn preflight(&mut self) -> impl Future<Output = Vec<Finding>> + Send;
 }
 
 /// How a sink wants its records grouped.
@@ -268,7 +269,4 @@ pub trait Sink: Send {
 
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
-
-    /// Findings about the sink's target that would break a run.
-    fn preflight(&mut self) -> impl Future<Output = Vec<Finding>> + Send;
 }

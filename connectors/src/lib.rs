@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod datagen;
 pub mod file_sink;
+pub mod postgres_cdc;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
@@ -20,22 +21,29 @@ pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 
 use datagen::{Datagen, DatagenConfig};
 use file_sink::{FileSink, FileSinkConfig};
+use postgres_cdc::{PostgresCdc, PostgresCdcConfig};
 
 /// The source connectors, by the `className` that selects them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     /// `datagen`: deterministic generated records.
     Datagen,
+    /// `postgres-cdc`: change data capture from Postgres.
+    PostgresCdc,
 }
 
 impl SourceKind {
     /// Every accepted `className`, for error messages.
-    pub const CLASS_NAMES: &'static str = "datagen";
+    pub const CLASS_NAMES: &'static str =
+        "datagen, postgres-cdc, org.apache.pulsar.io.debezium.postgres.DebeziumPostgresSource";
 
     /// The connector a `className` names.
     pub fn from_class_name(name: &str) -> Option<Self> {
         match name {
             "datagen" => Some(Self::Datagen),
+            "postgres-cdc" | "org.apache.pulsar.io.debezium.postgres.DebeziumPostgresSource" => {
+                Some(Self::PostgresCdc)
+            }
             _ => None,
         }
     }
@@ -45,6 +53,7 @@ impl SourceKind {
     pub fn names_its_topics(self) -> bool {
         match self {
             Self::Datagen => false,
+            Self::PostgresCdc => true,
         }
     }
 
@@ -55,6 +64,10 @@ impl SourceKind {
                 let (c, report) = DatagenConfig::from_configs(configs);
                 (c.map(SourceSpec::Datagen), report)
             }
+            Self::PostgresCdc => {
+                let (c, report) = PostgresCdcConfig::from_configs(configs);
+                (c.map(|c| SourceSpec::PostgresCdc(Box::new(c))), report)
+            }
         }
     }
 }
@@ -64,6 +77,8 @@ impl SourceKind {
 pub enum SourceSpec {
     /// `datagen`.
     Datagen(DatagenConfig),
+    /// `postgres-cdc`.
+    PostgresCdc(Box<PostgresCdcConfig>),
 }
 
 impl SourceSpec {
@@ -71,6 +86,18 @@ impl SourceSpec {
     pub async fn open(&self) -> Result<AnySource, ConnectorError> {
         match self {
             Self::Datagen(c) => Ok(AnySource::Datagen(Datagen::open(c.clone()).await?)),
+            Self::PostgresCdc(c) => Ok(AnySource::PostgresCdc(Box::new(
+                PostgresCdc::open((**c).clone()).await?,
+            ))),
+        }
+    }
+
+    /// Findings about the source's system that would break a run, found
+    /// without changing anything there.
+    pub async fn preflight(&self) -> Vec<Finding> {
+        match self {
+            Self::Datagen(c) => datagen::preflight(c).await,
+            Self::PostgresCdc(c) => postgres_cdc::preflight(c).await,
         }
     }
 }
@@ -80,30 +107,29 @@ impl SourceSpec {
 pub enum AnySource {
     /// `datagen`.
     Datagen(Datagen),
+    /// `postgres-cdc`.
+    PostgresCdc(Box<PostgresCdc>),
 }
 
 impl Source for AnySource {
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
         match self {
             Self::Datagen(s) => s.read().await,
+            Self::PostgresCdc(s) => s.read().await,
         }
     }
 
     async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
         match self {
             Self::Datagen(s) => s.commit(position).await,
+            Self::PostgresCdc(s) => s.commit(position).await,
         }
     }
 
     async fn close(&mut self) {
         match self {
             Self::Datagen(s) => s.close().await,
-        }
-    }
-
-    async fn preflight(&mut self) -> Vec<Finding> {
-        match self {
-            Self::Datagen(s) => s.preflight().await,
+            Self::PostgresCdc(s) => s.close().await,
         }
     }
 }
@@ -152,6 +178,14 @@ impl SinkSpec {
             Self::File(c) => Ok(AnySink::File(FileSink::open(c.clone()).await?)),
         }
     }
+
+    /// Findings about the sink's target that would break a run, found
+    /// without changing anything there.
+    pub async fn preflight(&self) -> Vec<Finding> {
+        match self {
+            Self::File(c) => file_sink::preflight(c).await,
+        }
+    }
 }
 
 /// An open sink connector.
@@ -177,12 +211,6 @@ impl Sink for AnySink {
     async fn close(&mut self) {
         match self {
             Self::File(s) => s.close().await,
-        }
-    }
-
-    async fn preflight(&mut self) -> Vec<Finding> {
-        match self {
-            Self::File(s) => s.preflight().await,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use sluice_connectors::{Severity, Sink, Source};
+use sluice_connectors::Severity;
 use sluice_runtime::cli::{Cli, Command, LocalrunArgs};
 use sluice_runtime::config::{self, ConfigErrors, ConnectorFileKind, Loaded, LocalrunOverrides};
 use sluice_runtime::{engine, http, pulsar};
@@ -157,32 +157,20 @@ async fn check(loaded: Loaded) -> ExitCode {
         )),
     }
     for def in &pipeline.sources {
-        match def.spec.open().await {
-            Ok(mut s) => {
-                findings.extend(
-                    s.preflight()
-                        .await
-                        .into_iter()
-                        .map(|f| (def.name.clone(), f.severity, f.message)),
-                );
-                s.close().await;
-            }
-            Err(e) => findings.push((def.name.clone(), Severity::Error, e.to_string())),
-        }
+        let found = def.spec.preflight().await;
+        findings.extend(
+            found
+                .into_iter()
+                .map(|f| (def.name.clone(), f.severity, f.message)),
+        );
     }
     for def in &pipeline.sinks {
-        match def.spec.open().await {
-            Ok(mut s) => {
-                findings.extend(
-                    s.preflight()
-                        .await
-                        .into_iter()
-                        .map(|f| (def.name.clone(), f.severity, f.message)),
-                );
-                s.close().await;
-            }
-            Err(e) => findings.push((def.name.clone(), Severity::Error, e.to_string())),
-        }
+        let found = def.spec.preflight().await;
+        findings.extend(
+            found
+                .into_iter()
+                .map(|f| (def.name.clone(), f.severity, f.message)),
+        );
     }
     for (who, severity, message) in &findings {
         let tag = if *severity == Severity::Error {

@@ -101,22 +101,23 @@ impl Source for Datagen {
     }
 
     async fn close(&mut self) {}
+}
 
-    async fn preflight(&mut self) -> Vec<Finding> {
-        let Some(path) = &self.config.state_file else {
-            return Vec::new();
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        match tokio::fs::metadata(dir).await {
-            Ok(m) if m.is_dir() => Vec::new(),
-            _ => vec![Finding::error(format!(
-                "the folder of stateFile {} does not exist: create it",
-                path.display()
-            ))],
-        }
+/// Preflight: the folder of the state file exists.
+pub async fn preflight(config: &DatagenConfig) -> Vec<Finding> {
+    let Some(path) = &config.state_file else {
+        return Vec::new();
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match tokio::fs::metadata(dir).await {
+        Ok(m) if m.is_dir() => Vec::new(),
+        _ => vec![Finding::error(format!(
+            "the folder of stateFile {} does not exist: create it",
+            path.display()
+        ))],
     }
 }
 

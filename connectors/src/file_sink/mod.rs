@@ -114,21 +114,21 @@ impl Sink for FileSink {
     async fn close(&mut self) {
         self.file = None;
     }
+}
 
-    async fn preflight(&mut self) -> Vec<Finding> {
-        let dir: PathBuf = self
-            .config
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        match tokio::fs::metadata(&dir).await {
-            Ok(m) if m.is_dir() => Vec::new(),
-            _ => vec![Finding::error(format!(
-                "the folder of path {} does not exist: create it",
-                self.config.path.display()
-            ))],
-        }
+/// Preflight: the folder of the output file exists.
+pub async fn preflight(config: &FileSinkConfig) -> Vec<Finding> {
+    let dir: PathBuf = config
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    match tokio::fs::metadata(&dir).await {
+        Ok(m) if m.is_dir() => Vec::new(),
+        _ => vec![Finding::error(format!(
+            "the folder of path {} does not exist: create it",
+            config.path.display()
+        ))],
     }
 }
 

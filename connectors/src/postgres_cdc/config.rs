@@ -1,0 +1,372 @@
+//! Settings of the Postgres CDC source: the keys of Pulsar's Debezium
+//! Postgres source, validated without I/O.
+
+use std::time::Duration;
+
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+
+/// `database.port` unless set.
+pub(crate) const DEFAULT_PORT: u16 = 5432;
+/// `slot.name` unless set.
+pub(crate) const DEFAULT_SLOT: &str = "sluice";
+/// `publication.name` unless set.
+pub(crate) const DEFAULT_PUBLICATION: &str = "sluice";
+/// `snapshot.fetch.size` unless set: rows read per chunk of the snapshot.
+pub(crate) const DEFAULT_FETCH_SIZE: u64 = 10_240;
+/// `max.batch.size` unless set: records handed to the runtime per read.
+pub(crate) const DEFAULT_MAX_BATCH: u64 = 2048;
+/// `status.update.interval.ms` unless set.
+pub(crate) const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+const KNOWN: &str = "database.hostname, database.port, database.user, database.password, database.dbname, \
+    database.sslmode, topic.prefix, table.include.list, table.exclude.list, slot.name, publication.name, \
+    publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
+    status.update.interval.ms, plugin.name, slot.drop.on.stop";
+
+/// Keys of the Debezium connector and of Pulsar's wrapper that mean nothing
+/// here: accepted with a warning.
+const IGNORED: &[&str] = &[
+    "key.converter",
+    "value.converter",
+    "key.converter.schemas.enable",
+    "value.converter.schemas.enable",
+    "pulsar.service.url",
+    "offset.storage.topic",
+    "offset.storage",
+    "database.history",
+    "database.history.pulsar.topic",
+    "database.history.pulsar.service.url",
+    "schema.history.internal",
+    "schema.history.internal.pulsar.topic",
+    "schema.history.internal.pulsar.service.url",
+    "tombstones.on.delete",
+    "include.schema.changes",
+    "provide.transaction.metadata",
+    "database.tcpKeepAlive",
+    "connector.class",
+    "tasks.max",
+];
+
+/// `snapshot.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Snapshot when the slot is new, then stream.
+    Initial,
+    /// Never snapshot; stream from the slot.
+    Never,
+    /// Snapshot, then stop, without a slot.
+    InitialOnly,
+    /// Snapshot on every start (with a new slot), then stream.
+    Always,
+}
+
+/// `publication.autocreate.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicationMode {
+    /// Create the publication for the included tables when it is missing.
+    Filtered,
+    /// Create the publication `FOR ALL TABLES` when it is missing.
+    AllTables,
+    /// Never create it; it must exist.
+    Disabled,
+}
+
+/// Validated Postgres CDC settings.
+#[derive(Clone, PartialEq)]
+pub struct PostgresCdcConfig {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// User, which needs the REPLICATION attribute.
+    pub user: String,
+    /// Password, if the server asks for one.
+    pub password: Option<Secret>,
+    /// The database.
+    pub dbname: String,
+    /// Topics are `<prefix>.<schema>.<table>`.
+    pub topic_prefix: String,
+    /// `schema.table` patterns to include; empty includes all.
+    pub include: Vec<String>,
+    /// `schema.table` patterns to exclude.
+    pub exclude: Vec<String>,
+    /// The replication slot.
+    pub slot: String,
+    /// The publication.
+    pub publication: String,
+    /// Whether and how to create the publication.
+    pub publication_mode: PublicationMode,
+    /// When to snapshot.
+    pub snapshot_mode: SnapshotMode,
+    /// Rows per snapshot chunk.
+    pub fetch_size: u64,
+    /// Records per read.
+    pub max_batch: usize,
+    /// Emit a heartbeat message this often, so that an idle database lets
+    /// the slot advance; `None` never.
+    pub heartbeat: Option<Duration>,
+    /// How often the confirmed position is reported to the server.
+    pub status_interval: Duration,
+}
+
+impl std::fmt::Debug for PostgresCdcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCdcConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("dbname", &self.dbname)
+            .field("slot", &self.slot)
+            .field("publication", &self.publication)
+            .field("snapshot_mode", &self.snapshot_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Slot and publication names go into replication commands: keep them to
+/// what Postgres accepts for a slot name.
+fn valid_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl PostgresCdcConfig {
+    /// Validate a `configs` map. Pure: no I/O.
+    pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
+        let r = ConfigReader::new(configs);
+        r.ignore(
+            IGNORED,
+            "sluice writes JSON Debezium envelopes to Pulsar itself",
+        );
+        let host = r.required_string("database.hostname");
+        let port = r.u64("database.port").map_or(DEFAULT_PORT, |p| {
+            u16::try_from(p).unwrap_or_else(|_| {
+                r.error("database.port", "must be a port number");
+                DEFAULT_PORT
+            })
+        });
+        let user = r.required_string("database.user");
+        let password = r.secret("database.password");
+        let dbname = r.required_string("database.dbname");
+        match r.string("database.sslmode").as_deref() {
+            None | Some("disable" | "prefer") => {}
+            Some(other) => {
+                r.error(
+                    "database.sslmode",
+                    format!(
+                        "\"{other}\" is not supported yet: connections are plain TCP (disable)"
+                    ),
+                );
+            }
+        }
+        let server_name = r.string("database.server.name");
+        let topic_prefix = r.string("topic.prefix").or(server_name);
+        if topic_prefix.is_none() {
+            r.error("topic.prefix", "is required (or database.server.name)");
+        }
+        let include = r.string_list("table.include.list").unwrap_or_default();
+        let exclude = r.string_list("table.exclude.list").unwrap_or_default();
+        for (key, patterns) in [
+            ("table.include.list", &include),
+            ("table.exclude.list", &exclude),
+        ] {
+            for p in patterns {
+                if let Err(e) = regex_lite::Regex::new(&format!("^(?:{p})$")) {
+                    r.error(key, format!("\"{p}\" is not a regular expression: {e}"));
+                }
+            }
+        }
+        let slot = r
+            .string("slot.name")
+            .unwrap_or_else(|| DEFAULT_SLOT.to_owned());
+        if !valid_identifier(&slot) {
+            r.error(
+                "slot.name",
+                "must be lower-case letters, digits and '_', at most 63",
+            );
+        }
+        let publication = r
+            .string("publication.name")
+            .unwrap_or_else(|| DEFAULT_PUBLICATION.to_owned());
+        if !valid_identifier(&publication) {
+            r.error(
+                "publication.name",
+                "must be lower-case letters, digits and '_', at most 63",
+            );
+        }
+        let publication_mode = match r.string("publication.autocreate.mode").as_deref() {
+            None | Some("filtered") => PublicationMode::Filtered,
+            Some("all_tables") => PublicationMode::AllTables,
+            Some("disabled") => PublicationMode::Disabled,
+            Some(other) => {
+                r.error(
+                    "publication.autocreate.mode",
+                    format!("\"{other}\" is not one of filtered, all_tables, disabled"),
+                );
+                PublicationMode::Filtered
+            }
+        };
+        let snapshot_mode = match r.string("snapshot.mode").as_deref() {
+            None | Some("initial") => SnapshotMode::Initial,
+            Some("never" | "no_data") => SnapshotMode::Never,
+            Some("initial_only") => SnapshotMode::InitialOnly,
+            Some("always") => SnapshotMode::Always,
+            Some(other) => {
+                r.error(
+                    "snapshot.mode",
+                    format!("\"{other}\" is not one of initial, never, initial_only, always"),
+                );
+                SnapshotMode::Initial
+            }
+        };
+        if let Some(plugin) = r.string("plugin.name")
+            && plugin != "pgoutput"
+        {
+            r.error(
+                "plugin.name",
+                format!("\"{plugin}\" is not supported: sluice decodes pgoutput"),
+            );
+        }
+        if r.bool("slot.drop.on.stop") == Some(true) {
+            r.error(
+                "slot.drop.on.stop",
+                "true is not supported: sluice never drops a slot on stop",
+            );
+        }
+        for key in ["decimal.handling.mode"] {
+            if let Some(v) = r.string(key)
+                && v != "string"
+            {
+                r.error(
+                    key,
+                    format!("\"{v}\" is not supported: numeric values are exact strings"),
+                );
+            }
+        }
+        if let Some(v) = r.string("time.precision.mode")
+            && !v.starts_with("adaptive")
+        {
+            r.error(
+                "time.precision.mode",
+                format!("\"{v}\" is not supported: times are in microseconds"),
+            );
+        }
+        let fetch_size = r.u64_or("snapshot.fetch.size", DEFAULT_FETCH_SIZE).max(1);
+        let max_batch = r.u64_or("max.batch.size", DEFAULT_MAX_BATCH).max(1) as usize;
+        let heartbeat = r
+            .u64("heartbeat.interval.ms")
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        let status_interval = r
+            .u64("status.update.interval.ms")
+            .filter(|ms| *ms > 0)
+            .map_or(DEFAULT_STATUS_INTERVAL, Duration::from_millis);
+        let report = r.finish(KNOWN);
+        let config = match (host, user, dbname, topic_prefix) {
+            (Some(host), Some(user), Some(dbname), Some(topic_prefix))
+                if report.errors.is_empty() =>
+            {
+                Some(Self {
+                    host,
+                    port,
+                    user,
+                    password,
+                    dbname,
+                    topic_prefix,
+                    include,
+                    exclude,
+                    slot,
+                    publication,
+                    publication_mode,
+                    snapshot_mode,
+                    fetch_size,
+                    max_batch,
+                    heartbeat,
+                    status_interval,
+                })
+            }
+            _ => None,
+        };
+        (config, report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigValue;
+
+    fn configs(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), ConfigValue::String((*v).to_owned())))
+            .collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("database.hostname", "127.0.0.1"),
+        ("database.user", "postgres"),
+        ("database.dbname", "orders"),
+        ("topic.prefix", "retail"),
+    ];
+
+    #[test]
+    fn the_pulsar_debezium_keys_validate_with_defaults() {
+        let mut pairs = BASE.to_vec();
+        pairs.push((
+            "value.converter",
+            "org.apache.kafka.connect.json.JsonConverter",
+        ));
+        let (config, report) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(report.warnings.len(), 1);
+        let c = config.unwrap();
+        assert_eq!(
+            (c.port, c.slot.as_str(), c.snapshot_mode),
+            (5432, "sluice", SnapshotMode::Initial)
+        );
+    }
+
+    #[test]
+    fn database_server_name_stands_in_for_topic_prefix() {
+        let mut pairs = BASE[..3].to_vec();
+        pairs.push(("database.server.name", "dbserver1"));
+        let (config, _) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert_eq!(config.unwrap().topic_prefix, "dbserver1");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("slot.name", "Bad-Slot"),
+            ("snapshot.mode", "sometimes"),
+            ("plugin.name", "wal2json"),
+            ("table.include.list", "public.(orders"),
+        ]);
+        let (config, report) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert!(config.is_none());
+        let keys: Vec<&str> = report.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "table.include.list",
+                "slot.name",
+                "snapshot.mode",
+                "plugin.name"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_password_never_prints() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("database.password", "hunter2"));
+        let (config, _) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert!(!format!("{:?}", config.unwrap()).contains("hunter2"));
+    }
+}

@@ -1,0 +1,518 @@
+//! `postgres-cdc`: change data capture from Postgres with logical
+//! replication (pgoutput), a consistent initial snapshot, and Debezium
+//! change events, one topic per table.
+//!
+//! Start-up, in order:
+//! 1. Read the catalog: the selected tables, their keys, the types.
+//! 2. Make sure the publication exists.
+//! 3. Decide whether to snapshot (`snapshot.mode`, and whether the last
+//!    snapshot with this slot finished: the source records that in a line of
+//!    the publication's comment once the snapshot is durable).
+//! 4. On the replication connection, create the slot exporting a snapshot;
+//!    import it in a REPEATABLE READ transaction on the SQL connection; then
+//!    start replication from the slot. The snapshot and the stream meet at
+//!    the slot's consistent point: no gap, no overlap.
+//! 5. Read the tables in that transaction (`op: r`), in chunks, then stream.
+//!
+//! The slot is confirmed only up to positions the runtime reports durable
+//! through [`Source::commit`], and never moves backwards.
+
+mod catalog;
+mod config;
+mod events;
+mod pgoutput;
+mod snapshot;
+mod stream;
+mod types;
+
+use std::collections::HashMap;
+
+pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
+pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use self::catalog::{Table, pg_error, quote_ident, quote_literal};
+use self::snapshot::Snapshot;
+use self::stream::StreamState;
+use self::types::{SESSION_OPTIONS, Types};
+use crate::api::{ConnectorError, Finding, Position, Source, SourceBatch};
+
+/// The Postgres CDC source.
+pub struct PostgresCdc {
+    config: PostgresCdcConfig,
+    sql: Client,
+    sql_task: tokio::task::JoinHandle<()>,
+    types: Types,
+    /// The selected tables by OID, from the catalog.
+    tables: HashMap<u32, Table>,
+    repl: Option<ReplicationClient>,
+    snapshot: Option<Snapshot>,
+    stream: StreamState,
+    /// The highest position confirmed to the server.
+    confirmed: u64,
+    /// Record the snapshot as complete once this position is durable.
+    snapshot_done_at: Option<u64>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for PostgresCdc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCdc")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn connect_sql(
+    config: &PostgresCdcConfig,
+) -> Result<(Client, tokio::task::JoinHandle<()>), ConnectorError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&config.host)
+        .port(config.port)
+        .user(&config.user)
+        .dbname(&config.dbname)
+        .options(SESSION_OPTIONS)
+        .application_name("sluice");
+    if let Some(p) = &config.password {
+        pg.password(p.expose());
+    }
+    let (client, connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| pg_error(&format!("connect to {}:{}", config.host, config.port), e))?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            warn!(error = %e, "postgres connection closed");
+        }
+    });
+    Ok((client, task))
+}
+
+fn replication_config(config: &PostgresCdcConfig, ack: Option<u64>) -> ReplicationConfig {
+    let password = config
+        .password
+        .as_ref()
+        .map(|p| p.expose().to_owned())
+        .unwrap_or_default();
+    let mut cfg = ReplicationConfig::new(
+        config.host.clone(),
+        config.user.clone(),
+        password,
+        config.dbname.clone(),
+        config.slot.clone(),
+        config.publication.clone(),
+    )
+    .with_port(config.port)
+    .with_options(SESSION_OPTIONS)
+    .with_application_name("sluice")
+    .with_status_interval(config.status_interval);
+    if let Some(lsn) = ack {
+        cfg = cfg.with_ack_lsn(Lsn::from_u64(lsn));
+    }
+    cfg
+}
+
+fn repl_error(context: &str, e: pgwire_replication::PgWireError) -> ConnectorError {
+    ConnectorError::retryable(format!("{context}: {e}")).with_source(e)
+}
+
+/// The text of one column of a replication command's result.
+fn column(rows: &[pgwire_replication::QueryRow], i: usize) -> Option<String> {
+    rows.first()?
+        .get(i)?
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+impl PostgresCdc {
+    /// Connect, prepare the publication and slot, and position the source at
+    /// its snapshot or its stream.
+    pub async fn open(config: PostgresCdcConfig) -> Result<Self, ConnectorError> {
+        let (sql, sql_task) = connect_sql(&config).await?;
+        let types = catalog::load_types(&sql).await?;
+        let tables = catalog::load_tables(&sql, &config, &types).await?;
+        if tables.is_empty() {
+            return Err(ConnectorError::permanent(format!(
+                "no table of database {} is selected by table.include.list / table.exclude.list",
+                config.dbname
+            )));
+        }
+        let mut source = Self {
+            stream: StreamState::new(&config),
+            config,
+            sql,
+            sql_task,
+            types,
+            tables,
+            repl: None,
+            snapshot: None,
+            confirmed: 0,
+            snapshot_done_at: None,
+            finished: false,
+        };
+        source.ensure_publication().await?;
+        if source.config.snapshot_mode == SnapshotMode::InitialOnly {
+            source
+                .sql_exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
+            let point = source.current_wal_lsn().await?;
+            source.snapshot = Some(Snapshot::new(
+                &source.tables,
+                point,
+                source.config.fetch_size,
+            ));
+            return Ok(source);
+        }
+        source.prepare_slot().await?;
+        Ok(source)
+    }
+
+    async fn sql_exec(&self, statement: &str) -> Result<(), ConnectorError> {
+        self.sql
+            .batch_execute(statement)
+            .await
+            .map_err(|e| pg_error(statement, e))
+    }
+
+    async fn current_wal_lsn(&self) -> Result<u64, ConnectorError> {
+        let row = self
+            .sql
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(|e| pg_error("read the WAL position", e))?;
+        catalog::parse_lsn(&row.get::<_, String>(0))
+            .ok_or_else(|| ConnectorError::permanent("bad WAL position"))
+    }
+
+    /// Create the publication when it is missing and the config allows it.
+    async fn ensure_publication(&self) -> Result<(), ConnectorError> {
+        let publication = &self.config.publication;
+        if catalog::publication_tables(&self.sql, publication)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let statement = match self.config.publication_mode {
+            PublicationMode::Disabled => {
+                return Err(ConnectorError::permanent(format!(
+                    "publication {publication} does not exist and publication.autocreate.mode is disabled: \
+                     create it with CREATE PUBLICATION {publication} FOR TABLE ..."
+                )));
+            }
+            PublicationMode::AllTables => format!(
+                "CREATE PUBLICATION {} FOR ALL TABLES",
+                quote_ident(publication)
+            ),
+            PublicationMode::Filtered => {
+                let mut names: Vec<String> = self
+                    .tables
+                    .values()
+                    .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
+                    .collect();
+                names.sort();
+                format!(
+                    "CREATE PUBLICATION {} FOR TABLE {}",
+                    quote_ident(publication),
+                    names.join(", ")
+                )
+            }
+        };
+        self.sql_exec(&statement).await?;
+        info!(publication = %publication, "publication created");
+        Ok(())
+    }
+
+    /// Set or clear this slot's snapshot-complete line in the publication comment.
+    async fn mark_snapshot(&self, complete: bool) -> Result<(), ConnectorError> {
+        let publication = &self.config.publication;
+        let row = self
+            .sql
+            .query_opt(
+                "SELECT obj_description(oid, 'pg_publication') FROM pg_catalog.pg_publication WHERE pubname = $1",
+                &[publication],
+            )
+            .await
+            .map_err(|e| pg_error("read the publication comment", e))?;
+        let current: String = row.and_then(|r| r.get(0)).unwrap_or_default();
+        let marker = catalog::snapshot_marker(&self.config.slot);
+        let mut lines: Vec<&str> = current.lines().filter(|l| *l != marker).collect();
+        if complete {
+            lines.push(&marker);
+        }
+        let comment = lines.join("\n");
+        let value = if comment.is_empty() {
+            "NULL".to_owned()
+        } else {
+            quote_literal(&comment)
+        };
+        self.sql_exec(&format!(
+            "COMMENT ON PUBLICATION {} IS {value}",
+            quote_ident(publication)
+        ))
+        .await
+        .map_err(|e| {
+            ConnectorError::permanent(format!(
+                "cannot record snapshot progress on publication {publication} ({e}): \
+                     the user must own the publication"
+            ))
+        })
+    }
+
+    /// Decide on the snapshot, create or reuse the slot, and start replication.
+    async fn prepare_slot(&mut self) -> Result<(), ConnectorError> {
+        let slot_name = self.config.slot.clone();
+        let existing = catalog::slot(&self.sql, &slot_name).await?;
+        if let Some(s) = &existing {
+            if let Some(pid) = s.active_pid {
+                return Err(ConnectorError::retryable(format!(
+                    "replication slot {slot_name} is in use by process {pid}; another sluice instance may own it"
+                )));
+            }
+            if s.plugin.as_deref() != Some("pgoutput")
+                || s.database.as_deref() != Some(self.config.dbname.as_str())
+            {
+                return Err(ConnectorError::permanent(format!(
+                    "replication slot {slot_name} exists for plugin {:?} on database {:?}, not pgoutput on {}: \
+                     choose another slot.name",
+                    s.plugin, s.database, self.config.dbname
+                )));
+            }
+        }
+        let complete =
+            catalog::snapshot_complete(&self.sql, &self.config.publication, &slot_name).await?;
+        let take_snapshot = match self.config.snapshot_mode {
+            SnapshotMode::Never => false,
+            SnapshotMode::Always => true,
+            SnapshotMode::Initial | SnapshotMode::InitialOnly => existing.is_none() || !complete,
+        };
+        if take_snapshot {
+            self.mark_snapshot(false).await?;
+            if existing.is_some() {
+                let why = if self.config.snapshot_mode == SnapshotMode::Always {
+                    "snapshot.mode is always"
+                } else {
+                    "the snapshot taken with it did not finish"
+                };
+                warn!(
+                    slot = %slot_name, reason = why,
+                    "dropping the replication slot to take a new snapshot; rows already published are published again as op r"
+                );
+                self.sql
+                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
+                    .await
+                    .map_err(|e| pg_error("drop the replication slot", e))?;
+            }
+        }
+        let ack = existing
+            .as_ref()
+            .filter(|_| !take_snapshot)
+            .and_then(|s| s.confirmed_flush);
+        let mut repl = ReplicationClient::connect_gated(replication_config(&self.config, ack))
+            .await
+            .map_err(|e| repl_error("open the replication connection", e))?;
+        if take_snapshot {
+            let rows = repl
+                .simple_query(&format!(
+                    "CREATE_REPLICATION_SLOT {slot_name} LOGICAL pgoutput (SNAPSHOT 'export')"
+                ))
+                .await
+                .map_err(|e| repl_error("create the replication slot", e))?;
+            let point = column(&rows, 1).and_then(|l| catalog::parse_lsn(&l));
+            let name = column(&rows, 2);
+            let (Some(point), Some(name)) = (point, name) else {
+                return Err(ConnectorError::permanent(
+                    "CREATE_REPLICATION_SLOT returned no snapshot",
+                ));
+            };
+            // Import the exported snapshot before START_REPLICATION ends it.
+            self.sql_exec(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(&name)
+            ))
+            .await?;
+            info!(slot = %slot_name, consistent_point = %catalog::format_lsn(point), "slot created; snapshot starts");
+            self.snapshot = Some(Snapshot::new(&self.tables, point, self.config.fetch_size));
+            self.confirmed = point;
+        } else if existing.is_none() {
+            let rows = repl
+                .simple_query(&format!(
+                    "CREATE_REPLICATION_SLOT {slot_name} LOGICAL pgoutput (SNAPSHOT 'nothing')"
+                ))
+                .await
+                .map_err(|e| repl_error("create the replication slot", e))?;
+            self.confirmed = column(&rows, 1)
+                .and_then(|l| catalog::parse_lsn(&l))
+                .unwrap_or(0);
+            info!(slot = %slot_name, "slot created without a snapshot");
+        } else {
+            self.confirmed = ack.unwrap_or(0);
+            info!(slot = %slot_name, confirmed_flush = %catalog::format_lsn(self.confirmed), "resuming from the slot");
+        }
+        repl.start()
+            .await
+            .map_err(|e| repl_error("start replication", e))?;
+        repl.wait_started()
+            .await
+            .map_err(|e| repl_error("start replication", e))?;
+        self.repl = Some(repl);
+        Ok(())
+    }
+}
+
+impl Source for PostgresCdc {
+    async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+        if self.finished {
+            return Ok(None);
+        }
+        if let Some(snap) = &mut self.snapshot {
+            match snap
+                .next_batch(&self.sql, &self.config, &self.tables)
+                .await?
+            {
+                Some(batch) => return Ok(Some(batch)),
+                None => {
+                    // The snapshot is read: end its transaction and hand over
+                    // the position that marks it complete.
+                    let point = snap.consistent_point();
+                    self.snapshot = None;
+                    self.sql_exec("COMMIT").await?;
+                    if self.config.snapshot_mode == SnapshotMode::InitialOnly {
+                        self.finished = true;
+                        info!(
+                            "snapshot complete; snapshot.mode is initial_only, so the source stops"
+                        );
+                        return Ok(None);
+                    }
+                    self.snapshot_done_at = Some(point);
+                    return Ok(Some(SourceBatch {
+                        records: Vec::new(),
+                        checkpoint: Some(Position(point)),
+                    }));
+                }
+            }
+        }
+        let Some(repl) = self.repl.as_mut() else {
+            return Ok(None);
+        };
+        self.stream
+            .next_batch(repl, &self.sql, &self.config, &mut self.types)
+            .await
+    }
+
+    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
+        // The slot only moves forward.
+        if position.0 > self.confirmed {
+            self.confirmed = position.0;
+            if let Some(repl) = &self.repl {
+                repl.update_applied_lsn(Lsn::from_u64(position.0));
+            }
+        }
+        if let Some(at) = self.snapshot_done_at
+            && position.0 >= at
+        {
+            self.mark_snapshot(true).await?;
+            self.snapshot_done_at = None;
+            info!(slot = %self.config.slot, "snapshot complete and durable");
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut repl) = self.repl.take() {
+            let _ = repl.shutdown().await;
+        }
+        self.sql_task.abort();
+    }
+}
+
+/// Preflight: what would stop this source, and what to do about it.
+pub async fn preflight(config: &PostgresCdcConfig) -> Vec<Finding> {
+    let (sql, task) = match connect_sql(config).await {
+        Ok(c) => c,
+        Err(e) => return vec![Finding::error(format!("cannot connect to Postgres: {e}"))],
+    };
+    let findings = match checks(&sql, config).await {
+        Ok(f) => f,
+        Err(e) => vec![Finding::error(format!("preflight query failed: {e}"))],
+    };
+    task.abort();
+    findings
+}
+
+async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>, ConnectorError> {
+    let mut out = Vec::new();
+    let wal_level: String = sql
+        .query_one("SHOW wal_level", &[])
+        .await
+        .map_err(|e| pg_error("SHOW wal_level", e))?
+        .get(0);
+    if wal_level != "logical" {
+        out.push(Finding::error(format!(
+            "wal_level is {wal_level}, logical replication needs logical: set wal_level = 'logical' in postgresql.conf and restart Postgres"
+        )));
+    }
+    let can_replicate: bool = sql
+        .query_one("SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user", &[])
+        .await
+        .map_err(|e| pg_error("read pg_roles", e))?
+        .get(0);
+    if !can_replicate {
+        out.push(Finding::error(format!(
+            "user {} lacks the REPLICATION attribute: ALTER ROLE {} REPLICATION",
+            config.user,
+            quote_ident(&config.user)
+        )));
+    }
+    let tables = catalog::selected_tables(sql, config).await?;
+    if tables.is_empty() {
+        out.push(Finding::error(
+            "no table is selected: check table.include.list and table.exclude.list",
+        ));
+    }
+    for pattern in &config.include {
+        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok();
+        if !tables.iter().any(|(_, s, n)| {
+            re.as_ref()
+                .is_some_and(|re| re.is_match(&format!("{s}.{n}")))
+        }) {
+            out.push(Finding::error(format!(
+                "table.include.list entry {pattern} matches no table"
+            )));
+        }
+    }
+    for (oid, schema, name) in &tables {
+        let row = sql
+            .query_one(
+                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+                 FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                &[oid],
+            )
+            .await
+            .map_err(|e| pg_error("read replica identity", e))?;
+        let identity: String = row.get(0);
+        let has_pk: bool = row.get(1);
+        if identity == "n" {
+            out.push(Finding::error(format!(
+                "table {schema}.{name} has REPLICA IDENTITY NOTHING, so its updates and deletes cannot be captured: \
+                 ALTER TABLE {schema}.{name} REPLICA IDENTITY DEFAULT (with a primary key) or FULL"
+            )));
+        } else if !has_pk {
+            out.push(Finding::warning(format!(
+                "table {schema}.{name} has no primary key: its events are keyed by all columns, and updates and deletes \
+                 need REPLICA IDENTITY FULL; add a primary key"
+            )));
+        }
+    }
+    if let Some(slot) = catalog::slot(sql, &config.slot).await?
+        && let Some(pid) = slot.active_pid
+    {
+        out.push(Finding::error(format!(
+            "replication slot {} is in use by process {pid}: stop the other consumer first (another sluice instance?)",
+            config.slot
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,303 @@
+//! The replication stream: pgoutput messages in commit order, turned into
+//! change events and handed over in batches that end at transaction
+//! boundaries.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use tokio_postgres::Client;
+use tracing::debug;
+
+use super::catalog::{self, Table, pg_error};
+use super::config::PostgresCdcConfig;
+use super::events::{Op, Origin, key_changed, pg_time_to_unix_ms, record, row};
+use super::pgoutput::{self, Message, OldKind};
+use super::types::Types;
+use crate::api::{ConnectorError, Position, SourceBatch, SourceRecord};
+
+/// The prefix of the heartbeat messages the source emits.
+const HEARTBEAT_PREFIX: &str = "sluice.heartbeat";
+
+#[derive(Debug, Clone, Copy)]
+struct Txn {
+    commit_lsn: u64,
+    xid: u32,
+    commit_ms: u64,
+    ordinal: u64,
+}
+
+/// What the stream has seen so far.
+pub(crate) struct StreamState {
+    /// Relation OID to its table; `None` for a table the config does not select.
+    relations: HashMap<u32, Option<Table>>,
+    txn: Option<Txn>,
+    pending: Vec<SourceRecord>,
+    /// The last position handed out, so that keepalives only move it forward.
+    last_checkpoint: u64,
+    heartbeat: Option<tokio::time::Interval>,
+}
+
+impl std::fmt::Debug for StreamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamState")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl StreamState {
+    pub(crate) fn new(config: &PostgresCdcConfig) -> Self {
+        let heartbeat = config.heartbeat.map(|every| {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        Self {
+            relations: HashMap::new(),
+            txn: None,
+            pending: Vec::new(),
+            last_checkpoint: 0,
+            heartbeat,
+        }
+    }
+
+    fn checkpoint(&mut self, position: u64) -> SourceBatch {
+        self.last_checkpoint = self.last_checkpoint.max(position);
+        SourceBatch {
+            records: std::mem::take(&mut self.pending),
+            checkpoint: Some(Position(position)),
+        }
+    }
+
+    /// The next batch: a whole transaction, a part of a large one, or a bare
+    /// position while the database is idle.
+    pub(crate) async fn next_batch(
+        &mut self,
+        repl: &mut ReplicationClient,
+        sql: &Client,
+        config: &PostgresCdcConfig,
+        types: &mut Types,
+    ) -> Result<Option<SourceBatch>, ConnectorError> {
+        loop {
+            if self.pending.len() >= config.max_batch {
+                // A large transaction goes out in parts; its position comes with its commit.
+                return Ok(Some(SourceBatch {
+                    records: std::mem::take(&mut self.pending),
+                    checkpoint: None,
+                }));
+            }
+            let event = match &mut self.heartbeat {
+                Some(beat) => tokio::select! {
+                    e = repl.recv() => e,
+                    _ = beat.tick() => {
+                        sql.batch_execute(&format!("SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')"))
+                            .await
+                            .map_err(|e| pg_error("emit a heartbeat", e))?;
+                        continue;
+                    }
+                },
+                None => repl.recv().await,
+            };
+            let event = event.map_err(|e| {
+                ConnectorError::retryable(format!("replication stream: {e}")).with_source(e)
+            })?;
+            match event {
+                None => return Err(ConnectorError::retryable("the replication stream ended")),
+                Some(ReplicationEvent::Begin {
+                    final_lsn,
+                    xid,
+                    commit_time_micros,
+                }) => {
+                    self.txn = Some(Txn {
+                        commit_lsn: final_lsn.as_u64(),
+                        xid,
+                        commit_ms: pg_time_to_unix_ms(commit_time_micros),
+                        ordinal: 0,
+                    });
+                }
+                Some(ReplicationEvent::XLogData {
+                    wal_start, data, ..
+                }) => {
+                    let message = pgoutput::decode(&data)
+                        .map_err(|e| ConnectorError::permanent(e.to_string()))?;
+                    self.apply(message, wal_start.as_u64(), sql, config, types)
+                        .await?;
+                }
+                Some(ReplicationEvent::Commit { end_lsn, .. }) => {
+                    self.txn = None;
+                    return Ok(Some(self.checkpoint(end_lsn.as_u64())));
+                }
+                Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                    // Outside a transaction, everything up to the server's
+                    // position has been seen: confirming it lets an idle
+                    // slot release WAL.
+                    let at = wal_end.as_u64();
+                    if self.txn.is_none() && self.pending.is_empty() && at > self.last_checkpoint {
+                        return Ok(Some(self.checkpoint(at)));
+                    }
+                }
+                Some(ReplicationEvent::Message {
+                    transactional,
+                    lsn,
+                    prefix,
+                    ..
+                }) => {
+                    debug!(prefix = %prefix, "logical message");
+                    let at = lsn.as_u64();
+                    if !transactional
+                        && self.txn.is_none()
+                        && self.pending.is_empty()
+                        && at > self.last_checkpoint
+                    {
+                        return Ok(Some(self.checkpoint(at)));
+                    }
+                }
+                Some(ReplicationEvent::StoppedAt { .. }) => return Ok(None),
+            }
+        }
+    }
+
+    fn table(&self, relation: u32) -> Result<Option<&Table>, ConnectorError> {
+        match self.relations.get(&relation) {
+            Some(t) => Ok(t.as_ref()),
+            None => Err(ConnectorError::permanent(format!(
+                "a change for relation {relation} arrived before its Relation message"
+            ))),
+        }
+    }
+
+    fn push(
+        &mut self,
+        config: &PostgresCdcConfig,
+        table: &Table,
+        op: Op,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+        lsn: u64,
+    ) -> Result<(), ConnectorError> {
+        let Some(txn) = self.txn.as_mut() else {
+            return Err(ConnectorError::permanent(
+                "a change arrived outside a transaction",
+            ));
+        };
+        let origin = Origin {
+            commit_lsn: txn.commit_lsn,
+            lsn,
+            xid: txn.xid,
+            commit_ms: txn.commit_ms,
+            ordinal: txn.ordinal,
+            snapshot: None,
+        };
+        txn.ordinal += 1;
+        self.pending.push(record(
+            &config.topic_prefix,
+            &config.dbname,
+            table,
+            op,
+            before,
+            after,
+            origin,
+            now_ms(),
+        ));
+        Ok(())
+    }
+
+    async fn apply(
+        &mut self,
+        message: Message,
+        lsn: u64,
+        sql: &Client,
+        config: &PostgresCdcConfig,
+        types: &mut Types,
+    ) -> Result<(), ConnectorError> {
+        match message {
+            Message::Relation(r) => {
+                // Sent before a table's first change and again after it
+                // changes: a column added mid-stream shows up here.
+                let selected = catalog::selected(config, &format!("{}.{}", r.namespace, r.name));
+                let table = if selected {
+                    let (_, primary_key) = catalog::describe(sql, r.id).await?;
+                    let columns: Vec<(String, u32)> = r
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.type_oid))
+                        .collect();
+                    Some(catalog::table(
+                        &r.namespace,
+                        &r.name,
+                        &columns,
+                        &primary_key,
+                        types,
+                    ))
+                } else {
+                    None
+                };
+                self.relations.insert(r.id, table);
+            }
+            Message::Type { .. } => *types = catalog::load_types(sql).await?,
+            Message::Insert { relation, new } => {
+                if let Some(table) = self.table(relation)?.cloned() {
+                    let after = row(&table, &new);
+                    self.push(config, &table, Op::Create, None, Some(after), lsn)?;
+                }
+            }
+            Message::Update { relation, old, new } => {
+                if let Some(table) = self.table(relation)?.cloned() {
+                    let after = row(&table, &new);
+                    match old {
+                        // The key changed: Postgres sent the old key. As
+                        // Debezium does, that is a delete of the old key and
+                        // a create of the new one.
+                        Some(o) if o.kind == OldKind::Key => {
+                            let before = row(&table, &o.tuple);
+                            self.push(config, &table, Op::Delete, Some(before), None, lsn)?;
+                            self.push(config, &table, Op::Create, None, Some(after), lsn)?;
+                        }
+                        Some(o) => {
+                            let before = row(&table, &o.tuple);
+                            if key_changed(&table, &before, &after) {
+                                self.push(config, &table, Op::Delete, Some(before), None, lsn)?;
+                                self.push(config, &table, Op::Create, None, Some(after), lsn)?;
+                            } else {
+                                self.push(
+                                    config,
+                                    &table,
+                                    Op::Update,
+                                    Some(before),
+                                    Some(after),
+                                    lsn,
+                                )?;
+                            }
+                        }
+                        None => self.push(config, &table, Op::Update, None, Some(after), lsn)?,
+                    }
+                }
+            }
+            Message::Delete { relation, old } => {
+                if let Some(table) = self.table(relation)?.cloned() {
+                    let before = row(&table, &old.tuple);
+                    self.push(config, &table, Op::Delete, Some(before), None, lsn)?;
+                }
+            }
+            Message::Truncate { relations, .. } => {
+                for relation in relations {
+                    if let Some(table) = self.table(relation)?.cloned() {
+                        self.push(config, &table, Op::Truncate, None, None, lsn)?;
+                    }
+                }
+            }
+            Message::Begin { .. }
+            | Message::Commit { .. }
+            | Message::Origin
+            | Message::Logical { .. } => {}
+        }
+        Ok(())
+    }
+}
