@@ -369,7 +369,16 @@ fn message_id_text(id: &MessageId) -> String {
 /// Turn a delivered message into a [`SinkRecord`]. A batched message
 /// carries its key, properties and event time in its single-message
 /// metadata.
-fn received(index: usize, topic: &str, msg: magnetar::proto::IncomingMessage) -> Received {
+fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage) -> Received {
+    // magnetar hands a batch of one over without unpacking it: the payload is
+    // still the batch container. Unpack it here (decision record 0001).
+    if msg.single_metadata.is_none()
+        && msg.metadata.num_messages_in_batch == Some(1)
+        && let Some((single, body)) = unpack_single(&msg.payload)
+    {
+        msg.payload = body;
+        msg.single_metadata = Some(single);
+    }
     let (key, props, event_time) = match &msg.single_metadata {
         Some(single) => (
             single.partition_key.clone(),
@@ -413,6 +422,20 @@ fn received(index: usize, topic: &str, msg: magnetar::proto::IncomingMessage) ->
         },
         redelivery_count: msg.redelivery_count,
     }
+}
+
+/// Split a batch container holding one message into its single-message
+/// metadata and payload: `[u32 size][SingleMessageMetadata][payload]`.
+fn unpack_single(
+    container: &bytes::Bytes,
+) -> Option<(magnetar::proto::pb::SingleMessageMetadata, bytes::Bytes)> {
+    use prost::Message as _;
+    let size = u32::from_be_bytes(container.get(0..4)?.try_into().ok()?) as usize;
+    let meta_end = 4usize.checked_add(size)?;
+    let single =
+        magnetar::proto::pb::SingleMessageMetadata::decode(container.get(4..meta_end)?).ok()?;
+    let body_end = meta_end.checked_add(usize::try_from(single.payload_size).ok()?)?;
+    (body_end <= container.len()).then(|| (single, container.slice(meta_end..body_end)))
 }
 
 impl Consumer {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sluice_connectors::{ConnectorError, Sink, Source};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info};
 
 pub use sink_task::{
     ERROR_PROPERTY, ORIGIN_MESSAGE_ID_PROPERTY, ORIGIN_SINK_PROPERTY, ORIGIN_TOPIC_PROPERTY,
@@ -176,15 +176,20 @@ async fn supervise_source(
     }
 }
 
-async fn sink_topics(def: &SinkDef, client: &pulsar::Client) -> Result<Vec<String>, PulsarError> {
+pub(crate) async fn sink_topics(
+    def: &SinkDef,
+    client: &pulsar::Client,
+) -> Result<Vec<String>, PulsarError> {
     match &def.topics_pattern {
         None => Ok(def.inputs.clone()),
         Some(pattern) => {
-            let topics = client
+            let mut topics = client
                 .topics_matching(&format!("{}/{}", def.tenant, def.namespace), pattern)
                 .await?;
+            topics.sort();
+            topics.dedup();
             if topics.is_empty() {
-                warn!(connector = %def.name, pattern = %pattern, "no topic matches topicsPattern yet");
+                debug!(connector = %def.name, pattern = %pattern, "no topic matches topicsPattern yet");
             }
             Ok(topics)
         }
@@ -211,23 +216,42 @@ async fn supervise_sink(
     loop {
         let started = Instant::now();
         status.set_state(State::Starting);
-        let outcome: Result<(), TaskError> = async {
+        let outcome: Result<Option<sink_task::Ended>, TaskError> = async {
             let client = pulsar::connect(&settings).await?;
             let topics = sink_topics(&def, &client).await?;
+            if topics.is_empty() {
+                // Nothing matches topicsPattern yet: look again later.
+                return Ok(None);
+            }
             let mut sink = def.spec.open().await?;
             let mut consumer = client.consumer(&topics, &options).await?;
-            let result =
-                sink_task::run(&def, &client, &mut consumer, &mut sink, &status, &shutdown).await;
+            let result = sink_task::run(
+                &def,
+                &client,
+                &topics,
+                &mut consumer,
+                &mut sink,
+                &status,
+                &shutdown,
+            )
+            .await;
             consumer.close().await;
             sink.close().await;
-            result
+            result.map(Some)
         }
         .await;
         match outcome {
-            Ok(()) => {
+            Ok(Some(sink_task::Ended::Shutdown)) => {
                 info!(connector = %status.name, "sink stopped");
                 status.set_state(State::Stopped);
                 return;
+            }
+            Ok(Some(sink_task::Ended::TopicsChanged)) => {}
+            Ok(None) => {
+                if !pause(sink_task::DISCOVERY_INTERVAL, &shutdown).await {
+                    status.set_state(State::Stopped);
+                    return;
+                }
             }
             Err(e) => {
                 let delay = failed(&status, &mut backoff, started, &e);

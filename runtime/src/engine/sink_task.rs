@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord, SourceRecord};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::status::{ConnectorStatus, State};
 use super::{Backoff, TaskError};
@@ -30,23 +30,60 @@ pub const ORIGIN_MESSAGE_ID_PROPERTY: &str = "sluice.origin.message_id";
 /// The sink that gave up on it.
 pub const ORIGIN_SINK_PROPERTY: &str = "sluice.origin.sink";
 
-/// Run the sink until shutdown is requested or something fails.
+/// How often a sink with `topicsPattern` looks for new matching topics.
+pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How a sink run ended without failing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Shutdown was requested.
+    Shutdown,
+    /// `topicsPattern` matches a different set of topics: subscribe again.
+    TopicsChanged,
+}
+
+/// Run the sink until shutdown is requested, its topics change, or
+/// something fails.
 pub(crate) async fn run(
     def: &SinkDef,
     client: &Client,
+    topics: &[String],
     consumer: &mut Consumer,
     sink: &mut AnySink,
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
-) -> Result<(), TaskError> {
+) -> Result<Ended, TaskError> {
     let mut dead_letters: Option<Producer> = None;
     let policy = sink.batch_policy();
+    let mut discovery = def.topics_pattern.as_ref().map(|_| {
+        let mut i = tokio::time::interval_at(
+            tokio::time::Instant::now() + DISCOVERY_INTERVAL,
+            DISCOVERY_INTERVAL,
+        );
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     status.set_state(State::Running);
     loop {
-        let Some(batch) =
-            next_batch(consumer, policy.max_records, policy.max_wait, shutdown).await?
-        else {
-            return Ok(());
+        let batch = match next_batch(
+            consumer,
+            policy.max_records,
+            policy.max_wait,
+            discovery.as_mut(),
+            shutdown,
+        )
+        .await?
+        {
+            Wait::Batch(batch) => batch,
+            Wait::Shutdown => return Ok(Ended::Shutdown),
+            Wait::Discover => {
+                let now = super::sink_topics(def, client).await?;
+                if now != topics {
+                    info!(connector = %def.name, topics = now.len(), "the topics matching topicsPattern changed; subscribing again");
+                    return Ok(Ended::TopicsChanged);
+                }
+                continue;
+            }
         };
         let handles: Vec<AckHandle> = batch.iter().map(|r| r.handle).collect();
         let records: Vec<SinkRecord> = batch.into_iter().map(|r| r.record).collect();
@@ -125,18 +162,36 @@ fn delivered(status: &ConnectorStatus, records: &[SinkRecord], bytes: u64, start
     }
 }
 
+/// What waiting for a batch gave.
+enum Wait {
+    Batch(Vec<Received>),
+    Shutdown,
+    /// Time to look for new topics; no message was taken.
+    Discover,
+}
+
+async fn tick(discovery: Option<&mut tokio::time::Interval>) {
+    match discovery {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Wait for a first message, then gather more until `max` or `max_wait`.
-/// `None` when shutdown is requested.
 async fn next_batch(
     consumer: &mut Consumer,
     max: usize,
     max_wait: Duration,
+    discovery: Option<&mut tokio::time::Interval>,
     shutdown: &CancellationToken,
-) -> Result<Option<Vec<Received>>, TaskError> {
+) -> Result<Wait, TaskError> {
     let first = tokio::select! {
         biased;
-        () = shutdown.cancelled() => return Ok(None),
+        () = shutdown.cancelled() => return Ok(Wait::Shutdown),
         r = consumer.receive() => r?,
+        () = tick(discovery) => return Ok(Wait::Discover),
     };
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + max_wait;
@@ -152,7 +207,7 @@ async fn next_batch(
             r = consumer.receive() => batch.push(r?),
         }
     }
-    Ok(Some(batch))
+    Ok(Wait::Batch(batch))
 }
 
 /// Write with retries; on a permanent failure, write record by record and
