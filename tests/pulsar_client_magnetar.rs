@@ -459,3 +459,29 @@ async fn transaction_over_two_topics_and_an_ack_is_atomic() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_of_one_reaches_the_consumer_unopened() -> anyhow::Result<()> {
+    // GIVEN a batching producer that publishes a single message
+    let client = connect().await?;
+    let topic = topic(&unique("mg-batch-of-one"));
+    let consumer = subscribe(&client, &topic, "spike").await?;
+    let producer = client
+        .producer(&topic)
+        .batching(100, 128 * 1024)
+        .batching_max_publish_delay(Duration::from_millis(5))
+        .create()
+        .await?;
+    producer.send(OutgoingMessage::with_payload(b"{\"a\":1}".as_slice()).key("k").into()).await?;
+
+    // WHEN it is received
+    let msg = receive(&consumer).await?;
+
+    // THEN magnetar did not unpack the batch container: the payload still
+    // starts with the single-message metadata, and there is none on the side
+    assert_eq!(msg.metadata.num_messages_in_batch, Some(1));
+    assert!(msg.single_metadata.is_none());
+    assert_ne!(&msg.payload[..], b"{\"a\":1}");
+    assert!(msg.payload.ends_with(b"{\"a\":1}"));
+    Ok(())
+}
