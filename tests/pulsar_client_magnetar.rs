@@ -472,7 +472,13 @@ async fn a_batch_of_one_reaches_the_consumer_unopened() -> anyhow::Result<()> {
         .batching_max_publish_delay(Duration::from_millis(5))
         .create()
         .await?;
-    producer.send(OutgoingMessage::with_payload(b"{\"a\":1}".as_slice()).key("k").into()).await?;
+    producer
+        .send(
+            OutgoingMessage::with_payload(b"{\"a\":1}".as_slice())
+                .key("k")
+                .into(),
+        )
+        .await?;
 
     // WHEN it is received
     let msg = receive(&consumer).await?;

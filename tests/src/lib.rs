@@ -271,3 +271,108 @@ pub fn file_sequences(path: &std::path::Path) -> anyhow::Result<Vec<u64>> {
         })
         .collect()
 }
+
+/// The local Postgres of the stack.
+pub mod pg {
+    use anyhow::Context;
+
+    /// The superuser's password on the test stack.
+    pub const PASSWORD: &str = "sluice";
+
+    /// Connect to a database of the local Postgres as `postgres`.
+    pub async fn connect(db: &str) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::Config::new()
+            .host("127.0.0.1")
+            .port(5432)
+            .user("postgres")
+            .password(PASSWORD)
+            .dbname(db)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connect to database {db}"))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Create a fresh database and connect to it.
+    pub async fn create_database(name: &str) -> anyhow::Result<tokio_postgres::Client> {
+        let admin = connect("postgres").await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        connect(name).await
+    }
+
+    /// The confirmed flush position of a slot, as a number.
+    pub async fn confirmed_flush(
+        client: &tokio_postgres::Client,
+        slot: &str,
+    ) -> anyhow::Result<Option<u64>> {
+        let row = client
+            .query_opt(
+                "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|v| v as u64))
+    }
+
+    /// The server's current WAL position, as a number.
+    pub async fn current_wal(client: &tokio_postgres::Client) -> anyhow::Result<u64> {
+        let row = client
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// A line of a file sink's output.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The topic it came from.
+    pub topic: String,
+    /// The key, parsed.
+    pub key: serde_json::Value,
+    /// The sequence.
+    pub seq: Option<u128>,
+    /// The Debezium envelope.
+    pub value: serde_json::Value,
+}
+
+impl Event {
+    /// The envelope's `op`.
+    pub fn op(&self) -> &str {
+        self.value["op"].as_str().unwrap_or("")
+    }
+}
+
+/// Every complete line of a file sink's output, parsed.
+pub fn file_events(path: &std::path::Path) -> anyhow::Result<Vec<Event>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|line| {
+            let doc: serde_json::Value = serde_json::from_str(line)?;
+            Ok(Event {
+                topic: doc["topic"].as_str().unwrap_or_default().to_owned(),
+                key: doc["key"].as_str().map_or(serde_json::Value::Null, |k| {
+                    serde_json::from_str(k).unwrap_or(serde_json::Value::Null)
+                }),
+                seq: doc["seq"].as_str().and_then(|s| s.parse().ok()),
+                value: doc["value"].clone(),
+            })
+        })
+        .collect()
+}

@@ -39,8 +39,27 @@ use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
 use crate::api::{ConnectorError, Finding, Position, Source, SourceBatch};
 
-/// The Postgres CDC source.
+/// The Postgres CDC source: a handle on the [`Worker`] task that reads the
+/// snapshot and the stream. `read` only takes what the worker has made, so it
+/// is cancel-safe; `commit` only records the durable position, which the
+/// worker confirms to the server.
 pub struct PostgresCdc {
+    batches: tokio::sync::mpsc::Receiver<Result<Option<SourceBatch>, ConnectorError>>,
+    durable: tokio::sync::watch::Sender<u64>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PostgresCdc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCdc").finish_non_exhaustive()
+    }
+}
+
+/// Batches made ahead of the runtime, at most.
+const READ_AHEAD: usize = 2;
+
+/// Owns the connections and does the reading, in its own task.
+struct Worker {
     config: PostgresCdcConfig,
     sql: Client,
     sql_task: tokio::task::JoinHandle<()>,
@@ -55,14 +74,6 @@ pub struct PostgresCdc {
     /// Record the snapshot as complete once this position is durable.
     snapshot_done_at: Option<u64>,
     finished: bool,
-}
-
-impl std::fmt::Debug for PostgresCdc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresCdc")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
 }
 
 async fn connect_sql(
@@ -127,9 +138,23 @@ fn column(rows: &[pgwire_replication::QueryRow], i: usize) -> Option<String> {
 }
 
 impl PostgresCdc {
-    /// Connect, prepare the publication and slot, and position the source at
-    /// its snapshot or its stream.
+    /// Connect, prepare the publication and slot, position the source at its
+    /// snapshot or its stream, and start reading.
     pub async fn open(config: PostgresCdcConfig) -> Result<Self, ConnectorError> {
+        let worker = Worker::open(config).await?;
+        let (tx, batches) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let (durable, acks) = tokio::sync::watch::channel(worker.confirmed);
+        let worker = tokio::spawn(worker.run(tx, acks));
+        Ok(Self {
+            batches,
+            durable,
+            worker,
+        })
+    }
+}
+
+impl Worker {
+    async fn open(config: PostgresCdcConfig) -> Result<Self, ConnectorError> {
         let (sql, sql_task) = connect_sql(&config).await?;
         let types = catalog::load_types(&sql).await?;
         let tables = catalog::load_tables(&sql, &config, &types).await?;
@@ -362,8 +387,37 @@ impl PostgresCdc {
     }
 }
 
-impl Source for PostgresCdc {
-    async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+impl Worker {
+    /// Read until the runtime goes away or something fails. Durable
+    /// positions arrive on `acks` and are confirmed between reads and while
+    /// the stream waits.
+    async fn run(
+        mut self,
+        tx: tokio::sync::mpsc::Sender<Result<Option<SourceBatch>, ConnectorError>>,
+        mut acks: tokio::sync::watch::Receiver<u64>,
+    ) {
+        loop {
+            let durable = *acks.borrow_and_update();
+            if let Err(e) = self.acknowledge(durable).await {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            let item = self.next(&mut acks).await;
+            let go_on = matches!(item, Ok(Some(_)));
+            if tx.send(item).await.is_err() || !go_on {
+                break;
+            }
+        }
+        if let Some(mut repl) = self.repl.take() {
+            let _ = repl.shutdown().await;
+        }
+        self.sql_task.abort();
+    }
+
+    async fn next(
+        &mut self,
+        acks: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Option<SourceBatch>, ConnectorError> {
         if self.finished {
             return Ok(None);
         }
@@ -398,20 +452,29 @@ impl Source for PostgresCdc {
             return Ok(None);
         };
         self.stream
-            .next_batch(repl, &self.sql, &self.config, &mut self.types)
+            .next_batch(
+                repl,
+                acks,
+                &mut self.confirmed,
+                &self.sql,
+                &self.config,
+                &mut self.types,
+            )
             .await
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
+    /// Confirm a durable position to the server, and record the snapshot as
+    /// complete once its position is durable.
+    async fn acknowledge(&mut self, durable: u64) -> Result<(), ConnectorError> {
         // The slot only moves forward.
-        if position.0 > self.confirmed {
-            self.confirmed = position.0;
+        if durable > self.confirmed {
+            self.confirmed = durable;
             if let Some(repl) = &self.repl {
-                repl.update_applied_lsn(Lsn::from_u64(position.0));
+                repl.update_applied_lsn(Lsn::from_u64(durable));
             }
         }
         if let Some(at) = self.snapshot_done_at
-            && position.0 >= at
+            && durable >= at
         {
             self.mark_snapshot(true).await?;
             self.snapshot_done_at = None;
@@ -419,12 +482,24 @@ impl Source for PostgresCdc {
         }
         Ok(())
     }
+}
+
+impl Source for PostgresCdc {
+    async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+        match self.batches.recv().await {
+            Some(item) => item,
+            None => Err(ConnectorError::retryable("the Postgres reader stopped")),
+        }
+    }
+
+    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
+        self.durable.send_modify(|d| *d = (*d).max(position.0));
+        Ok(())
+    }
 
     async fn close(&mut self) {
-        if let Some(mut repl) = self.repl.take() {
-            let _ = repl.shutdown().await;
-        }
-        self.sql_task.abort();
+        self.batches.close();
+        self.worker.abort();
     }
 }
 

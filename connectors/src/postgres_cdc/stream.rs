@@ -46,6 +46,15 @@ impl std::fmt::Debug for StreamState {
     }
 }
 
+async fn tick(heartbeat: Option<&mut tokio::time::Interval>) {
+    match heartbeat {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -81,6 +90,8 @@ impl StreamState {
     pub(crate) async fn next_batch(
         &mut self,
         repl: &mut ReplicationClient,
+        acks: &mut tokio::sync::watch::Receiver<u64>,
+        confirmed: &mut u64,
         sql: &Client,
         config: &PostgresCdcConfig,
         types: &mut Types,
@@ -93,17 +104,27 @@ impl StreamState {
                     checkpoint: None,
                 }));
             }
-            let event = match &mut self.heartbeat {
-                Some(beat) => tokio::select! {
-                    e = repl.recv() => e,
-                    _ = beat.tick() => {
-                        sql.batch_execute(&format!("SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')"))
-                            .await
-                            .map_err(|e| pg_error("emit a heartbeat", e))?;
-                        continue;
+            let event = tokio::select! {
+                e = repl.recv() => e,
+                changed = acks.changed() => {
+                    // A durable position while the stream waits: confirm it
+                    // now rather than after the next event.
+                    let durable = *acks.borrow_and_update();
+                    if changed.is_ok() && durable > *confirmed {
+                        *confirmed = durable;
+                        repl.update_applied_lsn(pgwire_replication::Lsn::from_u64(durable));
                     }
-                },
-                None => repl.recv().await,
+                    if changed.is_err() {
+                        return Err(ConnectorError::retryable("the runtime stopped taking positions"));
+                    }
+                    continue;
+                }
+                () = tick(self.heartbeat.as_mut()) => {
+                    sql.batch_execute(&format!("SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', '')"))
+                        .await
+                        .map_err(|e| pg_error("emit a heartbeat", e))?;
+                    continue;
+                }
             };
             let event = event.map_err(|e| {
                 ConnectorError::retryable(format!("replication stream: {e}")).with_source(e)

@@ -156,8 +156,10 @@ async fn pump(
                         (id, event_ms, bytes, result)
                     });
                 }
-                if at_most_once && let Some(p) = acks.release() {
-                    // At most once: the position is confirmed on hand-off.
+                // At most once, a position is confirmed on hand-off. At least
+                // once, this releases only batches with nothing left in
+                // flight, such as a bare position from an idle source.
+                if let Some(p) = acks.release() {
                     source.commit(p).await?;
                 }
             }
