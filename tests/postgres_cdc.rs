@@ -189,7 +189,7 @@ async fn snapshot_then_stream_under_concurrent_writes_ends_equal_to_the_table() 
             events
                 .iter()
                 .filter(move |e| &&e.key.to_string() == k)
-                .map(|e| format!("{k} {} {:?}", e.op(), e.seq))
+                .map(move |e| format!("{k} {} {:?}", e.op(), e.seq))
         })
         .collect();
     assert_eq!(
