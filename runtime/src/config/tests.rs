@@ -465,3 +465,36 @@ fn a_single_connector_file_loads_with_localrun_overrides() {
         "s.yaml:3:1: bogus: unknown field `bogus`, expected one of tenant, namespace, name, className, inputs, topicsPattern, sourceSubscriptionName, sourceSubscriptionPosition, processingGuarantees, retainOrdering, retainKeyOrdering, deadLetterTopic, maxMessageRetries, negativeAckRedeliveryDelayMs, timeoutMs, autoAck, parallelism, cleanupSubscription, configs, secrets, resources, archive, runtimeFlags, customRuntimeOptions, topicToSerdeClassName, topicToSchemaType"
     );
 }
+
+#[test]
+fn every_file_in_config_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let lookup = |_: &str| None;
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            pipeline_from_str(&path, &text, lookup).unwrap_or_else(|e| panic!("{e}"));
+            checked += 1;
+        }
+    }
+    for (dir, kind) in [
+        ("localrun", ConnectorFileKind::Source),
+        ("localrun", ConnectorFileKind::Sink),
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let is_source = name.contains("source");
+            if is_source != (kind == ConnectorFileKind::Source) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            connector_file_from_str(&path, &text, kind, &LocalrunOverrides::default(), lookup)
+                .unwrap_or_else(|e| panic!("{e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} config files found");
+}
