@@ -95,13 +95,7 @@ fn replay(events: &[Event], topic_suffix: &str) -> BTreeMap<String, Value> {
     model
 }
 
-// Ignored in CI: the file sink sometimes receives the snapshot's records out
-// of order at batch boundaries (seen in about 1 run in 10 here), so the
-// sentinel can arrive before earlier rows and the replay comes up short. The
-// ordering defect is open on the CDC source issue; run this test by name to
-// reproduce it: cargo test -p sluice-tests --test postgres_cdc -- --ignored
 #[tokio::test]
-#[ignore = "records reach the sink out of order at batch boundaries; see the note above"]
 async fn snapshot_then_stream_under_concurrent_writes_ends_equal_to_the_table() -> anyhow::Result<()>
 {
     // GIVEN a table of 3,000 rows

@@ -491,3 +491,31 @@ async fn a_batch_of_one_reaches_the_consumer_unopened() -> anyhow::Result<()> {
     assert!(msg.payload.ends_with(b"{\"a\":1}"));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_message_that_does_not_fit_the_open_batch_overtakes_it() -> anyhow::Result<()> {
+    // GIVEN a producer whose batches hold at most 1,000 bytes, with 600 bytes open
+    let client = connect().await?;
+    let topic = topic(&unique("mg-batch-overtake"));
+    let consumer = subscribe(&client, &topic, "spike").await?;
+    let producer = client
+        .producer(&topic)
+        .batching(100, 1000)
+        .batching_max_publish_delay(Duration::from_millis(200))
+        .create()
+        .await?;
+    let first = producer.send(OutgoingMessage::with_payload(vec![b'1'; 600]).into());
+
+    // WHEN a 600-byte message does not fit
+    let second = producer.send(OutgoingMessage::with_payload(vec![b'2'; 600]).into());
+    first.await?;
+    second.await?;
+
+    // THEN magnetar sends it on its own at once, ahead of the open batch
+    // (which, holding one message, also arrives unopened)
+    let a = receive(&consumer).await?;
+    let b = receive(&consumer).await?;
+    assert_eq!(&a.payload[..], &[b'2'; 600][..]);
+    assert!(b.payload.ends_with(&[b'1'; 600]));
+    Ok(())
+}

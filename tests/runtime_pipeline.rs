@@ -26,6 +26,17 @@ struct Pipeline {
 
 /// A datagen → file pipeline in a fresh folder, on a fresh topic.
 fn pipeline(name: &str, guarantee: &str, count: u64, rate: u64) -> anyhow::Result<Pipeline> {
+    pipeline_with(name, guarantee, count, rate, 64)
+}
+
+/// [`pipeline`], with values of `payload_bytes` padding.
+fn pipeline_with(
+    name: &str,
+    guarantee: &str,
+    count: u64,
+    rate: u64,
+    payload_bytes: u64,
+) -> anyhow::Result<Pipeline> {
     let dir = temp_dir(name)?;
     let topic = unique(name);
     let out = dir.join("out.jsonl");
@@ -33,7 +44,7 @@ fn pipeline(name: &str, guarantee: &str, count: u64, rate: u64) -> anyhow::Resul
     let config = format!(
         "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
          sources:\n  - name: gen\n    className: datagen\n    topicName: {topic}\n    processingGuarantees: {guarantee}\n\
-         \x20   configs:\n      count: {count}\n      ratePerSecond: {rate}\n      batchSize: 50\n      stateFile: {state}\n\
+         \x20   configs:\n      count: {count}\n      ratePerSecond: {rate}\n      batchSize: 50\n      payloadBytes: {payload_bytes}\n      stateFile: {state}\n\
          sinks:\n  - name: out\n    className: file\n    inputs: [{topic}]\n    sourceSubscriptionName: out\n\
          \x20   sourceSubscriptionPosition: Earliest\n    processingGuarantees: {guarantee}\n    retainOrdering: true\n\
          \x20   configs:\n      path: {out}\n      batchSize: 200\n      timeoutMs: 50\n",
@@ -344,6 +355,28 @@ async fn a_failing_sink_restarts_with_backoff_while_the_others_keep_running() ->
         .await
         .with_context(|| sluice.log())?;
     assert_eq!(distinct(&file_sequences(&late_out)?), (0..count).collect());
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_keep_their_order_when_batches_fill_by_bytes() -> anyhow::Result<()> {
+    // GIVEN records large enough that producer batches fill by bytes, not by count
+    let count = 20_000;
+    let p = pipeline_with("rt-order", "ATLEAST_ONCE", count, 0, 300)?;
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // WHEN they all reach the file
+    wait_until_drained(&sluice, &p.topic, count)
+        .await
+        .with_context(|| sluice.log())?;
+    wait_for_lines(&p.out, count as usize).await?;
+
+    // THEN the file holds them in the order they were generated
+    let seqs = file_sequences(&p.out)?;
+    let out_of_order = seqs.windows(2).filter(|w| w[1] <= w[0]).count();
+    assert_eq!(out_of_order, 0, "records out of order");
+    assert_eq!(seqs, (0..count).collect::<Vec<_>>());
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
