@@ -98,40 +98,66 @@ fn replay(events: &[Event], topic_suffix: &str) -> BTreeMap<String, Value> {
 #[tokio::test]
 async fn snapshot_then_stream_under_concurrent_writes_ends_equal_to_the_table() -> anyhow::Result<()>
 {
-    // GIVEN a table of 3,000 rows
+    // GIVEN a table of 20,000 rows, snapshotted 200 rows at a time
     let name = unique("cdc-interleave").replace('-', "_");
     let db = pg::create_database(&name).await?;
     db.batch_execute(
         "CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL, note text);
-         INSERT INTO items SELECT g, 0, 'row ' || g FROM generate_series(1, 3000) g;",
+         INSERT INTO items SELECT g, 0, 'row ' || g FROM generate_series(1, 20000) g;",
     )
     .await?;
-    let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.fetch.size: 500\n")?;
+    let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.fetch.size: 200\n")?;
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_for("the slot", LONG, || {
+        let (db, slot) = (&db, p.prefix.clone());
+        async move { Ok(pg::confirmed_flush(db, &slot).await?.map(|_| ())) }
+    })
+    .await
+    .with_context(|| sluice.log())?;
 
-    // WHEN sluice starts while a writer updates, deletes and inserts rows
+    // WHEN a writer updates, deletes and inserts rows while the snapshot is
+    // read and after it, until the stream has carried some of its changes
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer_db = pg::connect(&name).await?;
+    let writer_stop = stop.clone();
     let writer = tokio::spawn(async move {
-        for i in 0..300 {
-            let id = (i * 7) % 3000 + 1;
+        let mut i = 0u32;
+        while !writer_stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5000 {
             writer_db
                 .batch_execute(&format!(
                     "BEGIN; UPDATE items SET n = n + 1 WHERE id = {id}; \
                      DELETE FROM items WHERE id = {gone}; \
                      INSERT INTO items VALUES ({new}, {i}, 'new'); COMMIT;",
-                    gone = (i * 13) % 3000 + 1,
-                    new = 10_000 + i
+                    id = (i * 7) % 20000 + 1,
+                    gone = (i * 13) % 20000 + 1,
+                    new = 100_000 + i
                 ))
                 .await?;
+            i += 1;
         }
-        anyhow::Ok(())
+        anyhow::Ok(i)
     });
-    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
-    writer.await??;
+    wait_for_event(&p.out, "the end of the snapshot", |e| {
+        e.value["source"]["snapshot"] == "last"
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    wait_for("streamed changes", LONG, || {
+        let out = p.out.clone();
+        async move {
+            Ok((file_events(&out)?.iter().filter(|e| e.op() == "c").count() >= 50).then_some(()))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await??;
     db.batch_execute("INSERT INTO items VALUES (-1, 0, 'sentinel')")
         .await?;
     let events = wait_for_event(&p.out, "the sentinel row", |e| e.key == json!({"id": -1}))
         .await
         .with_context(|| sluice.log())?;
+    println!("{writes} writer transactions, {} events", events.len());
 
     // THEN no row was read twice by the snapshot (a redelivered copy of the
     // same event, same sequence, is at-least-once delivery, not a second read)

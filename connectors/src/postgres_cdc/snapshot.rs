@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use super::catalog::{Table, pg_error, quote_ident};
 use super::config::PostgresCdcConfig;
@@ -20,6 +20,8 @@ const CURSOR: &str = "sluice_snapshot";
 pub(crate) struct Snapshot {
     pending: VecDeque<u32>,
     reading: Option<u32>,
+    /// Rows fetched ahead to learn whether the previous chunk was the last.
+    peeked: Option<Vec<SimpleQueryRow>>,
     point: u64,
     fetch_size: u64,
     ordinal: u64,
@@ -34,6 +36,7 @@ impl Snapshot {
         Self {
             pending: order.into_iter().map(|(oid, _)| *oid).collect(),
             reading: None,
+            peeked: None,
             point,
             fetch_size,
             ordinal: 0,
@@ -46,6 +49,24 @@ impl Snapshot {
     /// The slot position the snapshot is consistent with.
     pub(crate) fn consistent_point(&self) -> u64 {
         self.point
+    }
+
+    async fn fetch(
+        &self,
+        sql: &Client,
+        table: &Table,
+    ) -> Result<Vec<SimpleQueryRow>, ConnectorError> {
+        let messages = sql
+            .simple_query(&format!("FETCH {} FROM {CURSOR}", self.fetch_size))
+            .await
+            .map_err(|e| pg_error(&format!("read {}.{}", table.schema, table.name), e))?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The next chunk of rows as `op: r` records; `None` when every table is read.
@@ -76,18 +97,21 @@ impl Snapshot {
                 }
             };
             let table = &tables[&oid];
-            let messages = sql
-                .simple_query(&format!("FETCH {} FROM {CURSOR}", self.fetch_size))
-                .await
-                .map_err(|e| pg_error(&format!("read {}.{}", table.schema, table.name), e))?;
-            let rows: Vec<_> = messages
-                .into_iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            let table_done = (rows.len() as u64) < self.fetch_size;
+            let rows = match self.peeked.take() {
+                Some(rows) => rows,
+                None => self.fetch(sql, table).await?,
+            };
+            let mut table_done = (rows.len() as u64) < self.fetch_size;
+            if !table_done && self.pending.is_empty() {
+                // The last table: look one chunk ahead, so that the last
+                // row of the snapshot can say so.
+                let next = self.fetch(sql, table).await?;
+                if next.is_empty() {
+                    table_done = true;
+                } else {
+                    self.peeked = Some(next);
+                }
+            }
             if table_done {
                 sql.batch_execute(&format!("CLOSE {CURSOR}"))
                     .await
