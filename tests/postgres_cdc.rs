@@ -645,3 +645,68 @@ async fn the_java_client_reads_valid_envelopes_from_the_topic() -> anyhow::Resul
     drop_slot(&db, &p.prefix).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_snapshot_cut_short_by_kill_9_is_taken_again_on_restart() -> anyhow::Result<()> {
+    // GIVEN a table large enough that its snapshot takes a while
+    let rows = 200_000;
+    let name = unique("cdc-snapcut").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, {rows}) g;"
+    ))
+    .await?;
+    let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.fetch.size: 100\n")?;
+    let first = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // WHEN sluice is killed with SIGKILL while the source is in the middle of the snapshot
+    wait_for(
+        "the source to be partway through the snapshot",
+        LONG,
+        || {
+            let status = first.get("/connectors/cdc");
+            async move {
+                let read = status
+                    .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                    .and_then(|s| s["records_in"].as_u64())
+                    .unwrap_or(0);
+                Ok((read >= 5000).then_some(()))
+            }
+        },
+    )
+    .await
+    .with_context(|| first.log())?;
+    first.kill9()?;
+    let comment: Option<String> = db
+        .query_one(
+            "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = $1",
+            &[&p.prefix],
+        )
+        .await?
+        .get(0);
+    ensure!(
+        comment.is_none(),
+        "the snapshot finished before the kill: {comment:?}"
+    );
+
+    // AND started again
+    let second = Sluice::start(&p.dir, &p.config, p.port)?;
+    let events = wait_for_event(&p.out, "the end of the new snapshot", |e| {
+        e.value["source"]["snapshot"] == "last"
+    })
+    .await
+    .with_context(|| second.log())?;
+
+    // THEN the snapshot was taken again, with a warning, and every row is there
+    let ids: std::collections::BTreeSet<i64> =
+        events.iter().filter_map(|e| e.key["id"].as_i64()).collect();
+    assert_eq!(ids, (1..=rows).collect());
+    ensure!(
+        second.log().contains("did not finish"),
+        "no warning about the retaken snapshot"
+    );
+    ensure!(second.interrupt().await?.success());
+    drop_slot(&db, &p.prefix).await;
+    Ok(())
+}
