@@ -253,21 +253,12 @@ pub fn backlog(topic: &str, subscription: &str) -> anyhow::Result<Option<u64>> {
 
 /// The `seq` of every line of a file sink's output, in file order.
 pub fn file_sequences(path: &std::path::Path) -> anyhow::Result<Vec<u64>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    // A line still being written has no newline yet: leave it for later.
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .map(|line| {
-            let doc: serde_json::Value = serde_json::from_str(line)?;
-            doc["seq"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .with_context(|| format!("a line without seq: {line}"))
+    file_events(path)?
+        .into_iter()
+        .map(|e| {
+            e.seq
+                .and_then(|s| u64::try_from(s).ok())
+                .context("a line without a 64-bit seq")
         })
         .collect()
 }
