@@ -710,3 +710,148 @@ async fn a_snapshot_cut_short_by_kill_9_is_taken_again_on_restart() -> anyhow::R
     drop_slot(&db, &p.prefix).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn initial_only_snapshots_without_a_slot_then_stops() -> anyhow::Result<()> {
+    // GIVEN a table and snapshot.mode initial_only
+    let name = unique("cdc-initonly").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 500);",
+    )
+    .await?;
+    let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.mode: initial_only\n")?;
+
+    // WHEN sluice runs
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_for("the source to stop", LONG, || {
+        let status = sluice.get("/connectors/cdc");
+        async move {
+            Ok(status
+                .filter(|s| s.contains("\"state\":\"stopped\""))
+                .map(|_| ()))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let events = wait_for_event(&p.out, "the last row", |e| {
+        e.value["source"]["snapshot"] == "last"
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN every row was read, and no slot holds WAL afterwards
+    let ids: std::collections::BTreeSet<i64> =
+        events.iter().filter_map(|e| e.key["id"].as_i64()).collect();
+    assert_eq!(ids, (1..=500).collect());
+    assert_eq!(
+        pg::confirmed_flush(&db, &p.prefix).await?,
+        None,
+        "initial_only left a slot"
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn always_takes_a_new_snapshot_on_every_start() -> anyhow::Result<()> {
+    // GIVEN snapshot.mode always, and a first run that snapshotted 10 rows
+    let name = unique("cdc-always").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 10);",
+    )
+    .await?;
+    let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.mode: always\n")?;
+    let first = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_for_event(&p.out, "the first snapshot", |e| {
+        e.value["source"]["snapshot"] == "last"
+    })
+    .await
+    .with_context(|| first.log())?;
+    ensure!(first.interrupt().await?.success());
+
+    // WHEN rows change while it is stopped and it starts again
+    db.batch_execute("DELETE FROM t WHERE id <= 5; INSERT INTO t VALUES (11);")
+        .await?;
+    let second = Sluice::start(&p.dir, &p.config, p.port)?;
+    let events = wait_for_event(&p.out, "the second snapshot", |e| {
+        e.key == json!({"id": 11})
+    })
+    .await
+    .with_context(|| second.log())?;
+
+    // THEN the second snapshot reads the table as it is now, from a new slot
+    let snapshots: Vec<u128> = events
+        .iter()
+        .filter(|e| e.op() == "r")
+        .filter_map(|e| e.seq.map(|s| s >> 64))
+        .collect();
+    let first_point = snapshots[0];
+    let second_ids: Vec<i64> = events
+        .iter()
+        .filter(|e| e.op() == "r" && e.seq.is_some_and(|s| s >> 64 != first_point))
+        .filter_map(|e| e.key["id"].as_i64())
+        .collect();
+    assert_eq!(second_ids, [6, 7, 8, 9, 10, 11]);
+    ensure!(
+        second.log().contains("snapshot.mode is always"),
+        "no warning about the dropped slot"
+    );
+    ensure!(second.interrupt().await?.success());
+    drop_slot(&db, &p.prefix).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_reports_what_would_break_the_source() -> anyhow::Result<()> {
+    // GIVEN a table without a primary key and a user without REPLICATION
+    let name = unique("cdc-check").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    let user = format!("plain_{name}");
+    db.batch_execute(&format!(
+        "CREATE TABLE nokey (a int); CREATE TABLE ok (id int PRIMARY KEY);
+         CREATE ROLE {user} LOGIN PASSWORD 'pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user};"
+    ))
+    .await?;
+    let p = cdc(
+        &name,
+        "ATLEAST_ONCE",
+        "      table.include.list: public.ok,public.nokey,public.missing\n",
+    )?;
+    let config = p
+        .config
+        .replace("database.user: postgres", &format!("database.user: {user}"))
+        .replace(
+            &format!("database.password: {}", pg::PASSWORD),
+            "database.password: pw",
+        );
+    let path = p.dir.join("check.yaml");
+    std::fs::write(&path, config)?;
+
+    // WHEN sluice check runs
+    let output = std::process::Command::new(sluice_tests::sluice_binary()?)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+
+    // THEN it names each problem and what to do, and fails
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    for expected in [
+        format!("user {user} lacks the REPLICATION attribute: ALTER ROLE"),
+        "table public.nokey has no primary key".to_owned(),
+        "table.include.list entry public.missing matches no table".to_owned(),
+    ] {
+        ensure!(text.contains(&expected), "missing `{expected}` in:\n{text}");
+    }
+    ensure!(
+        !text.contains("wal_level"),
+        "wal_level is logical on the stack:\n{text}"
+    );
+    db.batch_execute(&format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {user}; DROP ROLE {user};"
+    ))
+    .await?;
+    Ok(())
+}
