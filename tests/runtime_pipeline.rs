@@ -380,3 +380,38 @@ async fn records_keep_their_order_when_batches_fill_by_bytes() -> anyhow::Result
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn parallelism_runs_that_many_consumers_on_the_subscription() -> anyhow::Result<()> {
+    // GIVEN a sink with parallelism 2 on a Shared subscription
+    let count = 5000;
+    let p = pipeline("rt-parallel", "ATLEAST_ONCE", count, 0)?;
+    let config = p
+        .config
+        .replace("    retainOrdering: true\n", "    parallelism: 2\n");
+    ensure!(config != p.config, "the pipeline template changed");
+    let sluice = Sluice::start(&p.dir, &config, p.port)?;
+
+    // WHEN every record is delivered
+    wait_until_drained(&sluice, &p.topic, count)
+        .await
+        .with_context(|| sluice.log())?;
+    wait_for_lines(&p.out, count as usize).await?;
+
+    // THEN two consumers shared the work and nothing is missing
+    let mut moved = 0;
+    for instance in ["out-0", "out-1"] {
+        let status: serde_json::Value = serde_json::from_str(
+            &sluice
+                .get(&format!("/connectors/{instance}"))
+                .context("no status")?,
+        )?;
+        let out = status["records_out"].as_u64().context("no records_out")?;
+        ensure!(out > 0, "{instance} moved nothing: {status}");
+        moved += out;
+    }
+    ensure!(moved >= count, "the consumers moved {moved} of {count}");
+    assert_eq!(distinct(&file_sequences(&p.out)?), (0..count).collect());
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
