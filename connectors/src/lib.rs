@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod datagen;
+pub mod db_sink;
 pub mod file_sink;
 pub mod postgres_cdc;
 

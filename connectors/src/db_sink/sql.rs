@@ -1,0 +1,286 @@
+//! SQL text for the database sink: quoted identifiers and set-based
+//! statements with numbered or positional placeholders, per dialect.
+//!
+//! Identifiers are always quoted and values are never put into the text:
+//! every value is a bound parameter. A table or column name that comes from a
+//! message therefore cannot change what a statement does.
+
+/// The SQL dialect of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL: `"name"`, `$1`, `ON CONFLICT (..) DO UPDATE`.
+    Postgres,
+    /// MySQL and MariaDB: `` `name` ``, `?`, `ON DUPLICATE KEY UPDATE`.
+    MySql,
+    /// SQLite: `"name"`, `?`, `ON CONFLICT (..) DO UPDATE`.
+    Sqlite,
+}
+
+/// A qualified table name: an optional schema and a table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    /// The schema (Postgres) or database (MySQL); `None` for the default.
+    pub schema: Option<String>,
+    /// The table.
+    pub table: String,
+}
+
+impl Dialect {
+    /// Quote an identifier so that any text is taken as a name.
+    pub fn quote(self, name: &str) -> String {
+        match self {
+            Self::Postgres | Self::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
+            Self::MySql => format!("`{}`", name.replace('`', "``")),
+        }
+    }
+
+    /// The quoted, qualified name of a table.
+    pub fn table(self, name: &TableName) -> String {
+        match &name.schema {
+            Some(schema) if self != Self::Sqlite => {
+                format!("{}.{}", self.quote(schema), self.quote(&name.table))
+            }
+            _ => self.quote(&name.table),
+        }
+    }
+
+    /// The placeholder for the `n`-th bound value, counting from 1.
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Self::Postgres => format!("${n}"),
+            Self::MySql | Self::Sqlite => "?".to_owned(),
+        }
+    }
+
+    /// Placeholders for `rows` rows of `columns` values, as `(..), (..)`.
+    fn rows(self, rows: usize, columns: usize) -> String {
+        let mut n = 0;
+        (0..rows)
+            .map(|_| {
+                let values: Vec<String> = (0..columns)
+                    .map(|_| {
+                        n += 1;
+                        self.placeholder(n)
+                    })
+                    .collect();
+                format!("({})", values.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `INSERT` of `rows` rows; values bind row by row, column by column.
+    pub fn insert(self, table: &TableName, columns: &[String], rows: usize) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.table(table),
+            cols.join(", "),
+            self.rows(rows, columns.len())
+        )
+    }
+
+    /// An insert that updates the non-key columns of rows whose key exists.
+    /// With no non-key column, existing rows are left as they are.
+    pub fn upsert(
+        self,
+        table: &TableName,
+        columns: &[String],
+        key: &[String],
+        rows: usize,
+    ) -> String {
+        let insert = self.insert(table, columns, rows);
+        let rest: Vec<&String> = columns.iter().filter(|c| !key.contains(c)).collect();
+        match self {
+            Self::Postgres | Self::Sqlite => {
+                let conflict: Vec<String> = key.iter().map(|k| self.quote(k)).collect();
+                if rest.is_empty() {
+                    format!("{insert} ON CONFLICT ({}) DO NOTHING", conflict.join(", "))
+                } else {
+                    let set: Vec<String> = rest
+                        .iter()
+                        .map(|c| format!("{q} = excluded.{q}", q = self.quote(c)))
+                        .collect();
+                    format!(
+                        "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+                        conflict.join(", "),
+                        set.join(", ")
+                    )
+                }
+            }
+            Self::MySql => {
+                // Assigning a key column to itself makes the no-op update explicit.
+                let targets: Vec<&String> = if rest.is_empty() {
+                    key.iter().collect()
+                } else {
+                    rest
+                };
+                let set: Vec<String> = targets
+                    .iter()
+                    .map(|c| format!("{q} = VALUES({q})", q = self.quote(c)))
+                    .collect();
+                format!("{insert} ON DUPLICATE KEY UPDATE {}", set.join(", "))
+            }
+        }
+    }
+
+    /// `UPDATE` of one row's `columns`, found by its key; values bind
+    /// `columns` first, then `key`.
+    pub fn update(self, table: &TableName, columns: &[String], key: &[String]) -> String {
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            self.placeholder(n)
+        };
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} = {}", self.quote(c), next()))
+            .collect();
+        let filter: Vec<String> = key
+            .iter()
+            .map(|k| format!("{} = {}", self.quote(k), next()))
+            .collect();
+        format!(
+            "UPDATE {} SET {} WHERE {}",
+            self.table(table),
+            set.join(", "),
+            filter.join(" AND ")
+        )
+    }
+
+    /// `DELETE` of `rows` rows by key; values bind row by row.
+    pub fn delete(self, table: &TableName, key: &[String], rows: usize) -> String {
+        let cols: Vec<String> = key.iter().map(|k| self.quote(k)).collect();
+        if key.len() == 1 {
+            let values: Vec<String> = (1..=rows).map(|n| self.placeholder(n)).collect();
+            format!(
+                "DELETE FROM {} WHERE {} IN ({})",
+                self.table(table),
+                cols[0],
+                values.join(", ")
+            )
+        } else {
+            format!(
+                "DELETE FROM {} WHERE ({}) IN ({})",
+                self.table(table),
+                cols.join(", "),
+                self.rows(rows, key.len())
+            )
+        }
+    }
+
+    /// Empty a table.
+    pub fn truncate(self, table: &TableName) -> String {
+        match self {
+            Self::Sqlite => format!("DELETE FROM {}", self.table(table)),
+            Self::Postgres | Self::MySql => format!("TRUNCATE TABLE {}", self.table(table)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str) -> TableName {
+        TableName {
+            schema: Some("public".into()),
+            table: name.into(),
+        }
+    }
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn postgres_upserts_many_rows_with_numbered_parameters() {
+        let sql =
+            Dialect::Postgres.upsert(&t("orders"), &cols(&["id", "status"]), &cols(&["id"]), 2);
+        assert_eq!(
+            sql,
+            "INSERT INTO \"public\".\"orders\" (\"id\", \"status\") VALUES ($1, $2), ($3, $4) \
+             ON CONFLICT (\"id\") DO UPDATE SET \"status\" = excluded.\"status\""
+        );
+    }
+
+    #[test]
+    fn mysql_upserts_with_on_duplicate_key() {
+        let sql = Dialect::MySql.upsert(&t("orders"), &cols(&["id", "status"]), &cols(&["id"]), 1);
+        assert_eq!(
+            sql,
+            "INSERT INTO `public`.`orders` (`id`, `status`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `status` = VALUES(`status`)"
+        );
+        let key_only = Dialect::MySql.upsert(&t("k"), &cols(&["id"]), &cols(&["id"]), 1);
+        assert!(
+            key_only.ends_with("ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"),
+            "{key_only}"
+        );
+    }
+
+    #[test]
+    fn sqlite_ignores_schemas_and_truncates_with_delete() {
+        assert_eq!(Dialect::Sqlite.truncate(&t("x")), "DELETE FROM \"x\"");
+        assert_eq!(
+            Dialect::Sqlite.upsert(&t("x"), &cols(&["id"]), &cols(&["id"]), 1),
+            "INSERT INTO \"x\" (\"id\") VALUES (?) ON CONFLICT (\"id\") DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn deletes_by_single_and_composite_keys() {
+        assert_eq!(
+            Dialect::Postgres.delete(&t("t"), &cols(&["id"]), 3),
+            "DELETE FROM \"public\".\"t\" WHERE \"id\" IN ($1, $2, $3)"
+        );
+        assert_eq!(
+            Dialect::Postgres.delete(&t("t"), &cols(&["a", "b"]), 2),
+            "DELETE FROM \"public\".\"t\" WHERE (\"a\", \"b\") IN (($1, $2), ($3, $4))"
+        );
+    }
+
+    #[test]
+    fn updates_bind_values_then_key() {
+        assert_eq!(
+            Dialect::Postgres.update(&t("t"), &cols(&["v", "w"]), &cols(&["id"])),
+            "UPDATE \"public\".\"t\" SET \"v\" = $1, \"w\" = $2 WHERE \"id\" = $3"
+        );
+    }
+
+    #[test]
+    fn hostile_names_stay_names() {
+        let names = [
+            "a\"; DROP TABLE t; --",
+            "select",
+            "naïve ☃",
+            "back`tick",
+            "it's",
+        ];
+        for name in names {
+            for dialect in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
+                let quoted = dialect.quote(name);
+                let (open, close) = (
+                    quoted.chars().next().unwrap(),
+                    quoted.chars().last().unwrap(),
+                );
+                assert_eq!(open, close);
+                // Inside the quotes, every quote character is doubled: the name cannot end the identifier.
+                let inner = &quoted[open.len_utf8()..quoted.len() - close.len_utf8()];
+                assert_eq!(
+                    inner.replace(&format!("{open}{open}"), ""),
+                    name.replace(open, ""),
+                    "{dialect:?} {name}"
+                );
+                let sql = dialect.insert(
+                    &TableName {
+                        schema: None,
+                        table: name.into(),
+                    },
+                    &[name.to_owned()],
+                    1,
+                );
+                assert_eq!(sql.matches(&quoted).count(), 2, "{sql}");
+            }
+        }
+    }
+}
