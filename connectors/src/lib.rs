@@ -13,6 +13,7 @@ pub mod datagen;
 pub mod db_sink;
 pub mod file_sink;
 pub mod postgres_cdc;
+mod time;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
@@ -21,6 +22,7 @@ pub use api::{
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 
 use datagen::{Datagen, DatagenConfig};
+use db_sink::{DbSink, DbSinkConfig};
 use file_sink::{FileSink, FileSinkConfig};
 use postgres_cdc::{PostgresCdc, PostgresCdcConfig};
 
@@ -140,16 +142,20 @@ impl Source for AnySource {
 pub enum SinkKind {
     /// `file`: JSON lines in a local file.
     File,
+    /// `jdbc`: a database.
+    Jdbc,
 }
 
 impl SinkKind {
     /// Every accepted `className`, for error messages.
-    pub const CLASS_NAMES: &'static str = "file";
+    pub const CLASS_NAMES: &'static str =
+        "file, jdbc, org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink";
 
     /// The connector a `className` names.
     pub fn from_class_name(name: &str) -> Option<Self> {
         match name {
             "file" => Some(Self::File),
+            "jdbc" | "org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink" => Some(Self::Jdbc),
             _ => None,
         }
     }
@@ -161,6 +167,10 @@ impl SinkKind {
                 let (c, report) = FileSinkConfig::from_configs(configs);
                 (c.map(SinkSpec::File), report)
             }
+            Self::Jdbc => {
+                let (c, report) = DbSinkConfig::from_configs(configs);
+                (c.map(|c| SinkSpec::Jdbc(Box::new(c))), report)
+            }
         }
     }
 }
@@ -170,6 +180,8 @@ impl SinkKind {
 pub enum SinkSpec {
     /// `file`.
     File(FileSinkConfig),
+    /// `jdbc`.
+    Jdbc(Box<DbSinkConfig>),
 }
 
 impl SinkSpec {
@@ -177,6 +189,7 @@ impl SinkSpec {
     pub async fn open(&self) -> Result<AnySink, ConnectorError> {
         match self {
             Self::File(c) => Ok(AnySink::File(FileSink::open(c.clone()).await?)),
+            Self::Jdbc(c) => Ok(AnySink::Jdbc(Box::new(DbSink::open((**c).clone()).await?))),
         }
     }
 
@@ -185,6 +198,7 @@ impl SinkSpec {
     pub async fn preflight(&self) -> Vec<Finding> {
         match self {
             Self::File(c) => file_sink::preflight(c).await,
+            Self::Jdbc(c) => db_sink::preflight(c).await,
         }
     }
 }
@@ -194,24 +208,29 @@ impl SinkSpec {
 pub enum AnySink {
     /// `file`.
     File(FileSink),
+    /// `jdbc`.
+    Jdbc(Box<DbSink>),
 }
 
 impl Sink for AnySink {
     fn batch_policy(&self) -> BatchPolicy {
         match self {
             Self::File(s) => s.batch_policy(),
+            Self::Jdbc(s) => s.batch_policy(),
         }
     }
 
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
         match self {
             Self::File(s) => s.write(batch).await,
+            Self::Jdbc(s) => s.write(batch).await,
         }
     }
 
     async fn close(&mut self) {
         match self {
             Self::File(s) => s.close().await,
+            Self::Jdbc(s) => s.close().await,
         }
     }
 }

@@ -44,23 +44,27 @@ impl Dialect {
         }
     }
 
-    /// The placeholder for the `n`-th bound value, counting from 1.
-    fn placeholder(self, n: usize) -> String {
-        match self {
-            Self::Postgres => format!("${n}"),
-            Self::MySql | Self::Sqlite => "?".to_owned(),
+    /// The placeholder for the `n`-th bound value, counting from 1, cast to
+    /// the column's type where one is given (Postgres): values are bound as
+    /// text and the database parses them.
+    fn placeholder(self, n: usize, column_type: Option<&str>) -> String {
+        match (self, column_type) {
+            (Self::Postgres, Some(t)) => format!("CAST(${n} AS {t})"),
+            (Self::Postgres, None) => format!("${n}"),
+            (Self::MySql | Self::Sqlite, _) => "?".to_owned(),
         }
     }
 
-    /// Placeholders for `rows` rows of `columns` values, as `(..), (..)`.
-    fn rows(self, rows: usize, columns: usize) -> String {
-        let mut n = 0;
+    /// Placeholders for `rows` rows of `columns` values, as `(..), (..)`,
+    /// numbered from `first`.
+    fn rows(self, first: usize, rows: usize, columns: usize, types: Option<&[String]>) -> String {
+        let mut n = first;
         (0..rows)
             .map(|_| {
                 let values: Vec<String> = (0..columns)
-                    .map(|_| {
+                    .map(|c| {
                         n += 1;
-                        self.placeholder(n)
+                        self.placeholder(n, types.and_then(|t| t.get(c)).map(String::as_str))
                     })
                     .collect();
                 format!("({})", values.join(", "))
@@ -70,13 +74,20 @@ impl Dialect {
     }
 
     /// `INSERT` of `rows` rows; values bind row by row, column by column.
-    pub fn insert(self, table: &TableName, columns: &[String], rows: usize) -> String {
+    /// `types`, when given, are the columns' types.
+    pub fn insert(
+        self,
+        table: &TableName,
+        columns: &[String],
+        types: Option<&[String]>,
+        rows: usize,
+    ) -> String {
         let cols: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
         format!(
             "INSERT INTO {} ({}) VALUES {}",
             self.table(table),
             cols.join(", "),
-            self.rows(rows, columns.len())
+            self.rows(0, rows, columns.len(), types)
         )
     }
 
@@ -86,10 +97,11 @@ impl Dialect {
         self,
         table: &TableName,
         columns: &[String],
+        types: Option<&[String]>,
         key: &[String],
         rows: usize,
     ) -> String {
-        let insert = self.insert(table, columns, rows);
+        let insert = self.insert(table, columns, types, rows);
         let rest: Vec<&String> = columns.iter().filter(|c| !key.contains(c)).collect();
         match self {
             Self::Postgres | Self::Sqlite => {
@@ -125,20 +137,27 @@ impl Dialect {
     }
 
     /// `UPDATE` of one row's `columns`, found by its key; values bind
-    /// `columns` first, then `key`.
-    pub fn update(self, table: &TableName, columns: &[String], key: &[String]) -> String {
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            self.placeholder(n)
-        };
+    /// `columns` first, then `key`, and so do `types`.
+    pub fn update(
+        self,
+        table: &TableName,
+        columns: &[String],
+        key: &[String],
+        types: Option<&[String]>,
+    ) -> String {
+        let ty = |i: usize| types.and_then(|t| t.get(i)).map(String::as_str);
         let set: Vec<String> = columns
             .iter()
-            .map(|c| format!("{} = {}", self.quote(c), next()))
+            .enumerate()
+            .map(|(i, c)| format!("{} = {}", self.quote(c), self.placeholder(i + 1, ty(i))))
             .collect();
         let filter: Vec<String> = key
             .iter()
-            .map(|k| format!("{} = {}", self.quote(k), next()))
+            .enumerate()
+            .map(|(i, k)| {
+                let n = columns.len() + i;
+                format!("{} = {}", self.quote(k), self.placeholder(n + 1, ty(n)))
+            })
             .collect();
         format!(
             "UPDATE {} SET {} WHERE {}",
@@ -148,11 +167,19 @@ impl Dialect {
         )
     }
 
-    /// `DELETE` of `rows` rows by key; values bind row by row.
-    pub fn delete(self, table: &TableName, key: &[String], rows: usize) -> String {
+    /// `DELETE` of `rows` rows by key; values bind row by row. `types`, when
+    /// given, are the key columns' types.
+    pub fn delete(
+        self,
+        table: &TableName,
+        key: &[String],
+        types: Option<&[String]>,
+        rows: usize,
+    ) -> String {
         let cols: Vec<String> = key.iter().map(|k| self.quote(k)).collect();
         if key.len() == 1 {
-            let values: Vec<String> = (1..=rows).map(|n| self.placeholder(n)).collect();
+            let ty = types.and_then(|t| t.first()).map(String::as_str);
+            let values: Vec<String> = (1..=rows).map(|n| self.placeholder(n, ty)).collect();
             format!(
                 "DELETE FROM {} WHERE {} IN ({})",
                 self.table(table),
@@ -164,7 +191,7 @@ impl Dialect {
                 "DELETE FROM {} WHERE ({}) IN ({})",
                 self.table(table),
                 cols.join(", "),
-                self.rows(rows, key.len())
+                self.rows(0, rows, key.len(), types)
             )
         }
     }
@@ -195,8 +222,13 @@ mod tests {
 
     #[test]
     fn postgres_upserts_many_rows_with_numbered_parameters() {
-        let sql =
-            Dialect::Postgres.upsert(&t("orders"), &cols(&["id", "status"]), &cols(&["id"]), 2);
+        let sql = Dialect::Postgres.upsert(
+            &t("orders"),
+            &cols(&["id", "status"]),
+            None,
+            &cols(&["id"]),
+            2,
+        );
         assert_eq!(
             sql,
             "INSERT INTO \"public\".\"orders\" (\"id\", \"status\") VALUES ($1, $2), ($3, $4) \
@@ -206,12 +238,18 @@ mod tests {
 
     #[test]
     fn mysql_upserts_with_on_duplicate_key() {
-        let sql = Dialect::MySql.upsert(&t("orders"), &cols(&["id", "status"]), &cols(&["id"]), 1);
+        let sql = Dialect::MySql.upsert(
+            &t("orders"),
+            &cols(&["id", "status"]),
+            None,
+            &cols(&["id"]),
+            1,
+        );
         assert_eq!(
             sql,
             "INSERT INTO `public`.`orders` (`id`, `status`) VALUES (?, ?) ON DUPLICATE KEY UPDATE `status` = VALUES(`status`)"
         );
-        let key_only = Dialect::MySql.upsert(&t("k"), &cols(&["id"]), &cols(&["id"]), 1);
+        let key_only = Dialect::MySql.upsert(&t("k"), &cols(&["id"]), None, &cols(&["id"]), 1);
         assert!(
             key_only.ends_with("ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"),
             "{key_only}"
@@ -222,7 +260,7 @@ mod tests {
     fn sqlite_ignores_schemas_and_truncates_with_delete() {
         assert_eq!(Dialect::Sqlite.truncate(&t("x")), "DELETE FROM \"x\"");
         assert_eq!(
-            Dialect::Sqlite.upsert(&t("x"), &cols(&["id"]), &cols(&["id"]), 1),
+            Dialect::Sqlite.upsert(&t("x"), &cols(&["id"]), None, &cols(&["id"]), 1),
             "INSERT INTO \"x\" (\"id\") VALUES (?) ON CONFLICT (\"id\") DO NOTHING"
         );
     }
@@ -230,11 +268,11 @@ mod tests {
     #[test]
     fn deletes_by_single_and_composite_keys() {
         assert_eq!(
-            Dialect::Postgres.delete(&t("t"), &cols(&["id"]), 3),
+            Dialect::Postgres.delete(&t("t"), &cols(&["id"]), None, 3),
             "DELETE FROM \"public\".\"t\" WHERE \"id\" IN ($1, $2, $3)"
         );
         assert_eq!(
-            Dialect::Postgres.delete(&t("t"), &cols(&["a", "b"]), 2),
+            Dialect::Postgres.delete(&t("t"), &cols(&["a", "b"]), None, 2),
             "DELETE FROM \"public\".\"t\" WHERE (\"a\", \"b\") IN (($1, $2), ($3, $4))"
         );
     }
@@ -242,8 +280,28 @@ mod tests {
     #[test]
     fn updates_bind_values_then_key() {
         assert_eq!(
-            Dialect::Postgres.update(&t("t"), &cols(&["v", "w"]), &cols(&["id"])),
+            Dialect::Postgres.update(&t("t"), &cols(&["v", "w"]), &cols(&["id"]), None),
             "UPDATE \"public\".\"t\" SET \"v\" = $1, \"w\" = $2 WHERE \"id\" = $3"
+        );
+    }
+
+    #[test]
+    fn postgres_casts_bound_text_to_column_types() {
+        let types = vec!["integer".to_owned(), "timestamp with time zone".to_owned()];
+        assert_eq!(
+            Dialect::Postgres.upsert(
+                &t("t"),
+                &cols(&["id", "at"]),
+                Some(&types),
+                &cols(&["id"]),
+                1
+            ),
+            "INSERT INTO \"public\".\"t\" (\"id\", \"at\") VALUES (CAST($1 AS integer), CAST($2 AS timestamp with time zone)) \
+             ON CONFLICT (\"id\") DO UPDATE SET \"at\" = excluded.\"at\""
+        );
+        assert_eq!(
+            Dialect::Postgres.delete(&t("t"), &cols(&["id"]), Some(&types[..1]), 2),
+            "DELETE FROM \"public\".\"t\" WHERE \"id\" IN (CAST($1 AS integer), CAST($2 AS integer))"
         );
     }
 
@@ -277,6 +335,7 @@ mod tests {
                         table: name.into(),
                     },
                     &[name.to_owned()],
+                    None,
                     1,
                 );
                 assert_eq!(sql.matches(&quoted).count(), 2, "{sql}");

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::catalog::{self, Table, pg_error};
 use super::config::PostgresCdcConfig;
 use super::events::{Op, Origin, key_changed, pg_time_to_unix_ms, record, row};
-use super::pgoutput::{self, Message, OldKind};
+use super::pgoutput::{self, Datum, Message, OldKind};
 use super::types::Types;
 use crate::api::{ConnectorError, Position, SourceBatch, SourceRecord};
 
@@ -269,8 +269,24 @@ impl StreamState {
                     self.push(config, &table, Op::Create, None, Some(after), lsn)?;
                 }
             }
-            Message::Update { relation, old, new } => {
+            Message::Update {
+                relation,
+                old,
+                mut new,
+            } => {
                 if let Some(table) = self.table(relation)?.cloned() {
+                    // Under REPLICA IDENTITY FULL the old row is complete:
+                    // an unchanged TOAST value that the new row leaves out
+                    // is known, and is carried over.
+                    if let Some(o) = old.as_ref().filter(|o| o.kind == OldKind::Full) {
+                        for (datum, before) in new.iter_mut().zip(&o.tuple) {
+                            if *datum == Datum::Unchanged
+                                && matches!(before, Datum::Text(_) | Datum::Binary(_))
+                            {
+                                *datum = before.clone();
+                            }
+                        }
+                    }
                     let after = row(&table, &new);
                     match old {
                         // The key changed: Postgres sent the old key. As

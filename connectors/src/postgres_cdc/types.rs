@@ -28,6 +28,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::time::{days_from_civil, format_time, format_utc};
+
 /// Session settings for every connection whose text output is parsed here,
 /// in the form of the startup `options` parameter.
 pub(crate) const SESSION_OPTIONS: &str = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex -c extra_float_digits=3";
@@ -172,31 +174,6 @@ fn hex_to_base64(hex: &str) -> Option<String> {
     Some(base64::engine::general_purpose::STANDARD.encode(bytes?))
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date.
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count from 1970-01-01.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// `YYYY-MM-DD`, optionally followed by ` BC`, as days since the epoch.
 fn date_days(text: &str) -> Option<i64> {
     let (text, bc) = match text.strip_suffix(" BC") {
@@ -248,17 +225,6 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
     Some((time, sign * (h * 3600 + m * 60 + s)))
 }
 
-fn format_time(micros: i64) -> String {
-    let micros = micros.rem_euclid(86_400_000_000);
-    let (secs, frac) = (micros / 1_000_000, micros % 1_000_000);
-    let base = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac == 0 {
-        base
-    } else {
-        format!("{base}.{frac:06}")
-    }
-}
-
 /// `HH:MM:SS[.ffffff]+hh` as UTC `HH:MM:SS[.ffffff]Z`.
 fn time_tz(text: &str) -> Option<String> {
     let (time, offset) = split_offset(text)?;
@@ -287,16 +253,6 @@ fn timestamp_tz(text: &str) -> Option<String> {
     let (time, offset) = split_offset(rest)?;
     let local = date_days(&format!("{date}{bc}"))? * 86_400_000_000 + time_micros(time)?;
     Some(format_utc(local - offset * 1_000_000))
-}
-
-/// Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
-pub(crate) fn format_utc(micros: i64) -> String {
-    let days = micros.div_euclid(86_400_000_000);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{}Z",
-        format_time(micros.rem_euclid(86_400_000_000))
-    )
 }
 
 /// Days in an average month, as Debezium's MicroDuration counts them.
@@ -509,6 +465,7 @@ mod tests {
 
     #[test]
     fn civil_dates_round_trip() {
+        use crate::time::civil_from_days;
         for days in [-719_468, -1, 0, 1, 19782, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);

@@ -1,0 +1,343 @@
+//! From records to row changes, and from changes to statement groups.
+//!
+//! A Debezium envelope gives its operation (`c`, `r`, `u` upsert; `d`
+//! delete; `t` truncate when allowed) and its table (`source.table`, unless
+//! `tableName` is set). A plain JSON row is written as `insertMode` says; a
+//! null value as `nullValueAction` says.
+
+use serde_json::{Map, Value};
+
+use super::config::{DbSinkConfig, InsertMode, NullValueAction};
+use crate::api::{ConnectorError, SinkRecord};
+use crate::postgres_cdc::UNAVAILABLE;
+
+/// What a change does to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Upsert,
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+}
+
+/// One change to one row (or, for a truncate, to a table).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Change {
+    pub(crate) table: String,
+    pub(crate) kind: Kind,
+    /// Column values: the row for an upsert, the key for a delete.
+    pub(crate) values: Map<String, Value>,
+    /// The key's values as text, once resolved; changes to one key keep
+    /// their order.
+    pub(crate) key: String,
+}
+
+fn permanent(record: &SinkRecord, what: &str) -> ConnectorError {
+    ConnectorError::permanent(format!(
+        "message {} on {}: {what}",
+        record.message_id, record.topic
+    ))
+}
+
+/// The changes a record asks for.
+pub(crate) fn from_record(
+    record: &SinkRecord,
+    config: &DbSinkConfig,
+) -> Result<Vec<Change>, ConnectorError> {
+    let change = |table: String, kind: Kind, values: Map<String, Value>| Change {
+        table,
+        kind,
+        values,
+        key: String::new(),
+    };
+    let Some(bytes) = &record.value else {
+        return match config.null_value_action {
+            NullValueAction::Fail => Err(permanent(
+                record,
+                "the value is null and nullValueAction is FAIL",
+            )),
+            NullValueAction::Delete => {
+                let table = config
+                    .table
+                    .clone()
+                    .ok_or_else(|| permanent(record, "a null value needs tableName"))?;
+                let key = record
+                    .key
+                    .as_deref()
+                    .and_then(|k| serde_json::from_str::<Value>(k).ok())
+                    .and_then(|k| k.as_object().cloned())
+                    .ok_or_else(|| {
+                        permanent(record, "a null value needs a JSON object key to delete by")
+                    })?;
+                Ok(vec![change(table, Kind::Delete, key)])
+            }
+        };
+    };
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|_| permanent(record, "the value is not JSON"))?;
+    let Value::Object(mut object) = value else {
+        return Err(permanent(record, "the value is not a JSON object"));
+    };
+    let is_envelope = object.get("op").is_some_and(Value::is_string)
+        && object.get("source").is_some_and(Value::is_object);
+    if !is_envelope {
+        let table = config
+            .table
+            .clone()
+            .ok_or_else(|| permanent(record, "a plain JSON row needs tableName"))?;
+        let kind = match config.insert_mode {
+            InsertMode::Insert => Kind::Insert,
+            InsertMode::Upsert => Kind::Upsert,
+            InsertMode::Update => Kind::Update,
+        };
+        return Ok(vec![change(table, kind, object)]);
+    }
+    let table = match &config.table {
+        Some(t) => t.clone(),
+        None => object["source"]["table"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                permanent(
+                    record,
+                    "the envelope names no source.table and tableName is not set",
+                )
+            })?,
+    };
+    let row = |object: &mut Map<String, Value>, field: &str| match object.remove(field) {
+        Some(Value::Object(row)) => Ok(row),
+        _ => Err(permanent(
+            record,
+            &format!("the envelope has no `{field}` row"),
+        )),
+    };
+    match object["op"].as_str() {
+        Some("c" | "r" | "u") => Ok(vec![change(
+            table,
+            Kind::Upsert,
+            row(&mut object, "after")?,
+        )]),
+        Some("d") => Ok(vec![change(
+            table,
+            Kind::Delete,
+            row(&mut object, "before")?,
+        )]),
+        Some("t") if config.allow_truncate => Ok(vec![change(table, Kind::Truncate, Map::new())]),
+        Some("t") => Ok(Vec::new()),
+        Some(other) => Err(permanent(record, &format!("unknown op `{other}`"))),
+        None => Err(permanent(record, "the envelope has no op")),
+    }
+}
+
+impl Change {
+    /// Fit the change to its table: a delete keeps only the key; a write
+    /// drops unavailable TOAST values (the column is left untouched) and,
+    /// with `nonKey`, the columns not listed. The key must be present.
+    pub(crate) fn resolve(
+        mut self,
+        key: &[String],
+        non_key: &[String],
+    ) -> Result<Self, ConnectorError> {
+        if self.kind == Kind::Truncate {
+            return Ok(self);
+        }
+        let mut key_values = Vec::with_capacity(key.len());
+        for k in key {
+            match self.values.get(k) {
+                Some(v) if !v.is_null() && v.as_str() != Some(UNAVAILABLE) => {
+                    key_values.push(v.clone())
+                }
+                _ => {
+                    return Err(ConnectorError::permanent(format!(
+                        "a change to {} has no value for its key column {k}",
+                        self.table
+                    )));
+                }
+            }
+        }
+        self.key = Value::Array(key_values).to_string();
+        self.values.retain(|column, value| {
+            let is_key = key.contains(column);
+            match self.kind {
+                Kind::Delete => is_key,
+                _ => {
+                    value.as_str() != Some(UNAVAILABLE)
+                        && (is_key || non_key.is_empty() || non_key.contains(column))
+                }
+            }
+        });
+        Ok(self)
+    }
+}
+
+/// Consecutive changes that one statement can carry.
+#[derive(Debug)]
+pub(crate) struct Group<'a> {
+    pub(crate) table: String,
+    pub(crate) kind: Kind,
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<&'a Change>,
+}
+
+/// Split resolved changes into groups, in order. A group holds changes of
+/// one kind to one table with the same columns, and each key at most once:
+/// a second change to a key starts a new group, so changes to one key keep
+/// their order.
+pub(crate) fn groups(changes: &[Change]) -> Vec<Group<'_>> {
+    let mut out: Vec<Group<'_>> = Vec::new();
+    let mut keys = std::collections::HashSet::new();
+    for change in changes {
+        let columns: Vec<String> = change.values.keys().cloned().collect();
+        let joins = out.last().is_some_and(|g| {
+            change.kind != Kind::Truncate
+                && g.kind == change.kind
+                && g.table == change.table
+                && g.columns == columns
+                && !keys.contains(&change.key)
+        });
+        if joins {
+            keys.insert(change.key.clone());
+            if let Some(g) = out.last_mut() {
+                g.rows.push(change);
+            }
+        } else {
+            keys.clear();
+            keys.insert(change.key.clone());
+            out.push(Group {
+                table: change.table.clone(),
+                kind: change.kind,
+                columns,
+                rows: vec![change],
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigMap, ConfigValue};
+    use serde_json::json;
+
+    fn config(pairs: &[(&str, &str)]) -> DbSinkConfig {
+        let mut map: ConfigMap = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), ConfigValue::String((*v).to_owned())))
+            .collect();
+        map.insert(
+            "jdbcUrl".into(),
+            ConfigValue::String("postgres://db/w".into()),
+        );
+        DbSinkConfig::from_configs(&map).0.unwrap()
+    }
+
+    fn record(value: Value) -> SinkRecord {
+        SinkRecord {
+            topic: "t".into(),
+            value: Some(value.to_string().into_bytes()),
+            message_id: "1:1:-1:-1".into(),
+            ..SinkRecord::default()
+        }
+    }
+
+    fn envelope(op: &str, before: Value, after: Value) -> Value {
+        json!({"op": op, "before": before, "after": after, "source": {"table": "orders"}})
+    }
+
+    fn resolved(v: Value, cfg: &DbSinkConfig) -> Vec<Change> {
+        from_record(&record(v), cfg)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.resolve(&["id".to_owned()], &[]).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn envelopes_become_upserts_deletes_and_optional_truncates() {
+        let cfg = config(&[]);
+        let up = resolved(
+            envelope(
+                "u",
+                Value::Null,
+                json!({"id": 1, "v": "x", "doc": UNAVAILABLE}),
+            ),
+            &cfg,
+        );
+        assert_eq!((up[0].kind, up[0].table.as_str()), (Kind::Upsert, "orders"));
+        assert_eq!(
+            up[0].values,
+            json!({"id": 1, "v": "x"}).as_object().unwrap().clone(),
+            "the unavailable value is left out"
+        );
+        let del = resolved(
+            envelope("d", json!({"id": 1, "v": null}), Value::Null),
+            &cfg,
+        );
+        assert_eq!((del[0].kind, del[0].values.len()), (Kind::Delete, 1));
+        assert!(resolved(envelope("t", Value::Null, Value::Null), &cfg).is_empty());
+        let cfg = config(&[("allowTruncate", "true")]);
+        assert_eq!(
+            resolved(envelope("t", Value::Null, Value::Null), &cfg)[0].kind,
+            Kind::Truncate
+        );
+    }
+
+    #[test]
+    fn plain_rows_follow_insert_mode_and_null_value_action() {
+        let cfg = config(&[
+            ("tableName", "items"),
+            ("insertMode", "UPDATE"),
+            ("nullValueAction", "DELETE"),
+        ]);
+        let row = resolved(json!({"id": 2, "v": "y"}), &cfg);
+        assert_eq!(
+            (row[0].kind, row[0].table.as_str()),
+            (Kind::Update, "items")
+        );
+        let tombstone = SinkRecord {
+            key: Some("{\"id\":2}".into()),
+            value: None,
+            ..record(Value::Null)
+        };
+        let del = from_record(&tombstone, &cfg).unwrap();
+        assert_eq!(del[0].kind, Kind::Delete);
+        let cfg = config(&[("tableName", "items")]);
+        assert!(
+            from_record(&tombstone, &cfg).is_err(),
+            "FAIL is the default"
+        );
+        assert!(from_record(&record(json!([1])), &cfg).is_err());
+    }
+
+    #[test]
+    fn a_missing_key_is_refused() {
+        let cfg = config(&[]);
+        let c = from_record(&record(envelope("c", Value::Null, json!({"v": 1}))), &cfg)
+            .unwrap()
+            .remove(0);
+        assert!(c.resolve(&["id".to_owned()], &[]).is_err());
+    }
+
+    #[test]
+    fn groups_batch_alike_changes_and_keep_per_key_order() {
+        let cfg = config(&[]);
+        let mut all = Vec::new();
+        for v in [
+            envelope("c", Value::Null, json!({"id": 1, "v": "a"})),
+            envelope("c", Value::Null, json!({"id": 2, "v": "b"})),
+            envelope("u", Value::Null, json!({"id": 1, "v": "c"})),
+            envelope("d", json!({"id": 2}), Value::Null),
+            envelope("d", json!({"id": 3}), Value::Null),
+        ] {
+            all.extend(resolved(v, &cfg));
+        }
+        let g = groups(&all);
+        let shape: Vec<(Kind, usize)> = g.iter().map(|g| (g.kind, g.rows.len())).collect();
+        assert_eq!(
+            shape,
+            [(Kind::Upsert, 2), (Kind::Upsert, 1), (Kind::Delete, 2)]
+        );
+    }
+}

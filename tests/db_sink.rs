@@ -1,0 +1,113 @@
+//! The database sink against real Postgres and the real broker: Postgres
+//! changes captured by the CDC source and applied to another Postgres
+//! database by the `jdbc` sink, run as users run it.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use sluice_tests::{PULSAR_URL, Sluice, free_port, pg, temp_dir, unique, wait_for};
+
+const LONG: Duration = Duration::from_secs(120);
+
+const SCHEMA: &str =
+    "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, total numeric(10,2),
+    created timestamptz, due date, at_time time, local_ts timestamp, wait interval, tags text[],
+    meta jsonb, payload bytea, uid uuid, note text);";
+
+/// Every row of `orders`, as text, in key order. An interval travels as a
+/// duration in microseconds (as in Debezium), so `1 day 2 hours` arrives as
+/// `26:00:00`: equal as intervals, compared in justified form.
+async fn rows(db: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
+    Ok(db
+        .query(
+            "SELECT row_to_json(o)::text FROM (SELECT id, status, total, created, due, at_time, local_ts, \
+             justify_hours(wait) AS wait, tags, meta, payload, uid, note FROM orders ORDER BY id) o",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect())
+}
+
+#[tokio::test]
+async fn cdc_into_postgres_ends_with_equal_tables() -> anyhow::Result<()> {
+    // GIVEN a source and a target database with the same table, and a
+    // pipeline from one to the other through Pulsar
+    let name = unique("jdbc-pg").replace('-', "_");
+    let source = pg::create_database(&format!("{name}_src")).await?;
+    let target = pg::create_database(&format!("{name}_dst")).await?;
+    source.batch_execute(SCHEMA).await?;
+    target.batch_execute(SCHEMA).await?;
+    source
+        .batch_execute(
+            "ALTER TABLE orders ALTER COLUMN note SET STORAGE EXTERNAL; ALTER TABLE orders REPLICA IDENTITY FULL;
+             INSERT INTO orders SELECT g, 'new', g * 1.25, '2024-01-15 10:00:00+02', '2024-02-29', '13:45:30.5',
+               '2024-01-15 13:45:30.123456', '1 day 2 hours', ARRAY['a', 'b \"q\"'], '{\"x\": [1, null]}',
+               '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', repeat('n', 5000)
+             FROM generate_series(1, 300) g;",
+        )
+        .await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - name: cdc\n    className: postgres-cdc\n    configs:\n\
+         \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n\
+         sinks:\n  - name: warehouse\n    className: jdbc\n    topicsPattern: \"persistent://public/default/{name}\\\\..*\"\n\
+         \x20   sourceSubscriptionPosition: Earliest\n    retainOrdering: true\n    configs:\n\
+         \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
+         \x20     batchSize: 100\n      timeoutMs: 50\n",
+        pw = pg::PASSWORD
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+
+    // WHEN rows are updated (leaving the TOASTed note unchanged), deleted,
+    // re-keyed and inserted while it runs
+    wait_for("the snapshot in the target", LONG, || {
+        let target = &target;
+        async move {
+            let n: i64 = target
+                .query_one("SELECT count(*) FROM orders", &[])
+                .await?
+                .get(0);
+            Ok((n == 300).then_some(()))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    source
+        .batch_execute(
+            "UPDATE orders SET status = 'paid', total = total + 1 WHERE id % 3 = 0;
+             DELETE FROM orders WHERE id % 10 = 0;
+             UPDATE orders SET id = id + 1000 WHERE id BETWEEN 1 AND 5;
+             BEGIN; INSERT INTO orders (id, status) VALUES (5000, 'x'); UPDATE orders SET status = 'y' WHERE id = 5000; COMMIT;
+             INSERT INTO orders (id, status, note) VALUES (-1, 'sentinel', 'end');",
+        )
+        .await?;
+    wait_for("the sentinel in the target", LONG, || {
+        let target = &target;
+        async move {
+            let n: i64 = target
+                .query_one("SELECT count(*) FROM orders WHERE id = -1", &[])
+                .await?
+                .get(0);
+            Ok((n == 1).then_some(()))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN the target table equals the source table, row by row, every type included
+    let (from, to) = (rows(&source).await?, rows(&target).await?);
+    assert_eq!(from.len(), to.len(), "row count");
+    for (a, b) in from.iter().zip(&to) {
+        assert_eq!(a, b);
+    }
+    ensure!(sluice.interrupt().await?.success());
+    let _ = source
+        .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+        .await;
+    Ok(())
+}
