@@ -111,3 +111,152 @@ async fn cdc_into_postgres_ends_with_equal_tables() -> anyhow::Result<()> {
         .await;
     Ok(())
 }
+
+/// A sink-only pipeline: the `jdbc` sink on `topic` into `db`, with extra sink configs.
+fn sink_config(port: u16, topic: &str, db: &str, extra_sink: &str, extra_configs: &str) -> String {
+    format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sinks:\n  - name: target\n    className: jdbc\n    inputs: [{topic}]\n    sourceSubscriptionPosition: Earliest\n\
+         \x20   retainOrdering: true\n{extra_sink}    configs:\n      jdbcUrl: postgres://127.0.0.1:5432/{db}\n\
+         \x20     userName: postgres\n      password: {pw}\n      batchSize: 50\n      timeoutMs: 20\n{extra_configs}",
+        pw = pg::PASSWORD
+    )
+}
+
+async fn publish(topic: &str, messages: &[(&str, Option<&str>)]) -> anyhow::Result<()> {
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let producer = client.producer(topic).create().await?;
+    for (key, value) in messages {
+        let msg = magnetar::OutgoingMessage::with_payload(value.unwrap_or("").as_bytes().to_vec())
+            .key(*key);
+        producer.send(msg.into()).await?;
+    }
+    producer.close().await?;
+    Ok(())
+}
+
+async fn table(db: &tokio_postgres::Client) -> anyhow::Result<Vec<(i32, String)>> {
+    Ok(db
+        .query("SELECT id, v FROM items ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+#[tokio::test]
+async fn plain_json_rows_follow_insert_mode_and_null_value_action() -> anyhow::Result<()> {
+    // GIVEN a target table and plain JSON rows: two inserts, an update of the
+    // first by upsert, and a null value for the second
+    let name = unique("jdbc-plain").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    publish(
+        &topic,
+        &[
+            ("{\"id\":1}", Some("{\"id\":1,\"v\":\"a\"}")),
+            ("{\"id\":2}", Some("{\"id\":2,\"v\":\"b\"}")),
+            ("{\"id\":1}", Some("{\"id\":1,\"v\":\"c\"}")),
+            ("{\"id\":2}", None),
+            ("{\"id\":3}", Some("{\"id\":3,\"v\":\"end\"}")),
+        ],
+    )
+    .await?;
+
+    // WHEN the sink runs with UPSERT and DELETE
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = sink_config(
+        port,
+        &topic,
+        &name,
+        "",
+        "      tableName: items\n      insertMode: UPSERT\n      nullValueAction: DELETE\n",
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+    wait_for("the last row", LONG, || {
+        let db = &db;
+        async move {
+            Ok(table(db)
+                .await?
+                .iter()
+                .any(|(id, _)| *id == 3)
+                .then_some(()))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN the table holds the upserted row and not the deleted one
+    assert_eq!(
+        table(&db).await?,
+        [(1, "c".to_owned()), (3, "end".to_owned())]
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_row_the_target_rejects_is_dead_lettered_and_its_neighbours_commit() -> anyhow::Result<()>
+{
+    // GIVEN a target that refuses the value 'bad', and five rows of which one is bad
+    let name = unique("jdbc-poison").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL CHECK (v <> 'bad'))")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    let dlq = sluice_tests::topic(&format!("{name}-dlq"));
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let dlq_reader = client
+        .consumer(&dlq)
+        .subscription("audit")
+        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+        .subscribe()
+        .await?;
+    let rows: Vec<(String, String)> = (1..=5)
+        .map(|i| {
+            let v = if i == 3 { "bad" } else { "ok" };
+            (
+                format!("{{\"id\":{i}}}"),
+                format!("{{\"id\":{i},\"v\":\"{v}\"}}"),
+            )
+        })
+        .collect();
+    let messages: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
+    publish(&topic, &messages).await?;
+
+    // WHEN the sink writes them with a dead-letter topic
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = sink_config(
+        port,
+        &topic,
+        &name,
+        &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 1\n"),
+        "      tableName: items\n",
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+
+    // THEN the four good rows commit and the bad one is dead-lettered with the error
+    let msg = dlq_reader
+        .receive_with_timeout(LONG)
+        .await?
+        .context("nothing on the dead-letter topic")
+        .with_context(|| sluice.log())?;
+    assert!(msg.payload.ends_with(b"{\"id\":3,\"v\":\"bad\"}"));
+    let ids: Vec<i32> = table(&db).await?.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [1, 2, 4, 5]);
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
