@@ -69,6 +69,19 @@ async fn wait_for_event(
     .await
 }
 
+/// Wait until sluice has created its slot; its confirmed position.
+async fn wait_for_slot(
+    db: &tokio_postgres::Client,
+    slot: &str,
+    sluice: &Sluice,
+) -> anyhow::Result<u64> {
+    wait_for("the slot", LONG, || async move {
+        pg::confirmed_flush(db, slot).await
+    })
+    .await
+    .with_context(|| sluice.log())
+}
+
 /// Drop the slot a test made, so that it does not hold WAL after the run.
 async fn drop_slot(db: &tokio_postgres::Client, slot: &str) {
     let _ = db
@@ -108,12 +121,7 @@ async fn snapshot_then_stream_under_concurrent_writes_ends_equal_to_the_table() 
     .await?;
     let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.fetch.size: 200\n")?;
     let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
-    wait_for("the slot", LONG, || {
-        let (db, slot) = (&db, p.prefix.clone());
-        async move { Ok(pg::confirmed_flush(db, &slot).await?.map(|_| ())) }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    wait_for_slot(&db, &p.prefix, &sluice).await?;
 
     // WHEN a writer updates, deletes and inserts rows while the snapshot is
     // read and after it, until the stream has carried some of its changes
@@ -233,13 +241,7 @@ async fn changes_arrive_in_commit_order_with_debezium_fields() -> anyhow::Result
         .await?;
     let p = cdc(&name, "ATLEAST_ONCE", "      snapshot.mode: never\n")?;
     let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
-    wait_for("the slot", LONG, || {
-        let db = &db;
-        let slot = p.prefix.clone();
-        async move { Ok(pg::confirmed_flush(db, &slot).await?.map(|_| ())) }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    wait_for_slot(&db, &p.prefix, &sluice).await?;
 
     // WHEN one insert commits, then a transaction updates, inserts and deletes,
     // then a key changes
@@ -452,12 +454,7 @@ async fn an_idle_database_lets_the_slot_advance_while_others_write() -> anyhow::
     )?;
     let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
     let slot = p.prefix.clone();
-    let start = wait_for("the slot", LONG, || {
-        let (db, slot) = (&db, slot.clone());
-        async move { pg::confirmed_flush(db, &slot).await }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    let start = wait_for_slot(&db, &slot, &sluice).await?;
 
     // WHEN another database writes several megabytes of WAL
     let other_name = unique("cdc-busy").replace('-', "_");
@@ -501,12 +498,7 @@ async fn a_kill_9_mid_stream_resumes_from_the_slot_without_loss() -> anyhow::Res
         "      snapshot.mode: never\n      status.update.interval.ms: 200\n",
     )?;
     let first = Sluice::start(&p.dir, &p.config, p.port)?;
-    let slot_start = wait_for("the slot", LONG, || {
-        let (db, slot) = (&db, p.prefix.clone());
-        async move { pg::confirmed_flush(db, &slot).await }
-    })
-    .await
-    .with_context(|| first.log())?;
+    let slot_start = wait_for_slot(&db, &p.prefix, &first).await?;
     let writer_db = pg::connect(&name).await?;
     let writer = tokio::spawn(async move {
         for i in 0..2000 {
