@@ -148,14 +148,17 @@ pub enum SinkKind {
 
 impl SinkKind {
     /// Every accepted `className`, for error messages.
-    pub const CLASS_NAMES: &'static str =
-        "file, jdbc, org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink";
+    pub const CLASS_NAMES: &'static str = "file, jdbc, org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink, \
+         org.apache.pulsar.io.jdbc.MariadbJdbcAutoSchemaSink, org.apache.pulsar.io.jdbc.SqliteJdbcAutoSchemaSink";
 
     /// The connector a `className` names.
     pub fn from_class_name(name: &str) -> Option<Self> {
         match name {
             "file" => Some(Self::File),
-            "jdbc" | "org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink" => Some(Self::Jdbc),
+            "jdbc"
+            | "org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink"
+            | "org.apache.pulsar.io.jdbc.MariadbJdbcAutoSchemaSink"
+            | "org.apache.pulsar.io.jdbc.SqliteJdbcAutoSchemaSink" => Some(Self::Jdbc),
             _ => None,
         }
     }

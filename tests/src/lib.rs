@@ -324,6 +324,42 @@ pub mod pg {
     }
 }
 
+/// MariaDB on the test stack.
+pub mod mariadb {
+    use anyhow::Context;
+    use sqlx::mysql::MySqlPool;
+
+    /// The URL of a database on the stack, credentials included.
+    pub fn url(db: &str) -> String {
+        format!("mysql://sluice:sluice@127.0.0.1:3306/{db}")
+    }
+
+    /// Create a fresh database and connect to it.
+    pub async fn create_database(name: &str) -> anyhow::Result<MySqlPool> {
+        let admin = MySqlPool::connect(&url(""))
+            .await
+            .context("connect to MariaDB")?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
+        )))
+        .execute(&admin)
+        .await?;
+        admin.close().await;
+        Ok(MySqlPool::connect(&url(name)).await?)
+    }
+}
+
+/// Restart one service of the test stack (`postgres`, `mariadb` or
+/// `pulsar`) with `scripts/stack restart`, and wait until it is healthy.
+pub fn restart_service(service: &str) -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(root.join("scripts/stack"))
+        .args(["restart", service])
+        .status()?;
+    anyhow::ensure!(status.success(), "scripts/stack restart {service} failed");
+    Ok(())
+}
+
 /// A line of a file sink's output.
 #[derive(Debug, Clone)]
 pub struct Event {

@@ -31,6 +31,8 @@ pub(crate) struct Change {
     /// The key's values as text, once resolved; changes to one key keep
     /// their order.
     pub(crate) key: String,
+    /// The index in its batch of the record the change comes from.
+    pub(crate) record: usize,
 }
 
 fn permanent(record: &SinkRecord, what: &str) -> ConnectorError {
@@ -50,7 +52,9 @@ pub(crate) fn from_record(
         kind,
         values,
         key: String::new(),
+        record: 0,
     };
+    let mapped = config.table_for_topic(&record.topic);
     let Some(bytes) = &record.value else {
         return match config.null_value_action {
             NullValueAction::Fail => Err(permanent(
@@ -58,10 +62,8 @@ pub(crate) fn from_record(
                 "the value is null and nullValueAction is FAIL",
             )),
             NullValueAction::Delete => {
-                let table = config
-                    .table
-                    .clone()
-                    .ok_or_else(|| permanent(record, "a null value needs tableName"))?;
+                let table =
+                    mapped.ok_or_else(|| permanent(record, "a null value needs tableName"))?;
                 let key = record
                     .key
                     .as_deref()
@@ -82,10 +84,7 @@ pub(crate) fn from_record(
     let is_envelope = object.get("op").is_some_and(Value::is_string)
         && object.get("source").is_some_and(Value::is_object);
     if !is_envelope {
-        let table = config
-            .table
-            .clone()
-            .ok_or_else(|| permanent(record, "a plain JSON row needs tableName"))?;
+        let table = mapped.ok_or_else(|| permanent(record, "a plain JSON row needs tableName"))?;
         let kind = match config.insert_mode {
             InsertMode::Insert => Kind::Insert,
             InsertMode::Upsert => Kind::Upsert,
@@ -93,8 +92,8 @@ pub(crate) fn from_record(
         };
         return Ok(vec![change(table, kind, object)]);
     }
-    let table = match &config.table {
-        Some(t) => t.clone(),
+    let table = match mapped {
+        Some(t) => t,
         None => object["source"]["table"]
             .as_str()
             .map(str::to_owned)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::sql::Dialect;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
 /// `batchSize` unless set (Pulsar's JDBC sink default).
@@ -11,7 +12,7 @@ pub(crate) const DEFAULT_BATCH_SIZE: u64 = 200;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
 const KNOWN: &str = "jdbcUrl, userName, password, tableName, key, nonKey, insertMode, nullValueAction, \
-    batchSize, timeoutMs, allowTruncate";
+    batchSize, timeoutMs, allowTruncate, topicToTable, autoCreateTable, autoAddColumns";
 
 /// `insertMode`, for records that are plain JSON rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,10 @@ pub enum NullValueAction {
 /// Validated database sink settings.
 #[derive(Clone, PartialEq)]
 pub struct DbSinkConfig {
-    /// `postgres://host:port/db`, with the user and password set apart.
+    /// The kind of database.
+    pub dialect: Dialect,
+    /// `postgres://host:port/db`, `mysql://host:port/db` or `sqlite:path`,
+    /// with the user and password set apart.
     pub url: String,
     /// The user.
     pub user: Option<String>,
@@ -44,6 +48,8 @@ pub struct DbSinkConfig {
     pub password: Option<Secret>,
     /// The target table, when records do not name theirs.
     pub table: Option<String>,
+    /// Topic (full or short name) to table, ahead of the record's own table.
+    pub topic_tables: Vec<(String, String)>,
     /// Key columns, when the target's primary key is not the one to use.
     pub key: Vec<String>,
     /// The only non-key columns to write, when set.
@@ -58,6 +64,10 @@ pub struct DbSinkConfig {
     pub timeout: Duration,
     /// Whether a Debezium truncate empties the target table.
     pub allow_truncate: bool,
+    /// Whether a missing table is created from the first record.
+    pub auto_create_table: bool,
+    /// Whether a column that appears later is added to the table.
+    pub auto_add_columns: bool,
 }
 
 impl std::fmt::Debug for DbSinkConfig {
@@ -84,20 +94,44 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// `jdbc:postgresql://host:port/db?user=u&password=p` or `postgres://...` as
-/// a `postgres://` URL and the user and password it carries.
-fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>), String> {
-    let rest = raw
-        .strip_prefix("jdbc:postgresql://")
-        .or_else(|| raw.strip_prefix("postgresql://"))
-        .or_else(|| raw.strip_prefix("postgres://"))
+/// A parsed `jdbcUrl`: the dialect, the URL sluice connects with, and the
+/// user and password it carried.
+type ParsedUrl = (Dialect, String, Option<String>, Option<Secret>);
+
+/// `jdbc:postgresql://host:port/db?user=u&password=p`, `postgres://...`,
+/// `jdbc:mysql://...`, `jdbc:mariadb://...`, `mysql://...`, `jdbc:sqlite:path`
+/// or `sqlite:path`, as the URL sluice connects with.
+fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
+    const SCHEMES: [(&str, Dialect); 9] = [
+        ("jdbc:postgresql://", Dialect::Postgres),
+        ("postgresql://", Dialect::Postgres),
+        ("postgres://", Dialect::Postgres),
+        ("jdbc:mysql://", Dialect::MySql),
+        ("jdbc:mariadb://", Dialect::MySql),
+        ("mysql://", Dialect::MySql),
+        ("mariadb://", Dialect::MySql),
+        ("jdbc:sqlite:", Dialect::Sqlite),
+        ("sqlite:", Dialect::Sqlite),
+    ];
+    let (rest, dialect) = SCHEMES
+        .iter()
+        .find_map(|(scheme, d)| raw.strip_prefix(scheme).map(|rest| (rest, *d)))
         .ok_or_else(|| {
-            if raw.starts_with("jdbc:mysql") || raw.starts_with("mysql") || raw.contains("sqlite") {
-                "MySQL/MariaDB and SQLite targets are not supported yet: only Postgres".to_owned()
-            } else {
-                format!("\"{}\" is not a Postgres URL (postgres://host:port/db or jdbc:postgresql://...)", redact(raw))
-            }
+            format!(
+                "\"{}\" is not a Postgres, MySQL/MariaDB or SQLite URL \
+                 (postgres://host:port/db, mysql://host:port/db, sqlite:path, or their jdbc: forms)",
+                redact(raw)
+            )
         })?;
+    if dialect == Dialect::Sqlite {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        if path.is_empty() {
+            return Err("names no SQLite file (sqlite:path/to/file.db)".to_owned());
+        }
+        // `mode=rwc` creates the file when it does not exist.
+        return Ok((dialect, format!("sqlite:{path}?mode=rwc"), None, None));
+    }
     let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut user, mut password) = (None, None);
     let mut kept = Vec::new();
@@ -108,15 +142,31 @@ fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>), Stri
             _ => kept.push(pair),
         }
     }
-    let url = if kept.is_empty() {
-        format!("postgres://{base}")
+    let scheme = if dialect == Dialect::MySql {
+        "mysql"
     } else {
-        format!("postgres://{base}?{}", kept.join("&"))
+        "postgres"
     };
-    Ok((url, user, password))
+    let url = if kept.is_empty() {
+        format!("{scheme}://{base}")
+    } else {
+        format!("{scheme}://{base}?{}", kept.join("&"))
+    };
+    Ok((dialect, url, user, password))
 }
 
 impl DbSinkConfig {
+    /// The table `topicToTable` or `tableName` sends a topic's records to,
+    /// if any. A mapping matches the full topic name or its last segment.
+    pub(crate) fn table_for_topic(&self, topic: &str) -> Option<String> {
+        let short = topic.rsplit('/').next().unwrap_or(topic);
+        self.topic_tables
+            .iter()
+            .find(|(t, _)| t == topic || t == short)
+            .map(|(_, table)| table.clone())
+            .or_else(|| self.table.clone())
+    }
+
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
         let r = ConfigReader::new(configs);
@@ -138,7 +188,7 @@ impl DbSinkConfig {
                 r.error("jdbcUrl", msg);
                 (None, None, None)
             }
-            Some(Ok((u, user, pw))) => (Some(u), user, pw),
+            Some(Ok((d, u, user, pw))) => (Some((d, u)), user, pw),
         };
         let user = r.string("userName").or(url_user);
         let password = r.secret("password").or(url_password);
@@ -173,9 +223,21 @@ impl DbSinkConfig {
             .u64("timeoutMs")
             .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
         let allow_truncate = r.bool("allowTruncate").unwrap_or(false);
+        let auto_create_table = r.bool("autoCreateTable").unwrap_or(false);
+        let auto_add_columns = r.bool("autoAddColumns").unwrap_or(false);
+        let mut topic_tables = Vec::new();
+        for pair in r.string_list("topicToTable").unwrap_or_default() {
+            match pair.split_once(':') {
+                Some((topic, table)) if !topic.trim().is_empty() && !table.trim().is_empty() => {
+                    topic_tables.push((topic.trim().to_owned(), table.trim().to_owned()));
+                }
+                _ => r.error("topicToTable", format!("\"{pair}\" is not topic:table")),
+            }
+        }
         let report = r.finish(KNOWN);
         let config = match url {
-            Some(url) if report.errors.is_empty() => Some(Self {
+            Some((dialect, url)) if report.errors.is_empty() => Some(Self {
+                dialect,
                 url,
                 user,
                 password,
@@ -187,6 +249,9 @@ impl DbSinkConfig {
                 batch_size,
                 timeout,
                 allow_truncate,
+                auto_create_table,
+                auto_add_columns,
+                topic_tables,
             }),
             _ => None,
         };
@@ -234,12 +299,54 @@ mod tests {
     }
 
     #[test]
-    fn other_targets_and_bad_modes_are_named() {
+    fn mysql_and_sqlite_urls_in_their_jdbc_forms() {
+        let url = |raw: &str| {
+            let (c, report) = DbSinkConfig::from_configs(&configs(&[("jdbcUrl", raw)]));
+            assert!(report.errors.is_empty(), "{raw}: {report:?}");
+            let c = c.unwrap();
+            (c.dialect, c.url, c.user)
+        };
+        assert_eq!(
+            url("jdbc:mysql://db:3306/shipping?user=s"),
+            (
+                Dialect::MySql,
+                "mysql://db:3306/shipping".to_owned(),
+                Some("s".to_owned())
+            )
+        );
+        assert_eq!(url("mariadb://db/shipping").1, "mysql://db/shipping");
+        assert_eq!(
+            url("jdbc:sqlite:/var/lib/t.db"),
+            (
+                Dialect::Sqlite,
+                "sqlite:/var/lib/t.db?mode=rwc".to_owned(),
+                None
+            )
+        );
+        assert_eq!(url("sqlite://data/t.db").1, "sqlite:data/t.db?mode=rwc");
+    }
+
+    #[test]
+    fn bad_urls_modes_and_mappings_are_named() {
         let (_, report) = DbSinkConfig::from_configs(&configs(&[
-            ("jdbcUrl", "mysql://db/x"),
+            ("jdbcUrl", "oracle://db/x"),
             ("insertMode", "MERGE"),
+            ("topicToTable", "retail.public.orders:orders, nocolon"),
         ]));
         let keys: Vec<&str> = report.errors.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["jdbcUrl", "insertMode"]);
+        assert_eq!(keys, ["jdbcUrl", "insertMode", "topicToTable"]);
+    }
+
+    #[test]
+    fn topics_map_to_tables() {
+        let (c, report) = DbSinkConfig::from_configs(&configs(&[
+            ("jdbcUrl", "sqlite:t.db"),
+            ("topicToTable", "retail.public.orders:orders_copy"),
+        ]));
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(
+            c.unwrap().topic_tables,
+            [("retail.public.orders".to_owned(), "orders_copy".to_owned())]
+        );
     }
 }

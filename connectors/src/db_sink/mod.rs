@@ -1,39 +1,40 @@
-//! `jdbc`: the database sink. It takes the keys of Pulsar's JDBC sink and
-//! understands Debezium envelopes as well as plain JSON rows.
+//! `jdbc`: the database sink, for Postgres, MySQL/MariaDB and SQLite. It
+//! takes the keys of Pulsar's JDBC sink and understands Debezium envelopes
+//! as well as plain JSON rows.
 //!
 //! A batch is one database transaction made of set-based statements:
 //! consecutive changes of one kind to one table become one multi-row
-//! statement. Changes to the same key keep their order. Values are bound as
-//! text and cast to the column's type, which is read from the catalog.
-//!
-//! Targets: Postgres today. MySQL/MariaDB and SQLite share the SQL generation
-//! in [`sql`] and come next.
+//! statement. Changes to the same key keep their order. Values are bound,
+//! converted for the column's type, which is read from the catalog.
 
+mod catalog;
 mod changes;
 mod config;
 pub mod sql;
 mod values;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use config::{DbSinkConfig, InsertMode, NullValueAction};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, Postgres, Row, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use self::changes::{Change, Kind};
 use self::sql::{Dialect, TableName};
-use self::values::Target;
+use self::values::{Param, Target};
 use crate::api::{BatchPolicy, ConnectorError, Finding, Sink, SinkRecord};
 
-/// Bound values per statement, at most (Postgres allows 65,535).
+/// Bound values per statement, at most (SQLite allows 32,766, Postgres and
+/// MySQL 65,535).
 const MAX_PARAMETERS: usize = 30_000;
 
 /// A target table as the catalog describes it.
 #[derive(Debug)]
 struct TableInfo {
-    /// Column name to its type, as `format_type` spells it.
+    /// Column name to its type, as the catalog spells it.
     types: HashMap<String, String>,
     targets: HashMap<String, Target>,
     /// The key columns: `key` from the config, or the primary key.
@@ -43,7 +44,8 @@ struct TableInfo {
 /// The database sink.
 pub struct DbSink {
     config: DbSinkConfig,
-    pool: PgPool,
+    dialect: Dialect,
+    pool: AnyPool,
     tables: HashMap<String, Arc<TableInfo>>,
 }
 
@@ -60,11 +62,15 @@ impl std::fmt::Debug for DbSink {
 fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
     let retryable = match &e {
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // SQLSTATE classes 08 (connection), 57 (operator intervention:
+            // a shutdown), 53 (resources); serialization failures and
+            // deadlocks. SQLite: BUSY and LOCKED, with their extended codes.
             c.starts_with("08")
                 || c.starts_with("57")
                 || c.starts_with("53")
                 || c == "40001"
                 || c == "40P01"
+                || c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
         }),
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
@@ -86,75 +92,82 @@ fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
     }
 }
 
-fn connect_options(config: &DbSinkConfig) -> Result<PgConnectOptions, ConnectorError> {
-    let mut options: PgConnectOptions = config
-        .url
-        .parse()
-        .map_err(|e: sqlx::Error| ConnectorError::permanent(format!("jdbcUrl: {e}")))?;
+/// A pool to the target. MySQL sessions run in UTC and in strict mode, so
+/// that a value the column cannot hold is refused, not truncated.
+async fn connect(config: &DbSinkConfig) -> Result<AnyPool, ConnectorError> {
+    sqlx::any::install_default_drivers();
+    let invalid = |e: &dyn std::fmt::Display| ConnectorError::permanent(format!("jdbcUrl: {e}"));
+    let mut options: AnyConnectOptions = config.url.parse().map_err(|e| invalid(&e))?;
+    let url = &mut options.database_url;
     if let Some(user) = &config.user {
-        options = options.username(user);
+        url.set_username(user)
+            .map_err(|()| invalid(&"cannot carry a user name"))?;
     }
     if let Some(password) = &config.password {
-        options = options.password(password.expose());
+        url.set_password(Some(password.expose()))
+            .map_err(|()| invalid(&"cannot carry a password"))?;
     }
-    Ok(options.application_name("sluice"))
+    if config.dialect == Dialect::Postgres
+        && !url.query_pairs().any(|(k, _)| k == "application_name")
+    {
+        url.query_pairs_mut()
+            .append_pair("application_name", "sluice");
+    }
+    let dialect = config.dialect;
+    AnyPoolOptions::new()
+        // SQLite takes one writer at a time.
+        .max_connections(if dialect == Dialect::Sqlite { 1 } else { 2 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if dialect == Dialect::MySql {
+                    conn.execute("SET time_zone = '+00:00'").await?;
+                    conn.execute(
+                        "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|e| db_error("connect to the target", e))
 }
 
 impl DbSink {
     /// Connect to the target.
     pub async fn open(config: DbSinkConfig) -> Result<Self, ConnectorError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(connect_options(&config)?)
-            .await
-            .map_err(|e| db_error("connect to the target", e))?;
+        let pool = connect(&config).await?;
         Ok(Self {
+            dialect: config.dialect,
             config,
             pool,
             tables: HashMap::new(),
         })
     }
 
-    /// The catalog's view of a table, read once and kept.
-    async fn table(&mut self, name: &str) -> Result<Arc<TableInfo>, ConnectorError> {
-        if let Some(t) = self.tables.get(name) {
-            return Ok(Arc::clone(t));
-        }
-        let qualified = Dialect::Postgres.table(&TableName {
+    fn table_name(table: &str) -> TableName {
+        TableName {
             schema: None,
-            table: name.to_owned(),
-        });
-        let columns = sqlx::query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a \
-             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-        )
-        .bind(&qualified)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_error(&format!("read the columns of {name}"), e))?;
-        if columns.is_empty() {
-            return Err(ConnectorError::permanent(format!(
-                "the target has no table {name}"
-            )));
+            table: table.to_owned(),
         }
-        let types: HashMap<String, String> = columns
-            .iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
-            .collect();
-        let key = if self.config.key.is_empty() {
-            sqlx::query(
-                "SELECT a.attname::text FROM pg_catalog.pg_index i \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-                 WHERE i.indrelid = to_regclass($1) AND i.indisprimary \
-                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
-            )
-            .bind(&qualified)
-            .fetch_all(&self.pool)
+    }
+
+    /// The catalog's view of a table, read once and kept; `None` when the
+    /// table does not exist.
+    async fn table(&mut self, name: &str) -> Result<Option<Arc<TableInfo>>, ConnectorError> {
+        if let Some(t) = self.tables.get(name) {
+            return Ok(Some(Arc::clone(t)));
+        }
+        let Some(description) = catalog::describe(&self.pool, self.dialect, name)
             .await
-            .map_err(|e| db_error(&format!("read the primary key of {name}"), e))?
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect()
+            .map_err(|e| db_error(&format!("read the catalog entry of {name}"), e))?
+        else {
+            return Ok(None);
+        };
+        let key = if self.config.key.is_empty() {
+            description.primary_key
         } else {
             self.config.key.clone()
         };
@@ -163,41 +176,143 @@ impl DbSink {
                 "table {name} has no primary key: add one, or set `key`"
             )));
         }
-        let targets = types
+        let targets = description
+            .columns
             .iter()
-            .map(|(c, t)| (c.clone(), Target::of(t)))
+            .map(|(c, t)| (c.clone(), Target::of(self.dialect, t)))
             .collect();
         let info = Arc::new(TableInfo {
-            types,
+            types: description.columns.into_iter().collect(),
             targets,
             key,
         });
         self.tables.insert(name.to_owned(), Arc::clone(&info));
-        Ok(info)
+        Ok(Some(info))
+    }
+
+    /// The table a change goes to, created from the change when it is
+    /// missing and `autoCreateTable` is on.
+    async fn table_for(
+        &mut self,
+        change: &Change,
+        record: &SinkRecord,
+    ) -> Result<Arc<TableInfo>, ConnectorError> {
+        if let Some(info) = self.table(&change.table).await? {
+            return Ok(info);
+        }
+        if !self.config.auto_create_table {
+            return Err(ConnectorError::permanent(format!(
+                "the target has no table {}; create it, or set autoCreateTable",
+                change.table
+            )));
+        }
+        let key = if self.config.key.is_empty() {
+            record
+                .key
+                .as_deref()
+                .and_then(|k| serde_json::from_str::<Value>(k).ok())
+                .and_then(|k| k.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+                .unwrap_or_default()
+        } else {
+            self.config.key.clone()
+        };
+        if key.is_empty() || key.iter().any(|k| !change.values.contains_key(k)) {
+            return Err(ConnectorError::permanent(format!(
+                "autoCreateTable cannot tell the key of {}: set `key`, or send records keyed by a JSON object of key columns",
+                change.table
+            )));
+        }
+        let columns: Vec<(String, &str)> = change
+            .values
+            .iter()
+            .map(|(c, v)| (c.clone(), self.dialect.column_type(v, key.contains(c))))
+            .collect();
+        let statement = self
+            .dialect
+            .create_table(&Self::table_name(&change.table), &columns, &key);
+        // Identifiers are quoted (see `sql`).
+        self.pool
+            .execute(sqlx::AssertSqlSafe(statement))
+            .await
+            .map_err(|e| db_error(&format!("create table {}", change.table), e))?;
+        tracing::info!(table = %change.table, "created the target table");
+        self.table(&change.table).await?.ok_or_else(|| {
+            ConnectorError::permanent(format!("table {} vanished once created", change.table))
+        })
+    }
+
+    /// Make sure every column a change names exists: re-read the catalog
+    /// once, since the table may have changed, then add the columns when
+    /// `autoAddColumns` is on.
+    async fn ensure_columns(
+        &mut self,
+        table: &str,
+        changes: &[&Change],
+    ) -> Result<Arc<TableInfo>, ConnectorError> {
+        let missing = |info: &TableInfo| {
+            let mut out: Vec<(String, Value)> = Vec::new();
+            for change in changes {
+                for (column, value) in &change.values {
+                    if !info.types.contains_key(column) && !out.iter().any(|(c, _)| c == column) {
+                        out.push((column.clone(), value.clone()));
+                    }
+                }
+            }
+            out
+        };
+        let cached = self.tables.get(table).cloned();
+        if let Some(info) = &cached
+            && missing(info).is_empty()
+        {
+            return Ok(Arc::clone(info));
+        }
+        self.tables.remove(table);
+        let fresh = self
+            .table(table)
+            .await?
+            .ok_or_else(|| ConnectorError::permanent(format!("the target has no table {table}")))?;
+        let absent = missing(&fresh);
+        if absent.is_empty() {
+            return Ok(fresh);
+        }
+        if !self.config.auto_add_columns {
+            let names: Vec<&str> = absent.iter().map(|(c, _)| c.as_str()).collect();
+            return Err(ConnectorError::permanent(format!(
+                "table {table} has no column {}; add it, or set autoAddColumns",
+                names.join(", ")
+            )));
+        }
+        for (column, value) in &absent {
+            let statement = self.dialect.add_column(
+                &Self::table_name(table),
+                column,
+                self.dialect.column_type(value, false),
+            );
+            // Identifiers are quoted (see `sql`).
+            self.pool
+                .execute(sqlx::AssertSqlSafe(statement))
+                .await
+                .map_err(|e| db_error(&format!("add column {column} to {table}"), e))?;
+            tracing::info!(%table, %column, "added a column to the target table");
+        }
+        self.tables.remove(table);
+        self.table(table)
+            .await?
+            .ok_or_else(|| ConnectorError::permanent(format!("the target has no table {table}")))
     }
 
     /// Run one group of changes of the same kind on the same table and columns.
     async fn apply(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'static, Any>,
         table: &str,
         info: &TableInfo,
         kind: Kind,
         columns: &[String],
         rows: &[&Change],
     ) -> Result<(), ConnectorError> {
-        let name = TableName {
-            schema: None,
-            table: table.to_owned(),
-        };
-        let d = Dialect::Postgres;
-        for column in columns {
-            if !info.types.contains_key(column) {
-                return Err(ConnectorError::permanent(format!(
-                    "table {table} has no column {column}"
-                )));
-            }
-        }
+        let name = Self::table_name(table);
+        let d = self.dialect;
         let types: Vec<String> = columns.iter().map(|c| info.types[c].clone()).collect();
         let per_row = columns.len().max(1);
         for chunk in rows.chunks((MAX_PARAMETERS / per_row).max(1)) {
@@ -221,7 +336,7 @@ impl DbSink {
                         let statement = d.update(&name, &set, &info.key, Some(&all_types));
                         let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
                         for c in &all {
-                            q = q.bind(change.text(c, &info.targets));
+                            q = bind(q, change.param(d, c, &info.targets));
                         }
                         let done = tx
                             .execute(q)
@@ -241,7 +356,7 @@ impl DbSink {
             if kind != Kind::Truncate {
                 for change in chunk {
                     for c in columns {
-                        q = q.bind(change.text(c, &info.targets));
+                        q = bind(q, change.param(d, c, &info.targets));
                     }
                 }
             }
@@ -251,25 +366,19 @@ impl DbSink {
         }
         Ok(())
     }
-}
 
-impl Sink for DbSink {
-    fn batch_policy(&self) -> BatchPolicy {
-        BatchPolicy {
-            max_records: self.config.batch_size as usize,
-            max_wait: self.config.timeout,
-        }
-    }
-
-    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+    async fn write_batch(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
         let mut all = Vec::with_capacity(batch.len());
-        for record in batch {
-            all.extend(changes::from_record(record, &self.config)?);
+        for (index, record) in batch.iter().enumerate() {
+            for mut change in changes::from_record(record, &self.config)? {
+                change.record = index;
+                all.push(change);
+            }
         }
-        let mut infos = HashMap::new();
+        let mut infos: HashMap<String, Arc<TableInfo>> = HashMap::new();
         for change in &all {
             if !infos.contains_key(&change.table) {
-                let info = self.table(&change.table).await?;
+                let info = self.table_for(change, &batch[change.record]).await?;
                 infos.insert(change.table.clone(), info);
             }
         }
@@ -280,6 +389,12 @@ impl Sink for DbSink {
                 c.resolve(&info.key, &self.config.non_key)
             })
             .collect::<Result<_, _>>()?;
+        let tables: HashSet<String> = infos.keys().cloned().collect();
+        for table in tables {
+            let of_table: Vec<&Change> = resolved.iter().filter(|c| c.table == table).collect();
+            let info = self.ensure_columns(&table, &of_table).await?;
+            infos.insert(table, info);
+        }
         let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
         for group in changes::groups(&resolved) {
             let info = &infos[&group.table];
@@ -295,33 +410,95 @@ impl Sink for DbSink {
         }
         tx.commit().await.map_err(|e| db_error("commit", e))
     }
+}
+
+/// Bind one value.
+fn bind<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    param: Param,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    match param {
+        Param::Text(text) => q.bind(text),
+        Param::Bytes(bytes) => q.bind(bytes),
+    }
+}
+
+impl Sink for DbSink {
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max_records: self.config.batch_size as usize,
+            max_wait: self.config.timeout,
+        }
+    }
+
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        let result = self.write_batch(batch).await;
+        if result.is_err() {
+            // A table may have changed under the batch: the next attempt
+            // reads the catalog afresh.
+            self.tables.clear();
+        }
+        result
+    }
 
     async fn close(&mut self) {
         self.pool.close().await;
     }
 }
 
-/// Preflight: the target answers and the named table exists with a key.
+/// Preflight: the target answers, and each table the config names exists,
+/// has a key, and may be written by the connected user.
 pub async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
     let mut sink = match DbSink::open(config.clone()).await {
         Ok(s) => s,
         Err(e) => return vec![Finding::error(format!("cannot connect to the target: {e}"))],
     };
     let mut out = Vec::new();
-    if let Some(table) = config.table.clone()
-        && let Err(e) = sink.table(&table).await
-    {
-        out.push(Finding::error(e.to_string()));
+    let mut named: Vec<String> = config.table.iter().cloned().collect();
+    named.extend(config.topic_tables.iter().map(|(_, t)| t.clone()));
+    named.dedup();
+    let mut wanted = vec!["INSERT", "UPDATE", "DELETE"];
+    if config.allow_truncate && config.dialect == Dialect::Postgres {
+        wanted.push("TRUNCATE");
+    }
+    for table in named {
+        match sink.table(&table).await {
+            Ok(Some(_)) => {}
+            Ok(None) if config.auto_create_table => {
+                out.push(Finding::warning(format!(
+                    "table {table} does not exist yet: autoCreateTable will create it from the first record"
+                )));
+                continue;
+            }
+            Ok(None) => {
+                out.push(Finding::error(format!("the target has no table {table}")));
+                continue;
+            }
+            Err(e) => {
+                out.push(Finding::error(e.to_string()));
+                continue;
+            }
+        }
+        match catalog::missing_privileges(&sink.pool, sink.dialect, &table, &wanted).await {
+            Ok(missing) if missing.is_empty() => {}
+            Ok(missing) => out.push(Finding::error(format!(
+                "the user may not {} table {table}",
+                missing.join(", ")
+            ))),
+            Err(e) => out.push(Finding::warning(format!(
+                "could not read the privileges on {table}: {e}"
+            ))),
+        }
     }
     sink.close().await;
     out
 }
 
 impl changes::Change {
-    /// The bound text of one column of this change.
-    fn text(&self, column: &str, targets: &HashMap<String, Target>) -> Option<String> {
+    /// The value to bind for one column of this change.
+    fn param(&self, dialect: Dialect, column: &str, targets: &HashMap<String, Target>) -> Param {
         let value = self.values.get(column).unwrap_or(&Value::Null);
-        let target = targets.get(column).cloned().unwrap_or(Target::Plain);
-        values::text(&target, value)
+        let target = targets.get(column).unwrap_or(&Target::Plain);
+        values::param(dialect, target, value)
     }
 }

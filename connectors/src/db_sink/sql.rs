@@ -196,12 +196,71 @@ impl Dialect {
         }
     }
 
-    /// Empty a table.
+    /// Empty a table, inside the batch's transaction: MySQL's `TRUNCATE`
+    /// would commit it, so MySQL and SQLite delete every row.
     pub fn truncate(self, table: &TableName) -> String {
         match self {
-            Self::Sqlite => format!("DELETE FROM {}", self.table(table)),
-            Self::Postgres | Self::MySql => format!("TRUNCATE TABLE {}", self.table(table)),
+            Self::Sqlite | Self::MySql => format!("DELETE FROM {}", self.table(table)),
+            Self::Postgres => format!("TRUNCATE TABLE {}", self.table(table)),
         }
+    }
+
+    /// The column type for a JSON value, when a table or column is created
+    /// from a record: the record carries values, not their declared types.
+    pub fn column_type(self, value: &serde_json::Value, is_key: bool) -> &'static str {
+        use serde_json::Value;
+        match (self, value) {
+            (Self::Postgres, Value::Bool(_)) => "boolean",
+            (Self::Postgres, Value::Number(n)) if n.is_f64() => "double precision",
+            (Self::Postgres, Value::Number(_)) => "bigint",
+            (Self::Postgres, Value::Object(_) | Value::Array(_)) => "jsonb",
+            (Self::Postgres, _) => "text",
+            (Self::MySql, Value::Bool(_)) => "BOOLEAN",
+            (Self::MySql, Value::Number(n)) if n.is_f64() => "DOUBLE",
+            (Self::MySql, Value::Number(_)) => "BIGINT",
+            (Self::MySql, Value::Object(_) | Value::Array(_)) => "JSON",
+            // MySQL indexes text only up to a length.
+            (Self::MySql, _) if is_key => "VARCHAR(255)",
+            (Self::MySql, _) => "LONGTEXT",
+            (Self::Sqlite, Value::Bool(_)) => "BOOLEAN",
+            (Self::Sqlite, Value::Number(n)) if n.is_f64() => "REAL",
+            (Self::Sqlite, Value::Number(_)) => "INTEGER",
+            (Self::Sqlite, Value::Object(_) | Value::Array(_)) => "JSON",
+            (Self::Sqlite, _) => "TEXT",
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` with `columns` (name, type) and a
+    /// primary key.
+    pub fn create_table(
+        self,
+        table: &TableName,
+        columns: &[(String, &str)],
+        key: &[String],
+    ) -> String {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|(name, ty)| {
+                let not_null = if key.contains(name) { " NOT NULL" } else { "" };
+                format!("{} {ty}{not_null}", self.quote(name))
+            })
+            .collect();
+        let key: Vec<String> = key.iter().map(|k| self.quote(k)).collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            self.table(table),
+            cols.join(", "),
+            key.join(", ")
+        )
+    }
+
+    /// `ALTER TABLE .. ADD COLUMN`.
+    pub fn add_column(self, table: &TableName, column: &str, column_type: &str) -> String {
+        format!(
+            "ALTER TABLE {} ADD COLUMN {} {column_type}",
+            self.table(table),
+            self.quote(column)
+        )
     }
 }
 
@@ -254,6 +313,34 @@ mod tests {
             key_only.ends_with("ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"),
             "{key_only}"
         );
+    }
+
+    #[test]
+    fn tables_and_columns_are_created_from_values() {
+        use serde_json::json;
+        let columns = [
+            (
+                "id".to_owned(),
+                Dialect::MySql.column_type(&json!("a"), true),
+            ),
+            (
+                "n".to_owned(),
+                Dialect::MySql.column_type(&json!(1.5), false),
+            ),
+        ];
+        assert_eq!(
+            Dialect::MySql.create_table(&t("x"), &columns, &cols(&["id"])),
+            "CREATE TABLE IF NOT EXISTS `public`.`x` (`id` VARCHAR(255) NOT NULL, `n` DOUBLE, PRIMARY KEY (`id`))"
+        );
+        assert_eq!(
+            Dialect::Postgres.add_column(
+                &t("x"),
+                "d",
+                Dialect::Postgres.column_type(&json!({}), false)
+            ),
+            "ALTER TABLE \"public\".\"x\" ADD COLUMN \"d\" jsonb"
+        );
+        assert_eq!(Dialect::MySql.truncate(&t("x")), "DELETE FROM `public`.`x`");
     }
 
     #[test]

@@ -1,44 +1,102 @@
-//! A record's JSON values as the text Postgres parses for a column's type:
+//! A record's JSON values as what the target parses for a column's type:
 //! the inverse of the CDC source's Debezium mapping, so that every value
-//! round-trips (days to dates, microseconds to timestamps, base64 to bytea,
+//! round-trips (days to dates, microseconds to timestamps, base64 to bytes,
 //! JSON to json, arrays to array literals).
 
 use serde_json::Value;
 
+use super::sql::Dialect;
 use crate::time::{civil_from_days, format_time};
 
-/// How a target column takes its text, from its catalog type name
-/// (`format_type`: `integer`, `timestamp with time zone`, `text[]`, ...).
+/// How a target column takes its value, from its catalog type name
+/// (Postgres `format_type`, MySQL `COLUMN_TYPE`, SQLite's declared type).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     Date,
     Time,
     Timestamp,
-    Bytea,
+    /// Bytes: hex text for Postgres, bound bytes elsewhere.
+    Bytes,
     Interval,
     Json,
+    /// `tinyint(1)` and the like: `1` or `0`.
+    Bool,
     Array(Box<Target>),
     /// Everything else: the JSON value's own text.
     Plain,
 }
 
 impl Target {
-    /// The target for a Postgres type name.
-    pub(crate) fn of(type_name: &str) -> Self {
-        if let Some(element) = type_name.strip_suffix("[]") {
-            return Self::Array(Box::new(Self::of(element)));
+    /// The target for a column type of a dialect.
+    pub(crate) fn of(dialect: Dialect, type_name: &str) -> Self {
+        let t = type_name.to_ascii_lowercase();
+        match dialect {
+            Dialect::Postgres => Self::postgres(&t),
+            Dialect::MySql | Dialect::Sqlite => Self::other(&t),
         }
-        match type_name {
+    }
+
+    fn postgres(t: &str) -> Self {
+        if let Some(element) = t.strip_suffix("[]") {
+            return Self::Array(Box::new(Self::postgres(element)));
+        }
+        match t {
             "date" => Self::Date,
             "time without time zone" | "time" => Self::Time,
             "timestamp without time zone" | "timestamp" => Self::Timestamp,
-            "bytea" => Self::Bytea,
+            "bytea" => Self::Bytes,
             "interval" => Self::Interval,
             "json" | "jsonb" => Self::Json,
             t if t.starts_with("time(") || t.starts_with("time without") => Self::Time,
             t if t.starts_with("timestamp(") && !t.contains("with time zone") => Self::Timestamp,
             _ => Self::Plain,
         }
+    }
+
+    /// MySQL/MariaDB column types and SQLite declared types.
+    fn other(t: &str) -> Self {
+        let base = t.split(['(', ' ']).next().unwrap_or(t);
+        match base {
+            "date" => Self::Date,
+            "time" => Self::Time,
+            "datetime" | "timestamp" => Self::Timestamp,
+            "json" | "jsonb" => Self::Json,
+            "bool" | "boolean" => Self::Bool,
+            "tinyint" if t.starts_with("tinyint(1)") => Self::Bool,
+            "bit" if t.starts_with("bit(1)") => Self::Bool,
+            "blob" | "tinyblob" | "mediumblob" | "longblob" | "binary" | "varbinary" | "bytea" => {
+                Self::Bytes
+            }
+            _ => Self::Plain,
+        }
+    }
+}
+
+/// A value to bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    /// Text the database parses (or SQL NULL).
+    Text(Option<String>),
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+}
+
+/// The value to bind for `value` in a column of `target` type.
+pub(crate) fn param(dialect: Dialect, target: &Target, value: &Value) -> Param {
+    match (dialect, target, value) {
+        (Dialect::MySql | Dialect::Sqlite, Target::Bytes, Value::String(s)) => {
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(s) {
+                Ok(bytes) => Param::Bytes(bytes),
+                Err(_) => Param::Text(Some(s.clone())),
+            }
+        }
+        // MySQL's DATETIME takes neither the `T` nor the zone of ISO 8601; the
+        // session runs in UTC, and the source sends UTC.
+        (Dialect::MySql, Target::Timestamp, Value::String(s)) if s.ends_with('Z') => {
+            Param::Text(Some(s[..s.len() - 1].replacen('T', " ", 1)))
+        }
+        _ => Param::Text(text(target, value)),
     }
 }
 
@@ -105,8 +163,9 @@ pub(crate) fn text(target: &Target, value: &Value) -> Option<String> {
             n.as_i64().map_or_else(|| n.to_string(), timestamp_text)
         }
         (Target::Interval, Value::Number(n)) => format!("{n} microseconds"),
-        (Target::Bytea, Value::String(s)) => base64_to_hex(s).unwrap_or_else(|| s.clone()),
+        (Target::Bytes, Value::String(s)) => base64_to_hex(s).unwrap_or_else(|| s.clone()),
         (Target::Json, v) => v.to_string(),
+        (Target::Bool, Value::Bool(b)) => if *b { "1" } else { "0" }.to_owned(),
         (Target::Array(element), Value::Array(items)) => array_literal(element, items),
         (_, v) => plain(v),
     })
@@ -117,69 +176,95 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn pg(t: &str) -> Target {
+        Target::of(Dialect::Postgres, t)
+    }
+
     #[test]
     fn debezium_encodings_become_postgres_literals() {
+        assert_eq!(text(&pg("date"), &json!(19782)), Some("2024-02-29".into()));
         assert_eq!(
-            text(&Target::of("date"), &json!(19782)),
-            Some("2024-02-29".into())
-        );
-        assert_eq!(
-            text(
-                &Target::of("time without time zone"),
-                &json!(49_530_500_000i64)
-            ),
+            text(&pg("time without time zone"), &json!(49_530_500_000i64)),
             Some("13:45:30.500000".into())
         );
         assert_eq!(
             text(
-                &Target::of("timestamp without time zone"),
+                &pg("timestamp without time zone"),
                 &json!(1_705_326_330_123_456i64)
             ),
             Some("2024-01-15 13:45:30.123456".into())
         );
         assert_eq!(
             text(
-                &Target::of("timestamp with time zone"),
+                &pg("timestamp with time zone"),
                 &json!("2024-01-15T11:45:30Z")
             ),
             Some("2024-01-15T11:45:30Z".into())
         );
         assert_eq!(
-            text(&Target::of("interval"), &json!(93_600_000_000i64)),
+            text(&pg("interval"), &json!(93_600_000_000i64)),
             Some("93600000000 microseconds".into())
         );
+        assert_eq!(text(&pg("bytea"), &json!("AP8=")), Some("\\x00ff".into()));
         assert_eq!(
-            text(&Target::of("bytea"), &json!("AP8=")),
-            Some("\\x00ff".into())
-        );
-        assert_eq!(
-            text(&Target::of("jsonb"), &json!({"b": null})),
+            text(&pg("jsonb"), &json!({"b": null})),
             Some("{\"b\":null}".into())
         );
         assert_eq!(
-            text(&Target::of("numeric(12,3)"), &json!("1234.500")),
+            text(&pg("numeric(12,3)"), &json!("1234.500")),
             Some("1234.500".into())
         );
-        assert_eq!(
-            text(&Target::of("boolean"), &json!(true)),
-            Some("true".into())
-        );
-        assert_eq!(text(&Target::of("integer"), &json!(null)), None);
+        assert_eq!(text(&pg("boolean"), &json!(true)), Some("true".into()));
+        assert_eq!(text(&pg("integer"), &json!(null)), None);
     }
 
     #[test]
     fn arrays_become_array_literals() {
         assert_eq!(
-            text(&Target::of("integer[]"), &json!([1, null, 3])),
+            text(&pg("integer[]"), &json!([1, null, 3])),
             Some("{\"1\",NULL,\"3\"}".into())
         );
         assert_eq!(
-            text(&Target::of("text[]"), &json!(["x y", "q\"\\"])),
+            text(&pg("text[]"), &json!(["x y", "q\"\\"])),
             Some("{\"x y\",\"q\\\"\\\\\"}".into())
         );
         assert_eq!(
-            text(&Target::of("date[]"), &json!([[0]])),
+            text(&pg("date[]"), &json!([[0]])),
             Some("{{\"1970-01-01\"}}".into())
+        );
+    }
+
+    #[test]
+    fn mysql_and_sqlite_take_bytes_flags_and_plain_timestamps() {
+        let my = |t: &str| Target::of(Dialect::MySql, t);
+        assert_eq!(my("tinyint(1)"), Target::Bool);
+        assert_eq!(my("datetime(6)"), Target::Timestamp);
+        assert_eq!(my("varbinary(16)"), Target::Bytes);
+        assert_eq!(my("decimal(12,3)"), Target::Plain);
+        assert_eq!(Target::of(Dialect::Sqlite, "BLOB"), Target::Bytes);
+        assert_eq!(
+            param(Dialect::MySql, &Target::Bytes, &json!("AP8=")),
+            Param::Bytes(vec![0, 255])
+        );
+        assert_eq!(
+            param(Dialect::MySql, &Target::Bool, &json!(true)),
+            Param::Text(Some("1".into()))
+        );
+        assert_eq!(
+            param(
+                Dialect::MySql,
+                &Target::Timestamp,
+                &json!("2024-01-15T11:45:30.5Z")
+            ),
+            Param::Text(Some("2024-01-15 11:45:30.5".into()))
+        );
+        assert_eq!(
+            param(
+                Dialect::Sqlite,
+                &Target::Timestamp,
+                &json!(1_705_326_330_123_456i64)
+            ),
+            Param::Text(Some("2024-01-15 13:45:30.123456".into()))
         );
     }
 }
