@@ -68,6 +68,8 @@ impl PulsarError {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<magnetar::PulsarClient>,
+    settings: PulsarSettings,
+    coordinator: Arc<tokio::sync::OnceCell<magnetar::runtime_tokio::Client>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -101,6 +103,8 @@ pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
         .map_err(|e| PulsarError::new(format!("connect to {}", settings.service_url), e))?;
     Ok(Client {
         inner: Arc::new(inner),
+        settings: settings.clone(),
+        coordinator: Arc::new(tokio::sync::OnceCell::new()),
     })
 }
 
@@ -250,6 +254,190 @@ impl Client {
     }
 }
 
+/// An open Pulsar transaction. magnetar does not register the topics a
+/// transaction writes (decision record 0001): [`Client::register`] must be
+/// called for each before the first send, or their readers stall until the
+/// transaction times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Txn {
+    id: magnetar::proto::TxnId,
+}
+
+impl Txn {
+    /// The id as text (`most:least`), to find the transaction again.
+    pub fn id_text(&self) -> String {
+        format!("{}:{}", self.id.most_sig_bits, self.id.least_sig_bits)
+    }
+
+    /// A transaction from [`Txn::id_text`].
+    pub fn from_id_text(text: &str) -> Option<Self> {
+        let (most, least) = text.split_once(':')?;
+        Some(Self {
+            id: magnetar::proto::TxnId {
+                most_sig_bits: most.parse().ok()?,
+                least_sig_bits: least.parse().ok()?,
+            },
+        })
+    }
+}
+
+impl Client {
+    /// The connection that talks to the transaction coordinator, opened on
+    /// first use. It is apart from magnetar's client, whose transaction
+    /// handle cannot be rebuilt from an id, which aborting a crashed
+    /// instance's transaction needs.
+    async fn coordinator(&self) -> Result<&magnetar::runtime_tokio::Client, PulsarError> {
+        self.coordinator
+            .get_or_try_init(|| async {
+                let config = magnetar::ConnectionConfig {
+                    operation_timeout: Duration::from_secs(30),
+                    ..magnetar::ConnectionConfig::default()
+                };
+                let auth = self.settings.auth_token.as_ref().map(|t| {
+                    Arc::new(magnetar::proto::auth::TokenAuth::from_string(t.expose()))
+                        as Arc<dyn magnetar::proto::AuthProvider>
+                });
+                magnetar::runtime_tokio::Client::connect_auth(
+                    &self.settings.service_url,
+                    config,
+                    auth,
+                )
+                .await
+                .map_err(|e| PulsarError::new("connect to the transaction coordinator", e))
+            })
+            .await
+    }
+
+    /// Open a transaction that the coordinator aborts after `timeout`.
+    pub async fn begin(&self, timeout: Duration) -> Result<Txn, PulsarError> {
+        let id = self
+            .coordinator()
+            .await?
+            .new_txn(timeout)
+            .await
+            .map_err(|e| PulsarError::new("open a transaction", e))?;
+        Ok(Txn { id })
+    }
+
+    /// Tell the coordinator that `txn` writes to `topic`.
+    pub async fn register(&self, txn: &Txn, topic: &str) -> Result<(), PulsarError> {
+        self.coordinator()
+            .await?
+            .add_partition_to_txn(txn.id, topic)
+            .await
+            .map_err(|e| PulsarError::new(format!("add {topic} to a transaction"), e))
+    }
+
+    /// Commit: everything sent in the transaction becomes visible at once.
+    pub async fn commit(&self, txn: Txn) -> Result<(), PulsarError> {
+        let state = self
+            .coordinator()
+            .await?
+            .end_txn(txn.id, magnetar::proto::TxnAction::Commit)
+            .await
+            .map_err(|e| PulsarError::new("commit a transaction", e))?;
+        match state {
+            magnetar::TxnState::Committed => Ok(()),
+            other => Err(PulsarError::from_message(format!(
+                "the transaction ended {other:?}, not committed"
+            ))),
+        }
+    }
+
+    /// Abort: nothing sent in the transaction becomes visible.
+    pub async fn abort(&self, txn: Txn) -> Result<(), PulsarError> {
+        self.coordinator()
+            .await?
+            .end_txn(txn.id, magnetar::proto::TxnAction::Abort)
+            .await
+            .map(|_| ())
+            .map_err(|e| PulsarError::new("abort a transaction", e))
+    }
+
+    /// Abort a transaction that another connection opened, such as one a
+    /// crashed instance left open.
+    pub async fn abort_orphan(&self, txn: Txn) -> Result<(), PulsarError> {
+        let coordinator = self.coordinator().await?;
+        // The coordinator answers only once a transaction was opened on the
+        // connection; a fresh connection opens and aborts one first.
+        let probe = coordinator
+            .new_txn(Duration::from_secs(10))
+            .await
+            .map_err(|e| PulsarError::new("open a transaction", e))?;
+        let _ = coordinator
+            .end_txn(probe, magnetar::proto::TxnAction::Abort)
+            .await;
+        coordinator
+            .end_txn(txn.id, magnetar::proto::TxnAction::Abort)
+            .await
+            .map(|_| ())
+            .map_err(|e| PulsarError::new("abort a transaction", e))
+    }
+
+    /// The payload of the last message on `topic` visible to a durable
+    /// subscription, acknowledging every earlier one. The last message stays
+    /// unacknowledged, so that the subscription keeps it (and what follows)
+    /// from retention until the next call. `None` when there is none.
+    ///
+    /// Committed transactional messages are visible; aborted and open ones
+    /// are not.
+    pub async fn last_on_subscription(
+        &self,
+        topic: &str,
+        subscription: &str,
+    ) -> Result<Option<Vec<u8>>, PulsarError> {
+        let context = || format!("read the last message of {topic}");
+        let consumer = self
+            .inner
+            .consumer(topic.to_owned())
+            .subscription(subscription.to_owned())
+            .subscription_type(SubType::Exclusive)
+            .initial_position(InitialPosition::Earliest)
+            .subscribe()
+            .await
+            .map_err(|e| PulsarError::new(context(), e))?;
+        let result = async {
+            let last = consumer
+                .last_message_id()
+                .await
+                .map_err(|e| PulsarError::new(context(), e))?;
+            let mut latest: Option<(MessageId, Vec<u8>)> = None;
+            if last.entry_id == u64::MAX || last.ledger_id == u64::MAX {
+                return Ok(None);
+            }
+            let target = (last.ledger_id, last.entry_id);
+            loop {
+                if latest
+                    .as_ref()
+                    .is_some_and(|(id, _)| (id.ledger_id, id.entry_id) >= target)
+                {
+                    break;
+                }
+                // The last id can be a transaction marker, which is never
+                // delivered: a quiet second after the last message ends the read.
+                let wait = if latest.is_some() { 1 } else { 5 };
+                let msg = match tokio::time::timeout(Duration::from_secs(wait), consumer.receive())
+                    .await
+                {
+                    Ok(msg) => msg.map_err(|e| PulsarError::new(context(), e))?,
+                    Err(_) => break,
+                };
+                if let Some((previous, _)) = latest.take() {
+                    consumer
+                        .ack(previous)
+                        .await
+                        .map_err(|e| PulsarError::new(context(), e))?;
+                }
+                latest = Some((msg.message_id, msg.payload.to_vec()));
+            }
+            Ok(latest.map(|(_, payload)| payload))
+        }
+        .await;
+        let _ = consumer.close().await;
+        result
+    }
+}
+
 /// The outcome of one publish: the message id as text.
 pub type SendResult = Result<String, PulsarError>;
 
@@ -257,8 +445,20 @@ impl Producer {
     /// Queue a record for publishing. The returned future resolves when the
     /// broker has persisted it, or with the reason it did not.
     pub fn send(&self, record: SourceRecord) -> impl Future<Output = SendResult> + Send + 'static {
+        self.send_in(record, None)
+    }
+
+    /// [`Producer::send`], inside a transaction when one is given.
+    pub fn send_in(
+        &self,
+        record: SourceRecord,
+        txn: Option<&Txn>,
+    ) -> impl Future<Output = SendResult> + Send + 'static {
         let payload_len = record.value.len();
         let mut msg = OutgoingMessage::with_payload(record.value);
+        if let Some(txn) = txn {
+            msg = msg.txn(txn.id);
+        }
         if let Some(key) = record.key {
             msg = msg.key(key);
         }

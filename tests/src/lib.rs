@@ -221,6 +221,15 @@ impl Sluice {
         .await
     }
 
+    /// Wait for sluice to exit by itself, and its status.
+    pub async fn exit_status(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        wait_for("sluice to exit", DEADLINE, || {
+            let exited = self.child.try_wait();
+            async move { Ok(exited?) }
+        })
+        .await
+    }
+
     /// GET a path on the HTTP endpoints; `None` until it answers.
     pub fn get(&self, path: &str) -> Option<String> {
         let url = format!("http://127.0.0.1:{}{path}", self.http_port);

@@ -2,6 +2,7 @@
 //! backoff after a failure while the others keep running.
 
 mod acks;
+mod effectively_once;
 mod sink_task;
 mod source_task;
 pub mod status;
@@ -18,7 +19,7 @@ pub use sink_task::{
 };
 use status::{ConnectorStatus, State};
 
-use crate::config::{Pipeline, PulsarSettings, SinkDef, SourceDef};
+use crate::config::{Guarantee, Pipeline, PulsarSettings, SinkDef, SourceDef};
 use crate::pulsar::{self, ConsumerOptions, PulsarError};
 
 /// Messages buffered ahead of a sink, per input topic.
@@ -153,6 +154,28 @@ async fn supervise_source(
         status.set_state(State::Starting);
         let outcome = async {
             let client = pulsar::connect(&settings).await?;
+            if def.guarantee == Guarantee::EffectivelyOnce {
+                // Fence first: a standby must not touch the source either.
+                let Some(marker) =
+                    effectively_once::fence(&def, &client, &status, &shutdown).await?
+                else {
+                    return Ok(source_task::Finished::Stopped);
+                };
+                let progress = effectively_once::recover(&def, &client).await?;
+                let mut source = def.spec.open().await?;
+                let result = effectively_once::run(
+                    &def,
+                    &client,
+                    marker,
+                    progress,
+                    &mut source,
+                    &status,
+                    &shutdown,
+                )
+                .await;
+                source.close().await;
+                return result;
+            }
             let mut source = def.spec.open().await?;
             let result = source_task::run(&def, &client, &mut source, &status, &shutdown).await;
             source.close().await;

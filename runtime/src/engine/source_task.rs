@@ -33,15 +33,29 @@ pub(crate) enum Finished {
     Stopped,
 }
 
-struct Publisher<'a> {
+/// The producers of one source, one per topic, made on first use.
+pub(super) struct Publisher<'a> {
     def: &'a SourceDef,
     client: &'a Client,
     options: ProducerOptions,
     producers: HashMap<String, Producer>,
 }
 
-impl Publisher<'_> {
-    async fn producer(&mut self, record: &SourceRecord) -> Result<&Producer, TaskError> {
+impl<'a> Publisher<'a> {
+    pub(super) fn new(def: &'a SourceDef, client: &'a Client, access: Access) -> Self {
+        Self {
+            def,
+            client,
+            options: ProducerOptions {
+                access,
+                batching: def.producer.batching,
+                compression: def.producer.compression,
+            },
+            producers: HashMap::new(),
+        }
+    }
+
+    pub(super) async fn producer(&mut self, record: &SourceRecord) -> Result<&Producer, TaskError> {
         let topic = match &record.topic {
             Some(t) => crate::config::qualify_topic(t, &self.def.tenant, &self.def.namespace)
                 .map_err(|msg| {
@@ -63,7 +77,7 @@ impl Publisher<'_> {
             .ok_or_else(|| TaskError::Pulsar(pulsar_missing(&topic)))
     }
 
-    async fn close(self) {
+    pub(super) async fn close(self) {
         for (_, p) in self.producers {
             p.close().await;
         }
@@ -74,7 +88,7 @@ fn pulsar_missing(topic: &str) -> pulsar::PulsarError {
     pulsar::PulsarError::from_message(format!("no producer for {topic}"))
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -88,16 +102,7 @@ pub(crate) async fn run(
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Finished, TaskError> {
-    let mut publisher = Publisher {
-        def,
-        client,
-        options: ProducerOptions {
-            access: Access::Shared,
-            batching: def.producer.batching,
-            compression: def.producer.compression,
-        },
-        producers: HashMap::new(),
-    };
+    let mut publisher = Publisher::new(def, client, Access::Shared);
     let result = pump(def, &mut publisher, source, status, shutdown).await;
     publisher.close().await;
     result

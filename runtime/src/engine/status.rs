@@ -11,6 +11,9 @@ pub enum State {
     Starting,
     /// Moving records.
     Running,
+    /// Waiting for another instance of the same source to stop
+    /// (EFFECTIVELY_ONCE: one instance publishes at a time).
+    Standby,
     /// Failed; waiting to start again.
     Restarting,
     /// Finished its input or stopped on request.
@@ -23,6 +26,7 @@ impl State {
         match self {
             Self::Starting => "starting",
             Self::Running => "running",
+            Self::Standby => "standby",
             Self::Restarting => "restarting",
             Self::Stopped => "stopped",
         }
