@@ -4,7 +4,7 @@
 //! one dies. An independent reader audits the topic.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -16,7 +16,7 @@ const LONG: Duration = Duration::from_secs(180);
 
 /// A datagen source named `name`, publishing `count` records to `topic`
 /// under EFFECTIVELY_ONCE.
-fn source_config(name: &str, topic: &str, port: u16, state: &PathBuf, count: u64) -> String {
+fn source_config(name: &str, topic: &str, port: u16, state: &Path, count: u64) -> String {
     format!(
         "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
          sources:\n  - name: {name}\n    className: datagen\n    topicName: {topic}\n\
@@ -26,7 +26,7 @@ fn source_config(name: &str, topic: &str, port: u16, state: &PathBuf, count: u64
     )
 }
 
-fn generated(state: &PathBuf) -> u64 {
+fn generated(state: &Path) -> u64 {
     std::fs::read_to_string(state)
         .unwrap_or_default()
         .trim()
