@@ -201,3 +201,228 @@ async fn a_second_instance_waits_as_a_standby_and_takes_over() -> anyhow::Result
     ensure!(b.exit_status().await?.success());
     Ok(())
 }
+
+/// Publish plain rows `(sequence, id, v)` with `sluice.seq` set.
+async fn publish_sequenced(topic: &str, rows: &[(u64, i64, &str)]) -> anyhow::Result<()> {
+    let client = PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let producer = client.producer(sluice_tests::topic(topic)).create().await?;
+    for (seq, id, v) in rows {
+        let msg =
+            OutgoingMessage::with_payload(format!("{{\"id\":{id},\"v\":\"{v}\"}}").into_bytes())
+                .key(format!("{{\"id\":{id}}}"))
+                .property("sluice.seq", seq.to_string());
+        producer.send(msg.into()).await?;
+    }
+    producer.close().await?;
+    Ok(())
+}
+
+type Read = Box<
+    dyn Fn() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<(Vec<String>, i64)>>>,
+    >,
+>;
+
+/// One target of the watermark test: its URL, and a look at it: the rows
+/// as `id=v`, and how many applications the audit trigger recorded.
+struct AuditedTarget {
+    url: String,
+    read: Read,
+}
+
+async fn audited_targets(
+    name: &str,
+    dir: &Path,
+) -> anyhow::Result<Vec<(&'static str, AuditedTarget)>> {
+    use sqlx::Row;
+    let mut out = Vec::new();
+    let db = sluice_tests::pg::create_database(name).await?;
+    db.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+         CREATE TABLE applied (id int, v text);
+         CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO applied VALUES (NEW.id, NEW.v); RETURN NEW; END $$;
+         CREATE TRIGGER audit AFTER INSERT OR UPDATE ON items FOR EACH ROW EXECUTE FUNCTION audit();",
+    )
+    .await?;
+    let pg_name = name.to_owned();
+    out.push((
+        "postgres",
+        AuditedTarget {
+            url: format!(
+                "postgres://postgres:{}@127.0.0.1:5432/{name}",
+                sluice_tests::pg::PASSWORD
+            ),
+            read: Box::new(move || {
+                let name = pg_name.clone();
+                Box::pin(async move {
+                    let db = sluice_tests::pg::connect(&name).await?;
+                    let rows = db
+                        .query("SELECT id::text || '=' || v FROM items ORDER BY id", &[])
+                        .await?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    let n: i64 = db
+                        .query_one("SELECT count(*) FROM applied", &[])
+                        .await?
+                        .get(0);
+                    Ok((rows, n))
+                })
+            }),
+        },
+    ));
+    let maria = sluice_tests::mariadb::create_database(name).await?;
+    for statement in [
+        "CREATE TABLE items (id INT PRIMARY KEY, v VARCHAR(40) NOT NULL)",
+        "CREATE TABLE applied (id INT, v VARCHAR(40))",
+        "CREATE TRIGGER audit_insert AFTER INSERT ON items FOR EACH ROW INSERT INTO applied VALUES (NEW.id, NEW.v)",
+        "CREATE TRIGGER audit_update AFTER UPDATE ON items FOR EACH ROW INSERT INTO applied VALUES (NEW.id, NEW.v)",
+    ] {
+        sqlx::raw_sql(statement).execute(&maria).await?;
+    }
+    out.push((
+        "mariadb",
+        AuditedTarget {
+            url: sluice_tests::mariadb::url(name),
+            read: Box::new(move || {
+                let db = maria.clone();
+                Box::pin(async move {
+                    let rows = sqlx::query("SELECT CONCAT(id, '=', v) FROM items ORDER BY id")
+                        .fetch_all(&db)
+                        .await?
+                        .iter()
+                        .map(|r| r.get::<String, _>(0))
+                        .collect();
+                    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM applied")
+                        .fetch_one(&db)
+                        .await?;
+                    Ok((rows, n))
+                })
+            }),
+        },
+    ));
+    let path = dir.join("target.db");
+    let lite = sqlx::sqlite::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+         CREATE TABLE applied (id INTEGER, v TEXT);
+         CREATE TRIGGER audit_insert AFTER INSERT ON items BEGIN INSERT INTO applied VALUES (NEW.id, NEW.v); END;
+         CREATE TRIGGER audit_update AFTER UPDATE ON items BEGIN INSERT INTO applied VALUES (NEW.id, NEW.v); END;",
+    )
+    .execute(&lite)
+    .await?;
+    out.push((
+        "sqlite",
+        AuditedTarget {
+            url: format!("sqlite:{}", path.display()),
+            read: Box::new(move || {
+                let db = lite.clone();
+                Box::pin(async move {
+                    let rows = sqlx::query("SELECT id || '=' || v FROM items ORDER BY id")
+                        .fetch_all(&db)
+                        .await?
+                        .iter()
+                        .map(|r| r.get::<String, _>(0))
+                        .collect();
+                    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM applied")
+                        .fetch_one(&db)
+                        .await?;
+                    Ok((rows, n))
+                })
+            }),
+        },
+    ));
+    Ok(out)
+}
+
+fn sinks_config(
+    port: u16,
+    topic: &str,
+    subscription: &str,
+    targets: &[(&str, AuditedTarget)],
+) -> String {
+    let mut config =
+        format!("pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\nsinks:\n");
+    for (name, target) in targets {
+        config.push_str(&format!(
+            "  - name: {name}\n    className: jdbc\n    inputs: [{topic}]\n    sourceSubscriptionName: {subscription}-{name}\n\
+             \x20   sourceSubscriptionPosition: Earliest\n    processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
+             \x20     jdbcUrl: '{}'\n      tableName: items\n      insertMode: UPSERT\n      batchSize: 2\n      timeoutMs: 20\n",
+            target.url
+        ));
+    }
+    config
+}
+
+#[tokio::test]
+async fn the_watermark_skips_duplicates_and_redeliveries_on_every_target() -> anyhow::Result<()> {
+    // GIVEN, on each engine, a table whose every insert and update an audit
+    // trigger records, and a topic holding a duplicate and an older resend
+    let name = unique("eo-watermark").replace('-', "_");
+    let dir = temp_dir(&name)?;
+    let targets = audited_targets(&name, &dir).await?;
+    publish_sequenced(
+        &name,
+        &[
+            (1, 1, "s1"),
+            (2, 2, "s2"),
+            (2, 2, "s2"),
+            (3, 1, "s3"),
+            (1, 1, "s1"),
+            (4, 3, "s4"),
+        ],
+    )
+    .await?;
+    let expected_rows = vec!["1=s3".to_owned(), "2=s2".to_owned(), "3=s4".to_owned()];
+
+    // WHEN EFFECTIVELY_ONCE sinks apply the topic
+    let port = free_port()?;
+    let sluice = Sluice::start(&dir, &sinks_config(port, &name, "first", &targets), port)?;
+    for (engine, target) in &targets {
+        let rows = wait_for(&format!("the last row in {engine}"), LONG, || async {
+            let (rows, _) = (target.read)().await?;
+            Ok(rows.iter().any(|r| r == "3=s4").then_some(rows))
+        })
+        .await
+        .with_context(|| sluice.log())?;
+
+        // THEN each change was applied once: 4 applications for 6 messages
+        assert_eq!(rows, expected_rows, "{engine}");
+        assert_eq!((target.read)().await?.1, 4, "{engine}: applications");
+    }
+    sluice.kill9()?;
+
+    // WHEN new subscriptions deliver the whole topic again
+    let sluice = Sluice::start(&dir, &sinks_config(port, &name, "second", &targets), port)?;
+    for (engine, _) in &targets {
+        wait_for(
+            &format!("the {engine} sink to drain the topic again"),
+            LONG,
+            || {
+                let backlog =
+                    sluice_tests::backlog(&sluice_tests::topic(&name), &format!("second-{engine}"));
+                async move { Ok((backlog? == Some(0)).then_some(())) }
+            },
+        )
+        .await
+        .with_context(|| sluice.log())?;
+    }
+
+    // THEN nothing is applied again
+    for (engine, target) in &targets {
+        let (rows, applications) = (target.read)().await?;
+        assert_eq!(rows, expected_rows, "{engine}");
+        assert_eq!(applications, 4, "{engine}: applications after the replay");
+    }
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

@@ -236,6 +236,18 @@ pub trait Source: Send {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// What the runtime tells a sink when it opens it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkContext {
+    /// The sink's full name, `tenant/namespace/name`: it identifies the
+    /// sink's progress in its target.
+    pub name: String,
+    /// Under EFFECTIVELY_ONCE a sink that can keeps, in the same
+    /// transaction as the rows, the last record it applied per topic and
+    /// partition, and skips records at or below it.
+    pub effectively_once: bool,
+}
+
 /// How a sink wants its records grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchPolicy {

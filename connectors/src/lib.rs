@@ -17,7 +17,7 @@ mod time;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
-    SinkRecord, Source, SourceBatch, SourceRecord,
+    SinkContext, SinkRecord, Source, SourceBatch, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 
@@ -188,11 +188,14 @@ pub enum SinkSpec {
 }
 
 impl SinkSpec {
-    /// Open the connector.
-    pub async fn open(&self) -> Result<AnySink, ConnectorError> {
+    /// Open the connector. The file sink has no transactions to keep a
+    /// watermark in: under EFFECTIVELY_ONCE it writes at least once.
+    pub async fn open(&self, context: &SinkContext) -> Result<AnySink, ConnectorError> {
         match self {
             Self::File(c) => Ok(AnySink::File(FileSink::open(c.clone()).await?)),
-            Self::Jdbc(c) => Ok(AnySink::Jdbc(Box::new(DbSink::open((**c).clone()).await?))),
+            Self::Jdbc(c) => Ok(AnySink::Jdbc(Box::new(
+                DbSink::open_with((**c).clone(), context).await?,
+            ))),
         }
     }
 

@@ -12,6 +12,7 @@ mod changes;
 mod config;
 pub mod sql;
 mod values;
+mod watermark;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use self::changes::{Change, Kind};
 use self::sql::{Dialect, TableName};
 use self::values::{Param, Target};
-use crate::api::{BatchPolicy, ConnectorError, Finding, Sink, SinkRecord};
+use crate::api::{BatchPolicy, ConnectorError, Finding, Sink, SinkContext, SinkRecord};
 
 /// Bound values per statement, at most (SQLite allows 32,766, Postgres and
 /// MySQL 65,535).
@@ -47,6 +48,8 @@ pub struct DbSink {
     dialect: Dialect,
     pool: AnyPool,
     tables: HashMap<String, Arc<TableInfo>>,
+    /// Under EFFECTIVELY_ONCE, what was applied.
+    watermarks: Option<watermark::Watermarks>,
 }
 
 impl std::fmt::Debug for DbSink {
@@ -138,12 +141,31 @@ async fn connect(config: &DbSinkConfig) -> Result<AnyPool, ConnectorError> {
 impl DbSink {
     /// Connect to the target.
     pub async fn open(config: DbSinkConfig) -> Result<Self, ConnectorError> {
+        Self::open_with(config, &SinkContext::default()).await
+    }
+
+    /// Connect to the target; under EFFECTIVELY_ONCE, create the watermark
+    /// table if needed and read the sink's marks.
+    pub async fn open_with(
+        config: DbSinkConfig,
+        context: &SinkContext,
+    ) -> Result<Self, ConnectorError> {
         let pool = connect(&config).await?;
+        let watermarks = if context.effectively_once {
+            Some(
+                watermark::Watermarks::load(&pool, config.dialect, &context.name)
+                    .await
+                    .map_err(|e| db_error(&format!("read {}", watermark::TABLE), e))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             dialect: config.dialect,
             config,
             pool,
             tables: HashMap::new(),
+            watermarks,
         })
     }
 
@@ -368,6 +390,13 @@ impl DbSink {
     }
 
     async fn write_batch(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        let batch: Vec<&SinkRecord> = match &self.watermarks {
+            Some(w) => batch.iter().filter(|r| !w.applied(r)).collect(),
+            None => batch.iter().collect(),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
         let mut all = Vec::with_capacity(batch.len());
         for (index, record) in batch.iter().enumerate() {
             for mut change in changes::from_record(record, &self.config)? {
@@ -378,7 +407,7 @@ impl DbSink {
         let mut infos: HashMap<String, Arc<TableInfo>> = HashMap::new();
         for change in &all {
             if !infos.contains_key(&change.table) {
-                let info = self.table_for(change, &batch[change.record]).await?;
+                let info = self.table_for(change, batch[change.record]).await?;
                 infos.insert(change.table.clone(), info);
             }
         }
@@ -408,7 +437,24 @@ impl DbSink {
             )
             .await?;
         }
-        tx.commit().await.map_err(|e| db_error("commit", e))
+        let marks = self.watermarks.as_ref().map(|w| w.after(&batch));
+        if let (Some(w), Some(marks)) = (&self.watermarks, &marks)
+            && let Some((statement, values)) = w.upsert(self.dialect, marks)
+        {
+            // Identifiers are quoted and every value is bound (see `sql`).
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for value in values {
+                q = q.bind(value);
+            }
+            tx.execute(q)
+                .await
+                .map_err(|e| db_error(&format!("update {}", watermark::TABLE), e))?;
+        }
+        tx.commit().await.map_err(|e| db_error("commit", e))?;
+        if let (Some(w), Some(marks)) = (&mut self.watermarks, marks) {
+            w.committed(marks);
+        }
+        Ok(())
     }
 }
 

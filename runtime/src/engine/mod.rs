@@ -246,7 +246,11 @@ async fn supervise_sink(
                 // Nothing matches topicsPattern yet: look again later.
                 return Ok(None);
             }
-            let mut sink = def.spec.open().await?;
+            let context = sluice_connectors::SinkContext {
+                name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
+                effectively_once: def.guarantee == Guarantee::EffectivelyOnce,
+            };
+            let mut sink = def.spec.open(&context).await?;
             let mut consumer = client.consumer(&topics, &options).await?;
             let result = sink_task::run(
                 &def,

@@ -1,0 +1,269 @@
+//! The EFFECTIVELY_ONCE watermark: per sink, topic and partition, the last
+//! record applied, kept in the target's `sluice_offsets` table and written
+//! in the same transaction as the rows. A record at or below its watermark
+//! was applied before and is skipped, even when Pulsar delivers it again or
+//! the topic holds it twice.
+//!
+//! A record's place is its `sluice.seq` when it has one, else its message id
+//! (ledger, entry, batch index), which grows along a topic partition.
+
+use std::collections::HashMap;
+
+use sqlx::{AnyPool, Row};
+
+use super::sql::{Dialect, TableName};
+use crate::api::SinkRecord;
+
+/// The watermark table.
+pub(crate) const TABLE: &str = "sluice_offsets";
+
+const COLUMNS: [&str; 5] = ["sink", "topic", "partition", "sequence", "message_id"];
+
+/// The last record applied on one topic partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Mark {
+    sequence: Option<u128>,
+    message_id: Option<(i64, i64, i64)>,
+}
+
+/// A topic partition: the topic as delivered, and its partition (`-1` for
+/// a topic that is not partitioned).
+type Key = (String, i64);
+
+/// The watermarks of one sink.
+#[derive(Debug, Default)]
+pub(crate) struct Watermarks {
+    sink: String,
+    marks: HashMap<Key, Mark>,
+}
+
+fn key(record: &SinkRecord) -> Key {
+    let partition = record
+        .topic
+        .rsplit_once("-partition-")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(-1);
+    (record.topic.clone(), partition)
+}
+
+/// `ledger:entry:partition:batch` as (ledger, entry, batch).
+fn parse_message_id(text: &str) -> Option<(i64, i64, i64)> {
+    let parts: Vec<i64> = text
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match parts[..] {
+        [ledger, entry, _, batch] => Some((ledger, entry, batch)),
+        _ => None,
+    }
+}
+
+impl Mark {
+    fn of(record: &SinkRecord) -> Self {
+        Self {
+            sequence: record.sequence.map(|s| s.0),
+            message_id: parse_message_id(&record.message_id),
+        }
+    }
+
+    /// Whether `record` is at or below this mark.
+    fn covers(&self, record: &SinkRecord) -> bool {
+        match (record.sequence, self.sequence) {
+            (Some(seq), Some(mark)) => seq.0 <= mark,
+            _ => match (parse_message_id(&record.message_id), self.message_id) {
+                (Some(id), Some(mark)) => id <= mark,
+                _ => false,
+            },
+        }
+    }
+
+    fn advance(&mut self, other: Self) {
+        self.sequence = self.sequence.max(other.sequence);
+        self.message_id = self.message_id.max(other.message_id);
+    }
+}
+
+impl Watermarks {
+    /// Create the table if needed and read this sink's marks.
+    pub(crate) async fn load(
+        pool: &AnyPool,
+        dialect: Dialect,
+        sink: &str,
+    ) -> Result<Self, sqlx::Error> {
+        let text = match dialect {
+            Dialect::Postgres => "text",
+            Dialect::MySql => "VARCHAR(255)",
+            Dialect::Sqlite => "TEXT",
+        };
+        let integer = if dialect == Dialect::Postgres {
+            "integer"
+        } else {
+            "INTEGER"
+        };
+        let columns: Vec<(String, &str)> = COLUMNS
+            .iter()
+            .map(|c| {
+                (
+                    (*c).to_owned(),
+                    if *c == "partition" { integer } else { text },
+                )
+            })
+            .collect();
+        let key: Vec<String> = COLUMNS[..3].iter().map(|c| (*c).to_owned()).collect();
+        let create = dialect.create_table(&table(), &columns, &key);
+        // Identifiers are quoted (see `sql`).
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(pool)
+            .await?;
+        let cast = |c: &str| match dialect {
+            Dialect::MySql => format!("CAST({} AS CHAR)", dialect.quote(c)),
+            Dialect::Postgres | Dialect::Sqlite => format!("CAST({} AS TEXT)", dialect.quote(c)),
+        };
+        let select = format!(
+            "SELECT {}, {}, {}, {} FROM {} WHERE {} = {}",
+            dialect.quote("topic"),
+            cast("partition"),
+            dialect.quote("sequence"),
+            dialect.quote("message_id"),
+            dialect.table(&table()),
+            dialect.quote("sink"),
+            if dialect == Dialect::Postgres {
+                "$1"
+            } else {
+                "?"
+            }
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select))
+            .bind(sink)
+            .fetch_all(pool)
+            .await?;
+        let mut marks = HashMap::new();
+        for row in rows {
+            let topic: String = row.get(0);
+            let partition: String = row.get(1);
+            let sequence: Option<String> = row.get(2);
+            let message_id: Option<String> = row.get(3);
+            marks.insert(
+                (topic, partition.parse().unwrap_or(-1)),
+                Mark {
+                    sequence: sequence.and_then(|s| s.parse().ok()),
+                    message_id: message_id.as_deref().and_then(parse_message_id),
+                },
+            );
+        }
+        Ok(Self {
+            sink: sink.to_owned(),
+            marks,
+        })
+    }
+
+    /// Whether `record` was applied before.
+    pub(crate) fn applied(&self, record: &SinkRecord) -> bool {
+        self.marks
+            .get(&key(record))
+            .is_some_and(|m| m.covers(record))
+    }
+
+    /// The marks that applying `records` moves to, per topic partition.
+    pub(crate) fn after(&self, records: &[&SinkRecord]) -> HashMap<Key, Mark> {
+        let mut out: HashMap<Key, Mark> = HashMap::new();
+        for record in records {
+            let k = key(record);
+            let base = self.marks.get(&k).copied().unwrap_or_default();
+            out.entry(k).or_insert(base).advance(Mark::of(record));
+        }
+        out
+    }
+
+    /// The statement and values that store `marks`.
+    pub(crate) fn upsert(
+        &self,
+        dialect: Dialect,
+        marks: &HashMap<Key, Mark>,
+    ) -> Option<(String, Vec<Option<String>>)> {
+        if marks.is_empty() {
+            return None;
+        }
+        let columns: Vec<String> = COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+        let types: Vec<String> = COLUMNS
+            .iter()
+            .map(|c| if *c == "partition" { "integer" } else { "text" }.to_owned())
+            .collect();
+        let statement =
+            dialect.upsert(&table(), &columns, Some(&types), &columns[..3], marks.len());
+        let mut values = Vec::with_capacity(marks.len() * COLUMNS.len());
+        for ((topic, partition), mark) in marks {
+            values.push(Some(self.sink.clone()));
+            values.push(Some(topic.clone()));
+            values.push(Some(partition.to_string()));
+            values.push(mark.sequence.map(|s| s.to_string()));
+            values.push(
+                mark.message_id
+                    .map(|(l, e, b)| format!("{l}:{e}:{}:{b}", partition)),
+            );
+        }
+        Some((statement, values))
+    }
+
+    /// Keep `marks` once their transaction has committed.
+    pub(crate) fn committed(&mut self, marks: HashMap<Key, Mark>) {
+        self.marks.extend(marks);
+    }
+}
+
+fn table() -> TableName {
+    TableName {
+        schema: None,
+        table: TABLE.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Sequence;
+
+    fn record(topic: &str, seq: Option<u128>, id: &str) -> SinkRecord {
+        SinkRecord {
+            topic: topic.into(),
+            sequence: seq.map(Sequence),
+            message_id: id.into(),
+            ..SinkRecord::default()
+        }
+    }
+
+    #[test]
+    fn records_at_or_below_the_mark_are_applied_ones() {
+        let mut w = Watermarks::default();
+        let first = record("t", Some(5), "1:1:-1:-1");
+        let marks = w.after(&[&first]);
+        w.committed(marks);
+        assert!(
+            w.applied(&record("t", Some(5), "1:9:-1:-1")),
+            "same sequence"
+        );
+        assert!(
+            w.applied(&record("t", Some(4), "1:9:-1:-1")),
+            "older sequence"
+        );
+        assert!(!w.applied(&record("t", Some(6), "1:0:-1:-1")));
+        assert!(
+            !w.applied(&record("u", Some(1), "1:0:-1:-1")),
+            "another topic"
+        );
+        // Without a sequence, the message id decides.
+        assert!(w.applied(&record("t", None, "1:1:-1:-1")));
+        assert!(!w.applied(&record("t", None, "1:2:-1:-1")));
+    }
+
+    #[test]
+    fn partitions_keep_their_own_marks() {
+        let w = Watermarks::default();
+        let a = record("t-partition-0", Some(9), "1:1:0:-1");
+        let b = record("t-partition-1", Some(2), "2:1:1:-1");
+        let marks = w.after(&[&a, &b]);
+        assert_eq!(marks.len(), 2);
+        assert_eq!(marks[&("t-partition-1".to_owned(), 1)].sequence, Some(2));
+    }
+}
