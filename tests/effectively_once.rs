@@ -61,17 +61,14 @@ async fn audit(topic: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
             .receive_with_timeout(LONG)
             .await?
             .context("the audit marker never arrived")?;
-        if msg.payload.as_ref() == marker.as_bytes() {
+        let (payload, props) = sluice_tests::message_parts(&msg);
+        if payload.as_ref() == marker.as_bytes() {
             return Ok(seen);
         }
-        let props = match &msg.single_metadata {
-            Some(single) => &single.properties,
-            None => &msg.metadata.properties,
-        };
         let seq = props
             .iter()
-            .find(|kv| kv.key == "sluice.seq")
-            .and_then(|kv| kv.value.parse::<u64>().ok())
+            .find(|(k, _)| k == "sluice.seq")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
             .context("a message without sluice.seq")?;
         *seen.entry(seq).or_default() += 1;
     }

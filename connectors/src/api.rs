@@ -236,6 +236,15 @@ pub trait Source: Send {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// What the runtime tells a source when it opens it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceContext {
+    /// Under ATMOST_ONCE nothing may be published twice, so a source that
+    /// would repeat work after a crash (such as an interrupted snapshot)
+    /// skips it instead.
+    pub at_most_once: bool,
+}
+
 /// What the runtime tells a sink when it opens it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkContext {

@@ -17,7 +17,7 @@ mod time;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
-    SinkContext, SinkRecord, Source, SourceBatch, SourceRecord,
+    SinkContext, SinkRecord, Source, SourceBatch, SourceContext, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 
@@ -86,11 +86,11 @@ pub enum SourceSpec {
 
 impl SourceSpec {
     /// Open the connector.
-    pub async fn open(&self) -> Result<AnySource, ConnectorError> {
+    pub async fn open(&self, context: &SourceContext) -> Result<AnySource, ConnectorError> {
         match self {
             Self::Datagen(c) => Ok(AnySource::Datagen(Datagen::open(c.clone()).await?)),
             Self::PostgresCdc(c) => Ok(AnySource::PostgresCdc(Box::new(
-                PostgresCdc::open((**c).clone()).await?,
+                PostgresCdc::open_with((**c).clone(), context).await?,
             ))),
         }
     }

@@ -333,6 +333,38 @@ pub mod pg {
     }
 }
 
+/// A delivered message's payload and properties. magnetar hands a batch
+/// of one message over unopened, its payload still the batch container
+/// (`[u32 size][SingleMessageMetadata][payload]`): this opens it.
+pub fn message_parts(
+    msg: &magnetar::proto::IncomingMessage,
+) -> (bytes::Bytes, Vec<(String, String)>) {
+    use prost::Message as _;
+    let props = |p: &[magnetar::proto::pb::KeyValue]| {
+        p.iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    if let Some(single) = &msg.single_metadata {
+        return (msg.payload.clone(), props(&single.properties));
+    }
+    if msg.metadata.num_messages_in_batch == Some(1) {
+        let container = &msg.payload;
+        let opened = (|| {
+            let size = u32::from_be_bytes(container.get(0..4)?.try_into().ok()?) as usize;
+            let single =
+                magnetar::proto::pb::SingleMessageMetadata::decode(container.get(4..4 + size)?)
+                    .ok()?;
+            let end = 4 + size + usize::try_from(single.payload_size).ok()?;
+            Some((container.slice(4 + size..end), props(&single.properties)))
+        })();
+        if let Some(parts) = opened {
+            return parts;
+        }
+    }
+    (msg.payload.clone(), props(&msg.metadata.properties))
+}
+
 /// MariaDB on the test stack.
 pub mod mariadb {
     use anyhow::Context;

@@ -26,6 +26,7 @@ mod stream;
 mod types;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
 pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
@@ -37,7 +38,7 @@ use self::catalog::{Table, pg_error, quote_ident, quote_literal};
 use self::snapshot::Snapshot;
 use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
-use crate::api::{ConnectorError, Finding, Position, Source, SourceBatch};
+use crate::api::{ConnectorError, Finding, Position, Source, SourceBatch, SourceContext};
 
 /// The Postgres CDC source: a handle on the [`Worker`] task that reads the
 /// snapshot and the stream. `read` only takes what the worker has made, so it
@@ -47,6 +48,9 @@ pub struct PostgresCdc {
     batches: tokio::sync::mpsc::Receiver<Result<Option<SourceBatch>, ConnectorError>>,
     durable: tokio::sync::watch::Sender<u64>,
     worker: tokio::task::JoinHandle<()>,
+    /// ATMOST_ONCE: the position last reported to the server, which
+    /// `commit` waits for.
+    reported: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl std::fmt::Debug for PostgresCdc {
@@ -73,6 +77,11 @@ struct Worker {
     confirmed: u64,
     /// Record the snapshot as complete once this position is durable.
     snapshot_done_at: Option<u64>,
+    /// ATMOST_ONCE: a snapshot counts as complete from its start.
+    at_most_once: bool,
+    /// ATMOST_ONCE: the position the replication client last reported to
+    /// the server, for the reader side to wait on.
+    reported: Option<tokio::sync::watch::Receiver<u64>>,
     finished: bool,
 }
 
@@ -137,24 +146,42 @@ fn column(rows: &[pgwire_replication::QueryRow], i: usize) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
+/// ATMOST_ONCE: how soon a committed position is reported to the server.
+const AT_MOST_ONCE_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+/// ATMOST_ONCE: how long `commit` waits for the report.
+const AT_MOST_ONCE_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl PostgresCdc {
     /// Connect, prepare the publication and slot, position the source at its
     /// snapshot or its stream, and start reading.
     pub async fn open(config: PostgresCdcConfig) -> Result<Self, ConnectorError> {
-        let worker = Worker::open(config).await?;
+        Self::open_with(config, &SourceContext::default()).await
+    }
+
+    /// [`PostgresCdc::open`], told the runtime's guarantee. Under
+    /// ATMOST_ONCE a snapshot is recorded as complete when it starts, so that
+    /// one interrupted by a crash is not taken again: the rows it had not
+    /// published are lost rather than the others published twice.
+    pub async fn open_with(
+        config: PostgresCdcConfig,
+        context: &SourceContext,
+    ) -> Result<Self, ConnectorError> {
+        let mut worker = Worker::open(config, context.at_most_once).await?;
         let (tx, batches) = tokio::sync::mpsc::channel(READ_AHEAD);
         let (durable, acks) = tokio::sync::watch::channel(worker.confirmed);
+        let reported = worker.reported.take();
         let worker = tokio::spawn(worker.run(tx, acks));
         Ok(Self {
             batches,
             durable,
             worker,
+            reported,
         })
     }
 }
 
 impl Worker {
-    async fn open(config: PostgresCdcConfig) -> Result<Self, ConnectorError> {
+    async fn open(config: PostgresCdcConfig, at_most_once: bool) -> Result<Self, ConnectorError> {
         let (sql, sql_task) = connect_sql(&config).await?;
         let types = catalog::load_types(&sql).await?;
         let tables = catalog::load_tables(&sql, &config, &types).await?;
@@ -176,7 +203,10 @@ impl Worker {
             confirmed: 0,
             snapshot_done_at: None,
             finished: false,
+            at_most_once,
+            reported: None,
         };
+        source.stream.at_most_once = at_most_once;
         source.ensure_publication().await?;
         if source.config.snapshot_mode == SnapshotMode::InitialOnly {
             source
@@ -335,9 +365,32 @@ impl Worker {
             .as_ref()
             .filter(|_| !take_snapshot)
             .and_then(|s| s.confirmed_flush);
-        let mut repl = ReplicationClient::connect_gated(replication_config(&self.config, ack))
+        let mut repl_config = replication_config(&self.config, ack);
+        let mut reported_start = None;
+        let metrics = Arc::new(std::sync::OnceLock::<
+            Arc<pgwire_replication::ReplicationMetrics>,
+        >::new());
+        if self.at_most_once {
+            // At most once, a position must reach the server before the
+            // records after it are published: report it at once, and tell
+            // `commit` when it is reported.
+            let (reported, watch) = tokio::sync::watch::channel(ack.unwrap_or(0));
+            let reported = Arc::new(reported);
+            reported_start = Some(Arc::clone(&reported));
+            let cell = Arc::clone(&metrics);
+            repl_config = repl_config
+                .with_status_interval(AT_MOST_ONCE_STATUS_INTERVAL)
+                .with_feedback_observer(pgwire_replication::FeedbackObserver::new(move |_| {
+                    if let Some(m) = cell.get() {
+                        reported.send_replace(m.last_applied_lsn().as_u64());
+                    }
+                }));
+            self.reported = Some(watch);
+        }
+        let mut repl = ReplicationClient::connect_gated(repl_config)
             .await
             .map_err(|e| repl_error("open the replication connection", e))?;
+        let _ = metrics.set(repl.metrics());
         if take_snapshot {
             let rows = repl
                 .simple_query(&format!(
@@ -352,6 +405,11 @@ impl Worker {
                     "CREATE_REPLICATION_SLOT returned no snapshot",
                 ));
             };
+            if self.at_most_once {
+                // Publish no row twice: should this snapshot be interrupted,
+                // the next start streams from the slot instead of retaking it.
+                self.mark_snapshot(true).await?;
+            }
             // Import the exported snapshot before START_REPLICATION ends it.
             self.sql_exec(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
@@ -375,6 +433,10 @@ impl Worker {
         } else {
             self.confirmed = ack.unwrap_or(0);
             info!(slot = %slot_name, confirmed_flush = %catalog::format_lsn(self.confirmed), "resuming from the slot");
+        }
+        if let Some(reported) = reported_start {
+            // Positions up to the slot's start need no report.
+            reported.send_replace(self.confirmed);
         }
         repl.start()
             .await
@@ -494,6 +556,24 @@ impl Source for PostgresCdc {
 
     async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
         self.durable.send_modify(|d| *d = (*d).max(position.0));
+        if let Some(reported) = &mut self.reported {
+            // At most once: return only when the server has the position,
+            // so that a crash from here on cannot replay what it covers.
+            match tokio::time::timeout(
+                AT_MOST_ONCE_REPORT_TIMEOUT,
+                reported.wait_for(|r| *r >= position.0),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(ConnectorError::retryable("the Postgres reader stopped")),
+                Err(_) => {
+                    return Err(ConnectorError::retryable(
+                        "the replication position was not reported to the server in time",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

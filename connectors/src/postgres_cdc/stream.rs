@@ -36,6 +36,10 @@ pub(crate) struct StreamState {
     /// The last position handed out, so that keepalives only move it forward.
     last_checkpoint: u64,
     heartbeat: Option<tokio::time::Interval>,
+    /// ATMOST_ONCE: each part of a large transaction carries a position past
+    /// the transaction, so that a crash in the middle loses its rest rather
+    /// than publishing its first part again.
+    pub(crate) at_most_once: bool,
 }
 
 impl std::fmt::Debug for StreamState {
@@ -74,6 +78,7 @@ impl StreamState {
             pending: Vec::new(),
             last_checkpoint: 0,
             heartbeat,
+            at_most_once: false,
         }
     }
 
@@ -98,7 +103,20 @@ impl StreamState {
     ) -> Result<Option<SourceBatch>, ConnectorError> {
         loop {
             if self.pending.len() >= config.max_batch {
-                // A large transaction goes out in parts; its position comes with its commit.
+                // A large transaction goes out in parts; its position comes
+                // with its commit, except at most once (the server skips a
+                // transaction whose commit record lies before the slot's
+                // confirmed position).
+                let past = self
+                    .txn
+                    .as_ref()
+                    .filter(|_| self.at_most_once)
+                    .map(|t| t.commit_lsn + 1);
+                if let Some(at) = past
+                    && at > self.last_checkpoint
+                {
+                    return Ok(Some(self.checkpoint(at)));
+                }
                 return Ok(Some(SourceBatch {
                     records: std::mem::take(&mut self.pending),
                     checkpoint: None,

@@ -162,7 +162,7 @@ async fn supervise_source(
                     return Ok(source_task::Finished::Stopped);
                 };
                 let progress = effectively_once::recover(&def, &client).await?;
-                let mut source = def.spec.open().await?;
+                let mut source = def.spec.open(&Default::default()).await?;
                 let result = effectively_once::run(
                     &def,
                     &client,
@@ -176,7 +176,10 @@ async fn supervise_source(
                 source.close().await;
                 return result;
             }
-            let mut source = def.spec.open().await?;
+            let context = sluice_connectors::SourceContext {
+                at_most_once: def.guarantee == Guarantee::AtMostOnce,
+            };
+            let mut source = def.spec.open(&context).await?;
             let result = source_task::run(&def, &client, &mut source, &status, &shutdown).await;
             source.close().await;
             result

@@ -6,7 +6,9 @@
 //! flight, which is the backpressure a source sees. Under ATLEAST_ONCE a
 //! position is committed only when every record up to it has its receipt;
 //! under ATMOST_ONCE it is committed as soon as the records are handed to
-//! the producer, and a failed publish is counted, not retried.
+//! the producer (before they are sent, and the source returns from
+//! `commit` once the position is durable on its side), and a failed
+//! publish is counted, not retried.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,7 +148,17 @@ async fn pump(
                     continue;
                 };
                 let n = batch.records.len();
-                let id = acks.push(if at_most_once { 0 } else { n }, batch.checkpoint);
+                // At most once, the position is committed before the records
+                // go out: a crash after this publishes them at most once.
+                let checkpoint = if at_most_once {
+                    if let Some(p) = batch.checkpoint {
+                        source.commit(p).await?;
+                    }
+                    None
+                } else {
+                    batch.checkpoint
+                };
+                let id = acks.push(if at_most_once { 0 } else { n }, checkpoint);
                 for record in batch.records {
                     let bytes = record.value.len() as u64;
                     ConnectorStatus::add(&status.records_in, 1);
