@@ -423,3 +423,50 @@ async fn the_watermark_skips_duplicates_and_redeliveries_on_every_target() -> an
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn check_warns_when_the_namespace_does_not_deduplicate() -> anyhow::Result<()> {
+    // GIVEN an EFFECTIVELY_ONCE source in a namespace without deduplication,
+    // and one in a namespace with it
+    let plain = sluice_tests::admin::create_namespace(&unique("eo-nodedup"))?;
+    let dedup = sluice_tests::admin::create_namespace(&unique("eo-dedup"))?;
+    sluice_tests::admin::enable_deduplication(&dedup)?;
+    let dir = temp_dir(&unique("eo-check"))?;
+    let source = |name: &str, namespace: &str| {
+        let (tenant, ns) = namespace.split_once('/').unwrap_or_default();
+        format!(
+            "  - tenant: {tenant}\n    namespace: {ns}\n    name: {name}\n    className: datagen\n\
+             \x20   topicName: out\n    processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n      count: 1\n"
+        )
+    };
+    let path = dir.join("check.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "pulsar:\n  serviceUrl: {PULSAR_URL}\n  webServiceUrl: {}\nsources:\n{}{}",
+            sluice_tests::PULSAR_ADMIN_URL,
+            source("without", &plain),
+            source("with", &dedup)
+        ),
+    )?;
+
+    // WHEN sluice check runs
+    let output = std::process::Command::new(sluice_tests::sluice_binary()?)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+
+    // THEN transactions pass, and only the namespace without deduplication
+    // gets a warning that says how to turn it on
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    ensure!(
+        text.contains(&format!("warn  without: deduplication is off for {plain}"))
+            && text.contains(&format!(
+                "pulsar-admin namespaces set-deduplication {plain} --enable"
+            )),
+        "{text}"
+    );
+    ensure!(!text.contains("with:"), "{text}");
+    Ok(())
+}

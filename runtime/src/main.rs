@@ -8,7 +8,9 @@ use std::sync::Arc;
 use clap::Parser;
 use sluice_connectors::Severity;
 use sluice_runtime::cli::{Cli, Command, LocalrunArgs};
-use sluice_runtime::config::{self, ConfigErrors, ConnectorFileKind, Loaded, LocalrunOverrides};
+use sluice_runtime::config::{
+    self, ConfigErrors, ConnectorFileKind, Guarantee, Loaded, LocalrunOverrides,
+};
 use sluice_runtime::{engine, http, pulsar};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -148,13 +150,52 @@ async fn run(loaded: Loaded) -> ExitCode {
 async fn check(loaded: Loaded) -> ExitCode {
     let pipeline = loaded.pipeline;
     let mut findings: Vec<(String, Severity, String)> = Vec::new();
-    match pulsar::connect(&pipeline.pulsar).await {
-        Ok(_) => println!("ok    pulsar: connected to {}", pipeline.pulsar.service_url),
-        Err(e) => findings.push((
-            "pulsar".into(),
-            Severity::Error,
-            format!("cannot connect: {e}"),
-        )),
+    let client = match pulsar::connect(&pipeline.pulsar).await {
+        Ok(c) => {
+            println!("ok    pulsar: connected to {}", pipeline.pulsar.service_url);
+            Some(c)
+        }
+        Err(e) => {
+            findings.push((
+                "pulsar".into(),
+                Severity::Error,
+                format!("cannot connect: {e}"),
+            ));
+            None
+        }
+    };
+    for def in pipeline
+        .sources
+        .iter()
+        .filter(|d| d.guarantee == Guarantee::EffectivelyOnce)
+    {
+        let Some(client) = &client else { break };
+        if let Err(e) = client.check_transactions().await {
+            findings.push((
+                def.name.clone(),
+                Severity::Error,
+                format!(
+                    "EFFECTIVELY_ONCE needs transactions, which the broker refused ({e}): \
+                     set transactionCoordinatorEnabled=true and initialize the coordinator"
+                ),
+            ));
+        }
+        let namespace = format!("{}/{}", def.tenant, def.namespace);
+        let warning = match client.deduplication(&namespace).await {
+            Ok(Some(true)) => None,
+            Ok(Some(false)) => Some(format!(
+                "deduplication is off for {namespace}: a resend after a reconnect can put a record on \
+                 a topic twice; turn it on: pulsar-admin namespaces set-deduplication {namespace} --enable"
+            )),
+            Ok(None) => Some(format!(
+                "set pulsar.webServiceUrl so that check can verify that {namespace} deduplicates messages, \
+                 which EFFECTIVELY_ONCE needs against resends after a reconnect"
+            )),
+            Err(e) => Some(format!("could not read the deduplication policy: {e}")),
+        };
+        if let Some(message) = warning {
+            findings.push((def.name.clone(), Severity::Warning, message));
+        }
     }
     for def in &pipeline.sources {
         let found = def.spec.preflight().await;

@@ -374,6 +374,62 @@ impl Client {
             .map_err(|e| PulsarError::new("abort a transaction", e))
     }
 
+    /// Whether the broker runs transactions: open one and abort it.
+    pub async fn check_transactions(&self) -> Result<(), PulsarError> {
+        let txn = self.begin(Duration::from_secs(10)).await?;
+        self.abort(txn).await
+    }
+
+    /// Whether the broker deduplicates messages on `namespace`
+    /// (`tenant/namespace`): the namespace's policy, else the broker's
+    /// default. `Ok(None)` when no `webServiceUrl` is configured to ask.
+    pub async fn deduplication(&self, namespace: &str) -> Result<Option<bool>, PulsarError> {
+        let Some(web) = &self.settings.web_service_url else {
+            return Ok(None);
+        };
+        let context = || format!("read the deduplication policy of {namespace}");
+        let base = web.trim_end_matches('/').to_owned();
+        let token = self
+            .settings
+            .auth_token
+            .as_ref()
+            .map(|t| t.expose().to_owned());
+        let get = move |path: String| -> Result<String, String> {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into();
+            let mut request = agent.get(format!("{base}{path}"));
+            if let Some(token) = &token {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+            request
+                .call()
+                .map_err(|e| e.to_string())?
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| e.to_string())
+        };
+        let namespace_path = format!("/admin/v2/namespaces/{namespace}/deduplication");
+        let answer: Result<bool, String> = tokio::task::spawn_blocking(move || {
+            let policy = get(namespace_path)?;
+            match policy.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                // No policy on the namespace: the broker's default applies.
+                _ => {
+                    let config = get("/admin/v2/brokers/configuration/runtime".to_owned())?;
+                    let config: serde_json::Value =
+                        serde_json::from_str(&config).map_err(|e| e.to_string())?;
+                    Ok(config["brokerDeduplicationEnabled"].as_str() == Some("true"))
+                }
+            }
+        })
+        .await
+        .map_err(|e| PulsarError::new(context(), e))?;
+        answer.map(Some).map_err(|e| PulsarError::new(context(), e))
+    }
+
     /// The payload of the last message on `topic` visible to a durable
     /// subscription, acknowledging every earlier one. The last message stays
     /// unacknowledged, so that the subscription keeps it (and what follows)
