@@ -127,6 +127,7 @@ class Generator:
         )
         self.next_id = 1
         self.status = {}
+        self.lines = {}
         self.changes = 0
 
     def step(self):
@@ -149,6 +150,8 @@ class Generator:
                 "COMMIT;"
             )
             self.status[order] = "placed"
+            self.lines[order] = lines
+            # The order, its items, and the order again with its total.
             self.changes += 2 + lines
         elif roll < 0.9:
             order = r.choice(open_orders)
@@ -161,7 +164,7 @@ class Generator:
             del self.status[order]
             # The items go with the order (ON DELETE CASCADE).
             sql = f"DELETE FROM orders WHERE id = {order};"
-            self.changes += 1
+            self.changes += 1 + self.lines.pop(order)
         self.psql.stdin.write(sql + "\n")
         self.psql.stdin.flush()
 
@@ -209,6 +212,12 @@ def main():
 
     STATE.mkdir(parents=True, exist_ok=True)
     reset()
+    check = subprocess.run([args.sluice, "check", "--config", str(ROOT / "config" / "retail.yaml")],
+                           capture_output=True, text=True, env=ENV)
+    for line in check.stdout.splitlines():
+        say(f"  check: {line}")
+    if check.returncode != 0:
+        return 1
     port = free_port()
     log = open(STATE / "sluice.log", "w")
     say(f"demo: starting sluice on config/retail.yaml (log: {STATE / 'sluice.log'}, "
@@ -220,10 +229,6 @@ def main():
     )
     verdict = 1
     try:
-        check = subprocess.run([args.sluice, "check", "--config", str(ROOT / "config" / "retail.yaml")],
-                               capture_output=True, text=True, env=ENV)
-        for line in check.stdout.splitlines():
-            say(f"  check: {line}")
         say("demo: waiting for the initial snapshot (200 customers) to reach shipping")
         deadline = time.monotonic() + 180
         while len(rows("MariaDB", "shipping", "customers")) < 200:

@@ -123,21 +123,6 @@ fn sink_config(port: u16, topic: &str, db: &str, extra_sink: &str, extra_configs
     )
 }
 
-async fn publish(topic: &str, messages: &[(&str, Option<&str>)]) -> anyhow::Result<()> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let producer = client.producer(topic).create().await?;
-    for (key, value) in messages {
-        let msg = magnetar::OutgoingMessage::with_payload(value.unwrap_or("").as_bytes().to_vec())
-            .key(*key);
-        producer.send(msg.into()).await?;
-    }
-    producer.close().await?;
-    Ok(())
-}
-
 async fn table(db: &tokio_postgres::Client) -> anyhow::Result<Vec<(i32, String)>> {
     Ok(db
         .query("SELECT id, v FROM items ORDER BY id", &[])
@@ -156,7 +141,7 @@ async fn plain_json_rows_follow_insert_mode_and_null_value_action() -> anyhow::R
     db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
         .await?;
     let topic = sluice_tests::topic(&name);
-    publish(
+    sluice_tests::publish(
         &topic,
         &[
             ("{\"id\":1}", Some("{\"id\":1,\"v\":\"a\"}")),
@@ -234,7 +219,7 @@ async fn a_row_the_target_rejects_is_dead_lettered_and_its_neighbours_commit() -
         .iter()
         .map(|(k, v)| (k.as_str(), Some(v.as_str())))
         .collect();
-    publish(&topic, &messages).await?;
+    sluice_tests::publish(&topic, &messages).await?;
 
     // WHEN the sink writes them with a dead-letter topic
     let dir = temp_dir(&name)?;

@@ -233,22 +233,6 @@ fn pg_url(db: &str) -> String {
     format!("postgres://postgres:{}@127.0.0.1:5432/{db}", pg::PASSWORD)
 }
 
-/// Publish (key, value) messages; `None` is an empty payload.
-async fn publish(topic: &str, messages: &[(String, Option<String>)]) -> anyhow::Result<()> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let producer = client.producer(topic).create().await?;
-    for (key, value) in messages {
-        let payload = value.clone().unwrap_or_default().into_bytes();
-        let msg = magnetar::OutgoingMessage::with_payload(payload).key(key.clone());
-        producer.send(msg.into()).await?;
-    }
-    producer.close().await?;
-    Ok(())
-}
-
 /// Quote an identifier the way each engine's manual says, independently of
 /// sluice's own quoting.
 fn quoted(name: &str, mysql: bool) -> String {
@@ -306,7 +290,7 @@ async fn hostile_table_and_column_names_stay_names_on_every_engine() -> anyhow::
             Some(Value::Object(object).to_string()),
         )
     };
-    publish(
+    sluice_tests::publish(
         &topic,
         &[
             row(1, "a"),
@@ -475,7 +459,7 @@ async fn insert_update_and_fail_modes_dead_letter_what_they_refuse() -> anyhow::
                 .subscribe()
                 .await?,
         );
-        publish(&topic, &messages).await?;
+        sluice_tests::publish(&topic, &messages).await?;
         let insert_mode = match mode {
             "ins" => "INSERT",
             "upd" => "UPDATE",
@@ -558,7 +542,7 @@ async fn missing_tables_and_columns_are_created_when_asked() -> anyhow::Result<(
     let dir = temp_dir(&name)?;
     let sqlite_path = dir.join("auto.db");
     let topic = sluice_tests::topic(&name);
-    publish(
+    sluice_tests::publish(
         &topic,
         &[
             (
@@ -692,14 +676,10 @@ async fn check_names_missing_tables_and_privileges() -> anyhow::Result<()> {
     )?;
 
     // WHEN sluice check runs
-    let output = std::process::Command::new(sluice_tests::sluice_binary()?)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let (code, text) = sluice_tests::sluice_check(&path)?;
 
     // THEN it names, for both targets, the missing table and privileges, and fails
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(code, Some(1), "{text}");
     for expected in [
         "the user may not UPDATE, DELETE table items",
         "the target has no table missing",

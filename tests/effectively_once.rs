@@ -451,15 +451,11 @@ async fn check_warns_when_the_namespace_does_not_deduplicate() -> anyhow::Result
     )?;
 
     // WHEN sluice check runs
-    let output = std::process::Command::new(sluice_tests::sluice_binary()?)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let (code, text) = sluice_tests::sluice_check(&path)?;
 
     // THEN transactions pass, and only the namespace without deduplication
     // gets a warning that says how to turn it on
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert_eq!(code, Some(0), "{text}");
     ensure!(
         text.contains(&format!("warn  without: deduplication is off for {plain}"))
             && text.contains(&format!(

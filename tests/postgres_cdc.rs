@@ -822,14 +822,10 @@ async fn check_reports_what_would_break_the_source() -> anyhow::Result<()> {
     std::fs::write(&path, config)?;
 
     // WHEN sluice check runs
-    let output = std::process::Command::new(sluice_tests::sluice_binary()?)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let (code, text) = sluice_tests::sluice_check(&path)?;
 
     // THEN it names each problem and what to do, and fails
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(code, Some(1), "{text}");
     for expected in [
         format!("user {user} lacks the REPLICATION attribute: ALTER ROLE"),
         "table public.nokey has no primary key".to_owned(),

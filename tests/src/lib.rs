@@ -365,6 +365,38 @@ pub fn message_parts(
     (msg.payload.clone(), props(&msg.metadata.properties))
 }
 
+/// Publish `(key, value)` messages to `topic`; a `None` value is an empty
+/// payload.
+pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
+    topic: &str,
+    messages: &[(K, Option<V>)],
+) -> anyhow::Result<()> {
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let producer = client.producer(topic).create().await?;
+    for (key, value) in messages {
+        let payload = value.as_ref().map_or("", AsRef::as_ref).as_bytes().to_vec();
+        let msg = magnetar::OutgoingMessage::with_payload(payload).key(key.as_ref());
+        producer.send(msg.into()).await?;
+    }
+    producer.close().await?;
+    Ok(())
+}
+
+/// Run `sluice check` on a config file: its exit code and its output.
+pub fn sluice_check(path: &std::path::Path) -> anyhow::Result<(Option<i32>, String)> {
+    let output = std::process::Command::new(sluice_binary()?)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
 /// MariaDB on the test stack.
 pub mod mariadb {
     use anyhow::Context;
