@@ -16,6 +16,7 @@
 //! ```sh
 //! cargo test -p sluice-tests --test faults -- --nocapture             # short: CI
 //! FAULTS=long cargo test -p sluice-tests --test faults -- --nocapture # long
+//! FAULTS_GUARANTEES=ATMOST_ONCE ...                                    # one guarantee
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -385,7 +386,7 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
         .map(|_| plan.workload.mul_f64(rng.below(1000) as f64 / 1000.0))
         .collect();
     moments.sort();
-    let restarts = if plan.restarts {
+    let mut restarts = if plan.restarts {
         vec![
             (plan.workload / 4, "pulsar"),
             (plan.workload / 2, "postgres"),
@@ -394,6 +395,13 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
     } else {
         Vec::new()
     };
+    if guarantee == "ATMOST_ONCE" {
+        // Postgres 15 keeps a logical slot's confirmed position in memory
+        // until its restart_lsn or catalog_xmin moves (17 saves it at
+        // shutdown), so a restart rewinds the slot and replays: no consumer
+        // can be at most once across it. docs/guarantees.md says so.
+        restarts.retain(|(_, service)| *service != "postgres");
+    }
     let big_at = plan.workload / 3;
     let mut big_done = false;
     let mut restarts = restarts.into_iter().peekable();
@@ -561,7 +569,12 @@ async fn every_guarantee_holds_under_faults() -> anyhow::Result<()> {
         "|---|---|---|---|---|---|---|".to_owned(),
     ];
     let mut failures = Vec::new();
-    for guarantee in ["EFFECTIVELY_ONCE", "ATLEAST_ONCE", "ATMOST_ONCE"] {
+    // FAULTS_GUARANTEES=ATMOST_ONCE,... runs only those.
+    let only = std::env::var("FAULTS_GUARANTEES").unwrap_or_default();
+    for guarantee in ["EFFECTIVELY_ONCE", "ATLEAST_ONCE", "ATMOST_ONCE"]
+        .into_iter()
+        .filter(|g| only.is_empty() || only.split(',').any(|o| o == *g))
+    {
         let o = run(guarantee, plan).await?;
         table.push(format!(
             "| {guarantee} | {} | {} | {} | {} | {} | {} |",
