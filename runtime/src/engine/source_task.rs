@@ -213,7 +213,12 @@ async fn settle(
         Err(e) if at_most_once => {
             ConnectorStatus::add(&status.dropped, 1);
             status.set_error(&e.to_string());
-            warn!(error = %e, "publish failed; at most once, the record is not retried");
+            // A broker outage fails every record in flight: log the first
+            // drop and then one in a thousand, with the count.
+            let dropped = status.dropped.load(std::sync::atomic::Ordering::Relaxed);
+            if dropped == 1 || dropped.is_multiple_of(1000) {
+                warn!(error = %e, dropped_total = dropped, "publish failed; at most once, the record is not retried");
+            }
             Ok(())
         }
         // At least once: fail the run; the restart resumes from the last
