@@ -161,7 +161,10 @@ async fn supervise_source(
                 else {
                     return Ok(source_task::Finished::Stopped);
                 };
-                let progress = effectively_once::recover(&def, &client).await?;
+                let progress = tokio::select! {
+                    progress = effectively_once::recover(&def, &client) => progress?,
+                    () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
+                };
                 let mut source = def.spec.open(&Default::default()).await?;
                 let result = effectively_once::run(
                     &def,
