@@ -26,37 +26,32 @@ pub(crate) struct Mark {
     message_id: Option<(i64, i64, i64)>,
 }
 
-/// A topic partition: the topic as delivered, and its partition (`-1` for
-/// a topic that is not partitioned).
-type Key = (String, i64);
-
-/// The watermarks of one sink.
+/// The watermarks of one sink, by topic as delivered: a partition of a
+/// partitioned topic is a topic of its own (`name-partition-N`).
 #[derive(Debug, Default)]
 pub(crate) struct Watermarks {
     sink: String,
-    marks: HashMap<Key, Mark>,
+    marks: HashMap<String, Mark>,
 }
 
-fn key(record: &SinkRecord) -> Key {
-    let partition = record
-        .topic
+/// The partition a delivered topic name carries; `-1` for none.
+fn partition(topic: &str) -> i64 {
+    topic
         .rsplit_once("-partition-")
         .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(-1);
-    (record.topic.clone(), partition)
+        .unwrap_or(-1)
 }
 
 /// `ledger:entry:partition:batch` as (ledger, entry, batch).
 fn parse_message_id(text: &str) -> Option<(i64, i64, i64)> {
-    let parts: Vec<i64> = text
-        .split(':')
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    match parts[..] {
-        [ledger, entry, _, batch] => Some((ledger, entry, batch)),
-        _ => None,
-    }
+    let mut parts = text.split(':').map(str::parse::<i64>);
+    let (ledger, entry, _, batch) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
+    parts.next().is_none().then_some((ledger, entry, batch))
 }
 
 impl Mark {
@@ -116,14 +111,11 @@ impl Watermarks {
         sqlx::query(sqlx::AssertSqlSafe(create))
             .execute(pool)
             .await?;
-        let cast = |c: &str| match dialect {
-            Dialect::MySql => format!("CAST({} AS CHAR)", dialect.quote(c)),
-            Dialect::Postgres | Dialect::Sqlite => format!("CAST({} AS TEXT)", dialect.quote(c)),
-        };
+        // The partition column is for people reading the table: the topic
+        // as delivered already names its partition.
         let select = format!(
-            "SELECT {}, {}, {}, {} FROM {} WHERE {} = {}",
+            "SELECT {}, {}, {} FROM {} WHERE {} = {}",
             dialect.quote("topic"),
-            cast("partition"),
             dialect.quote("sequence"),
             dialect.quote("message_id"),
             dialect.table(&table()),
@@ -141,11 +133,10 @@ impl Watermarks {
         let mut marks = HashMap::new();
         for row in rows {
             let topic: String = row.get(0);
-            let partition: String = row.get(1);
-            let sequence: Option<String> = row.get(2);
-            let message_id: Option<String> = row.get(3);
+            let sequence: Option<String> = row.get(1);
+            let message_id: Option<String> = row.get(2);
             marks.insert(
-                (topic, partition.parse().unwrap_or(-1)),
+                topic,
                 Mark {
                     sequence: sequence.and_then(|s| s.parse().ok()),
                     message_id: message_id.as_deref().and_then(parse_message_id),
@@ -161,17 +152,23 @@ impl Watermarks {
     /// Whether `record` was applied before.
     pub(crate) fn applied(&self, record: &SinkRecord) -> bool {
         self.marks
-            .get(&key(record))
+            .get(record.topic.as_str())
             .is_some_and(|m| m.covers(record))
     }
 
     /// The marks that applying `records` moves to, per topic partition.
-    pub(crate) fn after(&self, records: &[&SinkRecord]) -> HashMap<Key, Mark> {
-        let mut out: HashMap<Key, Mark> = HashMap::new();
+    pub(crate) fn after(&self, records: &[&SinkRecord]) -> HashMap<String, Mark> {
+        let mut out: HashMap<String, Mark> = HashMap::new();
         for record in records {
-            let k = key(record);
-            let base = self.marks.get(&k).copied().unwrap_or_default();
-            out.entry(k).or_insert(base).advance(Mark::of(record));
+            let mark = Mark::of(record);
+            match out.get_mut(record.topic.as_str()) {
+                Some(m) => m.advance(mark),
+                None => {
+                    let mut m = self.marks.get(&record.topic).copied().unwrap_or_default();
+                    m.advance(mark);
+                    out.insert(record.topic.clone(), m);
+                }
+            }
         }
         out
     }
@@ -180,7 +177,7 @@ impl Watermarks {
     pub(crate) fn upsert(
         &self,
         dialect: Dialect,
-        marks: &HashMap<Key, Mark>,
+        marks: &HashMap<String, Mark>,
     ) -> Option<(String, Vec<Option<String>>)> {
         if marks.is_empty() {
             return None;
@@ -193,7 +190,8 @@ impl Watermarks {
         let statement =
             dialect.upsert(&table(), &columns, Some(&types), &columns[..3], marks.len());
         let mut values = Vec::with_capacity(marks.len() * COLUMNS.len());
-        for ((topic, partition), mark) in marks {
+        for (topic, mark) in marks {
+            let partition = partition(topic);
             values.push(Some(self.sink.clone()));
             values.push(Some(topic.clone()));
             values.push(Some(partition.to_string()));
@@ -207,7 +205,7 @@ impl Watermarks {
     }
 
     /// Keep `marks` once their transaction has committed.
-    pub(crate) fn committed(&mut self, marks: HashMap<Key, Mark>) {
+    pub(crate) fn committed(&mut self, marks: HashMap<String, Mark>) {
         self.marks.extend(marks);
     }
 }
@@ -264,6 +262,7 @@ mod tests {
         let b = record("t-partition-1", Some(2), "2:1:1:-1");
         let marks = w.after(&[&a, &b]);
         assert_eq!(marks.len(), 2);
-        assert_eq!(marks[&("t-partition-1".to_owned(), 1)].sequence, Some(2));
+        assert_eq!(marks["t-partition-1"].sequence, Some(2));
+        assert_eq!((partition("t-partition-1"), partition("t")), (1, -1));
     }
 }
