@@ -1,9 +1,10 @@
 //! What the source reads from the Postgres catalog: the tables it captures,
 //! their keys and column types, and the state of its slot and publication.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::Client;
+use tracing::{error, warn};
 
 use super::config::PostgresCdcConfig;
 use super::types::{CatalogType, Kind, Types};
@@ -115,11 +116,22 @@ pub(crate) async fn selected_tables(
         .collect())
 }
 
-/// Columns (name, type OID) and primary-key column names of a table.
-pub(crate) async fn describe(
-    sql: &Client,
-    oid: u32,
-) -> Result<(Vec<(String, u32)>, Vec<String>), ConnectorError> {
+/// A table as the catalog describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Description {
+    /// Column names and type OIDs, in table order.
+    pub(crate) columns: Vec<(String, u32)>,
+    /// The key columns: the primary key, or else the replica identity
+    /// index; empty when there is neither.
+    pub(crate) key: Vec<String>,
+    /// Whether Postgres can log the old row of an UPDATE or DELETE on the
+    /// table (on every leaf partition of a partitioned one). A published
+    /// table that cannot makes the application's own UPDATE and DELETE fail.
+    pub(crate) has_identity: bool,
+}
+
+/// Columns, key and replica identity of a table.
+pub(crate) async fn describe(sql: &Client, oid: u32) -> Result<Description, ConnectorError> {
     let columns = sql
         .query(
             "SELECT attname, atttypid FROM pg_catalog.pg_attribute \
@@ -131,11 +143,16 @@ pub(crate) async fn describe(
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
         .collect();
+    // The primary key first; a table without one may name a unique index
+    // as its replica identity.
     let key = sql
         .query(
             "SELECT a.attname FROM pg_catalog.pg_index i \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
-             WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+             WHERE i.indrelid = $1 AND i.indexrelid = ( \
+               SELECT x.indexrelid FROM pg_catalog.pg_index x WHERE x.indrelid = $1 \
+                 AND (x.indisprimary OR x.indisreplident) ORDER BY x.indisprimary DESC LIMIT 1) \
+             ORDER BY array_position(i.indkey::int2[], a.attnum)",
             &[&oid],
         )
         .await
@@ -143,7 +160,58 @@ pub(crate) async fn describe(
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect();
-    Ok((columns, key))
+    // What Postgres checks before it lets an UPDATE or DELETE through on a
+    // table that a publication publishes, leaf by leaf: REPLICA IDENTITY
+    // FULL, an identity index, or the default with a primary key.
+    let has_identity = sql
+        .query_one(
+            "WITH leaves AS ( \
+               SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) WHERE isleaf \
+               UNION ALL SELECT $1::oid::regclass \
+                 WHERE (SELECT relkind FROM pg_catalog.pg_class WHERE oid = $1::oid) <> 'p') \
+             SELECT coalesce(bool_and(CASE c.relreplident \
+               WHEN 'f' THEN true \
+               WHEN 'i' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) \
+               WHEN 'd' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+               ELSE false END), true) \
+             FROM leaves l JOIN pg_catalog.pg_class c ON c.oid = l.relid",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error("read the replica identity", e))?
+        .get::<_, bool>(0);
+    Ok(Description {
+        columns,
+        key,
+        has_identity,
+    })
+}
+
+/// The table a relation's changes belong to: itself, or the root of the
+/// partition tree it is a partition of. `None` when it no longer exists.
+pub(crate) async fn root_of(
+    sql: &Client,
+    oid: u32,
+) -> Result<Option<(u32, String, String)>, ConnectorError> {
+    let row = sql
+        .query_opt(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = coalesce(pg_catalog.pg_partition_root($1::oid::regclass)::oid, $1::oid)",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error("read the partition root", e))?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+/// The remedy for a table without a replica identity.
+pub(crate) fn identity_remedy(schema: &str, name: &str) -> String {
+    let table = format!("{}.{}", quote_ident(schema), quote_ident(name));
+    format!(
+        "ALTER TABLE {table} ADD PRIMARY KEY (...), or ALTER TABLE {table} REPLICA IDENTITY FULL \
+         (or REPLICA IDENTITY USING INDEX on a unique index of NOT NULL columns)"
+    )
 }
 
 /// Build a [`Table`] from its columns and primary key.
@@ -171,32 +239,6 @@ pub(crate) fn table(
     }
 }
 
-/// The slot as `pg_replication_slots` shows it.
-#[derive(Debug, Clone)]
-pub(crate) struct SlotState {
-    pub(crate) confirmed_flush: Option<u64>,
-    pub(crate) active_pid: Option<i32>,
-    pub(crate) plugin: Option<String>,
-    pub(crate) database: Option<String>,
-}
-
-pub(crate) async fn slot(sql: &Client, name: &str) -> Result<Option<SlotState>, ConnectorError> {
-    let row = sql
-        .query_opt(
-            "SELECT confirmed_flush_lsn::text, active_pid, plugin::text, database::text \
-             FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )
-        .await
-        .map_err(|e| pg_error("read pg_replication_slots", e))?;
-    Ok(row.map(|r| SlotState {
-        confirmed_flush: r.get::<_, Option<String>>(0).and_then(|s| parse_lsn(&s)),
-        active_pid: r.get(1),
-        plugin: r.get(2),
-        database: r.get(3),
-    }))
-}
-
 /// `X/Y` as a number.
 pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.split_once('/')?;
@@ -218,37 +260,44 @@ pub(crate) fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The comment by which the source records, on its publication, that the
-/// snapshot taken with a slot is complete.
-pub(crate) fn snapshot_marker(slot: &str) -> String {
-    format!("sluice: snapshot complete for slot {slot}")
+/// The tables by OID, described for events: the selected tables that have
+/// a replica identity. A table without one is left out, and said so: were
+/// it published, Postgres would refuse the application's UPDATE and DELETE
+/// on it.
+pub(crate) async fn load_tables(
+    sql: &Client,
+    config: &PostgresCdcConfig,
+    types: &Types,
+) -> Result<HashMap<u32, Table>, ConnectorError> {
+    let mut out = HashMap::new();
+    for (oid, schema, name) in selected_tables(sql, config).await? {
+        let d = describe(sql, oid).await?;
+        if !d.has_identity {
+            let remedy = identity_remedy(&schema, &name);
+            let qualified = format!("{schema}.{name}");
+            if config.include.is_empty() {
+                warn!(table = %qualified, remedy = %remedy,
+                    "table has no primary key or replica identity: not captured, so that the application's UPDATE and DELETE on it keep working");
+            } else {
+                error!(table = %qualified, remedy = %remedy,
+                    "table.include.list selects a table without a primary key or replica identity: not captured, so that the application's UPDATE and DELETE on it keep working");
+            }
+            continue;
+        }
+        out.insert(oid, table(&schema, &name, &d.columns, &d.key, types));
+    }
+    Ok(out)
 }
 
-/// Whether the publication's comment records a complete snapshot for `slot`.
-pub(crate) async fn snapshot_complete(
+/// The tables whose changes a publication carries, as the OIDs of their
+/// partition roots; `None` when the publication does not exist.
+pub(crate) async fn published_roots(
     sql: &Client,
     publication: &str,
-    slot: &str,
-) -> Result<bool, ConnectorError> {
-    let row = sql
-        .query_opt(
-            "SELECT obj_description(oid, 'pg_publication') FROM pg_catalog.pg_publication WHERE pubname = $1",
-            &[&publication],
-        )
-        .await
-        .map_err(|e| pg_error("read the publication comment", e))?;
-    let comment: Option<String> = row.and_then(|r| r.get(0));
-    Ok(comment.is_some_and(|c| c.lines().any(|l| l == snapshot_marker(slot))))
-}
-
-/// Tables in a publication, as `schema.table`.
-pub(crate) async fn publication_tables(
-    sql: &Client,
-    publication: &str,
-) -> Result<Option<Vec<String>>, ConnectorError> {
+) -> Result<Option<HashSet<u32>>, ConnectorError> {
     let exists = sql
         .query_opt(
-            "SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = $1",
+            "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
             &[&publication],
         )
         .await
@@ -258,30 +307,16 @@ pub(crate) async fn publication_tables(
     }
     let rows = sql
         .query(
-            "SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = $1",
+            "SELECT DISTINCT coalesce(pg_catalog.pg_partition_root(c.oid)::oid, c.oid) \
+             FROM pg_catalog.pg_publication_tables pt \
+             JOIN pg_catalog.pg_namespace n ON n.nspname = pt.schemaname \
+             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename \
+             WHERE pt.pubname = $1",
             &[&publication],
         )
         .await
         .map_err(|e| pg_error("read pg_publication_tables", e))?;
-    Ok(Some(
-        rows.iter()
-            .map(|r| format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)))
-            .collect(),
-    ))
-}
-
-/// The tables by OID, described for events.
-pub(crate) async fn load_tables(
-    sql: &Client,
-    config: &PostgresCdcConfig,
-    types: &Types,
-) -> Result<HashMap<u32, Table>, ConnectorError> {
-    let mut out = HashMap::new();
-    for (oid, schema, name) in selected_tables(sql, config).await? {
-        let (columns, pk) = describe(sql, oid).await?;
-        out.insert(oid, table(&schema, &name, &columns, &pk, types));
-    }
-    Ok(out)
+    Ok(Some(rows.iter().map(|r| r.get::<_, u32>(0)).collect()))
 }
 
 #[cfg(test)]

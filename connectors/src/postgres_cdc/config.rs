@@ -58,6 +58,9 @@ pub enum SnapshotMode {
     InitialOnly,
     /// Snapshot on every start (with a new slot), then stream.
     Always,
+    /// As `Initial`, and take a new snapshot when the slot sluice streamed
+    /// from is gone or invalidated, rather than stop at the gap.
+    WhenNeeded,
 }
 
 /// `publication.autocreate.mode`.
@@ -65,8 +68,6 @@ pub enum SnapshotMode {
 pub enum PublicationMode {
     /// Create the publication for the included tables when it is missing.
     Filtered,
-    /// Create the publication `FOR ALL TABLES` when it is missing.
-    AllTables,
     /// Never create it; it must exist.
     Disabled,
 }
@@ -200,12 +201,20 @@ impl PostgresCdcConfig {
         }
         let publication_mode = match r.string("publication.autocreate.mode").as_deref() {
             None | Some("filtered") => PublicationMode::Filtered,
-            Some("all_tables") => PublicationMode::AllTables,
+            Some("all_tables") => {
+                r.error(
+                    "publication.autocreate.mode",
+                    "all_tables is refused: in a FOR ALL TABLES publication, a table without a primary key \
+                     (one created later included) makes Postgres refuse the application's UPDATE and DELETE on it. \
+                     Use filtered (the default), or create the publication yourself and set disabled",
+                );
+                PublicationMode::Filtered
+            }
             Some("disabled") => PublicationMode::Disabled,
             Some(other) => {
                 r.error(
                     "publication.autocreate.mode",
-                    format!("\"{other}\" is not one of filtered, all_tables, disabled"),
+                    format!("\"{other}\" is not one of filtered, disabled"),
                 );
                 PublicationMode::Filtered
             }
@@ -215,10 +224,11 @@ impl PostgresCdcConfig {
             Some("never" | "no_data") => SnapshotMode::Never,
             Some("initial_only") => SnapshotMode::InitialOnly,
             Some("always") => SnapshotMode::Always,
+            Some("when_needed") => SnapshotMode::WhenNeeded,
             Some(other) => {
                 r.error(
                     "snapshot.mode",
-                    format!("\"{other}\" is not one of initial, never, initial_only, always"),
+                    format!("\"{other}\" is not one of initial, when_needed, never, initial_only, always"),
                 );
                 SnapshotMode::Initial
             }

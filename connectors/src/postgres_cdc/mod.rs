@@ -21,6 +21,7 @@ mod catalog;
 mod config;
 mod events;
 mod pgoutput;
+mod slot;
 mod snapshot;
 mod stream;
 mod types;
@@ -32,7 +33,7 @@ pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
 pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
 use tokio_postgres::Client;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use self::catalog::{Table, pg_error, quote_ident, quote_literal};
 use self::snapshot::Snapshot;
@@ -241,125 +242,113 @@ impl Worker {
             .ok_or_else(|| ConnectorError::permanent("bad WAL position"))
     }
 
-    /// Create the publication when it is missing and the config allows it.
-    async fn ensure_publication(&self) -> Result<(), ConnectorError> {
-        let publication = &self.config.publication;
-        if catalog::publication_tables(&self.sql, publication)
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-        let statement = match self.config.publication_mode {
-            PublicationMode::Disabled => {
+    /// Create the publication when it is missing and the config allows it,
+    /// then keep to the tables it publishes: a selected table that it
+    /// leaves out would be snapshotted and then never streamed.
+    ///
+    /// sluice creates a publication `FOR TABLE` the selected tables that
+    /// have a replica identity, never `FOR ALL TABLES`: a published table
+    /// without one makes Postgres refuse the application's UPDATE and
+    /// DELETE on it. Changes to partitions are published as changes to
+    /// their root (`publish_via_partition_root`), on the topic the snapshot
+    /// used.
+    async fn ensure_publication(&mut self) -> Result<(), ConnectorError> {
+        let publication = self.config.publication.clone();
+        let Some(published) = catalog::published_roots(&self.sql, &publication).await? else {
+            if self.config.publication_mode == PublicationMode::Disabled {
                 return Err(ConnectorError::permanent(format!(
                     "publication {publication} does not exist and publication.autocreate.mode is disabled: \
-                     create it with CREATE PUBLICATION {publication} FOR TABLE ..."
+                     create it with CREATE PUBLICATION {publication} FOR TABLE ... \
+                     WITH (publish_via_partition_root = true)"
                 )));
             }
-            PublicationMode::AllTables => format!(
-                "CREATE PUBLICATION {} FOR ALL TABLES",
-                quote_ident(publication)
-            ),
-            PublicationMode::Filtered => {
-                let mut names: Vec<String> = self
-                    .tables
-                    .values()
-                    .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
-                    .collect();
-                names.sort();
-                format!(
-                    "CREATE PUBLICATION {} FOR TABLE {}",
-                    quote_ident(publication),
-                    names.join(", ")
-                )
-            }
+            let mut names: Vec<String> = self
+                .tables
+                .values()
+                .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
+                .collect();
+            names.sort();
+            self.sql_exec(&format!(
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
+                quote_ident(&publication),
+                names.join(", ")
+            ))
+            .await?;
+            info!(publication = %publication, tables = names.len(), "publication created");
+            return Ok(());
         };
-        self.sql_exec(&statement).await?;
-        info!(publication = %publication, "publication created");
+        self.tables.retain(|oid, t| {
+            let keep = published.contains(oid);
+            if !keep {
+                error!(table = %format!("{}.{}", t.schema, t.name), publication = %publication,
+                    "the publication does not publish this selected table, so it is not captured: \
+                     ALTER PUBLICATION ... ADD TABLE it, or leave it out of table.include.list");
+            }
+            keep
+        });
+        if self.tables.is_empty() {
+            return Err(ConnectorError::permanent(format!(
+                "publication {publication} publishes none of the selected tables"
+            )));
+        }
         Ok(())
     }
 
     /// Set or clear this slot's snapshot-complete line in the publication comment.
     async fn mark_snapshot(&self, complete: bool) -> Result<(), ConnectorError> {
-        let publication = &self.config.publication;
-        let row = self
-            .sql
-            .query_opt(
-                "SELECT obj_description(oid, 'pg_publication') FROM pg_catalog.pg_publication WHERE pubname = $1",
-                &[publication],
-            )
-            .await
-            .map_err(|e| pg_error("read the publication comment", e))?;
-        let current: String = row.and_then(|r| r.get(0)).unwrap_or_default();
-        let marker = catalog::snapshot_marker(&self.config.slot);
-        let mut lines: Vec<&str> = current.lines().filter(|l| *l != marker).collect();
-        if complete {
-            lines.push(&marker);
-        }
-        let comment = lines.join("\n");
-        let value = if comment.is_empty() {
-            "NULL".to_owned()
-        } else {
-            quote_literal(&comment)
-        };
-        self.sql_exec(&format!(
-            "COMMENT ON PUBLICATION {} IS {value}",
-            quote_ident(publication)
-        ))
+        slot::set_marker(
+            &self.sql,
+            &self.config.publication,
+            &slot::snapshot_marker(&self.config.slot),
+            complete,
+        )
         .await
-        .map_err(|e| {
-            ConnectorError::permanent(format!(
-                "cannot record snapshot progress on publication {publication} ({e}): \
-                     the user must own the publication"
-            ))
-        })
     }
 
     /// Decide on the snapshot, create or reuse the slot, and start replication.
     async fn prepare_slot(&mut self) -> Result<(), ConnectorError> {
         let slot_name = self.config.slot.clone();
-        let existing = catalog::slot(&self.sql, &slot_name).await?;
-        if let Some(s) = &existing {
-            if let Some(pid) = s.active_pid {
-                return Err(ConnectorError::retryable(format!(
-                    "replication slot {slot_name} is in use by process {pid}; another sluice instance may own it"
-                )));
-            }
-            if s.plugin.as_deref() != Some("pgoutput")
-                || s.database.as_deref() != Some(self.config.dbname.as_str())
-            {
-                return Err(ConnectorError::permanent(format!(
-                    "replication slot {slot_name} exists for plugin {:?} on database {:?}, not pgoutput on {}: \
-                     choose another slot.name",
-                    s.plugin, s.database, self.config.dbname
-                )));
-            }
+        let existing = slot::slot(&self.sql, &slot_name).await?;
+        let markers = slot::markers(&self.sql, &self.config.publication, &slot_name).await?;
+        let decision = slot::plan(&self.config, existing.as_ref(), markers)?;
+        if let Some(gap) = &decision.gap {
+            error!(slot = %slot_name, gap = %gap,
+                "the slot sluice streamed from is lost: taking a new snapshot as snapshot.mode says; \
+                 changes made in the gap are not on the topics, and rows deleted in it are not deleted downstream");
         }
-        let complete =
-            catalog::snapshot_complete(&self.sql, &self.config.publication, &slot_name).await?;
-        let take_snapshot = match self.config.snapshot_mode {
-            SnapshotMode::Never => false,
-            SnapshotMode::Always => true,
-            SnapshotMode::Initial | SnapshotMode::InitialOnly => existing.is_none() || !complete,
-        };
+        let take_snapshot = matches!(
+            decision.plan,
+            slot::Plan::Recreate | slot::Plan::Create { snapshot: true }
+        );
         if take_snapshot {
             self.mark_snapshot(false).await?;
-            if existing.is_some() {
-                let why = if self.config.snapshot_mode == SnapshotMode::Always {
-                    "snapshot.mode is always"
-                } else {
-                    "the snapshot taken with it did not finish"
-                };
-                warn!(
-                    slot = %slot_name, reason = why,
-                    "dropping the replication slot to take a new snapshot; rows already published are published again as op r"
-                );
-                self.sql
-                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
-                    .await
-                    .map_err(|e| pg_error("drop the replication slot", e))?;
-            }
+        }
+        if decision.plan == slot::Plan::Recreate {
+            let why = match (&decision.gap, self.config.snapshot_mode) {
+                (Some(_), _) => "it was invalidated",
+                (None, SnapshotMode::Always) => "snapshot.mode is always",
+                (None, _) => "the snapshot taken with it did not finish",
+            };
+            warn!(
+                slot = %slot_name, reason = why,
+                "dropping sluice's replication slot to take a new snapshot; rows already published are published again as op r"
+            );
+            self.sql
+                .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
+                .await
+                .map_err(|e| pg_error("drop the replication slot", e))?;
+        }
+        let existing = existing.filter(|_| decision.plan == slot::Plan::Resume);
+        if existing.is_none() {
+            // Claim the slot before creating it: a crash in between leaves a
+            // claim on no slot, never a slot that sluice would not own.
+            slot::set_marker(
+                &self.sql,
+                &self.config.publication,
+                &slot::owned_marker(&slot_name),
+                true,
+            )
+            .await?;
         }
         let ack = existing
             .as_ref()
@@ -638,36 +627,64 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             )));
         }
     }
+    let published = catalog::published_roots(sql, &config.publication).await?;
     for (oid, schema, name) in &tables {
-        let row = sql
-            .query_one(
-                "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-                 FROM pg_catalog.pg_class c WHERE c.oid = $1",
-                &[oid],
-            )
-            .await
-            .map_err(|e| pg_error("read replica identity", e))?;
-        let identity: String = row.get(0);
-        let has_pk: bool = row.get(1);
-        if identity == "n" {
+        if !catalog::describe(sql, *oid).await?.has_identity {
+            let text = format!(
+                "table {schema}.{name} has no primary key or replica identity, so sluice does not capture it \
+                 (were it published, Postgres would refuse the application's UPDATE and DELETE on it): {}",
+                catalog::identity_remedy(schema, name)
+            );
+            // Asked for by name, its absence is an error; picked up by
+            // capturing every table, a warning.
+            out.push(if config.include.is_empty() {
+                Finding::warning(text)
+            } else {
+                Finding::error(text)
+            });
+        } else if let Some(published) = &published
+            && !published.contains(oid)
+        {
             out.push(Finding::error(format!(
-                "table {schema}.{name} has REPLICA IDENTITY NOTHING, so its updates and deletes cannot be captured: \
-                 ALTER TABLE {schema}.{name} REPLICA IDENTITY DEFAULT (with a primary key) or FULL"
-            )));
-        } else if !has_pk {
-            out.push(Finding::warning(format!(
-                "table {schema}.{name} has no primary key: its events are keyed by all columns, and updates and deletes \
-                 need REPLICA IDENTITY FULL; add a primary key"
+                "publication {} does not publish table {schema}.{name}, so its changes would never be streamed: \
+                 ALTER PUBLICATION {} ADD TABLE {}.{}",
+                config.publication,
+                quote_ident(&config.publication),
+                quote_ident(schema),
+                quote_ident(name)
             )));
         }
     }
-    if let Some(slot) = catalog::slot(sql, &config.slot).await?
-        && let Some(pid) = slot.active_pid
-    {
-        out.push(Finding::error(format!(
-            "replication slot {} is in use by process {pid}: stop the other consumer first (another sluice instance?)",
-            config.slot
-        )));
+    if let Some(published) = &published {
+        for oid in published {
+            if catalog::describe(sql, *oid).await?.has_identity {
+                continue;
+            }
+            let Some((_, schema, name)) = catalog::root_of(sql, *oid).await? else {
+                continue;
+            };
+            out.push(Finding::error(format!(
+                "publication {} publishes table {schema}.{name}, which has no primary key or replica identity: \
+                 Postgres refuses the application's UPDATE and DELETE on it now. {}, or ALTER PUBLICATION {} DROP TABLE {}.{}",
+                config.publication,
+                catalog::identity_remedy(&schema, &name),
+                quote_ident(&config.publication),
+                quote_ident(&schema),
+                quote_ident(&name)
+            )));
+        }
+    }
+    if config.snapshot_mode != SnapshotMode::InitialOnly {
+        // The decision start-up would take about the slot.
+        let existing = slot::slot(sql, &config.slot).await?;
+        let markers = slot::markers(sql, &config.publication, &config.slot).await?;
+        match slot::plan(config, existing.as_ref(), markers) {
+            Err(e) => out.push(Finding::error(e.to_string())),
+            Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
+                "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
+            ))),
+            Ok(_) => {}
+        }
     }
     Ok(out)
 }

@@ -259,22 +259,22 @@ impl StreamState {
         match message {
             Message::Relation(r) => {
                 // Sent before a table's first change and again after it
-                // changes: a column added mid-stream shows up here.
-                let selected = catalog::selected(config, &format!("{}.{}", r.namespace, r.name));
+                // changes: a column added mid-stream shows up here. A
+                // partition's changes belong to its root table, under the
+                // root's name and key, whether or not the publication
+                // publishes them via the root.
+                let (root, schema, name) = catalog::root_of(sql, r.id)
+                    .await?
+                    .unwrap_or_else(|| (r.id, r.namespace.clone(), r.name.clone()));
+                let selected = catalog::selected(config, &format!("{schema}.{name}"));
                 let table = if selected {
-                    let (_, primary_key) = catalog::describe(sql, r.id).await?;
+                    let key = catalog::describe(sql, root).await?.key;
                     let columns: Vec<(String, u32)> = r
                         .columns
                         .iter()
                         .map(|c| (c.name.clone(), c.type_oid))
                         .collect();
-                    Some(catalog::table(
-                        &r.namespace,
-                        &r.name,
-                        &columns,
-                        &primary_key,
-                        types,
-                    ))
+                    Some(catalog::table(&schema, &name, &columns, &key, types))
                 } else {
                     None
                 };

@@ -1,0 +1,203 @@
+//! Replication slots on a shared server: sluice never takes over or drops a
+//! slot it did not create, and a slot it streamed from that has gone is a
+//! gap it reports rather than hides.
+
+use anyhow::{Context, ensure};
+use serde_json::json;
+use sluice_tests::cdc::{Cdc, LONG, cdc, drop_slot, replay, wait_for_event, wait_for_slot};
+use sluice_tests::{Sluice, file_events, pg, unique, wait_for};
+
+/// Wait until sluice's log holds `text`.
+async fn wait_for_log(sluice: &Sluice, text: &str) -> anyhow::Result<()> {
+    wait_for(text, LONG, || async {
+        Ok(sluice.log().contains(text).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())
+}
+
+/// Wait until the snapshot taken with the slot is recorded as complete.
+async fn wait_for_snapshot_record(db: &tokio_postgres::Client, p: &Cdc) -> anyhow::Result<()> {
+    wait_for("the snapshot's record", LONG, || async {
+        let row = db
+            .query_one(
+                "SELECT coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1",
+                &[&p.prefix],
+            )
+            .await?;
+        let comment: String = row.get(0);
+        Ok(comment.contains("snapshot complete").then_some(()))
+    })
+    .await
+}
+
+async fn slot_exists(db: &tokio_postgres::Client, slot: &str) -> anyhow::Result<bool> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .is_some())
+}
+
+#[tokio::test]
+async fn another_clients_slot_is_refused_and_left_alone() -> anyhow::Result<()> {
+    // GIVEN an idle pgoutput slot of the configured name that another client made
+    let name = unique("cdc-foreign").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .await?;
+    let p = cdc(&name, "ATLEAST_ONCE", "")?;
+    db.execute(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+        &[&p.prefix],
+    )
+    .await?;
+    let before = pg::confirmed_flush(&db, &p.prefix).await?;
+
+    // WHEN sluice runs on it
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_for_log(&sluice, "sluice did not create it").await?;
+
+    // THEN the source stays down, says why on /connectors, and the slot is
+    // untouched
+    let status = sluice.get("/connectors/cdc").unwrap_or_default();
+    ensure!(
+        status.contains("sluice did not create it"),
+        "status: {status}"
+    );
+    ensure!(
+        file_events(&p.out)?.is_empty(),
+        "events were published from another client's slot"
+    );
+    sluice.interrupt().await?;
+    assert_eq!(pg::confirmed_flush(&db, &p.prefix).await?, before);
+
+    // AND check names it, as it does a slot of another output plugin
+    let path = p.dir.join("check.yaml");
+    std::fs::write(&path, &p.config)?;
+    let (code, text) = sluice_tests::sluice_check(&path)?;
+    assert_eq!(code, Some(1), "{text}");
+    ensure!(
+        text.contains(&format!(
+            "replication slot {} exists but sluice did not create it",
+            p.prefix
+        )),
+        "{text}"
+    );
+    let other = format!("{}_td", p.prefix);
+    db.execute(
+        "SELECT pg_create_logical_replication_slot($1, 'test_decoding')",
+        &[&other],
+    )
+    .await?;
+    std::fs::write(
+        &path,
+        p.config.replace(
+            &format!("slot.name: {}", p.prefix),
+            &format!("slot.name: {other}"),
+        ),
+    )?;
+    let (code, text) = sluice_tests::sluice_check(&path)?;
+    assert_eq!(code, Some(1), "{text}");
+    ensure!(
+        text.contains(&format!(
+            "replication slot {other} exists for plugin test_decoding"
+        )),
+        "{text}"
+    );
+    ensure!(slot_exists(&db, &p.prefix).await? && slot_exists(&db, &other).await?);
+    drop_slot(&db, &p.prefix).await;
+    drop_slot(&db, &other).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dropped_slot_stops_the_source_until_a_new_snapshot_is_asked_for() -> anyhow::Result<()> {
+    // GIVEN a source that took its snapshot and streamed, then stopped
+    let name = unique("cdc-gap").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');")
+        .await?;
+    let p = cdc(&name, "ATLEAST_ONCE", "")?;
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_for_slot(&db, &p.prefix, &sluice).await?;
+    wait_for_snapshot_record(&db, &p).await?;
+    wait_for_event(&p.out, "the end of the snapshot", |e| {
+        e.value["source"]["snapshot"] == "last"
+    })
+    .await?;
+    sluice.interrupt().await?;
+    let published = file_events(&p.out)?.len();
+    assert_eq!(published, 3);
+
+    // WHEN an operator drops its slot and the application changes rows meanwhile
+    db.execute("SELECT pg_drop_replication_slot($1)", &[&p.prefix])
+        .await?;
+    db.batch_execute("DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (4, 'd');")
+        .await?;
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // THEN the source stops at the gap, names it and the remedy, and
+    // publishes nothing
+    wait_for_log(&sluice, "no longer exists").await?;
+    let log = sluice.log();
+    ensure!(log.contains("snapshot.mode: when_needed"), "{log}");
+    let status = sluice.get("/connectors/cdc").unwrap_or_default();
+    ensure!(status.contains("no longer exists"), "status: {status}");
+    sluice.interrupt().await?;
+    assert_eq!(file_events(&p.out)?.len(), published);
+    ensure!(!slot_exists(&db, &p.prefix).await?, "a slot was created");
+    let path = p.dir.join("check.yaml");
+    std::fs::write(&path, &p.config)?;
+    let (code, text) = sluice_tests::sluice_check(&path)?;
+    assert_eq!(code, Some(1), "{text}");
+    ensure!(text.contains("no longer exists (dropped?)"), "{text}");
+
+    // WHEN it starts with snapshot.mode when_needed
+    let when_needed = p.config.replace(
+        &format!("publication.name: {}\n", p.prefix),
+        &format!(
+            "publication.name: {}\n      snapshot.mode: when_needed\n",
+            p.prefix
+        ),
+    );
+    let sluice = Sluice::start(&p.dir, &when_needed, p.port)?;
+
+    // THEN it takes a new snapshot and streams on; the row deleted in the
+    // gap is the one change downstream does not see
+    wait_for_event(&p.out, "row 4 in a new snapshot", |e| {
+        e.key == json!({"id": 4}) && e.op() == "r"
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    db.batch_execute("INSERT INTO t VALUES (5, 'e')").await?;
+    let events = wait_for_event(&p.out, "row 5 streamed", |e| {
+        e.key == json!({"id": 5}) && e.op() == "c"
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let model = replay(&events, ".public.t");
+    let keys: Vec<String> = model.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "{\"id\":1}",
+            "{\"id\":2}",
+            "{\"id\":3}",
+            "{\"id\":4}",
+            "{\"id\":5}"
+        ]
+    );
+    ensure!(
+        sluice
+            .log()
+            .contains("rows deleted in it are not deleted downstream"),
+        "{}",
+        sluice.log()
+    );
+    sluice.interrupt().await?;
+    drop_slot(&db, &p.prefix).await;
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! A CDC pipeline as the CDC tests run it: the Postgres source and a file
+//! sink that writes every event out as JSON lines, and ways to wait on it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::{Event, PULSAR_URL, Sluice, file_events, free_port, pg, temp_dir, wait_for};
+
+/// How long a CDC test waits for the pipeline.
+pub const LONG: Duration = Duration::from_secs(120);
+
+/// A pipeline file for `sluice run` and where its output goes.
+pub struct Cdc {
+    /// The topic prefix, slot and publication name.
+    pub prefix: String,
+    /// The test's folder.
+    pub dir: PathBuf,
+    /// The file sink's output.
+    pub out: PathBuf,
+    /// The HTTP port.
+    pub port: u16,
+    /// The pipeline file's text.
+    pub config: String,
+}
+
+/// A CDC pipeline over database `db` into a file, with extra source configs.
+pub fn cdc(db: &str, guarantee: &str, extra: &str) -> anyhow::Result<Cdc> {
+    let prefix = db.replace('-', "_");
+    let dir = temp_dir(db)?;
+    let out = dir.join("events.jsonl");
+    let port = free_port()?;
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - name: cdc\n    className: postgres-cdc\n    processingGuarantees: {guarantee}\n    configs:\n\
+         \x20     database.hostname: 127.0.0.1\n      database.port: 5432\n      database.user: postgres\n\
+         \x20     database.password: {pw}\n      database.dbname: {db}\n      topic.prefix: {prefix}\n\
+         \x20     slot.name: {prefix}\n      publication.name: {prefix}\n{extra}\
+         sinks:\n  - name: out\n    className: file\n    topicsPattern: \"persistent://public/default/{prefix}\\\\..*\"\n\
+         \x20   sourceSubscriptionName: out\n    sourceSubscriptionPosition: Earliest\n    retainOrdering: true\n\
+         \x20   configs:\n      path: {out}\n      batchSize: 500\n      timeoutMs: 20\n",
+        pw = pg::PASSWORD,
+        out = out.display(),
+    );
+    Ok(Cdc {
+        prefix,
+        dir,
+        out,
+        port,
+        config,
+    })
+}
+
+/// Wait until the file holds an event matching `found`.
+pub async fn wait_for_event(
+    out: &Path,
+    what: &str,
+    found: impl Fn(&Event) -> bool,
+) -> anyhow::Result<Vec<Event>> {
+    wait_for(what, LONG, || {
+        let events = file_events(out);
+        let hit = events
+            .as_ref()
+            .map(|e| e.iter().any(&found))
+            .unwrap_or(false);
+        async move {
+            let events = events?;
+            Ok(hit.then_some(events))
+        }
+    })
+    .await
+}
+
+/// Wait until sluice has created its slot; its confirmed position.
+pub async fn wait_for_slot(
+    db: &tokio_postgres::Client,
+    slot: &str,
+    sluice: &Sluice,
+) -> anyhow::Result<u64> {
+    wait_for("the slot", LONG, || async move {
+        pg::confirmed_flush(db, slot).await
+    })
+    .await
+    .with_context(|| sluice.log())
+}
+
+/// Drop the slot a test made, so that it does not hold WAL after the run.
+pub async fn drop_slot(db: &tokio_postgres::Client, slot: &str) {
+    let _ = db
+        .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+        .await;
+}
+
+/// Apply events in order to a table model: key JSON → row.
+pub fn replay(events: &[Event], topic_suffix: &str) -> BTreeMap<String, Value> {
+    let mut model = BTreeMap::new();
+    for e in events.iter().filter(|e| e.topic.ends_with(topic_suffix)) {
+        let key = e.key.to_string();
+        match e.op() {
+            "r" | "c" | "u" => {
+                model.insert(key, e.value["after"].clone());
+            }
+            "d" => {
+                model.remove(&key);
+            }
+            "t" => model.clear(),
+            other => panic!("unexpected op {other}"),
+        }
+    }
+    model
+}
