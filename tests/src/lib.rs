@@ -274,9 +274,24 @@ pub fn file_sequences(path: &std::path::Path) -> anyhow::Result<Vec<u64>> {
         .collect()
 }
 
+/// Where `scripts/stack` keeps its data: `$SLUICE_STACK_DIR`, or `.stack`
+/// in the repository.
+pub fn stack_dir() -> std::path::PathBuf {
+    std::env::var_os("SLUICE_STACK_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.stack"),
+        Into::into,
+    )
+}
+
 /// The local Postgres of the stack.
 pub mod pg {
     use anyhow::Context;
+
+    /// The CA that signed the stack's server certificate, which names
+    /// `localhost` only.
+    pub fn ca() -> std::path::PathBuf {
+        super::stack_dir().join("tls/ca.pem")
+    }
 
     /// The superuser's password on the test stack.
     pub const PASSWORD: &str = "sluice";

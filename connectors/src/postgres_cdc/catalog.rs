@@ -47,7 +47,16 @@ pub(crate) fn pg_error(context: &str, e: tokio_postgres::Error) -> ConnectorErro
     };
     let message = match e.as_db_error() {
         Some(db) => format!("{context}: {}", db.message()),
-        None => format!("{context}: {e}"),
+        None => {
+            // The cause of a TLS or I/O failure sits in the source chain.
+            let mut text = format!("{context}: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     };
     let err = if retryable {
         ConnectorError::retryable(message)

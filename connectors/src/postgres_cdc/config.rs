@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
+use super::tls::{SslMode, TlsSettings};
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+
+/// `database.sslmode` unless set: TLS when the server offers it, as libpq
+/// and Debezium default.
+pub(crate) const DEFAULT_SSL_MODE: SslMode = SslMode::Prefer;
 
 /// `database.port` unless set.
 pub(crate) const DEFAULT_PORT: u16 = 5432;
@@ -19,7 +24,7 @@ pub(crate) const DEFAULT_MAX_BATCH: u64 = 2048;
 pub(crate) const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 const KNOWN: &str = "database.hostname, database.port, database.user, database.password, database.dbname, \
-    database.sslmode, topic.prefix, table.include.list, table.exclude.list, slot.name, publication.name, \
+    database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, slot.name, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
     status.update.interval.ms, plugin.name, slot.drop.on.stop";
 
@@ -108,6 +113,8 @@ pub struct PostgresCdcConfig {
     pub heartbeat: Option<Duration>,
     /// How often the confirmed position is reported to the server.
     pub status_interval: Duration,
+    /// TLS on every connection the source opens.
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for PostgresCdcConfig {
@@ -121,6 +128,7 @@ impl std::fmt::Debug for PostgresCdcConfig {
             .field("slot", &self.slot)
             .field("publication", &self.publication)
             .field("snapshot_mode", &self.snapshot_mode)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +141,53 @@ fn valid_identifier(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `database.sslmode` and its certificate files. The files are read when
+/// the source connects, not here.
+fn tls_settings(r: &ConfigReader<'_>) -> TlsSettings {
+    let mode = match r.string("database.sslmode") {
+        None => DEFAULT_SSL_MODE,
+        Some(text) => SslMode::parse(&text).unwrap_or_else(|| {
+            r.error(
+                "database.sslmode",
+                format!(
+                    "\"{text}\" is not one of disable, prefer, require, verify-ca, verify-full"
+                ),
+            );
+            DEFAULT_SSL_MODE
+        }),
+    };
+    let root_cert = r.string("database.sslrootcert").map(Into::into);
+    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) && root_cert.is_none() {
+        r.error(
+            "database.sslrootcert",
+            "is required with verify-ca and verify-full: the CA certificate (PEM) that signed the server's certificate",
+        );
+    }
+    let client_cert = match (r.string("database.sslcert"), r.string("database.sslkey")) {
+        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+        (None, None) => None,
+        (Some(_), None) => {
+            r.error("database.sslkey", "is required with database.sslcert");
+            None
+        }
+        (None, Some(_)) => {
+            r.error("database.sslcert", "is required with database.sslkey");
+            None
+        }
+    };
+    if mode == SslMode::Disable && (root_cert.is_some() || client_cert.is_some()) {
+        r.error(
+            "database.sslmode",
+            "is disable, but certificate files are set: choose require, verify-ca or verify-full",
+        );
+    }
+    TlsSettings {
+        mode,
+        root_cert,
+        client_cert,
+    }
 }
 
 impl PostgresCdcConfig {
@@ -153,17 +208,7 @@ impl PostgresCdcConfig {
         let user = r.required_string("database.user");
         let password = r.secret("database.password");
         let dbname = r.required_string("database.dbname");
-        match r.string("database.sslmode").as_deref() {
-            None | Some("disable" | "prefer") => {}
-            Some(other) => {
-                r.error(
-                    "database.sslmode",
-                    format!(
-                        "\"{other}\" is not supported yet: connections are plain TCP (disable)"
-                    ),
-                );
-            }
-        }
+        let tls = tls_settings(&r);
         let server_name = r.string("database.server.name");
         let topic_prefix = r.string("topic.prefix").or(server_name);
         if topic_prefix.is_none() {
@@ -297,6 +342,7 @@ impl PostgresCdcConfig {
                     max_batch,
                     heartbeat,
                     status_interval,
+                    tls,
                 })
             }
             _ => None,

@@ -24,6 +24,7 @@ mod pgoutput;
 mod slot;
 mod snapshot;
 mod stream;
+mod tls;
 mod types;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
 pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
+pub use tls::{SslMode, TlsSettings};
 use tokio_postgres::Client;
 use tracing::{error, info, warn};
 
@@ -99,16 +101,39 @@ async fn connect_sql(
     if let Some(p) = &config.password {
         pg.password(p.expose());
     }
-    let (client, connection) = pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| pg_error(&format!("connect to {}:{}", config.host, config.port), e))?;
+    pg.ssl_mode(config.tls.postgres_mode());
+    let (client, connection) = pg.connect(config.tls.connector()?).await.map_err(|e| {
+        let err = pg_error(
+            &format!(
+                "connect to Postgres at {}:{} (sslmode {})",
+                config.host, config.port, config.tls.mode
+            ),
+            e,
+        );
+        match tls_hint(&err.to_string()) {
+            Some(hint) => ConnectorError::permanent(format!("{err} ({hint})")),
+            None => err,
+        }
+    })?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "postgres connection closed");
         }
     });
     Ok((client, task))
+}
+
+/// What to do about a certificate the source refused.
+fn tls_hint(message: &str) -> Option<&'static str> {
+    if message.contains("UnknownIssuer") {
+        Some("database.sslrootcert does not hold the CA that signed the server's certificate")
+    } else if message.contains("not valid for name") {
+        Some(
+            "database.hostname must be a name the server's certificate holds; verify-ca skips the name check",
+        )
+    } else {
+        None
+    }
 }
 
 fn replication_config(config: &PostgresCdcConfig, ack: Option<u64>) -> ReplicationConfig {
@@ -128,7 +153,8 @@ fn replication_config(config: &PostgresCdcConfig, ack: Option<u64>) -> Replicati
     .with_port(config.port)
     .with_options(SESSION_OPTIONS)
     .with_application_name("sluice")
-    .with_status_interval(config.status_interval);
+    .with_status_interval(config.status_interval)
+    .with_tls(config.tls.replication(&config.host));
     if let Some(lsn) = ack {
         cfg = cfg.with_ack_lsn(Lsn::from_u64(lsn));
     }
