@@ -67,6 +67,27 @@ async fn another_clients_slot_is_refused_and_left_alone() -> anyhow::Result<()> 
         status.contains("sluice did not create it"),
         "status: {status}"
     );
+    let (code, ready) = sluice.get_status("/readyz").unwrap_or_default();
+    assert_eq!(code, 503, "{ready}");
+    ensure!(
+        ready.contains("cdc: restarting: replication slot")
+            && ready.contains("sluice did not create it"),
+        "/readyz: {ready}"
+    );
+    // AND, failing again and again, it logs the error once, not each time
+    wait_for("four restarts", LONG, || async {
+        let status: serde_json::Value =
+            serde_json::from_str(&sluice.get("/connectors/cdc").unwrap_or_default())
+                .unwrap_or_default();
+        Ok((status["restarts"].as_u64().unwrap_or(0) >= 4).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        sluice.log().matches("sluice did not create it").count(),
+        1,
+        "{}",
+        sluice.log()
+    );
     ensure!(
         file_events(&p.out)?.is_empty(),
         "events were published from another client's slot"

@@ -708,13 +708,14 @@ async fn check_reports_what_would_break_the_source() -> anyhow::Result<()> {
     let user = format!("plain_{name}");
     db.batch_execute(&format!(
         "CREATE TABLE nokey (a int); CREATE TABLE ok (id int PRIMARY KEY);
-         CREATE ROLE {user} LOGIN PASSWORD 'pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user};"
+         CREATE ROLE {user} LOGIN PASSWORD 'pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user};
+         CREATE TABLE secret (id int PRIMARY KEY);"
     ))
     .await?;
     let p = cdc(
         &name,
         "ATLEAST_ONCE",
-        "      table.include.list: public.ok,public.nokey,public.missing\n",
+        "      table.include.list: public.ok,public.nokey,public.secret,public.missing\n",
     )?;
     let config = p
         .config
@@ -735,6 +736,15 @@ async fn check_reports_what_would_break_the_source() -> anyhow::Result<()> {
         format!("user {user} lacks the REPLICATION attribute: ALTER ROLE"),
         "table public.nokey has no primary key".to_owned(),
         "table.include.list entry public.missing matches no table".to_owned(),
+        format!(
+            "user {user} cannot SELECT from table public.secret, which the snapshot reads: GRANT SELECT"
+        ),
+        format!(
+            "publication {name} does not exist and user {user} lacks the CREATE privilege on database {name}"
+        ),
+        format!(
+            "publication {name} does not exist and user {user} cannot create it for table public.ok, which postgres owns"
+        ),
     ] {
         ensure!(text.contains(&expected), "missing `{expected}` in:\n{text}");
     }

@@ -49,19 +49,23 @@ async fn metrics(State(s): State<Statuses>) -> Response {
         .into_response()
 }
 
-/// Ready when every connector runs.
+/// Ready when every connector runs; otherwise a line per connector that
+/// does not, with its state and the error that stopped it.
 async fn ready(State(s): State<Statuses>) -> Response {
-    let not_running: Vec<&str> = s
+    let not_running: Vec<String> = s
         .iter()
         .filter(|c| c.state() != RunState::Running)
-        .map(|c| c.name.as_str())
+        .map(|c| match c.last_error() {
+            Some(e) => format!("{}: {}: {e}", c.name, c.state().as_str()),
+            None => format!("{}: {}", c.name, c.state().as_str()),
+        })
         .collect();
     if not_running.is_empty() {
         (StatusCode::OK, "ready\n".to_owned()).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not running: {}\n", not_running.join(", ")),
+            format!("not ready\n{}\n", not_running.join("\n")),
         )
             .into_response()
     }

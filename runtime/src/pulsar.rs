@@ -161,10 +161,15 @@ impl Client {
         topic: &str,
         options: &ProducerOptions,
     ) -> Result<Producer, PulsarError> {
+        // Chunking: a record over the broker's maxMessageSize goes out in
+        // chunks that the consumer puts back together, rather than fail to
+        // publish (and fail again on every restart). Records under the limit
+        // are sent as before.
         let mut builder = self
             .inner
             .producer(topic)
-            .compression(compression_kind(options.compression));
+            .compression(compression_kind(options.compression))
+            .chunking(true);
         if let Some(b) = options.batching {
             builder = builder
                 .batching(b.max_messages, b.max_bytes)

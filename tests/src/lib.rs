@@ -239,6 +239,19 @@ impl Sluice {
         resp.body_mut().read_to_string().ok()
     }
 
+    /// GET a path of sluice's HTTP endpoint whatever its status: the
+    /// status and the body, or `None` when nothing answers.
+    pub fn get_status(&self, path: &str) -> Option<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let mut resp = agent.get(&url).call().ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.body_mut().read_to_string().ok()?))
+    }
+
     /// The log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sluice.log")).unwrap_or_default()

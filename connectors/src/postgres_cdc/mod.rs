@@ -21,6 +21,7 @@ mod catalog;
 mod config;
 mod events;
 mod pgoutput;
+mod preflight;
 mod slot;
 mod snapshot;
 mod stream;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
 pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
+pub use preflight::preflight;
 pub use tls::{SslMode, TlsSettings};
 use tokio_postgres::Client;
 use tracing::{error, info, warn};
@@ -41,7 +43,7 @@ use self::catalog::{Table, pg_error, quote_ident, quote_literal};
 use self::snapshot::Snapshot;
 use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
-use crate::api::{ConnectorError, Finding, Position, Source, SourceBatch, SourceContext};
+use crate::api::{ConnectorError, Position, Source, SourceBatch, SourceContext};
 
 /// The Postgres CDC source: a handle on the [`Worker`] task that reads the
 /// snapshot and the stream. `read` only takes what the worker has made, so it
@@ -596,121 +598,4 @@ impl Source for PostgresCdc {
         self.batches.close();
         self.worker.abort();
     }
-}
-
-/// Preflight: what would stop this source, and what to do about it.
-pub async fn preflight(config: &PostgresCdcConfig) -> Vec<Finding> {
-    let (sql, task) = match connect_sql(config).await {
-        Ok(c) => c,
-        Err(e) => return vec![Finding::error(format!("cannot connect to Postgres: {e}"))],
-    };
-    let findings = match checks(&sql, config).await {
-        Ok(f) => f,
-        Err(e) => vec![Finding::error(format!("preflight query failed: {e}"))],
-    };
-    task.abort();
-    findings
-}
-
-async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>, ConnectorError> {
-    let mut out = Vec::new();
-    let wal_level: String = sql
-        .query_one("SHOW wal_level", &[])
-        .await
-        .map_err(|e| pg_error("SHOW wal_level", e))?
-        .get(0);
-    if wal_level != "logical" {
-        out.push(Finding::error(format!(
-            "wal_level is {wal_level}, logical replication needs logical: set wal_level = 'logical' in postgresql.conf and restart Postgres"
-        )));
-    }
-    let can_replicate: bool = sql
-        .query_one("SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user", &[])
-        .await
-        .map_err(|e| pg_error("read pg_roles", e))?
-        .get(0);
-    if !can_replicate {
-        out.push(Finding::error(format!(
-            "user {} lacks the REPLICATION attribute: ALTER ROLE {} REPLICATION",
-            config.user,
-            quote_ident(&config.user)
-        )));
-    }
-    let tables = catalog::selected_tables(sql, config).await?;
-    if tables.is_empty() {
-        out.push(Finding::error(
-            "no table is selected: check table.include.list and table.exclude.list",
-        ));
-    }
-    for pattern in &config.include {
-        let re = regex_lite::Regex::new(&format!("^(?:{pattern})$")).ok();
-        if !tables.iter().any(|(_, s, n)| {
-            re.as_ref()
-                .is_some_and(|re| re.is_match(&format!("{s}.{n}")))
-        }) {
-            out.push(Finding::error(format!(
-                "table.include.list entry {pattern} matches no table"
-            )));
-        }
-    }
-    let published = catalog::published_roots(sql, &config.publication).await?;
-    for (oid, schema, name) in &tables {
-        if !catalog::describe(sql, *oid).await?.has_identity {
-            let text = format!(
-                "table {schema}.{name} has no primary key or replica identity, so sluice does not capture it \
-                 (were it published, Postgres would refuse the application's UPDATE and DELETE on it): {}",
-                catalog::identity_remedy(schema, name)
-            );
-            // Asked for by name, its absence is an error; picked up by
-            // capturing every table, a warning.
-            out.push(if config.include.is_empty() {
-                Finding::warning(text)
-            } else {
-                Finding::error(text)
-            });
-        } else if let Some(published) = &published
-            && !published.contains(oid)
-        {
-            out.push(Finding::error(format!(
-                "publication {} does not publish table {schema}.{name}, so its changes would never be streamed: \
-                 ALTER PUBLICATION {} ADD TABLE {}.{}",
-                config.publication,
-                quote_ident(&config.publication),
-                quote_ident(schema),
-                quote_ident(name)
-            )));
-        }
-    }
-    if let Some(published) = &published {
-        for oid in published {
-            if catalog::describe(sql, *oid).await?.has_identity {
-                continue;
-            }
-            let Some((_, schema, name)) = catalog::root_of(sql, *oid).await? else {
-                continue;
-            };
-            out.push(Finding::error(format!(
-                "publication {} publishes table {schema}.{name}, which has no primary key or replica identity: \
-                 Postgres refuses the application's UPDATE and DELETE on it now. {}, or ALTER PUBLICATION {} DROP TABLE {}.{}",
-                config.publication,
-                catalog::identity_remedy(&schema, &name),
-                quote_ident(&config.publication),
-                quote_ident(&schema),
-                quote_ident(&name)
-            )));
-        }
-    }
-    if config.snapshot_mode != SnapshotMode::InitialOnly {
-        // The decision start-up would take about the slot.
-        let existing = slot::slot(sql, &config.slot).await?;
-        let markers = slot::markers(sql, &config.publication, &config.slot).await?;
-        match slot::plan(config, existing.as_ref(), markers) {
-            Err(e) => out.push(Finding::error(e.to_string())),
-            Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
-                "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
-            ))),
-            Ok(_) => {}
-        }
-    }
-    Ok(out)
 }

@@ -125,21 +125,55 @@ async fn pause(delay: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-fn failed(
-    status: &ConnectorStatus,
-    backoff: &mut Backoff,
-    started: Instant,
-    e: &dyn std::fmt::Display,
-) -> Duration {
-    if started.elapsed() > HEALTHY_RUN {
-        backoff.reset();
+/// How often a connector that keeps failing with the same error says so
+/// again in the log. `/readyz` and `/connectors/<name>` show it all along.
+const REPEAT_LOG_EVERY: Duration = Duration::from_secs(600);
+
+/// Restarts after a failure, and what the log says of them: an error is
+/// logged when it first occurs, and the same error again only every
+/// [`REPEAT_LOG_EVERY`], with the count of restarts in between, so that a
+/// misconfiguration does not flood the log.
+#[derive(Debug, Default)]
+pub(crate) struct Restarts {
+    backoff: Backoff,
+    last: Option<(String, Instant)>,
+    unlogged: u64,
+}
+
+impl Restarts {
+    fn failed(
+        &mut self,
+        status: &ConnectorStatus,
+        started: Instant,
+        e: &dyn std::fmt::Display,
+    ) -> Duration {
+        if started.elapsed() > HEALTHY_RUN {
+            self.backoff.reset();
+            self.last = None;
+        }
+        let delay = self.backoff.next_delay();
+        let text = e.to_string();
+        status.set_error(&text);
+        status.set_state(State::Restarting);
+        ConnectorStatus::add(&status.restarts, 1);
+        match &self.last {
+            Some((last, at)) if *last == text && at.elapsed() < REPEAT_LOG_EVERY => {
+                self.unlogged += 1;
+            }
+            Some((last, _)) if *last == text => {
+                error!(connector = %status.name, error = %text, restart_in = ?delay,
+                    restarts_since_last_logged = self.unlogged + 1, "connector still failing");
+                self.last = Some((text, Instant::now()));
+                self.unlogged = 0;
+            }
+            _ => {
+                error!(connector = %status.name, error = %text, restart_in = ?delay, "connector failed");
+                self.last = Some((text, Instant::now()));
+                self.unlogged = 0;
+            }
+        }
+        delay
     }
-    let delay = backoff.next_delay();
-    status.set_error(&e.to_string());
-    status.set_state(State::Restarting);
-    ConnectorStatus::add(&status.restarts, 1);
-    error!(connector = %status.name, error = %e, restart_in = ?delay, "connector failed");
-    delay
 }
 
 async fn supervise_source(
@@ -148,7 +182,7 @@ async fn supervise_source(
     status: Arc<ConnectorStatus>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::default();
+    let mut restarts = Restarts::default();
     loop {
         let started = Instant::now();
         status.set_state(State::Starting);
@@ -195,7 +229,7 @@ async fn supervise_source(
                 return;
             }
             Err(e) => {
-                let delay = failed(&status, &mut backoff, started, &e);
+                let delay = restarts.failed(&status, started, &e);
                 if !pause(delay, &shutdown).await {
                     status.set_state(State::Stopped);
                     return;
@@ -232,7 +266,7 @@ async fn supervise_sink(
     status: Arc<ConnectorStatus>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::default();
+    let mut restarts = Restarts::default();
     let options = ConsumerOptions {
         subscription: def.subscription.clone(),
         subscription_type: def.subscription_type,
@@ -287,7 +321,7 @@ async fn supervise_sink(
                 }
             }
             Err(e) => {
-                let delay = failed(&status, &mut backoff, started, &e);
+                let delay = restarts.failed(&status, started, &e);
                 if !pause(delay, &shutdown).await {
                     status.set_state(State::Stopped);
                     return;
