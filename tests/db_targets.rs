@@ -3,29 +3,20 @@
 //! engines; the plain-row modes; tables and columns created on demand; and
 //! `sluice check` on missing privileges. Real databases and the real broker.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
+use sluice_tests::sink::{pg_url, quoted, sink_section, sinks_config, sqlite};
 use sluice_tests::{PULSAR_URL, Sluice, free_port, mariadb, pg, temp_dir, unique, wait_for};
 use sqlx::Row;
 use sqlx::mysql::MySqlPool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::sqlite::SqlitePool;
 
 const LONG: Duration = Duration::from_secs(120);
 
 /// A row as canonical text, column by column, to compare across engines.
 type Rows = Vec<Vec<Option<String>>>;
-
-async fn sqlite(path: &Path) -> anyhow::Result<SqlitePool> {
-    Ok(SqlitePool::connect_with(
-        SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true),
-    )
-    .await?)
-}
 
 /// `2024-01-15T08:01:00.25Z` and `2024-01-15 08:01:00.250000` both as the
 /// latter.
@@ -214,35 +205,6 @@ async fn cdc_into_mariadb_and_sqlite_ends_with_equal_tables() -> anyhow::Result<
 
 /// A sink section: the `jdbc` sink `sink` on `topic`, with extra sink lines
 /// and extra `configs` lines.
-fn sink_section(sink: &str, topic: &str, url: &str, extra_sink: &str, configs: &str) -> String {
-    format!(
-        "  - name: {sink}\n    className: jdbc\n    inputs: [\"{topic}\"]\n    sourceSubscriptionPosition: Earliest\n\
-         \x20   retainOrdering: true\n{extra_sink}    configs:\n      jdbcUrl: '{url}'\n\
-         \x20     batchSize: 50\n      timeoutMs: 20\n{configs}"
-    )
-}
-
-fn sinks_config(port: u16, sections: &[String]) -> String {
-    format!(
-        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\nsinks:\n{}",
-        sections.concat()
-    )
-}
-
-fn pg_url(db: &str) -> String {
-    format!("postgres://postgres:{}@127.0.0.1:5432/{db}", pg::PASSWORD)
-}
-
-/// Quote an identifier the way each engine's manual says, independently of
-/// sluice's own quoting.
-fn quoted(name: &str, mysql: bool) -> String {
-    if mysql {
-        format!("`{}`", name.replace('`', "``"))
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 #[tokio::test]
 async fn hostile_table_and_column_names_stay_names_on_every_engine() -> anyhow::Result<()> {
     // GIVEN, on each engine, a table and columns named with quotes,

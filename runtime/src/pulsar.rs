@@ -155,6 +155,17 @@ fn compression_kind(c: Compression) -> CompressionKind {
 }
 
 impl Client {
+    /// Payload bytes a connector may hold for Pulsar before it stops
+    /// reading: `pulsar.memoryLimitBytes`, 0 meaning no limit. A batch read
+    /// while under the limit goes out whole, so the bound is passed by at
+    /// most one batch.
+    pub fn memory_limit(&self) -> u64 {
+        match self.settings.memory_limit_bytes {
+            0 => u64::MAX,
+            n => n,
+        }
+    }
+
     /// A producer on `topic`.
     pub async fn producer(
         &self,

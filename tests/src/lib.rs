@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 pub mod cdc;
+pub mod sink;
 
 /// The broker's binary protocol endpoint.
 pub const PULSAR_URL: &str = "pulsar://127.0.0.1:6650";

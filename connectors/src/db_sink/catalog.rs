@@ -14,18 +14,18 @@ pub(crate) struct Description {
     pub(crate) primary_key: Vec<String>,
 }
 
-/// Describe `table`; `None` when it does not exist.
+/// Describe `name`; `None` when it does not exist. A Postgres name is
+/// looked up in its schema only, so that a name of the system catalog
+/// cannot resolve there through the search path.
 pub(crate) async fn describe(
     pool: &AnyPool,
     dialect: Dialect,
-    table: &str,
+    name: &TableName,
 ) -> Result<Option<Description>, sqlx::Error> {
+    let table = &name.table;
     let (columns, key): (Vec<(String, String)>, Vec<String>) = match dialect {
         Dialect::Postgres => {
-            let qualified = dialect.table(&TableName {
-                schema: None,
-                table: table.to_owned(),
-            });
+            let qualified = dialect.table(name);
             let columns = sqlx::query(
                 "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
                  FROM pg_catalog.pg_attribute a \
@@ -86,6 +86,122 @@ pub(crate) async fn describe(
     }))
 }
 
+/// Schemas that hold Postgres's own tables: never the sink's.
+const SYSTEM_SCHEMAS: [&str; 3] = ["pg_catalog", "information_schema", "pg_toast"];
+
+/// The schema unqualified names resolve to for writing (Postgres's
+/// `current_schema()`); `None` on the other engines, whose connection names
+/// the database. A connection without one, or with a system schema, is
+/// refused.
+pub(crate) async fn default_schema(
+    pool: &AnyPool,
+    dialect: Dialect,
+) -> Result<Option<String>, String> {
+    if dialect != Dialect::Postgres {
+        return Ok(None);
+    }
+    let schema: Option<String> = sqlx::query("SELECT current_schema()::text")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| format!("read the default schema: {e}"))?
+        .get(0);
+    match schema {
+        None => Err(
+            "the connection has no default schema (search_path names no schema that exists): \
+             set search_path for the sink's user"
+                .to_owned(),
+        ),
+        Some(s) if SYSTEM_SCHEMAS.contains(&s.as_str()) || s.starts_with("pg_") => Err(format!(
+            "the connection's default schema is the system schema {s}: sluice writes only to application schemas"
+        )),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
+/// What the user may write beyond `targets` (tables of the default schema
+/// or database): a warning's text, or `None` when it may write nothing
+/// else. Superusers may write anywhere.
+pub(crate) async fn wider_rights(
+    pool: &AnyPool,
+    dialect: Dialect,
+    targets: &[String],
+) -> Result<Option<String>, sqlx::Error> {
+    match dialect {
+        Dialect::Sqlite => Ok(None),
+        Dialect::Postgres => {
+            let superuser: bool = sqlx::query(
+                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+            )
+            .fetch_one(pool)
+            .await?
+            .get(0);
+            if superuser {
+                return Ok(Some(
+                    "the sink's user is a superuser, so it could write anywhere: give it a role \
+                     that may write only its target tables"
+                        .to_owned(),
+                ));
+            }
+            let rows = sqlx::query(
+                "SELECT (n.nspname || '.' || c.relname)::text, c.relname::text FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE') \
+                     OR has_table_privilege(c.oid, 'DELETE')) \
+                   AND NOT (n.nspname = current_schema() AND c.relname = ANY(string_to_array($1, chr(31)))) \
+                 ORDER BY 1",
+            )
+            .bind(others_list(targets))
+            .fetch_all(pool)
+            .await?;
+            let others = firsts(&rows);
+            Ok((!others.is_empty()).then(|| wider(&others)))
+        }
+        Dialect::MySql => {
+            let grants = firsts(
+                &sqlx::query(
+                    "SELECT CAST(PRIVILEGE_TYPE AS CHAR) FROM information_schema.USER_PRIVILEGES \
+                     WHERE GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
+                     SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') \
+                     AND PRIVILEGE_TYPE IN ('INSERT', 'UPDATE', 'DELETE', 'SUPER')",
+                )
+                .fetch_all(pool)
+                .await?,
+            );
+            if !grants.is_empty() {
+                return Ok(Some(format!(
+                    "the sink's user holds {} on every database (*.*), so it could write anywhere: \
+                     grant it only its target tables",
+                    grants.join(", ")
+                )));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The names sluice may write, joined for `string_to_array`: the targets
+/// and its watermark table.
+fn others_list(targets: &[String]) -> String {
+    let mut names: Vec<&str> = targets.iter().map(String::as_str).collect();
+    names.push(super::watermark::TABLE);
+    names.join("\u{1f}")
+}
+
+fn wider(others: &[String]) -> String {
+    let shown: Vec<&str> = others.iter().take(5).map(String::as_str).collect();
+    let more = others.len().saturating_sub(shown.len());
+    format!(
+        "the sink's user may write tables it does not target: {}{}; grant it only its target tables",
+        shown.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
 fn pairs(rows: &[sqlx::any::AnyRow]) -> Vec<(String, String)> {
     rows.iter()
         .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
@@ -101,17 +217,15 @@ fn firsts(rows: &[sqlx::any::AnyRow]) -> Vec<String> {
 pub(crate) async fn missing_privileges(
     pool: &AnyPool,
     dialect: Dialect,
-    table: &str,
+    name: &TableName,
     wanted: &[&'static str],
 ) -> Result<Vec<&'static str>, sqlx::Error> {
+    let table = &name.table;
     let mut missing = Vec::new();
     match dialect {
         Dialect::Sqlite => {}
         Dialect::Postgres => {
-            let qualified = dialect.table(&TableName {
-                schema: None,
-                table: table.to_owned(),
-            });
+            let qualified = dialect.table(name);
             for privilege in wanted {
                 let granted: bool =
                     sqlx::query("SELECT has_table_privilege(to_regclass($1)::oid, $2)")

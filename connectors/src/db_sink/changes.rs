@@ -1,13 +1,17 @@
 //! From records to row changes, and from changes to statement groups.
 //!
 //! A Debezium envelope gives its operation (`c`, `r`, `u` upsert; `d`
-//! delete; `t` truncate when allowed) and its table (`source.table`, unless
-//! `tableName` is set). A plain JSON row is written as `insertMode` says; a
-//! null value as `nullValueAction` says.
+//! delete; `t` truncate when allowed). A plain JSON row is written as
+//! `insertMode` says; a null value as `nullValueAction` says.
+//!
+//! The table comes from the configuration, by the record's topic: a
+//! record's content may select a row, never a table. An envelope that names
+//! another table than its topic's is refused (and so dead-lettered), unless
+//! `tablesFromEnvelope` lists the table it names.
 
 use serde_json::{Map, Value};
 
-use super::config::{DbSinkConfig, InsertMode, NullValueAction};
+use super::config::{DbSinkConfig, InsertMode, NullValueAction, topic_table};
 use crate::api::{ConnectorError, SinkRecord};
 use crate::postgres_cdc::UNAVAILABLE;
 
@@ -62,8 +66,7 @@ pub(crate) fn from_record(
                 "the value is null and nullValueAction is FAIL",
             )),
             NullValueAction::Delete => {
-                let table =
-                    mapped.ok_or_else(|| permanent(record, "a null value needs tableName"))?;
+                let table = mapped;
                 let key = record
                     .key
                     .as_deref()
@@ -84,7 +87,7 @@ pub(crate) fn from_record(
     let is_envelope = object.get("op").is_some_and(Value::is_string)
         && object.get("source").is_some_and(Value::is_object);
     if !is_envelope {
-        let table = mapped.ok_or_else(|| permanent(record, "a plain JSON row needs tableName"))?;
+        let table = mapped;
         let kind = match config.insert_mode {
             InsertMode::Insert => Kind::Insert,
             InsertMode::Upsert => Kind::Upsert,
@@ -92,18 +95,7 @@ pub(crate) fn from_record(
         };
         return Ok(vec![change(table, kind, object)]);
     }
-    let table = match mapped {
-        Some(t) => t,
-        None => object["source"]["table"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                permanent(
-                    record,
-                    "the envelope names no source.table and tableName is not set",
-                )
-            })?,
-    };
+    let table = envelope_table(record, config, &object, mapped)?;
     let row = |object: &mut Map<String, Value>, field: &str| match object.remove(field) {
         Some(Value::Object(row)) => Ok(row),
         _ => Err(permanent(
@@ -126,6 +118,41 @@ pub(crate) fn from_record(
         Some("t") => Ok(Vec::new()),
         Some(other) => Err(permanent(record, &format!("unknown op `{other}`"))),
         None => Err(permanent(record, "the envelope has no op")),
+    }
+}
+
+/// The table an envelope's change goes to: the one its topic maps to. The
+/// envelope may name that table, or the topic's own (a renamed target), or
+/// nothing; naming another is refused, unless `tablesFromEnvelope` lists it.
+fn envelope_table(
+    record: &SinkRecord,
+    config: &DbSinkConfig,
+    object: &Map<String, Value>,
+    mapped: String,
+) -> Result<String, ConnectorError> {
+    let named = object["source"].get("table").and_then(Value::as_str);
+    if !config.tables_from_envelope.is_empty() {
+        return match named {
+            Some(t) if config.tables_from_envelope.iter().any(|a| a == t) => Ok(t.to_owned()),
+            Some(t) => Err(permanent(
+                record,
+                &format!("the envelope names table {t}, which tablesFromEnvelope does not list"),
+            )),
+            None => Err(permanent(
+                record,
+                "the envelope names no source.table, and tablesFromEnvelope routes by it",
+            )),
+        };
+    }
+    match named {
+        Some(t) if t != mapped && t != topic_table(&record.topic) => Err(permanent(
+            record,
+            &format!(
+                "the envelope names table {t}, but its topic maps to table {mapped}: \
+                 the configuration chooses the table, never the record"
+            ),
+        )),
+        _ => Ok(mapped),
     }
 }
 
@@ -234,7 +261,7 @@ mod tests {
 
     fn record(value: Value) -> SinkRecord {
         SinkRecord {
-            topic: "t".into(),
+            topic: "persistent://public/default/retail.public.orders".into(),
             value: Some(value.to_string().into_bytes()),
             message_id: "1:1:-1:-1".into(),
             ..SinkRecord::default()
@@ -251,6 +278,28 @@ mod tests {
             .into_iter()
             .map(|c| c.resolve(&["id".to_owned()], &[]).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn the_topic_chooses_the_table_never_the_envelope() {
+        // An envelope on the orders topic naming another table is refused.
+        let hostile = json!({"op": "c", "after": {"id": 1}, "source": {"table": "sluice_offsets"}});
+        let err = from_record(&record(hostile.clone()), &config(&[]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("names table sluice_offsets, but its topic maps to table orders"),
+            "{err}"
+        );
+        // A renamed target takes the topic's records, envelope naming the source table.
+        let renamed = config(&[("topicToTable", "retail.public.orders:orders_copy")]);
+        let ok = json!({"op": "c", "after": {"id": 1}, "source": {"table": "orders"}});
+        assert_eq!(resolved(ok.clone(), &renamed)[0].table, "orders_copy");
+        // Routing by the envelope is opt-in, and only to listed tables.
+        let routed = config(&[("tablesFromEnvelope", "orders,items")]);
+        assert_eq!(resolved(ok, &routed)[0].table, "orders");
+        assert!(from_record(&record(hostile), &routed).is_err());
     }
 
     #[test]

@@ -12,7 +12,37 @@ pub(crate) const DEFAULT_BATCH_SIZE: u64 = 200;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
 const KNOWN: &str = "jdbcUrl, userName, password, tableName, key, nonKey, insertMode, nullValueAction, \
-    batchSize, timeoutMs, allowTruncate, topicToTable, autoCreateTable, autoAddColumns";
+    batchSize, timeoutMs, allowTruncate, topicToTable, tablesFromEnvelope, autoCreateTable, autoAddColumns";
+
+/// Databases and schemas that hold a server's own tables: never a target.
+const SYSTEM_DATABASES: [&str; 5] = [
+    "pg_catalog",
+    "information_schema",
+    "mysql",
+    "performance_schema",
+    "sys",
+];
+
+/// Why `name` can never be a target table, if it cannot: sluice's own
+/// watermark table, SQLite's internal tables, and qualified names (every
+/// table is in the connection's default schema or database).
+pub(crate) fn forbidden_table(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if lower == super::watermark::TABLE {
+        Some(format!("{name} is sluice's own watermark table"))
+    } else if lower.starts_with("sqlite_") {
+        Some(format!("{name} is a SQLite internal table name"))
+    } else if name.contains('.') {
+        Some(format!(
+            "{name} names a schema: tables are written in the default schema (Postgres) or database (MySQL) \
+             of the connection, which jdbcUrl chooses"
+        ))
+    } else if name.trim().is_empty() {
+        Some("a table name is empty".to_owned())
+    } else {
+        None
+    }
+}
 
 /// `insertMode`, for records that are plain JSON rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +76,13 @@ pub struct DbSinkConfig {
     pub user: Option<String>,
     /// The password.
     pub password: Option<Secret>,
-    /// The target table, when records do not name theirs.
+    /// The target table of every topic `topic_tables` does not map.
     pub table: Option<String>,
-    /// Topic (full or short name) to table, ahead of the record's own table.
+    /// Topic (full or short name) to table, ahead of `table`.
     pub topic_tables: Vec<(String, String)>,
+    /// Opt-in routing by content: a Debezium envelope whose `source.table`
+    /// is one of these goes to that table. Empty: the topic decides.
+    pub tables_from_envelope: Vec<String>,
     /// Key columns, when the target's primary key is not the one to use.
     pub key: Vec<String>,
     /// The only non-key columns to write, when set.
@@ -155,16 +188,35 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     Ok((dialect, url, user, password))
 }
 
+/// A topic's own table name: the last dot-separated segment of its short
+/// name, partition suffix removed (`persistent://t/n/retail.public.orders`
+/// and `retail.public.orders-partition-3` give `orders`).
+pub(crate) fn topic_table(topic: &str) -> &str {
+    let short = topic.rsplit('/').next().unwrap_or(topic);
+    let short = match short.rsplit_once("-partition-") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => short,
+    };
+    short.rsplit('.').next().unwrap_or(short)
+}
+
 impl DbSinkConfig {
-    /// The table `topicToTable` or `tableName` sends a topic's records to,
-    /// if any. A mapping matches the full topic name or its last segment.
-    pub(crate) fn table_for_topic(&self, topic: &str) -> Option<String> {
+    /// The table a topic's records go to: its `topicToTable` entry (by full
+    /// name or last path segment), else `tableName`, else the topic's own
+    /// table name ([`topic_table`]). The configuration decides, never the
+    /// record.
+    pub(crate) fn table_for_topic(&self, topic: &str) -> String {
         let short = topic.rsplit('/').next().unwrap_or(topic);
+        let base = short
+            .rsplit_once("-partition-")
+            .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(short, |(b, _)| b);
         self.topic_tables
             .iter()
-            .find(|(t, _)| t == topic || t == short)
+            .find(|(t, _)| t == topic || t == short || t == base)
             .map(|(_, table)| table.clone())
             .or_else(|| self.table.clone())
+            .unwrap_or_else(|| topic_table(topic).to_owned())
     }
 
     /// Validate a `configs` map. Pure: no I/O.
@@ -222,6 +274,7 @@ impl DbSinkConfig {
         let timeout = r
             .u64("timeoutMs")
             .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+        let tables_from_envelope = r.string_list("tablesFromEnvelope").unwrap_or_default();
         let allow_truncate = r.bool("allowTruncate").unwrap_or(false);
         let auto_create_table = r.bool("autoCreateTable").unwrap_or(false);
         let auto_add_columns = r.bool("autoAddColumns").unwrap_or(false);
@@ -233,6 +286,35 @@ impl DbSinkConfig {
                 }
                 _ => r.error("topicToTable", format!("\"{pair}\" is not topic:table")),
             }
+        }
+        for (key, name) in table
+            .iter()
+            .map(|t| ("tableName", t))
+            .chain(topic_tables.iter().map(|(_, t)| ("topicToTable", t)))
+            .chain(
+                tables_from_envelope
+                    .iter()
+                    .map(|t| ("tablesFromEnvelope", t)),
+            )
+        {
+            if let Some(why) = forbidden_table(name) {
+                r.error(key, format!("cannot be a target: {why}"));
+            }
+        }
+        if let Some((dialect, url)) = &url
+            && *dialect == Dialect::MySql
+            && let Some(db) = url
+                .rsplit('/')
+                .next()
+                .map(|d| d.split('?').next().unwrap_or(d))
+            && SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str())
+        {
+            r.error(
+                "jdbcUrl",
+                format!(
+                    "names the system database {db}: sluice writes only to application databases"
+                ),
+            );
         }
         let report = r.finish(KNOWN);
         let config = match url {
@@ -252,6 +334,7 @@ impl DbSinkConfig {
                 auto_create_table,
                 auto_add_columns,
                 topic_tables,
+                tables_from_envelope,
             }),
             _ => None,
         };
@@ -335,6 +418,36 @@ mod tests {
         ]));
         let keys: Vec<&str> = report.errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["jdbcUrl", "insertMode", "topicToTable"]);
+    }
+
+    #[test]
+    fn a_topic_names_its_table_by_its_last_segment() {
+        assert_eq!(
+            topic_table("persistent://public/default/retail.public.orders"),
+            "orders"
+        );
+        assert_eq!(topic_table("retail.public.orders-partition-3"), "orders");
+        assert_eq!(topic_table("orders"), "orders");
+        assert_eq!(topic_table("my-partition-x"), "my-partition-x");
+    }
+
+    #[test]
+    fn system_and_own_tables_are_never_targets() {
+        let (_, report) = DbSinkConfig::from_configs(&configs(&[
+            ("jdbcUrl", "postgres://db/w"),
+            ("tableName", "SLUICE_OFFSETS"),
+            ("topicToTable", "a:sqlite_master,b:pg_catalog.pg_authid"),
+            ("tablesFromEnvelope", "orders"),
+        ]));
+        let keys: Vec<&str> = report.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["tableName", "topicToTable", "topicToTable"],
+            "{report:?}"
+        );
+        let (_, report) =
+            DbSinkConfig::from_configs(&configs(&[("jdbcUrl", "mysql://db:3306/mysql")]));
+        assert_eq!(report.errors.len(), 1, "{report:?}");
     }
 
     #[test]

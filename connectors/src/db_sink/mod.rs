@@ -48,6 +48,9 @@ pub struct DbSink {
     dialect: Dialect,
     pool: AnyPool,
     tables: HashMap<String, Arc<TableInfo>>,
+    /// The schema every table is written in (Postgres), so that no name
+    /// resolves elsewhere through the search path.
+    schema: Option<String>,
     /// Under EFFECTIVELY_ONCE, what was applied.
     watermarks: Option<watermark::Watermarks>,
 }
@@ -151,6 +154,9 @@ impl DbSink {
         context: &SinkContext,
     ) -> Result<Self, ConnectorError> {
         let pool = connect(&config).await?;
+        let schema = catalog::default_schema(&pool, config.dialect)
+            .await
+            .map_err(ConnectorError::permanent)?;
         let watermarks = if context.effectively_once {
             Some(
                 watermark::Watermarks::load(&pool, config.dialect, &context.name)
@@ -165,13 +171,14 @@ impl DbSink {
             config,
             pool,
             tables: HashMap::new(),
+            schema,
             watermarks,
         })
     }
 
-    fn table_name(table: &str) -> TableName {
+    fn table_name(&self, table: &str) -> TableName {
         TableName {
-            schema: None,
+            schema: self.schema.clone(),
             table: table.to_owned(),
         }
     }
@@ -182,7 +189,7 @@ impl DbSink {
         if let Some(t) = self.tables.get(name) {
             return Ok(Some(Arc::clone(t)));
         }
-        let Some(description) = catalog::describe(&self.pool, self.dialect, name)
+        let Some(description) = catalog::describe(&self.pool, self.dialect, &self.table_name(name))
             .await
             .map_err(|e| db_error(&format!("read the catalog entry of {name}"), e))?
         else {
@@ -251,7 +258,7 @@ impl DbSink {
             .collect();
         let statement = self
             .dialect
-            .create_table(&Self::table_name(&change.table), &columns, &key);
+            .create_table(&self.table_name(&change.table), &columns, &key);
         // Identifiers are quoted (see `sql`).
         self.pool
             .execute(sqlx::AssertSqlSafe(statement))
@@ -306,7 +313,7 @@ impl DbSink {
         }
         for (column, value) in &absent {
             let statement = self.dialect.add_column(
-                &Self::table_name(table),
+                &self.table_name(table),
                 column,
                 self.dialect.column_type(value, false),
             );
@@ -333,7 +340,7 @@ impl DbSink {
         columns: &[String],
         rows: &[&Change],
     ) -> Result<(), ConnectorError> {
-        let name = Self::table_name(table);
+        let name = self.table_name(table);
         let d = self.dialect;
         let types: Vec<String> = columns.iter().map(|c| info.types[c].clone()).collect();
         let per_row = columns.len().max(1);
@@ -525,7 +532,14 @@ pub async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
                 continue;
             }
         }
-        match catalog::missing_privileges(&sink.pool, sink.dialect, &table, &wanted).await {
+        match catalog::missing_privileges(
+            &sink.pool,
+            sink.dialect,
+            &sink.table_name(&table),
+            &wanted,
+        )
+        .await
+        {
             Ok(missing) if missing.is_empty() => {}
             Ok(missing) => out.push(Finding::error(format!(
                 "the user may not {} table {table}",
@@ -535,6 +549,16 @@ pub async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
                 "could not read the privileges on {table}: {e}"
             ))),
         }
+    }
+    let mut targets: Vec<String> = config.table.iter().cloned().collect();
+    targets.extend(config.topic_tables.iter().map(|(_, t)| t.clone()));
+    targets.extend(config.tables_from_envelope.iter().cloned());
+    match catalog::wider_rights(&sink.pool, sink.dialect, &targets).await {
+        Ok(Some(warning)) => out.push(Finding::warning(warning)),
+        Ok(None) => {}
+        Err(e) => out.push(Finding::warning(format!(
+            "could not read what else the user may write: {e}"
+        ))),
     }
     sink.close().await;
     out

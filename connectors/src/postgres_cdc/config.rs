@@ -20,13 +20,21 @@ pub(crate) const DEFAULT_PUBLICATION: &str = "sluice";
 pub(crate) const DEFAULT_FETCH_SIZE: u64 = 10_240;
 /// `max.batch.size` unless set: records handed to the runtime per read.
 pub(crate) const DEFAULT_MAX_BATCH: u64 = 2048;
+/// `max.queue.size.in.bytes` unless set: bytes of records made ahead of the
+/// runtime, at most.
+pub(crate) const DEFAULT_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+/// Batches made ahead of the runtime, at most, besides the one being made
+/// and the one the runtime holds: the queue's bytes are shared among them.
+pub(crate) const READ_AHEAD: usize = 2;
+/// WAL messages the replication connection reads ahead of decoding, at most.
+pub(crate) const REPLICATION_READ_AHEAD: usize = 16;
 /// `status.update.interval.ms` unless set.
 pub(crate) const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 const KNOWN: &str = "database.hostname, database.port, database.user, database.password, database.dbname, \
     database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, slot.name, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
-    status.update.interval.ms, plugin.name, slot.drop.on.stop";
+    status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes";
 
 /// Keys of the Debezium connector and of Pulsar's wrapper that mean nothing
 /// here: accepted with a warning.
@@ -108,6 +116,9 @@ pub struct PostgresCdcConfig {
     pub fetch_size: u64,
     /// Records per read.
     pub max_batch: usize,
+    /// Bytes of records made ahead of the runtime, at most
+    /// (`max.queue.size.in.bytes`); a single larger record still passes.
+    pub queue_bytes: u64,
     /// Emit a heartbeat message this often, so that an idle database lets
     /// the slot advance; `None` never.
     pub heartbeat: Option<Duration>,
@@ -191,6 +202,12 @@ fn tls_settings(r: &ConfigReader<'_>) -> TlsSettings {
 }
 
 impl PostgresCdcConfig {
+    /// Bytes at which a batch is cut: the queue's bytes shared among the
+    /// batches made ahead, the one being made and the one the runtime holds.
+    pub(crate) fn batch_bytes(&self) -> u64 {
+        (self.queue_bytes / (READ_AHEAD as u64 + 2)).max(1)
+    }
+
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
         let r = ConfigReader::new(configs);
@@ -312,6 +329,9 @@ impl PostgresCdcConfig {
         }
         let fetch_size = r.u64_or("snapshot.fetch.size", DEFAULT_FETCH_SIZE).max(1);
         let max_batch = r.u64_or("max.batch.size", DEFAULT_MAX_BATCH).max(1) as usize;
+        let queue_bytes = r
+            .u64_or("max.queue.size.in.bytes", DEFAULT_QUEUE_BYTES)
+            .max(1);
         let heartbeat = r
             .u64("heartbeat.interval.ms")
             .filter(|ms| *ms > 0)
@@ -340,6 +360,7 @@ impl PostgresCdcConfig {
                     snapshot_mode,
                     fetch_size,
                     max_batch,
+                    queue_bytes,
                     heartbeat,
                     status_interval,
                     tls,

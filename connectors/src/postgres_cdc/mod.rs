@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
+use config::{READ_AHEAD, REPLICATION_READ_AHEAD};
 pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
 pub use preflight::preflight;
@@ -63,9 +64,6 @@ impl std::fmt::Debug for PostgresCdc {
         f.debug_struct("PostgresCdc").finish_non_exhaustive()
     }
 }
-
-/// Batches made ahead of the runtime, at most.
-const READ_AHEAD: usize = 2;
 
 /// Owns the connections and does the reading, in its own task.
 struct Worker {
@@ -156,6 +154,7 @@ fn replication_config(config: &PostgresCdcConfig, ack: Option<u64>) -> Replicati
     .with_options(SESSION_OPTIONS)
     .with_application_name("sluice")
     .with_status_interval(config.status_interval)
+    .with_buffer_size(REPLICATION_READ_AHEAD)
     .with_tls(config.tls.replication(&config.host));
     if let Some(lsn) = ack {
         cfg = cfg.with_ack_lsn(Lsn::from_u64(lsn));
@@ -242,11 +241,7 @@ impl Worker {
                 .sql_exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await?;
             let point = source.current_wal_lsn().await?;
-            source.snapshot = Some(Snapshot::new(
-                &source.tables,
-                point,
-                source.config.fetch_size,
-            ));
+            source.snapshot = Some(Snapshot::new(&source.tables, point, &source.config));
             return Ok(source);
         }
         source.prepare_slot().await?;
@@ -434,7 +429,7 @@ impl Worker {
             ))
             .await?;
             info!(slot = %slot_name, consistent_point = %catalog::format_lsn(point), "slot created; snapshot starts");
-            self.snapshot = Some(Snapshot::new(&self.tables, point, self.config.fetch_size));
+            self.snapshot = Some(Snapshot::new(&self.tables, point, &self.config));
             self.confirmed = point;
         } else if existing.is_none() {
             let rows = repl

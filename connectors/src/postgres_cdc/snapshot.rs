@@ -14,23 +14,46 @@ use super::pgoutput::Datum;
 use crate::api::{ConnectorError, SourceBatch};
 
 const CURSOR: &str = "sluice_snapshot";
+/// Rows the first FETCH asks for, before the width of a row is known.
+const FIRST_FETCH: u64 = 16;
+
+/// Rows per FETCH so that a chunk of rows as wide as those just read stays
+/// within `chunk_bytes`: at least one, at most `fetch_size`.
+fn rows_per_fetch(read_rows: usize, read_bytes: u64, chunk_bytes: u64, fetch_size: u64) -> u64 {
+    if read_rows == 0 || read_bytes == 0 {
+        return fetch_size;
+    }
+    let per_row = read_bytes.div_ceil(read_rows as u64).max(1);
+    (chunk_bytes / per_row).clamp(1, fetch_size)
+}
 
 /// Progress through the snapshot.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pending: VecDeque<u32>,
     reading: Option<u32>,
-    /// Rows fetched ahead to learn whether the previous chunk was the last.
-    peeked: Option<Vec<SimpleQueryRow>>,
+    /// Rows fetched ahead to learn whether the previous chunk was the last,
+    /// and whether they were the table's last.
+    peeked: Option<(Vec<SimpleQueryRow>, bool)>,
     point: u64,
+    /// Rows per FETCH at most (`snapshot.fetch.size`).
     fetch_size: u64,
+    /// Bytes a chunk should hold at most (see [`PostgresCdcConfig::batch_bytes`]).
+    chunk_bytes: u64,
+    /// Rows the next FETCH asks for: sized from the rows read so far, so
+    /// that a chunk of wide rows stays within `chunk_bytes`.
+    next_fetch: u64,
     ordinal: u64,
     started_ms: u64,
 }
 
 impl Snapshot {
     /// A snapshot of `tables`, consistent with the stream at `point`.
-    pub(crate) fn new(tables: &HashMap<u32, Table>, point: u64, fetch_size: u64) -> Self {
+    pub(crate) fn new(
+        tables: &HashMap<u32, Table>,
+        point: u64,
+        config: &PostgresCdcConfig,
+    ) -> Self {
         let mut order: Vec<(&u32, &Table)> = tables.iter().collect();
         order.sort_by(|a, b| (&a.1.schema, &a.1.name).cmp(&(&b.1.schema, &b.1.name)));
         Self {
@@ -38,7 +61,9 @@ impl Snapshot {
             reading: None,
             peeked: None,
             point,
-            fetch_size,
+            fetch_size: config.fetch_size,
+            chunk_bytes: config.batch_bytes(),
+            next_fetch: config.fetch_size.min(FIRST_FETCH),
             ordinal: 0,
             started_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -51,22 +76,35 @@ impl Snapshot {
         self.point
     }
 
+    /// Read the next rows of the open cursor; whether that was all of them.
     async fn fetch(
-        &self,
+        &mut self,
         sql: &Client,
         table: &Table,
-    ) -> Result<Vec<SimpleQueryRow>, ConnectorError> {
+    ) -> Result<(Vec<SimpleQueryRow>, bool), ConnectorError> {
+        let asked = self.next_fetch;
         let messages = sql
-            .simple_query(&format!("FETCH {} FROM {CURSOR}", self.fetch_size))
+            .simple_query(&format!("FETCH {asked} FROM {CURSOR}"))
             .await
             .map_err(|e| pg_error(&format!("read {}.{}", table.schema, table.name), e))?;
-        Ok(messages
+        let rows: Vec<SimpleQueryRow> = messages
             .into_iter()
             .filter_map(|m| match m {
                 SimpleQueryMessage::Row(r) => Some(r),
                 _ => None,
             })
-            .collect())
+            .collect();
+        let bytes: u64 = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|c| r.get(c).map_or(0, str::len) as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        self.next_fetch = rows_per_fetch(rows.len(), bytes, self.chunk_bytes, self.fetch_size);
+        let last = (rows.len() as u64) < asked;
+        Ok((rows, last))
     }
 
     /// The next chunk of rows as `op: r` records; `None` when every table is read.
@@ -93,20 +131,21 @@ impl Snapshot {
                         .await
                         .map_err(|e| pg_error("open the snapshot cursor", e))?;
                     self.reading = Some(oid);
+                    // Another table, rows of another width.
+                    self.next_fetch = self.fetch_size.min(FIRST_FETCH);
                     oid
                 }
             };
             let table = &tables[&oid];
-            let rows = match self.peeked.take() {
-                Some(rows) => rows,
+            let (rows, mut table_done) = match self.peeked.take() {
+                Some(peeked) => peeked,
                 None => self.fetch(sql, table).await?,
             };
-            let mut table_done = (rows.len() as u64) < self.fetch_size;
             if !table_done && self.pending.is_empty() {
                 // The last table: look one chunk ahead, so that the last
                 // row of the snapshot can say so.
                 let next = self.fetch(sql, table).await?;
-                if next.is_empty() {
+                if next.0.is_empty() {
                     table_done = true;
                 } else {
                     self.peeked = Some(next);
@@ -162,5 +201,21 @@ impl Snapshot {
                 checkpoint: None,
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_per_fetch;
+
+    #[test]
+    fn a_fetch_of_wide_rows_stays_within_the_chunk_bytes() {
+        // 16 rows of 1 MiB, 4 MiB a chunk: 4 rows next.
+        assert_eq!(rows_per_fetch(16, 16 << 20, 4 << 20, 10_240), 4);
+        // Rows wider than a chunk: one at a time.
+        assert_eq!(rows_per_fetch(2, 20 << 20, 4 << 20, 10_240), 1);
+        // Narrow rows: up to snapshot.fetch.size.
+        assert_eq!(rows_per_fetch(16, 16 * 100, 4 << 20, 10_240), 10_240);
+        assert_eq!(rows_per_fetch(0, 0, 4 << 20, 500), 500);
     }
 }

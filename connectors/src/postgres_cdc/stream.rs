@@ -33,6 +33,8 @@ pub(crate) struct StreamState {
     relations: HashMap<u32, Option<Table>>,
     txn: Option<Txn>,
     pending: Vec<SourceRecord>,
+    /// Payload bytes of `pending`.
+    pending_bytes: u64,
     /// The last position handed out, so that keepalives only move it forward.
     last_checkpoint: u64,
     heartbeat: Option<tokio::time::Interval>,
@@ -76,6 +78,7 @@ impl StreamState {
             relations: HashMap::new(),
             txn: None,
             pending: Vec::new(),
+            pending_bytes: 0,
             last_checkpoint: 0,
             heartbeat,
             at_most_once: false,
@@ -84,6 +87,7 @@ impl StreamState {
 
     fn checkpoint(&mut self, position: u64) -> SourceBatch {
         self.last_checkpoint = self.last_checkpoint.max(position);
+        self.pending_bytes = 0;
         SourceBatch {
             records: std::mem::take(&mut self.pending),
             checkpoint: Some(Position(position)),
@@ -102,7 +106,8 @@ impl StreamState {
         types: &mut Types,
     ) -> Result<Option<SourceBatch>, ConnectorError> {
         loop {
-            if self.pending.len() >= config.max_batch {
+            if self.pending.len() >= config.max_batch || self.pending_bytes >= config.batch_bytes()
+            {
                 // A large transaction goes out in parts; its position comes
                 // with its commit, except at most once (the server skips a
                 // transaction whose commit record lies before the slot's
@@ -117,6 +122,7 @@ impl StreamState {
                 {
                     return Ok(Some(self.checkpoint(at)));
                 }
+                self.pending_bytes = 0;
                 return Ok(Some(SourceBatch {
                     records: std::mem::take(&mut self.pending),
                     checkpoint: None,
@@ -235,7 +241,7 @@ impl StreamState {
             snapshot: None,
         };
         txn.ordinal += 1;
-        self.pending.push(record(
+        let made = record(
             &config.topic_prefix,
             &config.dbname,
             table,
@@ -244,7 +250,9 @@ impl StreamState {
             after,
             origin,
             now_ms(),
-        ));
+        );
+        self.pending_bytes += made.value.len() as u64;
+        self.pending.push(made);
         Ok(())
     }
 

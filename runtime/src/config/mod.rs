@@ -30,10 +30,17 @@ pub struct PulsarSettings {
     pub tls_trust_certs_file_path: Option<PathBuf>,
     /// Accept any server certificate. Insecure.
     pub tls_allow_insecure_connection: bool,
+    /// Bytes of message payload each connector holds for Pulsar at most:
+    /// a source's publishes awaiting the broker's receipt (`memoryLimitBytes`;
+    /// 0 is no limit).
+    pub memory_limit_bytes: u64,
 }
 
 /// The default broker, as `pulsar-admin` assumes it.
 pub const DEFAULT_SERVICE_URL: &str = "pulsar://localhost:6650";
+
+/// `memoryLimitBytes` unless set, as the Java client's default.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How a source publishes.
 #[derive(Debug, Clone, PartialEq)]

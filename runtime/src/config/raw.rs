@@ -30,6 +30,7 @@ pub(crate) struct PulsarSection {
     pub(crate) auth_token: Option<String>,
     pub(crate) tls_trust_certs_file_path: Option<String>,
     pub(crate) tls_allow_insecure_connection: Option<bool>,
+    pub(crate) memory_limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,9 +13,9 @@ use super::raw::{PipelineFile, RawConfigs, RawValue, SinkEntry, SourceEntry};
 use super::{
     Batching, Compression, ConfigError, ConfigErrors, ConnectorFileKind, DEFAULT_BATCH_MAX_BYTES,
     DEFAULT_BATCH_MAX_DELAY, DEFAULT_BATCH_MAX_MESSAGES, DEFAULT_MAX_PENDING_MESSAGES,
-    DEFAULT_MAX_RETRIES, DEFAULT_NACK_DELAY, DEFAULT_SERVICE_URL, Guarantee, Loaded,
-    LocalrunOverrides, Pipeline, ProducerSettings, PulsarSettings, SinkDef, SourceDef,
-    SubscriptionPosition, SubscriptionType,
+    DEFAULT_MAX_RETRIES, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_NACK_DELAY, DEFAULT_SERVICE_URL,
+    Guarantee, Loaded, LocalrunOverrides, Pipeline, ProducerSettings, PulsarSettings, SinkDef,
+    SourceDef, SubscriptionPosition, SubscriptionType,
 };
 
 /// Collects errors and warnings with their places.
@@ -207,6 +207,7 @@ pub(crate) fn connector_file_from_str(
         auth_token: None,
         tls_trust_certs_file_path: None,
         tls_allow_insecure_connection: false,
+        memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
     };
     check_service_url(&pulsar.service_url, None, "--broker-service-url", &mut ctx);
     let (sources, sinks) = match kind {
@@ -259,6 +260,7 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
             auth_token: None,
             tls_trust_certs_file_path: None,
             tls_allow_insecure_connection: false,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
         };
     };
     let service_url = match &s.service_url {
@@ -283,6 +285,7 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
         auth_token: s.auth_token.filter(|t| !t.is_empty()).map(Secret::new),
         tls_trust_certs_file_path: s.tls_trust_certs_file_path.map(PathBuf::from),
         tls_allow_insecure_connection: s.tls_allow_insecure_connection.unwrap_or(false),
+        memory_limit_bytes: s.memory_limit_bytes.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES),
     }
 }
 

@@ -216,6 +216,8 @@ struct Run<'a, 'b> {
     /// The last position committed to the source.
     position: Option<Position>,
     skipped: u64,
+    /// Payload bytes sent and not yet acknowledged by the broker.
+    in_flight_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Publish until the source is exhausted, shutdown is requested, or
@@ -239,6 +241,7 @@ pub(crate) async fn run(
         published: progress.sequence,
         position: progress.position,
         skipped: 0,
+        in_flight_bytes: std::sync::atomic::AtomicU64::new(0),
     };
     let result = run.pump(source, shutdown).await;
     if let Some(open) = run.open.take() {
@@ -257,6 +260,7 @@ impl Run<'_, '_> {
         shutdown: &CancellationToken,
     ) -> Result<Finished, TaskError> {
         let max_in_flight = self.def.producer.max_pending_messages;
+        let max_in_flight_bytes = self.client.memory_limit();
         let mut in_flight: FuturesUnordered<
             std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>,
         > = FuturesUnordered::new();
@@ -281,7 +285,8 @@ impl Run<'_, '_> {
                 () = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
                     self.commit(&mut in_flight, source).await?;
                 }
-                read = source.read(), if in_flight.len() < max_in_flight => {
+                read = source.read(), if in_flight.len() < max_in_flight
+                    && self.in_flight_bytes.load(std::sync::atomic::Ordering::Relaxed) < max_in_flight_bytes => {
                     let Some(batch) = read? else {
                         // Exhausted: what was read is whole, publish it.
                         if self.open.is_some() {
@@ -373,10 +378,14 @@ impl Run<'_, '_> {
         open.checkpoint = None;
         let event_ms = record.event_time_ms;
         let send = producer.send_in(record, Some(&open.txn));
+        self.in_flight_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(Box::pin(async move { (event_ms, bytes, send.await) })))
     }
 
     fn settle(&self, (event_ms, bytes, result): Sent) -> Result<(), TaskError> {
+        self.in_flight_bytes
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
         result?;
         ConnectorStatus::add(&self.status.bytes_out, bytes);
         if let Some(t) = event_ms {

@@ -119,6 +119,8 @@ async fn pump(
 ) -> Result<Finished, TaskError> {
     let at_most_once = def.guarantee == Guarantee::AtMostOnce;
     let max_in_flight = def.producer.max_pending_messages;
+    let max_in_flight_bytes = publisher.client.memory_limit();
+    let mut in_flight_bytes = 0u64;
     let mut acks = OrderedAcks::default();
     let mut in_flight = FuturesUnordered::new();
     let mut exhausted = false;
@@ -140,9 +142,11 @@ async fn pump(
                 return Ok(Finished::Stopped);
             }
             Some((batch, event_ms, bytes, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                in_flight_bytes -= bytes;
                 settle(batch, event_ms, bytes, result, &mut acks, source, status, at_most_once).await?;
             }
-            read = source.read(), if !exhausted && in_flight.len() < max_in_flight => {
+            read = source.read(), if !exhausted && in_flight.len() < max_in_flight
+                && in_flight_bytes < max_in_flight_bytes => {
                 let Some(batch) = read? else {
                     exhausted = true;
                     continue;
@@ -161,6 +165,7 @@ async fn pump(
                 let id = acks.push(if at_most_once { 0 } else { n }, checkpoint);
                 for record in batch.records {
                     let bytes = record.value.len() as u64;
+                    in_flight_bytes += bytes;
                     ConnectorStatus::add(&status.records_in, 1);
                     ConnectorStatus::add(&status.bytes_in, bytes);
                     let event_ms = record.event_time_ms;

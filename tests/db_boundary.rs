@@ -1,0 +1,334 @@
+//! The database sink's trust boundary, on Postgres, MariaDB and SQLite: the
+//! configuration chooses the table, never the message. A hostile producer
+//! on an input topic cannot write, delete or truncate elsewhere, and no
+//! mapping can reach sluice's watermark table or a system catalog.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::json;
+use sluice_tests::sink::{pg_url, sink_section, sinks_config, sqlite};
+use sluice_tests::{PULSAR_URL, Sluice, free_port, mariadb, pg, temp_dir, unique, wait_for};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// A Debezium envelope of `op` on `table`.
+fn envelope(op: &str, table: &str, before: serde_json::Value, after: serde_json::Value) -> String {
+    json!({
+        "op": op, "before": before, "after": after, "ts_ms": 0,
+        "source": {"connector": "postgresql", "schema": "public", "table": table}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_envelope_naming_another_table_is_dead_lettered_on_every_engine() -> anyhow::Result<()> {
+    // GIVEN, on each engine, `orders` and a `victim` table with one row, and
+    // a sink over the orders topic that may truncate
+    let name = unique("jdbc-boundary").replace('-', "_");
+    let schema = "CREATE TABLE orders (id INT PRIMARY KEY, v VARCHAR(20));
+                  CREATE TABLE victim (id INT PRIMARY KEY); INSERT INTO victim VALUES (1);";
+    let pg_db = pg::create_database(&name).await?;
+    pg_db.batch_execute(schema).await?;
+    let maria = mariadb::create_database(&name).await?;
+    sqlx::raw_sql(schema).execute(&maria).await?;
+    let dir = temp_dir(&name)?;
+    let lite_path = dir.join("boundary.db");
+    let lite = sqlite(&lite_path).await?;
+    sqlx::raw_sql(schema).execute(&lite).await?;
+
+    // WHEN a producer on the orders topic sends, between two orders,
+    // envelopes that name `victim`: a delete, a truncate and an upsert
+    let topic = sluice_tests::topic(&format!("{name}.public.orders"));
+    let k = |id: i64| json!({ "id": id }).to_string();
+    sluice_tests::publish(
+        &topic,
+        &[
+            (
+                k(1),
+                Some(envelope(
+                    "c",
+                    "orders",
+                    json!(null),
+                    json!({"id": 1, "v": "first"}),
+                )),
+            ),
+            (
+                k(1),
+                Some(envelope("d", "victim", json!({"id": 1}), json!(null))),
+            ),
+            (
+                k(0),
+                Some(envelope("t", "victim", json!(null), json!(null))),
+            ),
+            (
+                k(7),
+                Some(envelope("c", "victim", json!(null), json!({"id": 7}))),
+            ),
+            (
+                k(2),
+                Some(envelope(
+                    "c",
+                    "orders",
+                    json!(null),
+                    json!({"id": 2, "v": "last"}),
+                )),
+            ),
+        ],
+    )
+    .await?;
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let mut sections = Vec::new();
+    let mut dead_letters = Vec::new();
+    let lite_url = format!("sqlite:{}", lite_path.display());
+    for (sink, url) in [
+        ("pg", pg_url(&name)),
+        ("maria", mariadb::url(&name)),
+        ("lite", lite_url),
+    ] {
+        let dlq = sluice_tests::topic(&format!("{name}-{sink}-dlq"));
+        dead_letters.push(
+            client
+                .consumer(&dlq)
+                .subscription("audit")
+                .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+                .subscribe()
+                .await?,
+        );
+        sections.push(sink_section(
+            sink,
+            &topic,
+            &url,
+            &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 0\n"),
+            "      allowTruncate: true\n",
+        ));
+    }
+    let port = free_port()?;
+    let sluice = Sluice::start(&dir, &sinks_config(port, &sections), port)?;
+
+    // THEN each engine holds both orders and an intact victim
+    let pg_orders = wait_for("both orders in postgres", LONG, || async {
+        let n: i64 = pg_db
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await?
+            .get(0);
+        Ok((n == 2).then_some(n))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let maria_orders = wait_for("both orders in mariadb", LONG, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&maria)
+            .await?;
+        Ok((n == 2).then_some(n))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let lite_orders = wait_for("both orders in sqlite", LONG, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+            .fetch_one(&lite)
+            .await?;
+        Ok((n == 2).then_some(n))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    assert_eq!((pg_orders, maria_orders, lite_orders), (2, 2, 2));
+    let victims: Vec<i32> = pg_db
+        .query("SELECT id FROM victim ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let maria_victims: Vec<i32> = sqlx::query_scalar("SELECT id FROM victim ORDER BY id")
+        .fetch_all(&maria)
+        .await?;
+    let lite_victims: Vec<i32> = sqlx::query_scalar("SELECT id FROM victim ORDER BY id")
+        .fetch_all(&lite)
+        .await?;
+    assert_eq!(
+        (victims, maria_victims, lite_victims),
+        (vec![1], vec![1], vec![1])
+    );
+
+    // AND each sink dead-lettered exactly the three envelopes, with the reason
+    for reader in &mut dead_letters {
+        for expected_key in [k(1), k(0), k(7)] {
+            let msg = reader
+                .receive_with_timeout(LONG)
+                .await?
+                .context("a dead letter is missing")
+                .with_context(|| sluice.log())?;
+            let (_, props) = sluice_tests::message_parts(&msg);
+            let error = props
+                .iter()
+                .find(|(k, _)| k == "sluice.error")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            ensure!(
+                error.contains("names table victim, but its topic maps to table orders"),
+                "dead letter for {expected_key}: {error}"
+            );
+        }
+        ensure!(
+            reader
+                .receive_with_timeout(Duration::from_millis(500))
+                .await?
+                .is_none(),
+            "more than three dead letters"
+        );
+    }
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_mapping_reaches_the_watermark_or_a_system_table() -> anyhow::Result<()> {
+    // GIVEN mappings into sluice's watermark table, SQLite's catalog, a
+    // schema, and MariaDB's system database
+    let dir = temp_dir("jdbc-forbidden")?;
+    let topic = sluice_tests::topic("forbidden");
+    let config = sinks_config(
+        free_port()?,
+        &[
+            sink_section(
+                "a",
+                &topic,
+                &pg_url("x"),
+                "",
+                "      tableName: sluice_offsets\n",
+            ),
+            sink_section(
+                "b",
+                &topic,
+                "sqlite:x.db",
+                "",
+                "      topicToTable: 'forbidden:sqlite_master'\n",
+            ),
+            sink_section(
+                "c",
+                &topic,
+                &pg_url("x"),
+                "",
+                "      tableName: pg_catalog.pg_authid\n",
+            ),
+            sink_section("d", &topic, "mysql://u:p@127.0.0.1:3306/mysql", "", ""),
+        ],
+    );
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, config)?;
+
+    // WHEN it is validated
+    let out = std::process::Command::new(sluice_tests::sluice_binary()?)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()?;
+
+    // THEN each is refused, by name
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    for expected in [
+        "sluice_offsets is sluice's own watermark table",
+        "sqlite_master is a SQLite internal table name",
+        "pg_catalog.pg_authid names a schema",
+        "names the system database mysql",
+    ] {
+        ensure!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_catalog_name_does_not_resolve_into_pg_catalog() -> anyhow::Result<()> {
+    // GIVEN a Postgres target with no table named pg_authid, and a mapping to it
+    let name = unique("jdbc-catalog").replace('-', "_");
+    pg::create_database(&name).await?;
+    let dir = temp_dir(&name)?;
+    let topic = sluice_tests::topic(&name);
+    let path = dir.join("check.yaml");
+    std::fs::write(
+        &path,
+        sinks_config(
+            free_port()?,
+            &[sink_section(
+                "pg",
+                &topic,
+                &pg_url(&name),
+                "",
+                "      tableName: pg_authid\n",
+            )],
+        ),
+    )?;
+
+    // WHEN sluice check runs
+    let (code, text) = sluice_tests::sluice_check(&path)?;
+
+    // THEN the name is looked up in the default schema only, and the
+    // superuser account is called out
+    assert_eq!(code, Some(1), "{text}");
+    ensure!(text.contains("the target has no table pg_authid"), "{text}");
+    ensure!(text.contains("the sink's user is a superuser"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_warns_about_an_account_that_can_write_elsewhere() -> anyhow::Result<()> {
+    // GIVEN a Postgres user that may write its target and another table,
+    // and the stack's MariaDB user, which holds every privilege on *.*
+    let name = unique("jdbc-wide").replace('-', "_");
+    let user = format!("wide_{name}");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(&format!(
+        "CREATE TABLE items (id int PRIMARY KEY); CREATE TABLE payroll (id int PRIMARY KEY);
+         CREATE ROLE {user} LOGIN PASSWORD 'pw';
+         GRANT SELECT, INSERT, UPDATE, DELETE ON items, payroll TO {user};"
+    ))
+    .await?;
+    let maria = mariadb::create_database(&name).await?;
+    sqlx::raw_sql("CREATE TABLE items (id INT PRIMARY KEY)")
+        .execute(&maria)
+        .await?;
+    let dir = temp_dir(&name)?;
+    let topic = sluice_tests::topic(&name);
+    let path = dir.join("check.yaml");
+    std::fs::write(
+        &path,
+        sinks_config(
+            free_port()?,
+            &[
+                sink_section(
+                    "pg",
+                    &topic,
+                    &format!("postgres://{user}:pw@127.0.0.1:5432/{name}"),
+                    "",
+                    "      tableName: items\n",
+                ),
+                sink_section(
+                    "maria",
+                    &topic,
+                    &mariadb::url(&name),
+                    "",
+                    "      tableName: items\n",
+                ),
+            ],
+        ),
+    )?;
+
+    // WHEN sluice check runs
+    let (_, text) = sluice_tests::sluice_check(&path)?;
+
+    // THEN it names the table the Postgres user could write, and the
+    // MariaDB user's global grants
+    ensure!(
+        text.contains("the sink's user may write tables it does not target: public.payroll;"),
+        "{text}"
+    );
+    ensure!(text.contains("on every database (*.*)"), "{text}");
+    db.batch_execute(&format!(
+        "REVOKE ALL ON items, payroll FROM {user}; DROP ROLE {user};"
+    ))
+    .await?;
+    Ok(())
+}
