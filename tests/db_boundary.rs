@@ -332,3 +332,95 @@ async fn check_warns_about_an_account_that_can_write_elsewhere() -> anyhow::Resu
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_refused_value_stays_out_of_the_log_and_the_status() -> anyhow::Result<()> {
+    // GIVEN a Postgres target whose `qty` is an integer, and a record that
+    // carries a secret where the integer should be
+    let name = unique("jdbc-values").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, qty int)")
+        .await?;
+    let secret = "s3cret-card-4111";
+    let topic = sluice_tests::topic(&name);
+    let dlq = sluice_tests::topic(&format!("{name}-dlq"));
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let reader = client
+        .consumer(&dlq)
+        .subscription("audit")
+        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+        .subscribe()
+        .await?;
+    sluice_tests::publish(
+        &topic,
+        &[
+            (
+                json!({"id": 1}).to_string(),
+                Some(json!({"id": 1, "qty": secret}).to_string()),
+            ),
+            (
+                json!({"id": 2}).to_string(),
+                Some(json!({"id": 2, "qty": 5}).to_string()),
+            ),
+        ],
+    )
+    .await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let sluice = Sluice::start(
+        &dir,
+        &sinks_config(
+            port,
+            &[sink_section(
+                "pg",
+                &topic,
+                &pg_url(&name),
+                &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 0\n"),
+                "      tableName: items\n      insertMode: UPSERT\n",
+            )],
+        ),
+        port,
+    )?;
+
+    // WHEN the target refuses it
+    let msg = reader
+        .receive_with_timeout(LONG)
+        .await?
+        .context("no dead letter")
+        .with_context(|| sluice.log())?;
+    wait_for("row 2", LONG, || async {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM items WHERE id = 2", &[])
+            .await?
+            .get(0);
+        Ok((n == 1).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN the log and the status name the SQLSTATE, never the value; the
+    // dead letter keeps the database's whole message
+    let (_, props) = sluice_tests::message_parts(&msg);
+    let error = props
+        .iter()
+        .find(|(k, _)| k == "sluice.error")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    ensure!(
+        error.contains("SQLSTATE 22P02") && error.contains(secret),
+        "{error}"
+    );
+    let status = sluice.get("/connectors/pg").unwrap_or_default();
+    let log = sluice.log();
+    ensure!(log.contains("SQLSTATE 22P02"), "{log}");
+    ensure!(!log.contains(secret), "the value is in the log:\n{log}");
+    ensure!(
+        !status.contains(secret),
+        "the value is in the status: {status}"
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

@@ -113,18 +113,36 @@ impl std::fmt::Debug for DbSinkConfig {
     }
 }
 
-/// A URL with any password in it replaced by `***`.
+/// A URL with any password in it replaced by `***`: in the user part
+/// (`user:password@`) and in the query (`?password=`, `&password=`, and any
+/// key that contains `password`, in any case).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 /// A parsed `jdbcUrl`: the dialect, the URL sluice connects with, and the
@@ -378,6 +396,21 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let (_, report) =
             DbSinkConfig::from_configs(&configs(&[("jdbcUrl", "oracle://u:hunter2@db/w")]));
+        assert!(!format!("{report:?}").contains("hunter2"), "{report:?}");
+    }
+
+    #[test]
+    fn passwords_in_a_query_string_are_redacted() {
+        assert_eq!(
+            redact("jdbc:postgresql://db/w?user=u&password=hunter2&sslmode=require"),
+            "jdbc:postgresql://db/w?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("mysql://u:pw@db/w?ssl-mode=REQUIRED&clientCertPassword=x"),
+            "mysql://u:***@db/w?ssl-mode=REQUIRED&clientCertPassword=***"
+        );
+        let (_, report) =
+            DbSinkConfig::from_configs(&configs(&[("jdbcUrl", "oracle://db/w?password=hunter2")]));
         assert!(!format!("{report:?}").contains("hunter2"), "{report:?}");
     }
 

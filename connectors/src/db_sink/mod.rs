@@ -10,6 +10,7 @@
 mod catalog;
 mod changes;
 mod config;
+mod errors;
 pub mod sql;
 mod values;
 mod watermark;
@@ -86,16 +87,19 @@ fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
         | sqlx::Error::Tls(_) => true,
         _ => false,
     };
-    // The database's message, never the values: they may hold row data.
+    // The code, table and column, never the database's message: it may
+    // quote row values. The message stays in the source chain, which a
+    // dead letter carries and the log does not.
     let message = match &e {
-        sqlx::Error::Database(db) => format!("{context}: {}", db.message()),
+        sqlx::Error::Database(db) => format!("{context}: {}", errors::describe(db.as_ref())),
         other => format!("{context}: {other}"),
     };
-    if retryable {
+    let err = if retryable {
         ConnectorError::retryable(message)
     } else {
         ConnectorError::permanent(message)
-    }
+    };
+    err.with_source(e)
 }
 
 /// A pool to the target. MySQL sessions run in UTC and in strict mode, so

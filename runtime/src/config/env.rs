@@ -4,13 +4,64 @@
 //! `${NAME:-default}` falls back to `default`; `$${` is a literal `${`.
 //! Comments are left alone, so a commented-out line may name an unset
 //! variable.
+//!
+//! A value stays one scalar, whatever it holds: it cannot add keys or
+//! entries to the file. Inside double quotes it is escaped; inside single
+//! quotes its quotes are doubled; unquoted, it goes in as it is when YAML
+//! would read it as plain text, and as a double-quoted scalar when it is the
+//! whole value. A value that could only be read as structure where it
+//! stands is an error that says to quote it.
 
-/// A `${NAME}` whose variable is not set.
+/// What went wrong with a `${NAME}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// The variable is not set.
+    Missing,
+    /// Its value cannot stand there as one scalar.
+    Unsafe,
+}
+
+/// A `${NAME}` that could not be substituted, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MissingVariable {
     pub(crate) name: String,
     pub(crate) line: usize,
     pub(crate) column: usize,
+    pub(crate) problem: Problem,
+}
+
+/// Characters that open a YAML node when they start a plain scalar.
+const INDICATORS: &[char] = &[
+    '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
+];
+
+/// Whether `value` reads back as the same plain scalar, where it stands.
+fn plain_safe(value: &str, at_start: bool, in_flow: bool) -> bool {
+    let structure = value.chars().any(char::is_control)
+        || value.contains(": ")
+        || value.ends_with(':')
+        || value.contains(" #")
+        || value.trim() != value
+        || (at_start && value.starts_with(INDICATORS))
+        || (in_flow && value.contains([',', '[', ']', '{', '}']));
+    !structure
+}
+
+/// `value` as a double-quoted YAML scalar's content.
+fn escape_double(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Replace every `${NAME}` in `text` with `lookup(NAME)`.
@@ -39,19 +90,26 @@ fn substitute_line(
     out: &mut String,
     missing: &mut Vec<MissingVariable>,
 ) {
-    let mut rest = line;
+    let mut quote: Option<char> = None;
+    // Unclosed `[` and `{` outside quotes: inside them `,` ends a scalar.
+    let mut depth = 0usize;
+    // Whether a plain scalar would start here (only indentation or an
+    // indicator and blanks before it).
+    let mut scalar_start = true;
+    let mut prev = ' ';
     let mut column = 1;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        column += rest[..at].chars().count();
-        let after = &rest[at..];
-        if let Some(tail) = after.strip_prefix("$${") {
+    let mut i = 0;
+    while i < line.len() {
+        let rest = &line[i..];
+        if quote != Some('\'') && rest.starts_with("$${") {
             out.push_str("${");
-            rest = tail;
+            i += 3;
             column += 3;
+            scalar_start = false;
+            prev = '{';
             continue;
         }
-        if let Some(body) = after.strip_prefix("${")
+        if let Some(body) = rest.strip_prefix("${")
             && let Some(end) = body.find('}')
         {
             let expr = &body[..end];
@@ -59,24 +117,84 @@ fn substitute_line(
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            match lookup(name).or_else(|| default.map(str::to_owned)) {
-                Some(value) => out.push_str(&value),
-                None => missing.push(MissingVariable {
+            let consumed = 2 + end + 1;
+            let after = &line[i + consumed..];
+            let problem = match lookup(name).or_else(|| default.map(str::to_owned)) {
+                None => Some(Problem::Missing),
+                Some(value) => place(&value, quote, scalar_start, depth > 0, after, out),
+            };
+            if let Some(problem) = problem {
+                missing.push(MissingVariable {
                     name: name.to_owned(),
                     line: line_no,
                     column,
-                }),
+                    problem,
+                });
             }
-            let consumed = 2 + end + 1;
-            column += after[..consumed].chars().count();
-            rest = &after[consumed..];
+            column += rest[..consumed].chars().count();
+            i += consumed;
+            scalar_start = false;
+            prev = '}';
             continue;
         }
-        out.push('$');
-        rest = &after[1..];
+        let Some(c) = rest.chars().next() else { break };
+        out.push(c);
+        i += c.len_utf8();
         column += 1;
+        match quote {
+            Some('"') if c == '\\' => {
+                // An escape: the next character is taken as it is.
+                if let Some(next) = line[i..].chars().next() {
+                    out.push(next);
+                    i += next.len_utf8();
+                    column += 1;
+                }
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => {
+                match c {
+                    '"' | '\'' if scalar_start => quote = Some(c),
+                    '[' | '{' => depth += 1,
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                scalar_start = match c {
+                    ' ' | '\t' => scalar_start || matches!(prev, ':' | '-' | ',' | '[' | '{'),
+                    '[' | '{' | ',' => true,
+                    _ => false,
+                };
+            }
+        }
+        prev = c;
     }
-    out.push_str(rest);
+}
+
+/// Write `value` where a `${...}` stood, so that it stays one scalar; the
+/// problem when it cannot.
+fn place(
+    value: &str,
+    quote: Option<char>,
+    scalar_start: bool,
+    in_flow: bool,
+    after: &str,
+    out: &mut String,
+) -> Option<Problem> {
+    match quote {
+        Some('"') => out.push_str(&escape_double(value)),
+        // Single quotes fold a line break into a space: it cannot be kept.
+        Some(_) if value.contains(['\n', '\r']) => return Some(Problem::Unsafe),
+        Some(_) => out.push_str(&value.replace('\'', "''")),
+        None if plain_safe(value, scalar_start, in_flow) => out.push_str(value),
+        // The whole value: quote it.
+        None if scalar_start && !in_flow && after.trim().is_empty() => {
+            out.push('"');
+            out.push_str(&escape_double(value));
+            out.push('"');
+        }
+        None => return Some(Problem::Unsafe),
+    }
+    None
 }
 
 /// Split a YAML line into its content and a trailing comment: a `#` at the
@@ -124,13 +242,52 @@ mod tests {
                 MissingVariable {
                     name: "NOPE".into(),
                     line: 2,
-                    column: 5
+                    column: 5,
+                    problem: Problem::Missing,
                 },
                 MissingVariable {
                     name: "ALSO".into(),
                     line: 2,
-                    column: 14
+                    column: 14,
+                    problem: Problem::Missing,
                 },
+            ]
+        );
+    }
+
+    fn hostile(name: &str) -> Option<String> {
+        match name {
+            "NL" => Some("pw\nsinks: []".into()),
+            "QUOTE" => Some("it's \"quoted\"".into()),
+            "FLOW" => Some("[a, b]".into()),
+            "COLON" => Some("a: b".into()),
+            _ => env(name),
+        }
+    }
+
+    #[test]
+    fn a_value_stays_one_scalar_whatever_it_holds() {
+        let out = substitute(
+            "a: ${NL}\nb: \"${NL}\"\nc: '${QUOTE}'\nd: ${FLOW}\ne: ${COLON}\nf: x-${HOST}\n",
+            hostile,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "a: \"pw\\nsinks: []\"\nb: \"pw\\nsinks: []\"\nc: 'it''s \"quoted\"'\nd: \"[a, b]\"\ne: \"a: b\"\nf: x-db.local\n"
+        );
+    }
+
+    #[test]
+    fn a_value_that_cannot_stand_as_one_scalar_is_refused() {
+        let err = substitute("a: x ${NL}\nb: '${NL}'\nc: [${FLOW}]\n", hostile).unwrap_err();
+        let problems: Vec<(usize, Problem)> = err.iter().map(|m| (m.line, m.problem)).collect();
+        assert_eq!(
+            problems,
+            [
+                (1, Problem::Unsafe),
+                (2, Problem::Unsafe),
+                (3, Problem::Unsafe)
             ]
         );
     }

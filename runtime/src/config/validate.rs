@@ -81,10 +81,17 @@ fn parse<T: DeserializeOwned>(
                     line: m.line as u64,
                     column: m.column as u64,
                     path: String::new(),
-                    message: format!(
-                        "the environment variable {} is not set (write ${{{}:-}} for empty)",
-                        m.name, m.name
-                    ),
+                    message: match m.problem {
+                        super::env::Problem::Missing => format!(
+                            "the environment variable {} is not set (write ${{{}:-}} for empty)",
+                            m.name, m.name
+                        ),
+                        super::env::Problem::Unsafe => format!(
+                            "the value of the environment variable {} would change the file's structure here: \
+                             put ${{{}}} in double quotes, or make it the whole value",
+                            m.name, m.name
+                        ),
+                    },
                 })
                 .collect(),
         )
