@@ -177,3 +177,63 @@ async fn verify_full_without_a_root_certificate_is_refused_at_validate() -> anyh
     ensure!(text.contains("database.sslrootcert"), "{text}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_certificate_authenticates_both_connections() -> anyhow::Result<()> {
+    // GIVEN the role sluice_cert, which the stack's Postgres authenticates by
+    // client certificate only, owning the captured table
+    let name = unique("cdc-tls-cert").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE sluice_cert LOGIN REPLICATION; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT CREATE ON DATABASE \"{name}\" TO sluice_cert;
+         CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+         ALTER TABLE t OWNER TO sluice_cert;"
+    ))
+    .await?;
+    let tls = sluice_tests::stack_dir().join("tls");
+    let mut p = cdc_tls(
+        &name,
+        "localhost",
+        &format!(
+            "{}      database.sslcert: {}\n      database.sslkey: {}\n",
+            verify_full(&pg::ca()),
+            tls.join("client.pem").display(),
+            tls.join("client.key").display()
+        ),
+    )?;
+    p.config = p
+        .config
+        .replace("database.user: postgres", "database.user: sluice_cert")
+        .replace(&format!("      database.password: {}\n", pg::PASSWORD), "");
+
+    // WHEN the source snapshots and streams with no password
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+    wait_for_slot(&db, &p.prefix, &sluice).await?;
+    db.batch_execute("INSERT INTO t VALUES (2)").await?;
+    wait_for_event(&p.out, "row 2", |e| e.key == json!({"id": 2}))
+        .await
+        .with_context(|| sluice.log())?;
+
+    // THEN both connections were authenticated by the certificate
+    let rows = db
+        .query(
+            "SELECT a.backend_type, s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = $1 AND a.usename = 'sluice_cert' ORDER BY 1",
+            &[&name],
+        )
+        .await?;
+    let connections: Vec<(String, Option<String>)> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let dn = Some("/CN=sluice_cert".to_owned());
+    assert_eq!(
+        connections,
+        [
+            ("client backend".to_owned(), dn.clone()),
+            ("walsender".to_owned(), dn)
+        ]
+    );
+    sluice.interrupt().await?;
+    drop_slot(&db, &p.prefix).await;
+    Ok(())
+}
