@@ -145,6 +145,45 @@ fn redact(url: &str) -> String {
     out
 }
 
+/// A TLS parameter of a `jdbcUrl` as the driver takes it: Postgres's
+/// `sslmode` (libpq's values), MySQL's `ssl-mode`, and the JDBC drivers'
+/// `sslMode` and `serverSslCert` spellings for MySQL/MariaDB. Other
+/// parameters pass as they are.
+fn tls_parameter(dialect: Dialect, key: &str, value: &str) -> Result<String, String> {
+    const PG_MODES: [&str; 6] = [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
+    match (dialect, key) {
+        (Dialect::Postgres, "sslmode") if !PG_MODES.contains(&value) => Err(format!(
+            "sslmode \"{value}\" is not one of {}",
+            PG_MODES.join(", ")
+        )),
+        (Dialect::MySql, "sslMode" | "ssl-mode" | "ssl_mode") => {
+            let mode = match value.to_ascii_lowercase().replace('_', "-").as_str() {
+                "disable" | "disabled" => "DISABLED",
+                "preferred" | "prefer" => "PREFERRED",
+                "trust" | "required" | "require" => "REQUIRED",
+                "verify-ca" => "VERIFY_CA",
+                "verify-full" | "verify-identity" => "VERIFY_IDENTITY",
+                _ => {
+                    return Err(format!(
+                        "{key} \"{value}\" is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY \
+                         (or the MariaDB driver's disable, trust, verify-ca, verify-full)"
+                    ));
+                }
+            };
+            Ok(format!("ssl-mode={mode}"))
+        }
+        (Dialect::MySql, "serverSslCert") => Ok(format!("ssl-ca={value}")),
+        _ => Ok(format!("{key}={value}")),
+    }
+}
+
 /// A parsed `jdbcUrl`: the dialect, the URL sluice connects with, and the
 /// user and password it carried.
 type ParsedUrl = (Dialect, String, Option<String>, Option<Secret>);
@@ -185,12 +224,13 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     }
     let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut user, mut password) = (None, None);
-    let mut kept = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("user", v)) => user = Some(v.to_owned()),
             Some(("password", v)) => password = Some(Secret::new(v)),
-            _ => kept.push(pair),
+            Some((k, v)) => kept.push(tls_parameter(dialect, k, v)?),
+            None => kept.push(pair.to_owned()),
         }
     }
     let scheme = if dialect == Dialect::MySql {
@@ -397,6 +437,30 @@ mod tests {
         let (_, report) =
             DbSinkConfig::from_configs(&configs(&[("jdbcUrl", "oracle://u:hunter2@db/w")]));
         assert!(!format!("{report:?}").contains("hunter2"), "{report:?}");
+    }
+
+    #[test]
+    fn tls_parameters_take_the_drivers_spellings() {
+        let url = |raw: &str| {
+            let (c, report) = DbSinkConfig::from_configs(&configs(&[("jdbcUrl", raw)]));
+            assert!(report.errors.is_empty(), "{raw}: {report:?}");
+            c.map(|c| c.url).unwrap_or_default()
+        };
+        assert_eq!(
+            url("jdbc:mariadb://db/s?sslMode=verify-full&serverSslCert=/ca.pem"),
+            "mysql://db/s?ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem"
+        );
+        assert_eq!(
+            url("jdbc:mysql://db/s?sslMode=VERIFY_CA"),
+            "mysql://db/s?ssl-mode=VERIFY_CA"
+        );
+        assert_eq!(
+            url("jdbc:postgresql://db/w?sslmode=verify-full&sslrootcert=/ca.pem"),
+            "postgres://db/w?sslmode=verify-full&sslrootcert=/ca.pem"
+        );
+        let (_, report) =
+            DbSinkConfig::from_configs(&configs(&[("jdbcUrl", "postgres://db/w?sslmode=verify")]));
+        assert_eq!(report.errors.len(), 1, "{report:?}");
     }
 
     #[test]
