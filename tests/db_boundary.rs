@@ -424,3 +424,88 @@ async fn a_refused_value_stays_out_of_the_log_and_the_status() -> anyhow::Result
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_nul_byte_is_dead_lettered_and_the_records_behind_it_land() -> anyhow::Result<()> {
+    // GIVEN Postgres and MariaDB targets, and a text value holding a NUL
+    // byte (which Postgres cannot store) between two good records
+    let name = unique("jdbc-nul").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    let dlq = sluice_tests::topic(&format!("{name}-dlq"));
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let reader = client
+        .consumer(&dlq)
+        .subscription("audit")
+        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+        .subscribe()
+        .await?;
+    sluice_tests::publish(
+        &topic,
+        &[
+            (
+                json!({"id": 1}).to_string(),
+                Some(json!({"id": 1, "v": "a"}).to_string()),
+            ),
+            (
+                json!({"id": 2}).to_string(),
+                Some(json!({"id": 2, "v": "nul\u{0}here"}).to_string()),
+            ),
+            (
+                json!({"id": 3}).to_string(),
+                Some(json!({"id": 3, "v": "c"}).to_string()),
+            ),
+        ],
+    )
+    .await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let sluice = Sluice::start(
+        &dir,
+        &sinks_config(
+            port,
+            &[sink_section(
+                "pg",
+                &topic,
+                &pg_url(&name),
+                &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 1\n"),
+                "      tableName: items\n      insertMode: UPSERT\n",
+            )],
+        ),
+        port,
+    )?;
+
+    // WHEN the sink applies them
+    let msg = reader
+        .receive_with_timeout(LONG)
+        .await?
+        .context("no dead letter")
+        .with_context(|| sluice.log())?;
+
+    // THEN the NUL record alone is dead-lettered, and rows 1 and 3 land
+    let (payload, _) = sluice_tests::message_parts(&msg);
+    ensure!(
+        String::from_utf8_lossy(&payload).contains("\"id\":2"),
+        "dead letter: {}",
+        String::from_utf8_lossy(&payload)
+    );
+    let ids = wait_for("rows 1 and 3", LONG, || async {
+        let ids: Vec<i32> = db
+            .query("SELECT id FROM items ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((ids.len() == 2).then_some(ids))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    assert_eq!(ids, [1, 3]);
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

@@ -59,6 +59,37 @@ const SQLITE_CODES: &[(u32, &str)] = &[
     (20, "datatype mismatch"),
 ];
 
+/// Whether the same statement may work when tried again, by each engine's
+/// own codes: a lost connection, a server going down, too many
+/// connections, a deadlock or serialization failure, a lock wait; on
+/// SQLite only, a busy or locked file. Anything else (a bad value, a
+/// constraint, a missing table or privilege) will fail again.
+pub(crate) fn retryable(db: &dyn DatabaseError) -> bool {
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        let c = pg.code();
+        return c.starts_with("08")
+            || c.starts_with("57P")
+            || c.starts_with("53")
+            || c == "40001"
+            || c == "40P01"
+            || c == "55P03";
+    }
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(my.number(), 1040 | 1053 | 1205 | 1213 | 2006 | 2013)
+            || my
+                .code()
+                .is_some_and(|s| s.starts_with("08") || s == "40001");
+    }
+    if let Some(lite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        let primary = lite
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .map(|n| n & 0xff);
+        return matches!(primary, Some(5 | 6));
+    }
+    false
+}
+
 /// The error, described without the values it may quote.
 pub(crate) fn describe(db: &dyn DatabaseError) -> String {
     let mut text = if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {

@@ -68,17 +68,8 @@ impl std::fmt::Debug for DbSink {
 /// worth retrying; a refused statement or value is not.
 fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
     let retryable = match &e {
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            // SQLSTATE classes 08 (connection), 57 (operator intervention:
-            // a shutdown), 53 (resources); serialization failures and
-            // deadlocks. SQLite: BUSY and LOCKED, with their extended codes.
-            c.starts_with("08")
-                || c.starts_with("57")
-                || c.starts_with("53")
-                || c == "40001"
-                || c == "40P01"
-                || c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
-        }),
+        // By each engine's own codes: a SQLSTATE is not a SQLite code.
+        sqlx::Error::Database(db) => errors::retryable(db.as_ref()),
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
