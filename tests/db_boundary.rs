@@ -509,3 +509,103 @@ async fn a_nul_byte_is_dead_lettered_and_the_records_behind_it_land() -> anyhow:
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> anyhow::Result<()> {
+    // GIVEN an EFFECTIVELY_ONCE sink over a topic where a sluice source (its
+    // producer named as sluice names them) publishes rows with sequences,
+    // and another producer slips in a row claiming the largest sequence
+    let name = unique("jdbc-poison").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let source = client
+        .producer(&topic)
+        .name(format!("sluice-{name}-1"))
+        .create()
+        .await?;
+    let foreign = client.producer(&topic).create().await?;
+    let send = |producer: &magnetar::runtime_tokio::Producer, id: i32, v: &str, seq: u128| {
+        let msg = magnetar::OutgoingMessage::with_payload(
+            json!({"id": id, "v": v}).to_string().into_bytes(),
+        )
+        .key(json!({"id": id}).to_string())
+        .property("sluice.seq", seq.to_string());
+        producer.send(msg.into())
+    };
+    send(&source, 1, "a", 10).await?;
+    send(&source, 2, "b", 20).await?;
+    send(&source, 3, "c", 30).await?;
+    send(&foreign, 4, "foreign", u128::MAX).await?;
+    send(&source, 5, "e", 40).await?;
+    // The source publishes row 3 again, as after a restart.
+    send(&source, 3, "republished", 30).await?;
+    send(&source, 6, "f", 50).await?;
+    source.close().await?;
+    foreign.close().await?;
+
+    // WHEN the sink applies the topic
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let sluice = Sluice::start(
+        &dir,
+        &sinks_config(
+            port,
+            &[sink_section(
+                "pg",
+                &topic,
+                &pg_url(&name),
+                "    processingGuarantees: EFFECTIVELY_ONCE\n",
+                "      tableName: items\n      insertMode: UPSERT\n",
+            )],
+        ),
+        port,
+    )?;
+
+    // THEN every row lands, the foreign one included; the republished row
+    // is skipped as such; and both are counted
+    let rows = wait_for("row 6", LONG, || async {
+        let rows: Vec<(i32, String)> = db
+            .query("SELECT id, v FROM items ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(rows.iter().any(|r| r.0 == 6).then_some(rows))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let expected: Vec<(i32, String)> = [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+        (4, "foreign"),
+        (5, "e"),
+        (6, "f"),
+    ]
+    .iter()
+    .map(|(i, v)| (*i, (*v).to_owned()))
+    .collect();
+    assert_eq!(rows, expected);
+    let status: serde_json::Value =
+        serde_json::from_str(&sluice.get("/connectors/pg").unwrap_or_default())?;
+    assert_eq!(status["skipped"]["republished"], 1, "{status}");
+    assert_eq!(status["skipped"]["redelivered"], 0, "{status}");
+    assert_eq!(status["untrusted_sequences"], 1, "{status}");
+    let metrics = sluice.get("/metrics").unwrap_or_default();
+    ensure!(
+        metrics.contains("reason=\"republished\"} 1"),
+        "metrics:\n{metrics}"
+    );
+    ensure!(
+        sluice.log().contains("not a sluice source"),
+        "the foreign sequence is not in the log"
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

@@ -95,9 +95,32 @@ pub struct SinkRecord {
     pub publish_time_ms: u64,
     /// The `sluice.seq` property, when the record came from a sluice source.
     pub sequence: Option<Sequence>,
-    /// The Pulsar message id as text (`ledger:entry:partition:batch`), for
-    /// records without a sequence.
+    /// The Pulsar message id as text (`ledger:entry:partition:batch`),
+    /// assigned by the broker: it grows along a topic partition.
     pub message_id: String,
+    /// The name of the producer that published it. The broker keeps names
+    /// unique among connected producers; sluice's sources name theirs with
+    /// [`SOURCE_PRODUCER_PREFIX`].
+    pub producer: String,
+}
+
+/// How the names of sluice's source producers start. A sink trusts a
+/// record's `sluice.seq` only when its producer's name starts so.
+pub const SOURCE_PRODUCER_PREFIX: &str = "sluice-";
+
+/// Records a sink passed over, by reason, and sequences it would not
+/// trust. The runtime shows them on `/connectors` and in `/metrics`.
+#[derive(Debug, Default)]
+pub struct Skips {
+    /// Delivered again by the broker after they were applied: their
+    /// message id is at or below the last applied one.
+    pub redelivered: std::sync::atomic::AtomicU64,
+    /// Published again by a source (after its restart): their trusted
+    /// sequence is at or below the last applied one.
+    pub republished: std::sync::atomic::AtomicU64,
+    /// Applied, but with their `sluice.seq` ignored: it came from a producer
+    /// that is not a sluice source, so it may not move the watermark.
+    pub untrusted_sequences: std::sync::atomic::AtomicU64,
 }
 
 impl SinkRecord {
@@ -246,7 +269,7 @@ pub struct SourceContext {
 }
 
 /// What the runtime tells a sink when it opens it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SinkContext {
     /// The sink's full name, `tenant/namespace/name`: it identifies the
     /// sink's progress in its target.
@@ -255,6 +278,8 @@ pub struct SinkContext {
     /// transaction as the rows, the last record it applied per topic and
     /// partition, and skips records at or below it.
     pub effectively_once: bool,
+    /// Where the sink counts what it skips, for the runtime to show.
+    pub skips: std::sync::Arc<Skips>,
 }
 
 /// How a sink wants its records grouped.

@@ -85,6 +85,11 @@ fn describe(c: &ConnectorStatus) -> serde_json::Value {
         "dead_lettered": c.dead_lettered.load(Ordering::Relaxed),
         "dropped": c.dropped.load(Ordering::Relaxed),
         "restarts": c.restarts.load(Ordering::Relaxed),
+        "skipped": {
+            "redelivered": c.skips.redelivered.load(Ordering::Relaxed),
+            "republished": c.skips.republished.load(Ordering::Relaxed),
+        },
+        "untrusted_sequences": c.skips.untrusted_sequences.load(Ordering::Relaxed),
         "lag_ms": c.lag_ms.load(Ordering::Relaxed),
     })
 }

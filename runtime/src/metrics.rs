@@ -27,6 +27,11 @@ pub const RESTARTS: &str = "sluice_restarts_total";
 pub const LAG: &str = "sluice_lag_seconds";
 /// Batch write or publish latency.
 pub const BATCH_LATENCY: &str = "sluice_batch_latency_seconds";
+/// Records a sink passed over as applied before, by `reason`
+/// (`redelivered`, `republished`).
+pub const SKIPPED: &str = "sluice_skipped_total";
+/// Records applied with their `sluice.seq` ignored: not from a sluice source.
+pub const UNTRUSTED_SEQUENCES: &str = "sluice_untrusted_sequences_total";
 /// 1 while the connector runs.
 pub const UP: &str = "sluice_connector_up";
 
@@ -75,7 +80,7 @@ type Counter = (&'static str, &'static str, fn(&ConnectorStatus) -> u64);
 /// Render every connector's metrics in the Prometheus text format.
 pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
     let mut out = String::new();
-    let counters: [Counter; 8] = [
+    let counters: [Counter; 9] = [
         (RECORDS_IN, "Records taken in.", |s| {
             s.records_in.load(Ordering::Relaxed)
         }),
@@ -102,11 +107,33 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
         (RESTARTS, "Restarts after a failure.", |s| {
             s.restarts.load(Ordering::Relaxed)
         }),
+        (
+            UNTRUSTED_SEQUENCES,
+            "Records applied with a sluice.seq from a producer that is not a sluice source, ignored.",
+            |s| s.skips.untrusted_sequences.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, get) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for s in statuses {
             let _ = writeln!(out, "{name}{{{}}} {}", labels(s), get(s));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {SKIPPED} Records passed over as applied before, by reason.\n# TYPE {SKIPPED} counter"
+    );
+    for s in statuses {
+        for (reason, n) in [
+            ("redelivered", &s.skips.redelivered),
+            ("republished", &s.skips.republished),
+        ] {
+            let _ = writeln!(
+                out,
+                "{SKIPPED}{{{},reason=\"{reason}\"}} {}",
+                labels(s),
+                n.load(Ordering::Relaxed)
+            );
         }
     }
     let _ = writeln!(

@@ -126,6 +126,21 @@ pub struct ProducerOptions {
     pub batching: Option<Batching>,
     /// Batch compression.
     pub compression: Compression,
+    /// A source's producers are named `<prefix>-<unique suffix>`, so that
+    /// sinks can tell sluice's sequences from anyone else's; `None` lets
+    /// the broker name the producer.
+    pub name_prefix: Option<String>,
+}
+
+/// A suffix no other producer of this process, or of another process
+/// started at another moment, has: the time in nanoseconds and a counter.
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:x}-{}-{n}", std::process::id())
 }
 
 /// A producer on one topic.
@@ -185,6 +200,9 @@ impl Client {
             builder = builder
                 .batching(b.max_messages, b.max_bytes)
                 .batching_max_publish_delay(b.max_delay);
+        }
+        if let Some(prefix) = &options.name_prefix {
+            builder = builder.name(format!("{prefix}-{}", unique_suffix()));
         }
         // magnetar does not honour WaitForExclusive (see the decision record):
         // a standby retries Exclusive access instead.
@@ -703,6 +721,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
             publish_time_ms: msg.metadata.publish_time,
             sequence,
             message_id: message_id_text(&msg.message_id),
+            producer: msg.metadata.producer_name.clone(),
         },
         handle: AckHandle {
             consumer: index,

@@ -18,6 +18,7 @@ mod watermark;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::{info, warn};
 
 pub use config::{DbSinkConfig, InsertMode, NullValueAction};
 use serde_json::Value;
@@ -54,6 +55,11 @@ pub struct DbSink {
     schema: Option<String>,
     /// Under EFFECTIVELY_ONCE, what was applied.
     watermarks: Option<watermark::Watermarks>,
+    /// What was passed over, for the runtime.
+    skips: Arc<crate::api::Skips>,
+    /// When the log last summed up the skips, and the counts then.
+    summarised: (std::time::Instant, (u64, u64, u64)),
+    warned_untrusted: bool,
 }
 
 impl std::fmt::Debug for DbSink {
@@ -168,6 +174,9 @@ impl DbSink {
             tables: HashMap::new(),
             schema,
             watermarks,
+            skips: Arc::clone(&context.skips),
+            summarised: (std::time::Instant::now(), (0, 0, 0)),
+            warned_untrusted: false,
         })
     }
 
@@ -392,11 +401,33 @@ impl DbSink {
     }
 
     async fn write_batch(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        let mut tally = Tally::default();
         let batch: Vec<&SinkRecord> = match &self.watermarks {
-            Some(w) => batch.iter().filter(|r| !w.applied(r)).collect(),
+            Some(w) => batch
+                .iter()
+                .zip(w.verdicts(batch))
+                .filter(|(r, verdict)| match verdict {
+                    watermark::Verdict::Apply { trusted } => {
+                        if !*trusted && r.sequence.is_some() {
+                            tally.untrusted += 1;
+                        }
+                        true
+                    }
+                    watermark::Verdict::Redelivered => {
+                        tally.redelivered += 1;
+                        false
+                    }
+                    watermark::Verdict::Republished => {
+                        tally.republished += 1;
+                        false
+                    }
+                })
+                .map(|(r, _)| r)
+                .collect(),
             None => batch.iter().collect(),
         };
         if batch.is_empty() {
+            self.count(tally);
             return Ok(());
         }
         let mut all = Vec::with_capacity(batch.len());
@@ -456,8 +487,54 @@ impl DbSink {
         if let (Some(w), Some(marks)) = (&mut self.watermarks, marks) {
             w.committed(marks);
         }
+        self.count(tally);
         Ok(())
     }
+
+    /// Count what a committed batch passed over, and say so in the log: a
+    /// foreign sequence at once the first time, then a summary at most
+    /// every [`SKIP_SUMMARY_EVERY`].
+    fn count(&mut self, tally: Tally) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let skips = &self.skips;
+        skips.redelivered.fetch_add(tally.redelivered, Relaxed);
+        skips.republished.fetch_add(tally.republished, Relaxed);
+        skips
+            .untrusted_sequences
+            .fetch_add(tally.untrusted, Relaxed);
+        if tally.untrusted > 0 && !self.warned_untrusted {
+            self.warned_untrusted = true;
+            warn!(
+                "a record carries a sluice.seq from a producer that is not a sluice source: it is applied, \
+                 but its sequence is ignored and cannot move the watermark; find out who publishes on the sink's topics"
+            );
+        }
+        let now = (
+            skips.redelivered.load(Relaxed),
+            skips.republished.load(Relaxed),
+            skips.untrusted_sequences.load(Relaxed),
+        );
+        if now != self.summarised.1 && self.summarised.0.elapsed() >= SKIP_SUMMARY_EVERY {
+            info!(
+                redelivered = now.0,
+                republished = now.1,
+                untrusted_sequences = now.2,
+                "records skipped as applied before, and sequences ignored, so far"
+            );
+            self.summarised = (std::time::Instant::now(), now);
+        }
+    }
+}
+
+/// How often, at most, the log sums up skipped records.
+const SKIP_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// What one batch passed over.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    redelivered: u64,
+    republished: u64,
+    untrusted: u64,
 }
 
 /// Bind one value.

@@ -4,15 +4,22 @@
 //! was applied before and is skipped, even when Pulsar delivers it again or
 //! the topic holds it twice.
 //!
-//! A record's place is its `sluice.seq` when it has one, else its message id
-//! (ledger, entry, batch index), which grows along a topic partition.
+//! Two marks, and which one a record is held to:
+//! - its **message id** (ledger, entry, batch index), which the broker
+//!   assigns and which grows along a topic partition: at or below the mark,
+//!   the broker delivered it again (`redelivered`). No producer can forge it.
+//! - its **`sluice.seq`**, only when trusted: published by a producer whose
+//!   name marks a sluice source. At or below the mark, a source published it
+//!   again after a restart (`republished`). A sequence from any other
+//!   producer is ignored: it can neither skip the record nor move the mark,
+//!   so a foreign producer cannot make the sink pass over later records.
 
 use std::collections::HashMap;
 
 use sqlx::{AnyPool, Row};
 
 use super::sql::{Dialect, TableName};
-use crate::api::SinkRecord;
+use crate::api::{SOURCE_PRODUCER_PREFIX, SinkRecord};
 
 /// The watermark table.
 pub(crate) const TABLE: &str = "sluice_offsets";
@@ -54,23 +61,45 @@ fn parse_message_id(text: &str) -> Option<(i64, i64, i64)> {
     parts.next().is_none().then_some((ledger, entry, batch))
 }
 
+/// What to do with a record, against the marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Apply it; `trusted` when its sequence may move the mark.
+    Apply { trusted: bool },
+    /// The broker delivered it again: skip it.
+    Redelivered,
+    /// A source published it again: skip it.
+    Republished,
+}
+
+/// Whether a record's `sluice.seq` may be trusted: it has one, and a sluice
+/// source published it.
+pub(crate) fn trusted(record: &SinkRecord) -> bool {
+    record.sequence.is_some() && record.producer.starts_with(SOURCE_PRODUCER_PREFIX)
+}
+
 impl Mark {
-    fn of(record: &SinkRecord) -> Self {
+    fn of(record: &SinkRecord, trusted: bool) -> Self {
         Self {
-            sequence: record.sequence.map(|s| s.0),
+            sequence: record.sequence.filter(|_| trusted).map(|s| s.0),
             message_id: parse_message_id(&record.message_id),
         }
     }
 
-    /// Whether `record` is at or below this mark.
-    fn covers(&self, record: &SinkRecord) -> bool {
-        match (record.sequence, self.sequence) {
-            (Some(seq), Some(mark)) => seq.0 <= mark,
-            _ => match (parse_message_id(&record.message_id), self.message_id) {
-                (Some(id), Some(mark)) => id <= mark,
-                _ => false,
-            },
+    fn verdict(&self, record: &SinkRecord) -> Verdict {
+        if let (Some(id), Some(mark)) = (parse_message_id(&record.message_id), self.message_id)
+            && id <= mark
+        {
+            return Verdict::Redelivered;
         }
+        let trusted = trusted(record);
+        if trusted
+            && let (Some(seq), Some(mark)) = (record.sequence, self.sequence)
+            && seq.0 <= mark
+        {
+            return Verdict::Republished;
+        }
+        Verdict::Apply { trusted }
     }
 
     fn advance(&mut self, other: Self) {
@@ -149,18 +178,38 @@ impl Watermarks {
         })
     }
 
-    /// Whether `record` was applied before.
-    pub(crate) fn applied(&self, record: &SinkRecord) -> bool {
-        self.marks
-            .get(record.topic.as_str())
-            .is_some_and(|m| m.covers(record))
+    /// What to do with `record`.
+    #[cfg(test)]
+    fn verdict(&self, record: &SinkRecord) -> Verdict {
+        self.verdicts(std::slice::from_ref(record))[0]
     }
 
-    /// The marks that applying `records` moves to, per topic partition.
+    /// What to do with each record of a batch, in order: held to the marks
+    /// as they stand after the records before it in the batch, so that a
+    /// record published again within one batch is skipped too.
+    pub(crate) fn verdicts(&self, batch: &[SinkRecord]) -> Vec<Verdict> {
+        let mut running: HashMap<&str, Mark> = HashMap::new();
+        batch
+            .iter()
+            .map(|record| {
+                let mark = running
+                    .entry(record.topic.as_str())
+                    .or_insert_with(|| self.marks.get(&record.topic).copied().unwrap_or_default());
+                let verdict = mark.verdict(record);
+                if let Verdict::Apply { trusted } = verdict {
+                    mark.advance(Mark::of(record, trusted));
+                }
+                verdict
+            })
+            .collect()
+    }
+
+    /// The marks that applying `records` moves to, per topic partition:
+    /// message ids always, sequences only where trusted.
     pub(crate) fn after(&self, records: &[&SinkRecord]) -> HashMap<String, Mark> {
         let mut out: HashMap<String, Mark> = HashMap::new();
         for record in records {
-            let mark = Mark::of(record);
+            let mark = Mark::of(record, trusted(record));
             match out.get_mut(record.topic.as_str()) {
                 Some(m) => m.advance(mark),
                 None => {
@@ -227,32 +276,72 @@ mod tests {
             topic: topic.into(),
             sequence: seq.map(Sequence),
             message_id: id.into(),
+            producer: "sluice-cdc-1".into(),
             ..SinkRecord::default()
         }
     }
 
+    fn foreign(topic: &str, seq: u128, id: &str) -> SinkRecord {
+        SinkRecord {
+            producer: "standalone-0-7".into(),
+            ..record(topic, Some(seq), id)
+        }
+    }
+
+    const APPLY: Verdict = Verdict::Apply { trusted: true };
+
     #[test]
-    fn records_at_or_below_the_mark_are_applied_ones() {
+    fn redeliveries_and_republished_records_are_skipped() {
         let mut w = Watermarks::default();
-        let first = record("t", Some(5), "1:1:-1:-1");
-        let marks = w.after(&[&first]);
+        let marks = w.after(&[&record("t", Some(5), "1:1:-1:-1")]);
         w.committed(marks);
-        assert!(
-            w.applied(&record("t", Some(5), "1:9:-1:-1")),
-            "same sequence"
+        // The broker's message id decides first.
+        assert_eq!(
+            w.verdict(&record("t", Some(5), "1:1:-1:-1")),
+            Verdict::Redelivered
         );
-        assert!(
-            w.applied(&record("t", Some(4), "1:9:-1:-1")),
-            "older sequence"
+        assert_eq!(
+            w.verdict(&record("t", None, "1:0:-1:-1")),
+            Verdict::Redelivered
         );
-        assert!(!w.applied(&record("t", Some(6), "1:0:-1:-1")));
-        assert!(
-            !w.applied(&record("u", Some(1), "1:0:-1:-1")),
+        // A source's republished sequence, under a new message id.
+        assert_eq!(
+            w.verdict(&record("t", Some(5), "1:9:-1:-1")),
+            Verdict::Republished
+        );
+        assert_eq!(
+            w.verdict(&record("t", Some(4), "1:9:-1:-1")),
+            Verdict::Republished
+        );
+        assert_eq!(w.verdict(&record("t", Some(6), "1:9:-1:-1")), APPLY);
+        assert_eq!(
+            w.verdict(&record("u", Some(1), "1:0:-1:-1")),
+            APPLY,
             "another topic"
         );
-        // Without a sequence, the message id decides.
-        assert!(w.applied(&record("t", None, "1:1:-1:-1")));
-        assert!(!w.applied(&record("t", None, "1:2:-1:-1")));
+        assert_eq!(
+            w.verdict(&record("t", None, "1:2:-1:-1")),
+            Verdict::Apply { trusted: false }
+        );
+    }
+
+    #[test]
+    fn a_foreign_sequence_neither_skips_nor_moves_the_mark() {
+        let mut w = Watermarks::default();
+        let marks = w.after(&[&record("t", Some(5), "1:1:-1:-1")]);
+        w.committed(marks);
+        // GIVEN a foreign producer's record claiming a huge sequence
+        let hostile = foreign("t", u128::MAX, "1:2:-1:-1");
+        assert_eq!(w.verdict(&hostile), Verdict::Apply { trusted: false });
+        let marks = w.after(&[&hostile]);
+        w.committed(marks);
+        // THEN the source's next records still apply, and a low foreign
+        // sequence skips nothing either
+        assert_eq!(w.verdict(&record("t", Some(6), "1:3:-1:-1")), APPLY);
+        assert_eq!(
+            w.verdict(&foreign("t", 1, "1:4:-1:-1")),
+            Verdict::Apply { trusted: false }
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ pub(crate) async fn fence(
         access: Access::Exclusive,
         batching: None,
         compression: crate::config::Compression::None,
+        name_prefix: None,
     };
     let mut waiting = false;
     loop {

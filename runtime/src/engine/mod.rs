@@ -289,6 +289,7 @@ async fn supervise_sink(
             let context = sluice_connectors::SinkContext {
                 name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
                 effectively_once: def.guarantee == Guarantee::EffectivelyOnce,
+                skips: Arc::clone(&status.skips),
             };
             let mut sink = def.spec.open(&context).await?;
             let mut consumer = client.consumer(&topics, &options).await?;

@@ -128,6 +128,7 @@ pub(crate) async fn run(
                     access: Access::Shared,
                     batching: None,
                     compression: crate::config::Compression::None,
+                    name_prefix: None,
                 };
                 dead_letters = Some(client.producer(topic, &options).await?);
             }

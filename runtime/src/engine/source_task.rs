@@ -52,6 +52,11 @@ impl<'a> Publisher<'a> {
                 access,
                 batching: def.producer.batching,
                 compression: def.producer.compression,
+                name_prefix: Some(format!(
+                    "{}{}",
+                    sluice_connectors::SOURCE_PRODUCER_PREFIX,
+                    def.name
+                )),
             },
             producers: HashMap::new(),
         }

@@ -63,6 +63,8 @@ pub struct ConnectorStatus {
     pub lag_ms: AtomicU64,
     /// Batch write (sink) or publish (source) latency histogram.
     pub batch_latency: crate::metrics::Histogram,
+    /// What a sink passed over as applied before, by reason.
+    pub skips: std::sync::Arc<sluice_connectors::Skips>,
 }
 
 impl ConnectorStatus {
@@ -83,6 +85,7 @@ impl ConnectorStatus {
             restarts: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             batch_latency: crate::metrics::Histogram::default(),
+            skips: std::sync::Arc::default(),
         }
     }
 
