@@ -205,7 +205,13 @@ async fn publish_sequenced(topic: &str, rows: &[(u64, i64, &str)]) -> anyhow::Re
         .service_url(PULSAR_URL)
         .build()
         .await?;
-    let producer = client.producer(sluice_tests::topic(topic)).create().await?;
+    // Named as sluice names its source producers: the sink trusts the
+    // sequences of those only.
+    let producer = client
+        .producer(sluice_tests::topic(topic))
+        .name(format!("sluice-{topic}-test"))
+        .create()
+        .await?;
     for (seq, id, v) in rows {
         let msg =
             OutgoingMessage::with_payload(format!("{{\"id\":{id},\"v\":\"{v}\"}}").into_bytes())
