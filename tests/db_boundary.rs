@@ -609,3 +609,114 @@ async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> an
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_missing_privilege_or_table_stops_the_sink_without_dead_letters() -> anyhow::Result<()> {
+    // GIVEN a Postgres user that may only read `items`, a SQLite file
+    // without the table, and three records for each
+    let name = unique("jdbc-setup").replace('-', "_");
+    let user = format!("ro_{name}");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(&format!(
+        "CREATE TABLE items (id int PRIMARY KEY, v text);
+         CREATE ROLE {user} LOGIN PASSWORD 'pw'; GRANT SELECT ON items TO {user};"
+    ))
+    .await?;
+    let dir = temp_dir(&name)?;
+    let lite_path = dir.join("setup.db");
+    let lite = sqlite(&lite_path).await?;
+    let topic = sluice_tests::topic(&name);
+    let records: Vec<(String, Option<String>)> = (1..=3)
+        .map(|id| {
+            (
+                json!({ "id": id }).to_string(),
+                Some(json!({ "id": id, "v": "x" }).to_string()),
+            )
+        })
+        .collect();
+    sluice_tests::publish(&topic, &records).await?;
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let mut dead_letters = Vec::new();
+    let mut sections = Vec::new();
+    for (sink, url) in [
+        ("pg", format!("postgres://{user}:pw@127.0.0.1:5432/{name}")),
+        ("lite", format!("sqlite:{}", lite_path.display())),
+    ] {
+        let dlq = sluice_tests::topic(&format!("{name}-{sink}-dlq"));
+        dead_letters.push(
+            client
+                .consumer(&dlq)
+                .subscription("audit")
+                .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+                .subscribe()
+                .await?,
+        );
+        sections.push(sink_section(
+            sink,
+            &topic,
+            &url,
+            &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 0\n"),
+            "      tableName: items\n      insertMode: UPSERT\n",
+        ));
+    }
+    let port = free_port()?;
+
+    // WHEN the sinks run
+    let sluice = Sluice::start(&dir, &sinks_config(port, &sections), port)?;
+
+    // THEN both stop and say why on /readyz, and dead-letter nothing
+    let ready = wait_for("both sinks not ready, with the reason", LONG, || async {
+        let (code, body) = sluice.get_status("/readyz").unwrap_or_default();
+        Ok((code == 503
+            && body.contains("SQLSTATE 42501 (insufficient privilege)")
+            && body.contains("the target has no table items: create it"))
+        .then_some(body))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    ensure!(ready.contains("pg: restarting"), "{ready}");
+
+    // WHEN the operator fixes both
+    db.batch_execute(&format!("GRANT INSERT, UPDATE ON items TO {user}"))
+        .await?;
+    sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT)")
+        .execute(&lite)
+        .await?;
+
+    // THEN every record lands in both, and none was dead-lettered
+    wait_for("the rows in postgres", LONG, || async {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM items", &[])
+            .await?
+            .get(0);
+        Ok((n == 3).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    wait_for("the rows in sqlite", LONG, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+            .fetch_one(&lite)
+            .await?;
+        Ok((n == 3).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    for reader in &dead_letters {
+        ensure!(
+            reader
+                .receive_with_timeout(Duration::from_millis(500))
+                .await?
+                .is_none(),
+            "a record was dead-lettered"
+        );
+    }
+    ensure!(sluice.interrupt().await?.success());
+    db.batch_execute(&format!(
+        "REVOKE ALL ON items FROM {user}; DROP ROLE {user};"
+    ))
+    .await?;
+    Ok(())
+}

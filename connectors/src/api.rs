@@ -138,8 +138,13 @@ impl SinkRecord {
 pub enum ErrorKind {
     /// The system is unavailable or busy: the same work may succeed later.
     Retryable,
-    /// The input or the configuration is wrong: the same work fails again.
+    /// The input is wrong: the same work fails again. A sink's record with
+    /// this error is the record's fault: it may be dead-lettered.
     Permanent,
+    /// The setup is wrong (a missing privilege or table): no record is at
+    /// fault, and every one would fail alike until an operator acts. A sink
+    /// stops and is retried with backoff; nothing is dead-lettered.
+    Configuration,
 }
 
 /// An error from a connector, classified for the retry policy.
@@ -166,6 +171,16 @@ impl ConnectorError {
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
             kind: ErrorKind::Permanent,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error of the setup, which an operator must fix: see
+    /// [`ErrorKind::Configuration`].
+    pub fn configuration(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Configuration,
             message: message.into(),
             source: None,
         }

@@ -90,6 +90,29 @@ pub(crate) fn retryable(db: &dyn DatabaseError) -> bool {
     false
 }
 
+/// Whether the error is the setup's, not the record's: a missing privilege
+/// or table, a refused login. Every record would meet it alike.
+pub(crate) fn configuration(db: &dyn DatabaseError) -> bool {
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return matches!(
+            pg.code(),
+            "42501" | "42P01" | "28000" | "28P01" | "3D000" | "3F000"
+        );
+    }
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(my.number(), 1044 | 1045 | 1049 | 1142 | 1146);
+    }
+    if let Some(lite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        // READONLY and CANTOPEN: the file, not the record.
+        let primary = lite
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .map(|n| n & 0xff);
+        return matches!(primary, Some(8 | 14));
+    }
+    false
+}
+
 /// The error, described without the values it may quote.
 pub(crate) fn describe(db: &dyn DatabaseError) -> String {
     let mut text = if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {

@@ -91,8 +91,12 @@ fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
         sqlx::Error::Database(db) => format!("{context}: {}", errors::describe(db.as_ref())),
         other => format!("{context}: {other}"),
     };
+    let configuration =
+        matches!(&e, sqlx::Error::Database(db) if errors::configuration(db.as_ref()));
     let err = if retryable {
         ConnectorError::retryable(message)
+    } else if configuration {
+        ConnectorError::configuration(message)
     } else {
         ConnectorError::permanent(message)
     };
@@ -205,7 +209,7 @@ impl DbSink {
             self.config.key.clone()
         };
         if key.is_empty() {
-            return Err(ConnectorError::permanent(format!(
+            return Err(ConnectorError::configuration(format!(
                 "table {name} has no primary key: add one, or set `key`"
             )));
         }
@@ -234,8 +238,8 @@ impl DbSink {
             return Ok(info);
         }
         if !self.config.auto_create_table {
-            return Err(ConnectorError::permanent(format!(
-                "the target has no table {}; create it, or set autoCreateTable",
+            return Err(ConnectorError::configuration(format!(
+                "the target has no table {}: create it, or set autoCreateTable",
                 change.table
             )));
         }
@@ -300,10 +304,11 @@ impl DbSink {
             return Ok(Arc::clone(info));
         }
         self.tables.remove(table);
-        let fresh = self
-            .table(table)
-            .await?
-            .ok_or_else(|| ConnectorError::permanent(format!("the target has no table {table}")))?;
+        let fresh = self.table(table).await?.ok_or_else(|| {
+            ConnectorError::configuration(format!(
+                "the target has no table {table}: create it, or set autoCreateTable"
+            ))
+        })?;
         let absent = missing(&fresh);
         if absent.is_empty() {
             return Ok(fresh);
@@ -329,9 +334,11 @@ impl DbSink {
             tracing::info!(%table, %column, "added a column to the target table");
         }
         self.tables.remove(table);
-        self.table(table)
-            .await?
-            .ok_or_else(|| ConnectorError::permanent(format!("the target has no table {table}")))
+        self.table(table).await?.ok_or_else(|| {
+            ConnectorError::configuration(format!(
+                "the target has no table {table}: create it, or set autoCreateTable"
+            ))
+        })
     }
 
     /// Run one group of changes of the same kind on the same table and columns.

@@ -263,6 +263,11 @@ async fn write_retrying(
                     () = tokio::time::sleep(wait) => {}
                 }
             }
+            // No record is at fault: stop, so that the connector shows
+            // not ready and restarts with backoff, the records unacked.
+            Err(e) if e.kind() == sluice_connectors::ErrorKind::Configuration => {
+                return Err(TaskError::Connector(e));
+            }
             Err(e) => {
                 status.set_error(&e.to_string());
                 return Ok(Err(e));
