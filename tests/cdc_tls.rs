@@ -25,29 +25,6 @@ fn verify_full(ca: &Path) -> String {
     )
 }
 
-/// A CA of its own, which signed nothing the server holds.
-fn other_ca(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let pem = dir.join("other-ca.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
-        .arg(dir.join("other-ca.key"))
-        .arg("-out")
-        .arg(&pem)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    ensure!(status.success(), "openssl could not make a CA");
-    Ok(pem)
-}
-
 #[tokio::test]
 async fn verify_full_encrypts_every_connection_of_the_source() -> anyhow::Result<()> {
     // GIVEN a source that connects to localhost with verify-full and the stack's CA
@@ -97,7 +74,7 @@ async fn a_wrong_ca_or_host_name_is_refused_with_a_clear_error() -> anyhow::Resu
     db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
         .await?;
     let probe = cdc(&name, "ATLEAST_ONCE", "")?;
-    let wrong_ca = other_ca(&probe.dir)?;
+    let wrong_ca = sluice_tests::other_ca(&probe.dir)?;
 
     for (case, host, ca, expected) in [
         (

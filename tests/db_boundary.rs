@@ -77,10 +77,6 @@ async fn an_envelope_naming_another_table_is_dead_lettered_on_every_engine() -> 
         ],
     )
     .await?;
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
     let mut sections = Vec::new();
     let mut dead_letters = Vec::new();
     let lite_url = format!("sqlite:{}", lite_path.display());
@@ -90,14 +86,7 @@ async fn an_envelope_naming_another_table_is_dead_lettered_on_every_engine() -> 
         ("lite", lite_url),
     ] {
         let dlq = sluice_tests::topic(&format!("{name}-{sink}-dlq"));
-        dead_letters.push(
-            client
-                .consumer(&dlq)
-                .subscription("audit")
-                .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
-                .subscribe()
-                .await?,
-        );
+        dead_letters.push(sluice_tests::reader(&dlq).await?);
         sections.push(sink_section(
             sink,
             &topic,
@@ -344,16 +333,7 @@ async fn a_refused_value_stays_out_of_the_log_and_the_status() -> anyhow::Result
     let secret = "s3cret-card-4111";
     let topic = sluice_tests::topic(&name);
     let dlq = sluice_tests::topic(&format!("{name}-dlq"));
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let reader = client
-        .consumer(&dlq)
-        .subscription("audit")
-        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
-        .subscribe()
-        .await?;
+    let reader = sluice_tests::reader(&dlq).await?;
     sluice_tests::publish(
         &topic,
         &[
@@ -435,16 +415,7 @@ async fn a_nul_byte_is_dead_lettered_and_the_records_behind_it_land() -> anyhow:
         .await?;
     let topic = sluice_tests::topic(&name);
     let dlq = sluice_tests::topic(&format!("{name}-dlq"));
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let reader = client
-        .consumer(&dlq)
-        .subscription("audit")
-        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
-        .subscribe()
-        .await?;
+    let reader = sluice_tests::reader(&dlq).await?;
     sluice_tests::publish(
         &topic,
         &[
@@ -635,10 +606,6 @@ async fn a_missing_privilege_or_table_stops_the_sink_without_dead_letters() -> a
         })
         .collect();
     sluice_tests::publish(&topic, &records).await?;
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
     let mut dead_letters = Vec::new();
     let mut sections = Vec::new();
     for (sink, url) in [
@@ -646,14 +613,7 @@ async fn a_missing_privilege_or_table_stops_the_sink_without_dead_letters() -> a
         ("lite", format!("sqlite:{}", lite_path.display())),
     ] {
         let dlq = sluice_tests::topic(&format!("{name}-{sink}-dlq"));
-        dead_letters.push(
-            client
-                .consumer(&dlq)
-                .subscription("audit")
-                .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
-                .subscribe()
-                .await?,
-        );
+        dead_letters.push(sluice_tests::reader(&dlq).await?);
         sections.push(sink_section(
             sink,
             &topic,

@@ -387,10 +387,6 @@ async fn insert_update_and_fail_modes_dead_letter_what_they_refuse() -> anyhow::
          INSERT INTO upd VALUES (1, 'old'), (2, 'old');",
     )
     .await?;
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
     let mut sections = Vec::new();
     let mut dead_letters = Vec::new();
     for (mode, messages) in [
@@ -413,14 +409,7 @@ async fn insert_update_and_fail_modes_dead_letter_what_they_refuse() -> anyhow::
     ] {
         let topic = sluice_tests::topic(&format!("{name}-{mode}"));
         let dlq = sluice_tests::topic(&format!("{name}-{mode}-dlq"));
-        dead_letters.push(
-            client
-                .consumer(&dlq)
-                .subscription("audit")
-                .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
-                .subscribe()
-                .await?,
-        );
+        dead_letters.push(sluice_tests::reader(&dlq).await?);
         sluice_tests::publish(&topic, &messages).await?;
         let insert_mode = match mode {
             "ins" => "INSERT",

@@ -12,29 +12,6 @@ use sluice_tests::{Sluice, free_port, mariadb, pg, temp_dir, unique, wait_for};
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// A CA of its own, which signed nothing the servers hold.
-fn other_ca(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let pem = dir.join("other-ca.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
-        .arg(dir.join("other-ca.key"))
-        .arg("-out")
-        .arg(&pem)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    ensure!(status.success(), "openssl could not make a CA");
-    Ok(pem)
-}
-
 /// The target URLs over TLS to `localhost`, verified against `ca`: Postgres
 /// as the superuser, MariaDB as `user`, which may only log in over TLS.
 fn urls(name: &str, user: &str, ca: &Path) -> (String, String) {
@@ -139,7 +116,7 @@ async fn rows_reach_both_targets_over_verified_tls_and_a_wrong_ca_is_refused() -
 
     // AND with a CA that did not sign the servers' certificates, check and
     // run both refuse, naming the reason
-    let wrong = other_ca(&dir)?;
+    let wrong = sluice_tests::other_ca(&dir)?;
     let (pg_url, maria_url) = urls(&name, &user, &wrong);
     let port = free_port()?;
     let config = sinks_config(

@@ -416,6 +416,45 @@ pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
     Ok(())
 }
 
+/// A reader of `topic` from its first message, on a subscription of its own:
+/// what a test inspects a dead-letter topic with.
+pub async fn reader(topic: &str) -> anyhow::Result<magnetar::runtime_tokio::Consumer> {
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    Ok(client
+        .consumer(topic)
+        .subscription(unique("audit"))
+        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+        .subscribe()
+        .await?)
+}
+
+/// A CA of its own in `dir`, which signed nothing the stack's servers hold:
+/// the PEM file's path.
+pub fn other_ca(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let pem = dir.join("other-ca.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&pem)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "openssl could not make a CA");
+    Ok(pem)
+}
+
 /// Run `sluice check` on a config file: its exit code and its output.
 pub fn sluice_check(path: &std::path::Path) -> anyhow::Result<(Option<i32>, String)> {
     let output = std::process::Command::new(sluice_binary()?)
