@@ -680,3 +680,76 @@ async fn a_missing_privilege_or_table_stops_the_sink_without_dead_letters() -> a
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn at_most_once_a_refused_record_loses_itself_not_its_batch() -> anyhow::Result<()> {
+    // GIVEN an ATMOST_ONCE sink, and a record the target refuses (text in
+    // an integer column) between two good ones, all on the topic before
+    // the sink starts, so that they arrive in one batch
+    let name = unique("jdbc-amo").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, qty int)")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    sluice_tests::publish(
+        &topic,
+        &[
+            (
+                json!({"id": 1}).to_string(),
+                Some(json!({"id": 1, "qty": 1}).to_string()),
+            ),
+            (
+                json!({"id": 2}).to_string(),
+                Some(json!({"id": 2, "qty": "many"}).to_string()),
+            ),
+            (
+                json!({"id": 3}).to_string(),
+                Some(json!({"id": 3, "qty": 3}).to_string()),
+            ),
+        ],
+    )
+    .await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let sluice = Sluice::start(
+        &dir,
+        &sinks_config(
+            port,
+            &[sink_section(
+                "pg",
+                &topic,
+                &pg_url(&name),
+                "    processingGuarantees: ATMOST_ONCE\n",
+                "      tableName: items\n      insertMode: UPSERT\n",
+            )],
+        ),
+        port,
+    )?;
+
+    // WHEN the sink applies the batch
+    let status = wait_for("the refused record counted", LONG, || async {
+        let status: serde_json::Value =
+            serde_json::from_str(&sluice.get("/connectors/pg").unwrap_or_default())
+                .unwrap_or_default();
+        Ok((status["dropped"].as_u64().unwrap_or(0) > 0).then_some(status))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN only the refused record is lost
+    assert_eq!(status["dropped"], 1, "{status}");
+    let ids: Vec<i32> = db
+        .query("SELECT id FROM items ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [1, 3]);
+    ensure!(
+        sluice.log().contains("the target refused records; at most once, they are dropped"),
+        "the three records did not arrive as one batch:\n{}",
+        sluice.log()
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

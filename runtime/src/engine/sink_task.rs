@@ -99,8 +99,36 @@ pub(crate) async fn run(
             let started = Instant::now();
             match sink.write(&records).await {
                 Ok(()) => delivered(status, &records, bytes, started),
+                // A record the target refuses failed the batch's
+                // transaction, which committed nothing: writing the records
+                // one at a time cannot apply any twice, and loses only the
+                // refused ones.
+                Err(e)
+                    if e.kind() == sluice_connectors::ErrorKind::Permanent && records.len() > 1 =>
+                {
+                    let mut lost = 0u64;
+                    for record in &records {
+                        let one = std::slice::from_ref(record);
+                        let started = Instant::now();
+                        match sink.write(one).await {
+                            Ok(()) => {
+                                let bytes = record.value.as_ref().map_or(0, Vec::len) as u64;
+                                delivered(status, one, bytes, started);
+                            }
+                            Err(e) => {
+                                lost += 1;
+                                status.set_error(&e.to_string());
+                            }
+                        }
+                    }
+                    ConnectorStatus::add(&status.dropped, lost);
+                    warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
+                }
                 Err(e) => {
-                    // At most once: the batch is acknowledged and is not tried again.
+                    // At most once: the batch is acknowledged and is not
+                    // tried again; a failure that is not the records' own
+                    // (a lost connection may have lost a commit's answer)
+                    // could apply it twice.
                     ConnectorStatus::add(&status.dropped, records.len() as u64);
                     status.set_error(&e.to_string());
                     warn!(connector = %def.name, records = records.len(), error = %e, "write failed; at most once, the batch is dropped");
