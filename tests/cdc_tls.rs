@@ -76,12 +76,13 @@ async fn a_wrong_ca_or_host_name_is_refused_with_a_clear_error() -> anyhow::Resu
     let probe = cdc(&name, "ATLEAST_ONCE", "")?;
     let wrong_ca = sluice_tests::other_ca(&probe.dir)?;
 
-    for (case, host, ca, expected) in [
+    for (case, host, ca, expected, remedy) in [
         (
             "an unknown CA",
             "localhost",
             wrong_ca.as_path(),
             "UnknownIssuer",
+            "database.sslrootcert does not hold the CA",
         ),
         // The stack's certificate names localhost only.
         (
@@ -89,6 +90,7 @@ async fn a_wrong_ca_or_host_name_is_refused_with_a_clear_error() -> anyhow::Resu
             "127.0.0.1",
             pg::ca().as_path(),
             "not valid for name",
+            "database.hostname must be a name the server's certificate holds",
         ),
     ] {
         // GIVEN a source with verify-full and `case`
@@ -111,7 +113,7 @@ async fn a_wrong_ca_or_host_name_is_refused_with_a_clear_error() -> anyhow::Resu
         assert_eq!(code, Some(1), "{case}: {text}");
         let connection = format!("connect to Postgres at {host}:5432 (sslmode verify-full)");
         ensure!(
-            text.contains(&connection) && text.contains(expected),
+            text.contains(&connection) && text.contains(expected) && text.contains(remedy),
             "{case}: check said:\n{text}"
         );
         ensure!(

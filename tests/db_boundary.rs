@@ -746,7 +746,9 @@ async fn at_most_once_a_refused_record_loses_itself_not_its_batch() -> anyhow::R
         .collect();
     assert_eq!(ids, [1, 3]);
     ensure!(
-        sluice.log().contains("the target refused records; at most once, they are dropped"),
+        sluice
+            .log()
+            .contains("the target refused records; at most once, they are dropped"),
         "the three records did not arrive as one batch:\n{}",
         sluice.log()
     );

@@ -98,15 +98,11 @@ pub struct SinkRecord {
     /// The Pulsar message id as text (`ledger:entry:partition:batch`),
     /// assigned by the broker: it grows along a topic partition.
     pub message_id: String,
-    /// The name of the producer that published it. The broker keeps names
-    /// unique among connected producers; sluice's sources name theirs with
-    /// [`SOURCE_PRODUCER_PREFIX`].
-    pub producer: String,
+    /// Whether the runtime vouches that `sequence` was set by a sluice
+    /// source. Anyone who may publish on a topic can set the property, so
+    /// only a vouched-for sequence may skip a record or move a watermark.
+    pub sequence_trusted: bool,
 }
-
-/// How the names of sluice's source producers start. A sink trusts a
-/// record's `sluice.seq` only when its producer's name starts so.
-pub const SOURCE_PRODUCER_PREFIX: &str = "sluice-";
 
 /// Records a sink passed over, by reason, and sequences it would not
 /// trust. The runtime shows them on `/connectors` and in `/metrics`.

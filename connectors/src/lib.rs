@@ -16,9 +16,8 @@ pub mod postgres_cdc;
 mod time;
 
 pub use api::{
-    BatchPolicy, ConnectorError, ErrorKind, Finding, Position, SOURCE_PRODUCER_PREFIX, Sequence,
-    Severity, Sink, SinkContext, SinkRecord, Skips, Source, SourceBatch, SourceContext,
-    SourceRecord,
+    BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
+    SinkContext, SinkRecord, Skips, Source, SourceBatch, SourceContext, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 

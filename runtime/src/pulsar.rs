@@ -132,6 +132,10 @@ pub struct ProducerOptions {
     pub name_prefix: Option<String>,
 }
 
+/// How the names of sluice's source producers start: a sink trusts the
+/// `sluice.seq` of messages from such producers only.
+pub const SOURCE_PRODUCER_PREFIX: &str = "sluice-";
+
 /// A suffix no other producer of this process, or of another process
 /// started at another moment, has: the time in nanoseconds and a counter.
 fn unique_suffix() -> String {
@@ -721,7 +725,12 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
             publish_time_ms: msg.metadata.publish_time,
             sequence,
             message_id: message_id_text(&msg.message_id),
-            producer: msg.metadata.producer_name.clone(),
+            // Only sluice's sources name their producers so, and the broker
+            // keeps names unique among connected producers.
+            sequence_trusted: msg
+                .metadata
+                .producer_name
+                .starts_with(SOURCE_PRODUCER_PREFIX),
         },
         handle: AckHandle {
             consumer: index,

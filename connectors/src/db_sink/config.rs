@@ -246,16 +246,24 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     Ok((dialect, url, user, password))
 }
 
+/// A topic's short name (its last path segment) and that name without a
+/// partition suffix (`retail.public.orders-partition-3` gives
+/// `retail.public.orders`).
+fn short_names(topic: &str) -> (&str, &str) {
+    let short = topic.rsplit('/').next().unwrap_or(topic);
+    let base = short
+        .rsplit_once("-partition-")
+        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(short, |(b, _)| b);
+    (short, base)
+}
+
 /// A topic's own table name: the last dot-separated segment of its short
 /// name, partition suffix removed (`persistent://t/n/retail.public.orders`
 /// and `retail.public.orders-partition-3` give `orders`).
 pub(crate) fn topic_table(topic: &str) -> &str {
-    let short = topic.rsplit('/').next().unwrap_or(topic);
-    let short = match short.rsplit_once("-partition-") {
-        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
-        _ => short,
-    };
-    short.rsplit('.').next().unwrap_or(short)
+    let (_, base) = short_names(topic);
+    base.rsplit('.').next().unwrap_or(base)
 }
 
 impl DbSinkConfig {
@@ -264,11 +272,7 @@ impl DbSinkConfig {
     /// table name ([`topic_table`]). The configuration decides, never the
     /// record.
     pub(crate) fn table_for_topic(&self, topic: &str) -> String {
-        let short = topic.rsplit('/').next().unwrap_or(topic);
-        let base = short
-            .rsplit_once("-partition-")
-            .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(short, |(b, _)| b);
+        let (short, base) = short_names(topic);
         self.topic_tables
             .iter()
             .find(|(t, _)| t == topic || t == short || t == base)

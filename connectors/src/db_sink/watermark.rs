@@ -8,10 +8,10 @@
 //! - its **message id** (ledger, entry, batch index), which the broker
 //!   assigns and which grows along a topic partition: at or below the mark,
 //!   the broker delivered it again (`redelivered`). No producer can forge it.
-//! - its **`sluice.seq`**, only when trusted: published by a producer whose
-//!   name marks a sluice source. At or below the mark, a source published it
-//!   again after a restart (`republished`). A sequence from any other
-//!   producer is ignored: it can neither skip the record nor move the mark,
+//! - its **`sluice.seq`**, only when the runtime vouches that a sluice
+//!   source set it ([`SinkRecord::sequence_trusted`]). At or below the mark,
+//!   a source published it again after a restart (`republished`). Any other
+//!   sequence is ignored: it can neither skip the record nor move the mark,
 //!   so a foreign producer cannot make the sink pass over later records.
 
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use sqlx::{AnyPool, Row};
 
 use super::sql::{Dialect, TableName};
-use crate::api::{SOURCE_PRODUCER_PREFIX, SinkRecord};
+use crate::api::SinkRecord;
 
 /// The watermark table.
 pub(crate) const TABLE: &str = "sluice_offsets";
@@ -72,10 +72,10 @@ pub(crate) enum Verdict {
     Republished,
 }
 
-/// Whether a record's `sluice.seq` may be trusted: it has one, and a sluice
-/// source published it.
+/// Whether a record's `sluice.seq` may be trusted: it has one, and the
+/// runtime vouches that a sluice source set it.
 pub(crate) fn trusted(record: &SinkRecord) -> bool {
-    record.sequence.is_some() && record.producer.starts_with(SOURCE_PRODUCER_PREFIX)
+    record.sequence.is_some() && record.sequence_trusted
 }
 
 impl Mark {
@@ -276,14 +276,14 @@ mod tests {
             topic: topic.into(),
             sequence: seq.map(Sequence),
             message_id: id.into(),
-            producer: "sluice-cdc-1".into(),
+            sequence_trusted: true,
             ..SinkRecord::default()
         }
     }
 
     fn foreign(topic: &str, seq: u128, id: &str) -> SinkRecord {
         SinkRecord {
-            producer: "standalone-0-7".into(),
+            sequence_trusted: false,
             ..record(topic, Some(seq), id)
         }
     }

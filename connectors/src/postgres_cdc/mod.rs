@@ -103,6 +103,7 @@ async fn connect_sql(
     }
     pg.ssl_mode(config.tls.postgres_mode());
     let (client, connection) = pg.connect(config.tls.connector()?).await.map_err(|e| {
+        let hint = tls_hint(&e);
         let err = pg_error(
             &format!(
                 "connect to Postgres at {}:{} (sslmode {})",
@@ -110,8 +111,9 @@ async fn connect_sql(
             ),
             e,
         );
-        match tls_hint(&err.to_string()) {
-            Some(hint) => ConnectorError::permanent(format!("{err} ({hint})")),
+        // A refused certificate is the setup's to fix, not a passing failure.
+        match hint {
+            Some(hint) => ConnectorError::configuration(format!("{err} ({hint})")),
             None => err,
         }
     })?;
@@ -123,17 +125,35 @@ async fn connect_sql(
     Ok((client, task))
 }
 
-/// What to do about a certificate the source refused.
-fn tls_hint(message: &str) -> Option<&'static str> {
-    if message.contains("UnknownIssuer") {
-        Some("database.sslrootcert does not hold the CA that signed the server's certificate")
-    } else if message.contains("not valid for name") {
-        Some(
-            "database.hostname must be a name the server's certificate holds; verify-ca skips the name check",
-        )
-    } else {
-        None
+/// What to do about a certificate the source refused, found by the TLS
+/// error's type in the cause chain.
+fn tls_hint(e: &tokio_postgres::Error) -> Option<&'static str> {
+    use rustls::{CertificateError, Error as Tls};
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        // An I/O error hands out the error it wraps only through `get_ref`.
+        let tls = c.downcast_ref::<Tls>().or_else(|| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<Tls>())
+        });
+        match tls {
+            Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                return Some(
+                    "database.sslrootcert does not hold the CA that signed the server's certificate",
+                );
+            }
+            Some(Tls::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => {
+                return Some(
+                    "database.hostname must be a name the server's certificate holds; verify-ca skips the name check",
+                );
+            }
+            _ => cause = c.source(),
+        }
     }
+    None
 }
 
 fn replication_config(config: &PostgresCdcConfig, ack: Option<u64>) -> ReplicationConfig {

@@ -52,11 +52,7 @@ impl<'a> Publisher<'a> {
                 access,
                 batching: def.producer.batching,
                 compression: def.producer.compression,
-                name_prefix: Some(format!(
-                    "{}{}",
-                    sluice_connectors::SOURCE_PRODUCER_PREFIX,
-                    def.name
-                )),
+                name_prefix: Some(format!("{}{}", pulsar::SOURCE_PRODUCER_PREFIX, def.name)),
             },
             producers: HashMap::new(),
         }
