@@ -316,7 +316,8 @@ pub trait Sink: Send {
     ///
     /// On `Err`, nothing of the batch may be visible: the runtime retries
     /// the batch after a retryable error, and after a permanent one writes
-    /// the records one at a time to find the ones the target rejects.
+    /// it again in smaller parts, down to single records, to find the ones
+    /// the target rejects.
     /// Delivery is at least once, so writes must tolerate a record seen
     /// twice.
     fn write(

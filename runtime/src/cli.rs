@@ -59,4 +59,25 @@ pub struct LocalrunArgs {
     /// The broker's admin REST URL.
     #[arg(long, value_name = "URL")]
     pub web_service_url: Option<String>,
+    /// The authentication plugin, as a Java class name
+    /// (org.apache.pulsar.client.impl.auth.AuthenticationToken,
+    /// ...oauth2.AuthenticationOAuth2).
+    #[arg(long, value_name = "CLASS")]
+    pub client_auth_plugin: Option<String>,
+    /// Its parameters (`token:...`, `file:///path`, or the OAuth2 JSON).
+    #[arg(long, value_name = "PARAMS")]
+    pub client_auth_params: Option<String>,
+    /// Connect with TLS: the broker URL must be pulsar+ssl://.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub use_tls: Option<bool>,
+    /// Accept any server certificate. Insecure.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_allow_insecure: Option<bool>,
+    /// Check that the server's certificate names its host (the default).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_hostname_verification: Option<bool>,
+    /// CA certificates (PEM) that the broker's and the admin API's
+    /// certificates chain to.
+    #[arg(long, value_name = "FILE")]
+    pub tls_trust_cert_path: Option<PathBuf>,
 }

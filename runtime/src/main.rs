@@ -69,6 +69,12 @@ fn load_localrun(a: &LocalrunArgs) -> Result<Loaded, ConfigErrors> {
     let overrides = LocalrunOverrides {
         broker_service_url: Some(a.broker_service_url.clone()),
         web_service_url: a.web_service_url.clone(),
+        auth_plugin: a.client_auth_plugin.clone(),
+        auth_params: a.client_auth_params.clone(),
+        use_tls: a.use_tls.unwrap_or(false),
+        tls_trust_cert_path: a.tls_trust_cert_path.clone(),
+        tls_allow_insecure: a.tls_allow_insecure.unwrap_or(false),
+        tls_hostname_verification: a.tls_hostname_verification,
     };
     match (&a.source_config_file, &a.sink_config_file) {
         (Some(f), _) => config::load_connector_file(f, ConnectorFileKind::Source, &overrides),
@@ -171,14 +177,20 @@ async fn check(loaded: Loaded) -> ExitCode {
     {
         let Some(client) = &client else { break };
         if let Err(e) = client.check_transactions().await {
-            findings.push((
-                def.name.clone(),
-                Severity::Error,
+            let text = e.to_string();
+            let message = if text.contains("connect to the transaction coordinator")
+                || text.contains("authenticate")
+            {
+                // Not the broker's setting: the connection itself failed.
+                format!("EFFECTIVELY_ONCE needs transactions: {e}")
+            } else {
                 format!(
                     "EFFECTIVELY_ONCE needs transactions, which the broker refused ({e}): \
-                     set transactionCoordinatorEnabled=true and initialize the coordinator"
-                ),
-            ));
+                     set transactionCoordinatorEnabled=true and initialize the coordinator, and \
+                     grant the role consume on persistent://pulsar/system/transaction_coordinator_assign"
+                )
+            };
+            findings.push((def.name.clone(), Severity::Error, message));
         }
         let namespace = format!("{}/{}", def.tenant, def.namespace);
         let warning = match client.deduplication(&namespace).await {
@@ -191,7 +203,9 @@ async fn check(loaded: Loaded) -> ExitCode {
                 "set pulsar.webServiceUrl so that check can verify that {namespace} deduplicates messages, \
                  which EFFECTIVELY_ONCE needs against resends after a reconnect"
             )),
-            Err(e) => Some(format!("could not read the deduplication policy: {e}")),
+            Err(e) => Some(format!(
+                "whether {namespace} deduplicates messages is unknown: {e}"
+            )),
         };
         if let Some(message) = warning {
             findings.push((def.name.clone(), Severity::Warning, message));

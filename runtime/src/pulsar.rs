@@ -3,6 +3,8 @@
 //! send records, consumers that yield [`SinkRecord`]s with an ack handle,
 //! and one error type.
 
+mod auth;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
 use magnetar::proto::types::CompressionKind;
 use magnetar::{MessageId, OutgoingMessage};
 use sluice_connectors::{Sequence, SinkRecord, SourceRecord};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::{
     Batching, Compression, PulsarSettings, SubscriptionPosition, SubscriptionType,
@@ -69,6 +71,7 @@ impl PulsarError {
 pub struct Client {
     inner: Arc<magnetar::PulsarClient>,
     settings: PulsarSettings,
+    credentials: auth::Credentials,
     coordinator: Arc<tokio::sync::OnceCell<magnetar::runtime_tokio::Client>>,
 }
 
@@ -80,15 +83,17 @@ impl std::fmt::Debug for Client {
 
 /// Connect to the broker.
 pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
+    let credentials = auth::Credentials::open(settings).await?;
     let mut builder = magnetar::PulsarClient::builder()
         .service_url(settings.service_url.clone())
-        .operation_timeout(Duration::from_secs(30));
-    if let Some(token) = &settings.auth_token {
-        builder = builder.auth(Arc::new(magnetar::proto::auth::TokenAuth::from_string(
-            token.expose(),
-        )));
+        .operation_timeout(Duration::from_secs(30))
+        .tls_hostname_verification_enable(settings.tls_hostname_verification);
+    if let Some(provider) = credentials.provider() {
+        builder = builder.auth(provider);
     }
     if let Some(path) = &settings.tls_trust_certs_file_path {
+        // Read and checked here, so that a bad file is named as such.
+        auth::trust_pem(path)?;
         let pem = tokio::fs::read(path)
             .await
             .map_err(|e| PulsarError::config(format!("read {}", path.display()), e.to_string()))?;
@@ -104,8 +109,34 @@ pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
     Ok(Client {
         inner: Arc::new(inner),
         settings: settings.clone(),
+        credentials,
         coordinator: Arc::new(tokio::sync::OnceCell::new()),
     })
+}
+
+/// The TLS configuration for a connection of our own to the broker,
+/// verifying it as the main client does; `None` for `pulsar://`.
+fn broker_tls(settings: &PulsarSettings) -> Result<Option<Arc<rustls::ClientConfig>>, PulsarError> {
+    use magnetar::runtime_tokio as rt;
+    if !settings.service_url.starts_with("pulsar+ssl://") {
+        return Ok(None);
+    }
+    let context = "set up TLS to the transaction coordinator";
+    let config = if settings.tls_allow_insecure_connection {
+        rt::insecure_tls_config()
+    } else if let Some(path) = &settings.tls_trust_certs_file_path {
+        let pem = std::fs::read(path)
+            .map_err(|e| PulsarError::config(format!("read {}", path.display()), e.to_string()))?;
+        if settings.tls_hostname_verification {
+            rt::Client::tls_config_from_pem(&pem)
+        } else {
+            rt::tls_config_no_hostname(&pem)
+        }
+        .map_err(|e| PulsarError::config(context, e.to_string()))?
+    } else {
+        rt::default_tls_config().map_err(|e| PulsarError::config(context, e.to_string()))?
+    };
+    Ok(Some(config))
 }
 
 /// Who may publish on a topic.
@@ -235,6 +266,10 @@ impl Client {
             return Err(PulsarError::config("subscribe", "no input topic"));
         }
         let (tx, rx) = mpsc::channel(options.receiver_queue);
+        let budget = options.held_bytes.map(|b| {
+            let b = usize::try_from(b.min(u64::from(u32::MAX))).unwrap_or(usize::MAX);
+            (Arc::new(Semaphore::new(b)), b)
+        });
         let mut consumers = Vec::with_capacity(topics.len());
         for topic in topics {
             let mut builder = self
@@ -250,8 +285,8 @@ impl Client {
                     SubscriptionPosition::Latest => InitialPosition::Latest,
                     SubscriptionPosition::Earliest => InitialPosition::Earliest,
                 })
-                .receiver_queue_size(options.receiver_queue)
                 .negative_ack_redelivery_delay(options.nack_delay);
+            builder = builder.receiver_queue_size(prefetch(options));
             if let Some(name) = &options.consumer_name {
                 builder = builder.name(name.clone());
             }
@@ -270,6 +305,7 @@ impl Client {
                 topic.clone(),
                 consumer.clone(),
                 tx.clone(),
+                budget.clone(),
             )));
         }
         Ok(Consumer {
@@ -327,18 +363,30 @@ impl Client {
     async fn coordinator(&self) -> Result<&magnetar::runtime_tokio::Client, PulsarError> {
         self.coordinator
             .get_or_try_init(|| async {
-                let config = magnetar::ConnectionConfig {
+                let mut config = magnetar::ConnectionConfig {
                     operation_timeout: Duration::from_secs(30),
                     ..magnetar::ConnectionConfig::default()
                 };
-                let auth = self.settings.auth_token.as_ref().map(|t| {
-                    Arc::new(magnetar::proto::auth::TokenAuth::from_string(t.expose()))
-                        as Arc<dyn magnetar::proto::AuthProvider>
-                });
-                magnetar::runtime_tokio::Client::connect_auth(
-                    &self.settings.service_url,
+                // The same credentials and TLS as the main client's.
+                let provider = self.credentials.provider();
+                if let Some(p) = &provider {
+                    config.auth_method_name = p.method().to_owned();
+                    config.auth_data = Some(p.initial().map_err(|e| {
+                        PulsarError::config(
+                            "authenticate to the transaction coordinator",
+                            e.to_string(),
+                        )
+                    })?);
+                }
+                let url = magnetar::runtime_tokio::ParsedUrl::parse(&self.settings.service_url)
+                    .map_err(|e| {
+                        PulsarError::config("connect to the transaction coordinator", e.to_string())
+                    })?;
+                magnetar::runtime_tokio::Client::connect_with(
+                    url,
+                    broker_tls(&self.settings)?,
                     config,
-                    auth,
+                    provider,
                 )
                 .await
                 .map_err(|e| PulsarError::new("connect to the transaction coordinator", e))
@@ -427,23 +475,25 @@ impl Client {
         };
         let context = || format!("read the deduplication policy of {namespace}");
         let base = web.trim_end_matches('/').to_owned();
-        let token = self
-            .settings
-            .auth_token
-            .as_ref()
-            .map(|t| t.expose().to_owned());
+        let agent = auth::http_agent(&self.settings)?;
+        let bearer = self.credentials.bearer()?;
         let get = move |path: String| -> Result<String, String> {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .into();
-            let mut request = agent.get(format!("{base}{path}"));
-            if let Some(token) = &token {
-                request = request.header("Authorization", format!("Bearer {token}"));
+            let url = format!("{base}{path}");
+            let mut request = agent.get(&url);
+            if let Some(token) = &bearer {
+                request = request.header("Authorization", format!("Bearer {}", token.expose()));
             }
-            request
-                .call()
-                .map_err(|e| e.to_string())?
+            let mut response = request.call().map_err(|e| format!("{url}: {e}"))?;
+            let status = response.status();
+            if status == 401 || status == 403 {
+                return Err(format!(
+                    "{url} answered {status}: the role may not read it (reading a namespace's policies takes tenant admin)"
+                ));
+            }
+            if !status.is_success() {
+                return Err(format!("{url} answered {status}"));
+            }
+            response
                 .body_mut()
                 .read_to_string()
                 .map_err(|e| e.to_string())
@@ -606,8 +656,16 @@ pub struct ConsumerOptions {
     pub subscription_type: SubscriptionType,
     /// Where a new subscription starts.
     pub position: SubscriptionPosition,
-    /// Messages buffered ahead of the sink, per input topic.
+    /// Messages buffered ahead of the sink, per input topic, at most.
     pub receiver_queue: usize,
+    /// Payload bytes received and not yet released (see [`Received::held`])
+    /// across all input topics, at most; `None`: no byte limit. A message
+    /// larger than the limit still passes, alone.
+    pub held_bytes: Option<u64>,
+    /// Payload bytes the client prefetches per input topic, about: the
+    /// receiver queue holds as many messages as this at the average size
+    /// seen so far, at least one.
+    pub prefetch_bytes: Option<u64>,
     /// Delay before a negatively acknowledged message comes back.
     pub nack_delay: Duration,
     /// Redeliver what is not acknowledged within this time.
@@ -632,6 +690,28 @@ pub struct Received {
     pub handle: AckHandle,
     /// How often the broker delivered it before.
     pub redelivery_count: u32,
+    /// The message's share of [`ConsumerOptions::held_bytes`], given back
+    /// when this is dropped: keep it until the message is acknowledged.
+    pub held: Option<OwnedSemaphorePermit>,
+}
+
+/// The largest message a broker takes by default (`maxMessageSize`); a
+/// larger record travels in chunks of at most this size, each taking a
+/// permit of the receiver queue.
+const BROKER_MAX_MESSAGE: u64 = 5 << 20;
+
+/// The receiver queue of each input topic: `receiver_queue` messages, or
+/// under a byte budget as many of the largest messages as it holds, at
+/// least one. The queue is fixed for the subscription's life: the broker
+/// holds the permits it was given, so a queue that grew on small messages
+/// could fill with large ones.
+fn prefetch(options: &ConsumerOptions) -> usize {
+    match options.prefetch_bytes {
+        None => options.receiver_queue,
+        Some(bytes) => usize::try_from(bytes / BROKER_MAX_MESSAGE)
+            .unwrap_or(usize::MAX)
+            .clamp(1, options.receiver_queue.max(1)),
+    }
 }
 
 /// A consumer over one or more topics on one subscription.
@@ -656,10 +736,23 @@ async fn forward(
     topic: String,
     consumer: magnetar::runtime_tokio::Consumer,
     tx: mpsc::Sender<Result<Received, PulsarError>>,
+    budget: Option<(Arc<Semaphore>, usize)>,
 ) {
     loop {
         let item = match consumer.receive().await {
-            Ok(msg) => Ok(received(index, &topic, msg)),
+            Ok(msg) => {
+                let mut r = received(index, &topic, msg);
+                if let Some((budget, limit)) = &budget {
+                    let size = r.record.value.as_ref().map_or(0, Vec::len).clamp(1, *limit);
+                    // Wait here, with the client's queue as the only buffer,
+                    // until enough of what is held is acknowledged.
+                    match Arc::clone(budget).acquire_many_owned(size as u32).await {
+                        Ok(permit) => r.held = Some(permit),
+                        Err(_) => return,
+                    }
+                }
+                Ok(r)
+            }
             Err(e) => Err(PulsarError::new(format!("receive from {topic}"), e)),
         };
         let failed = item.is_err();
@@ -737,6 +830,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
             id: msg.message_id,
         },
         redelivery_count: msg.redelivery_count,
+        held: None,
     }
 }
 
@@ -802,5 +896,29 @@ impl Consumer {
         for (_, consumer) in self.consumers {
             let _ = consumer.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_holds_its_bytes_in_messages_of_the_largest_size() {
+        let options = |prefetch_bytes| ConsumerOptions {
+            subscription: "s".into(),
+            subscription_type: SubscriptionType::Failover,
+            position: SubscriptionPosition::Earliest,
+            receiver_queue: 1000,
+            held_bytes: None,
+            prefetch_bytes,
+            nack_delay: Duration::from_secs(1),
+            ack_timeout: None,
+            consumer_name: None,
+        };
+        assert_eq!(prefetch(&options(None)), 1000);
+        assert_eq!(prefetch(&options(Some(16 << 20))), 3);
+        assert_eq!(prefetch(&options(Some(1 << 20))), 1, "at least one");
+        assert_eq!(prefetch(&options(Some(1 << 40))), 1000, "at most the queue");
     }
 }

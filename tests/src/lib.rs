@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 pub mod cdc;
+pub mod secure;
 pub mod sink;
 
 /// The broker's binary protocol endpoint.
@@ -253,6 +254,15 @@ impl Sluice {
         Some((status, resp.body_mut().read_to_string().ok()?))
     }
 
+    /// The peak resident memory of the process so far, in bytes
+    /// (`VmHWM`), while it runs.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// The log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sluice.log")).unwrap_or_default()
@@ -397,7 +407,7 @@ pub fn message_parts(
 }
 
 /// Publish `(key, value)` messages to `topic`; a `None` value is an empty
-/// payload.
+/// payload. A message over the broker's size limit goes in chunks.
 pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
     topic: &str,
     messages: &[(K, Option<V>)],
@@ -406,7 +416,7 @@ pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
         .service_url(PULSAR_URL)
         .build()
         .await?;
-    let producer = client.producer(topic).create().await?;
+    let producer = client.producer(topic).chunking(true).create().await?;
     for (key, value) in messages {
         let payload = value.as_ref().map_or("", AsRef::as_ref).as_bytes().to_vec();
         let msg = magnetar::OutgoingMessage::with_payload(payload).key(key.as_ref());

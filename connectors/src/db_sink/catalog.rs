@@ -26,8 +26,11 @@ pub(crate) async fn describe(
     let (columns, key): (Vec<(String, String)>, Vec<String>) = match dialect {
         Dialect::Postgres => {
             let qualified = dialect.table(name);
+            // The type without its modifier: values are cast to it, and an
+            // explicit cast to `varchar(5)` would cut a longer value short
+            // where storing it into the column refuses it.
             let columns = sqlx::query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+                "SELECT a.attname::text, format_type(a.atttypid, NULL) \
                  FROM pg_catalog.pg_attribute a \
                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
                  ORDER BY a.attnum",

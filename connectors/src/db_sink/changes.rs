@@ -241,6 +241,44 @@ pub(crate) fn groups(changes: &[Change]) -> Vec<Group<'_>> {
     out
 }
 
+/// About how many bytes a change's values take in a statement: text and
+/// binary by their length, other scalars as a few bytes each.
+pub(crate) fn weight(change: &Change) -> usize {
+    fn bytes(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len(),
+            Value::Array(_) | Value::Object(_) => v.to_string().len(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        }
+    }
+    // Each bound value also costs a type and a length on the wire.
+    change.values.values().map(|v| bytes(v) + 8).sum()
+}
+
+/// Cut `rows` into runs that one statement each can carry: at most
+/// `max_rows` rows, and at most `max_bytes` of values unless a single row
+/// is larger alone.
+pub(crate) fn statements<'a, 'c>(
+    rows: &'a [&'c Change],
+    max_rows: usize,
+    max_bytes: usize,
+) -> Vec<&'a [&'c Change]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let w = weight(row);
+        if i > start && (i - start == max_rows.max(1) || bytes + w > max_bytes) {
+            out.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += w;
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +425,28 @@ mod tests {
             shape,
             [(Kind::Upsert, 2), (Kind::Upsert, 1), (Kind::Delete, 2)]
         );
+    }
+    #[test]
+    fn statements_are_cut_by_rows_and_by_bytes() {
+        let cfg = config(&[]);
+        let row = |id: i64, size: usize| {
+            resolved(
+                envelope("c", Value::Null, json!({"id": id, "v": "x".repeat(size)})),
+                &cfg,
+            )
+            .remove(0)
+        };
+        let rows: Vec<Change> = (0..5).map(|i| row(i, 100)).collect();
+        let refs: Vec<&Change> = rows.iter().collect();
+        let lens = |cut: Vec<&[&Change]>| cut.iter().map(|s| s.len()).collect::<Vec<_>>();
+        assert_eq!(lens(statements(&refs, 2, usize::MAX)), [2, 2, 1]);
+        assert_eq!(lens(statements(&refs, 100, 3 * 124)), [3, 2]);
+        // Four rows of 4.8 MB under a 15 MiB limit: three, then one.
+        let big: Vec<Change> = (0..4).map(|i| row(i, 4_800_000)).collect();
+        let refs: Vec<&Change> = big.iter().collect();
+        assert_eq!(lens(statements(&refs, 1000, 15 << 20)), [3, 1]);
+        // A row larger than the limit goes alone.
+        assert_eq!(lens(statements(&refs, 1000, 1 << 20)), [1, 1, 1, 1]);
+        assert!(statements(&[], 10, 10).is_empty());
     }
 }

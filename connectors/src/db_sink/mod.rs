@@ -34,6 +34,59 @@ use crate::api::{BatchPolicy, ConnectorError, Finding, Sink, SinkContext, SinkRe
 /// MySQL 65,535).
 const MAX_PARAMETERS: usize = 30_000;
 
+/// Bytes of values per statement, at most, where the engine sets no lower
+/// limit: Postgres and SQLite take up to about 1 GB, which a batch should
+/// not hold in one statement.
+const MAX_STATEMENT_BYTES: usize = 64 << 20;
+
+/// How many bytes of values one statement may carry.
+#[derive(Debug, Clone, Copy)]
+struct StatementLimit {
+    bytes: usize,
+    /// Where the limit comes from, when the target refuses anything over
+    /// it (MySQL's `max_allowed_packet`); `None` when it is sluice's own.
+    setting: Option<&'static str>,
+}
+
+impl StatementLimit {
+    /// The limit of the target behind `pool`: for MySQL/MariaDB its
+    /// `max_allowed_packet`, less room for the statement and the protocol.
+    async fn of(pool: &AnyPool, dialect: Dialect) -> Result<Self, ConnectorError> {
+        if dialect != Dialect::MySql {
+            return Ok(Self {
+                bytes: MAX_STATEMENT_BYTES,
+                setting: None,
+            });
+        }
+        let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| db_error("read max_allowed_packet", e))?;
+        let packet = usize::try_from(packet).unwrap_or(0);
+        Ok(Self {
+            bytes: packet - packet / 16,
+            setting: Some("max_allowed_packet"),
+        })
+    }
+
+    /// Refuse a single row the target would refuse for its size, before
+    /// sending it: MySQL drops the connection on an oversized packet, which
+    /// would look like an outage and be retried forever.
+    fn check(&self, table: &str, rows: &[&Change]) -> Result<(), ConnectorError> {
+        let Some(setting) = self.setting else {
+            return Ok(());
+        };
+        match rows {
+            [one] if changes::weight(one) > self.bytes => Err(ConnectorError::permanent(format!(
+                "a row of about {} bytes for {table} is over what the target takes in one statement ({} bytes, from its {setting})",
+                changes::weight(one),
+                self.bytes
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A target table as the catalog describes it.
 #[derive(Debug)]
 struct TableInfo {
@@ -55,6 +108,8 @@ pub struct DbSink {
     schema: Option<String>,
     /// Under EFFECTIVELY_ONCE, what was applied.
     watermarks: Option<watermark::Watermarks>,
+    /// How much one statement may carry.
+    limit: StatementLimit,
     /// What was passed over, for the runtime.
     skips: Arc<crate::api::Skips>,
     /// When the log last summed up the skips, and the counts then.
@@ -171,7 +226,9 @@ impl DbSink {
         } else {
             None
         };
+        let limit = StatementLimit::of(&pool, config.dialect).await?;
         Ok(Self {
+            limit,
             dialect: config.dialect,
             config,
             pool,
@@ -355,7 +412,8 @@ impl DbSink {
         let d = self.dialect;
         let types: Vec<String> = columns.iter().map(|c| info.types[c].clone()).collect();
         let per_row = columns.len().max(1);
-        for chunk in rows.chunks((MAX_PARAMETERS / per_row).max(1)) {
+        for chunk in changes::statements(rows, MAX_PARAMETERS / per_row, self.limit.bytes) {
+            self.limit.check(table, chunk)?;
             let statement = match kind {
                 Kind::Truncate => d.truncate(&name),
                 Kind::Upsert => d.upsert(&name, columns, Some(&types), &info.key, chunk.len()),

@@ -6,6 +6,7 @@
 //! `sluice localrun`. Every error names the file, the line and column, and
 //! the field path.
 
+mod auth;
 mod env;
 mod raw;
 mod validate;
@@ -14,8 +15,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::auth::{OAuth2Settings, PulsarAuth, TokenSource};
 pub use raw::{Compression, Guarantee, SubscriptionPosition};
-use sluice_connectors::{Secret, SinkSpec, SourceSpec};
+use sluice_connectors::{SinkSpec, SourceSpec};
 
 /// Where the broker is and how to reach it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,12 +26,15 @@ pub struct PulsarSettings {
     pub service_url: String,
     /// The admin REST URL, for preflight checks.
     pub web_service_url: Option<String>,
-    /// A JWT for token authentication.
-    pub auth_token: Option<Secret>,
-    /// CA certificates for `pulsar+ssl://`.
+    /// How to authenticate: `authPlugin` and `authParams`, or `authToken`.
+    pub auth: PulsarAuth,
+    /// CA certificates for `pulsar+ssl://` and `https://`; the system's
+    /// otherwise.
     pub tls_trust_certs_file_path: Option<PathBuf>,
     /// Accept any server certificate. Insecure.
     pub tls_allow_insecure_connection: bool,
+    /// Check that the server's certificate names the host connected to.
+    pub tls_hostname_verification: bool,
     /// Bytes of message payload each connector holds for Pulsar at most:
     /// a source's publishes awaiting the broker's receipt (`memoryLimitBytes`;
     /// 0 is no limit).
@@ -217,6 +222,18 @@ pub struct LocalrunOverrides {
     pub broker_service_url: Option<String>,
     /// `--web-service-url`.
     pub web_service_url: Option<String>,
+    /// `--client-auth-plugin`.
+    pub auth_plugin: Option<String>,
+    /// `--client-auth-params`.
+    pub auth_params: Option<String>,
+    /// `--use-tls`.
+    pub use_tls: bool,
+    /// `--tls-trust-cert-path`.
+    pub tls_trust_cert_path: Option<PathBuf>,
+    /// `--tls-allow-insecure`.
+    pub tls_allow_insecure: bool,
+    /// `--tls-hostname-verification`: `None` keeps the default (on).
+    pub tls_hostname_verification: Option<bool>,
 }
 
 /// Which single-connector file `sluice localrun` reads.

@@ -28,8 +28,11 @@ pub(crate) struct PulsarSection {
     pub(crate) service_url: Option<Spanned<String>>,
     pub(crate) web_service_url: Option<Spanned<String>>,
     pub(crate) auth_token: Option<String>,
+    pub(crate) auth_plugin: Option<Spanned<String>>,
+    pub(crate) auth_params: Option<super::auth::RawParams>,
     pub(crate) tls_trust_certs_file_path: Option<String>,
     pub(crate) tls_allow_insecure_connection: Option<bool>,
+    pub(crate) tls_enable_hostname_verification: Option<bool>,
     pub(crate) memory_limit_bytes: Option<u64>,
 }
 

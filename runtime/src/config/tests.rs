@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use super::validate::{connector_file_from_str, pipeline_from_str};
-use super::{ConfigError, ConnectorFileKind, Guarantee, LocalrunOverrides, SubscriptionType};
+use super::{
+    ConfigError, ConnectorFileKind, Guarantee, LocalrunOverrides, OAuth2Settings, PulsarAuth,
+    SubscriptionType, TokenSource,
+};
 
 fn env(name: &str) -> Option<String> {
     (name == "SET").then(|| "value".to_owned())
@@ -439,7 +442,7 @@ fn variables_are_substituted_and_secrets_hidden() {
 fn a_single_connector_file_loads_with_localrun_overrides() {
     let overrides = LocalrunOverrides {
         broker_service_url: Some("pulsar://broker:6650".into()),
-        web_service_url: None,
+        ..LocalrunOverrides::default()
     };
     let yaml = "name: out\nclassName: file\ninputs: [t]\nconfigs:\n  path: /x\n";
     let loaded = connector_file_from_str(
@@ -497,4 +500,89 @@ fn every_file_in_config_validates() {
         }
     }
     assert!(checked >= 3, "only {checked} config files found");
+}
+
+fn pulsar(section: &str) -> Result<super::PulsarSettings, Vec<ConfigError>> {
+    let yaml = format!("pulsar:\n{section}{SINK}");
+    pipeline_from_str(Path::new("p.yaml"), &yaml, env)
+        .map(|l| l.pipeline.pulsar)
+        .map_err(|e| e.0)
+}
+
+#[test]
+fn the_client_conf_auth_keys_are_read() {
+    let oauth = pulsar(
+        "  serviceUrl: pulsar+ssl://broker:6651\n  authPlugin: org.apache.pulsar.client.impl.auth.oauth2.AuthenticationOAuth2\n  \
+         authParams: '{\"issuerUrl\": \"https://issuer\", \"privateKey\": \"file:///creds.json\", \"audience\": \"urn:sl\"}'\n  \
+         tlsTrustCertsFilePath: /ca.pem\n  tlsEnableHostnameVerification: false\n",
+    )
+    .unwrap();
+    assert_eq!(
+        oauth.auth,
+        PulsarAuth::OAuth2(OAuth2Settings {
+            issuer_url: "https://issuer".into(),
+            private_key: "/creds.json".into(),
+            audience: Some("urn:sl".into()),
+            scope: None,
+        })
+    );
+    assert!(!oauth.tls_hostname_verification);
+    let token = pulsar(
+        "  serviceUrl: pulsar+ssl://broker:6651\n  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationToken\n  authParams: file:///t.jwt\n",
+    )
+    .unwrap();
+    assert_eq!(
+        token.auth,
+        PulsarAuth::Token(TokenSource::File("/t.jwt".into()))
+    );
+    assert!(token.tls_hostname_verification, "on by default");
+    let shorthand = pulsar("  authToken: abc\n").unwrap();
+    assert!(
+        matches!(shorthand.auth, PulsarAuth::Token(TokenSource::Value(t)) if t.expose() == "abc")
+    );
+}
+
+#[test]
+fn conflicting_or_unsupported_auth_is_refused_without_quoting_secrets() {
+    let both = pulsar(
+        "  authToken: sekrit\n  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationToken\n  authParams: token:sekrit\n",
+    )
+    .unwrap_err();
+    assert!(both[0].to_string().contains("one or the other"), "{both:?}");
+    let tls = pulsar(
+        "  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationTls\n  authParams: tlsCertFile:/c.pem,tlsKeyFile:/k.pem\n",
+    )
+    .unwrap_err();
+    assert!(tls[0].to_string().contains("not supported yet"), "{tls:?}");
+    let unknown = pulsar("  authPlugin: com.example.Auth\n  authParams: sekrit\n").unwrap_err();
+    let text = format!("{unknown:?}");
+    assert!(
+        text.contains("com.example.Auth") && !text.contains("sekrit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn localrun_takes_the_auth_and_tls_flags() {
+    let overrides = LocalrunOverrides {
+        broker_service_url: Some("pulsar+ssl://broker:6651".into()),
+        auth_plugin: Some("org.apache.pulsar.client.impl.auth.AuthenticationToken".into()),
+        auth_params: Some("token:abc".into()),
+        use_tls: true,
+        tls_trust_cert_path: Some("/ca.pem".into()),
+        ..LocalrunOverrides::default()
+    };
+    let yaml = "name: out\nclassName: file\ninputs: [t]\nconfigs:\n  path: /x\n";
+    let load = |o: &LocalrunOverrides| {
+        connector_file_from_str(Path::new("s.yaml"), yaml, ConnectorFileKind::Sink, o, env)
+    };
+    let pulsar = load(&overrides).unwrap().pipeline.pulsar;
+    assert!(matches!(pulsar.auth, PulsarAuth::Token(_)));
+    assert_eq!(pulsar.tls_trust_certs_file_path, Some("/ca.pem".into()));
+    let plain = LocalrunOverrides {
+        broker_service_url: Some("pulsar://broker:6650".into()),
+        ..overrides
+    };
+    let err = load(&plain).unwrap_err();
+    assert!(err.to_string().contains("--use-tls"), "{err}");
 }

@@ -9,13 +9,14 @@ use serde::de::DeserializeOwned;
 use serde_saphyr::{Location, Spanned};
 use sluice_connectors::{ConfigMap, ConfigValue, Secret, SinkKind, SourceKind};
 
+use super::auth::RawParams;
 use super::raw::{PipelineFile, RawConfigs, RawValue, SinkEntry, SourceEntry};
 use super::{
     Batching, Compression, ConfigError, ConfigErrors, ConnectorFileKind, DEFAULT_BATCH_MAX_BYTES,
     DEFAULT_BATCH_MAX_DELAY, DEFAULT_BATCH_MAX_MESSAGES, DEFAULT_MAX_PENDING_MESSAGES,
     DEFAULT_MAX_RETRIES, DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_NACK_DELAY, DEFAULT_SERVICE_URL,
-    Guarantee, Loaded, LocalrunOverrides, Pipeline, ProducerSettings, PulsarSettings, SinkDef,
-    SourceDef, SubscriptionPosition, SubscriptionType,
+    Guarantee, Loaded, LocalrunOverrides, Pipeline, ProducerSettings, PulsarAuth, PulsarSettings,
+    SinkDef, SourceDef, SubscriptionPosition, SubscriptionType, TokenSource,
 };
 
 /// Collects errors and warnings with their places.
@@ -211,12 +212,40 @@ pub(crate) fn connector_file_from_str(
             .clone()
             .unwrap_or_else(|| DEFAULT_SERVICE_URL.to_owned()),
         web_service_url: overrides.web_service_url.clone(),
-        auth_token: None,
-        tls_trust_certs_file_path: None,
-        tls_allow_insecure_connection: false,
+        auth: overrides
+            .auth_plugin
+            .as_deref()
+            .map_or(PulsarAuth::None, |plugin| {
+                let params = overrides.auth_params.clone().map(RawParams::Text);
+                auth_of(
+                    plugin,
+                    params.as_ref(),
+                    None,
+                    "--client-auth-plugin",
+                    &mut ctx,
+                )
+            }),
+        tls_trust_certs_file_path: overrides.tls_trust_cert_path.clone(),
+        tls_allow_insecure_connection: overrides.tls_allow_insecure,
+        tls_hostname_verification: overrides.tls_hostname_verification.unwrap_or(true),
         memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
     };
+    if overrides.auth_params.is_some() && overrides.auth_plugin.is_none() {
+        ctx.error(
+            None,
+            "--client-auth-params",
+            "is given without --client-auth-plugin",
+        );
+    }
     check_service_url(&pulsar.service_url, None, "--broker-service-url", &mut ctx);
+    if overrides.use_tls && !pulsar.service_url.starts_with("pulsar+ssl://") {
+        ctx.error(
+            None,
+            "--use-tls",
+            "needs a pulsar+ssl:// --broker-service-url",
+        );
+    }
+    check_tls(&pulsar, "--tls-allow-insecure", &mut ctx);
     let (sources, sinks) = match kind {
         ConnectorFileKind::Source => {
             let entry: Spanned<SourceEntry> = parse(file, text, lookup)?;
@@ -264,9 +293,10 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
         return PulsarSettings {
             service_url: DEFAULT_SERVICE_URL.to_owned(),
             web_service_url: None,
-            auth_token: None,
+            auth: PulsarAuth::None,
             tls_trust_certs_file_path: None,
             tls_allow_insecure_connection: false,
+            tls_hostname_verification: true,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
         };
     };
@@ -286,13 +316,99 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
             format!("\"{}\" is not an http:// or https:// URL", url.value),
         );
     }
-    PulsarSettings {
+    let token = s.auth_token.filter(|t| !t.is_empty());
+    let auth = match (&s.auth_plugin, token) {
+        (Some(plugin), Some(_)) => {
+            ctx.error(
+                Some(&plugin.referenced),
+                "pulsar.authToken",
+                "is a shorthand for authPlugin AuthenticationToken: give one or the other",
+            );
+            PulsarAuth::None
+        }
+        (Some(plugin), None) => auth_of(
+            &plugin.value,
+            s.auth_params.as_ref(),
+            Some(&plugin.referenced),
+            "pulsar.authPlugin",
+            ctx,
+        ),
+        (None, Some(token)) => PulsarAuth::Token(TokenSource::Value(Secret::new(token))),
+        (None, None) => {
+            if s.auth_params.is_some() {
+                ctx.error(None, "pulsar.authParams", "is given without authPlugin");
+            }
+            PulsarAuth::None
+        }
+    };
+    let settings = PulsarSettings {
         service_url,
         web_service_url: s.web_service_url.map(|u| u.value),
-        auth_token: s.auth_token.filter(|t| !t.is_empty()).map(Secret::new),
+        auth,
         tls_trust_certs_file_path: s.tls_trust_certs_file_path.map(PathBuf::from),
         tls_allow_insecure_connection: s.tls_allow_insecure_connection.unwrap_or(false),
+        tls_hostname_verification: s.tls_enable_hostname_verification.unwrap_or(true),
         memory_limit_bytes: s.memory_limit_bytes.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES),
+    };
+    check_tls(&settings, "pulsar.tlsAllowInsecureConnection", ctx);
+    settings
+}
+
+/// The authentication `plugin` with `params` asks for. The client cannot
+/// present a certificate, so `AuthenticationTls` is refused here rather
+/// than connect anonymously.
+fn auth_of(
+    plugin: &str,
+    params: Option<&RawParams>,
+    at: Option<&Location>,
+    path: &str,
+    ctx: &mut Ctx,
+) -> PulsarAuth {
+    match super::auth::parse(plugin, params) {
+        Ok(PulsarAuth::Tls { .. }) => {
+            ctx.error(
+                at,
+                path,
+                "AuthenticationTls (a client certificate) is not supported yet: the Pulsar \
+                 client sluice uses cannot present one. Use a token or OAuth2 client credentials",
+            );
+            PulsarAuth::None
+        }
+        Ok(auth) => auth,
+        Err(message) => {
+            ctx.error(at, path, message);
+            PulsarAuth::None
+        }
+    }
+}
+
+/// TLS settings that cannot work together, or that protect nothing.
+fn check_tls(settings: &PulsarSettings, path: &str, ctx: &mut Ctx) {
+    let tls = settings.service_url.starts_with("pulsar+ssl://");
+    if settings.tls_allow_insecure_connection && tls {
+        ctx.warn(
+            None,
+            path,
+            "accepts any broker certificate: anyone on the path can pose as the broker and read the credentials",
+        );
+    }
+    if !tls && settings.auth != PulsarAuth::None {
+        ctx.warn(
+            None,
+            "pulsar.serviceUrl",
+            "is not pulsar+ssl://: the credentials go to the broker unencrypted",
+        );
+    }
+    if !settings.tls_hostname_verification
+        && settings.tls_trust_certs_file_path.is_none()
+        && !settings.tls_allow_insecure_connection
+        && tls
+    {
+        ctx.error(
+            None,
+            "pulsar.tlsEnableHostnameVerification",
+            "false needs tlsTrustCertsFilePath: the client checks the certificate's chain against it, not the host name",
+        );
     }
 }
 

@@ -272,6 +272,8 @@ async fn supervise_sink(
         subscription_type: def.subscription_type,
         position: def.position,
         receiver_queue: RECEIVER_QUEUE,
+        held_bytes: None,
+        prefetch_bytes: None,
         nack_delay: def.nack_delay,
         ack_timeout: def.ack_timeout,
         consumer_name: Some(format!("{}-{instance}", def.name)),
@@ -292,6 +294,12 @@ async fn supervise_sink(
                 skips: Arc::clone(&status.skips),
             };
             let mut sink = def.spec.open(&context).await?;
+            let memory = sink_task::Memory::of(client.memory_limit(), topics.len());
+            let options = ConsumerOptions {
+                held_bytes: memory.held,
+                prefetch_bytes: memory.prefetch,
+                ..options.clone()
+            };
             let mut consumer = client.consumer(&topics, &options).await?;
             let result = sink_task::run(
                 &def,

@@ -2,8 +2,9 @@
 //!
 //! Under ATLEAST_ONCE a batch is acknowledged only after the sink reports it
 //! durable. A retryable failure retries the whole batch with backoff, for
-//! as long as it takes. A permanent failure writes the batch one record at a
-//! time to find the records the target rejects; each rejected record is
+//! as long as it takes. A permanent failure splits the batch in halves,
+//! down to single records, to find the records the target rejects while
+//! their neighbours commit; each rejected record is
 //! tried `maxMessageRetries` more times, then published to the dead-letter
 //! topic with the error and its origin, then acknowledged. Without a
 //! dead-letter topic the run fails instead, so that nothing is dropped.
@@ -33,6 +34,36 @@ pub const ORIGIN_SINK_PROPERTY: &str = "sluice.origin.sink";
 /// How often a sink with `topicsPattern` looks for new matching topics.
 pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How a sink spends `pulsar.memoryLimitBytes` (the `limit`): on payload
+/// received and not yet acknowledged, all of it (one batch of it at most a
+/// quarter); on the client's prefetch, a quarter split across the input
+/// topics, in messages of the broker's largest size, at least one per
+/// topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Memory {
+    pub(crate) held: Option<u64>,
+    pub(crate) prefetch: Option<u64>,
+    pub(crate) batch: u64,
+}
+
+impl Memory {
+    /// The shares for `topics` input topics; `u64::MAX` means no limit.
+    pub(crate) fn of(limit: u64, topics: usize) -> Self {
+        if limit == u64::MAX {
+            return Self {
+                held: None,
+                prefetch: None,
+                batch: u64::MAX,
+            };
+        }
+        Self {
+            held: Some(limit),
+            prefetch: Some((limit / 4 / topics.max(1) as u64).max(1)),
+            batch: (limit / 4).max(1),
+        }
+    }
+}
+
 /// How a sink run ended without failing.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -55,6 +86,7 @@ pub(crate) async fn run(
 ) -> Result<Ended, TaskError> {
     let mut dead_letters: Option<Producer> = None;
     let policy = sink.batch_policy();
+    let memory = Memory::of(client.memory_limit(), topics.len());
     let mut discovery = def.topics_pattern.as_ref().map(|_| {
         let mut i = tokio::time::interval_at(
             tokio::time::Instant::now() + DISCOVERY_INTERVAL,
@@ -68,6 +100,7 @@ pub(crate) async fn run(
         let batch = match next_batch(
             consumer,
             policy.max_records,
+            memory.batch,
             policy.max_wait,
             discovery.as_mut(),
             shutdown,
@@ -86,7 +119,13 @@ pub(crate) async fn run(
             }
         };
         let handles: Vec<AckHandle> = batch.iter().map(|r| r.handle).collect();
-        let records: Vec<SinkRecord> = batch.into_iter().map(|r| r.record).collect();
+        // Released at the end of this turn, once the batch is acknowledged.
+        let mut _held = Vec::with_capacity(batch.len());
+        let mut records: Vec<SinkRecord> = Vec::with_capacity(batch.len());
+        for r in batch {
+            _held.push(r.held);
+            records.push(r.record);
+        }
         let bytes: u64 = records
             .iter()
             .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
@@ -208,10 +247,13 @@ async fn tick(discovery: Option<&mut tokio::time::Interval>) {
     }
 }
 
-/// Wait for a first message, then gather more until `max` or `max_wait`.
+/// Wait for a first message, then gather more until `max` records,
+/// `max_bytes` of payload (passed by at most the last record) or
+/// `max_wait`.
 async fn next_batch(
     consumer: &mut Consumer,
     max: usize,
+    max_bytes: u64,
     max_wait: Duration,
     discovery: Option<&mut tokio::time::Interval>,
     shutdown: &CancellationToken,
@@ -222,41 +264,50 @@ async fn next_batch(
         r = consumer.receive() => r?,
         () = tick(discovery) => return Ok(Wait::Discover),
     };
+    let size = |r: &Received| r.record.value.as_ref().map_or(0, Vec::len) as u64;
+    let mut bytes = size(&first);
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + max_wait;
-    while batch.len() < max {
-        if let Some(r) = consumer.try_receive() {
-            batch.push(r?);
-            continue;
-        }
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(deadline) => break,
-            r = consumer.receive() => batch.push(r?),
-        }
+    while batch.len() < max && bytes < max_bytes {
+        let r = if let Some(r) = consumer.try_receive() {
+            r?
+        } else {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep_until(deadline) => break,
+                r = consumer.receive() => r?,
+            }
+        };
+        bytes += size(&r);
+        batch.push(r);
     }
     Ok(Wait::Batch(batch))
 }
 
-/// Write with retries; on a permanent failure, write record by record and
-/// return the records the target rejects, with their error.
+/// Write with retries; on a permanent failure, split the batch in halves
+/// and write each, down to single records, and return the records the
+/// target rejects, with their error. The halves go in order, so changes
+/// to one key keep theirs; one bad record among `n` costs about
+/// `2 × log2(n)` writes.
 async fn write_isolating(
     sink: &mut AnySink,
     records: &[SinkRecord],
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
 ) -> Result<Vec<(usize, ConnectorError)>, TaskError> {
-    match write_retrying(sink, records, status, shutdown).await? {
-        Ok(()) => return Ok(Vec::new()),
-        Err(e) if records.len() == 1 => return Ok(vec![(0, e)]),
-        Err(_) => {}
-    }
     let mut rejected = Vec::new();
-    for (i, record) in records.iter().enumerate() {
-        if let Err(e) = write_retrying(sink, std::slice::from_ref(record), status, shutdown).await?
-        {
-            rejected.push((i, e));
+    // Ranges still to write, the next one last.
+    let mut pending = vec![(0, records.len())];
+    while let Some((start, end)) = pending.pop() {
+        match write_retrying(sink, &records[start..end], status, shutdown).await? {
+            Ok(()) => {}
+            Err(e) if end - start == 1 => rejected.push((start, e)),
+            Err(_) => {
+                let middle = start + (end - start) / 2;
+                pending.push((middle, end));
+                pending.push((start, middle));
+            }
         }
     }
     Ok(rejected)
@@ -360,4 +411,26 @@ fn error_chain(error: &ConnectorError) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Memory;
+
+    #[test]
+    fn the_memory_limit_is_shared_not_multiplied_by_topics() {
+        let one = Memory::of(64 << 20, 1);
+        assert_eq!(
+            one,
+            Memory {
+                held: Some(64 << 20),
+                prefetch: Some(16 << 20),
+                batch: 16 << 20
+            }
+        );
+        let many = Memory::of(64 << 20, 100);
+        assert_eq!(many.held, one.held);
+        assert_eq!(many.prefetch, Some((16 << 20) / 100));
+        assert_eq!(Memory::of(u64::MAX, 3).held, None);
+    }
 }

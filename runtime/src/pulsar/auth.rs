@@ -1,0 +1,361 @@
+//! Credentials for every connection to the cluster: the broker's binary
+//! protocol, the transaction coordinator and the admin REST API. One
+//! [`Credentials`] per client hands out the current token to each of them;
+//! under OAuth2 a task exchanges the client credentials for a new token
+//! before the current one expires.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use magnetar::proto::{AuthError, AuthProvider};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use sluice_connectors::Secret;
+use tracing::{info, warn};
+
+use super::PulsarError;
+use crate::config::{OAuth2Settings, PulsarAuth, PulsarSettings, TokenSource};
+
+/// An HTTP agent that verifies servers as the broker connection does:
+/// against `tlsTrustCertsFilePath` when set, else the public CAs; or not
+/// at all under `tlsAllowInsecureConnection`.
+pub(crate) fn http_agent(settings: &PulsarSettings) -> Result<ureq::Agent, PulsarError> {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder();
+    if settings.tls_allow_insecure_connection {
+        tls = tls.disable_verification(true);
+    } else if let Some(path) = &settings.tls_trust_certs_file_path {
+        let certs: Vec<Certificate<'static>> = trust_pem(path)?
+            .into_iter()
+            .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+            .collect();
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    Ok(ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .build()
+        .into())
+}
+
+/// The certificates of a PEM trust file.
+pub(crate) fn trust_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, PulsarError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        PulsarError::config(
+            format!("read tlsTrustCertsFilePath {}", path.display()),
+            e.to_string(),
+        )
+    })?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            PulsarError::config(
+                format!("read tlsTrustCertsFilePath {}", path.display()),
+                e.to_string(),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(PulsarError::config(
+            format!("read tlsTrustCertsFilePath {}", path.display()),
+            "it holds no PEM certificate",
+        ));
+    }
+    Ok(certs)
+}
+
+/// What authenticates a client's connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Credentials {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    None,
+    Token(TokenSource),
+    OAuth2(Arc<OAuth2>),
+}
+
+impl Credentials {
+    /// Ready credentials: under OAuth2, a first token is fetched now (an
+    /// error names the issuer), and a task keeps it fresh while the
+    /// credentials live.
+    pub(crate) async fn open(settings: &PulsarSettings) -> Result<Self, PulsarError> {
+        let kind = match &settings.auth {
+            PulsarAuth::None => Kind::None,
+            PulsarAuth::Token(source) => {
+                if let TokenSource::File(path) = source {
+                    read_token(path).map_err(|e| PulsarError::config("read the token", e))?;
+                }
+                Kind::Token(source.clone())
+            }
+            PulsarAuth::OAuth2(oauth) => {
+                Kind::OAuth2(OAuth2::start(oauth.clone(), http_agent(settings)?).await?)
+            }
+            PulsarAuth::Tls { .. } => {
+                return Err(PulsarError::config(
+                    "authenticate",
+                    "AuthenticationTls is not supported: the client cannot present a certificate",
+                ));
+            }
+        };
+        Ok(Self { kind })
+    }
+
+    /// The provider for the binary protocol; `None` when anonymous.
+    pub(crate) fn provider(&self) -> Option<Arc<dyn AuthProvider>> {
+        match &self.kind {
+            Kind::None => None,
+            Kind::Token(_) | Kind::OAuth2(_) => Some(Arc::new(self.clone())),
+        }
+    }
+
+    /// The current token, for an `Authorization: Bearer` header.
+    pub(crate) fn bearer(&self) -> Result<Option<Secret>, PulsarError> {
+        match &self.kind {
+            Kind::None => Ok(None),
+            Kind::Token(_) | Kind::OAuth2(_) => self
+                .token()
+                .map(Some)
+                .map_err(|e| PulsarError::config("authenticate", e)),
+        }
+    }
+
+    fn token(&self) -> Result<Secret, String> {
+        match &self.kind {
+            Kind::None => Err("no credentials".to_owned()),
+            Kind::Token(TokenSource::Value(secret)) => Ok(secret.clone()),
+            Kind::Token(TokenSource::File(path)) => read_token(path),
+            Kind::OAuth2(oauth) => oauth.current(),
+        }
+    }
+}
+
+impl AuthProvider for Credentials {
+    fn method(&self) -> &str {
+        // The broker's token provider takes both a plain and an OAuth2 JWT.
+        "token"
+    }
+
+    fn initial(&self) -> Result<Bytes, AuthError> {
+        self.token()
+            .map(|t| Bytes::copy_from_slice(t.expose().as_bytes()))
+            .map_err(AuthError::Invalid)
+    }
+}
+
+/// A token file's content. The file is read on each use, so a rotated
+/// token is picked up at the next connection or re-authentication.
+fn read_token(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(Secret::new(token))
+}
+
+/// OAuth2 client credentials and the token they were last exchanged for.
+#[derive(Debug)]
+struct OAuth2 {
+    settings: OAuth2Settings,
+    agent: ureq::Agent,
+    /// The token and when it expires.
+    current: Mutex<(Secret, Instant)>,
+    refresher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for OAuth2 {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.refresher.lock()
+            && let Some(task) = r.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A token from the issuer, and how long it lives.
+struct Grant {
+    token: Secret,
+    lifetime: Duration,
+}
+
+impl OAuth2 {
+    async fn start(settings: OAuth2Settings, agent: ureq::Agent) -> Result<Arc<Self>, PulsarError> {
+        let context = format!("get an OAuth2 token from {}", settings.issuer_url);
+        let grant = fetch(settings.clone(), agent.clone())
+            .await
+            .map_err(|e| PulsarError::config(context.clone(), e))?;
+        info!(issuer = %settings.issuer_url, lifetime = ?grant.lifetime, "got an OAuth2 token");
+        let this = Arc::new(Self {
+            settings,
+            agent,
+            current: Mutex::new((grant.token, Instant::now() + grant.lifetime)),
+            refresher: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&this);
+        let task = tokio::spawn(async move {
+            let mut wait = refresh_after(grant.lifetime);
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(this) = weak.upgrade() else { return };
+                match fetch(this.settings.clone(), this.agent.clone()).await {
+                    Ok(grant) => {
+                        wait = refresh_after(grant.lifetime);
+                        if let Ok(mut current) = this.current.lock() {
+                            *current = (grant.token, Instant::now() + grant.lifetime);
+                        }
+                    }
+                    Err(e) => {
+                        // Try again soon: the current token may still be valid.
+                        wait = Duration::from_secs(5);
+                        warn!(issuer = %this.settings.issuer_url, error = %e, "could not refresh the OAuth2 token; trying again in 5 s");
+                    }
+                }
+            }
+        });
+        if let Ok(mut r) = this.refresher.lock() {
+            *r = Some(task);
+        }
+        Ok(this)
+    }
+
+    fn current(&self) -> Result<Secret, String> {
+        let current = self
+            .current
+            .lock()
+            .map_err(|_| "the OAuth2 token is unavailable".to_owned())?;
+        Ok(current.0.clone())
+    }
+}
+
+/// When to fetch a new token: at three quarters of its life, so that a
+/// connection opened or challenged just before then still gets a token
+/// with a quarter of its life left.
+fn refresh_after(lifetime: Duration) -> Duration {
+    (lifetime * 3 / 4).max(Duration::from_secs(1))
+}
+
+/// The client-credentials grant: find the token endpoint from the issuer's
+/// metadata, then exchange the credentials for a token.
+async fn fetch(settings: OAuth2Settings, agent: ureq::Agent) -> Result<Grant, String> {
+    tokio::task::spawn_blocking(move || fetch_blocking(&settings, &agent))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+fn fetch_blocking(settings: &OAuth2Settings, agent: &ureq::Agent) -> Result<Grant, String> {
+    let credentials = read_credentials(&settings.private_key)?;
+    let metadata_url = format!(
+        "{}/.well-known/openid-configuration",
+        settings.issuer_url.trim_end_matches('/')
+    );
+    let metadata = get_json(agent.get(&metadata_url).call(), &metadata_url)?;
+    let endpoint = metadata["token_endpoint"]
+        .as_str()
+        .ok_or_else(|| format!("{metadata_url} names no token_endpoint"))?
+        .to_owned();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", &credentials.0),
+        ("client_secret", credentials.1.expose()),
+    ];
+    if let Some(a) = &settings.audience {
+        form.push(("audience", a));
+    }
+    if let Some(s) = &settings.scope {
+        form.push(("scope", s));
+    }
+    let answer = get_json(agent.post(&endpoint).send_form(form), &endpoint)?;
+    let token = answer["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("{endpoint} answered without an access_token"))?;
+    let lifetime = answer["expires_in"]
+        .as_u64()
+        .map_or(Duration::from_secs(3600), Duration::from_secs);
+    Ok(Grant {
+        token: Secret::new(token),
+        lifetime,
+    })
+}
+
+/// A JSON answer, or an error that gives the status and the server's
+/// `error` field, never the request's secrets.
+fn get_json(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    url: &str,
+) -> Result<serde_json::Value, String> {
+    let mut response = response.map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let json: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+    if !status.is_success() {
+        let reason = json
+            .as_ref()
+            .and_then(|j| j["error"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Err(format!("{url} answered {status} {reason}")
+            .trim_end()
+            .to_owned());
+    }
+    json.ok_or_else(|| format!("{url} did not answer JSON"))
+}
+
+/// `client_id` and `client_secret` from a credentials file as Pulsar's
+/// OAuth2 plugin reads it.
+fn read_credentials(path: &PathBuf) -> Result<(String, Secret), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "the credentials file {} is not JSON with client_id and client_secret",
+            path.display()
+        )
+    })?;
+    match (json["client_id"].as_str(), json["client_secret"].as_str()) {
+        (Some(id), Some(secret)) => Ok((id.to_owned(), Secret::new(secret))),
+        _ => Err(format!(
+            "the credentials file {} lacks client_id or client_secret",
+            path.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_refreshed_at_three_quarters_of_its_life() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(40)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(refresh_after(Duration::ZERO), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_token_file_is_read_on_each_use() {
+        let dir = std::env::temp_dir().join(format!("sluice-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.jwt");
+        std::fs::write(&path, "first\n").unwrap();
+        let c = Credentials {
+            kind: Kind::Token(TokenSource::File(path.clone())),
+        };
+        assert_eq!(c.token().unwrap().expose(), "first");
+        std::fs::write(&path, "second").unwrap();
+        assert_eq!(c.token().unwrap().expose(), "second");
+        std::fs::write(&path, "").unwrap();
+        assert!(c.token().is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! sluice against a secured cluster: the stack's second broker
+//! (`scripts/stack up pulsar-secure`) serves TLS only, with a certificate
+//! from a private CA, and checks tokens and permissions. The `sluice` and
+//! `sluice-oauth` roles may only produce and consume on `public/secured`
+//! (and consume the transaction coordinator's assignment topic).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use sluice_tests::secure::{self, NAMESPACE};
+use sluice_tests::{Sluice, free_port, pg, temp_dir, unique, wait_for};
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// The `pulsar:` section for the secured broker with `auth` lines.
+fn pulsar_section(url: &str, ca: &Path, auth: &str) -> String {
+    format!(
+        "pulsar:\n  serviceUrl: {url}\n  webServiceUrl: {}\n  tlsTrustCertsFilePath: {}\n{auth}",
+        secure::ADMIN_URL,
+        ca.display()
+    )
+}
+
+/// A Postgres → Pulsar → Postgres pipeline on the secured namespace under
+/// EFFECTIVELY_ONCE.
+fn pipeline(name: &str, port: u16, pulsar: &str) -> String {
+    let (tenant, ns) = NAMESPACE.split_once('/').unwrap_or_default();
+    format!(
+        "{pulsar}http:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: cdc\n    className: postgres-cdc\n\
+         \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
+         \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n\
+         sinks:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: copy\n    className: jdbc\n\
+         \x20   inputs: [{name}.public.items]\n    sourceSubscriptionPosition: Earliest\n\
+         \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
+         \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
+         \x20     tableName: items\n      batchSize: 100\n      timeoutMs: 50\n",
+        pw = pg::PASSWORD
+    )
+}
+
+/// Every row of `items`, in key order.
+async fn rows(db: &tokio_postgres::Client) -> anyhow::Result<Vec<(i32, String)>> {
+    Ok(db
+        .query("SELECT id, v FROM items ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+async fn insert(db: &tokio_postgres::Client, from: i32, to: i32) -> anyhow::Result<()> {
+    db.execute(
+        "INSERT INTO items SELECT g, 'v' || g FROM generate_series($1::int, $2::int) g",
+        &[&from, &to],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Wait until the target holds exactly the source's rows.
+async fn converged(
+    source: &tokio_postgres::Client,
+    target: &tokio_postgres::Client,
+    sluice: &Sluice,
+) -> anyhow::Result<()> {
+    let expected = rows(source).await?;
+    wait_for("the target to equal the source", LONG, || async {
+        Ok((rows(target).await? == expected).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())
+}
+
+/// The pipeline with `auth`: rows written before the start, while it
+/// runs, and while it is killed all land exactly once, after a restart
+/// that recovers through the transaction coordinator. `during` runs while
+/// the pipeline streams.
+async fn secured_pipeline<F, Fut>(case: &str, auth: &str, during: F) -> anyhow::Result<String>
+where
+    F: FnOnce(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<tokio_postgres::Client>>,
+{
+    // GIVEN a source table with rows, an empty target, and a pipeline that
+    // authenticates as a role with produce and consume on its namespace
+    let name = unique(&format!("sec-{case}")).replace('-', "_");
+    let source = pg::create_database(&format!("{name}_src")).await?;
+    let target = pg::create_database(&format!("{name}_dst")).await?;
+    for db in [&source, &target] {
+        db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+            .await?;
+    }
+    insert(&source, 1, 100).await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = pipeline(
+        &name,
+        port,
+        &pulsar_section(secure::URL, &pg::ca(), auth),
+    );
+    let path = dir.join("check.yaml");
+    std::fs::write(&path, &config)?;
+    let (code, check) = sluice_tests::sluice_check(&path)?;
+    ensure!(code == Some(0), "check failed:\n{check}");
+
+    // WHEN it runs, is killed with rows pending, and starts again
+    let sluice = Sluice::start(&dir, &config, port)?;
+    converged(&source, &target, &sluice).await?;
+    let source = during(source).await?;
+    insert(&source, 101, 200).await?;
+    sluice.kill9()?;
+    insert(&source, 201, 300).await?;
+    let sluice = Sluice::start(&dir, &config, port)?;
+    source
+        .execute("UPDATE items SET v = v || '!' WHERE id % 7 = 0", &[])
+        .await?;
+
+    // THEN the target equals the source row for row
+    converged(&source, &target, &sluice).await?;
+    assert_eq!(rows(&target).await?.len(), 300);
+    let log = sluice.log();
+    ensure!(sluice.interrupt().await?.success(), "{log}");
+    let _ = source
+        .execute("SELECT pg_drop_replication_slot($1)", &[&name])
+        .await;
+    Ok(format!("{check}\n{log}"))
+}
+
+#[tokio::test]
+async fn effectively_once_with_a_token_file() -> anyhow::Result<()> {
+    let token = secure::auth_file("sluice.jwt");
+    let output = secured_pipeline(
+        "token",
+        &format!(
+            "  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationToken\n  authParams: file://{}\n",
+            token.display()
+        ),
+        |db| async { Ok(db) },
+    )
+    .await?;
+    let secret = std::fs::read_to_string(&token)?;
+    ensure!(!output.contains(secret.trim()), "the token appears in the output");
+    // The role may not read namespace policies: check says so, and goes on.
+    ensure!(
+        output.contains("may not read it"),
+        "check did not explain the unknown deduplication setting:\n{output}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn effectively_once_with_oauth2_refreshing_its_token() -> anyhow::Result<()> {
+    let credentials = secure::auth_file("oauth2-credentials.json");
+    let before = secure::issued()?["sluice-app"].as_u64().unwrap_or(0);
+    let output = secured_pipeline(
+        "oauth2",
+        &format!(
+            "  authPlugin: org.apache.pulsar.client.impl.auth.oauth2.AuthenticationOAuth2\n  \
+             authParams: '{{\"issuerUrl\": \"{}\", \"privateKey\": \"file://{}\", \"audience\": \"urn:sluice-test\"}}'\n",
+            secure::ISSUER_URL,
+            credentials.display()
+        ),
+        // The issuer's tokens live 20 s and the broker re-checks them every
+        // 5 s: stream until the pipeline has had to renew its token twice.
+        |db| async move {
+            let mut next = 1000;
+            wait_for("two token renewals", LONG, || {
+                let db = &db;
+                next += 10;
+                let from = next;
+                async move {
+                    insert(db, from, from + 9).await?;
+                    let issued = secure::issued()?["sluice-app"].as_u64().unwrap_or(0);
+                    Ok((issued >= before + 4).then_some(()))
+                }
+            })
+            .await?;
+            Ok(db)
+        },
+    )
+    .await?;
+    let secret = std::fs::read_to_string(&credentials)?;
+    let client_secret: serde_json::Value = serde_json::from_str(&secret)?;
+    let client_secret = client_secret["client_secret"].as_str().unwrap_or("none");
+    ensure!(
+        !output.contains(client_secret),
+        "the client secret appears in the output"
+    );
+    Ok(())
+}
+
+/// `sluice check`, then `sluice run`, with `pulsar`: both fail, and say
+/// `expected` about the connection.
+async fn refused(case: &str, pulsar: &str, expected: &str, secret: &str) -> anyhow::Result<()> {
+    let name = unique(&format!("sec-bad-{case}")).replace('-', "_");
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let topic = format!("persistent://{NAMESPACE}/{name}");
+    let config = format!(
+        "{pulsar}http:\n  listen: 127.0.0.1:{port}\nsinks:\n  - tenant: public\n    namespace: secured\n    name: out\n\
+         \x20   className: file\n    inputs: [\"{topic}\"]\n    configs:\n      path: {}\n",
+        dir.join("out.jsonl").display()
+    );
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, &config)?;
+    let (code, check) = sluice_tests::sluice_check(&path)?;
+    ensure!(code == Some(1), "{case}: check passed:\n{check}");
+    ensure!(
+        check.contains(expected),
+        "{case}: check does not say {expected:?}:\n{check}"
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+    let body = wait_for("the sink to show why it does not run", LONG, || async {
+        let (code, body) = sluice.get_status("/readyz").unwrap_or_default();
+        Ok((code == 503 && body.contains(expected)).then_some(body))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    for text in [&check, &body, &sluice.log()] {
+        ensure!(!secret.is_empty() && !text.contains(secret), "{case}: a secret is shown");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_credentials_and_bad_tls_fail_clearly_at_check_and_at_run() -> anyhow::Result<()> {
+    let dir = temp_dir("sec-bad")?;
+    let other_ca = sluice_tests::other_ca(&dir)?;
+    let wrong = secure::mint("sluice", None, "other.key")?;
+    let expired = secure::mint("sluice", Some(-60), "secret.key")?;
+    let good = std::fs::read_to_string(secure::auth_file("sluice.jwt"))?;
+    let good = good.trim();
+    let token = |t: &str| format!("  authToken: {t}\n");
+    refused(
+        "wrong-token",
+        &pulsar_section(secure::URL, &pg::ca(), &token(&wrong)),
+        "connect to pulsar+ssl://localhost:6651",
+        &wrong,
+    )
+    .await?;
+    refused(
+        "expired-token",
+        &pulsar_section(secure::URL, &pg::ca(), &token(&expired)),
+        "connect to pulsar+ssl://localhost:6651",
+        &expired,
+    )
+    .await?;
+    refused(
+        "unknown-ca",
+        &pulsar_section(secure::URL, &other_ca, &token(good)),
+        "connect to pulsar+ssl://localhost:6651",
+        good,
+    )
+    .await?;
+    refused(
+        "wrong-host",
+        &pulsar_section("pulsar+ssl://127.0.0.1:6651", &pg::ca(), &token(good)),
+        "connect to pulsar+ssl://127.0.0.1:6651",
+        good,
+    )
+    .await?;
+    Ok(())
+}
