@@ -205,6 +205,30 @@ fn compression_kind(c: Compression) -> CompressionKind {
 }
 
 impl Client {
+    /// Close every connection of this client, the transaction
+    /// coordinator's included. Without it the connections outlive the
+    /// client. Only the last holder closes; clones just let go.
+    pub async fn close(self) {
+        let Self {
+            inner, coordinator, ..
+        } = self;
+        if let Ok(coordinator) = Arc::try_unwrap(coordinator)
+            && let Some(c) = coordinator.into_inner()
+        {
+            c.close().await;
+        }
+        if let Ok(inner) = Arc::try_unwrap(inner) {
+            inner.close().await;
+        }
+    }
+
+    /// When this client should be replaced by a new one, because the
+    /// token it presents on every connection expires soon after; `None`
+    /// when it does not expire.
+    pub fn renew_at(&self) -> Option<std::time::Instant> {
+        self.credentials.renew_at()
+    }
+
     /// Payload bytes a connector may hold for Pulsar before it stops
     /// reading: `pulsar.memoryLimitBytes`, 0 meaning no limit. A batch read
     /// while under the limit goes out whole, so the bound is passed by at

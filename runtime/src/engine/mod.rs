@@ -3,6 +3,7 @@
 
 mod acks;
 mod effectively_once;
+mod renewal;
 mod sink_task;
 mod source_task;
 pub mod status;
@@ -186,28 +187,32 @@ async fn supervise_source(
     loop {
         let started = Instant::now();
         status.set_state(State::Starting);
+        let (mut run, mut held) = (None, None);
         let outcome = async {
-            let client = pulsar::connect(&settings).await?;
+            let client: &pulsar::Client = held.insert(pulsar::connect(&settings).await?);
+            let shutdown = &run
+                .insert(renewal::Run::new(&shutdown, client.renew_at(), &def.name))
+                .stop;
             if def.guarantee == Guarantee::EffectivelyOnce {
                 // Fence first: a standby must not touch the source either.
                 let Some(marker) =
-                    effectively_once::fence(&def, &client, &status, &shutdown).await?
+                    effectively_once::fence(&def, client, &status, shutdown).await?
                 else {
                     return Ok(source_task::Finished::Stopped);
                 };
                 let progress = tokio::select! {
-                    progress = effectively_once::recover(&def, &client) => progress?,
+                    progress = effectively_once::recover(&def, client) => progress?,
                     () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
                 };
                 let mut source = def.spec.open(&Default::default()).await?;
                 let result = effectively_once::run(
                     &def,
-                    &client,
+                    client,
                     marker,
                     progress,
                     &mut source,
                     &status,
-                    &shutdown,
+                    shutdown,
                 )
                 .await;
                 source.close().await;
@@ -217,12 +222,16 @@ async fn supervise_source(
                 at_most_once: def.guarantee == Guarantee::AtMostOnce,
             };
             let mut source = def.spec.open(&context).await?;
-            let result = source_task::run(&def, &client, &mut source, &status, &shutdown).await;
+            let result = source_task::run(&def, client, &mut source, &status, shutdown).await;
             source.close().await;
             result
         }
         .await;
+        if let Some(client) = held.take() {
+            client.close().await;
+        }
         match outcome {
+            Ok(_) if run.as_ref().is_some_and(|r| r.renewing(&shutdown)) => {}
             Ok(finished) => {
                 info!(connector = %def.name, outcome = ?finished, "source stopped");
                 status.set_state(State::Stopped);
@@ -281,9 +290,17 @@ async fn supervise_sink(
     loop {
         let started = Instant::now();
         status.set_state(State::Starting);
+        let (mut run, mut held) = (None, None);
         let outcome: Result<Option<sink_task::Ended>, TaskError> = async {
-            let client = pulsar::connect(&settings).await?;
-            let topics = sink_topics(&def, &client).await?;
+            let client: &pulsar::Client = held.insert(pulsar::connect(&settings).await?);
+            let shutdown = &run
+                .insert(renewal::Run::new(
+                    &shutdown,
+                    client.renew_at(),
+                    &status.name,
+                ))
+                .stop;
+            let topics = sink_topics(&def, client).await?;
             if topics.is_empty() {
                 // Nothing matches topicsPattern yet: look again later.
                 return Ok(None);
@@ -303,12 +320,12 @@ async fn supervise_sink(
             let mut consumer = client.consumer(&topics, &options).await?;
             let result = sink_task::run(
                 &def,
-                &client,
+                client,
                 &topics,
                 &mut consumer,
                 &mut sink,
                 &status,
-                &shutdown,
+                shutdown,
             )
             .await;
             consumer.close().await;
@@ -316,7 +333,12 @@ async fn supervise_sink(
             result.map(Some)
         }
         .await;
+        if let Some(client) = held.take() {
+            client.close().await;
+        }
         match outcome {
+            Ok(Some(sink_task::Ended::Shutdown))
+                if run.as_ref().is_some_and(|r| r.renewing(&shutdown)) => {}
             Ok(Some(sink_task::Ended::Shutdown)) => {
                 info!(connector = %status.name, "sink stopped");
                 status.set_state(State::Stopped);

@@ -113,6 +113,12 @@ impl Credentials {
         }
     }
 
+    /// When a client built now should reconnect to renew its token.
+    pub(crate) fn renew_at(&self) -> Option<Instant> {
+        let token = self.token().ok()?;
+        renew_at(token.expose(), Instant::now(), std::time::SystemTime::now())
+    }
+
     /// The current token, for an `Authorization: Bearer` header.
     pub(crate) fn bearer(&self) -> Result<Option<Secret>, PulsarError> {
         match &self.kind {
@@ -145,6 +151,22 @@ impl AuthProvider for Credentials {
             .map(|t| Bytes::copy_from_slice(t.expose().as_bytes()))
             .map_err(AuthError::Invalid)
     }
+}
+
+/// When a client that connected `now` with `token` should reconnect with
+/// a fresh one: at four fifths of the time left until the JWT's `exp`.
+/// `None` for a token that does not expire (or is not a JWT, or has
+/// expired: the broker refuses it anyway).
+pub(crate) fn renew_at(token: &str, now: Instant, wall: std::time::SystemTime) -> Option<Instant> {
+    use base64::Engine as _;
+    let claims = token.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    let exp = std::time::UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64()?);
+    let left = exp.duration_since(wall).ok()?;
+    Some(now + left * 4 / 5)
 }
 
 /// A token file's content. The file is read on each use, so a rotated
@@ -341,6 +363,38 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(refresh_after(Duration::ZERO), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_client_renews_at_four_fifths_of_its_tokens_time_left() {
+        use base64::Engine as _;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+        let now = Instant::now();
+        let jwt = |claims| {
+            format!(
+                "{}.{}.sig",
+                b64(serde_json::json!({"alg": "HS256"})),
+                b64(claims)
+            )
+        };
+        let at = renew_at(
+            &jwt(serde_json::json!({"sub": "a", "exp": 1_100})),
+            now,
+            wall,
+        );
+        assert_eq!(at, Some(now + Duration::from_secs(80)));
+        assert_eq!(
+            renew_at(&jwt(serde_json::json!({"sub": "a"})), now, wall),
+            None
+        );
+        assert_eq!(
+            renew_at(&jwt(serde_json::json!({"exp": 900})), now, wall),
+            None
+        );
+        assert_eq!(renew_at("not-a-jwt", now, wall), None);
     }
 
     #[test]
