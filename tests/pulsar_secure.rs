@@ -280,3 +280,68 @@ async fn bad_credentials_and_bad_tls_fail_clearly_at_check_and_at_run() -> anyho
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn localrun_takes_the_auth_and_tls_flags_of_pulsar_admin() -> anyhow::Result<()> {
+    // GIVEN three messages on a topic of the secured namespace, and a sink
+    // file as `pulsar-admin sinks localrun` takes it
+    let name = unique("sec-localrun").replace('-', "_");
+    let dir = temp_dir(&name)?;
+    let topic = format!("persistent://{NAMESPACE}/{name}");
+    let token = secure::auth_file("sluice.jwt");
+    let client = magnetar::PulsarClient::builder()
+        .service_url(secure::URL)
+        .tls_trust_certs_pem(std::fs::read(pg::ca())?)
+        .auth(std::sync::Arc::new(
+            magnetar::proto::auth::TokenAuth::from_string(std::fs::read_to_string(&token)?.trim()),
+        ))
+        .build()
+        .await?;
+    let producer = client.producer(topic.clone()).create().await?;
+    for i in 0..3 {
+        let msg = magnetar::OutgoingMessage::with_payload(format!("{{\"n\":{i}}}").into_bytes());
+        producer.send(msg.into()).await?;
+    }
+    producer.close().await?;
+    let out = dir.join("out.jsonl");
+    let file = dir.join("sink.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "tenant: public\nnamespace: secured\nname: out\nclassName: file\ninputs: [\"{topic}\"]\n\
+             sourceSubscriptionPosition: Earliest\nconfigs:\n  path: {}\n",
+            out.display()
+        ),
+    )?;
+
+    // WHEN localrun runs it with the flags of pulsar-admin
+    let mut child = std::process::Command::new(sluice_tests::sluice_binary()?)
+        .arg("localrun")
+        .arg("--sink-config-file")
+        .arg(&file)
+        .args(["--broker-service-url", secure::URL, "--use-tls", "true"])
+        .args([
+            "--client-auth-plugin",
+            "org.apache.pulsar.client.impl.auth.AuthenticationToken",
+        ])
+        .arg("--client-auth-params")
+        .arg(format!("file://{}", token.display()))
+        .arg("--tls-trust-cert-path")
+        .arg(pg::ca())
+        .stderr(std::fs::File::create(dir.join("sluice.log"))?)
+        .spawn()?;
+
+    // THEN the three messages reach the file
+    let seen = wait_for("three lines in the file", LONG, || async {
+        let n = std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        Ok((n == 3).then_some(n))
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.with_context(|| std::fs::read_to_string(dir.join("sluice.log")).unwrap_or_default())?;
+    Ok(())
+}

@@ -6,7 +6,7 @@
 //! Run: `scripts/bench-sink-memory` (builds the release binary, starts the
 //! stack). Optional: `BENCH_TOPICS`, `BENCH_MESSAGES` (per topic),
 //! `BENCH_MESSAGE_BYTES`, `BENCH_LIMITS` (comma-separated MiB; 0 means no
-//! limit).
+//! limit), `BENCH_SINK=file` (the file sink instead of Postgres).
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .context("BENCH_LIMITS: comma-separated MiB")?;
     let rows = topic_count * messages;
+    // `BENCH_SINK=file`: the file sink instead, to tell the runtime's share
+    // from the database sink's.
+    let file_sink = std::env::var("BENCH_SINK").is_ok_and(|s| s == "file");
 
     let name = unique("bench_sink_memory").replace('-', "_");
     let db = pg::create_database(&name).await?;
@@ -86,23 +89,37 @@ async fn main() -> anyhow::Result<()> {
             .map(|t| format!("\"{t}\""))
             .collect::<Vec<_>>()
             .join(", ");
+        let out = dir.join("out.jsonl");
+        let configs = if file_sink {
+            format!("      path: {}\n", out.display())
+        } else {
+            format!(
+                "      jdbcUrl: '{}'\n      tableName: items\n      insertMode: UPSERT\n",
+                pg_url(&name)
+            )
+        };
         let config = format!(
             "pulsar:\n  serviceUrl: {PULSAR_URL}\n  memoryLimitBytes: {limit}\nhttp:\n  listen: 127.0.0.1:{port}\n\
-             sinks:\n  - name: bench\n    className: jdbc\n    inputs: [{inputs}]\n\
+             sinks:\n  - name: bench\n    className: {}\n    inputs: [{inputs}]\n\
              \x20   sourceSubscriptionName: run{run}\n    sourceSubscriptionPosition: Earliest\n\
-             \x20   configs:\n      jdbcUrl: '{}'\n      tableName: items\n      insertMode: UPSERT\n",
-            pg_url(&name)
+             \x20   configs:\n{configs}",
+            if file_sink { "file" } else { "jdbc" }
         );
         let sluice = Sluice::start(&dir, &config, port)?;
         let started = Instant::now();
         let mut peak = 0u64;
         loop {
             peak = peak.max(sluice.peak_rss().unwrap_or(0));
-            let n: i64 = db
-                .query_one("SELECT count(*) FROM items", &[])
-                .await?
-                .get(0);
-            if n as usize == rows {
+            let n = if file_sink {
+                std::fs::read(&out).map_or(0, |b| b.iter().filter(|c| **c == b'\n').count())
+            } else {
+                let n: i64 = db
+                    .query_one("SELECT count(*) FROM items", &[])
+                    .await?
+                    .get(0);
+                usize::try_from(n).unwrap_or(0)
+            };
+            if n == rows {
                 break;
             }
             if started.elapsed() > Duration::from_secs(900) {

@@ -195,8 +195,7 @@ async fn supervise_source(
                 .stop;
             if def.guarantee == Guarantee::EffectivelyOnce {
                 // Fence first: a standby must not touch the source either.
-                let Some(marker) =
-                    effectively_once::fence(&def, client, &status, shutdown).await?
+                let Some(marker) = effectively_once::fence(&def, client, &status, shutdown).await?
                 else {
                     return Ok(source_task::Finished::Stopped);
                 };
@@ -344,7 +343,7 @@ async fn supervise_sink(
                 status.set_state(State::Stopped);
                 return;
             }
-            Ok(Some(sink_task::Ended::TopicsChanged)) => {}
+            Ok(Some(sink_task::Ended::TopicsChanged | sink_task::Ended::Recycle)) => {}
             Ok(None) => {
                 if !pause(sink_task::DISCOVERY_INTERVAL, &shutdown).await {
                     status.set_state(State::Stopped);
