@@ -345,3 +345,85 @@ async fn localrun_takes_the_auth_and_tls_flags_of_pulsar_admin() -> anyhow::Resu
     seen.with_context(|| std::fs::read_to_string(dir.join("sluice.log")).unwrap_or_default())?;
     Ok(())
 }
+
+#[tokio::test]
+async fn at_least_once_needs_only_produce_for_a_source_and_consume_for_a_sink() -> anyhow::Result<()>
+{
+    least_permissions("ATLEAST_ONCE", "sluice-produce").await
+}
+
+#[tokio::test]
+async fn an_effectively_once_sink_needs_only_consume() -> anyhow::Result<()> {
+    // The source needs produce, consume and the coordinator's topic.
+    least_permissions("EFFECTIVELY_ONCE", "sluice").await
+}
+
+/// A pipeline split in two processes under `guarantee`: the source runs
+/// as `source_role`, the sink as a role that may only consume.
+async fn least_permissions(guarantee: &str, source_role: &str) -> anyhow::Result<()> {
+    // GIVEN a source that runs as `source_role`, and a sink, in another
+    // process, as a role that may only consume
+    let name = unique("sec-least").replace('-', "_");
+    let source = pg::create_database(&format!("{name}_src")).await?;
+    let target = pg::create_database(&format!("{name}_dst")).await?;
+    for db in [&source, &target] {
+        db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+            .await?;
+    }
+    insert(&source, 1, 50).await?;
+    let (tenant, ns) = NAMESPACE.split_once('/').context("namespace")?;
+    let pw = pg::PASSWORD;
+    let section = |role: &str| -> anyhow::Result<String> {
+        let token = secure::mint(role, None, "secret.key")?;
+        Ok(pulsar_section(
+            secure::URL,
+            &pg::ca(),
+            &format!("  authToken: {token}\n"),
+        ))
+    };
+    let dir = temp_dir(&name)?;
+    let (source_port, sink_port) = (free_port()?, free_port()?);
+    let source_config = format!(
+        "{}http:\n  listen: 127.0.0.1:{source_port}\n\
+         sources:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: cdc\n    className: postgres-cdc\n\
+         \x20   processingGuarantees: {guarantee}\n    configs:\n\
+         \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n",
+        section(source_role)?
+    );
+    let sink_config = format!(
+        "{}http:\n  listen: 127.0.0.1:{sink_port}\n\
+         sinks:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: copy\n    className: jdbc\n\
+         \x20   inputs: [{name}.public.items]\n    sourceSubscriptionPosition: Earliest\n\
+         \x20   processingGuarantees: {guarantee}\n    configs:\n\
+         \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
+         \x20     tableName: items\n      batchSize: 100\n      timeoutMs: 50\n",
+        section("sluice-consume")?
+    );
+    let source_dir = dir.join("source");
+    let sink_dir = dir.join("sink");
+    std::fs::create_dir_all(&source_dir)?;
+    std::fs::create_dir_all(&sink_dir)?;
+
+    // WHEN both run and the source table changes
+    let producer = Sluice::start(&source_dir, &source_config, source_port)?;
+    let consumer = Sluice::start(&sink_dir, &sink_config, sink_port)?;
+    insert(&source, 51, 100).await?;
+    source
+        .execute("UPDATE items SET v = v || '!' WHERE id % 3 = 0", &[])
+        .await?;
+
+    // THEN the target equals the source
+    let expected = rows(&source).await?;
+    wait_for("the target to equal the source", LONG, || async {
+        Ok((rows(&target).await? == expected).then_some(()))
+    })
+    .await
+    .with_context(|| format!("{}\n{}", producer.log(), consumer.log()))?;
+    ensure!(producer.interrupt().await?.success());
+    ensure!(consumer.interrupt().await?.success());
+    let _ = source
+        .execute("SELECT pg_drop_replication_slot($1)", &[&name])
+        .await;
+    Ok(())
+}
