@@ -92,12 +92,7 @@ pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
         builder = builder.auth(provider);
     }
     if let Some(path) = &settings.tls_trust_certs_file_path {
-        // Read and checked here, so that a bad file is named as such.
-        auth::trust_pem(path)?;
-        let pem = tokio::fs::read(path)
-            .await
-            .map_err(|e| PulsarError::config(format!("read {}", path.display()), e.to_string()))?;
-        builder = builder.tls_trust_certs_pem(pem);
+        builder = builder.tls_trust_certs_pem(auth::read_trust(path)?);
     }
     if settings.tls_allow_insecure_connection {
         builder = builder.tls_allow_insecure_connection(true);
@@ -125,8 +120,7 @@ fn broker_tls(settings: &PulsarSettings) -> Result<Option<Arc<rustls::ClientConf
     let config = if settings.tls_allow_insecure_connection {
         rt::insecure_tls_config()
     } else if let Some(path) = &settings.tls_trust_certs_file_path {
-        let pem = std::fs::read(path)
-            .map_err(|e| PulsarError::config(format!("read {}", path.display()), e.to_string()))?;
+        let pem = auth::read_trust(path)?;
         if settings.tls_hostname_verification {
             rt::Client::tls_config_from_pem(&pem)
         } else {

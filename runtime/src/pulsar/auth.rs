@@ -27,7 +27,9 @@ pub(crate) fn http_agent(settings: &PulsarSettings) -> Result<ureq::Agent, Pulsa
     if settings.tls_allow_insecure_connection {
         tls = tls.disable_verification(true);
     } else if let Some(path) = &settings.tls_trust_certs_file_path {
-        let certs: Vec<Certificate<'static>> = trust_pem(path)?
+        let pem = read_trust(path)?;
+        let certs: Vec<Certificate<'static>> = certificates(&pem)
+            .map_err(|e| PulsarError::config("read tlsTrustCertsFilePath", e))?
             .into_iter()
             .map(|der| Certificate::from_der(der.as_ref()).to_owned())
             .collect();
@@ -41,29 +43,24 @@ pub(crate) fn http_agent(settings: &PulsarSettings) -> Result<ureq::Agent, Pulsa
         .into())
 }
 
-/// The certificates of a PEM trust file.
-pub(crate) fn trust_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, PulsarError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        PulsarError::config(
-            format!("read tlsTrustCertsFilePath {}", path.display()),
-            e.to_string(),
-        )
-    })?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            PulsarError::config(
-                format!("read tlsTrustCertsFilePath {}", path.display()),
-                e.to_string(),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(PulsarError::config(
-            format!("read tlsTrustCertsFilePath {}", path.display()),
-            "it holds no PEM certificate",
-        ));
+/// The PEM trust file `tlsTrustCertsFilePath`, read and checked to hold
+/// certificates, so that a bad file is named as such wherever it is used.
+pub(crate) fn read_trust(path: &Path) -> Result<Vec<u8>, PulsarError> {
+    let fail = |e: String| {
+        PulsarError::config(format!("read tlsTrustCertsFilePath {}", path.display()), e)
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    if certificates(&pem).map_err(fail)?.is_empty() {
+        return Err(fail("it holds no PEM certificate".to_owned()));
     }
-    Ok(certs)
+    Ok(pem)
+}
+
+/// The certificates of PEM text.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
 }
 
 /// What authenticates a client's connections.
