@@ -132,6 +132,68 @@ async fn each_record_reaches_the_topic_once_across_kill_9s() -> anyhow::Result<(
 }
 
 #[tokio::test]
+async fn kills_while_a_commit_overlaps_the_next_transaction_lose_and_duplicate_nothing()
+-> anyhow::Result<()> {
+    // GIVEN an EFFECTIVELY_ONCE source of 20,000 records, whose next
+    // transaction fills while the previous one commits
+    let name = unique("eo-overlap");
+    let count = 20_000;
+    let dir = temp_dir(&name)?;
+    let state = dir.join("gen.state");
+    let port = free_port()?;
+    let config = source_config(&name, &name, port, &state, count);
+
+    // WHEN it dies at a send of the next transaction while the previous one
+    // commits, then just after the previous one committed (the source not
+    // yet told), each time with records of the next one in flight
+    for point in [
+        "eo-send-during-commit@3",
+        "eo-committed-while-next-fills@3",
+        "eo-send-during-commit@40",
+        "eo-committed-while-next-fills@40",
+    ] {
+        let sluice = Sluice::start_with(&dir, &config, port, &[("SLUICE_FAILPOINT", point)])?;
+        let log = sluice.log();
+        let status = sluice.exit_status().await?;
+        ensure!(!status.success(), "{point}: sluice did not die:\n{log}");
+        let log = std::fs::read_to_string(dir.join("sluice.log"))?;
+        let name = point.split('@').next().unwrap_or_default();
+        ensure!(
+            log.contains(&format!("failpoint {name} reached")),
+            "{point}: sluice died elsewhere:\n{log}"
+        );
+    }
+    ensure!(
+        generated(&state) < count,
+        "the source finished before the last failpoint"
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+    wait_for("every record published", LONG, || {
+        let state = state.clone();
+        async move { Ok((generated(&state) == count).then_some(())) }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN an independent reader finds every record once
+    let seen = audit(&name).await?;
+    let (lost, duplicated) = losses_and_duplicates(&seen, count);
+    println!(
+        "effectively once across 4 deaths during overlapping commits: {count} records, {lost} lost, {duplicated} duplicated"
+    );
+    assert_eq!((lost, duplicated), (0, 0));
+    ensure!(
+        sluice
+            .log()
+            .contains("aborted a transaction a previous instance left open"),
+        "no orphan was aborted:\n{}",
+        sluice.log()
+    );
+    ensure!(sluice.exit_status().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_second_instance_waits_as_a_standby_and_takes_over() -> anyhow::Result<()> {
     // GIVEN two instances of the same EFFECTIVELY_ONCE source, started one
     // after the other, each with its own state file

@@ -205,6 +205,30 @@ async fn effectively_once_with_oauth2_refreshing_its_token() -> anyhow::Result<(
     Ok(())
 }
 
+#[tokio::test]
+async fn effectively_once_with_a_client_certificate() -> anyhow::Result<()> {
+    let (cert, key) = secure::client_certificate();
+    let output = secured_pipeline(
+        "mtls",
+        &secure::certificate_auth(&cert, &key),
+        async |_, _| Ok(()),
+    )
+    .await?;
+    // The admin API knew the role by its certificate: it answered 403 (no
+    // tenant admin), not 401 (anonymous).
+    ensure!(
+        output.contains("answered 403"),
+        "check did not present the certificate to the admin API:\n{output}"
+    );
+    let key = std::fs::read_to_string(&key)?;
+    let key_body = key.lines().nth(1).unwrap_or("none");
+    ensure!(
+        !output.contains(key_body),
+        "the private key appears in the output"
+    );
+    Ok(())
+}
+
 /// `sluice check`, then `sluice run`, with `pulsar`: both fail, and say
 /// `expected` about the connection.
 async fn refused(case: &str, pulsar: &str, expected: &str, secret: &str) -> anyhow::Result<()> {
@@ -276,6 +300,34 @@ async fn bad_credentials_and_bad_tls_fail_clearly_at_check_and_at_run() -> anyho
         &pulsar_section("pulsar+ssl://127.0.0.1:6651", &pg::ca(), &token(good)),
         "connect to pulsar+ssl://127.0.0.1:6651",
         good,
+    )
+    .await?;
+    // A client certificate the broker's CA did not sign, and a key that
+    // is not the certificate's.
+    let (cert, _) = secure::client_certificate();
+    let other_key = dir.join("other-ca.key");
+    let secret = std::fs::read_to_string(&other_key)?;
+    let secret = secret.lines().nth(1).unwrap_or_default();
+    refused(
+        "unknown-client-ca",
+        &pulsar_section(
+            secure::URL,
+            &pg::ca(),
+            &secure::certificate_auth(&other_ca, &other_key),
+        ),
+        "the broker refused the TLS handshake",
+        secret,
+    )
+    .await?;
+    refused(
+        "mismatched-key",
+        &pulsar_section(
+            secure::URL,
+            &pg::ca(),
+            &secure::certificate_auth(&cert, &other_key),
+        ),
+        "does not go with tlsCertFile",
+        secret,
     )
     .await?;
     Ok(())

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+mod failpoint;
 pub mod http;
 pub mod metrics;
 pub mod pulsar;

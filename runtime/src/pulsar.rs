@@ -4,6 +4,7 @@
 //! and one error type.
 
 mod auth;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use futures_util::FutureExt;
 use magnetar::proto::pb::ProducerAccessMode;
 use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
 use magnetar::proto::types::CompressionKind;
+use magnetar::proto::{CreateProducerRequest, SubscribeRequest};
+use magnetar::runtime_tokio as rt;
 use magnetar::{MessageId, OutgoingMessage};
 use sluice_connectors::{Sequence, SinkRecord, SourceRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -69,10 +72,10 @@ impl PulsarError {
 /// A connection to the broker.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<magnetar::PulsarClient>,
+    inner: Arc<rt::Client>,
     settings: PulsarSettings,
     credentials: auth::Credentials,
-    coordinator: Arc<tokio::sync::OnceCell<magnetar::runtime_tokio::Client>>,
+    coordinator: Arc<tokio::sync::OnceCell<rt::Client>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -84,23 +87,8 @@ impl std::fmt::Debug for Client {
 /// Connect to the broker.
 pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
     let credentials = auth::Credentials::open(settings).await?;
-    let mut builder = magnetar::PulsarClient::builder()
-        .service_url(settings.service_url.clone())
-        .operation_timeout(Duration::from_secs(30))
-        .tls_hostname_verification_enable(settings.tls_hostname_verification);
-    if let Some(provider) = credentials.provider() {
-        builder = builder.auth(provider);
-    }
-    if let Some(path) = &settings.tls_trust_certs_file_path {
-        builder = builder.tls_trust_certs_pem(auth::read_trust(path)?);
-    }
-    if settings.tls_allow_insecure_connection {
-        builder = builder.tls_allow_insecure_connection(true);
-    }
-    let inner = builder
-        .build()
-        .await
-        .map_err(|e| PulsarError::new(format!("connect to {}", settings.service_url), e))?;
+    let context = format!("connect to {}", settings.service_url);
+    let inner = dial(settings, &credentials, &context).await?;
     Ok(Client {
         inner: Arc::new(inner),
         settings: settings.clone(),
@@ -109,28 +97,50 @@ pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
     })
 }
 
-/// The TLS configuration for a connection of our own to the broker,
-/// verifying it as the main client does; `None` for `pulsar://`.
-fn broker_tls(settings: &PulsarSettings) -> Result<Option<Arc<rustls::ClientConfig>>, PulsarError> {
-    use magnetar::runtime_tokio as rt;
-    if !settings.service_url.starts_with("pulsar+ssl://") {
-        return Ok(None);
-    }
-    let context = "set up TLS to the transaction coordinator";
-    let config = if settings.tls_allow_insecure_connection {
-        rt::insecure_tls_config()
-    } else if let Some(path) = &settings.tls_trust_certs_file_path {
-        let pem = auth::read_trust(path)?;
-        if settings.tls_hostname_verification {
-            rt::Client::tls_config_from_pem(&pem)
-        } else {
-            rt::tls_config_no_hostname(&pem)
-        }
-        .map_err(|e| PulsarError::config(context, e.to_string()))?
-    } else {
-        rt::default_tls_config().map_err(|e| PulsarError::config(context, e.to_string()))?
+/// A connection to the broker at `pulsar.serviceUrl`, with the
+/// credentials and TLS of every connection sluice makes; `context` says
+/// what failed in errors.
+async fn dial(
+    settings: &PulsarSettings,
+    credentials: &auth::Credentials,
+    context: &str,
+) -> Result<rt::Client, PulsarError> {
+    let mut config = magnetar::ConnectionConfig {
+        operation_timeout: Duration::from_secs(30),
+        ..magnetar::ConnectionConfig::default()
     };
-    Ok(Some(config))
+    let provider = credentials.provider();
+    if let Some(p) = &provider {
+        config.auth_method_name = p.method().to_owned();
+        config.auth_data = Some(
+            p.initial()
+                .map_err(|e| PulsarError::config(context, e.to_string()))?,
+        );
+    }
+    let url = rt::ParsedUrl::parse(&settings.service_url)
+        .map_err(|e| PulsarError::config(context, e.to_string()))?;
+    let tls = tls::broker(settings, credentials.identity())?;
+    rt::Client::connect_with(url, tls, config, provider)
+        .await
+        .map_err(|e| {
+            let message = e.to_string();
+            // A server that refuses the client's certificate ends the
+            // handshake with an alert, or just closes.
+            let refused = ["handshake failed", "received fatal alert"]
+                .iter()
+                .any(|m| message.contains(m));
+            if credentials.identity().is_some() && refused {
+                PulsarError::new(
+                    context,
+                    format!(
+                        "{message}: the broker refused the TLS handshake; is tlsCertFile \
+                         signed by a CA the broker trusts (its tlsTrustCertsFilePath)?"
+                    ),
+                )
+            } else {
+                PulsarError::new(context, message)
+            }
+        })
 }
 
 /// Who may publish on a topic.
@@ -174,7 +184,7 @@ fn unique_suffix() -> String {
 
 /// A producer on one topic.
 pub struct Producer {
-    inner: magnetar::runtime_tokio::Producer,
+    inner: rt::Producer,
     topic: String,
     /// The batch byte limit, when batching.
     batch_bytes: Option<usize>,
@@ -244,29 +254,49 @@ impl Client {
         // chunks that the consumer puts back together, rather than fail to
         // publish (and fail again on every restart). Records under the limit
         // are sent as before.
-        let mut builder = self
-            .inner
-            .producer(topic)
-            .compression(compression_kind(options.compression))
-            .chunking(true);
+        let mut request = CreateProducerRequest {
+            topic: topic.to_owned(),
+            compression: compression_kind(options.compression),
+            enable_chunking: true,
+            // magnetar does not honour WaitForExclusive (see the decision
+            // record): a standby retries Exclusive access instead.
+            access_mode: match options.access {
+                Access::Shared => ProducerAccessMode::Shared,
+                Access::Exclusive => ProducerAccessMode::Exclusive,
+            },
+            producer_name: options
+                .name_prefix
+                .as_ref()
+                .map(|prefix| format!("{prefix}-{}", unique_suffix())),
+            ..CreateProducerRequest::default()
+        };
         if let Some(b) = options.batching {
-            builder = builder
-                .batching(b.max_messages, b.max_bytes)
-                .batching_max_publish_delay(b.max_delay);
+            request.enable_batching = true;
+            request.max_messages_in_batch = b.max_messages;
+            request.max_batch_size_bytes = b.max_bytes;
+            request.batching_max_publish_delay = Some(b.max_delay);
         }
-        if let Some(prefix) = &options.name_prefix {
-            builder = builder.name(format!("{prefix}-{}", unique_suffix()));
-        }
-        // magnetar does not honour WaitForExclusive (see the decision record):
-        // a standby retries Exclusive access instead.
-        builder = builder.access_mode(match options.access {
-            Access::Shared => ProducerAccessMode::Shared,
-            Access::Exclusive => ProducerAccessMode::Exclusive,
-        });
-        let inner = builder
-            .create()
+        let context = || format!("create a producer on {topic}");
+        // A partitioned topic would be refused with a broker error that
+        // does not say why; say it.
+        let partitions = self
+            .inner
+            .partitioned_topic_metadata(topic)
             .await
-            .map_err(|e| PulsarError::new(format!("create a producer on {topic}"), e))?;
+            .map_err(|e| PulsarError::new(context(), e))?;
+        if partitions > 0 {
+            return Err(PulsarError::config(
+                context(),
+                format!(
+                    "the topic is partitioned ({partitions} partitions); sluice publishes to non-partitioned topics"
+                ),
+            ));
+        }
+        let inner = self
+            .inner
+            .open_producer(request)
+            .await
+            .map_err(|e| PulsarError::new(context(), e))?;
         Ok(Producer {
             batch_bytes: options.batching.map(|b| b.max_bytes),
             inner,
@@ -290,28 +320,25 @@ impl Client {
         });
         let mut consumers = Vec::with_capacity(topics.len());
         for topic in topics {
-            let mut builder = self
-                .inner
-                .consumer(topic.clone())
-                .subscription(options.subscription.clone())
-                .subscription_type(match options.subscription_type {
+            let request = SubscribeRequest {
+                topic: topic.clone(),
+                subscription: options.subscription.clone(),
+                sub_type: match options.subscription_type {
                     SubscriptionType::Failover => SubType::Failover,
                     SubscriptionType::KeyShared => SubType::KeyShared,
                     SubscriptionType::Shared => SubType::Shared,
-                })
-                .initial_position(match options.position {
+                },
+                initial_position: match options.position {
                     SubscriptionPosition::Latest => InitialPosition::Latest,
                     SubscriptionPosition::Earliest => InitialPosition::Earliest,
-                })
-                .negative_ack_redelivery_delay(options.nack_delay);
-            builder = builder.receiver_queue_size(prefetch(options));
-            if let Some(name) = &options.consumer_name {
-                builder = builder.name(name.clone());
-            }
-            if let Some(t) = options.ack_timeout {
-                builder = builder.ack_timeout(t);
-            }
-            let consumer = builder.subscribe().await.map_err(|e| {
+                },
+                negative_ack_redelivery_delay: Some(options.nack_delay),
+                receiver_queue_size: prefetch(options),
+                consumer_name: options.consumer_name.clone(),
+                ack_timeout: options.ack_timeout,
+                ..SubscribeRequest::default()
+            };
+            let consumer = self.inner.subscribe(request).await.map_err(|e| {
                 PulsarError::new(format!("subscribe {} on {topic}", options.subscription), e)
             })?;
             consumers.push((topic.clone(), consumer));
@@ -340,7 +367,7 @@ impl Client {
         pattern: &str,
     ) -> Result<Vec<String>, PulsarError> {
         self.inner
-            .topic_list_snapshot(namespace, pattern)
+            .watch_topic_list(namespace, pattern)
             .await
             .map_err(|e| PulsarError::new(format!("list topics of {namespace}"), e))
     }
@@ -378,36 +405,15 @@ impl Client {
     /// first use. It is apart from magnetar's client, whose transaction
     /// handle cannot be rebuilt from an id, which aborting a crashed
     /// instance's transaction needs.
-    async fn coordinator(&self) -> Result<&magnetar::runtime_tokio::Client, PulsarError> {
+    async fn coordinator(&self) -> Result<&rt::Client, PulsarError> {
         self.coordinator
             .get_or_try_init(|| async {
-                let mut config = magnetar::ConnectionConfig {
-                    operation_timeout: Duration::from_secs(30),
-                    ..magnetar::ConnectionConfig::default()
-                };
                 // The same credentials and TLS as the main client's.
-                let provider = self.credentials.provider();
-                if let Some(p) = &provider {
-                    config.auth_method_name = p.method().to_owned();
-                    config.auth_data = Some(p.initial().map_err(|e| {
-                        PulsarError::config(
-                            "authenticate to the transaction coordinator",
-                            e.to_string(),
-                        )
-                    })?);
-                }
-                let url = magnetar::runtime_tokio::ParsedUrl::parse(&self.settings.service_url)
-                    .map_err(|e| {
-                        PulsarError::config("connect to the transaction coordinator", e.to_string())
-                    })?;
-                magnetar::runtime_tokio::Client::connect_with(
-                    url,
-                    broker_tls(&self.settings)?,
-                    config,
-                    provider,
-                )
-                .await
-                .map_err(|e| PulsarError::new("connect to the transaction coordinator", e))
+                let context = format!(
+                    "connect to the transaction coordinator at {}",
+                    self.settings.service_url
+                );
+                dial(&self.settings, &self.credentials, &context).await
             })
             .await
     }
@@ -493,7 +499,7 @@ impl Client {
         };
         let context = || format!("read the deduplication policy of {namespace}");
         let base = web.trim_end_matches('/').to_owned();
-        let agent = auth::http_agent(&self.settings)?;
+        let agent = tls::http_agent(&self.settings, self.credentials.identity())?;
         let bearer = self.credentials.bearer()?;
         let get = move |path: String| -> Result<String, String> {
             let url = format!("{base}{path}");
@@ -536,67 +542,110 @@ impl Client {
         answer.map(Some).map_err(|e| PulsarError::new(context(), e))
     }
 
-    /// The payload of the last message on `topic` visible to a durable
-    /// subscription, acknowledging every earlier one. The last message stays
-    /// unacknowledged, so that the subscription keeps it (and what follows)
-    /// from retention until the next call. `None` when there is none.
+    /// The messages of `topic` visible to the durable `subscription`, from
+    /// its first unacknowledged one to the topic's end: see [`Backlog`].
     ///
-    /// Committed transactional messages are visible; aborted and open ones
-    /// are not.
-    pub async fn last_on_subscription(
-        &self,
-        topic: &str,
-        subscription: &str,
-    ) -> Result<Option<Vec<u8>>, PulsarError> {
-        let context = || format!("read the last message of {topic}");
+    /// Committed transactional messages are visible; aborted ones are not,
+    /// and an open transaction hides everything after its first message
+    /// until it ends.
+    pub async fn backlog(&self, topic: &str, subscription: &str) -> Result<Backlog, PulsarError> {
         let consumer = self
             .inner
-            .consumer(topic.to_owned())
-            .subscription(subscription.to_owned())
-            .subscription_type(SubType::Exclusive)
-            .initial_position(InitialPosition::Earliest)
-            .subscribe()
+            .subscribe(SubscribeRequest {
+                topic: topic.to_owned(),
+                subscription: subscription.to_owned(),
+                sub_type: SubType::Exclusive,
+                initial_position: InitialPosition::Earliest,
+                ..SubscribeRequest::default()
+            })
+            .await
+            .map_err(|e| PulsarError::new(format!("read the backlog of {topic}"), e))?;
+        let mut backlog = Backlog {
+            consumer,
+            topic: topic.to_owned(),
+            messages: Vec::new(),
+        };
+        if let Err(e) = backlog.read_more().await {
+            backlog.close().await;
+            return Err(e);
+        }
+        Ok(backlog)
+    }
+}
+
+/// The messages a durable subscription has not acknowledged, read in
+/// order. Nothing is acknowledged until [`Backlog::release_before`].
+pub struct Backlog {
+    consumer: rt::Consumer,
+    topic: String,
+    messages: Vec<(MessageId, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog")
+            .field("topic", &self.topic)
+            .field("messages", &self.messages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backlog {
+    /// The payloads read so far, in topic order.
+    pub fn payloads(&self) -> impl Iterator<Item = &[u8]> {
+        self.messages.iter().map(|(_, p)| p.as_slice())
+    }
+
+    /// Read on to the topic's last message, or until a quiet second: the
+    /// last id can be a transaction marker, which is never delivered, or
+    /// sit behind an open transaction. Call again after ending a
+    /// transaction that held messages back.
+    pub async fn read_more(&mut self) -> Result<(), PulsarError> {
+        let topic = self.topic.clone();
+        let context = || format!("read the backlog of {topic}");
+        let last = self
+            .consumer
+            .last_message_id()
             .await
             .map_err(|e| PulsarError::new(context(), e))?;
-        let result = async {
-            let last = consumer
-                .last_message_id()
-                .await
-                .map_err(|e| PulsarError::new(context(), e))?;
-            let mut latest: Option<(MessageId, Vec<u8>)> = None;
-            if last.entry_id == u64::MAX || last.ledger_id == u64::MAX {
-                return Ok(None);
-            }
-            let target = (last.ledger_id, last.entry_id);
-            loop {
-                if latest
-                    .as_ref()
-                    .is_some_and(|(id, _)| (id.ledger_id, id.entry_id) >= target)
-                {
-                    break;
-                }
-                // The last id can be a transaction marker, which is never
-                // delivered: a quiet second after the last message ends the read.
-                let wait = if latest.is_some() { 1 } else { 5 };
-                let msg = match tokio::time::timeout(Duration::from_secs(wait), consumer.receive())
-                    .await
-                {
-                    Ok(msg) => msg.map_err(|e| PulsarError::new(context(), e))?,
-                    Err(_) => break,
-                };
-                if let Some((previous, _)) = latest.take() {
-                    consumer
-                        .ack(previous)
-                        .await
-                        .map_err(|e| PulsarError::new(context(), e))?;
-                }
-                latest = Some((msg.message_id, msg.payload.to_vec()));
-            }
-            Ok(latest.map(|(_, payload)| payload))
+        if last.entry_id == u64::MAX || last.ledger_id == u64::MAX {
+            return Ok(());
         }
-        .await;
-        let _ = consumer.close().await;
-        result
+        let target = (last.ledger_id, last.entry_id);
+        loop {
+            if self
+                .messages
+                .last()
+                .is_some_and(|(id, _)| (id.ledger_id, id.entry_id) >= target)
+            {
+                return Ok(());
+            }
+            let wait = if self.messages.is_empty() { 5 } else { 1 };
+            match tokio::time::timeout(Duration::from_secs(wait), self.consumer.receive()).await {
+                Ok(msg) => {
+                    let msg = msg.map_err(|e| PulsarError::new(context(), e))?;
+                    self.messages.push((msg.message_id, msg.payload.to_vec()));
+                }
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Acknowledge the messages before the `index`th, so that retention
+    /// may drop them; the rest are read again by the next [`Client::backlog`].
+    pub async fn release_before(&self, index: usize) -> Result<(), PulsarError> {
+        for (id, _) in self.messages.iter().take(index) {
+            self.consumer
+                .ack(*id)
+                .await
+                .map_err(|e| PulsarError::new(format!("acknowledge on {}", self.topic), e))?;
+        }
+        Ok(())
+    }
+
+    /// Let go of the subscription.
+    pub async fn close(self) {
+        let _ = self.consumer.close().await;
     }
 }
 
@@ -734,7 +783,7 @@ fn prefetch(options: &ConsumerOptions) -> usize {
 
 /// A consumer over one or more topics on one subscription.
 pub struct Consumer {
-    consumers: Vec<(String, magnetar::runtime_tokio::Consumer)>,
+    consumers: Vec<(String, rt::Consumer)>,
     rx: mpsc::Receiver<Result<Received, PulsarError>>,
     forwarders: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -752,7 +801,7 @@ impl std::fmt::Debug for Consumer {
 async fn forward(
     index: usize,
     topic: String,
-    consumer: magnetar::runtime_tokio::Consumer,
+    consumer: rt::Consumer,
     tx: mpsc::Sender<Result<Received, PulsarError>>,
     budget: Option<(Arc<Semaphore>, usize)>,
 ) {

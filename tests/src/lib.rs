@@ -182,6 +182,16 @@ impl Sluice {
     /// Write `config` into `dir` and start `sluice run` on it. `http_port`
     /// must match the config's `http.listen`.
     pub fn start(dir: &std::path::Path, config: &str, http_port: u16) -> anyhow::Result<Self> {
+        Self::start_with(dir, config, http_port, &[])
+    }
+
+    /// [`Sluice::start`] with extra environment variables.
+    pub fn start_with(
+        dir: &std::path::Path,
+        config: &str,
+        http_port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let config_path = dir.join("pipeline.yaml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::OpenOptions::new()
@@ -192,6 +202,7 @@ impl Sluice {
             .args(["run", "--config"])
             .arg(&config_path)
             .env("SLUICE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -21,6 +21,24 @@ pub fn auth_file(name: &str) -> PathBuf {
     crate::stack_dir().join("pulsar-secure/auth").join(name)
 }
 
+/// The `authPlugin`/`authParams` lines that present the client
+/// certificate `cert` with its `key`.
+pub fn certificate_auth(cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationTls\n  \
+         authParams: tlsCertFile:{},tlsKeyFile:{}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// The stack's client certificate and key, for the role `sluice_cert`,
+/// which may produce and consume on [`NAMESPACE`].
+pub fn client_certificate() -> (PathBuf, PathBuf) {
+    let tls = crate::stack_dir().join("tls");
+    (tls.join("client.pem"), tls.join("client.key"))
+}
+
 /// A JWT for `subject`, signed with the broker's key (`secret.key`) or
 /// another (`other.key`), expiring in `ttl` seconds (in the past when
 /// negative; never when `None`).

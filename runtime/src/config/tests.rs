@@ -536,6 +536,17 @@ fn the_client_conf_auth_keys_are_read() {
         PulsarAuth::Token(TokenSource::File("/t.jwt".into()))
     );
     assert!(token.tls_hostname_verification, "on by default");
+    let certificate = pulsar(
+        "  serviceUrl: pulsar+ssl://broker:6651\n  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationTls\n  authParams: tlsCertFile:/c.pem,tlsKeyFile:/k.pem\n",
+    )
+    .unwrap();
+    assert_eq!(
+        certificate.auth,
+        PulsarAuth::Tls {
+            cert: "/c.pem".into(),
+            key: "/k.pem".into()
+        }
+    );
     let shorthand = pulsar("  authToken: abc\n").unwrap();
     assert!(
         matches!(shorthand.auth, PulsarAuth::Token(TokenSource::Value(t)) if t.expose() == "abc")
@@ -549,11 +560,14 @@ fn conflicting_or_unsupported_auth_is_refused_without_quoting_secrets() {
     )
     .unwrap_err();
     assert!(both[0].to_string().contains("one or the other"), "{both:?}");
-    let tls = pulsar(
+    let plaintext = pulsar(
         "  authPlugin: org.apache.pulsar.client.impl.auth.AuthenticationTls\n  authParams: tlsCertFile:/c.pem,tlsKeyFile:/k.pem\n",
     )
     .unwrap_err();
-    assert!(tls[0].to_string().contains("not supported yet"), "{tls:?}");
+    assert!(
+        plaintext[0].to_string().contains("must be pulsar+ssl://"),
+        "{plaintext:?}"
+    );
     let unknown = pulsar("  authPlugin: com.example.Auth\n  authParams: sekrit\n").unwrap_err();
     let text = format!("{unknown:?}");
     assert!(

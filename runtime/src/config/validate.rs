@@ -354,9 +354,7 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
     settings
 }
 
-/// The authentication `plugin` with `params` asks for. The client cannot
-/// present a certificate, so `AuthenticationTls` is refused here rather
-/// than connect anonymously.
+/// The authentication `plugin` with `params` asks for.
 fn auth_of(
     plugin: &str,
     params: Option<&RawParams>,
@@ -365,15 +363,6 @@ fn auth_of(
     ctx: &mut Ctx,
 ) -> PulsarAuth {
     match super::auth::parse(plugin, params) {
-        Ok(PulsarAuth::Tls { .. }) => {
-            ctx.error(
-                at,
-                path,
-                "AuthenticationTls (a client certificate) is not supported yet: the Pulsar \
-                 client sluice uses cannot present one. Use a token or OAuth2 client credentials",
-            );
-            PulsarAuth::None
-        }
         Ok(auth) => auth,
         Err(message) => {
             ctx.error(at, path, message);
@@ -392,7 +381,13 @@ fn check_tls(settings: &PulsarSettings, path: &str, ctx: &mut Ctx) {
             "accepts any broker certificate: anyone on the path can pose as the broker and read the credentials",
         );
     }
-    if !tls && settings.auth != PulsarAuth::None {
+    if !tls && matches!(settings.auth, PulsarAuth::Tls { .. }) {
+        ctx.error(
+            None,
+            "pulsar.authPlugin",
+            "AuthenticationTls presents a client certificate in the TLS handshake, so pulsar.serviceUrl must be pulsar+ssl://",
+        );
+    } else if !tls && settings.auth != PulsarAuth::None {
         ctx.warn(
             None,
             "pulsar.serviceUrl",

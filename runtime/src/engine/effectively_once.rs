@@ -9,20 +9,24 @@
 //!   topics' producers are exclusive too.
 //! - **Transactions.** The records from one checkpoint to the next (a source
 //!   transaction, or a whole snapshot) and a marker holding the last
-//!   record's `sluice.seq` and the checkpoint are committed as one Pulsar
-//!   transaction. Several source transactions may share one Pulsar
-//!   transaction; a source transaction is never split across two. Readers
-//!   see whole source transactions or nothing.
+//!   record's `sluice.seq`, the checkpoint and the transaction's id are
+//!   committed as one Pulsar transaction. Several source transactions may
+//!   share one Pulsar transaction; a source transaction is never split
+//!   across two. Readers see whole source transactions or nothing.
+//! - **Pipelining.** A transaction commits in the background while the next
+//!   fills; one commits at a time, in order. The next transaction is opened
+//!   ahead (begun, its likely topics registered), so that records never
+//!   wait for the coordinator.
 //! - **Recovery.** On start, the last committed marker gives the highest
 //!   sequence already published; the source resumes from its own committed
 //!   position, which is never past it, and every record at or below that
 //!   sequence is skipped.
-//! - **Orphans.** Before its first record, a transaction's id is published
-//!   (outside it) on the offsets topic. An instance that dies leaves its
-//!   transaction open, and an open transaction holds back every reader of
-//!   the topics it wrote. The next instance finds the id after the last
-//!   marker and aborts that transaction at once, rather than letting
-//!   readers wait for its timeout.
+//! - **Orphans.** Before its use, a transaction's id is published (outside
+//!   it) on the offsets topic. An instance that dies leaves its
+//!   transactions open, and an open transaction holds back every reader of
+//!   the topics it wrote. The next instance aborts every transaction whose
+//!   intent has no marker at once, rather than letting readers wait for its
+//!   timeout.
 //! - **Resends.** A resend inside a run (after a reconnect) carries the same
 //!   producer sequence id, so the broker's deduplication drops it when the
 //!   namespace has deduplication on; `sluice check` says when it does not.
@@ -30,7 +34,10 @@
 //!   holds its records has committed.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -43,7 +50,7 @@ use super::TaskError;
 use super::source_task::{Finished, Publisher, now_ms};
 use super::status::{ConnectorStatus, State};
 use crate::config::SourceDef;
-use crate::pulsar::{self, Access, Client, Producer, ProducerOptions, Txn};
+use crate::pulsar::{self, Access, Client, Producer, ProducerOptions, PulsarError, Txn};
 
 /// The subscription that keeps the last marker from retention.
 const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
@@ -54,6 +61,9 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How long a transaction that could commit waits for more source
 /// transactions to share it.
 const LINGER: Duration = Duration::from_millis(50);
+/// A transaction opened ahead and not used for this long is replaced, so
+/// that the one a record goes into has most of [`TXN_TIMEOUT`] ahead.
+const SPARE_MAX_AGE: Duration = Duration::from_secs(60);
 /// How often a standby tries to take over.
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
 
@@ -65,8 +75,9 @@ pub(crate) fn offsets_topic(def: &SourceDef) -> String {
     )
 }
 
-/// What a message on the offsets topic says: the progress committed so
-/// far, and on an intent, the transaction about to be filled.
+/// What a message on the offsets topic says: on a marker, the progress
+/// its transaction commits, and which transaction that is; on an intent,
+/// the transaction opened, and the progress committed when it was.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Progress {
     /// The highest sequence published.
@@ -75,6 +86,9 @@ pub(crate) struct Progress {
     pub(crate) position: Option<Position>,
     /// On an intent: the id of the transaction it opens.
     pub(crate) open: Option<String>,
+    /// On a marker: the id of the transaction it belongs to (absent on
+    /// markers written before transactions were opened ahead).
+    pub(crate) txn: Option<String>,
 }
 
 impl Progress {
@@ -85,6 +99,9 @@ impl Progress {
         });
         if let Some(open) = &self.open {
             doc["open"] = serde_json::Value::String(open.clone());
+        }
+        if let Some(txn) = &self.txn {
+            doc["txn"] = serde_json::Value::String(txn.clone());
         }
         doc.to_string().into_bytes()
     }
@@ -99,14 +116,15 @@ impl Progress {
             serde_json::Value::Null => None,
             v => Some(Position(v.as_u64()?)),
         };
-        let open = match &doc["open"] {
-            serde_json::Value::Null => None,
-            v => Some(v.as_str()?.to_owned()),
+        let text = |key: &str| match &doc[key] {
+            serde_json::Value::Null => Some(None),
+            v => v.as_str().map(|t| Some(t.to_owned())),
         };
         Some(Self {
             sequence,
             position,
-            open,
+            open: text("open")?,
+            txn: text("txn")?,
         })
     }
 }
@@ -152,46 +170,128 @@ pub(crate) async fn fence(
     }
 }
 
-/// The progress the last committed marker records.
+/// The progress the last committed marker records, after aborting every
+/// transaction an earlier instance left open.
+///
+/// The offsets topic holds, in order, each transaction's intent (outside
+/// it) and its marker (inside it). A transaction's intent can follow the
+/// previous transaction's marker before that one commits, so the last
+/// message is not always a marker: the progress is the last marker's, and
+/// every intent after it names a transaction that never committed. Such a
+/// transaction, while open, hides what follows it; once aborted, the rest
+/// is read.
 pub(crate) async fn recover(def: &SourceDef, client: &Client) -> Result<Progress, TaskError> {
     let topic = offsets_topic(def);
-    let Some(payload) = client
-        .last_on_subscription(&topic, RECOVERY_SUBSCRIPTION)
-        .await?
-    else {
-        info!(connector = %def.name, "no progress marker: nothing was published before");
-        return Ok(Progress::default());
-    };
-    let mut progress = Progress::from_json(&payload).ok_or_else(|| {
-        ConnectorError::permanent(format!(
-            "the last message on {topic} is not a sluice progress marker"
-        ))
-    })?;
-    if let Some(open) = progress.open.take() {
-        let txn = Txn::from_id_text(&open).ok_or_else(|| {
-            ConnectorError::permanent(format!("a transaction id on {topic} is malformed"))
-        })?;
-        // It may have timed out already; either way it never commits.
-        match client.abort_orphan(txn).await {
-            Ok(()) => {
-                info!(connector = %def.name, txn = %open, "aborted the transaction a previous instance left open");
-            }
-            Err(e) => {
-                debug!(connector = %def.name, txn = %open, error = %e, "the previous instance's transaction is already gone");
-            }
-        }
-    }
-    info!(
-        connector = %def.name,
-        sequence = ?progress.sequence.map(|s| s.to_string()),
-        position = ?progress.position.map(|p| p.0),
-        "recovered the published progress"
-    );
-    Ok(progress)
+    let mut backlog = client.backlog(&topic, RECOVERY_SUBSCRIPTION).await?;
+    let result = recover_from(def, client, &topic, &mut backlog).await;
+    backlog.close().await;
+    result
 }
 
+async fn recover_from(
+    def: &SourceDef,
+    client: &Client,
+    topic: &str,
+    backlog: &mut pulsar::Backlog,
+) -> Result<Progress, TaskError> {
+    let mut aborted = HashSet::new();
+    loop {
+        let messages = backlog
+            .payloads()
+            .map(Progress::from_json)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ConnectorError::permanent(format!(
+                    "a message on {topic} is not a sluice progress marker"
+                ))
+            })?;
+        let (keep, progress, orphans) = committed(&messages);
+        let orphans: Vec<&String> = orphans
+            .into_iter()
+            .filter(|id| !aborted.contains(*id))
+            .collect();
+        if orphans.is_empty() {
+            backlog.release_before(keep).await?;
+            if messages.is_empty() {
+                info!(connector = %def.name, "no progress marker: nothing was published before");
+            } else {
+                info!(
+                    connector = %def.name,
+                    sequence = ?progress.sequence.map(|s| s.to_string()),
+                    position = ?progress.position.map(|p| p.0),
+                    "recovered the published progress"
+                );
+            }
+            return Ok(progress);
+        }
+        for open in orphans {
+            let txn = Txn::from_id_text(open).ok_or_else(|| {
+                ConnectorError::permanent(format!("a transaction id on {topic} is malformed"))
+            })?;
+            // It may have timed out already; either way it never commits.
+            match client.abort_orphan(txn).await {
+                Ok(()) => {
+                    info!(connector = %def.name, txn = %open, "aborted a transaction a previous instance left open");
+                }
+                Err(e) => {
+                    debug!(connector = %def.name, txn = %open, error = %e, "the previous instance's transaction is already gone");
+                }
+            }
+            aborted.insert(open.clone());
+        }
+        // What the aborted transactions held back is visible now.
+        backlog.read_more().await?;
+    }
+}
+
+/// Of the messages on an offsets topic, in order: how many precede the
+/// last marker (they may be released), the progress committed (the last
+/// marker's), and the transactions whose intent has no marker, which never
+/// committed. A transaction is opened ahead of its use, so its intent can
+/// come before an earlier transaction's marker. Without a marker, the
+/// first intent's progress is the committed one: it was written when that
+/// was the latest.
+fn committed(messages: &[Progress]) -> (usize, Progress, Vec<&String>) {
+    let last_marker = messages.iter().rposition(|m| m.open.is_none());
+    let (keep, progress) = match last_marker {
+        Some(i) => (
+            i,
+            Progress {
+                txn: None,
+                ..messages[i].clone()
+            },
+        ),
+        None => (
+            0,
+            messages
+                .first()
+                .map(|m| Progress {
+                    open: None,
+                    ..m.clone()
+                })
+                .unwrap_or_default(),
+        ),
+    };
+    let marked: HashSet<&String> = messages.iter().filter_map(|m| m.txn.as_ref()).collect();
+    // A marker that names no transaction was written when transactions
+    // were opened one at a time: every intent before it committed.
+    let legacy = messages
+        .iter()
+        .rposition(|m| m.open.is_none() && m.txn.is_none())
+        .map_or(0, |i| i + 1);
+    let orphans = messages[legacy..]
+        .iter()
+        .filter_map(|m| m.open.as_ref())
+        .filter(|id| !marked.contains(id))
+        .collect();
+    (keep, progress, orphans)
+}
+
+/// A send in flight: it settles its own accounting when it completes.
+type SendFut<'a> = Pin<Box<dyn Future<Output = Result<(), PulsarError>> + Send + 'a>>;
+
 /// A transaction being filled.
-struct OpenTxn {
+struct OpenTxn<'a> {
     txn: Txn,
     topics: HashSet<String>,
     records: usize,
@@ -201,24 +301,83 @@ struct OpenTxn {
     /// The checkpoint it ends at, while no record came after it: only then
     /// may it commit.
     checkpoint: Option<Position>,
+    /// Its sends awaiting the broker's receipt.
+    sends: FuturesUnordered<SendFut<'a>>,
 }
 
-type Sent = (Option<u64>, u64, pulsar::SendResult);
+impl OpenTxn<'_> {
+    /// Whether it has waited or grown enough to commit at its checkpoint.
+    fn ripe(&self, max_records: usize) -> bool {
+        self.checkpoint.is_some()
+            && (self.records >= max_records || self.opened.elapsed() >= LINGER)
+    }
+}
 
-struct Run<'a, 'b> {
+/// A transaction being opened ahead: begun, with the topics it will
+/// likely write registered.
+type PrepareFut<'a> =
+    Pin<Box<dyn Future<Output = Result<(Txn, HashSet<String>), PulsarError>> + Send + 'a>>;
+
+/// A transaction opened ahead, its intent published or on its way.
+struct Spare {
+    txn: Txn,
+    topics: HashSet<String>,
+    intent: Pin<Box<dyn Future<Output = pulsar::SendResult> + Send>>,
+    made: Instant,
+}
+
+/// Open a transaction and register `topics` with it, all at once.
+fn prepare(client: &Client, topics: Vec<String>) -> PrepareFut<'_> {
+    Box::pin(async move {
+        let txn = client.begin(TXN_TIMEOUT).await?;
+        futures_util::future::try_join_all(topics.iter().map(|t| client.register(&txn, t))).await?;
+        Ok((txn, topics.into_iter().collect()))
+    })
+}
+
+/// What a committed transaction moved forward.
+struct Committed {
+    records: usize,
+    last: Option<Sequence>,
+    checkpoint: Option<Position>,
+}
+
+type CommitFut<'a> = Pin<Box<dyn Future<Output = Result<Committed, TaskError>> + Send + 'a>>;
+
+/// The bytes and count of sends in flight, across transactions.
+#[derive(Default)]
+struct InFlight {
+    bytes: AtomicU64,
+    sends: AtomicUsize,
+}
+
+struct Run<'a> {
     def: &'a SourceDef,
     client: &'a Client,
     publisher: Publisher<'a>,
-    marker: &'b Producer,
-    status: &'b ConnectorStatus,
-    open: Option<OpenTxn>,
+    /// The producer on the offsets topic, which fences other instances.
+    marker: Producer,
+    status: &'a ConnectorStatus,
+    /// The transaction being filled.
+    open: Option<OpenTxn<'a>>,
+    /// The transaction before it, while it commits: at most one at a time,
+    /// so transactions commit in order.
+    committing: Option<CommitFut<'a>>,
+    /// A checkpoint reached with no transaction open while one committed:
+    /// durable once that one has.
+    pending_checkpoint: Option<Position>,
+    /// The next transaction, opened ahead so that a record never waits for
+    /// the coordinator: being opened, or ready.
+    preparing: Option<PrepareFut<'a>>,
+    spare: Option<Spare>,
+    /// The topics the last transaction wrote, registered ahead with the next.
+    last_topics: HashSet<String>,
     /// The highest sequence in a committed transaction.
     published: Option<Sequence>,
     /// The last position committed to the source.
     position: Option<Position>,
     skipped: u64,
-    /// Payload bytes sent and not yet acknowledged by the broker.
-    in_flight_bytes: std::sync::atomic::AtomicU64,
+    in_flight: &'a InFlight,
 }
 
 /// Publish until the source is exhausted, shutdown is requested, or
@@ -232,29 +391,46 @@ pub(crate) async fn run(
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Finished, TaskError> {
+    let in_flight = InFlight::default();
     let mut run = Run {
         def,
         client,
         publisher: Publisher::new(def, client, Access::Exclusive),
-        marker: &marker,
+        marker,
         status,
         open: None,
+        committing: None,
+        pending_checkpoint: None,
+        preparing: None,
+        spare: None,
+        last_topics: HashSet::new(),
         published: progress.sequence,
         position: progress.position,
         skipped: 0,
-        in_flight_bytes: std::sync::atomic::AtomicU64::new(0),
+        in_flight: &in_flight,
     };
     let result = run.pump(source, shutdown).await;
-    if let Some(open) = run.open.take() {
-        // Whatever was not committed is read again on the next start.
-        let _ = client.abort(open.txn).await;
+    // Whatever was not committed is read again on the next start. A
+    // transaction that was committing may have committed: recovery tells.
+    let Run {
+        publisher,
+        marker,
+        open,
+        committing,
+        preparing,
+        spare,
+        ..
+    } = run;
+    drop((committing, preparing));
+    for txn in open.map(|o| o.txn).into_iter().chain(spare.map(|s| s.txn)) {
+        let _ = client.abort(txn).await;
     }
-    run.publisher.close().await;
+    publisher.close().await;
     marker.close().await;
     result
 }
 
-impl Run<'_, '_> {
+impl<'a> Run<'a> {
     async fn pump(
         &mut self,
         source: &mut AnySource,
@@ -262,52 +438,74 @@ impl Run<'_, '_> {
     ) -> Result<Finished, TaskError> {
         let max_in_flight = self.def.producer.max_pending_messages;
         let max_in_flight_bytes = self.client.memory_limit();
-        let mut in_flight: FuturesUnordered<
-            std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>,
-        > = FuturesUnordered::new();
         self.status.set_state(State::Running);
         loop {
             let linger = self
                 .open
                 .as_ref()
-                .filter(|t| t.checkpoint.is_some())
+                .filter(|t| t.checkpoint.is_some() && self.committing.is_none())
                 .map(|t| tokio::time::Instant::from_std(t.opened + LINGER));
+            let sending = self.open.as_ref().is_some_and(|t| !t.sends.is_empty());
+            let room = self.in_flight.sends.load(Ordering::Relaxed) < max_in_flight
+                && self.in_flight.bytes.load(Ordering::Relaxed) < max_in_flight_bytes;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
+                    self.finish(source).await?;
                     if self.open.as_ref().is_some_and(|t| t.checkpoint.is_some()) {
-                        self.commit(&mut in_flight, source).await?;
+                        self.start_commit();
+                        self.finish(source).await?;
                     }
                     return Ok(Finished::Stopped);
                 }
-                Some(sent) = in_flight.next(), if !in_flight.is_empty() => {
-                    self.settle(sent)?;
+                done = async { self.committing.as_mut().expect("guarded").await }, if self.committing.is_some() => {
+                    self.committing = None;
+                    if self.open.as_ref().is_some_and(|t| t.records > 0) {
+                        crate::failpoint::pass("eo-committed-while-next-fills");
+                    }
+                    self.committed(done?, source).await?;
+                    if self.open.as_ref().is_some_and(|t| t.ripe(max_in_flight)) {
+                        self.start_commit();
+                    }
+                }
+                prepared = async { self.preparing.as_mut().expect("guarded").await }, if self.preparing.is_some() => {
+                    self.preparing = None;
+                    self.stash(prepared?);
+                }
+                Some(sent) = async { self.open.as_mut().expect("guarded").sends.next().await }, if sending => {
+                    sent?;
+                    if self.committing.is_some() {
+                        crate::failpoint::pass("eo-send-during-commit");
+                    }
                 }
                 () = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
-                    self.commit(&mut in_flight, source).await?;
+                    self.start_commit();
                 }
-                read = source.read(), if in_flight.len() < max_in_flight
-                    && self.in_flight_bytes.load(std::sync::atomic::Ordering::Relaxed) < max_in_flight_bytes => {
+                read = source.read(), if room => {
                     let Some(batch) = read? else {
                         // Exhausted: what was read is whole, publish it.
+                        self.finish(source).await?;
                         if self.open.is_some() {
-                            self.commit(&mut in_flight, source).await?;
+                            self.start_commit();
+                            self.finish(source).await?;
                         }
                         return Ok(Finished::Exhausted);
                     };
                     for record in batch.records {
-                        if let Some(send) = self.publish(record).await? {
-                            in_flight.push(send);
-                        }
+                        self.publish(record).await?;
                     }
                     if let Some(checkpoint) = batch.checkpoint {
                         match &mut self.open {
-                            // Nothing open: every record up to here is durable.
+                            // Nothing open: every record up to here is
+                            // durable once the committing transaction is.
+                            None if self.committing.is_some() => {
+                                self.pending_checkpoint = Some(checkpoint);
+                            }
                             None => source.commit(checkpoint).await?,
                             Some(t) => {
                                 t.checkpoint = Some(checkpoint);
-                                if t.records >= max_in_flight || t.opened.elapsed() >= LINGER {
-                                    self.commit(&mut in_flight, source).await?;
+                                if self.committing.is_none() && t.ripe(max_in_flight) {
+                                    self.start_commit();
                                 }
                             }
                         }
@@ -319,11 +517,7 @@ impl Run<'_, '_> {
 
     /// Send one record in the open transaction (opening one if needed), or
     /// skip it if a committed transaction already holds it.
-    async fn publish(
-        &mut self,
-        record: SourceRecord,
-    ) -> Result<Option<std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send>>>, TaskError>
-    {
+    async fn publish(&mut self, record: SourceRecord) -> Result<(), TaskError> {
         let bytes = record.value.len() as u64;
         ConnectorStatus::add(&self.status.records_in, 1);
         ConnectorStatus::add(&self.status.bytes_in, bytes);
@@ -335,40 +529,18 @@ impl Run<'_, '_> {
         };
         if self.published.is_some_and(|p| sequence <= p) {
             self.skipped += 1;
-            return Ok(None);
+            return Ok(());
         }
         if self.skipped > 0 {
             info!(connector = %self.def.name, records = self.skipped, "skipped records that were already published");
             self.skipped = 0;
         }
         if self.open.is_none() {
-            let txn = self.client.begin(TXN_TIMEOUT).await?;
-            let marker_topic = self.marker.topic().to_owned();
-            self.client.register(&txn, &marker_topic).await?;
-            // The intent: should this instance die, the next one aborts it.
-            let intent = Progress {
-                sequence: self.published,
-                position: self.position,
-                open: Some(txn.id_text()),
-            };
-            self.marker
-                .send(SourceRecord {
-                    value: intent.to_json(),
-                    ..SourceRecord::default()
-                })
-                .await?;
-            self.open = Some(OpenTxn {
-                txn,
-                topics: HashSet::from([marker_topic]),
-                records: 0,
-                opened: Instant::now(),
-                last: None,
-                checkpoint: None,
-            });
+            self.open = Some(self.begin().await?);
         }
         let producer = self.publisher.producer(&record).await?;
         let Some(open) = self.open.as_mut() else {
-            return Ok(None);
+            return Ok(());
         };
         if !open.topics.contains(producer.topic()) {
             self.client.register(&open.txn, producer.topic()).await?;
@@ -379,65 +551,170 @@ impl Run<'_, '_> {
         open.checkpoint = None;
         let event_ms = record.event_time_ms;
         let send = producer.send_in(record, Some(&open.txn));
-        self.in_flight_bytes
-            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-        Ok(Some(Box::pin(async move { (event_ms, bytes, send.await) })))
+        let (status, in_flight) = (self.status, self.in_flight);
+        in_flight.bytes.fetch_add(bytes, Ordering::Relaxed);
+        in_flight.sends.fetch_add(1, Ordering::Relaxed);
+        open.sends.push(Box::pin(async move {
+            let result = send.await;
+            in_flight.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            in_flight.sends.fetch_sub(1, Ordering::Relaxed);
+            result?;
+            ConnectorStatus::add(&status.bytes_out, bytes);
+            if let Some(t) = event_ms {
+                status
+                    .lag_ms
+                    .store(now_ms().saturating_sub(t), Ordering::Relaxed);
+            }
+            Ok(())
+        }));
+        Ok(())
     }
 
-    fn settle(&self, (event_ms, bytes, result): Sent) -> Result<(), TaskError> {
-        self.in_flight_bytes
-            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
-        result?;
-        ConnectorStatus::add(&self.status.bytes_out, bytes);
-        if let Some(t) = event_ms {
-            self.status.lag_ms.store(
-                now_ms().saturating_sub(t),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+    /// Keep a transaction opened ahead as the spare, publishing its intent
+    /// (outside it) now: should this instance die with it open, the next
+    /// one finds the intent without a marker and aborts it. The intent
+    /// holds the progress committed so far.
+    fn stash(&mut self, (txn, topics): (Txn, HashSet<String>)) {
+        let intent = Progress {
+            sequence: self.published,
+            position: self.position,
+            open: Some(txn.id_text()),
+            txn: None,
+        };
+        let intent = self.marker.send(SourceRecord {
+            value: intent.to_json(),
+            ..SourceRecord::default()
+        });
+        self.spare = Some(Spare {
+            txn,
+            topics,
+            intent: Box::pin(intent),
+            made: Instant::now(),
+        });
+    }
+
+    /// The transaction for the next records: the spare, once its intent
+    /// is durable (opened now if there is none, or it waited too long).
+    /// The next spare starts opening at once.
+    async fn begin(&mut self) -> Result<OpenTxn<'a>, TaskError> {
+        let started = Instant::now();
+        if let Some(stale) = self.spare.take_if(|s| s.made.elapsed() >= SPARE_MAX_AGE) {
+            let _ = stale.intent.await;
+            let _ = self.client.abort(stale.txn).await;
+        }
+        let mut ahead: Vec<String> = self.last_topics.iter().cloned().collect();
+        let marker_topic = self.marker.topic().to_owned();
+        if !self.last_topics.contains(&marker_topic) {
+            ahead.push(marker_topic);
+        }
+        if self.spare.is_none() {
+            let prepared = match self.preparing.take() {
+                Some(preparing) => preparing.await?,
+                None => prepare(self.client, ahead.clone()).await?,
+            };
+            self.stash(prepared);
+        }
+        let Some(spare) = self.spare.take() else {
+            unreachable!("a spare was just stashed");
+        };
+        spare.intent.await?;
+        self.preparing = Some(prepare(self.client, ahead));
+        debug!(connector = %self.def.name, took_us = started.elapsed().as_micros() as u64, "transaction opened");
+        Ok(OpenTxn {
+            txn: spare.txn,
+            topics: spare.topics,
+            records: 0,
+            opened: Instant::now(),
+            last: None,
+            checkpoint: None,
+            sends: FuturesUnordered::new(),
+        })
+    }
+
+    /// Close the open transaction with its marker and commit it in the
+    /// background, while the next one fills. Called only when no other
+    /// commit is under way, so that transactions commit in order. The
+    /// marker is queued now, ahead of the next transaction's intent.
+    fn start_commit(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        debug_assert!(self.committing.is_none());
+        let progress = Progress {
+            sequence: open.last.or(self.published),
+            position: open.checkpoint.or(self.position),
+            open: None,
+            txn: Some(open.txn.id_text()),
+        };
+        self.last_topics.clone_from(&open.topics);
+        let marker = self.marker.send_in(
+            SourceRecord {
+                value: progress.to_json(),
+                ..SourceRecord::default()
+            },
+            Some(&open.txn),
+        );
+        let client = self.client;
+        let name = self.def.name.clone();
+        let filled_us = open.opened.elapsed().as_micros() as u64;
+        let OpenTxn {
+            txn,
+            records,
+            last,
+            checkpoint,
+            mut sends,
+            ..
+        } = open;
+        self.committing = Some(Box::pin(async move {
+            let started = Instant::now();
+            let outcome = async {
+                while let Some(sent) = sends.next().await {
+                    sent?;
+                }
+                marker.await?;
+                Ok::<_, TaskError>(())
+            }
+            .await;
+            if let Err(e) = outcome {
+                let _ = client.abort(txn).await;
+                return Err(e);
+            }
+            let drained_us = started.elapsed().as_micros() as u64;
+            client.commit(txn).await?;
+            debug!(connector = %name, records, filled_us, drained_us, took_us = started.elapsed().as_micros() as u64, "transaction committed");
+            Ok(Committed {
+                records,
+                last,
+                checkpoint,
+            })
+        }));
+    }
+
+    /// A transaction committed: its records are published, and its
+    /// checkpoint (or a later one reached meanwhile) is durable.
+    async fn committed(
+        &mut self,
+        done: Committed,
+        source: &mut AnySource,
+    ) -> Result<(), TaskError> {
+        ConnectorStatus::add(&self.status.records_out, done.records as u64);
+        self.published = done.last.or(self.published);
+        let checkpoint = match (done.checkpoint, self.pending_checkpoint.take()) {
+            (_, Some(later)) => Some(later),
+            (c, None) => c,
+        };
+        if let Some(checkpoint) = checkpoint {
+            self.position = Some(checkpoint);
+            source.commit(checkpoint).await?;
         }
         Ok(())
     }
 
-    /// Wait for every send of the open transaction, add the marker, commit,
-    /// then tell the source its position is durable.
-    async fn commit<F>(
-        &mut self,
-        in_flight: &mut FuturesUnordered<F>,
-        source: &mut AnySource,
-    ) -> Result<(), TaskError>
-    where
-        F: std::future::Future<Output = Sent>,
-    {
-        let Some(open) = self.open.take() else {
-            return Ok(());
-        };
-        let outcome = async {
-            while let Some(sent) = in_flight.next().await {
-                self.settle(sent)?;
-            }
-            let progress = Progress {
-                sequence: open.last.or(self.published),
-                position: open.checkpoint.or(self.position),
-                open: None,
-            };
-            let marker = SourceRecord {
-                value: progress.to_json(),
-                ..SourceRecord::default()
-            };
-            self.marker.send_in(marker, Some(&open.txn)).await?;
-            Ok::<_, TaskError>(())
-        }
-        .await;
-        if let Err(e) = outcome {
-            let _ = self.client.abort(open.txn).await;
-            return Err(e);
-        }
-        self.client.commit(open.txn).await?;
-        ConnectorStatus::add(&self.status.records_out, open.records as u64);
-        self.published = open.last.or(self.published);
-        if let Some(checkpoint) = open.checkpoint {
-            self.position = Some(checkpoint);
-            source.commit(checkpoint).await?;
+    /// Wait for the transaction under commit, if any.
+    async fn finish(&mut self, source: &mut AnySource) -> Result<(), TaskError> {
+        if let Some(committing) = self.committing.take() {
+            let done = committing.await?;
+            self.committed(done, source).await?;
         }
         Ok(())
     }
@@ -453,10 +730,12 @@ mod tests {
             sequence: Some(Sequence::from_parts(7, 3)),
             position: Some(Position(9)),
             open: None,
+            txn: Some("1:1".into()),
         };
         assert_eq!(Progress::from_json(&p.to_json()), Some(p.clone()));
         let intent = Progress {
             open: Some("1:2".into()),
+            txn: None,
             ..p
         };
         assert_eq!(Progress::from_json(&intent.to_json()), Some(intent));
@@ -465,5 +744,73 @@ mod tests {
             Some(Progress::default())
         );
         assert_eq!(Progress::from_json(br#"{"sequence": 5}"#), None);
+    }
+
+    /// The progress of sequence `n`, as committed.
+    fn at(n: u64) -> Progress {
+        Progress {
+            sequence: Some(Sequence::from_parts(n, 0)),
+            position: Some(Position(n * 10)),
+            ..Progress::default()
+        }
+    }
+
+    /// The marker of transaction `txn`, committing sequence `n`.
+    fn marker(n: u64, txn: &str) -> Progress {
+        Progress {
+            txn: Some(txn.into()),
+            ..at(n)
+        }
+    }
+
+    /// The intent of transaction `txn`, written when `n` had committed.
+    fn intent(n: u64, txn: &str) -> Progress {
+        Progress {
+            open: Some(txn.into()),
+            ..at(n)
+        }
+    }
+
+    #[test]
+    fn the_progress_is_the_last_markers_and_unmarked_intents_are_orphans() {
+        // Nothing yet.
+        assert_eq!(committed(&[]), (0, Progress::default(), vec![]));
+        // A clean stop: every intent has its marker.
+        let clean = [
+            intent(1, "0:1"),
+            marker(2, "0:1"),
+            intent(2, "0:2"),
+            marker(3, "0:2"),
+        ];
+        assert_eq!(committed(&clean), (3, at(3), vec![]));
+        // Killed while 0:3 committed and 0:4, opened ahead while 0:3
+        // filled, was filling: 0:4's intent comes before 0:3's marker and
+        // names sequence 2. The progress is 3, and 0:4 is an orphan.
+        let ahead = [
+            marker(2, "0:2"),
+            intent(2, "0:3"),
+            intent(2, "0:4"),
+            marker(3, "0:3"),
+        ];
+        let (keep, progress, orphans) = committed(&ahead);
+        assert_eq!((keep, progress), (3, at(3)));
+        assert_eq!(orphans, vec!["0:4"]);
+        // Killed before either committed: both are orphans.
+        let both = [marker(2, "0:2"), intent(2, "0:3"), intent(2, "0:4")];
+        let (keep, progress, orphans) = committed(&both);
+        assert_eq!((keep, progress), (0, at(2)));
+        assert_eq!(orphans, vec!["0:3", "0:4"]);
+        // A backlog that starts at an intent (its marker released): the
+        // intent's progress is what had committed.
+        let released = [intent(5, "0:9")];
+        let (keep, progress, orphans) = committed(&released);
+        assert_eq!((keep, progress), (0, at(5)));
+        assert_eq!(orphans, vec!["0:9"]);
+        // Markers written before they named their transaction: an intent
+        // after the last one is an orphan.
+        let legacy = [intent(1, "0:1"), at(2), intent(2, "0:5")];
+        let (keep, progress, orphans) = committed(&legacy);
+        assert_eq!((keep, progress), (1, at(2)));
+        assert_eq!(orphans, vec!["0:5"]);
     }
 }

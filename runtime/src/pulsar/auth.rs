@@ -10,58 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use magnetar::proto::{AuthError, AuthProvider};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use sluice_connectors::Secret;
 use tracing::{info, warn};
 
 use super::PulsarError;
+use super::tls::{self, Identity};
 use crate::config::{OAuth2Settings, PulsarAuth, PulsarSettings, TokenSource};
-
-/// An HTTP agent that verifies servers as the broker connection does:
-/// against `tlsTrustCertsFilePath` when set, else the public CAs; or not
-/// at all under `tlsAllowInsecureConnection`.
-pub(crate) fn http_agent(settings: &PulsarSettings) -> Result<ureq::Agent, PulsarError> {
-    use ureq::tls::{Certificate, RootCerts, TlsConfig};
-    let mut tls = TlsConfig::builder();
-    if settings.tls_allow_insecure_connection {
-        tls = tls.disable_verification(true);
-    } else if let Some(path) = &settings.tls_trust_certs_file_path {
-        let pem = read_trust(path)?;
-        let certs: Vec<Certificate<'static>> = certificates(&pem)
-            .map_err(|e| PulsarError::config("read tlsTrustCertsFilePath", e))?
-            .into_iter()
-            .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-            .collect();
-        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
-    }
-    Ok(ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .tls_config(tls.build())
-        .build()
-        .into())
-}
-
-/// The PEM trust file `tlsTrustCertsFilePath`, read and checked to hold
-/// certificates, so that a bad file is named as such wherever it is used.
-pub(crate) fn read_trust(path: &Path) -> Result<Vec<u8>, PulsarError> {
-    let fail = |e: String| {
-        PulsarError::config(format!("read tlsTrustCertsFilePath {}", path.display()), e)
-    };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    if certificates(&pem).map_err(fail)?.is_empty() {
-        return Err(fail("it holds no PEM certificate".to_owned()));
-    }
-    Ok(pem)
-}
-
-/// The certificates of PEM text.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
-}
 
 /// What authenticates a client's connections.
 #[derive(Debug, Clone)]
@@ -74,6 +28,8 @@ enum Kind {
     None,
     Token(TokenSource),
     OAuth2(Arc<OAuth2>),
+    /// A client certificate, presented in the TLS handshake.
+    Certificate(Arc<Identity>),
 }
 
 impl Credentials {
@@ -90,13 +46,10 @@ impl Credentials {
                 Kind::Token(source.clone())
             }
             PulsarAuth::OAuth2(oauth) => {
-                Kind::OAuth2(OAuth2::start(oauth.clone(), http_agent(settings)?).await?)
+                Kind::OAuth2(OAuth2::start(oauth.clone(), tls::http_agent(settings, None)?).await?)
             }
-            PulsarAuth::Tls { .. } => {
-                return Err(PulsarError::config(
-                    "authenticate",
-                    "AuthenticationTls is not supported: the client cannot present a certificate",
-                ));
+            PulsarAuth::Tls { cert, key } => {
+                Kind::Certificate(Arc::new(Identity::load(cert, key)?))
             }
         };
         Ok(Self { kind })
@@ -107,6 +60,15 @@ impl Credentials {
         match &self.kind {
             Kind::None => None,
             Kind::Token(_) | Kind::OAuth2(_) => Some(Arc::new(self.clone())),
+            Kind::Certificate(_) => Some(Arc::new(CertificateAuth)),
+        }
+    }
+
+    /// The client certificate, under `AuthenticationTls`.
+    pub(crate) fn identity(&self) -> Option<&Identity> {
+        match &self.kind {
+            Kind::Certificate(identity) => Some(identity),
+            _ => None,
         }
     }
 
@@ -119,7 +81,7 @@ impl Credentials {
     /// The current token, for an `Authorization: Bearer` header.
     pub(crate) fn bearer(&self) -> Result<Option<Secret>, PulsarError> {
         match &self.kind {
-            Kind::None => Ok(None),
+            Kind::None | Kind::Certificate(_) => Ok(None),
             Kind::Token(_) | Kind::OAuth2(_) => self
                 .token()
                 .map(Some)
@@ -129,7 +91,7 @@ impl Credentials {
 
     fn token(&self) -> Result<Secret, String> {
         match &self.kind {
-            Kind::None => Err("no credentials".to_owned()),
+            Kind::None | Kind::Certificate(_) => Err("no token".to_owned()),
             Kind::Token(TokenSource::Value(secret)) => Ok(secret.clone()),
             Kind::Token(TokenSource::File(path)) => read_token(path),
             Kind::OAuth2(oauth) => oauth.current(),
@@ -147,6 +109,22 @@ impl AuthProvider for Credentials {
         self.token()
             .map(|t| Bytes::copy_from_slice(t.expose().as_bytes()))
             .map_err(AuthError::Invalid)
+    }
+}
+
+/// Authentication by the client certificate of the TLS handshake: the
+/// broker's TLS provider reads the role from it, so the connect command
+/// names the method and carries no data.
+#[derive(Debug)]
+struct CertificateAuth;
+
+impl AuthProvider for CertificateAuth {
+    fn method(&self) -> &str {
+        "tls"
+    }
+
+    fn initial(&self) -> Result<Bytes, AuthError> {
+        Ok(Bytes::new())
     }
 }
 
