@@ -59,8 +59,10 @@ const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
 /// as one transaction and must fit in it.
 const TXN_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How long a transaction that could commit waits for more source
-/// transactions to share it.
-const LINGER: Duration = Duration::from_millis(50);
+/// transactions to share it. Under load a transaction grows anyway while
+/// the one before it commits, so this only sets the latency of a light
+/// stream.
+const LINGER: Duration = Duration::from_millis(10);
 /// A transaction opened ahead and not used for this long is replaced, so
 /// that the one a record goes into has most of [`TXN_TIMEOUT`] ahead.
 const SPARE_MAX_AGE: Duration = Duration::from_secs(60);
