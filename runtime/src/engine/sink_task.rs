@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord, SourceRecord};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::status::{ConnectorStatus, State};
 use super::{Backoff, TaskError};
@@ -112,6 +112,7 @@ pub(crate) async fn run(
             info!(connector = %def.name, bytes = large_bytes, "received enough large messages on this connection; reconnecting to free what the client keeps of them");
             return Ok(Ended::Recycle);
         }
+        let waited = Instant::now();
         let batch = match next_batch(
             consumer,
             policy.max_records,
@@ -197,7 +198,10 @@ pub(crate) async fn run(
             continue;
         }
 
+        let wait_us = waited.elapsed().as_micros() as u64;
+        let written = Instant::now();
         let rejected = write_isolating(sink, &records, status, shutdown).await?;
+        let write_us = written.elapsed().as_micros() as u64;
         for (index, first_error) in rejected {
             let record = &records[index];
             let last_error = retry_one(def, sink, record, first_error, status, shutdown).await?;
@@ -229,7 +233,12 @@ pub(crate) async fn run(
                 dead_letter_topic = %topic, error = %error, "record dead-lettered"
             );
         }
+        let acked = Instant::now();
         consumer.ack(&handles).await?;
+        debug!(
+            connector = %def.name, records = records.len(), wait_us, write_us,
+            ack_us = acked.elapsed().as_micros() as u64, "batch applied"
+        );
     }
 }
 
