@@ -414,6 +414,33 @@ impl DbSink {
         let per_row = columns.len().max(1);
         for chunk in changes::statements(rows, MAX_PARAMETERS / per_row, self.limit.bytes) {
             self.limit.check(table, chunk)?;
+            if d == Dialect::Postgres && matches!(kind, Kind::Upsert | Kind::Insert) {
+                // One text array per column (see `Dialect::insert_columns`).
+                let key = (kind == Kind::Upsert).then_some(info.key.as_slice());
+                let statement = Dialect::insert_columns(&name, columns, &types, key);
+                // Identifiers are quoted and every value is bound (see `sql`).
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+                for c in columns {
+                    let params: Vec<Param> = chunk
+                        .iter()
+                        .map(|change| change.param(d, c, &info.targets))
+                        .collect();
+                    let texts = params
+                        .iter()
+                        .map(|p| match p {
+                            Param::Text(t) => Ok(t.as_deref()),
+                            Param::Bytes(_) => Err(ConnectorError::permanent(format!(
+                                "column {c} of {table}: a binary value where Postgres takes text"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    q = q.bind(values::text_array(texts.into_iter()));
+                }
+                tx.execute(q)
+                    .await
+                    .map_err(|e| db_error(&format!("write {table}"), e))?;
+                continue;
+            }
             let statement = match kind {
                 Kind::Truncate => d.truncate(&name),
                 Kind::Upsert => d.upsert(&name, columns, Some(&types), &info.key, chunk.len()),

@@ -91,6 +91,55 @@ impl Dialect {
         )
     }
 
+    /// Postgres: `INSERT` of any number of rows from one text array per
+    /// column (`UNNEST`), each element cast to its column's type. The text
+    /// does not depend on the number of rows, so the server parses and
+    /// plans it once per connection, and a batch binds one value per
+    /// column instead of one per cell. With `key`, rows whose key exists
+    /// have their other columns updated (nothing when there is none).
+    pub fn insert_columns(
+        table: &TableName,
+        columns: &[String],
+        types: &[String],
+        key: Option<&[String]>,
+    ) -> String {
+        let d = Self::Postgres;
+        let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
+        let select: Vec<String> = cols
+            .iter()
+            .zip(types)
+            .map(|(c, t)| format!("CAST(u.{c} AS {t})"))
+            .collect();
+        let arrays: Vec<String> = (1..=columns.len())
+            .map(|n| format!("CAST(${n} AS text[])"))
+            .collect();
+        let insert = format!(
+            "INSERT INTO {} ({cols}) SELECT {} FROM UNNEST({}) AS u({cols})",
+            d.table(table),
+            select.join(", "),
+            arrays.join(", "),
+            cols = cols.join(", "),
+        );
+        let Some(key) = key else {
+            return insert;
+        };
+        let conflict: Vec<String> = key.iter().map(|k| d.quote(k)).collect();
+        let set: Vec<String> = columns
+            .iter()
+            .filter(|c| !key.contains(c))
+            .map(|c| format!("{q} = excluded.{q}", q = d.quote(c)))
+            .collect();
+        if set.is_empty() {
+            format!("{insert} ON CONFLICT ({}) DO NOTHING", conflict.join(", "))
+        } else {
+            format!(
+                "{insert} ON CONFLICT ({}) DO UPDATE SET {}",
+                conflict.join(", "),
+                set.join(", ")
+            )
+        }
+    }
+
     /// An insert that updates the non-key columns of rows whose key exists.
     /// With no non-key column, existing rows are left as they are.
     pub fn upsert(
@@ -428,5 +477,26 @@ mod tests {
                 assert_eq!(sql.matches(&quoted).count(), 2, "{sql}");
             }
         }
+    }
+
+    #[test]
+    fn postgres_column_arrays_do_not_depend_on_the_row_count() {
+        let t = TableName {
+            schema: Some("public".into()),
+            table: "t".into(),
+        };
+        let cols = ["id".to_owned(), "v".to_owned()];
+        let types = ["integer".to_owned(), "text".to_owned()];
+        assert_eq!(
+            Dialect::insert_columns(&t, &cols, &types, Some(&["id".to_owned()])),
+            "INSERT INTO \"public\".\"t\" (\"id\", \"v\") SELECT CAST(u.\"id\" AS integer), CAST(u.\"v\" AS text) \
+             FROM UNNEST(CAST($1 AS text[]), CAST($2 AS text[])) AS u(\"id\", \"v\") \
+             ON CONFLICT (\"id\") DO UPDATE SET \"v\" = excluded.\"v\""
+        );
+        assert!(
+            Dialect::insert_columns(&t, &cols[..1], &types[..1], Some(&cols[..1]))
+                .ends_with("ON CONFLICT (\"id\") DO NOTHING")
+        );
+        assert!(!Dialect::insert_columns(&t, &cols, &types, None).contains("ON CONFLICT"));
     }
 }

@@ -81,6 +81,32 @@ pub(crate) enum Param {
     Bytes(Vec<u8>),
 }
 
+/// A Postgres array literal of text elements: each value quoted, with
+/// `\\` and `"` escaped, and SQL NULL as an unquoted `NULL`.
+pub(crate) fn text_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut out = String::from("{");
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match value {
+            None => out.push_str("NULL"),
+            Some(text) => {
+                out.push('"');
+                for ch in text.chars() {
+                    if ch == '\\' || ch == '"' {
+                        out.push('\\');
+                    }
+                    out.push(ch);
+                }
+                out.push('"');
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
 /// The value to bind for `value` in a column of `target` type.
 pub(crate) fn param(dialect: Dialect, target: &Target, value: &Value) -> Param {
     match (dialect, target, value) {
@@ -173,6 +199,22 @@ pub(crate) fn text(target: &Target, value: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_arrays_quote_escape_and_keep_nulls() {
+        let values = [
+            Some("plain"),
+            None,
+            Some("NULL"),
+            Some(r#"a "quoted" \ back,slash {brace}"#),
+            Some(""),
+        ];
+        assert_eq!(
+            super::text_array(values.into_iter()),
+            r#"{"plain",NULL,"NULL","a \"quoted\" \\ back,slash {brace}",""}"#
+        );
+        assert_eq!(super::text_array(std::iter::empty()), "{}");
+    }
+
     use super::*;
     use serde_json::json;
 
