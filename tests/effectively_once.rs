@@ -74,6 +74,24 @@ async fn audit(topic: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
     }
 }
 
+/// Start the source once more and wait until it has published all
+/// `count` records.
+async fn run_to_the_end(
+    dir: &Path,
+    config: &str,
+    port: u16,
+    state: &Path,
+    count: u64,
+) -> anyhow::Result<Sluice> {
+    let sluice = Sluice::start(dir, config, port)?;
+    wait_for("every record published", LONG, || async {
+        Ok((generated(state) == count).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    Ok(sluice)
+}
+
 /// (lost, duplicated) among `0..count`.
 fn losses_and_duplicates(seen: &BTreeMap<u64, usize>, count: u64) -> (u64, usize) {
     let lost = (0..count).filter(|s| !seen.contains_key(s)).count() as u64;
@@ -102,13 +120,7 @@ async fn each_record_reaches_the_topic_once_across_kill_9s() -> anyhow::Result<(
         .with_context(|| sluice.log())?;
         sluice.kill9()?;
     }
-    let sluice = Sluice::start(&dir, &config, port)?;
-    wait_for("every record published", LONG, || {
-        let state = state.clone();
-        async move { Ok((generated(&state) == count).then_some(())) }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    let sluice = run_to_the_end(&dir, &config, port, &state, count).await?;
 
     // THEN an independent reader finds every record once: none lost, none twice
     let seen = audit(&name).await?;
@@ -153,10 +165,9 @@ async fn kills_while_a_commit_overlaps_the_next_transaction_lose_and_duplicate_n
         "eo-committed-while-next-fills@40",
     ] {
         let sluice = Sluice::start_with(&dir, &config, port, &[("SLUICE_FAILPOINT", point)])?;
-        let log = sluice.log();
         let status = sluice.exit_status().await?;
-        ensure!(!status.success(), "{point}: sluice did not die:\n{log}");
         let log = std::fs::read_to_string(dir.join("sluice.log"))?;
+        ensure!(!status.success(), "{point}: sluice did not die:\n{log}");
         let name = point.split('@').next().unwrap_or_default();
         ensure!(
             log.contains(&format!("failpoint {name} reached")),
@@ -167,13 +178,7 @@ async fn kills_while_a_commit_overlaps_the_next_transaction_lose_and_duplicate_n
         generated(&state) < count,
         "the source finished before the last failpoint"
     );
-    let sluice = Sluice::start(&dir, &config, port)?;
-    wait_for("every record published", LONG, || {
-        let state = state.clone();
-        async move { Ok((generated(&state) == count).then_some(())) }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    let sluice = run_to_the_end(&dir, &config, port, &state, count).await?;
 
     // THEN an independent reader finds every record once
     let seen = audit(&name).await?;

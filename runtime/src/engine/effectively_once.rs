@@ -472,7 +472,7 @@ impl<'a> Run<'a> {
                 }
                 prepared = async { self.preparing.as_mut().expect("guarded").await }, if self.preparing.is_some() => {
                     self.preparing = None;
-                    self.stash(prepared?);
+                    self.spare = Some(self.spare_of(prepared?));
                 }
                 Some(sent) = async { self.open.as_mut().expect("guarded").sends.next().await }, if sending => {
                     sent?;
@@ -572,11 +572,11 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Keep a transaction opened ahead as the spare, publishing its intent
+    /// A transaction opened ahead, made a spare by publishing its intent
     /// (outside it) now: should this instance die with it open, the next
     /// one finds the intent without a marker and aborts it. The intent
     /// holds the progress committed so far.
-    fn stash(&mut self, (txn, topics): (Txn, HashSet<String>)) {
+    fn spare_of(&self, (txn, topics): (Txn, HashSet<String>)) -> Spare {
         let intent = Progress {
             sequence: self.published,
             position: self.position,
@@ -587,12 +587,12 @@ impl<'a> Run<'a> {
             value: intent.to_json(),
             ..SourceRecord::default()
         });
-        self.spare = Some(Spare {
+        Spare {
             txn,
             topics,
             intent: Box::pin(intent),
             made: Instant::now(),
-        });
+        }
     }
 
     /// The transaction for the next records: the spare, once its intent
@@ -601,23 +601,20 @@ impl<'a> Run<'a> {
     async fn begin(&mut self) -> Result<OpenTxn<'a>, TaskError> {
         let started = Instant::now();
         if let Some(stale) = self.spare.take_if(|s| s.made.elapsed() >= SPARE_MAX_AGE) {
-            let _ = stale.intent.await;
             let _ = self.client.abort(stale.txn).await;
         }
-        let mut ahead: Vec<String> = self.last_topics.iter().cloned().collect();
-        let marker_topic = self.marker.topic().to_owned();
-        if !self.last_topics.contains(&marker_topic) {
-            ahead.push(marker_topic);
-        }
-        if self.spare.is_none() {
-            let prepared = match self.preparing.take() {
-                Some(preparing) => preparing.await?,
-                None => prepare(self.client, ahead.clone()).await?,
-            };
-            self.stash(prepared);
-        }
-        let Some(spare) = self.spare.take() else {
-            unreachable!("a spare was just stashed");
+        let mut ahead = self.last_topics.clone();
+        ahead.insert(self.marker.topic().to_owned());
+        let ahead: Vec<String> = ahead.into_iter().collect();
+        let spare = match self.spare.take() {
+            Some(spare) => spare,
+            None => {
+                let prepared = match self.preparing.take() {
+                    Some(preparing) => preparing.await?,
+                    None => prepare(self.client, ahead.clone()).await?,
+                };
+                self.spare_of(prepared)
+            }
         };
         spare.intent.await?;
         self.preparing = Some(prepare(self.client, ahead));
