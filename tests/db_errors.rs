@@ -75,17 +75,13 @@ async fn target(
         }
         "mariadb" => {
             let db = mariadb::create_database(name).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl.to_owned()))
-                .execute(&db)
-                .await?;
+            sqlx::raw_sql(ddl).execute(&db).await?;
             Target::MariaDb(db, mariadb::url(name))
         }
         _ => {
             let path = dir.join("target.db");
             let db = sqlite(&path).await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl.to_owned()))
-                .execute(&db)
-                .await?;
+            sqlx::raw_sql(ddl).execute(&db).await?;
             Target::Sqlite(db, format!("sqlite://{}", path.display()))
         }
     })

@@ -34,10 +34,7 @@ impl Target {
                     .ok()
                     .map(|r| (r.get(0), r.get(1)))
             }
-            Self::Maria(db) => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_one(db)
-                .await
-                .ok(),
+            Self::Maria(db) => sqlx::query_as(&sql).fetch_one(db).await.ok(),
         }
     }
 
@@ -52,7 +49,15 @@ impl Target {
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect(),
-            Self::Maria(db) => sqlx::query_as(sql).fetch_all(db).await?,
+            Self::Maria(db) => sqlx::query(sql)
+                .fetch_all(db)
+                .await?
+                .iter()
+                .map(|r| {
+                    let v = mariadb::text(r, 1).unwrap_or_default();
+                    (sqlx::Row::get(r, 0), v, sqlx::Row::get(r, 2))
+                })
+                .collect(),
         })
     }
 }

@@ -77,9 +77,7 @@ async fn mariadb_rows(db: &MySqlPool) -> anyhow::Result<Rows> {
     .fetch_all(db)
     .await?;
     Ok(canonical(
-        rows.iter()
-            .map(|r| (0..9).map(|i| r.get::<Option<String>, _>(i)).collect())
-            .collect(),
+        rows.iter().map(|r| mariadb::texts(r, 9)).collect(),
         3,
         7,
     ))
@@ -159,12 +157,8 @@ async fn cdc_into_mariadb_and_sqlite_ends_with_equal_tables() -> anyhow::Result<
         let (maria, lite) = (&maria, &lite);
         async move {
             let sql = format!("SELECT count(*) FROM orders WHERE {filter}");
-            let a: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                .fetch_one(maria)
-                .await?;
-            let b: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(lite)
-                .await?;
+            let a: i64 = sqlx::query_scalar(&sql).fetch_one(maria).await?;
+            let b: i64 = sqlx::query_scalar(&sql).fetch_one(lite).await?;
             Ok((a == n && b == n).then_some(()))
         }
     };
@@ -229,14 +223,10 @@ async fn hostile_table_and_column_names_stay_names_on_every_engine() -> anyhow::
     let pg_db = pg::create_database(&name).await?;
     pg_db.batch_execute(&create(false)).await?;
     let maria = mariadb::create_database(&name).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(create(true)))
-        .execute(&maria)
-        .await?;
+    sqlx::raw_sql(&create(true)).execute(&maria).await?;
     let dir = temp_dir(&name)?;
     let lite = sqlite(&dir.join("hostile.db")).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(create(false)))
-        .execute(&lite)
-        .await?;
+    sqlx::raw_sql(&create(false)).execute(&lite).await?;
 
     // WHEN rows naming those columns are upserted into that table, one is
     // updated and one deleted by a null value
@@ -316,11 +306,11 @@ async fn hostile_table_and_column_names_stay_names_on_every_engine() -> anyhow::
     let maria_rows = wait_for("the rows in mariadb", LONG, || {
         let (db, sql) = (&maria, select(true));
         async move {
-            let rows: Rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let rows: Rows = sqlx::query(&sql)
                 .fetch_all(db)
                 .await?
                 .iter()
-                .map(|r| (0..5).map(|i| r.get::<Option<String>, _>(i)).collect())
+                .map(|r| mariadb::texts(r, 5))
                 .collect();
             Ok(done(&rows).then_some(rows))
         }
@@ -332,7 +322,7 @@ async fn hostile_table_and_column_names_stay_names_on_every_engine() -> anyhow::
     let lite_rows = wait_for("the rows in sqlite", LONG, || {
         let (db, sql) = (&lite, sqlite_select.clone());
         async move {
-            let rows: Rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            let rows: Rows = sqlx::query(&sql)
                 .fetch_all(db)
                 .await?
                 .iter()
@@ -547,10 +537,7 @@ async fn missing_tables_and_columns_are_created_when_asked() -> anyhow::Result<(
             let Ok(rows) = sqlx::query(query).fetch_all(db).await else {
                 return Ok(None);
             };
-            let rows: Rows = rows
-                .iter()
-                .map(|r| (0..5).map(|i| r.get::<Option<String>, _>(i)).collect())
-                .collect();
+            let rows: Rows = rows.iter().map(|r| mariadb::texts(r, 5)).collect();
             Ok((rows.len() == 2).then_some(rows))
         }
     })
@@ -562,7 +549,7 @@ async fn missing_tables_and_columns_are_created_when_asked() -> anyhow::Result<(
     let lite_rows = wait_for("both rows in sqlite", LONG, || {
         let (db, sql) = (&lite, lite_query.clone());
         async move {
-            let Ok(rows) = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(db).await else {
+            let Ok(rows) = sqlx::query(&sql).fetch_all(db).await else {
                 return Ok(None);
             };
             let rows: Rows = rows
@@ -592,11 +579,11 @@ async fn check_names_missing_tables_and_privileges() -> anyhow::Result<()> {
     ))
     .await?;
     let maria = mariadb::create_database(&name).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    sqlx::raw_sql(&format!(
         "CREATE TABLE items (id INT PRIMARY KEY, v TEXT);
          CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw';
          GRANT SELECT, INSERT ON `{name}`.* TO '{user}'@'127.0.0.1';"
-    )))
+    ))
     .execute(&maria)
     .await?;
     let topic = sluice_tests::topic(&name);
@@ -644,10 +631,8 @@ async fn check_names_missing_tables_and_privileges() -> anyhow::Result<()> {
         "REVOKE ALL ON items FROM {user}; DROP ROLE {user};"
     ))
     .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP USER '{user}'@'127.0.0.1'"
-    )))
-    .execute(&maria)
-    .await?;
+    sqlx::raw_sql(&format!("DROP USER '{user}'@'127.0.0.1'"))
+        .execute(&maria)
+        .await?;
     Ok(())
 }

@@ -39,11 +39,11 @@ async fn rows_reach_both_targets_over_verified_tls_and_a_wrong_ca_is_refused() -
     db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
         .await?;
     let maria = mariadb::create_database(&name).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    sqlx::raw_sql(&format!(
         "CREATE TABLE items (id INT PRIMARY KEY, v TEXT);
          CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL;
          GRANT SELECT, INSERT, UPDATE, DELETE ON `{name}`.* TO '{user}'@'127.0.0.1';"
-    )))
+    ))
     .execute(&maria)
     .await?;
     let topic = sluice_tests::topic(&name);
@@ -150,10 +150,8 @@ async fn rows_reach_both_targets_over_verified_tls_and_a_wrong_ca_is_refused() -
         "a password is in the log"
     );
     ensure!(sluice.interrupt().await?.success());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP USER '{user}'@'127.0.0.1'"
-    )))
-    .execute(&maria)
-    .await?;
+    sqlx::raw_sql(&format!("DROP USER '{user}'@'127.0.0.1'"))
+        .execute(&maria)
+        .await?;
     Ok(())
 }

@@ -365,7 +365,7 @@ async fn audited_targets(
                         .fetch_all(&db)
                         .await?
                         .iter()
-                        .map(|r| r.get::<String, _>(0))
+                        .map(|r| sluice_tests::mariadb::text(r, 0).unwrap_or_default())
                         .collect();
                     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM applied")
                         .fetch_one(&db)

@@ -253,7 +253,7 @@ async fn target_rows(db: &sqlx::MySqlPool) -> anyhow::Result<BTreeSet<String>> {
     .fetch_all(db)
     .await?
     .iter()
-    .map(|r| r.get::<String, _>(0))
+    .map(|r| sluice_tests::mariadb::text(r, 0).unwrap_or_default())
     .collect())
 }
 
@@ -531,7 +531,7 @@ async fn replay(
     let db = format!("{name}_replay");
     let target = mariadb::create_database(&db).await?;
     for statement in &TARGET_SCHEMA[..2] {
-        sqlx::raw_sql(*statement).execute(&target).await?;
+        sqlx::raw_sql(statement).execute(&target).await?;
     }
     let (tenant, ns) = namespace.split_once('/').context("namespace")?;
     let port = free_port()?;

@@ -503,13 +503,29 @@ pub mod mariadb {
         let admin = MySqlPool::connect(&url(""))
             .await
             .context("connect to MariaDB")?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        sqlx::raw_sql(&format!(
             "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
-        )))
+        ))
         .execute(&admin)
         .await?;
         admin.close().await;
         Ok(MySqlPool::connect(&url(name)).await?)
+    }
+
+    /// Column `i` of `row` as text. The stack's server collates text as
+    /// `utf8mb4_bin`, which the driver reports as binary, so text that does
+    /// not decode as a string is read as UTF-8 bytes.
+    pub fn text(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
+        use sqlx::Row;
+        row.try_get::<Option<String>, _>(i).unwrap_or_else(|_| {
+            row.get::<Option<Vec<u8>>, _>(i)
+                .map(|b| String::from_utf8(b).expect("text column holds UTF-8"))
+        })
+    }
+
+    /// Columns `0..n` of `row` as text.
+    pub fn texts(row: &sqlx::mysql::MySqlRow, n: usize) -> Vec<Option<String>> {
+        (0..n).map(|i| text(row, i)).collect()
     }
 }
 

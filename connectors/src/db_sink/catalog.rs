@@ -4,6 +4,7 @@
 use sqlx::{AnyPool, Row};
 
 use super::sql::{Dialect, TableName};
+use super::text;
 
 /// A table as its catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,7 @@ pub(crate) async fn describe(
             .bind(&qualified)
             .fetch_all(pool)
             .await?;
-            (pairs(&columns), firsts(&key))
+            (pairs(&columns)?, firsts(&key)?)
         }
         Dialect::MySql => {
             let columns = sqlx::query(
@@ -66,7 +67,7 @@ pub(crate) async fn describe(
             .bind(table)
             .fetch_all(pool)
             .await?;
-            (pairs(&columns), firsts(&key))
+            (pairs(&columns)?, firsts(&key)?)
         }
         Dialect::Sqlite => {
             let columns = sqlx::query("SELECT name, type FROM pragma_table_info(?) ORDER BY cid")
@@ -77,7 +78,7 @@ pub(crate) async fn describe(
                 .bind(table)
                 .fetch_all(pool)
                 .await?;
-            (pairs(&columns), firsts(&key))
+            (pairs(&columns)?, firsts(&key)?)
         }
     };
     if columns.is_empty() {
@@ -157,7 +158,7 @@ pub(crate) async fn wider_rights(
             .bind(others_list(targets))
             .fetch_all(pool)
             .await?;
-            let others = firsts(&rows);
+            let others = firsts(&rows)?;
             Ok((!others.is_empty()).then(|| wider(&others)))
         }
         Dialect::MySql => {
@@ -170,7 +171,7 @@ pub(crate) async fn wider_rights(
                 )
                 .fetch_all(pool)
                 .await?,
-            );
+            )?;
             if !grants.is_empty() {
                 return Ok(Some(format!(
                     "the sink's user holds {} on every database (*.*), so it could write anywhere: \
@@ -205,14 +206,14 @@ fn wider(others: &[String]) -> String {
     )
 }
 
-fn pairs(rows: &[sqlx::any::AnyRow]) -> Vec<(String, String)> {
+fn pairs(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(String, String)>, sqlx::Error> {
     rows.iter()
-        .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
+        .map(|r| Ok((text::required(r, 0)?, text::required(r, 1)?)))
         .collect()
 }
 
-fn firsts(rows: &[sqlx::any::AnyRow]) -> Vec<String> {
-    rows.iter().map(|r| r.get::<String, _>(0)).collect()
+fn firsts(rows: &[sqlx::any::AnyRow]) -> Result<Vec<String>, sqlx::Error> {
+    rows.iter().map(|r| text::required(r, 0)).collect()
 }
 
 /// The privileges among `wanted` (`INSERT`, `UPDATE`, `DELETE`, ...) that
@@ -254,12 +255,7 @@ pub(crate) async fn missing_privileges(
                  UNION SELECT CAST(PRIVILEGE_TYPE AS CHAR) FROM information_schema.TABLE_PRIVILEGES \
                  WHERE GRANTEE = {grantee} AND TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
             );
-            let granted = firsts(
-                &sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .bind(table)
-                    .fetch_all(pool)
-                    .await?,
-            );
+            let granted = firsts(&sqlx::query(&statement).bind(table).fetch_all(pool).await?)?;
             missing.extend(
                 wanted
                     .iter()

@@ -12,6 +12,7 @@ mod changes;
 mod config;
 mod errors;
 pub mod sql;
+mod text;
 mod values;
 mod watermark;
 
@@ -326,7 +327,7 @@ impl DbSink {
             .create_table(&self.table_name(&change.table), &columns, &key);
         // Identifiers are quoted (see `sql`).
         self.pool
-            .execute(sqlx::AssertSqlSafe(statement))
+            .execute(statement.as_str())
             .await
             .map_err(|e| db_error(&format!("create table {}", change.table), e))?;
         tracing::info!(table = %change.table, "created the target table");
@@ -385,7 +386,7 @@ impl DbSink {
             );
             // Identifiers are quoted (see `sql`).
             self.pool
-                .execute(sqlx::AssertSqlSafe(statement))
+                .execute(statement.as_str())
                 .await
                 .map_err(|e| db_error(&format!("add column {column} to {table}"), e))?;
             tracing::info!(%table, %column, "added a column to the target table");
@@ -419,7 +420,7 @@ impl DbSink {
                 let key = (kind == Kind::Upsert).then_some(info.key.as_slice());
                 let statement = Dialect::insert_columns(&name, columns, &types, key);
                 // Identifiers are quoted and every value is bound (see `sql`).
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+                let mut q = sqlx::query(&statement);
                 for c in columns {
                     let params: Vec<Param> = chunk
                         .iter()
@@ -459,7 +460,7 @@ impl DbSink {
                     for change in chunk {
                         // Identifiers are quoted and every value is bound (see `sql`).
                         let statement = d.update(&name, &set, &info.key, Some(&all_types));
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+                        let mut q = sqlx::query(&statement);
                         for c in &all {
                             q = bind(q, change.param(d, c, &info.targets));
                         }
@@ -477,7 +478,7 @@ impl DbSink {
                 }
             };
             // Identifiers are quoted and every value is bound (see `sql`).
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+            let mut q = sqlx::query(&statement);
             if kind != Kind::Truncate {
                 for change in chunk {
                     for c in columns {
@@ -567,7 +568,7 @@ impl DbSink {
             && let Some((statement, values)) = w.upsert(self.dialect, marks)
         {
             // Identifiers are quoted and every value is bound (see `sql`).
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(statement));
+            let mut q = sqlx::query(&statement);
             for value in values {
                 q = q.bind(value);
             }
@@ -631,9 +632,9 @@ struct Tally {
 
 /// Bind one value.
 fn bind<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     param: Param,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
     match param {
         Param::Text(text) => q.bind(text),
         Param::Bytes(bytes) => q.bind(bytes),

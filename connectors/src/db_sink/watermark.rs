@@ -16,9 +16,10 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use super::sql::{Dialect, TableName};
+use super::text;
 use crate::api::SinkRecord;
 
 /// The watermark table.
@@ -137,9 +138,7 @@ impl Watermarks {
         let key: Vec<String> = COLUMNS[..3].iter().map(|c| (*c).to_owned()).collect();
         let create = dialect.create_table(&table(), &columns, &key);
         // Identifiers are quoted (see `sql`).
-        sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(pool)
-            .await?;
+        sqlx::query(&create).execute(pool).await?;
         // The partition column is for people reading the table: the topic
         // as delivered already names its partition.
         let select = format!(
@@ -155,15 +154,12 @@ impl Watermarks {
                 "?"
             }
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(select))
-            .bind(sink)
-            .fetch_all(pool)
-            .await?;
+        let rows = sqlx::query(&select).bind(sink).fetch_all(pool).await?;
         let mut marks = HashMap::new();
         for row in rows {
-            let topic: String = row.get(0);
-            let sequence: Option<String> = row.get(1);
-            let message_id: Option<String> = row.get(2);
+            let topic = text::required(&row, 0)?;
+            let sequence = text::nullable(&row, 1)?;
+            let message_id = text::nullable(&row, 2)?;
             marks.insert(
                 topic,
                 Mark {
