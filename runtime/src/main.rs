@@ -62,7 +62,23 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour(
+            std::env::var("SLUICE_LOG_COLOR").ok().as_deref(),
+            std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ))
         .init();
+}
+
+/// Whether log lines carry ANSI colour: `SLUICE_LOG_COLOR` `always` or
+/// `never` decides; otherwise only on a terminal, and not when `NO_COLOR`
+/// is set. Log collectors reading a pipe or a file get plain text.
+fn log_colour(setting: Option<&str>, no_color: bool, terminal: bool) -> bool {
+    match setting {
+        Some("always") => true,
+        Some("never") => false,
+        _ => terminal && !no_color,
+    }
 }
 
 fn load_localrun(a: &LocalrunArgs) -> Result<Loaded, ConfigErrors> {
@@ -240,5 +256,20 @@ async fn check(loaded: Loaded) -> ExitCode {
     } else {
         println!("ok: no problems found");
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_unless_asked() {
+        assert!(log_colour(None, false, true));
+        assert!(!log_colour(None, false, false));
+        assert!(!log_colour(None, true, true));
+        assert!(!log_colour(Some("auto"), false, false));
+        assert!(log_colour(Some("always"), true, false));
+        assert!(!log_colour(Some("never"), false, true));
     }
 }
