@@ -386,5 +386,6 @@ mod tests {
         assert_eq!(c.token().unwrap().expose(), "second");
         std::fs::write(&path, "").unwrap();
         assert!(c.token().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
