@@ -494,9 +494,10 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
         .fetch_all(&target)
         .await?
     {
-        let k: String = r.get(2);
+        let k = sluice_tests::mariadb::text(&r, 2).unwrap_or_default();
+        let table = sluice_tests::mariadb::text(&r, 0).unwrap_or_default();
         *applied
-            .entry((r.get(0), r.get(1), kind(&k), r.get(3)))
+            .entry((table, r.get(1), kind(&k), r.get(3)))
             .or_default() += 1;
     }
     let delivered = expected
