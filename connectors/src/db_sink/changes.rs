@@ -9,6 +9,8 @@
 //! another table than its topic's is refused (and so dead-lettered), unless
 //! `tablesFromEnvelope` lists the table it names.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::config::{DbSinkConfig, InsertMode, NullValueAction, topic_table};
@@ -79,46 +81,135 @@ pub(crate) fn from_record(
             }
         };
     };
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|_| permanent(record, "the value is not JSON"))?;
-    let Value::Object(mut object) = value else {
-        return Err(permanent(record, "the value is not a JSON object"));
+    let parts = match parse(bytes).map_err(|what| permanent(record, what))? {
+        Parsed::Row(object) => {
+            let kind = match config.insert_mode {
+                InsertMode::Insert => Kind::Insert,
+                InsertMode::Upsert => Kind::Upsert,
+                InsertMode::Update => Kind::Update,
+            };
+            return Ok(vec![change(mapped, kind, object)]);
+        }
+        Parsed::Envelope(parts) => parts,
     };
-    let is_envelope = object.get("op").is_some_and(Value::is_string)
-        && object.get("source").is_some_and(Value::is_object);
-    if !is_envelope {
-        let table = mapped;
-        let kind = match config.insert_mode {
-            InsertMode::Insert => Kind::Insert,
-            InsertMode::Upsert => Kind::Upsert,
-            InsertMode::Update => Kind::Update,
-        };
-        return Ok(vec![change(table, kind, object)]);
-    }
-    let table = envelope_table(record, config, &object, mapped)?;
-    let row = |object: &mut Map<String, Value>, field: &str| match object.remove(field) {
+    let table = envelope_table(record, config, parts.table.as_deref(), mapped)?;
+    let row = |row: Option<Value>, field: &str| match row {
         Some(Value::Object(row)) => Ok(row),
         _ => Err(permanent(
             record,
             &format!("the envelope has no `{field}` row"),
         )),
     };
-    match object["op"].as_str() {
-        Some("c" | "r" | "u") => Ok(vec![change(
+    match parts.op.as_str() {
+        "c" | "r" | "u" => Ok(vec![change(
             table,
             Kind::Upsert,
-            row(&mut object, "after")?,
+            row(parts.after, "after")?,
         )]),
-        Some("d") => Ok(vec![change(
+        "d" => Ok(vec![change(
             table,
             Kind::Delete,
-            row(&mut object, "before")?,
+            row(parts.before, "before")?,
         )]),
-        Some("t") if config.allow_truncate => Ok(vec![change(table, Kind::Truncate, Map::new())]),
-        Some("t") => Ok(Vec::new()),
-        Some(other) => Err(permanent(record, &format!("unknown op `{other}`"))),
-        None => Err(permanent(record, "the envelope has no op")),
+        "t" if config.allow_truncate => Ok(vec![change(table, Kind::Truncate, Map::new())]),
+        "t" => Ok(Vec::new()),
+        other => Err(permanent(record, &format!("unknown op `{other}`"))),
     }
+}
+
+/// A record's value: a Debezium envelope (an object whose `op` is a string
+/// and whose `source` is an object), or a plain row.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    Envelope(Parts),
+    Row(Map<String, Value>),
+}
+
+/// What the sink reads of an envelope.
+#[derive(Debug, PartialEq)]
+struct Parts {
+    op: String,
+    before: Option<Value>,
+    after: Option<Value>,
+    /// `source.table`, when it is a string.
+    table: Option<String>,
+}
+
+/// An envelope read field by field: the rest of it (the source's position
+/// and timestamps, the transaction block) is skipped as it is parsed,
+/// never built into maps and strings.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    op: Option<Value>,
+    before: Option<Value>,
+    after: Option<Value>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SourceTable {
+    table: Option<Value>,
+}
+
+impl Parts {
+    /// The envelope in `bytes`, when it reads as one field by field. `None`
+    /// leaves the decision to the whole-value parse (see [`parse`]).
+    fn read(bytes: &[u8]) -> Option<Self> {
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return None;
+        }
+        let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
+        let Some(Value::String(op)) = envelope.op else {
+            return None;
+        };
+        let source = envelope.source?.get();
+        if !source.trim_start().starts_with('{') {
+            return None;
+        }
+        let table = match serde_json::from_str::<SourceTable>(source).ok()?.table {
+            Some(Value::String(t)) => Some(t),
+            _ => None,
+        };
+        Some(Self {
+            op,
+            before: envelope.before,
+            after: envelope.after,
+            table,
+        })
+    }
+}
+
+/// Read a record's value. Envelopes take the field-by-field path; anything
+/// it cannot settle (a plain row, a duplicate field) is parsed whole, and
+/// that parse decides, as it always has.
+fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
+    match Parts::read(bytes) {
+        Some(parts) => Ok(Parsed::Envelope(parts)),
+        None => parse_whole(bytes),
+    }
+}
+
+/// Read a record's value as one JSON value.
+fn parse_whole(bytes: &[u8]) -> Result<Parsed, &'static str> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| "the value is not JSON")?;
+    let Value::Object(mut object) = value else {
+        return Err("the value is not a JSON object");
+    };
+    let op = match object.get("op") {
+        Some(Value::String(op)) if object.get("source").is_some_and(Value::is_object) => op.clone(),
+        _ => return Ok(Parsed::Row(object)),
+    };
+    let table = object["source"]
+        .get("table")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Parsed::Envelope(Parts {
+        op,
+        before: object.remove("before").filter(|v| !v.is_null()),
+        after: object.remove("after").filter(|v| !v.is_null()),
+        table,
+    }))
 }
 
 /// The table an envelope's change goes to: the one its topic maps to. The
@@ -127,10 +218,9 @@ pub(crate) fn from_record(
 fn envelope_table(
     record: &SinkRecord,
     config: &DbSinkConfig,
-    object: &Map<String, Value>,
+    named: Option<&str>,
     mapped: String,
 ) -> Result<String, ConnectorError> {
-    let named = object["source"].get("table").and_then(Value::as_str);
     if !config.tables_from_envelope.is_empty() {
         return match named {
             Some(t) if config.tables_from_envelope.iter().any(|a| a == t) => Ok(t.to_owned()),
@@ -316,6 +406,48 @@ mod tests {
             .into_iter()
             .map(|c| c.resolve(&["id".to_owned()], &[]).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn an_envelope_read_field_by_field_equals_the_whole_value_parse() {
+        let debezium = json!({
+            "before": null,
+            "after": {"id": 1, "sku": "a\"b", "price": "1.50", "meta": {"k": [1, 2]}},
+            "source": {"version": "2.7", "connector": "postgresql", "name": "shop",
+                       "ts_ms": 1, "db": "shop", "schema": "public", "table": "orders",
+                       "txId": 7, "lsn": 99, "xmin": null},
+            "op": "c", "ts_ms": 2, "transaction": null
+        });
+        let mut samples: Vec<String> = vec![
+            debezium.to_string(),
+            serde_json::to_string_pretty(&debezium).unwrap(),
+            format!("  {debezium}"),
+            json!({"op": "d", "before": {"id": 1}, "after": null, "source": {}}).to_string(),
+            json!({"op": "u", "source": {"table": 5}, "after": {"id": 2}}).to_string(),
+            json!({"op": "t", "source": {"table": "orders"}}).to_string(),
+            json!({"op": "x", "source": {"table": "orders"}}).to_string(),
+        ];
+        // Not settled field by field: left to the whole-value parse.
+        let unsettled = [
+            r#"{"op": "c", "op": "d", "source": {}, "after": {"id": 1}}"#,
+            r#"{"op": "c", "source": {"table": "a", "table": "b"}, "after": {"id": 1}}"#,
+            r#"{"op": 1, "source": {}, "id": 3}"#,
+            r#"{"op": "c", "source": [1], "id": 3}"#,
+            r#"{"op": "c", "id": 3}"#,
+            r#"["c", null, {"id": 1}, {"table": "orders"}]"#,
+            r#"{"id": 1, "sku": "plain"}"#,
+        ];
+        for text in unsettled {
+            assert_eq!(Parts::read(text.as_bytes()), None, "{text}");
+            samples.push(text.to_owned());
+        }
+        for text in &samples {
+            let whole = parse_whole(text.as_bytes());
+            if let Some(parts) = Parts::read(text.as_bytes()) {
+                assert_eq!(whole, Ok(Parsed::Envelope(parts)), "{text}");
+            }
+            assert_eq!(parse(text.as_bytes()), whole, "{text}");
+        }
     }
 
     #[test]
