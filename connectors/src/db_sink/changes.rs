@@ -156,7 +156,11 @@ impl Parts {
     /// The envelope in `bytes`, when it reads as one field by field. `None`
     /// leaves the decision to the whole-value parse (see [`parse`]).
     fn read(bytes: &[u8]) -> Option<Self> {
-        if bytes.trim_ascii_start().first() != Some(&b'{') {
+        // A plain row (no `"op"` anywhere) goes straight to the whole parse
+        // instead of being read twice.
+        if bytes.trim_ascii_start().first() != Some(&b'{')
+            || !bytes.windows(4).any(|w| w == b"\"op\"")
+        {
             return None;
         }
         let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
