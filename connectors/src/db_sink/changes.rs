@@ -9,6 +9,8 @@
 //! another table than its topic's is refused (and so dead-lettered), unless
 //! `tablesFromEnvelope` lists the table it names.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -306,30 +308,27 @@ pub(crate) struct Group<'a> {
 /// their order.
 pub(crate) fn groups(changes: &[Change]) -> Vec<Group<'_>> {
     let mut out: Vec<Group<'_>> = Vec::new();
-    let mut keys = std::collections::HashSet::new();
+    let mut keys: HashSet<&str> = HashSet::new();
     for change in changes {
-        let columns: Vec<String> = change.values.keys().cloned().collect();
         let joins = out.last().is_some_and(|g| {
             change.kind != Kind::Truncate
                 && g.kind == change.kind
                 && g.table == change.table
-                && g.columns == columns
-                && !keys.contains(&change.key)
+                && g.columns.iter().eq(change.values.keys())
+                && !keys.contains(change.key.as_str())
         });
-        if joins {
-            keys.insert(change.key.clone());
-            if let Some(g) = out.last_mut() {
-                g.rows.push(change);
-            }
-        } else {
+        if !joins {
             keys.clear();
-            keys.insert(change.key.clone());
             out.push(Group {
                 table: change.table.clone(),
                 kind: change.kind,
-                columns,
-                rows: vec![change],
+                columns: change.values.keys().cloned().collect(),
+                rows: Vec::new(),
             });
+        }
+        keys.insert(&change.key);
+        if let Some(g) = out.last_mut() {
+            g.rows.push(change);
         }
     }
     out

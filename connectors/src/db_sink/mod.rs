@@ -19,7 +19,7 @@ mod watermark;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::{DbSinkConfig, InsertMode, NullValueAction};
 use serde_json::Value;
@@ -422,20 +422,11 @@ impl DbSink {
                 // Identifiers are quoted and every value is bound (see `sql`).
                 let mut q = sqlx::query(&statement);
                 for c in columns {
-                    let params: Vec<Param> = chunk
+                    let target = info.targets.get(c).unwrap_or(&Target::Plain);
+                    let texts = chunk
                         .iter()
-                        .map(|change| change.param(d, c, &info.targets))
-                        .collect();
-                    let texts = params
-                        .iter()
-                        .map(|p| match p {
-                            Param::Text(t) => Ok(t.as_deref()),
-                            Param::Bytes(_) => Err(ConnectorError::permanent(format!(
-                                "column {c} of {table}: a binary value where Postgres takes text"
-                            ))),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    q = q.bind(values::text_array(texts.into_iter()));
+                        .map(|change| values::text(target, change.value(c)));
+                    q = q.bind(values::text_array(texts));
                 }
                 tx.execute(q)
                     .await
@@ -494,6 +485,7 @@ impl DbSink {
     }
 
     async fn write_batch(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        let started = std::time::Instant::now();
         let mut tally = Tally::default();
         let batch: Vec<&SinkRecord> = match &self.watermarks {
             Some(w) => batch
@@ -550,6 +542,7 @@ impl DbSink {
             let info = self.ensure_columns(&table, &of_table).await?;
             infos.insert(table, info);
         }
+        let read_us = started.elapsed().as_micros() as u64;
         let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
         for group in changes::groups(&resolved) {
             let info = &infos[&group.table];
@@ -580,6 +573,12 @@ impl DbSink {
         if let (Some(w), Some(marks)) = (&mut self.watermarks, marks) {
             w.committed(marks);
         }
+        debug!(
+            rows = resolved.len(),
+            read_us,
+            total_us = started.elapsed().as_micros() as u64,
+            "batch written"
+        );
         self.count(tally);
         Ok(())
     }
@@ -732,8 +731,12 @@ pub async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
 impl changes::Change {
     /// The value to bind for one column of this change.
     fn param(&self, dialect: Dialect, column: &str, targets: &HashMap<String, Target>) -> Param {
-        let value = self.values.get(column).unwrap_or(&Value::Null);
         let target = targets.get(column).unwrap_or(&Target::Plain);
-        values::param(dialect, target, value)
+        values::param(dialect, target, self.value(column))
+    }
+
+    /// The value of `column`, JSON null when the change has none.
+    fn value(&self, column: &str) -> &Value {
+        self.values.get(column).unwrap_or(&Value::Null)
     }
 }

@@ -3,6 +3,8 @@
 //! round-trips (days to dates, microseconds to timestamps, base64 to bytes,
 //! JSON to json, arrays to array literals).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::sql::Dialect;
@@ -83,7 +85,7 @@ pub(crate) enum Param {
 
 /// A Postgres array literal of text elements: each value quoted, with
 /// `\\` and `"` escaped, and SQL NULL as an unquoted `NULL`.
-pub(crate) fn text_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> String {
+pub(crate) fn text_array<S: AsRef<str>>(values: impl Iterator<Item = Option<S>>) -> String {
     let mut out = String::from("{");
     for (i, value) in values.enumerate() {
         if i > 0 {
@@ -93,7 +95,7 @@ pub(crate) fn text_array<'a>(values: impl Iterator<Item = Option<&'a str>>) -> S
             None => out.push_str("NULL"),
             Some(text) => {
                 out.push('"');
-                for ch in text.chars() {
+                for ch in text.as_ref().chars() {
                     if ch == '\\' || ch == '"' {
                         out.push('\\');
                     }
@@ -122,7 +124,7 @@ pub(crate) fn param(dialect: Dialect, target: &Target, value: &Value) -> Param {
         (Dialect::MySql, Target::Timestamp, Value::String(s)) if s.ends_with('Z') => {
             Param::Text(Some(s[..s.len() - 1].replacen('T', " ", 1)))
         }
-        _ => Param::Text(text(target, value)),
+        _ => Param::Text(text(target, value).map(Cow::into_owned)),
     }
 }
 
@@ -176,12 +178,16 @@ fn array_literal(target: &Target, items: &[Value]) -> String {
 }
 
 /// The text for a value in a column of `target` type; `None` for SQL NULL.
-pub(crate) fn text(target: &Target, value: &Value) -> Option<String> {
+/// A JSON string that needs no conversion is borrowed, not copied.
+pub(crate) fn text<'v>(target: &Target, value: &'v Value) -> Option<Cow<'v, str>> {
+    if let (Target::Plain, Value::String(s)) = (target, value) {
+        return Some(Cow::Borrowed(s));
+    }
     let plain = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Some(match (target, value) {
+    Some(Cow::Owned(match (target, value) {
         (_, Value::Null) => return None,
         (Target::Date, Value::Number(n)) => n.as_i64().map_or_else(|| n.to_string(), date_text),
         (Target::Time, Value::Number(n)) => n.as_i64().map_or_else(|| n.to_string(), format_time),
@@ -194,7 +200,7 @@ pub(crate) fn text(target: &Target, value: &Value) -> Option<String> {
         (Target::Bool, Value::Bool(b)) => if *b { "1" } else { "0" }.to_owned(),
         (Target::Array(element), Value::Array(items)) => array_literal(element, items),
         (_, v) => plain(v),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -212,7 +218,7 @@ mod tests {
             super::text_array(values.into_iter()),
             r#"{"plain",NULL,"NULL","a \"quoted\" \\ back,slash {brace}",""}"#
         );
-        assert_eq!(super::text_array(std::iter::empty()), "{}");
+        assert_eq!(super::text_array(std::iter::empty::<Option<&str>>()), "{}");
     }
 
     use super::*;
