@@ -270,13 +270,28 @@ pub trait Source: Send {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// The delivery guarantee a connector runs under: `processingGuarantees`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum Guarantee {
+    /// Records may be lost, never duplicated.
+    #[serde(rename = "ATMOST_ONCE")]
+    AtMostOnce,
+    /// Records are never lost, may be duplicated.
+    #[default]
+    #[serde(rename = "ATLEAST_ONCE")]
+    AtLeastOnce,
+    /// Records are never lost nor applied twice.
+    #[serde(rename = "EFFECTIVELY_ONCE")]
+    EffectivelyOnce,
+}
+
 /// What the runtime tells a source when it opens it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceContext {
-    /// Under ATMOST_ONCE nothing may be published twice, so a source that
-    /// would repeat work after a crash (such as an interrupted snapshot)
-    /// skips it instead.
-    pub at_most_once: bool,
+    /// The guarantee the source runs under. Under ATMOST_ONCE nothing may be
+    /// published twice, so a source that would repeat work after a crash
+    /// (such as an interrupted snapshot) skips it instead.
+    pub guarantee: Guarantee,
 }
 
 /// What the runtime tells a sink when it opens it.
@@ -285,10 +300,10 @@ pub struct SinkContext {
     /// The sink's full name, `tenant/namespace/name`: it identifies the
     /// sink's progress in its target.
     pub name: String,
-    /// Under EFFECTIVELY_ONCE a sink that can keeps, in the same
-    /// transaction as the rows, the last record it applied per topic and
-    /// partition, and skips records at or below it.
-    pub effectively_once: bool,
+    /// The guarantee the sink runs under. Under EFFECTIVELY_ONCE a sink that
+    /// can keeps, in the same transaction as the rows, the last record it
+    /// applied per topic and partition, and skips records at or below it.
+    pub guarantee: Guarantee,
     /// Where the sink counts what it skips, for the runtime to show.
     pub skips: std::sync::Arc<Skips>,
 }

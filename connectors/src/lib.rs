@@ -11,12 +11,13 @@ pub mod api;
 pub mod config;
 pub mod datagen;
 pub mod db_sink;
+pub mod debezium;
 pub mod file_sink;
 pub mod postgres_cdc;
 mod time;
 
 pub use api::{
-    BatchPolicy, ConnectorError, ErrorKind, Finding, Position, Sequence, Severity, Sink,
+    BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Sequence, Severity, Sink,
     SinkContext, SinkRecord, Skips, Source, SourceBatch, SourceContext, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};

@@ -11,13 +11,11 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::config::{DbSinkConfig, InsertMode, NullValueAction, topic_table};
 use crate::api::{ConnectorError, SinkRecord};
-use crate::postgres_cdc::UNAVAILABLE;
+use crate::debezium::{Op, Parsed, UNAVAILABLE, parse};
 
 /// What a change does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,120 +100,23 @@ pub(crate) fn from_record(
             &format!("the envelope has no `{field}` row"),
         )),
     };
-    match parts.op.as_str() {
-        "c" | "r" | "u" => Ok(vec![change(
+    match Op::from_code(&parts.op) {
+        Some(Op::Create | Op::Read | Op::Update) => Ok(vec![change(
             table,
             Kind::Upsert,
             row(parts.after, "after")?,
         )]),
-        "d" => Ok(vec![change(
+        Some(Op::Delete) => Ok(vec![change(
             table,
             Kind::Delete,
             row(parts.before, "before")?,
         )]),
-        "t" if config.allow_truncate => Ok(vec![change(table, Kind::Truncate, Map::new())]),
-        "t" => Ok(Vec::new()),
-        other => Err(permanent(record, &format!("unknown op `{other}`"))),
-    }
-}
-
-/// A record's value: a Debezium envelope (an object whose `op` is a string
-/// and whose `source` is an object), or a plain row.
-#[derive(Debug, PartialEq)]
-enum Parsed {
-    Envelope(Parts),
-    Row(Map<String, Value>),
-}
-
-/// What the sink reads of an envelope.
-#[derive(Debug, PartialEq)]
-struct Parts {
-    op: String,
-    before: Option<Value>,
-    after: Option<Value>,
-    /// `source.table`, when it is a string.
-    table: Option<String>,
-}
-
-/// An envelope read field by field: the rest of it (the source's position
-/// and timestamps, the transaction block) is skipped as it is parsed,
-/// never built into maps and strings.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    op: Option<Value>,
-    before: Option<Value>,
-    after: Option<Value>,
-    #[serde(borrow)]
-    source: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct SourceTable {
-    table: Option<Value>,
-}
-
-impl Parts {
-    /// The envelope in `bytes`, when it reads as one field by field. `None`
-    /// leaves the decision to the whole-value parse (see [`parse`]).
-    fn read(bytes: &[u8]) -> Option<Self> {
-        // A plain row (no `"op"` anywhere) goes straight to the whole parse
-        // instead of being read twice.
-        if bytes.trim_ascii_start().first() != Some(&b'{')
-            || !bytes.windows(4).any(|w| w == b"\"op\"")
-        {
-            return None;
+        Some(Op::Truncate) if config.allow_truncate => {
+            Ok(vec![change(table, Kind::Truncate, Map::new())])
         }
-        let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
-        let Some(Value::String(op)) = envelope.op else {
-            return None;
-        };
-        let source = envelope.source?.get();
-        if !source.trim_start().starts_with('{') {
-            return None;
-        }
-        let table = match serde_json::from_str::<SourceTable>(source).ok()?.table {
-            Some(Value::String(t)) => Some(t),
-            _ => None,
-        };
-        Some(Self {
-            op,
-            before: envelope.before,
-            after: envelope.after,
-            table,
-        })
+        Some(Op::Truncate) => Ok(Vec::new()),
+        None => Err(permanent(record, &format!("unknown op `{}`", parts.op))),
     }
-}
-
-/// Read a record's value. Envelopes take the field-by-field path; anything
-/// it cannot settle (a plain row, a duplicate field) is parsed whole, and
-/// that parse decides, as it always has.
-fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    match Parts::read(bytes) {
-        Some(parts) => Ok(Parsed::Envelope(parts)),
-        None => parse_whole(bytes),
-    }
-}
-
-/// Read a record's value as one JSON value.
-fn parse_whole(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| "the value is not JSON")?;
-    let Value::Object(mut object) = value else {
-        return Err("the value is not a JSON object");
-    };
-    let op = match object.get("op") {
-        Some(Value::String(op)) if object.get("source").is_some_and(Value::is_object) => op.clone(),
-        _ => return Ok(Parsed::Row(object)),
-    };
-    let table = object["source"]
-        .get("table")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok(Parsed::Envelope(Parts {
-        op,
-        before: object.remove("before").filter(|v| !v.is_null()),
-        after: object.remove("after").filter(|v| !v.is_null()),
-        table,
-    }))
 }
 
 /// The table an envelope's change goes to: the one its topic maps to. The
@@ -409,48 +310,6 @@ mod tests {
             .into_iter()
             .map(|c| c.resolve(&["id".to_owned()], &[]).unwrap())
             .collect()
-    }
-
-    #[test]
-    fn an_envelope_read_field_by_field_equals_the_whole_value_parse() {
-        let debezium = json!({
-            "before": null,
-            "after": {"id": 1, "sku": "a\"b", "price": "1.50", "meta": {"k": [1, 2]}},
-            "source": {"version": "2.7", "connector": "postgresql", "name": "shop",
-                       "ts_ms": 1, "db": "shop", "schema": "public", "table": "orders",
-                       "txId": 7, "lsn": 99, "xmin": null},
-            "op": "c", "ts_ms": 2, "transaction": null
-        });
-        let mut samples: Vec<String> = vec![
-            debezium.to_string(),
-            serde_json::to_string_pretty(&debezium).unwrap(),
-            format!("  {debezium}"),
-            json!({"op": "d", "before": {"id": 1}, "after": null, "source": {}}).to_string(),
-            json!({"op": "u", "source": {"table": 5}, "after": {"id": 2}}).to_string(),
-            json!({"op": "t", "source": {"table": "orders"}}).to_string(),
-            json!({"op": "x", "source": {"table": "orders"}}).to_string(),
-        ];
-        // Not settled field by field: left to the whole-value parse.
-        let unsettled = [
-            r#"{"op": "c", "op": "d", "source": {}, "after": {"id": 1}}"#,
-            r#"{"op": "c", "source": {"table": "a", "table": "b"}, "after": {"id": 1}}"#,
-            r#"{"op": 1, "source": {}, "id": 3}"#,
-            r#"{"op": "c", "source": [1], "id": 3}"#,
-            r#"{"op": "c", "id": 3}"#,
-            r#"["c", null, {"id": 1}, {"table": "orders"}]"#,
-            r#"{"id": 1, "sku": "plain"}"#,
-        ];
-        for text in unsettled {
-            assert_eq!(Parts::read(text.as_bytes()), None, "{text}");
-            samples.push(text.to_owned());
-        }
-        for text in &samples {
-            let whole = parse_whole(text.as_bytes());
-            if let Some(parts) = Parts::read(text.as_bytes()) {
-                assert_eq!(whole, Ok(Parsed::Envelope(parts)), "{text}");
-            }
-            assert_eq!(parse(text.as_bytes()), whole, "{text}");
-        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use self::changes::{Change, Kind};
 use self::sql::{Dialect, TableName};
 use self::values::{Param, Target};
-use crate::api::{BatchPolicy, ConnectorError, Finding, Sink, SinkContext, SinkRecord};
+use crate::api::{BatchPolicy, ConnectorError, Finding, Guarantee, Sink, SinkContext, SinkRecord};
 
 /// Bound values per statement, at most (SQLite allows 32,766, Postgres and
 /// MySQL 65,535).
@@ -218,7 +218,7 @@ impl DbSink {
         let schema = catalog::default_schema(&pool, config.dialect)
             .await
             .map_err(ConnectorError::permanent)?;
-        let watermarks = if context.effectively_once {
+        let watermarks = if context.guarantee == Guarantee::EffectivelyOnce {
             Some(
                 watermark::Watermarks::load(&pool, config.dialect, &context.name)
                     .await

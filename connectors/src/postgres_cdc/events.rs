@@ -7,10 +7,8 @@ use super::catalog::{Table, format_lsn};
 use super::pgoutput::Datum;
 use super::types::convert;
 use crate::api::{Sequence, SourceRecord};
-
-/// Debezium's placeholder for an unchanged TOAST value that Postgres did not
-/// send. A sink leaves such a column untouched.
-pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
+pub(crate) use crate::debezium::Op;
+use crate::debezium::{UNAVAILABLE, envelope};
 
 /// The property holding the commit LSN of the source transaction.
 pub const LSN_PROPERTY: &str = "sluice.lsn";
@@ -23,28 +21,6 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Postgres time (microseconds since 2000-01-01) as Unix milliseconds.
 pub(crate) fn pg_time_to_unix_ms(micros: i64) -> u64 {
     u64::try_from((micros + PG_EPOCH_MICROS) / 1000).unwrap_or(0)
-}
-
-/// The change kind: Debezium's `op`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Create,
-    Update,
-    Delete,
-    Read,
-    Truncate,
-}
-
-impl Op {
-    fn code(self) -> &'static str {
-        match self {
-            Self::Create => "c",
-            Self::Update => "u",
-            Self::Delete => "d",
-            Self::Read => "r",
-            Self::Truncate => "t",
-        }
-    }
 }
 
 /// Where a change came from: the source transaction and, for a snapshot,
@@ -115,24 +91,19 @@ pub(crate) fn record(
         Some(true) => "last",
         Some(false) => "true",
     };
-    let value = json!({
-        "before": before,
-        "after": after,
-        "source": {
-            "version": concat!("sluice-", env!("CARGO_PKG_VERSION")),
-            "connector": "postgresql",
-            "name": prefix,
-            "ts_ms": origin.commit_ms,
-            "snapshot": snapshot,
-            "db": db,
-            "schema": table.schema,
-            "table": table.name,
-            "txId": origin.xid,
-            "lsn": origin.lsn,
-        },
-        "op": op.code(),
-        "ts_ms": now_ms,
+    let source = json!({
+        "version": concat!("sluice-", env!("CARGO_PKG_VERSION")),
+        "connector": "postgresql",
+        "name": prefix,
+        "ts_ms": origin.commit_ms,
+        "snapshot": snapshot,
+        "db": db,
+        "schema": table.schema,
+        "table": table.name,
+        "txId": origin.xid,
+        "lsn": origin.lsn,
     });
+    let value = envelope(op, before, after, source, now_ms);
     SourceRecord {
         topic: Some(table.topic(prefix)),
         key,

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
 use config::{READ_AHEAD, REPLICATION_READ_AHEAD};
-pub use events::{LSN_PROPERTY, TXID_PROPERTY, UNAVAILABLE};
+pub use events::{LSN_PROPERTY, TXID_PROPERTY};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
 pub use preflight::preflight;
 pub use tls::{SslMode, TlsSettings};
@@ -44,7 +44,7 @@ use self::catalog::{Table, pg_error, quote_ident, quote_literal};
 use self::snapshot::Snapshot;
 use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
-use crate::api::{ConnectorError, Position, Source, SourceBatch, SourceContext};
+use crate::api::{ConnectorError, Guarantee, Position, Source, SourceBatch, SourceContext};
 
 /// The Postgres CDC source: a handle on the [`Worker`] task that reads the
 /// snapshot and the stream. `read` only takes what the worker has made, so it
@@ -214,7 +214,7 @@ impl PostgresCdc {
         config: PostgresCdcConfig,
         context: &SourceContext,
     ) -> Result<Self, ConnectorError> {
-        let mut worker = Worker::open(config, context.at_most_once).await?;
+        let mut worker = Worker::open(config, context.guarantee == Guarantee::AtMostOnce).await?;
         let (tx, batches) = tokio::sync::mpsc::channel(READ_AHEAD);
         let (durable, acks) = tokio::sync::watch::channel(worker.confirmed);
         let reported = worker.reported.take();

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::auth::{OAuth2Settings, PulsarAuth, TokenSource};
-pub use raw::{Compression, Guarantee, SubscriptionPosition};
+pub use raw::{Compression, SubscriptionPosition};
+pub use sluice_connectors::Guarantee;
 use sluice_connectors::{SinkSpec, SourceSpec};
 
 /// Where the broker is and how to reach it.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
+use sluice_connectors::Guarantee;
 
 /// A pipeline file: client settings and lists of connectors.
 #[derive(Debug, Deserialize)]
@@ -40,20 +41,6 @@ pub(crate) struct PulsarSection {
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpSection {
     pub(crate) listen: Spanned<String>,
-}
-
-/// `processingGuarantees`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Guarantee {
-    /// Records may be lost, never duplicated.
-    #[serde(rename = "ATMOST_ONCE")]
-    AtMostOnce,
-    /// Records are never lost, may be duplicated.
-    #[serde(rename = "ATLEAST_ONCE")]
-    AtLeastOnce,
-    /// Records are never lost nor applied twice.
-    #[serde(rename = "EFFECTIVELY_ONCE")]
-    EffectivelyOnce,
 }
 
 /// `sourceSubscriptionPosition`.

@@ -203,7 +203,10 @@ async fn supervise_source(
                     progress = effectively_once::recover(&def, client) => progress?,
                     () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
                 };
-                let mut source = def.spec.open(&Default::default()).await?;
+                let context = sluice_connectors::SourceContext {
+                    guarantee: def.guarantee,
+                };
+                let mut source = def.spec.open(&context).await?;
                 let result = effectively_once::run(
                     &def,
                     client,
@@ -218,7 +221,7 @@ async fn supervise_source(
                 return result;
             }
             let context = sluice_connectors::SourceContext {
-                at_most_once: def.guarantee == Guarantee::AtMostOnce,
+                guarantee: def.guarantee,
             };
             let mut source = def.spec.open(&context).await?;
             let result = source_task::run(&def, client, &mut source, &status, shutdown).await;
@@ -306,7 +309,7 @@ async fn supervise_sink(
             }
             let context = sluice_connectors::SinkContext {
                 name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
-                effectively_once: def.guarantee == Guarantee::EffectivelyOnce,
+                guarantee: def.guarantee,
                 skips: Arc::clone(&status.skips),
             };
             let mut sink = def.spec.open(&context).await?;
