@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::config::{ConfigMap, ConfigReport};
+
 /// A point in a source's stream that it can resume from, such as a Postgres
 /// LSN or a generator's count. Positions only grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -342,4 +344,55 @@ pub trait Sink: Send {
 
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// A kind of source connector: how a pipeline file names it, how its
+/// `configs` are read, and how it opens. The type is the open source itself.
+///
+/// A connector is registered by one line in `lib.rs`; see decision 0008.
+pub trait SourceConnector: Source + std::fmt::Debug + Sized + 'static {
+    /// The `className` values that select it: its short name first, then
+    /// the Pulsar IO Java class names it stands in for.
+    const CLASS_NAMES: &'static [&'static str];
+    /// True when it picks each record's topic itself, so that `topicName`
+    /// is optional.
+    const NAMES_ITS_TOPICS: bool = false;
+    /// Its validated settings.
+    type Config: std::fmt::Debug + Clone + Send + Sync + 'static;
+
+    /// Read and validate `configs`. Pure: no I/O. Every problem is in the
+    /// report; a config comes back only when there is no error.
+    fn configure(configs: &ConfigMap) -> (Option<Self::Config>, ConfigReport);
+
+    /// Connect and get ready to read.
+    fn open(
+        config: Self::Config,
+        context: &SourceContext,
+    ) -> impl Future<Output = Result<Self, ConnectorError>> + Send;
+
+    /// What about the source's system would break a run (`sluice check`),
+    /// found without changing anything there.
+    fn preflight(config: &Self::Config) -> impl Future<Output = Vec<Finding>> + Send;
+}
+
+/// A kind of sink connector; see [`SourceConnector`].
+pub trait SinkConnector: Sink + std::fmt::Debug + Sized + 'static {
+    /// The `className` values that select it: its short name first, then
+    /// the Pulsar IO Java class names it stands in for.
+    const CLASS_NAMES: &'static [&'static str];
+    /// Its validated settings.
+    type Config: std::fmt::Debug + Clone + Send + Sync + 'static;
+
+    /// Read and validate `configs`. Pure: no I/O.
+    fn configure(configs: &ConfigMap) -> (Option<Self::Config>, ConfigReport);
+
+    /// Connect and get ready to write.
+    fn open(
+        config: Self::Config,
+        context: &SinkContext,
+    ) -> impl Future<Output = Result<Self, ConnectorError>> + Send;
+
+    /// What about the sink's target would break a run (`sluice check`),
+    /// found without changing anything there.
+    fn preflight(config: &Self::Config) -> impl Future<Output = Vec<Finding>> + Send;
 }

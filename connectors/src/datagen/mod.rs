@@ -13,7 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use config::DatagenConfig;
 
-use crate::api::{ConnectorError, Finding, Position, Sequence, Source, SourceBatch, SourceRecord};
+use crate::api::{
+    ConnectorError, Finding, Position, Sequence, Source, SourceBatch, SourceConnector,
+    SourceContext, SourceRecord,
+};
+use crate::config::{ConfigMap, ConfigReport};
 
 /// The `datagen` source.
 #[derive(Debug)]
@@ -24,9 +28,16 @@ pub struct Datagen {
     started_at: u64,
 }
 
-impl Datagen {
+impl SourceConnector for Datagen {
+    const CLASS_NAMES: &'static [&'static str] = &["datagen"];
+    type Config = DatagenConfig;
+
+    fn configure(configs: &ConfigMap) -> (Option<DatagenConfig>, ConfigReport) {
+        DatagenConfig::from_configs(configs)
+    }
+
     /// Open the generator, resuming from its state file if it has one.
-    pub async fn open(config: DatagenConfig) -> Result<Self, ConnectorError> {
+    async fn open(config: DatagenConfig, _: &SourceContext) -> Result<Self, ConnectorError> {
         let next = match &config.state_file {
             Some(path) => read_state(path).await?,
             None => 0,
@@ -39,6 +50,26 @@ impl Datagen {
         })
     }
 
+    /// Preflight: the folder of the state file exists.
+    async fn preflight(config: &DatagenConfig) -> Vec<Finding> {
+        let Some(path) = &config.state_file else {
+            return Vec::new();
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match tokio::fs::metadata(dir).await {
+            Ok(m) if m.is_dir() => Vec::new(),
+            _ => vec![Finding::error(format!(
+                "the folder of stateFile {} does not exist: create it",
+                path.display()
+            ))],
+        }
+    }
+}
+
+impl Datagen {
     fn record(&self, i: u64, now_ms: u64) -> SourceRecord {
         let id = i % self.config.keys;
         let payload = "x".repeat(self.config.payload_bytes as usize);
@@ -103,24 +134,6 @@ impl Source for Datagen {
     async fn close(&mut self) {}
 }
 
-/// Preflight: the folder of the state file exists.
-pub async fn preflight(config: &DatagenConfig) -> Vec<Finding> {
-    let Some(path) = &config.state_file else {
-        return Vec::new();
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    match tokio::fs::metadata(dir).await {
-        Ok(m) if m.is_dir() => Vec::new(),
-        _ => vec![Finding::error(format!(
-            "the folder of stateFile {} does not exist: create it",
-            path.display()
-        ))],
-    }
-}
-
 async fn read_state(path: &Path) -> Result<u64, ConnectorError> {
     match tokio::fs::read_to_string(path).await {
         Ok(text) => text.trim().parse().map_err(|_| {
@@ -168,7 +181,9 @@ mod tests {
 
     #[tokio::test]
     async fn generates_count_records_in_batches_then_ends() {
-        let mut source = Datagen::open(config(10)).await.unwrap();
+        let mut source = Datagen::open(config(10), &SourceContext::default())
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         while let Some(batch) = source.read().await.unwrap() {
             assert_eq!(
@@ -192,11 +207,13 @@ mod tests {
         let mut cfg = config(10);
         cfg.state_file = Some(state.clone());
 
-        let mut first = Datagen::open(cfg.clone()).await.unwrap();
+        let mut first = Datagen::open(cfg.clone(), &SourceContext::default())
+            .await
+            .unwrap();
         let batch = first.read().await.unwrap().unwrap();
         first.commit(batch.checkpoint.unwrap()).await.unwrap();
 
-        let mut second = Datagen::open(cfg).await.unwrap();
+        let mut second = Datagen::open(cfg, &SourceContext::default()).await.unwrap();
         let batch = second.read().await.unwrap().unwrap();
         assert_eq!(batch.records[0].sequence, Some(Sequence(4)));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -29,7 +29,10 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use self::changes::{Change, Kind};
 use self::sql::{Dialect, TableName};
 use self::values::{Param, Target};
-use crate::api::{BatchPolicy, ConnectorError, Finding, Guarantee, Sink, SinkContext, SinkRecord};
+use crate::api::{
+    BatchPolicy, ConnectorError, Finding, Guarantee, Sink, SinkConnector, SinkContext, SinkRecord,
+};
+use crate::config::{ConfigMap, ConfigReport};
 
 /// Bound values per statement, at most (SQLite allows 32,766, Postgres and
 /// MySQL 65,535).
@@ -202,18 +205,22 @@ async fn connect(config: &DbSinkConfig) -> Result<AnyPool, ConnectorError> {
         .map_err(|e| db_error("connect to the target", e))
 }
 
-impl DbSink {
-    /// Connect to the target.
-    pub async fn open(config: DbSinkConfig) -> Result<Self, ConnectorError> {
-        Self::open_with(config, &SinkContext::default()).await
+impl SinkConnector for DbSink {
+    const CLASS_NAMES: &'static [&'static str] = &[
+        "jdbc",
+        "org.apache.pulsar.io.jdbc.PostgresJdbcAutoSchemaSink",
+        "org.apache.pulsar.io.jdbc.MariadbJdbcAutoSchemaSink",
+        "org.apache.pulsar.io.jdbc.SqliteJdbcAutoSchemaSink",
+    ];
+    type Config = DbSinkConfig;
+
+    fn configure(configs: &ConfigMap) -> (Option<DbSinkConfig>, ConfigReport) {
+        DbSinkConfig::from_configs(configs)
     }
 
     /// Connect to the target; under EFFECTIVELY_ONCE, create the watermark
     /// table if needed and read the sink's marks.
-    pub async fn open_with(
-        config: DbSinkConfig,
-        context: &SinkContext,
-    ) -> Result<Self, ConnectorError> {
+    async fn open(config: DbSinkConfig, context: &SinkContext) -> Result<Self, ConnectorError> {
         let pool = connect(&config).await?;
         let schema = catalog::default_schema(&pool, config.dialect)
             .await
@@ -242,6 +249,12 @@ impl DbSink {
         })
     }
 
+    async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
+        check_target(config).await
+    }
+}
+
+impl DbSink {
     fn table_name(&self, table: &str) -> TableName {
         TableName {
             schema: self.schema.clone(),
@@ -665,8 +678,8 @@ impl Sink for DbSink {
 
 /// Preflight: the target answers, and each table the config names exists,
 /// has a key, and may be written by the connected user.
-pub async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
-    let mut sink = match DbSink::open(config.clone()).await {
+async fn check_target(config: &DbSinkConfig) -> Vec<Finding> {
+    let mut sink = match DbSink::open(config.clone(), &SinkContext::default()).await {
         Ok(s) => s,
         Err(e) => return vec![Finding::error(format!("cannot connect to the target: {e}"))],
     };

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 pub use config::FileSinkConfig;
 
-use crate::api::{BatchPolicy, ConnectorError, Finding, Sink, SinkRecord};
+use crate::api::{
+    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord,
+};
+use crate::config::{ConfigMap, ConfigReport};
 
 /// The `file` sink.
 #[derive(Debug)]
@@ -21,10 +24,19 @@ pub struct FileSink {
     file: Option<std::fs::File>,
 }
 
-impl FileSink {
+impl SinkConnector for FileSink {
+    const CLASS_NAMES: &'static [&'static str] = &["file"];
+    type Config = FileSinkConfig;
+
+    fn configure(configs: &ConfigMap) -> (Option<FileSinkConfig>, ConfigReport) {
+        FileSinkConfig::from_configs(configs)
+    }
+
     /// Open the file for appending, creating it if needed. A line cut short
-    /// by a crash is dropped: it was never reported durable.
-    pub async fn open(config: FileSinkConfig) -> Result<Self, ConnectorError> {
+    /// by a crash is dropped: it was never reported durable. The file has no
+    /// transactions to keep a watermark in: under EFFECTIVELY_ONCE it is
+    /// written at least once.
+    async fn open(config: FileSinkConfig, _: &SinkContext) -> Result<Self, ConnectorError> {
         let path = config.path.clone();
         let file = tokio::task::spawn_blocking(move || open_append(&path))
             .await
@@ -36,6 +48,22 @@ impl FileSink {
             config,
             file: Some(file),
         })
+    }
+
+    /// Preflight: the folder of the output file exists.
+    async fn preflight(config: &FileSinkConfig) -> Vec<Finding> {
+        let dir: PathBuf = config
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        match tokio::fs::metadata(&dir).await {
+            Ok(m) if m.is_dir() => Vec::new(),
+            _ => vec![Finding::error(format!(
+                "the folder of path {} does not exist: create it",
+                config.path.display()
+            ))],
+        }
     }
 }
 
@@ -113,22 +141,6 @@ impl Sink for FileSink {
 
     async fn close(&mut self) {
         self.file = None;
-    }
-}
-
-/// Preflight: the folder of the output file exists.
-pub async fn preflight(config: &FileSinkConfig) -> Vec<Finding> {
-    let dir: PathBuf = config
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    match tokio::fs::metadata(&dir).await {
-        Ok(m) if m.is_dir() => Vec::new(),
-        _ => vec![Finding::error(format!(
-            "the folder of path {} does not exist: create it",
-            config.path.display()
-        ))],
     }
 }
 

@@ -35,7 +35,6 @@ pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
 use config::{READ_AHEAD, REPLICATION_READ_AHEAD};
 pub use events::{LSN_PROPERTY, TXID_PROPERTY};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig};
-pub use preflight::preflight;
 pub use tls::{SslMode, TlsSettings};
 use tokio_postgres::Client;
 use tracing::{error, info, warn};
@@ -44,7 +43,11 @@ use self::catalog::{Table, pg_error, quote_ident, quote_literal};
 use self::snapshot::Snapshot;
 use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
-use crate::api::{ConnectorError, Guarantee, Position, Source, SourceBatch, SourceContext};
+use crate::api::{
+    ConnectorError, Finding, Guarantee, Position, Source, SourceBatch, SourceConnector,
+    SourceContext,
+};
+use crate::config::{ConfigMap, ConfigReport};
 
 /// The Postgres CDC source: a handle on the [`Worker`] task that reads the
 /// snapshot and the stream. `read` only takes what the worker has made, so it
@@ -199,18 +202,24 @@ const AT_MOST_ONCE_STATUS_INTERVAL: std::time::Duration = std::time::Duration::f
 /// ATMOST_ONCE: how long `commit` waits for the report.
 const AT_MOST_ONCE_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-impl PostgresCdc {
-    /// Connect, prepare the publication and slot, position the source at its
-    /// snapshot or its stream, and start reading.
-    pub async fn open(config: PostgresCdcConfig) -> Result<Self, ConnectorError> {
-        Self::open_with(config, &SourceContext::default()).await
+impl SourceConnector for PostgresCdc {
+    const CLASS_NAMES: &'static [&'static str] = &[
+        "postgres-cdc",
+        "org.apache.pulsar.io.debezium.postgres.DebeziumPostgresSource",
+    ];
+    const NAMES_ITS_TOPICS: bool = true;
+    type Config = PostgresCdcConfig;
+
+    fn configure(configs: &ConfigMap) -> (Option<PostgresCdcConfig>, ConfigReport) {
+        PostgresCdcConfig::from_configs(configs)
     }
 
-    /// [`PostgresCdc::open`], told the runtime's guarantee. Under
-    /// ATMOST_ONCE a snapshot is recorded as complete when it starts, so that
-    /// one interrupted by a crash is not taken again: the rows it had not
+    /// Connect, prepare the publication and slot, position the source at its
+    /// snapshot or its stream, and start reading. Under ATMOST_ONCE a
+    /// snapshot is recorded as complete when it starts, so that one
+    /// interrupted by a crash is not taken again: the rows it had not
     /// published are lost rather than the others published twice.
-    pub async fn open_with(
+    async fn open(
         config: PostgresCdcConfig,
         context: &SourceContext,
     ) -> Result<Self, ConnectorError> {
@@ -225,6 +234,10 @@ impl PostgresCdc {
             worker,
             reported,
         })
+    }
+
+    async fn preflight(config: &PostgresCdcConfig) -> Vec<Finding> {
+        preflight::preflight(config).await
     }
 }
 

@@ -10,7 +10,7 @@ use super::{connect_sql, slot};
 use crate::api::{ConnectorError, Finding};
 
 /// Preflight: what would stop this source, and what to do about it.
-pub async fn preflight(config: &PostgresCdcConfig) -> Vec<Finding> {
+pub(super) async fn preflight(config: &PostgresCdcConfig) -> Vec<Finding> {
     let (sql, task) = match connect_sql(config).await {
         Ok(c) => c,
         Err(e) => return vec![Finding::error(format!("cannot connect to Postgres: {e}"))],

@@ -80,7 +80,7 @@ pub const DEFAULT_BATCH_MAX_BYTES: usize = 128 * 1024;
 pub const DEFAULT_BATCH_MAX_DELAY: Duration = Duration::from_millis(10);
 
 /// One source connector, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SourceDef {
     /// The connector's name, unique in the pipeline.
     pub name: String,
@@ -110,7 +110,7 @@ pub enum SubscriptionType {
 }
 
 /// One sink connector, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SinkDef {
     /// The connector's name, unique in the pipeline.
     pub name: String,
@@ -151,7 +151,7 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_NACK_DELAY: Duration = Duration::from_secs(1);
 
 /// A validated pipeline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Pipeline {
     /// The broker.
     pub pulsar: PulsarSettings,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Location, Spanned};
-use sluice_connectors::{ConfigMap, ConfigValue, Secret, SinkKind, SourceKind};
+use sluice_connectors::{ConfigMap, ConfigValue, Secret};
 
 use super::auth::RawParams;
 use super::raw::{PipelineFile, RawConfigs, RawValue, SinkEntry, SourceEntry};
@@ -638,12 +638,15 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
             ctx.error(
                 Some(at),
                 &join(prefix, "className"),
-                format!("is required (one of: {})", SourceKind::CLASS_NAMES),
+                format!(
+                    "is required (one of: {})",
+                    sluice_connectors::source_class_names()
+                ),
             );
             None
         }
         Some(c) => {
-            let kind = SourceKind::from_class_name(&c.value);
+            let kind = sluice_connectors::source(&c.value);
             if kind.is_none() {
                 ctx.error(
                     Some(&c.referenced),
@@ -651,7 +654,7 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
                     format!(
                         "\"{}\" is not a source connector (one of: {})",
                         c.value,
-                        SourceKind::CLASS_NAMES
+                        sluice_connectors::source_class_names()
                     ),
                 );
             }
@@ -659,7 +662,7 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
         }
     };
     let spec = kind.and_then(|k| {
-        let (spec, report) = k.validate(&configs);
+        let (spec, report) = k.configure(&configs);
         connector_report(report, &places, at, prefix, ctx);
         if spec.is_some() && topic.is_none() && !k.names_its_topics() {
             ctx.error(
@@ -885,11 +888,14 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
             ctx.error(
                 Some(at),
                 &join(prefix, "className"),
-                format!("is required (one of: {})", SinkKind::CLASS_NAMES),
+                format!(
+                    "is required (one of: {})",
+                    sluice_connectors::sink_class_names()
+                ),
             );
             None
         }
-        Some(c) => match SinkKind::from_class_name(&c.value) {
+        Some(c) => match sluice_connectors::sink(&c.value) {
             None => {
                 ctx.error(
                     Some(&c.referenced),
@@ -897,13 +903,13 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
                     format!(
                         "\"{}\" is not a sink connector (one of: {})",
                         c.value,
-                        SinkKind::CLASS_NAMES
+                        sluice_connectors::sink_class_names()
                     ),
                 );
                 None
             }
             Some(k) => {
-                let (spec, report) = k.validate(&configs);
+                let (spec, report) = k.configure(&configs);
                 connector_report(report, &places, at, prefix, ctx);
                 spec
             }

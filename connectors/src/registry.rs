@@ -1,0 +1,295 @@
+//! The registered connectors, behind one type each for the runtime: a
+//! [`SourceSpec`] or [`SinkSpec`] is a validated configuration of any
+//! connector, and an [`AnySource`] or [`AnySink`] an open one.
+//!
+//! The connector traits return futures of their own types, so the runtime
+//! reaches them through object-safe twins here that box each future: one
+//! allocation per batch, not per record.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::api::{
+    BatchPolicy, ConnectorError, Finding, Position, Sink, SinkConnector, SinkContext, SinkRecord,
+    Source, SourceBatch, SourceConnector, SourceContext,
+};
+use crate::config::{ConfigMap, ConfigReport};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A connector in the registry: `&Registered::<Datagen>::NEW`.
+pub(crate) struct Registered<C>(PhantomData<fn() -> C>);
+
+impl<C> Registered<C> {
+    /// The entry for connector `C`.
+    pub(crate) const NEW: Self = Self(PhantomData);
+}
+
+/// A source connector as the registry lists it.
+pub trait SourceEntry: Sync {
+    /// The `className` values that select it, its short name first.
+    fn class_names(&self) -> &'static [&'static str];
+    /// True when it picks each record's topic itself.
+    fn names_its_topics(&self) -> bool;
+    /// Read and validate `configs`. Pure: no I/O.
+    fn configure(&self, configs: &ConfigMap) -> (Option<SourceSpec>, ConfigReport);
+}
+
+/// A sink connector as the registry lists it.
+pub trait SinkEntry: Sync {
+    /// The `className` values that select it, its short name first.
+    fn class_names(&self) -> &'static [&'static str];
+    /// Read and validate `configs`. Pure: no I/O.
+    fn configure(&self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport);
+}
+
+impl<C: SourceConnector> SourceEntry for Registered<C> {
+    fn class_names(&self) -> &'static [&'static str] {
+        C::CLASS_NAMES
+    }
+
+    fn names_its_topics(&self) -> bool {
+        C::NAMES_ITS_TOPICS
+    }
+
+    fn configure(&self, configs: &ConfigMap) -> (Option<SourceSpec>, ConfigReport) {
+        let (config, report) = C::configure(configs);
+        let spec = config.map(|c| SourceSpec(Arc::new(Configured::<C, _>(c, PhantomData))));
+        (spec, report)
+    }
+}
+
+impl<C: SinkConnector> SinkEntry for Registered<C> {
+    fn class_names(&self) -> &'static [&'static str] {
+        C::CLASS_NAMES
+    }
+
+    fn configure(&self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport) {
+        let (config, report) = C::configure(configs);
+        let spec = config.map(|c| SinkSpec(Arc::new(Configured::<C, _>(c, PhantomData))));
+        (spec, report)
+    }
+}
+
+/// The entry whose class names include `class_name`.
+pub(crate) fn find<E: ?Sized>(
+    entries: &'static [&'static E],
+    names: impl Fn(&E) -> &'static [&'static str],
+    class_name: &str,
+) -> Option<&'static E> {
+    entries
+        .iter()
+        .copied()
+        .find(|e| names(e).contains(&class_name))
+}
+
+/// Every class name of `entries`, comma-separated, for error messages.
+pub(crate) fn all_names<E: ?Sized>(
+    entries: &'static [&'static E],
+    names: impl Fn(&E) -> &'static [&'static str],
+) -> String {
+    entries
+        .iter()
+        .flat_map(|e| names(e).iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A connector's validated config, with the connector it is for.
+struct Configured<C, K>(K, PhantomData<fn() -> C>);
+
+impl<C, K: fmt::Debug> fmt::Debug for Configured<C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+trait DynSourceSpec: fmt::Debug + Send + Sync {
+    fn class_name(&self) -> &'static str;
+    fn open<'a>(
+        &'a self,
+        context: &'a SourceContext,
+    ) -> BoxFuture<'a, Result<AnySource, ConnectorError>>;
+    fn preflight(&self) -> BoxFuture<'_, Vec<Finding>>;
+}
+
+impl<C: SourceConnector> DynSourceSpec for Configured<C, C::Config> {
+    fn class_name(&self) -> &'static str {
+        C::CLASS_NAMES[0]
+    }
+
+    fn open<'a>(
+        &'a self,
+        context: &'a SourceContext,
+    ) -> BoxFuture<'a, Result<AnySource, ConnectorError>> {
+        Box::pin(async move {
+            let source = C::open(self.0.clone(), context).await?;
+            Ok(AnySource(Box::new(source)))
+        })
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Vec<Finding>> {
+        Box::pin(C::preflight(&self.0))
+    }
+}
+
+trait DynSinkSpec: fmt::Debug + Send + Sync {
+    fn class_name(&self) -> &'static str;
+    fn open<'a>(
+        &'a self,
+        context: &'a SinkContext,
+    ) -> BoxFuture<'a, Result<AnySink, ConnectorError>>;
+    fn preflight(&self) -> BoxFuture<'_, Vec<Finding>>;
+}
+
+impl<C: SinkConnector> DynSinkSpec for Configured<C, C::Config> {
+    fn class_name(&self) -> &'static str {
+        C::CLASS_NAMES[0]
+    }
+
+    fn open<'a>(
+        &'a self,
+        context: &'a SinkContext,
+    ) -> BoxFuture<'a, Result<AnySink, ConnectorError>> {
+        Box::pin(async move {
+            let sink = C::open(self.0.clone(), context).await?;
+            Ok(AnySink(Box::new(sink)))
+        })
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Vec<Finding>> {
+        Box::pin(C::preflight(&self.0))
+    }
+}
+
+/// A validated source configuration, of any registered connector.
+#[derive(Debug, Clone)]
+pub struct SourceSpec(Arc<dyn DynSourceSpec>);
+
+impl SourceSpec {
+    /// The connector's short class name.
+    pub fn class_name(&self) -> &'static str {
+        self.0.class_name()
+    }
+
+    /// Open the connector.
+    pub async fn open(&self, context: &SourceContext) -> Result<AnySource, ConnectorError> {
+        self.0.open(context).await
+    }
+
+    /// Findings about the source's system that would break a run, found
+    /// without changing anything there.
+    pub async fn preflight(&self) -> Vec<Finding> {
+        self.0.preflight().await
+    }
+}
+
+/// A validated sink configuration, of any registered connector.
+#[derive(Debug, Clone)]
+pub struct SinkSpec(Arc<dyn DynSinkSpec>);
+
+impl SinkSpec {
+    /// The connector's short class name.
+    pub fn class_name(&self) -> &'static str {
+        self.0.class_name()
+    }
+
+    /// Open the connector.
+    pub async fn open(&self, context: &SinkContext) -> Result<AnySink, ConnectorError> {
+        self.0.open(context).await
+    }
+
+    /// Findings about the sink's target that would break a run, found
+    /// without changing anything there.
+    pub async fn preflight(&self) -> Vec<Finding> {
+        self.0.preflight().await
+    }
+}
+
+trait DynSource: fmt::Debug + Send {
+    fn read(&mut self) -> BoxFuture<'_, Result<Option<SourceBatch>, ConnectorError>>;
+    fn commit(&mut self, position: Position) -> BoxFuture<'_, Result<(), ConnectorError>>;
+    fn close(&mut self) -> BoxFuture<'_, ()>;
+}
+
+impl<S: Source + fmt::Debug> DynSource for S {
+    fn read(&mut self) -> BoxFuture<'_, Result<Option<SourceBatch>, ConnectorError>> {
+        Box::pin(Source::read(self))
+    }
+
+    fn commit(&mut self, position: Position) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(Source::commit(self, position))
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(Source::close(self))
+    }
+}
+
+/// An open source connector.
+#[derive(Debug)]
+pub struct AnySource(Box<dyn DynSource>);
+
+impl Source for AnySource {
+    fn read(&mut self) -> impl Future<Output = Result<Option<SourceBatch>, ConnectorError>> + Send {
+        self.0.read()
+    }
+
+    fn commit(
+        &mut self,
+        position: Position,
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send {
+        self.0.commit(position)
+    }
+
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        self.0.close()
+    }
+}
+
+trait DynSink: fmt::Debug + Send {
+    fn batch_policy(&self) -> BatchPolicy;
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a [SinkRecord],
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    fn close(&mut self) -> BoxFuture<'_, ()>;
+}
+
+impl<S: Sink + fmt::Debug> DynSink for S {
+    fn batch_policy(&self) -> BatchPolicy {
+        Sink::batch_policy(self)
+    }
+
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a [SinkRecord],
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(Sink::write(self, batch))
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(Sink::close(self))
+    }
+}
+
+/// An open sink connector.
+#[derive(Debug)]
+pub struct AnySink(Box<dyn DynSink>);
+
+impl Sink for AnySink {
+    fn batch_policy(&self) -> BatchPolicy {
+        self.0.batch_policy()
+    }
+
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        self.0.write(batch).await
+    }
+
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        self.0.close()
+    }
+}
