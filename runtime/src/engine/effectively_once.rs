@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::TaskError;
-use super::source_task::{Finished, Publisher, now_ms};
+use super::source_task::{Finished, Publisher};
 use super::status::{ConnectorStatus, State};
 use crate::config::SourceDef;
 use crate::pulsar::{self, Access, Client, Producer, ProducerOptions, PulsarError, Txn};
@@ -521,8 +521,7 @@ impl<'a> Run<'a> {
     /// skip it if a committed transaction already holds it.
     async fn publish(&mut self, record: SourceRecord) -> Result<(), TaskError> {
         let bytes = record.value.len() as u64;
-        ConnectorStatus::add(&self.status.records_in, 1);
-        ConnectorStatus::add(&self.status.bytes_in, bytes);
+        self.status.count_in(1, bytes);
         let Some(sequence) = record.sequence else {
             return Err(ConnectorError::permanent(
                 "EFFECTIVELY_ONCE needs records that carry a sequence; this source's do not",
@@ -561,11 +560,10 @@ impl<'a> Run<'a> {
             in_flight.bytes.fetch_sub(bytes, Ordering::Relaxed);
             in_flight.sends.fetch_sub(1, Ordering::Relaxed);
             result?;
-            ConnectorStatus::add(&status.bytes_out, bytes);
+            // Its record counts as delivered when the transaction commits.
+            status.count_out(0, bytes);
             if let Some(t) = event_ms {
-                status
-                    .lag_ms
-                    .store(now_ms().saturating_sub(t), Ordering::Relaxed);
+                status.observe_lag(t);
             }
             Ok(())
         }));
@@ -696,7 +694,7 @@ impl<'a> Run<'a> {
         done: Committed,
         source: &mut AnySource,
     ) -> Result<(), TaskError> {
-        ConnectorStatus::add(&self.status.records_out, done.records as u64);
+        self.status.count_out(done.records as u64, 0);
         self.published = done.last.or(self.published);
         let checkpoint = match (done.checkpoint, self.pending_checkpoint.take()) {
             (_, Some(later)) => Some(later),

@@ -156,7 +156,7 @@ impl Restarts {
         let text = e.to_string();
         status.set_error(&text);
         status.set_state(State::Restarting);
-        ConnectorStatus::add(&status.restarts, 1);
+        status.count_restart();
         match &self.last {
             Some((last, at)) if *last == text && at.elapsed() < REPEAT_LOG_EVERY => {
                 self.unlogged += 1;

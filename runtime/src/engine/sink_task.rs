@@ -11,7 +11,7 @@
 //! Under ATMOST_ONCE a batch is acknowledged on receipt and written once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord, SourceRecord};
 use tokio_util::sync::CancellationToken;
@@ -146,8 +146,7 @@ pub(crate) async fn run(
             .iter()
             .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
             .sum();
-        ConnectorStatus::add(&status.records_in, records.len() as u64);
-        ConnectorStatus::add(&status.bytes_in, bytes);
+        status.count_in(records.len() as u64, bytes);
         large_bytes += records
             .iter()
             .filter_map(|r| r.value.as_ref().map(Vec::len))
@@ -182,7 +181,7 @@ pub(crate) async fn run(
                             }
                         }
                     }
-                    ConnectorStatus::add(&status.dropped, lost);
+                    status.count_dropped(lost);
                     warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
                 }
                 Err(e) => {
@@ -190,7 +189,7 @@ pub(crate) async fn run(
                     // tried again; a failure that is not the records' own
                     // (a lost connection may have lost a commit's answer)
                     // could apply it twice.
-                    ConnectorStatus::add(&status.dropped, records.len() as u64);
+                    status.count_dropped(records.len() as u64);
                     status.set_error(&e.to_string());
                     warn!(connector = %def.name, records = records.len(), error = %e, "write failed; at most once, the batch is dropped");
                 }
@@ -227,7 +226,7 @@ pub(crate) async fn run(
             if let Some(dlq) = &dead_letters {
                 dlq.send(dead_letter(def, record, &error)).await?;
             }
-            ConnectorStatus::add(&status.dead_lettered, 1);
+            status.count_dead_lettered(1);
             warn!(
                 connector = %def.name, topic = %record.topic, message_id = %record.message_id,
                 dead_letter_topic = %topic, error = %error, "record dead-lettered"
@@ -244,19 +243,13 @@ pub(crate) async fn run(
 
 fn delivered(status: &ConnectorStatus, records: &[SinkRecord], bytes: u64, started: Instant) {
     status.batch_latency.observe(started.elapsed());
-    ConnectorStatus::add(&status.records_out, records.len() as u64);
-    ConnectorStatus::add(&status.bytes_out, bytes);
+    status.count_out(records.len() as u64, bytes);
     if let Some(t) = records
         .iter()
         .rev()
         .find_map(|r| r.event_time_ms.or(Some(r.publish_time_ms)))
     {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        status
-            .lag_ms
-            .store(now.saturating_sub(t), std::sync::atomic::Ordering::Relaxed);
+        status.observe_lag(t);
     }
 }
 

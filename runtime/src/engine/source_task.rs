@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -91,12 +91,6 @@ fn pulsar_missing(topic: &str) -> pulsar::PulsarError {
     pulsar::PulsarError::from_message(format!("no producer for {topic}"))
 }
 
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Run the source until it is exhausted, shutdown is requested, or something fails.
 pub(crate) async fn run(
     def: &SourceDef,
@@ -167,8 +161,7 @@ async fn pump(
                 for record in batch.records {
                     let bytes = record.value.len() as u64;
                     in_flight_bytes += bytes;
-                    ConnectorStatus::add(&status.records_in, 1);
-                    ConnectorStatus::add(&status.bytes_in, bytes);
+                    status.count_in(1, bytes);
                     let event_ms = record.event_time_ms;
                     let started = Instant::now();
                     let send = publisher.producer(&record).await?.send(record);
@@ -203,13 +196,9 @@ async fn settle(
 ) -> Result<(), TaskError> {
     match result {
         Ok(_) => {
-            ConnectorStatus::add(&status.records_out, 1);
-            ConnectorStatus::add(&status.bytes_out, bytes);
+            status.count_out(1, bytes);
             if let Some(t) = event_ms {
-                status.lag_ms.store(
-                    now_ms().saturating_sub(t),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                status.observe_lag(t);
             }
             if !at_most_once && let Some(p) = acks.complete(batch) {
                 source.commit(p).await?;
@@ -217,7 +206,7 @@ async fn settle(
             Ok(())
         }
         Err(e) if at_most_once => {
-            ConnectorStatus::add(&status.dropped, 1);
+            status.count_dropped(1);
             status.set_error(&e.to_string());
             // A broker outage fails every record in flight: log the first
             // drop and then one in a thousand, with the count.

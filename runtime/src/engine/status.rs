@@ -114,8 +114,47 @@ impl ConnectorStatus {
         }
     }
 
-    /// Add to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Records (and their payload bytes) taken in: read from the source,
+    /// or received from Pulsar.
+    pub fn count_in(&self, records: u64, bytes: u64) {
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
+
+    /// Records (and their payload bytes) delivered: durable in Pulsar, or
+    /// in the sink's target.
+    pub fn count_out(&self, records: u64, bytes: u64) {
+        self.records_out.fetch_add(records, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Records lost under ATMOST_ONCE.
+    pub fn count_dropped(&self, records: u64) {
+        self.dropped.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Records sent to the dead-letter topic.
+    pub fn count_dead_lettered(&self, records: u64) {
+        self.dead_lettered.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// A restart after a failure.
+    pub fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A record whose event happened at `event_time_ms` was just delivered:
+    /// the lag is how long ago that was, on the clock of [`now_ms`].
+    pub fn observe_lag(&self, event_time_ms: u64) {
+        self.lag_ms
+            .store(now_ms().saturating_sub(event_time_ms), Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one clock that event times, and
+/// so the lag, are read against.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -1,0 +1,349 @@
+//! Consumers: a sink's records from its input topics, and their
+//! acknowledgements.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use magnetar::MessageId;
+use magnetar::proto::SubscribeRequest;
+use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
+use magnetar::runtime_tokio as rt;
+use sluice_connectors::{Sequence, SinkRecord};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::{Client, PulsarError, SEQUENCE_PROPERTY, SOURCE_PRODUCER_PREFIX};
+use crate::config::{SubscriptionPosition, SubscriptionType};
+
+impl Client {
+    /// A consumer over `topics`, on one subscription.
+    pub async fn consumer(
+        &self,
+        topics: &[String],
+        options: &ConsumerOptions,
+    ) -> Result<Consumer, PulsarError> {
+        if topics.is_empty() {
+            return Err(PulsarError::config("subscribe", "no input topic"));
+        }
+        let (tx, rx) = mpsc::channel(options.receiver_queue);
+        let budget = options.held_bytes.map(|b| {
+            let b = usize::try_from(b.min(u64::from(u32::MAX))).unwrap_or(usize::MAX);
+            (Arc::new(Semaphore::new(b)), b)
+        });
+        let mut consumers = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let request = SubscribeRequest {
+                topic: topic.clone(),
+                subscription: options.subscription.clone(),
+                sub_type: match options.subscription_type {
+                    SubscriptionType::Failover => SubType::Failover,
+                    SubscriptionType::KeyShared => SubType::KeyShared,
+                    SubscriptionType::Shared => SubType::Shared,
+                },
+                initial_position: match options.position {
+                    SubscriptionPosition::Latest => InitialPosition::Latest,
+                    SubscriptionPosition::Earliest => InitialPosition::Earliest,
+                },
+                negative_ack_redelivery_delay: Some(options.nack_delay),
+                receiver_queue_size: prefetch(options),
+                consumer_name: options.consumer_name.clone(),
+                ack_timeout: options.ack_timeout,
+                ..SubscribeRequest::default()
+            };
+            let consumer = self.inner.subscribe(request).await.map_err(|e| {
+                PulsarError::new(format!("subscribe {} on {topic}", options.subscription), e)
+            })?;
+            consumers.push((topic.clone(), consumer));
+        }
+        let mut forwarders = Vec::with_capacity(consumers.len());
+        for (index, (topic, consumer)) in consumers.iter().enumerate() {
+            forwarders.push(tokio::spawn(forward(
+                index,
+                topic.clone(),
+                consumer.clone(),
+                tx.clone(),
+                budget.clone(),
+            )));
+        }
+        Ok(Consumer {
+            consumers,
+            rx,
+            forwarders,
+        })
+    }
+}
+
+/// How to build a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// The subscription name.
+    pub subscription: String,
+    /// Its type.
+    pub subscription_type: SubscriptionType,
+    /// Where a new subscription starts.
+    pub position: SubscriptionPosition,
+    /// Messages buffered ahead of the sink, per input topic, at most.
+    pub receiver_queue: usize,
+    /// Payload bytes received and not yet released (see [`Received::held`])
+    /// across all input topics, at most; `None`: no byte limit. A message
+    /// larger than the limit still passes, alone.
+    pub held_bytes: Option<u64>,
+    /// Payload bytes the client prefetches per input topic, about: the
+    /// receiver queue holds as many messages as this at the average size
+    /// seen so far, at least one.
+    pub prefetch_bytes: Option<u64>,
+    /// Delay before a negatively acknowledged message comes back.
+    pub nack_delay: Duration,
+    /// Redeliver what is not acknowledged within this time.
+    pub ack_timeout: Option<Duration>,
+    /// The consumer name; Failover picks the active consumer by it.
+    pub consumer_name: Option<String>,
+}
+
+/// Identifies a received message for acknowledgement.
+#[derive(Debug, Clone, Copy)]
+pub struct AckHandle {
+    consumer: usize,
+    id: MessageId,
+}
+
+/// A received message: the record and what acknowledges it.
+#[derive(Debug)]
+pub struct Received {
+    /// The record, for the sink.
+    pub record: SinkRecord,
+    /// For [`Consumer::ack`] and [`Consumer::nack`].
+    pub handle: AckHandle,
+    /// How often the broker delivered it before.
+    pub redelivery_count: u32,
+    /// The message's share of [`ConsumerOptions::held_bytes`], given back
+    /// when this is dropped: keep it until the message is acknowledged.
+    pub held: Option<OwnedSemaphorePermit>,
+}
+
+/// The largest message a broker takes by default (`maxMessageSize`); a
+/// larger record travels in chunks of at most this size, each taking a
+/// permit of the receiver queue.
+const BROKER_MAX_MESSAGE: u64 = 5 << 20;
+
+/// The receiver queue of each input topic: `receiver_queue` messages, or
+/// under a byte budget as many of the largest messages as it holds, at
+/// least one. The queue is fixed for the subscription's life: the broker
+/// holds the permits it was given, so a queue that grew on small messages
+/// could fill with large ones.
+fn prefetch(options: &ConsumerOptions) -> usize {
+    match options.prefetch_bytes {
+        None => options.receiver_queue,
+        Some(bytes) => usize::try_from(bytes / BROKER_MAX_MESSAGE)
+            .unwrap_or(usize::MAX)
+            .clamp(1, options.receiver_queue.max(1)),
+    }
+}
+
+/// A consumer over one or more topics on one subscription.
+pub struct Consumer {
+    consumers: Vec<(String, rt::Consumer)>,
+    rx: mpsc::Receiver<Result<Received, PulsarError>>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = self.consumers.iter().map(|(t, _)| t.as_str()).collect();
+        f.debug_struct("Consumer")
+            .field("topics", &topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Move one topic's messages into the shared channel until either side ends.
+async fn forward(
+    index: usize,
+    topic: String,
+    consumer: rt::Consumer,
+    tx: mpsc::Sender<Result<Received, PulsarError>>,
+    budget: Option<(Arc<Semaphore>, usize)>,
+) {
+    loop {
+        let item = match consumer.receive().await {
+            Ok(msg) => {
+                let mut r = received(index, &topic, msg);
+                if let Some((budget, limit)) = &budget {
+                    let size = r.record.value.as_ref().map_or(0, Vec::len).clamp(1, *limit);
+                    // Wait here, with the client's queue as the only buffer,
+                    // until enough of what is held is acknowledged.
+                    match Arc::clone(budget).acquire_many_owned(size as u32).await {
+                        Ok(permit) => r.held = Some(permit),
+                        Err(_) => return,
+                    }
+                }
+                Ok(r)
+            }
+            Err(e) => Err(PulsarError::new(format!("receive from {topic}"), e)),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+pub(super) fn message_id_text(id: &MessageId) -> String {
+    format!(
+        "{}:{}:{}:{}",
+        id.ledger_id, id.entry_id, id.partition, id.batch_index
+    )
+}
+
+/// Turn a delivered message into a [`SinkRecord`]. A batched message
+/// carries its key, properties and event time in its single-message
+/// metadata.
+fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage) -> Received {
+    // magnetar hands a batch of one over without unpacking it: the payload is
+    // still the batch container. Unpack it here (decision record 0001).
+    if msg.single_metadata.is_none()
+        && msg.metadata.num_messages_in_batch == Some(1)
+        && let Some((single, body)) = unpack_single(&msg.payload)
+    {
+        msg.payload = body;
+        msg.single_metadata = Some(single);
+    }
+    let (key, props, event_time) = match &msg.single_metadata {
+        Some(single) => (
+            single.partition_key.clone(),
+            &single.properties,
+            single.event_time,
+        ),
+        None => (
+            msg.metadata.partition_key.clone(),
+            &msg.metadata.properties,
+            msg.metadata.event_time,
+        ),
+    };
+    let properties: Vec<(String, String)> = props
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    let sequence = properties
+        .iter()
+        .find(|(k, _)| k == SEQUENCE_PROPERTY)
+        .and_then(|(_, v)| v.parse::<Sequence>().ok());
+    let empty = msg.payload.is_empty()
+        || msg
+            .single_metadata
+            .as_ref()
+            .and_then(|s| s.null_value)
+            .unwrap_or(false);
+    Received {
+        record: SinkRecord {
+            topic: topic.to_owned(),
+            key,
+            value: (!empty).then(|| msg.payload.to_vec()),
+            properties,
+            event_time_ms: event_time.filter(|t| *t > 0),
+            publish_time_ms: msg.metadata.publish_time,
+            sequence,
+            message_id: message_id_text(&msg.message_id),
+            // Only sluice's sources name their producers so, and the broker
+            // keeps names unique among connected producers.
+            sequence_trusted: msg
+                .metadata
+                .producer_name
+                .starts_with(SOURCE_PRODUCER_PREFIX),
+        },
+        handle: AckHandle {
+            consumer: index,
+            id: msg.message_id,
+        },
+        redelivery_count: msg.redelivery_count,
+        held: None,
+    }
+}
+
+/// Split a batch container holding one message into its single-message
+/// metadata and payload: `[u32 size][SingleMessageMetadata][payload]`.
+fn unpack_single(
+    container: &bytes::Bytes,
+) -> Option<(magnetar::proto::pb::SingleMessageMetadata, bytes::Bytes)> {
+    use prost::Message as _;
+    let size = u32::from_be_bytes(container.get(0..4)?.try_into().ok()?) as usize;
+    let meta_end = 4usize.checked_add(size)?;
+    let single =
+        magnetar::proto::pb::SingleMessageMetadata::decode(container.get(4..meta_end)?).ok()?;
+    let body_end = meta_end.checked_add(usize::try_from(single.payload_size).ok()?)?;
+    (body_end <= container.len()).then(|| (single, container.slice(meta_end..body_end)))
+}
+
+impl Consumer {
+    /// The next message from any input topic. Cancel-safe.
+    pub async fn receive(&mut self) -> Result<Received, PulsarError> {
+        match self.rx.recv().await {
+            Some(item) => item,
+            None => Err(PulsarError::new("receive", "the consumer is closed")),
+        }
+    }
+
+    /// A message if one is already waiting.
+    pub fn try_receive(&mut self) -> Option<Result<Received, PulsarError>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Acknowledge messages: the broker will not deliver them again.
+    pub async fn ack(&self, handles: &[AckHandle]) -> Result<(), PulsarError> {
+        for (index, (topic, consumer)) in self.consumers.iter().enumerate() {
+            let ids: Vec<MessageId> = handles
+                .iter()
+                .filter(|h| h.consumer == index)
+                .map(|h| h.id)
+                .collect();
+            if !ids.is_empty() {
+                consumer
+                    .ack_batch(ids)
+                    .await
+                    .map_err(|e| PulsarError::new(format!("acknowledge on {topic}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask the broker to deliver a message again after the nack delay.
+    pub fn nack(&self, handle: AckHandle) {
+        if let Some((_, consumer)) = self.consumers.get(handle.consumer) {
+            consumer.negative_ack(handle.id);
+        }
+    }
+
+    /// Stop receiving and close the subscription's consumers. Messages
+    /// received and not acknowledged are delivered again later.
+    pub async fn close(self) {
+        for f in &self.forwarders {
+            f.abort();
+        }
+        for (_, consumer) in self.consumers {
+            let _ = consumer.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_holds_its_bytes_in_messages_of_the_largest_size() {
+        let options = |prefetch_bytes| ConsumerOptions {
+            subscription: "s".into(),
+            subscription_type: SubscriptionType::Failover,
+            position: SubscriptionPosition::Earliest,
+            receiver_queue: 1000,
+            held_bytes: None,
+            prefetch_bytes,
+            nack_delay: Duration::from_secs(1),
+            ack_timeout: None,
+            consumer_name: None,
+        };
+        assert_eq!(prefetch(&options(None)), 1000);
+        assert_eq!(prefetch(&options(Some(16 << 20))), 3);
+        assert_eq!(prefetch(&options(Some(1 << 20))), 1, "at least one");
+        assert_eq!(prefetch(&options(Some(1 << 40))), 1000, "at most the queue");
+    }
+}
