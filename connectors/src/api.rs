@@ -153,6 +153,8 @@ pub struct ConnectorError {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// See [`ConnectorError::refused`].
+    refused: Vec<(usize, ConnectorError)>,
 }
 
 impl ConnectorError {
@@ -162,6 +164,7 @@ impl ConnectorError {
             kind: ErrorKind::Retryable,
             message: message.into(),
             source: None,
+            refused: Vec::new(),
         }
     }
 
@@ -171,6 +174,7 @@ impl ConnectorError {
             kind: ErrorKind::Permanent,
             message: message.into(),
             source: None,
+            refused: Vec::new(),
         }
     }
 
@@ -181,6 +185,39 @@ impl ConnectorError {
             kind: ErrorKind::Configuration,
             message: message.into(),
             source: None,
+            refused: Vec::new(),
+        }
+    }
+
+    /// Some records of a batch were refused, each for its own reason given
+    /// by its index in the batch, and **every other record of the batch is
+    /// durable**. For a sink whose target cannot take a batch as one unit,
+    /// such as an HTTP endpoint: the runtime treats each listed record as
+    /// rejected (tried alone again, then dead-lettered) and does not write
+    /// the others again.
+    pub fn refused(records: Vec<(usize, ConnectorError)>) -> Self {
+        let message = match records.first() {
+            Some((_, first)) => format!(
+                "{} record(s) of the batch refused; the first: {first}",
+                records.len()
+            ),
+            None => "no record refused".to_owned(),
+        };
+        Self {
+            kind: ErrorKind::Permanent,
+            message,
+            source: None,
+            refused: records,
+        }
+    }
+
+    /// The records of [`ConnectorError::refused`], or the error itself when
+    /// it is not such a one.
+    pub fn into_refused(self) -> Result<Vec<(usize, ConnectorError)>, Self> {
+        if self.refused.is_empty() {
+            Err(self)
+        } else {
+            Ok(self.refused)
         }
     }
 
@@ -334,7 +371,9 @@ pub trait Sink: Send {
     /// On `Err`, nothing of the batch may be visible: the runtime retries
     /// the batch after a retryable error, and after a permanent one writes
     /// it again in smaller parts, down to single records, to find the ones
-    /// the target rejects.
+    /// the target rejects. The one exception is
+    /// [`ConnectorError::refused`], which names the rejected records and
+    /// says that the others are durable.
     /// Delivery is at least once, so writes must tolerate a record seen
     /// twice.
     fn write(

@@ -48,6 +48,8 @@ pub enum ConfigValue {
     String(String),
     /// A list.
     List(Vec<ConfigValue>),
+    /// A map of names to values, such as an HTTP connector's `headers`.
+    Map(BTreeMap<String, ConfigValue>),
     /// A value given under `secrets`, or under a key that names a password
     /// or token.
     Secret(Secret),
@@ -62,6 +64,7 @@ impl ConfigValue {
             Self::Float(_) => "a number",
             Self::String(_) => "a string",
             Self::List(_) => "a list",
+            Self::Map(_) => "a map",
             Self::Secret(_) => "a secret",
         }
     }
@@ -237,6 +240,38 @@ impl<'a> ConfigReader<'a> {
                 None
             }
         }
+    }
+
+    /// A map of names to strings, such as HTTP headers. Numbers and booleans
+    /// are taken as their text. Every value is kept as a [`Secret`], since
+    /// one may carry a credential (`Authorization`).
+    pub fn secret_map(&self, key: &str) -> Option<Vec<(String, Secret)>> {
+        let map = match self.get(key)? {
+            ConfigValue::Map(map) => map,
+            other => {
+                self.wrong_type(key, "a map of names to strings", other);
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let text = match value {
+                ConfigValue::String(s) => s.clone(),
+                ConfigValue::Secret(s) => s.expose().to_owned(),
+                ConfigValue::Int(i) => i.to_string(),
+                ConfigValue::Float(f) => f.to_string(),
+                ConfigValue::Bool(b) => b.to_string(),
+                other => {
+                    self.error(
+                        key,
+                        format!("{name}: expected a string, found {}", other.type_name()),
+                    );
+                    return None;
+                }
+            };
+            out.push((name.clone(), Secret::new(text)));
+        }
+        Some(out)
     }
 
     /// Keys that other implementations of this connector take and that mean

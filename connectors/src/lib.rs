@@ -13,6 +13,7 @@ pub mod datagen;
 pub mod db_sink;
 pub mod debezium;
 pub mod file_sink;
+pub mod http_sink;
 pub mod postgres_cdc;
 mod registry;
 mod time;
@@ -37,6 +38,7 @@ static SOURCES: &[&dyn SourceEntry] = &[
 static SINKS: &[&dyn SinkEntry] = &[
     &Registered::<file_sink::FileSink>::NEW,
     &Registered::<db_sink::DbSink>::NEW,
+    &Registered::<http_sink::HttpSink>::NEW,
 ];
 
 /// The source connector a `className` names.

@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 pub mod cdc;
 pub mod secure;
 pub mod sink;
+pub mod webhook;
 
 /// The broker's binary protocol endpoint.
 pub const PULSAR_URL: &str = "pulsar://127.0.0.1:6650";

@@ -62,6 +62,7 @@ pub(crate) enum RawValue {
     Float(f64),
     String(String),
     List(Vec<RawValue>),
+    Map(BTreeMap<String, RawValue>),
 }
 
 pub(crate) type RawConfigs = BTreeMap<String, Spanned<RawValue>>;

@@ -552,6 +552,12 @@ fn convert(value: &RawValue) -> ConfigValue {
         RawValue::Float(f) => ConfigValue::Float(*f),
         RawValue::String(s) => ConfigValue::String(s.clone()),
         RawValue::List(items) => ConfigValue::List(items.iter().map(convert).collect()),
+        RawValue::Map(entries) => ConfigValue::Map(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), convert(v)))
+                .collect(),
+        ),
     }
 }
 

@@ -142,10 +142,7 @@ pub(crate) async fn run(
             _held.push(r.held);
             records.push(r.record);
         }
-        let bytes: u64 = records
-            .iter()
-            .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
-            .sum();
+        let bytes = total_bytes(&records);
         status.count_in(records.len() as u64, bytes);
         large_bytes += records
             .iter()
@@ -157,13 +154,31 @@ pub(crate) async fn run(
         if def.guarantee == Guarantee::AtMostOnce {
             consumer.ack(&handles).await?;
             let started = Instant::now();
-            match sink.write(&records).await {
+            match sink
+                .write(&records)
+                .await
+                .map_err(ConnectorError::into_refused)
+            {
                 Ok(()) => delivered(status, &records, bytes, started),
+                // The sink names what it refused; the rest are durable.
+                Err(Ok(refused)) => {
+                    let lost = refused.len() as u64;
+                    let lost_bytes: u64 = refused
+                        .iter()
+                        .map(|(i, _)| total_bytes(std::slice::from_ref(&records[*i])))
+                        .sum();
+                    status.count_out(records.len() as u64 - lost, bytes - lost_bytes);
+                    status.count_dropped(lost);
+                    if let Some((_, e)) = refused.first() {
+                        status.set_error(&e.to_string());
+                        warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
+                    }
+                }
                 // A record the target refuses failed the batch's
                 // transaction, which committed nothing: writing the records
                 // one at a time cannot apply any twice, and loses only the
                 // refused ones.
-                Err(e)
+                Err(Err(e))
                     if e.kind() == sluice_connectors::ErrorKind::Permanent && records.len() > 1 =>
                 {
                     let mut lost = 0u64;
@@ -184,7 +199,7 @@ pub(crate) async fn run(
                     status.count_dropped(lost);
                     warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
                 }
-                Err(e) => {
+                Err(Err(e)) => {
                     // At most once: the batch is acknowledged and is not
                     // tried again; a failure that is not the records' own
                     // (a lost connection may have lost a commit's answer)
@@ -239,6 +254,14 @@ pub(crate) async fn run(
             ack_us = acked.elapsed().as_micros() as u64, "batch applied"
         );
     }
+}
+
+/// The payload bytes of `records`.
+fn total_bytes(records: &[SinkRecord]) -> u64 {
+    records
+        .iter()
+        .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
+        .sum()
 }
 
 fn delivered(status: &ConnectorStatus, records: &[SinkRecord], bytes: u64, started: Instant) {
@@ -323,14 +346,27 @@ async fn write_isolating(
     // Ranges still to write, the next one last.
     let mut pending = vec![(0, records.len())];
     while let Some((start, end)) = pending.pop() {
-        match write_retrying(sink, &records[start..end], status, shutdown).await? {
+        let part = &records[start..end];
+        match write_retrying(sink, part, status, shutdown).await? {
             Ok(()) => {}
-            Err(e) if end - start == 1 => rejected.push((start, e)),
-            Err(_) => {
-                let middle = start + (end - start) / 2;
-                pending.push((middle, end));
-                pending.push((start, middle));
-            }
+            Err(e) => match e.into_refused() {
+                // The sink names the refused records; the rest are durable.
+                Ok(refused) => {
+                    let (mut n, mut bytes) = (part.len() as u64, total_bytes(part));
+                    for (i, error) in refused {
+                        n -= 1;
+                        bytes -= total_bytes(std::slice::from_ref(&part[i]));
+                        rejected.push((start + i, error));
+                    }
+                    status.count_out(n, bytes);
+                }
+                Err(e) if end - start == 1 => rejected.push((start, e)),
+                Err(_) => {
+                    let middle = start + (end - start) / 2;
+                    pending.push((middle, end));
+                    pending.push((start, middle));
+                }
+            },
         }
     }
     Ok(rejected)
@@ -345,10 +381,7 @@ async fn write_retrying(
     shutdown: &CancellationToken,
 ) -> Result<Result<(), ConnectorError>, TaskError> {
     let mut backoff = Backoff::default();
-    let bytes: u64 = records
-        .iter()
-        .map(|r| r.value.as_ref().map_or(0, Vec::len) as u64)
-        .sum();
+    let bytes = total_bytes(records);
     loop {
         let started = Instant::now();
         match sink.write(records).await {

@@ -1,0 +1,220 @@
+//! Settings of the `http` sink. `url` and `headers` are the keys of Pulsar's
+//! own HTTP sink; the rest are sluice's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::endpoint::Endpoint;
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+
+const KNOWN: &str = "url, headers, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
+     maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, \
+     idempotencyKeyHeader, tlsTrustCertsFilePath";
+
+/// Validated `http` sink settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpSinkConfig {
+    /// Where each record is POSTed.
+    pub endpoint: Endpoint,
+    /// Headers added to every request, as configured.
+    pub headers: Vec<(String, Secret)>,
+    /// Records per write.
+    pub batch_size: u64,
+    /// How long a partial batch waits.
+    pub timeout: Duration,
+    /// Requests in flight at once; records of one key go one after another.
+    pub max_concurrency: usize,
+    /// How long one request may take, connecting included.
+    pub request_timeout: Duration,
+    /// Attempts per record within one write before the write fails and
+    /// the runtime retries it.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, with jitter.
+    pub retry_backoff: Duration,
+    /// The longest delay between attempts, `Retry-After` included.
+    pub max_retry_backoff: Duration,
+    /// The key of the HMAC-SHA256 signature of each request, if any.
+    pub signature_secret: Option<Secret>,
+    /// The header that carries the signature.
+    pub signature_header: String,
+    /// The header that carries the idempotency key.
+    pub idempotency_key_header: String,
+    /// The CA certificates (PEM) that verify an `https` endpoint; the
+    /// system's when unset.
+    pub trust_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for HttpSinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpSinkConfig")
+            .field("endpoint", &self.endpoint)
+            .field("headers", &names)
+            .field("batch_size", &self.batch_size)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("signed", &self.signature_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headers sluice sets on each request, which `headers` may not replace.
+const RESERVED: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
+
+impl HttpSinkConfig {
+    /// Validate a `configs` map. Pure: no I/O.
+    pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
+        let r = ConfigReader::new(configs);
+        let endpoint = r
+            .required_string("url")
+            .and_then(|url| match Endpoint::parse(&url) {
+                Ok(e) => Some(e),
+                Err(why) => {
+                    r.error("url", why);
+                    None
+                }
+            });
+        let headers = r.secret_map("headers").unwrap_or_default();
+        for (name, value) in &headers {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                r.error("headers", format!("\"{name}\" is not an HTTP header name"));
+            } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+                r.error("headers", format!("{name} is set by the sink itself"));
+            }
+            if value.expose().bytes().any(|b| b == b'\r' || b == b'\n') {
+                r.error("headers", format!("the value of {name} holds a line break"));
+            }
+        }
+        let batch_size = r.u64_or("batchSize", 100);
+        if batch_size == 0 {
+            r.error("batchSize", "must be at least 1");
+        }
+        let timeout = Duration::from_millis(r.u64_or("timeoutMs", 100));
+        let max_concurrency = r.u64_or("maxConcurrency", 8);
+        if !(1..=256).contains(&max_concurrency) {
+            r.error("maxConcurrency", "must be from 1 to 256");
+        }
+        let request_timeout = Duration::from_millis(r.u64_or("requestTimeoutMs", 10_000));
+        let max_attempts = r.u64_or("maxAttempts", 4);
+        if max_attempts == 0 {
+            r.error("maxAttempts", "must be at least 1");
+        }
+        let retry_backoff = Duration::from_millis(r.u64_or("retryBackoffMs", 100));
+        let max_retry_backoff = Duration::from_millis(r.u64_or("maxRetryBackoffMs", 30_000));
+        let signature_secret = r.secret("signatureSecret");
+        if signature_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 16)
+        {
+            r.error(
+                "signatureSecret",
+                "is shorter than 16 characters: use a long random key",
+            );
+        }
+        let header = |key: &str, default: &str| {
+            let name = r.string(key).unwrap_or_else(|| default.to_owned());
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                r.error(key, format!("\"{name}\" is not an HTTP header name"));
+            }
+            name
+        };
+        let signature_header = header("signatureHeader", "Sluice-Signature");
+        let idempotency_key_header = header("idempotencyKeyHeader", "Idempotency-Key");
+        let trust_file = r.string("tlsTrustCertsFilePath").map(PathBuf::from);
+        let report = r.finish(KNOWN);
+        let config = match endpoint {
+            Some(endpoint) if report.errors.is_empty() => Some(Self {
+                endpoint,
+                headers,
+                batch_size,
+                timeout,
+                max_concurrency: max_concurrency as usize,
+                request_timeout,
+                max_attempts: max_attempts as u32,
+                retry_backoff,
+                max_retry_backoff,
+                signature_secret,
+                signature_header,
+                idempotency_key_header,
+                trust_file,
+            }),
+            _ => None,
+        };
+        (config, report)
+    }
+}
+
+/// A byte of an HTTP token (RFC 9110): what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigValue;
+
+    fn configs(pairs: &[(&str, ConfigValue)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn s(v: &str) -> ConfigValue {
+        ConfigValue::String(v.to_owned())
+    }
+
+    #[test]
+    fn pulsars_keys_are_read_and_defaults_fill_the_rest() {
+        let headers = ConfigValue::Map(
+            [("Authorization".to_owned(), s("Bearer abc"))]
+                .into_iter()
+                .collect(),
+        );
+        let (config, report) = HttpSinkConfig::from_configs(&configs(&[
+            ("url", s("https://hooks.example.com:8443/orders?x=1")),
+            ("headers", headers),
+        ]));
+        assert!(report.errors.is_empty(), "{report:?}");
+        let config = config.unwrap();
+        assert_eq!(config.endpoint.host, "hooks.example.com");
+        assert_eq!(config.endpoint.port, 8443);
+        assert_eq!(config.endpoint.path, "/orders?x=1");
+        assert_eq!(config.headers[0].1.expose(), "Bearer abc");
+        assert_eq!(config.max_concurrency, 8);
+        assert_eq!(config.idempotency_key_header, "Idempotency-Key");
+        // The header's value stays out of Debug.
+        assert!(!format!("{config:?}").contains("abc"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let headers = ConfigValue::Map(
+            [
+                ("Host".to_owned(), s("evil")),
+                ("X-A".to_owned(), s("a\r\nX-B: b")),
+                ("bad name".to_owned(), s("v")),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let (config, report) = HttpSinkConfig::from_configs(&configs(&[
+            ("url", s("ftp://example.com/")),
+            ("headers", headers),
+            ("maxConcurrency", ConfigValue::Int(0)),
+            ("signatureSecret", s("short")),
+        ]));
+        assert!(config.is_none());
+        let text = format!("{:?}", report.errors);
+        for expected in [
+            "http or https",
+            "Host is set by the sink itself",
+            "the value of X-A holds a line break",
+            "\\\"bad name\\\" is not an HTTP header name",
+            "must be from 1 to 256",
+            "shorter than 16 characters",
+        ] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
+    }
+}

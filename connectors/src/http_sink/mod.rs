@@ -1,0 +1,383 @@
+//! `http`: POST each record to a URL (a webhook), with the headers Pulsar's
+//! HTTP sink sends, an idempotency key, and optionally an HMAC signature.
+//!
+//! Records of one key go one after another, in order, on one connection;
+//! records of different keys go out on up to `maxConcurrency` connections
+//! at once. An answer decides what happens to a record (see [`policy`]):
+//! 2xx delivers it, 408/429/5xx and failures to get an answer are retried
+//! with backoff, other 4xx refuse it (it is dead-lettered), and answers
+//! that say the URL or credentials are wrong stop the sink.
+
+mod client;
+mod config;
+mod endpoint;
+mod policy;
+pub mod signature;
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use tracing::debug;
+
+use self::client::{Client, Conn};
+pub use self::config::HttpSinkConfig;
+pub use self::endpoint::Endpoint;
+use self::policy::Verdict;
+use crate::api::{
+    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord,
+};
+use crate::config::{ConfigMap, ConfigReport};
+
+/// The `http` sink.
+pub struct HttpSink {
+    config: HttpSinkConfig,
+    client: Client,
+    /// One connection per lane, opened on first use.
+    lanes: Vec<Option<Conn>>,
+    /// The configured headers, checked.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether `headers` sets `Content-Type` itself.
+    content_type_set: bool,
+    /// Message ids a write delivered before it failed as a whole: the
+    /// runtime writes that batch again, and these do not go out twice.
+    delivered: HashSet<String>,
+}
+
+impl std::fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkConnector for HttpSink {
+    const CLASS_NAMES: &'static [&'static str] = &["http", "org.apache.pulsar.io.http.HttpSink"];
+    type Config = HttpSinkConfig;
+
+    fn configure(configs: &ConfigMap) -> (Option<HttpSinkConfig>, ConfigReport) {
+        HttpSinkConfig::from_configs(configs)
+    }
+
+    /// Ready the client; connections open on first use.
+    async fn open(config: HttpSinkConfig, _: &SinkContext) -> Result<Self, ConnectorError> {
+        let client = Client::new(
+            &config.endpoint,
+            config.trust_file.as_deref(),
+            config.request_timeout,
+        )?;
+        let mut headers = Vec::with_capacity(config.headers.len());
+        for (name, value) in &config.headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|e| ConnectorError::configuration(format!("header {name}: {e}")))?;
+            let mut value = HeaderValue::try_from(value.expose())
+                .map_err(|e| ConnectorError::configuration(format!("header {name}: {e}")))?;
+            value.set_sensitive(true);
+            headers.push((name, value));
+        }
+        let content_type_set = headers.iter().any(|(n, _)| n == CONTENT_TYPE);
+        Ok(Self {
+            lanes: (0..config.max_concurrency).map(|_| None).collect(),
+            client,
+            config,
+            headers,
+            content_type_set,
+            delivered: HashSet::new(),
+        })
+    }
+
+    /// The endpoint accepts a connection (and, for `https`, its certificate
+    /// verifies). Nothing is sent.
+    async fn preflight(config: &HttpSinkConfig) -> Vec<Finding> {
+        let client = match Client::new(
+            &config.endpoint,
+            config.trust_file.as_deref(),
+            config.request_timeout,
+        ) {
+            Ok(c) => c,
+            Err(e) => return vec![Finding::error(e.to_string())],
+        };
+        match tokio::time::timeout(config.request_timeout, client.connect()).await {
+            Ok(Ok(_)) => Vec::new(),
+            Ok(Err(e)) => vec![Finding::error(e)],
+            Err(_) => vec![Finding::error(format!(
+                "no connection to {} within {} ms",
+                config.endpoint.authority,
+                config.request_timeout.as_millis()
+            ))],
+        }
+    }
+}
+
+/// What one lane did with its records.
+#[derive(Default)]
+struct LaneOutcome {
+    delivered: Vec<usize>,
+    refused: Vec<(usize, ConnectorError)>,
+    /// Why the lane stopped before its end: retryable, or the setup's fault.
+    stopped: Option<ConnectorError>,
+}
+
+impl Sink for HttpSink {
+    fn batch_policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max_records: self.config.batch_size as usize,
+            max_wait: self.config.timeout,
+        }
+    }
+
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        let lanes = self.lanes.len();
+        let mut work: Vec<Vec<usize>> = vec![Vec::new(); lanes];
+        for (i, record) in batch.iter().enumerate() {
+            if self.delivered.contains(&record.message_id) {
+                continue;
+            }
+            work[lane(record, i, lanes)].push(i);
+        }
+        let requests = Requests {
+            config: &self.config,
+            headers: &self.headers,
+            content_type_set: self.content_type_set,
+        };
+        let client = &self.client;
+        let runs = self
+            .lanes
+            .iter_mut()
+            .zip(work)
+            .filter(|(_, records)| !records.is_empty())
+            .map(|(conn, records)| send_lane(client, &requests, conn, batch, records));
+        let outcomes = futures_util::future::join_all(runs).await;
+        let mut refused = Vec::new();
+        let mut stopped: Option<ConnectorError> = None;
+        for outcome in outcomes {
+            self.delivered.extend(
+                outcome
+                    .delivered
+                    .iter()
+                    .map(|&i| batch[i].message_id.clone()),
+            );
+            refused.extend(outcome.refused);
+            if let Some(e) = outcome.stopped {
+                // The setup's fault outweighs a busy receiver.
+                if stopped.as_ref().is_none_or(ConnectorError::is_retryable) {
+                    stopped = Some(e);
+                }
+            }
+        }
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        self.delivered.clear();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            refused.sort_by_key(|(i, _)| *i);
+            Err(ConnectorError::refused(refused))
+        }
+    }
+
+    async fn close(&mut self) {
+        self.lanes.iter_mut().for_each(|c| *c = None);
+    }
+}
+
+/// The lane of a record: by its key, so that one key's records keep their
+/// order; a record without a key goes wherever its place puts it.
+fn lane(record: &SinkRecord, index: usize, lanes: usize) -> usize {
+    match &record.key {
+        Some(key) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            (h.finish() % lanes as u64) as usize
+        }
+        None => index % lanes,
+    }
+}
+
+/// Send a lane's records in order, each until it is delivered, refused, or
+/// out of attempts; the lane stops at the first record it cannot settle.
+async fn send_lane(
+    client: &Client,
+    requests: &Requests<'_>,
+    conn: &mut Option<Conn>,
+    batch: &[SinkRecord],
+    records: Vec<usize>,
+) -> LaneOutcome {
+    let config = requests.config;
+    let mut out = LaneOutcome::default();
+    for i in records {
+        let record = &batch[i];
+        let (headers, body) = requests.of(record);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let verdict = match client.post(conn, &headers, body.clone()).await {
+                Ok(answer) => policy::classify(
+                    answer.status,
+                    answer.retry_after.as_deref(),
+                    &answer.excerpt,
+                ),
+                Err(why) => Verdict::Retry { after: None, why },
+            };
+            match verdict {
+                Verdict::Done => {
+                    out.delivered.push(i);
+                    break;
+                }
+                Verdict::Refused(why) => {
+                    out.refused.push((i, ConnectorError::permanent(why)));
+                    break;
+                }
+                Verdict::Misconfigured(why) => {
+                    out.stopped = Some(ConnectorError::configuration(why));
+                    return out;
+                }
+                Verdict::Retry { after, why } => {
+                    if attempt >= config.max_attempts {
+                        out.stopped = Some(ConnectorError::retryable(format!(
+                            "message {} after {attempt} attempts: {why}",
+                            record.message_id
+                        )));
+                        return out;
+                    }
+                    let wait = policy::delay(
+                        attempt,
+                        config.retry_backoff,
+                        config.max_retry_backoff,
+                        after,
+                    );
+                    debug!(message_id = %record.message_id, attempt, retry_in = ?wait, reason = %why, "POST not delivered; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Builds each record's request.
+struct Requests<'a> {
+    config: &'a HttpSinkConfig,
+    headers: &'a [(HeaderName, HeaderValue)],
+    content_type_set: bool,
+}
+
+/// The headers Pulsar's HTTP sink sends, and the prefix of each property's.
+const TOPIC: &str = "PulsarTopic";
+const KEY: &str = "PulsarKey";
+const EVENT_TIME: &str = "PulsarEventTime";
+const PUBLISH_TIME: &str = "PulsarPublishTime";
+const MESSAGE_ID: &str = "PulsarMessageId";
+const PROPERTY_PREFIX: &str = "PulsarProperties-";
+
+impl Requests<'_> {
+    /// The headers and body of `record`'s request. The body is the value as
+    /// it is (`null` for an empty one); it is labelled JSON when it parses
+    /// as JSON.
+    fn of(&self, record: &SinkRecord) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
+        let body = match &record.value {
+            Some(v) => Bytes::from(v.clone()),
+            None => Bytes::from_static(b"null"),
+        };
+        let mut headers = self.headers.to_vec();
+        let mut add = |name: &str, value: &str| {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                headers.push((n, v));
+            }
+        };
+        if !self.content_type_set {
+            let json = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+            add(
+                CONTENT_TYPE.as_str(),
+                if json {
+                    "application/json"
+                } else {
+                    "application/octet-stream"
+                },
+            );
+        }
+        add(TOPIC, &record.topic);
+        if let Some(key) = &record.key {
+            add(KEY, key);
+        }
+        if let Some(t) = record.event_time_ms {
+            add(EVENT_TIME, &t.to_string());
+        }
+        add(PUBLISH_TIME, &record.publish_time_ms.to_string());
+        add(MESSAGE_ID, &record.message_id);
+        for (name, value) in &record.properties {
+            // A property whose name or value a header cannot carry is left
+            // out of the headers; the record itself is sent.
+            add(&format!("{PROPERTY_PREFIX}{name}"), value);
+        }
+        add(
+            &self.config.idempotency_key_header,
+            &idempotency_key(record),
+        );
+        if let Some(secret) = &self.config.signature_secret {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs();
+            let signature = signature::sign(secret.expose().as_bytes(), now, &body);
+            add(&self.config.signature_header, &signature);
+        }
+        (headers, body)
+    }
+}
+
+/// The idempotency key of a record: the same for every delivery of it.
+/// A sequence the runtime vouches for names the record across a source's
+/// restarts, which may publish it again under a new message id; otherwise
+/// the message id names it across redeliveries.
+fn idempotency_key(record: &SinkRecord) -> String {
+    match record.sequence {
+        Some(seq) if record.sequence_trusted => format!("{}/seq/{seq}", record.topic),
+        _ => format!("{}/id/{}", record.topic, record.message_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Sequence;
+
+    #[test]
+    fn the_idempotency_key_prefers_a_vouched_sequence() {
+        let mut r = SinkRecord {
+            topic: "persistent://public/default/orders".into(),
+            message_id: "7:3:-1:-1".into(),
+            sequence: Some(Sequence(42)),
+            ..SinkRecord::default()
+        };
+        assert_eq!(
+            idempotency_key(&r),
+            "persistent://public/default/orders/id/7:3:-1:-1",
+            "an unvouched sequence is anybody's"
+        );
+        r.sequence_trusted = true;
+        assert_eq!(
+            idempotency_key(&r),
+            "persistent://public/default/orders/seq/42"
+        );
+    }
+
+    #[test]
+    fn one_key_keeps_one_lane() {
+        let record = |key: &str| SinkRecord {
+            key: Some(key.into()),
+            ..SinkRecord::default()
+        };
+        for i in 0..20 {
+            assert_eq!(lane(&record("k"), i, 8), lane(&record("k"), 0, 8));
+        }
+        let spread: HashSet<usize> = (0..64)
+            .map(|i| lane(&record(&format!("key-{i}")), 0, 8))
+            .collect();
+        assert!(spread.len() > 4, "keys spread over lanes: {spread:?}");
+    }
+}
