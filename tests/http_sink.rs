@@ -409,3 +409,60 @@ async fn a_kill_9_mid_stream_loses_nothing_and_no_key_carries_two_bodies() -> an
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn dead_letters_reach_an_operator_webhook_with_their_reason() -> anyhow::Result<()> {
+    // GIVEN a file sink that dead-letters what is not JSON, and an http sink
+    // on its dead-letter topic sending whole records to an operator webhook
+    let hook = Webhook::start().await?;
+    let input = topic(&unique("http-alerts"));
+    let dlq = topic(&unique("http-alerts-dlq"));
+    let dir = temp_dir("http-alerts")?;
+    let port = free_port()?;
+    let cfg = format!(
+        "{}  - name: out\n    className: file\n    inputs: [{input}]\n    sourceSubscriptionName: out\n\
+         \x20   sourceSubscriptionPosition: Earliest\n    deadLetterTopic: {dlq}\n    maxMessageRetries: 0\n\
+         \x20   configs:\n      path: {}\n      batchSize: 10\n      timeoutMs: 20\n",
+        config(
+            port,
+            &dlq,
+            &hook.url("/alerts"),
+            "",
+            "      bodyFormat: record\n"
+        ),
+        dir.join("out.jsonl").display()
+    );
+    // WHEN two good records and one that is not JSON are published
+    let records: Vec<(String, String)> = ["{\"n\":1}", "not json", "{\"n\":2}"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("k{i}"), (*v).to_owned()))
+        .collect();
+    publish(&input, &records).await?;
+    let sluice = Sluice::start(&dir, &cfg, port)?;
+
+    // THEN the webhook gets exactly the dead letter, with why it failed
+    wait_for("the alert", DEADLINE, || {
+        let n = hook.hits().len();
+        async move { Ok((n >= 1).then_some(())) }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    drained(&dlq).await.with_context(|| sluice.log())?;
+    let hits = hook.hits();
+    assert_eq!(hits.len(), 1);
+    let alert: serde_json::Value = serde_json::from_slice(&hits[0].body)?;
+    assert_eq!(alert["value"], "not json");
+    assert_eq!(alert["key"], "k1");
+    assert_eq!(alert["topic"], dlq.as_str());
+    assert_eq!(alert["properties"]["sluice.origin.topic"], input.as_str());
+    assert_eq!(alert["properties"]["sluice.origin.sink"], "out");
+    ensure!(
+        alert["properties"]["sluice.error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not JSON")),
+        "{alert}"
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

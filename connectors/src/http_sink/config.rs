@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::endpoint::Endpoint;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
-const KNOWN: &str = "url, headers, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
+const KNOWN: &str = "url, headers, bodyFormat, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
      maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, \
      idempotencyKeyHeader, tlsTrustCertsFilePath";
 
@@ -18,6 +18,8 @@ pub struct HttpSinkConfig {
     pub endpoint: Endpoint,
     /// Headers added to every request, as configured.
     pub headers: Vec<(String, Secret)>,
+    /// What a request's body holds.
+    pub body: BodyFormat,
     /// Records per write.
     pub batch_size: u64,
     /// How long a partial batch waits.
@@ -57,6 +59,17 @@ impl std::fmt::Debug for HttpSinkConfig {
     }
 }
 
+/// What a request's body holds: `bodyFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// The record's value as it is, as Pulsar's HTTP sink sends it.
+    Value,
+    /// A JSON object with the record's value and everything known about
+    /// it: topic, key, properties (a dead letter's `sluice.error` among
+    /// them), message id and times. For notifications and alerts.
+    Record,
+}
+
 /// Headers sluice sets on each request, which `headers` may not replace.
 const RESERVED: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
 
@@ -84,6 +97,17 @@ impl HttpSinkConfig {
                 r.error("headers", format!("the value of {name} holds a line break"));
             }
         }
+        let body = match r.string("bodyFormat").as_deref() {
+            None | Some("value") => BodyFormat::Value,
+            Some("record") => BodyFormat::Record,
+            Some(other) => {
+                r.error(
+                    "bodyFormat",
+                    format!("\"{other}\" is not a body format (value or record)"),
+                );
+                BodyFormat::Value
+            }
+        };
         let batch_size = r.u64_or("batchSize", 100);
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
@@ -125,6 +149,7 @@ impl HttpSinkConfig {
             Some(endpoint) if report.errors.is_empty() => Some(Self {
                 endpoint,
                 headers,
+                body,
                 batch_size,
                 timeout,
                 max_concurrency: max_concurrency as usize,

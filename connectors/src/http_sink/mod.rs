@@ -23,7 +23,7 @@ use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use tracing::debug;
 
 use self::client::{Client, Conn};
-pub use self::config::HttpSinkConfig;
+pub use self::config::{BodyFormat, HttpSinkConfig};
 pub use self::endpoint::Endpoint;
 use self::policy::Verdict;
 use crate::api::{
@@ -276,12 +276,13 @@ const PROPERTY_PREFIX: &str = "PulsarProperties-";
 
 impl Requests<'_> {
     /// The headers and body of `record`'s request. The body is the value as
-    /// it is (`null` for an empty one); it is labelled JSON when it parses
-    /// as JSON.
+    /// it is (`null` for an empty one), or the whole record as JSON under
+    /// `bodyFormat: record`; it is labelled JSON when it parses as JSON.
     fn of(&self, record: &SinkRecord) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
-        let body = match &record.value {
-            Some(v) => Bytes::from(v.clone()),
-            None => Bytes::from_static(b"null"),
+        let body = match (self.config.body, &record.value) {
+            (BodyFormat::Record, _) => Bytes::from(record_json(record).to_string()),
+            (BodyFormat::Value, Some(v)) => Bytes::from(v.clone()),
+            (BodyFormat::Value, None) => Bytes::from_static(b"null"),
         };
         let mut headers = self.headers.to_vec();
         let mut add = |name: &str, value: &str| {
@@ -330,6 +331,42 @@ impl Requests<'_> {
     }
 }
 
+/// A record as one JSON object: its value as JSON when it is JSON, else as
+/// text when it is UTF-8, else in base64 (`value_base64`).
+fn record_json(record: &SinkRecord) -> serde_json::Value {
+    use base64::Engine;
+    let properties: serde_json::Map<String, serde_json::Value> = record
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let mut out = serde_json::json!({
+        "topic": record.topic,
+        "key": record.key,
+        "messageId": record.message_id,
+        "publishTime": record.publish_time_ms,
+        "eventTime": record.event_time_ms,
+        "properties": properties,
+    });
+    let value = match &record.value {
+        None => ("value", serde_json::Value::Null),
+        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(json) => ("value", json),
+            Err(_) => match std::str::from_utf8(bytes) {
+                Ok(text) => ("value", serde_json::Value::String(text.to_owned())),
+                Err(_) => (
+                    "value_base64",
+                    serde_json::Value::String(
+                        base64::engine::general_purpose::STANDARD.encode(bytes),
+                    ),
+                ),
+            },
+        },
+    };
+    out[value.0] = value.1;
+    out
+}
+
 /// The idempotency key of a record: the same for every delivery of it.
 /// A sequence the runtime vouches for names the record across a source's
 /// restarts, which may publish it again under a new message id; otherwise
@@ -364,6 +401,32 @@ mod tests {
             idempotency_key(&r),
             "persistent://public/default/orders/seq/42"
         );
+    }
+
+    #[test]
+    fn a_record_body_carries_the_value_and_what_is_known_about_it() {
+        let mut r = SinkRecord {
+            topic: "persistent://public/default/orders-dlq".into(),
+            key: Some("k".into()),
+            value: Some(br#"{"id":1}"#.to_vec()),
+            properties: vec![("sluice.error".into(), "the endpoint answered 422".into())],
+            message_id: "7:3:-1:-1".into(),
+            publish_time_ms: 5,
+            ..SinkRecord::default()
+        };
+        let json = record_json(&r);
+        assert_eq!(json["value"]["id"], 1);
+        assert_eq!(
+            json["properties"]["sluice.error"],
+            "the endpoint answered 422"
+        );
+        assert_eq!(json["messageId"], "7:3:-1:-1");
+        r.value = Some(b"not json".to_vec());
+        assert_eq!(record_json(&r)["value"], "not json");
+        r.value = Some(vec![0xff, 0x00]);
+        let json = record_json(&r);
+        assert_eq!(json["value_base64"], "/wA=");
+        assert!(json.get("value").is_none());
     }
 
     #[test]

@@ -75,8 +75,7 @@ mod tests {
         assert!(!verify(secret, &header, b"{\"id\":2}"));
         assert!(!verify(b"another secret!!", &header, b"{\"id\":1}"));
         assert!(!verify(secret, "t=1,v1=zz", b"{\"id\":1}"));
-        // RFC 4231 test case 2, through the same MAC with an empty prefix
-        // check: the key "Jefe" over "what do ya want for nothing?".
+        // The MAC itself, against RFC 4231's test case 2.
         let mut m = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         m.update(b"what do ya want for nothing?");
         assert_eq!(
