@@ -14,8 +14,10 @@ pub mod db_sink;
 pub mod debezium;
 pub mod file_sink;
 pub mod http_sink;
+pub mod http_source;
 pub mod postgres_cdc;
 mod registry;
+pub mod signature;
 mod time;
 
 pub use api::{
@@ -32,6 +34,7 @@ use registry::Registered;
 static SOURCES: &[&dyn SourceEntry] = &[
     &Registered::<datagen::Datagen>::NEW,
     &Registered::<postgres_cdc::PostgresCdc>::NEW,
+    &Registered::<http_source::HttpSource>::NEW,
 ];
 
 /// Every sink connector.

@@ -12,7 +12,6 @@ mod client;
 mod config;
 mod endpoint;
 mod policy;
-pub mod signature;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -30,6 +29,7 @@ use crate::api::{
     BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord,
 };
 use crate::config::{ConfigMap, ConfigReport};
+use crate::signature;
 
 /// The `http` sink.
 pub struct HttpSink {

@@ -1,22 +1,23 @@
-//! The request signature: `t=<unix seconds>,v1=<hex HMAC-SHA256>` of
-//! `"<t>.<body>"` under the shared secret. The receiver recomputes it over
-//! the raw body and compares in constant time; the timestamp lets it refuse
-//! old requests replayed.
+//! The HTTP request signature that the `http` sink sends and the `http`
+//! source checks: `t=<unix seconds>,v1=<hex HMAC-SHA256>` of `"<t>.<body>"`
+//! under a shared secret. The receiver recomputes it over the raw body and
+//! compares in constant time; the timestamp lets it refuse old requests
+//! replayed.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The signature header's value for `body`, sent at `unix_seconds`.
-pub(crate) fn sign(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
+pub fn sign(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
     format!(
         "t={unix_seconds},v1={}",
         hex(&mac(secret, unix_seconds, body))
     )
 }
 
-/// Whether `header` is a valid signature of `body` under `secret`. For
-/// receivers, and the tests that play one.
-pub fn verify(secret: &[u8], header: &str, body: &[u8]) -> bool {
+/// The time a signature `header` carries, when it is a valid signature of
+/// `body` under `secret`.
+pub fn verify(secret: &[u8], header: &str, body: &[u8]) -> Option<u64> {
     let mut t = None;
     let mut v1 = None;
     for part in header.split(',') {
@@ -26,15 +27,11 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8]) -> bool {
             _ => {}
         }
     }
-    let (Some(t), Some(v1)) = (t, v1) else {
-        return false;
-    };
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return false;
-    };
+    let (t, v1) = (t?, v1?);
+    let mut m = Hmac::<Sha256>::new_from_slice(secret).ok()?;
     m.update(format!("{t}.").as_bytes());
     m.update(body);
-    m.verify_slice(&v1).is_ok()
+    m.verify_slice(&v1).ok().map(|()| t)
 }
 
 fn mac(secret: &[u8], unix_seconds: u64, body: &[u8]) -> Vec<u8> {
@@ -71,10 +68,10 @@ mod tests {
         let header = sign(secret, 1_700_000_000, b"{\"id\":1}");
         assert!(header.starts_with("t=1700000000,v1="));
         assert_eq!(header.len(), "t=1700000000,v1=".len() + 64);
-        assert!(verify(secret, &header, b"{\"id\":1}"));
-        assert!(!verify(secret, &header, b"{\"id\":2}"));
-        assert!(!verify(b"another secret!!", &header, b"{\"id\":1}"));
-        assert!(!verify(secret, "t=1,v1=zz", b"{\"id\":1}"));
+        assert_eq!(verify(secret, &header, b"{\"id\":1}"), Some(1_700_000_000));
+        assert_eq!(verify(secret, &header, b"{\"id\":2}"), None);
+        assert_eq!(verify(b"another secret!!", &header, b"{\"id\":1}"), None);
+        assert_eq!(verify(secret, "t=1,v1=zz", b"{\"id\":1}"), None);
         // The MAC itself, against RFC 4231's test case 2.
         let mut m = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         m.update(b"what do ya want for nothing?");

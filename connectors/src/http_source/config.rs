@@ -1,0 +1,170 @@
+//! Settings of the `http` source. `type`, `host` and `port` are the keys of
+//! Pulsar's Netty source; the rest are sluice's.
+
+use std::time::Duration;
+
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+
+const KNOWN: &str = "type, host, port, numberOfThreads, topicsFromPath, keyField, maxBodyBytes, \
+     maxPendingRequests, batchSize, authToken, signatureSecret, signatureHeader, \
+     signatureToleranceSeconds";
+
+/// Validated `http` source settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpSourceConfig {
+    /// The address to listen on.
+    pub host: String,
+    /// The port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Topics a request may name in its path (`POST /topics/<name>`);
+    /// others go to the connector's `topicName`.
+    pub topics_from_path: Vec<String>,
+    /// A JSON object's field whose value becomes the record's key.
+    pub key_field: Option<String>,
+    /// The largest request body taken.
+    pub max_body_bytes: usize,
+    /// Requests accepted and not yet answered, at most; past it new ones
+    /// are answered 503 with `Retry-After`.
+    pub max_pending_requests: usize,
+    /// Records per batch handed to the runtime, at most.
+    pub batch_size: usize,
+    /// The bearer token every request must carry, if any.
+    pub auth_token: Option<Secret>,
+    /// The key of the HMAC-SHA256 signature every request must carry, if any.
+    pub signature_secret: Option<Secret>,
+    /// The header that carries the signature.
+    pub signature_header: String,
+    /// How far a signature's time may be from this clock.
+    pub signature_tolerance: Duration,
+}
+
+impl std::fmt::Debug for HttpSourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSourceConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("topics_from_path", &self.topics_from_path)
+            .field("token", &self.auth_token.is_some())
+            .field("signed", &self.signature_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpSourceConfig {
+    /// Validate a `configs` map. Pure: no I/O.
+    pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
+        let r = ConfigReader::new(configs);
+        match r.string("type").as_deref() {
+            None | Some("http") => {}
+            Some(other) => r.error(
+                "type",
+                format!("\"{other}\" is not served: sluice's http source takes type http only"),
+            ),
+        }
+        r.ignore(
+            &["numberOfThreads"],
+            "requests are served by the runtime's threads",
+        );
+        let host = r.string("host").unwrap_or_else(|| "127.0.0.1".to_owned());
+        let port = r.u64_or("port", 10_999);
+        if port > u64::from(u16::MAX) {
+            r.error("port", "must be at most 65535");
+        }
+        let topics_from_path = r.string_list("topicsFromPath").unwrap_or_default();
+        for t in &topics_from_path {
+            if t.is_empty() || t.contains(['/', ' ']) {
+                r.error(
+                    "topicsFromPath",
+                    format!("\"{t}\" is not a topic name of the connector's namespace"),
+                );
+            }
+        }
+        let key_field = r.string("keyField");
+        let max_body_bytes = r.u64_or("maxBodyBytes", 1 << 20);
+        if max_body_bytes == 0 {
+            r.error("maxBodyBytes", "must be at least 1");
+        }
+        let max_pending_requests = r.u64_or("maxPendingRequests", 1000);
+        if max_pending_requests == 0 {
+            r.error("maxPendingRequests", "must be at least 1");
+        }
+        let batch_size = r.u64_or("batchSize", 500);
+        if batch_size == 0 {
+            r.error("batchSize", "must be at least 1");
+        }
+        let auth_token = r.secret("authToken");
+        let signature_secret = r.secret("signatureSecret");
+        for (key, secret) in [
+            ("authToken", &auth_token),
+            ("signatureSecret", &signature_secret),
+        ] {
+            if secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+                r.error(
+                    key,
+                    "is shorter than 16 characters: use a long random value",
+                );
+            }
+        }
+        let signature_header = r
+            .string("signatureHeader")
+            .unwrap_or_else(|| "Sluice-Signature".to_owned());
+        let signature_tolerance = Duration::from_secs(r.u64_or("signatureToleranceSeconds", 300));
+        let report = r.finish(KNOWN);
+        let config = report.errors.is_empty().then_some(Self {
+            host,
+            port: port as u16,
+            topics_from_path,
+            key_field,
+            max_body_bytes: max_body_bytes as usize,
+            max_pending_requests: max_pending_requests as usize,
+            batch_size: batch_size as usize,
+            auth_token,
+            signature_secret,
+            signature_header,
+            signature_tolerance,
+        });
+        (config, report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigValue;
+
+    fn read(pairs: &[(&str, &str)]) -> (Option<HttpSourceConfig>, ConfigReport) {
+        let map: ConfigMap = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), ConfigValue::String((*v).to_owned())))
+            .collect();
+        HttpSourceConfig::from_configs(&map)
+    }
+
+    #[test]
+    fn the_netty_sources_keys_are_taken() {
+        let (config, report) = read(&[
+            ("type", "http"),
+            ("host", "0.0.0.0"),
+            ("port", "10999"),
+            ("numberOfThreads", "4"),
+        ]);
+        let config = config.unwrap();
+        assert_eq!((config.host.as_str(), config.port), ("0.0.0.0", 10999));
+        assert_eq!(report.warnings.len(), 1, "numberOfThreads is ignored");
+        let (config, report) = read(&[("type", "tcp")]);
+        assert!(config.is_none());
+        assert!(format!("{report:?}").contains("type http only"));
+    }
+
+    #[test]
+    fn short_secrets_and_bad_topics_are_refused() {
+        let (config, report) = read(&[
+            ("authToken", "short"),
+            ("topicsFromPath", "orders,tenant/ns/x"),
+        ]);
+        assert!(config.is_none());
+        let text = format!("{report:?}");
+        assert!(text.contains("authToken"), "{text}");
+        assert!(text.contains("tenant/ns/x"), "{text}");
+    }
+}

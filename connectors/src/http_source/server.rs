@@ -1,0 +1,190 @@
+//! The HTTP server of the `http` source: it checks each request, turns its
+//! body into records, hands them to the source, and answers once the
+//! runtime says they are durable.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::HttpSourceConfig;
+use super::request::{self, Item};
+use crate::api::SourceRecord;
+use crate::signature;
+
+/// Records of one request, and where to say that they are durable.
+pub(crate) struct Accepted {
+    pub(crate) records: Vec<SourceRecord>,
+    pub(crate) done: oneshot::Sender<()>,
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub(crate) config: HttpSourceConfig,
+    pub(crate) requests: mpsc::Sender<Accepted>,
+    /// The status of a request whose records are durable: 200, or 202 when
+    /// they were only handed over (ATMOST_ONCE).
+    pub(crate) durable_status: StatusCode,
+}
+
+/// The router: every path takes a POST.
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    let limit = shared.config.max_body_bytes;
+    axum::Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+fn answer(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    if method != Method::POST {
+        let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "only POST is taken");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return answer(rejection.status(), &rejection.body_text()),
+    };
+    if let Err(why) = authenticate(&shared.config, &headers, &body) {
+        let mut response = answer(StatusCode::UNAUTHORIZED, why);
+        if shared.config.auth_token.is_some() {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return response;
+    }
+    let topic = match uri.path().strip_prefix("/topics/") {
+        None => None,
+        Some(name) if shared.config.topics_from_path.iter().any(|t| t == name) => {
+            Some(name.to_owned())
+        }
+        Some(name) => {
+            return answer(
+                StatusCode::NOT_FOUND,
+                &format!("topic {name} is not one this source publishes to"),
+            );
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let items = match request::items(content_type, &body, shared.config.key_field.as_deref()) {
+        Ok(items) => items,
+        Err((status, why)) => {
+            return answer(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &why,
+            );
+        }
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let count = items.len();
+    let records = items
+        .into_iter()
+        .map(|Item { key, value }| SourceRecord {
+            topic: topic.clone(),
+            key,
+            value,
+            properties: Vec::new(),
+            event_time_ms: Some(now_ms),
+            sequence: None,
+        })
+        .collect();
+    let (done, durable) = oneshot::channel();
+    match shared.requests.try_send(Accepted { records, done }) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let mut response = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests are waiting for the broker; retry later",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            return answer(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping");
+        }
+    }
+    match durable.await {
+        Ok(()) => (
+            shared.durable_status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "records": count }).to_string(),
+        )
+            .into_response(),
+        // The source stopped (a failed publish, shutdown) before the
+        // records were durable: the client must send them again.
+        Err(_) => {
+            let mut response = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the records were not stored; send them again",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+/// Check the bearer token and the signature the config asks for.
+fn authenticate(
+    config: &HttpSourceConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
+    if let Some(token) = &config.auth_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or("a bearer token is required")?;
+        if !same(given.as_bytes(), token.expose().as_bytes()) {
+            return Err("the bearer token is not valid");
+        }
+    }
+    if let Some(secret) = &config.signature_secret {
+        let given = headers
+            .get(config.signature_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .ok_or("a signature is required")?;
+        let signed_at = signature::verify(secret.expose().as_bytes(), given, body)
+            .ok_or("the signature is not valid")?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if now.abs_diff(signed_at) > config.signature_tolerance.as_secs() {
+            return Err("the signature is too old or from the future");
+        }
+    }
+    Ok(())
+}
+
+/// Equal bytes, compared in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
