@@ -327,10 +327,17 @@ pub enum Guarantee {
 /// What the runtime tells a source when it opens it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceContext {
+    /// The source's full name, `tenant/namespace/name`.
+    pub name: String,
     /// The guarantee the source runs under. Under ATMOST_ONCE nothing may be
     /// published twice, so a source that would repeat work after a crash
     /// (such as an interrupted snapshot) skips it instead.
     pub guarantee: Guarantee,
+    /// Under EFFECTIVELY_ONCE, the highest sequence already published, as
+    /// the runtime recovered it before opening the source: records at or
+    /// below it are skipped, and none above it was published. `None` when
+    /// nothing was, or under the other guarantees.
+    pub published: Option<Sequence>,
 }
 
 /// What the runtime tells a sink when it opens it.

@@ -1,13 +1,15 @@
 //! Settings of the `http` source. `type`, `host` and `port` are the keys of
 //! Pulsar's Netty source; the rest are sluice's.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
 const KNOWN: &str = "type, host, port, numberOfThreads, topicsFromPath, keyField, maxBodyBytes, \
      maxPendingRequests, batchSize, authToken, signatureSecret, signatureHeader, \
-     signatureToleranceSeconds";
+     signatureToleranceSeconds, stateDir, idempotencyKeyHeader, idempotencyKeyField, \
+     idempotencyRetentionSeconds";
 
 /// Validated `http` source settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,6 +38,15 @@ pub struct HttpSourceConfig {
     pub signature_header: String,
     /// How far a signature's time may be from this clock.
     pub signature_tolerance: Duration,
+    /// Where the idempotency journal is kept (EFFECTIVELY_ONCE).
+    pub state_dir: Option<PathBuf>,
+    /// The header that carries a request's idempotency key.
+    pub idempotency_key_header: String,
+    /// A JSON object's field that carries its idempotency key, when the
+    /// header is absent.
+    pub idempotency_key_field: Option<String>,
+    /// How long a published key is remembered.
+    pub idempotency_retention: Duration,
 }
 
 impl std::fmt::Debug for HttpSourceConfig {
@@ -109,6 +120,13 @@ impl HttpSourceConfig {
             .string("signatureHeader")
             .unwrap_or_else(|| "Sluice-Signature".to_owned());
         let signature_tolerance = Duration::from_secs(r.u64_or("signatureToleranceSeconds", 300));
+        let state_dir = r.string("stateDir").map(PathBuf::from);
+        let idempotency_key_header = r
+            .string("idempotencyKeyHeader")
+            .unwrap_or_else(|| "Idempotency-Key".to_owned());
+        let idempotency_key_field = r.string("idempotencyKeyField");
+        let idempotency_retention =
+            Duration::from_secs(r.u64_or("idempotencyRetentionSeconds", 86_400));
         let report = r.finish(KNOWN);
         let config = report.errors.is_empty().then_some(Self {
             host,
@@ -122,6 +140,10 @@ impl HttpSourceConfig {
             signature_secret,
             signature_header,
             signature_tolerance,
+            state_dir,
+            idempotency_key_header,
+            idempotency_key_field,
+            idempotency_retention,
         });
         (config, report)
     }

@@ -9,20 +9,23 @@
 //! pushes back on the clients instead of growing memory.
 
 mod config;
+mod journal;
 mod request;
 mod server;
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
 pub use self::config::HttpSourceConfig;
-use self::server::{Accepted, Shared};
+use self::journal::{Entry, Journal};
+use self::server::{Accepted, KeyState, Shared};
 use crate::api::{
-    ConnectorError, Finding, Guarantee, Position, Source, SourceBatch, SourceConnector,
+    ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch, SourceConnector,
     SourceContext,
 };
 use crate::config::{ConfigMap, ConfigReport};
@@ -32,11 +35,16 @@ use crate::config::{ConfigMap, ConfigReport};
 pub struct HttpSource {
     requests: mpsc::Receiver<Accepted>,
     /// Requests handed to the runtime, by the position that covers them,
-    /// waiting to hear that they are durable.
-    waiting: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// waiting to hear that they are durable, with their idempotency key.
+    waiting: VecDeque<(u64, oneshot::Sender<()>, Option<String>)>,
     /// A request taken from the queue that did not fit in the last batch.
     held: Option<Accepted>,
+    /// The last position given out: a request's count, or under
+    /// EFFECTIVELY_ONCE the last sequence.
     next: u64,
+    /// Under EFFECTIVELY_ONCE, the idempotency journal.
+    journal: Option<Journal>,
+    shared: Arc<Shared>,
     batch_size: usize,
     server: tokio::task::JoinHandle<()>,
     /// Where the server listens.
@@ -60,17 +68,52 @@ impl SourceConnector for HttpSource {
         HttpSourceConfig::from_configs(configs)
     }
 
-    /// Bind the port and start serving.
-    async fn open(
-        config: HttpSourceConfig,
-        context: &SourceContext,
-    ) -> Result<Self, ConnectorError> {
-        if context.guarantee == Guarantee::EffectivelyOnce {
-            return Err(ConnectorError::configuration(
-                "the http source runs under ATMOST_ONCE or ATLEAST_ONCE; EFFECTIVELY_ONCE \
-                 (a retried request published once) is not supported yet",
-            ));
-        }
+    /// Bind the port and start serving. Under EFFECTIVELY_ONCE, first read
+    /// the idempotency journal in `stateDir`.
+    async fn open(config: HttpSourceConfig, context: &SourceContext) -> Result<Self, ConnectorError> {
+        let effectively_once = context.guarantee == Guarantee::EffectivelyOnce;
+        let (journal, keys, next) = if effectively_once {
+            let dir = config.state_dir.as_ref().ok_or_else(|| {
+                ConnectorError::configuration(
+                    "under EFFECTIVELY_ONCE the http source keeps its idempotency journal in stateDir: set it",
+                )
+            })?;
+            let published = context
+                .published
+                .map(|s| u64::try_from(s.0).unwrap_or(u64::MAX));
+            let path = journal::path(dir, &context.name);
+            let now = unix_seconds();
+            let retention = config.idempotency_retention.as_secs();
+            let opened = tokio::task::spawn_blocking(move || {
+                journal::open(&path, published, retention, now).map_err(|e| (path, e))
+            })
+            .await
+            .map_err(|e| ConnectorError::retryable("read the idempotency journal").with_source(e))?
+            .map_err(|(path, e)| {
+                ConnectorError::configuration(format!(
+                    "the idempotency journal {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let keys: HashMap<String, KeyState> = opened
+                .published
+                .into_iter()
+                .map(|e| {
+                    let records = (e.last + 1 - e.first) as usize;
+                    (
+                        e.key,
+                        KeyState::Published {
+                            digest: e.digest,
+                            records,
+                        },
+                    )
+                })
+                .collect();
+            let next = opened.last_given.max(published.unwrap_or(0));
+            (Some(opened.journal), Some(Mutex::new(keys)), next)
+        } else {
+            (None, None, 0)
+        };
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
             .await
             .map_err(|e| {
@@ -90,8 +133,9 @@ impl SourceConnector for HttpSource {
             } else {
                 StatusCode::OK
             },
+            keys,
         });
-        let app = server::router(shared);
+        let app = server::router(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -100,7 +144,9 @@ impl SourceConnector for HttpSource {
             requests,
             waiting: VecDeque::new(),
             held: None,
-            next: 0,
+            next,
+            journal,
+            shared,
             batch_size,
             server,
             local_addr,
@@ -121,7 +167,9 @@ impl SourceConnector for HttpSource {
 
 impl Source for HttpSource {
     /// The records of one or more requests, never splitting one; each
-    /// request's last record carries a position of its own.
+    /// request's last record carries a position of its own. Under
+    /// EFFECTIVELY_ONCE each record gets the next sequence, and the keyed
+    /// requests' journal lines are synced before the batch is handed over.
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
         let first = match self.held.take() {
             Some(a) => a,
@@ -131,16 +179,46 @@ impl Source for HttpSource {
             },
         };
         let mut records = Vec::new();
+        let mut lines = Vec::new();
+        let now = unix_seconds();
         let mut next = Some(first);
         while let Some(accepted) = next.take() {
             if !records.is_empty() && records.len() + accepted.records.len() > self.batch_size {
                 self.held = Some(accepted);
                 break;
             }
-            records.extend(accepted.records);
-            self.next += 1;
-            self.waiting.push_back((self.next, accepted.done));
+            let Accepted {
+                records: mut theirs,
+                done,
+                key,
+            } = accepted;
+            if self.journal.is_some() {
+                let first = self.next + 1;
+                for record in &mut theirs {
+                    self.next += 1;
+                    record.sequence = Some(Sequence(u128::from(self.next)));
+                }
+                if let Some((key, digest)) = &key {
+                    lines.push(Entry {
+                        key: key.clone(),
+                        first,
+                        last: self.next,
+                        digest: digest.clone(),
+                        at: now,
+                    });
+                }
+            } else {
+                self.next += 1;
+            }
+            records.extend(theirs);
+            self.waiting
+                .push_back((self.next, done, key.map(|(k, _)| k)));
             next = self.requests.try_recv().ok();
+        }
+        if let Some(journal) = &self.journal {
+            journal.append(lines).await.map_err(|e| {
+                ConnectorError::retryable("write the idempotency journal").with_source(e)
+            })?;
         }
         Ok(Some(SourceBatch {
             records,
@@ -148,11 +226,27 @@ impl Source for HttpSource {
         }))
     }
 
-    /// Answer every request up to `position`: its records are durable.
+    /// Answer every request up to `position`: its records are durable, and
+    /// so is its idempotency key.
     async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
-        while self.waiting.front().is_some_and(|(p, _)| *p <= position.0) {
-            if let Some((_, done)) = self.waiting.pop_front() {
-                let _ = done.send(());
+        while self.waiting.front().is_some_and(|(p, _, _)| *p <= position.0) {
+            let Some((_, done, key)) = self.waiting.pop_front() else {
+                break;
+            };
+            let _ = done.send(());
+            if let (Some(keys), Some(key)) = (&self.shared.keys, key)
+                && let Ok(mut keys) = keys.lock()
+                && let Some(KeyState::Pending {
+                    digest,
+                    records,
+                    waiters,
+                }) = keys.remove(&key)
+            {
+                // Retries that waited with the first request hear with it.
+                for waiter in waiters {
+                    let _ = waiter.send(());
+                }
+                keys.insert(key, KeyState::Published { digest, records });
             }
         }
         Ok(())
@@ -165,7 +259,18 @@ impl Source for HttpSource {
         self.waiting.clear();
         self.held = None;
         self.requests.close();
+        if let Some(keys) = &self.shared.keys
+            && let Ok(mut keys) = keys.lock()
+        {
+            keys.retain(|_, state| matches!(state, KeyState::Published { .. }));
+        }
     }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Drop for HttpSource {
@@ -196,9 +301,10 @@ mod tests {
     async fn post(
         addr: std::net::SocketAddr,
         path: &str,
-        headers: &str,
+        headers: impl AsRef<str>,
         body: &str,
     ) -> (u16, String) {
+        let headers = headers.as_ref();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -312,4 +418,77 @@ mod tests {
         assert_eq!(good.await.unwrap().0, 200);
         source.close().await;
     }
+
+    #[tokio::test]
+    async fn a_retried_key_is_published_once_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("sluice-http-eo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.display().to_string();
+        let eo = |published: Option<u64>| SourceContext {
+            name: "public/default/orders-api".into(),
+            guarantee: Guarantee::EffectivelyOnce,
+            published: published.map(|p| Sequence(u128::from(p))),
+        };
+        let keyed = |key: &str| format!("{JSON}Idempotency-Key: {key}\r\n");
+        let mut source = HttpSource::open(config(&[("stateDir", &state)]), &eo(None))
+            .await
+            .unwrap();
+        let addr = source.local_addr;
+
+        // The first request with a key is published with sequences 1 and 2.
+        let first = tokio::spawn(post(addr, "/", JSON_KEYED_A, r#"[{"n":1},{"n":2}]"#));
+        let batch = source.read().await.unwrap().unwrap();
+        let seqs: Vec<_> = batch.records.iter().map(|r| r.sequence).collect();
+        assert_eq!(seqs, [Some(Sequence(1)), Some(Sequence(2))]);
+        // A retry while it is on its way waits with it.
+        let retry = tokio::spawn(post(addr, "/", JSON_KEYED_A, r#"[{"n":1},{"n":2}]"#));
+        until("the retry to wait", || {
+            source.shared.keys.as_ref().is_some_and(|k| {
+                k.lock().is_ok_and(|k| {
+                    matches!(k.get("a"), Some(KeyState::Pending { waiters, .. }) if waiters.len() == 1)
+                })
+            })
+        })
+        .await;
+        source.commit(batch.checkpoint.unwrap()).await.unwrap();
+        assert_eq!(first.await.unwrap().0, 200);
+        assert_eq!(retry.await.unwrap().0, 200);
+        // A later retry is answered at once, and the key with another body refused.
+        let (status, text) = post(addr, "/", JSON_KEYED_A, r#"[{"n":1},{"n":2}]"#).await;
+        assert_eq!(status, 200);
+        assert!(text.contains("idempotent-replayed: true"), "{text}");
+        assert_eq!(post(addr, "/", &keyed("a"), r#"{"n":3}"#).await.0, 422);
+        assert_eq!(source.requests.len(), 0, "nothing more was queued");
+        source.close().await;
+
+        // After a restart where the runtime published up to 2, a retry of
+        // "a" is answered without publishing.
+        let mut source = HttpSource::open(config(&[("stateDir", &state)]), &eo(Some(2)))
+            .await
+            .unwrap();
+        let addr = source.local_addr;
+        assert_eq!(post(addr, "/", JSON_KEYED_A, r#"[{"n":1},{"n":2}]"#).await.0, 200);
+        // A new key goes on from the next sequence.
+        let new = tokio::spawn(post(addr, "/", keyed("b"), r#"{"n":4}"#));
+        let batch = source.read().await.unwrap().unwrap();
+        assert_eq!(batch.records[0].sequence, Some(Sequence(3)));
+        source.close().await;
+        assert_eq!(new.await.unwrap().0, 503, "closed before it was durable");
+
+        // After a restart where "b" (sequence 3) was not published, its
+        // retry is published again, under a new sequence.
+        let mut source = HttpSource::open(config(&[("stateDir", &state)]), &eo(Some(2)))
+            .await
+            .unwrap();
+        let addr = source.local_addr;
+        let again = tokio::spawn(post(addr, "/", keyed("b"), r#"{"n":4}"#));
+        let batch = source.read().await.unwrap().unwrap();
+        assert_eq!(batch.records[0].sequence, Some(Sequence(4)));
+        source.commit(batch.checkpoint.unwrap()).await.unwrap();
+        assert_eq!(again.await.unwrap().0, 200);
+        source.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const JSON_KEYED_A: &str = "Content-Type: application/json\r\nIdempotency-Key: a\r\n";
 }

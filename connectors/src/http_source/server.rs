@@ -2,7 +2,8 @@
 //! body into records, hands them to the source, and answers once the
 //! runtime says they are durable.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -20,7 +21,25 @@ use crate::signature;
 pub(crate) struct Accepted {
     pub(crate) records: Vec<SourceRecord>,
     pub(crate) done: oneshot::Sender<()>,
+    /// Its idempotency key and body digest, under EFFECTIVELY_ONCE.
+    pub(crate) key: Option<(String, String)>,
 }
+
+/// What is known of an idempotency key.
+#[derive(Debug)]
+pub(crate) enum KeyState {
+    /// Its records are durable; a retry is answered at once.
+    Published { digest: String, records: usize },
+    /// Its records are on their way; a retry waits with the first request.
+    Pending {
+        digest: String,
+        records: usize,
+        waiters: Vec<oneshot::Sender<()>>,
+    },
+}
+
+/// The idempotency keys of a source under EFFECTIVELY_ONCE.
+pub(crate) type Keys = Mutex<HashMap<String, KeyState>>;
 
 /// What every request handler shares.
 pub(crate) struct Shared {
@@ -29,7 +48,20 @@ pub(crate) struct Shared {
     /// The status of a request whose records are durable: 200, or 202 when
     /// they were only handed over (ATMOST_ONCE).
     pub(crate) durable_status: StatusCode,
+    /// Under EFFECTIVELY_ONCE, the idempotency keys seen.
+    pub(crate) keys: Option<Keys>,
 }
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest idempotency key taken.
+const MAX_KEY: usize = 255;
 
 /// The router: every path takes a POST.
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
@@ -88,7 +120,13 @@ async fn handle(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let items = match request::items(content_type, &body, shared.config.key_field.as_deref()) {
+    let config = &shared.config;
+    let items = match request::items(
+        content_type,
+        &body,
+        config.key_field.as_deref(),
+        config.idempotency_key_field.as_deref(),
+    ) {
         Ok(items) => items,
         Err((status, why)) => {
             return answer(
@@ -97,13 +135,45 @@ async fn handle(
             );
         }
     };
+    let key = match &shared.keys {
+        None => None,
+        Some(_) => match idempotency_key(config, &headers, &items) {
+            Ok(key) => key.map(|k| (k, digest(&body))),
+            Err(why) => return answer(StatusCode::BAD_REQUEST, why),
+        },
+    };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let count = items.len();
+    if let (Some(keys), Some((k, digest))) = (&shared.keys, &key) {
+        match seen(keys, k, digest, count) {
+            Seen::New => {}
+            Seen::Published(records) => {
+                let mut response = durable(shared.durable_status, records);
+                response.headers_mut().insert(
+                    "idempotent-replayed",
+                    header::HeaderValue::from_static("true"),
+                );
+                return response;
+            }
+            Seen::Pending(wait) => {
+                return match wait.await {
+                    Ok(()) => durable(shared.durable_status, count),
+                    Err(_) => not_stored(),
+                };
+            }
+            Seen::Conflict => {
+                return answer(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "this idempotency key was used for a different body",
+                );
+            }
+        }
+    }
     let records = items
         .into_iter()
-        .map(|Item { key, value }| SourceRecord {
+        .map(|Item { key, value, .. }| SourceRecord {
             topic: topic.clone(),
             key,
             value,
@@ -112,10 +182,22 @@ async fn handle(
             sequence: None,
         })
         .collect();
-    let (done, durable) = oneshot::channel();
-    match shared.requests.try_send(Accepted { records, done }) {
+    let (done, durable_rx) = oneshot::channel();
+    let forget = |shared: &Shared, key: &Option<(String, String)>| {
+        if let (Some(keys), Some((k, _))) = (&shared.keys, key)
+            && let Ok(mut keys) = keys.lock()
+        {
+            keys.remove(k);
+        }
+    };
+    match shared.requests.try_send(Accepted {
+        records,
+        done,
+        key: key.clone(),
+    }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
+            forget(&shared, &key);
             let mut response = answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many requests are waiting for the broker; retry later",
@@ -126,29 +208,116 @@ async fn handle(
             return response;
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
+            forget(&shared, &key);
             return answer(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping");
         }
     }
-    match durable.await {
-        Ok(()) => (
-            shared.durable_status,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "records": count }).to_string(),
-        )
-            .into_response(),
+    match durable_rx.await {
+        Ok(()) => durable(shared.durable_status, count),
         // The source stopped (a failed publish, shutdown) before the
         // records were durable: the client must send them again.
-        Err(_) => {
-            let mut response = answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the records were not stored; send them again",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
-        }
+        Err(_) => not_stored(),
     }
+}
+
+fn durable(status: StatusCode, records: usize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "records": records }).to_string(),
+    )
+        .into_response()
+}
+
+fn not_stored() -> Response {
+    let mut response = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the records were not stored; send them again",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// What a request's idempotency key says about it.
+enum Seen {
+    /// Never seen (or not published before a restart): publish it.
+    New,
+    /// Published before, with this many records.
+    Published(usize),
+    /// On its way: wait for it.
+    Pending(oneshot::Receiver<()>),
+    /// Seen with another body.
+    Conflict,
+}
+
+fn seen(keys: &Keys, key: &str, digest: &str, records: usize) -> Seen {
+    let Ok(mut keys) = keys.lock() else {
+        return Seen::Conflict;
+    };
+    match keys.get_mut(key) {
+        None => {
+            keys.insert(
+                key.to_owned(),
+                KeyState::Pending {
+                    digest: digest.to_owned(),
+                    records,
+                    waiters: Vec::new(),
+                },
+            );
+            Seen::New
+        }
+        Some(KeyState::Published { digest: d, records }) if d == digest => {
+            Seen::Published(*records)
+        }
+        Some(KeyState::Pending {
+            digest: d, waiters, ..
+        }) if d == digest => {
+            let (tx, rx) = oneshot::channel();
+            waiters.push(tx);
+            Seen::Pending(rx)
+        }
+        Some(_) => Seen::Conflict,
+    }
+}
+
+/// A request's idempotency key: its header, else the configured field of
+/// its one JSON object.
+fn idempotency_key(
+    config: &HttpSourceConfig,
+    headers: &HeaderMap,
+    items: &[Item],
+) -> Result<Option<String>, &'static str> {
+    let key = match headers.get(config.idempotency_key_header.as_str()) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| "the idempotency key is not visible ASCII")?
+                .to_owned(),
+        ),
+        None => match items {
+            [one] => one.idempotency.clone(),
+            _ => None,
+        },
+    };
+    match key {
+        Some(k) if k.is_empty() || k.len() > MAX_KEY => {
+            Err("the idempotency key is empty or longer than 255 characters")
+        }
+        Some(k) if k.chars().any(char::is_control) => {
+            Err("the idempotency key holds a control character")
+        }
+        other => Ok(other),
+    }
+}
+
+/// Hex SHA-256 of a body.
+fn digest(body: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Check the bearer token and the signature the config asks for.

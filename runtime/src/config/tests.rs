@@ -114,12 +114,12 @@ const CASES: &[(&str, &str, u64, u64, &str, &str)] = &[
         "unknown field `maxPending`",
     ),
     (
-        "nested map under configs",
-        "sources:\n  - name: a\n    configs:\n      count: {a: 1}\n",
-        4,
+        "a map where a connector takes a number",
+        "sources:\n  - name: a\n    className: datagen\n    configs:\n      count: {a: 1}\n",
+        5,
         14,
         "sources[0].configs.count",
-        "did not match any variant",
+        "expected a non-negative integer, found a map",
     ),
     (
         "undefined variable",

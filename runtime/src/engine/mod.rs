@@ -204,7 +204,9 @@ async fn supervise_source(
                     () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
                 };
                 let context = sluice_connectors::SourceContext {
+                    name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
                     guarantee: def.guarantee,
+                    published: progress.sequence,
                 };
                 let mut source = def.spec.open(&context).await?;
                 let result = effectively_once::run(
@@ -221,7 +223,9 @@ async fn supervise_source(
                 return result;
             }
             let context = sluice_connectors::SourceContext {
+                name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
                 guarantee: def.guarantee,
+                published: None,
             };
             let mut source = def.spec.open(&context).await?;
             let result = source_task::run(&def, client, &mut source, &status, shutdown).await;
