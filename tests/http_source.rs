@@ -2,6 +2,9 @@
 //! client POSTs reach the topic before the client hears 200, bad requests
 //! get their 4xx and publish nothing, and a named topic from the allow-list.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -30,10 +33,12 @@ fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, St
     }
 }
 
-/// Wait until the source answers (a 401 to an empty POST shows it listens).
+/// Wait until the source answers (a 4xx to an empty POST shows it listens).
 async fn listening(port: u16, sluice: &Sluice) -> anyhow::Result<()> {
     wait_for("the http source to listen", DEADLINE, || async move {
-        Ok((post(port, "/", &[], "").0 == 401).then_some(()))
+        Ok((400..500)
+            .contains(&post(port, "/", &[], "").0)
+            .then_some(()))
     })
     .await
     .with_context(|| sluice.log())
@@ -128,6 +133,108 @@ async fn posted_records_reach_their_topics_before_the_client_hears_200() -> anyh
             .is_none(),
         "a refused request published something"
     );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn under_effectively_once_retries_after_a_kill_9_publish_each_request_once()
+-> anyhow::Result<()> {
+    // GIVEN an http source under EFFECTIVELY_ONCE with its journal in a folder
+    let input = topic(&unique("http-src-eo"));
+    let mut audit = reader(&input).await?;
+    let dir = temp_dir("http-src-eo")?;
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state)?;
+    let (port, source_port) = (free_port()?, free_port()?);
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - name: orders-api\n    className: http\n    topicName: {input}\n\
+         \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n      port: {source_port}\n\
+         \x20     stateDir: {}\n",
+        state.display()
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+    listening(source_port, &sluice).await?;
+
+    // WHEN six clients send 60 keyed orders, and sluice is killed with -9
+    // once 20 are answered, while the others are in flight
+    let answered = Arc::new(AtomicUsize::new(0));
+    let order = |i: usize| format!("{{\"order\":{i}}}");
+    let clients: Vec<_> = (0..6)
+        .map(|c| {
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|n| {
+                        let i = c * 10 + n;
+                        let key = format!("order-{i}");
+                        let headers = [
+                            ("Content-Type", "application/json"),
+                            ("Idempotency-Key", key.as_str()),
+                        ];
+                        let status = post(source_port, "/", &headers, &order(i)).0;
+                        if status == 200 {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                        (i, status)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    wait_for("20 answers", DEADLINE, || {
+        let n = answered.load(Ordering::SeqCst);
+        async move { Ok((n >= 20).then_some(())) }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    sluice.kill9()?;
+    let mut first_try = BTreeMap::new();
+    for client in clients {
+        first_try.extend(
+            client
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))?,
+        );
+    }
+    let lost_answers = first_try.values().filter(|s| **s != 200).count();
+
+    // AND sluice starts again, and every order is sent again, answered or not
+    let sluice = Sluice::start(&dir, &config, port)?;
+    listening(source_port, &sluice).await?;
+    for i in 0..60 {
+        let key = format!("order-{i}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", key.as_str()),
+        ];
+        let (status, body) = post(source_port, "/", &headers, &order(i));
+        assert_eq!(status, 200, "order {i}: {body}");
+    }
+
+    // THEN the topic holds each order exactly once
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    while seen.values().sum::<usize>() < 60 {
+        let msg = audit
+            .receive_with_timeout(DEADLINE)
+            .await?
+            .with_context(|| format!("only {} orders on the topic: {seen:?}", seen.len()))?;
+        let (payload, _) = message_parts(&msg);
+        *seen
+            .entry(String::from_utf8_lossy(&payload).into_owned())
+            .or_default() += 1;
+    }
+    ensure!(
+        audit
+            .receive_with_timeout(Duration::from_secs(2))
+            .await?
+            .is_none(),
+        "more than 60 messages on the topic"
+    );
+    assert_eq!(seen.len(), 60);
+    ensure!(seen.values().all(|n| *n == 1), "{seen:?}");
+    eprintln!("answers lost to the kill: {lost_answers} of 60");
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }

@@ -70,7 +70,10 @@ impl SourceConnector for HttpSource {
 
     /// Bind the port and start serving. Under EFFECTIVELY_ONCE, first read
     /// the idempotency journal in `stateDir`.
-    async fn open(config: HttpSourceConfig, context: &SourceContext) -> Result<Self, ConnectorError> {
+    async fn open(
+        config: HttpSourceConfig,
+        context: &SourceContext,
+    ) -> Result<Self, ConnectorError> {
         let effectively_once = context.guarantee == Guarantee::EffectivelyOnce;
         let (journal, keys, next) = if effectively_once {
             let dir = config.state_dir.as_ref().ok_or_else(|| {
@@ -229,7 +232,11 @@ impl Source for HttpSource {
     /// Answer every request up to `position`: its records are durable, and
     /// so is its idempotency key.
     async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
-        while self.waiting.front().is_some_and(|(p, _, _)| *p <= position.0) {
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(p, _, _)| *p <= position.0)
+        {
             let Some((_, done, key)) = self.waiting.pop_front() else {
                 break;
             };
@@ -467,7 +474,12 @@ mod tests {
             .await
             .unwrap();
         let addr = source.local_addr;
-        assert_eq!(post(addr, "/", JSON_KEYED_A, r#"[{"n":1},{"n":2}]"#).await.0, 200);
+        assert_eq!(
+            post(addr, "/", JSON_KEYED_A, r#"[{"n":1},{"n":2}]"#)
+                .await
+                .0,
+            200
+        );
         // A new key goes on from the next sequence.
         let new = tokio::spawn(post(addr, "/", keyed("b"), r#"{"n":4}"#));
         let batch = source.read().await.unwrap().unwrap();
