@@ -142,7 +142,7 @@ async fn under_effectively_once_retries_after_a_kill_9_publish_each_request_once
 -> anyhow::Result<()> {
     // GIVEN an http source under EFFECTIVELY_ONCE with its journal in a folder
     let input = topic(&unique("http-src-eo"));
-    let mut audit = reader(&input).await?;
+    let audit = reader(&input).await?;
     let dir = temp_dir("http-src-eo")?;
     let state = dir.join("state");
     std::fs::create_dir_all(&state)?;
