@@ -119,6 +119,8 @@ pub struct Skips {
     /// Applied, but with their `sluice.seq` ignored: it came from a producer
     /// that is not a sluice source, so it may not move the watermark.
     pub untrusted_sequences: std::sync::atomic::AtomicU64,
+    /// Passed over on purpose: the sink's filter does not select them.
+    pub filtered: std::sync::atomic::AtomicU64,
 }
 
 impl SinkRecord {

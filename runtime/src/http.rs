@@ -88,6 +88,7 @@ fn describe(c: &ConnectorStatus) -> serde_json::Value {
         "skipped": {
             "redelivered": c.skips.redelivered.load(Ordering::Relaxed),
             "republished": c.skips.republished.load(Ordering::Relaxed),
+            "filtered": c.skips.filtered.load(Ordering::Relaxed),
         },
         "untrusted_sequences": c.skips.untrusted_sequences.load(Ordering::Relaxed),
         "lag_ms": c.lag_ms.load(Ordering::Relaxed),

@@ -27,8 +27,9 @@ pub const RESTARTS: &str = "sluice_restarts_total";
 pub const LAG: &str = "sluice_lag_seconds";
 /// Batch write or publish latency.
 pub const BATCH_LATENCY: &str = "sluice_batch_latency_seconds";
-/// Records a sink passed over as applied before, by `reason`
-/// (`redelivered`, `republished`).
+/// Records a sink passed over, by `reason`: applied before
+/// (`redelivered`, `republished`), or not selected by its filter
+/// (`filtered`).
 pub const SKIPPED: &str = "sluice_skipped_total";
 /// Records applied with their `sluice.seq` ignored: not from a sluice source.
 pub const UNTRUSTED_SEQUENCES: &str = "sluice_untrusted_sequences_total";
@@ -121,12 +122,13 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
     }
     let _ = writeln!(
         out,
-        "# HELP {SKIPPED} Records passed over as applied before, by reason.\n# TYPE {SKIPPED} counter"
+        "# HELP {SKIPPED} Records a sink passed over, by reason.\n# TYPE {SKIPPED} counter"
     );
     for s in statuses {
         for (reason, n) in [
             ("redelivered", &s.skips.redelivered),
             ("republished", &s.skips.republished),
+            ("filtered", &s.skips.filtered),
         ] {
             let _ = writeln!(
                 out,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::endpoint::Endpoint;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
-const KNOWN: &str = "url, headers, bodyFormat, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
+const KNOWN: &str = "url, headers, bodyFormat, filterPointer, filterValues, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
      maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, \
      idempotencyKeyHeader, tlsTrustCertsFilePath";
 
@@ -20,6 +20,9 @@ pub struct HttpSinkConfig {
     pub headers: Vec<(String, Secret)>,
     /// What a request's body holds.
     pub body: BodyFormat,
+    /// Send only records whose JSON value holds one of these values at
+    /// this JSON pointer; the others are acknowledged unsent.
+    pub filter: Option<(String, Vec<String>)>,
     /// Records per write.
     pub batch_size: u64,
     /// How long a partial batch waits.
@@ -108,6 +111,27 @@ impl HttpSinkConfig {
                 BodyFormat::Value
             }
         };
+        let filter = match (r.string("filterPointer"), r.string_list("filterValues")) {
+            (None, None) => None,
+            (Some(pointer), Some(values)) if pointer.starts_with('/') && !values.is_empty() => {
+                Some((pointer, values))
+            }
+            (Some(pointer), Some(_)) if !pointer.starts_with('/') => {
+                r.error(
+                    "filterPointer",
+                    format!("\"{pointer}\" is not a JSON pointer (it starts with /, as /after/status)"),
+                );
+                None
+            }
+            (Some(_), _) => {
+                r.error("filterValues", "is required with filterPointer");
+                None
+            }
+            (None, Some(_)) => {
+                r.error("filterPointer", "is required with filterValues");
+                None
+            }
+        };
         let batch_size = r.u64_or("batchSize", 100);
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
@@ -150,6 +174,7 @@ impl HttpSinkConfig {
                 endpoint,
                 headers,
                 body,
+                filter,
                 batch_size,
                 timeout,
                 max_concurrency: max_concurrency as usize,

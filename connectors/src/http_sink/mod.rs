@@ -44,6 +44,8 @@ pub struct HttpSink {
     /// Message ids a write delivered before it failed as a whole: the
     /// runtime writes that batch again, and these do not go out twice.
     delivered: HashSet<String>,
+    /// Where records the filter passes over are counted.
+    skips: std::sync::Arc<crate::api::Skips>,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -63,7 +65,7 @@ impl SinkConnector for HttpSink {
     }
 
     /// Ready the client; connections open on first use.
-    async fn open(config: HttpSinkConfig, _: &SinkContext) -> Result<Self, ConnectorError> {
+    async fn open(config: HttpSinkConfig, context: &SinkContext) -> Result<Self, ConnectorError> {
         let client = Client::new(
             &config.endpoint,
             config.trust_file.as_deref(),
@@ -86,6 +88,7 @@ impl SinkConnector for HttpSink {
             headers,
             content_type_set,
             delivered: HashSet::new(),
+            skips: std::sync::Arc::clone(&context.skips),
         })
     }
 
@@ -132,8 +135,13 @@ impl Sink for HttpSink {
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
         let lanes = self.lanes.len();
         let mut work: Vec<Vec<usize>> = vec![Vec::new(); lanes];
+        let mut filtered = 0;
         for (i, record) in batch.iter().enumerate() {
             if self.delivered.contains(&record.message_id) {
+                continue;
+            }
+            if !selected(self.config.filter.as_ref(), record) {
+                filtered += 1;
                 continue;
             }
             work[lane(record, i, lanes)].push(i);
@@ -172,6 +180,9 @@ impl Sink for HttpSink {
             return Err(e);
         }
         self.delivered.clear();
+        self.skips
+            .filtered
+            .fetch_add(filtered, std::sync::atomic::Ordering::Relaxed);
         if refused.is_empty() {
             Ok(())
         } else {
@@ -182,6 +193,27 @@ impl Sink for HttpSink {
 
     async fn close(&mut self) {
         self.lanes.iter_mut().for_each(|c| *c = None);
+    }
+}
+
+/// Whether the filter selects a record: its value is JSON and holds one
+/// of the values at the pointer (a string as it is, anything else as its
+/// JSON text). Without a filter, every record is.
+fn selected(filter: Option<&(String, Vec<String>)>, record: &SinkRecord) -> bool {
+    let Some((pointer, values)) = filter else {
+        return true;
+    };
+    let Some(json) = record
+        .value
+        .as_deref()
+        .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+    else {
+        return false;
+    };
+    match json.pointer(pointer) {
+        Some(serde_json::Value::String(s)) => values.iter().any(|v| v == s),
+        Some(other) => values.contains(&other.to_string()),
+        None => false,
     }
 }
 
@@ -427,6 +459,26 @@ mod tests {
         let json = record_json(&r);
         assert_eq!(json["value_base64"], "/wA=");
         assert!(json.get("value").is_none());
+    }
+
+    #[test]
+    fn the_filter_selects_by_the_value_at_its_pointer() {
+        let filter = ("/after/status".to_owned(), vec!["shipped".to_owned(), "5".to_owned()]);
+        let record = |value: &str| SinkRecord {
+            value: Some(value.as_bytes().to_vec()),
+            ..SinkRecord::default()
+        };
+        let shipped = record(r#"{"op":"u","after":{"status":"shipped"}}"#);
+        assert!(selected(Some(&filter), &shipped));
+        assert!(selected(None, &shipped));
+        assert!(selected(Some(&filter), &record(r#"{"after":{"status":5}}"#)));
+        for other in [
+            r#"{"op":"u","after":{"status":"paid"}}"#,
+            r#"{"op":"d","after":null}"#,
+            "not json",
+        ] {
+            assert!(!selected(Some(&filter), &record(other)), "{other}");
+        }
     }
 
     #[test]
