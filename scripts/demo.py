@@ -5,13 +5,21 @@ The order service writes to its Postgres database `orders`. sluice captures
 the changes into Pulsar and applies them to the warehouse service's Postgres
 database and the shipping service's MariaDB database, effectively once
 (config/retail.yaml). An order generator places orders, moves them through
-their statuses and cancels some (deletes). Then both targets are compared
-with the source, table by table, and the verdict printed.
+their statuses and cancels some (deletes). Some orders arrive over REST
+instead, through sluice's HTTP source, and a few of those name a customer
+that does not exist: the order service's database refuses them and they are
+dead-lettered. A notification service (an HTTP server here) hears of every
+order that reaches `shipped`, and an operator webhook of every dead letter,
+through sluice's HTTP sink. At the end both targets are compared with the
+source, table by table, the notifications and alerts are counted, and the
+verdict printed.
 
 Only the standard library and the psql and mariadb clients are used.
 """
 
 import argparse
+import datetime
+import http.server
 import json
 import os
 import random
@@ -19,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -115,10 +124,72 @@ def reset():
         admin("DELETE", "/persistent/" + topic.removeprefix("persistent://") + "?force=true")
 
 
-class Generator:
-    """Orders placed, paid, packed, shipped, and some cancelled (deleted)."""
+class Receiver:
+    """An HTTP server that takes POSTs and keeps them: the notification
+    service and the operator's webhook. Each request is kept as
+    (idempotency key, JSON body)."""
 
-    def __init__(self, seed):
+    def __init__(self):
+        self.requests = []
+        lock = threading.Lock()
+        kept = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    doc = json.loads(body)
+                except ValueError:
+                    doc = None
+                with lock:
+                    kept.append((self.headers.get("Idempotency-Key"), doc))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def by_key(self):
+        """The bodies received, one per idempotency key (retries of one
+        delivery carry the same key)."""
+        return {key: doc for key, doc in list(self.requests)}
+
+    def close(self):
+        self.server.shutdown()
+
+
+def rest_order(port, order, customer, total):
+    """POST a new order to the order service's REST API (sluice's HTTP
+    source); True once it answers 200, the order being in Pulsar."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    body = json.dumps({"id": order, "customer_id": customer, "status": "placed",
+                       "total": f"{total:.2f}", "placed_at": now, "updated_at": now}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/orders", data=body, method="POST",
+        headers={"Content-Type": "application/json", "Idempotency-Key": f"order-{order}"})
+    for _ in range(20):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            # No answer, or 503 (busy, or the records not stored): send the
+            # same request again; its idempotency key makes it count once.
+            time.sleep(0.5)
+    return False
+
+
+class Generator:
+    """Orders placed (over SQL or REST), paid, packed, shipped, and some
+    cancelled (deleted)."""
+
+    def __init__(self, seed, api_port):
+        self.api_port = api_port
+        self.rest_orders = 0
+        self.refused_orders = []
         self.random = random.Random(seed)
         self.psql = subprocess.Popen(
             PG + ["-d", "orders", "-v", "ON_ERROR_STOP=0"],
@@ -134,6 +205,22 @@ class Generator:
         r = self.random
         open_orders = [o for o, s in self.status.items() if s != "shipped"]
         roll = r.random()
+        if roll < 0.1:
+            # A new order over REST; one in eight names an unknown customer,
+            # which the order service's database refuses (a dead letter).
+            order, self.next_id = self.next_id, self.next_id + 1
+            refused = r.random() < 0.125
+            customer = 9999 if refused else r.randint(1, 200)
+            if not rest_order(self.api_port, order, customer, r.randint(100, 99999) / 100):
+                raise SystemExit(f"the orders API did not take order {order}")
+            self.rest_orders += 1
+            if refused:
+                self.refused_orders.append(order)
+            else:
+                self.status[order] = "placed"
+                self.lines[order] = 0
+            self.changes += 0 if refused else 1
+            return
         if roll < 0.55 or not open_orders:
             order, self.next_id = self.next_id, self.next_id + 1
             lines = r.randint(1, 4)
@@ -191,6 +278,29 @@ def metrics(port):
     return applied, lag
 
 
+def notifications_and_alerts(notify, alerts, refused):
+    """The checks of the two webhooks: (description, ok) pairs."""
+    shipped = {int(x) for x in psql("orders", "SELECT id FROM orders WHERE status = 'shipped'").split()}
+    notified = {}
+    for key, doc in notify.by_key().items():
+        order = ((doc or {}).get("after") or {}).get("id")
+        notified.setdefault(order, set()).add(key)
+    alerted = set()
+    for key, doc in alerts.by_key().items():
+        value = (doc or {}).get("value") or {}
+        error = ((doc or {}).get("properties") or {}).get("sluice.error", "")
+        if "foreign key" in error:
+            alerted.add(value.get("id"))
+    return [
+        (f"notification service: {len(notified)} orders notified, {len(shipped)} shipped, "
+         f"{sum(len(k) for k in notified.values())} notifications (by idempotency key)",
+         set(notified) == shipped and all(len(k) == 1 for k in notified.values())),
+        (f"operator webhook: {len(alerted)} dead letters with their reason, "
+         f"{len(refused)} orders refused",
+         alerted == set(refused)),
+    ]
+
+
 def compare():
     """Per target and table: (source rows, target rows, equal)."""
     source = {table: rows("Postgres", "orders", table) for table in PG_QUERIES}
@@ -212,8 +322,19 @@ def main():
 
     STATE.mkdir(parents=True, exist_ok=True)
     reset()
+    notify, alerts = Receiver(), Receiver()
+    api_port = free_port()
+    journal = STATE / "orders-api"
+    journal.mkdir(exist_ok=True)
+    for old in journal.iterdir():
+        old.unlink()
+    env = dict(ENV, NOTIFY_URL=f"http://127.0.0.1:{notify.port}/notify",
+               ALERTS_URL=f"http://127.0.0.1:{alerts.port}/alerts",
+               ORDERS_API_PORT=str(api_port), SLUICE_STATE_DIR=str(journal))
+    say(f"demo: the notification service listens on {notify.port}, the operator webhook on "
+        f"{alerts.port}, and the order service's REST API (sluice's HTTP source) on {api_port}")
     check = subprocess.run([args.sluice, "check", "--config", str(ROOT / "config" / "retail.yaml")],
-                           capture_output=True, text=True, env=ENV)
+                           capture_output=True, text=True, env=env)
     for line in check.stdout.splitlines():
         say(f"  check: {line}")
     if check.returncode != 0:
@@ -225,7 +346,7 @@ def main():
     sluice = subprocess.Popen(
         [args.sluice, "run", "--config", str(ROOT / "config" / "retail.yaml")],
         stdout=log, stderr=subprocess.STDOUT,
-        env=dict(ENV, SLUICE_HTTP=f"127.0.0.1:{port}", SLUICE_LOG="info"),
+        env=dict(env, SLUICE_HTTP=f"127.0.0.1:{port}", SLUICE_LOG="info"),
     )
     verdict = 1
     try:
@@ -237,7 +358,7 @@ def main():
             time.sleep(0.5)
 
         say(f"demo: the order service runs for {args.duration} s at about {args.rate:g} transactions/s")
-        generator = Generator(seed=int(time.time()))
+        generator = Generator(seed=int(time.time()), api_port=api_port)
         start = time.monotonic()
         next_report = start
         while (now := time.monotonic()) < start + args.duration:
@@ -266,7 +387,9 @@ def main():
         deadline = time.monotonic() + 120
         while True:
             result = compare()
-            if all(equal for *_, equal in result) or time.monotonic() > deadline:
+            hooks = notifications_and_alerts(notify, alerts, generator.refused_orders)
+            settled = all(equal for *_, equal in result) and all(ok for _, ok in hooks)
+            if settled or time.monotonic() > deadline:
                 break
             time.sleep(1)
         say("")
@@ -275,9 +398,17 @@ def main():
             mark = "equal" if equal else "DIFFERENT"
             say(f"{target:<10} {engine:<9} {table:<12} {n_source:>11} {n_target:>11}  {mark}")
         say("")
-        if all(equal for *_, equal in result):
-            say("VERDICT: both targets equal the source, row by row.")
+        say(f"orders placed over REST: {generator.rest_orders}, "
+            f"of which refused by the order service's database: {len(generator.refused_orders)}")
+        for text, ok in hooks:
+            say(f"{text}  {'ok' if ok else 'WRONG'}")
+        say("")
+        if all(equal for *_, equal in result) and all(ok for _, ok in hooks):
+            say("VERDICT: both targets equal the source, row by row; every shipped order was "
+                "notified once and every dead letter reached the operator.")
             verdict = 0
+        elif all(equal for *_, equal in result):
+            say(f"VERDICT: both targets equal the source, but a webhook check failed; see {STATE / 'sluice.log'}")
         else:
             say(f"VERDICT: a target differs from the source; see {STATE / 'sluice.log'}")
     finally:
@@ -288,6 +419,8 @@ def main():
             except subprocess.TimeoutExpired:
                 sluice.kill()
         log.close()
+        notify.close()
+        alerts.close()
     return verdict
 
 
