@@ -119,7 +119,9 @@ impl HttpSinkConfig {
             (Some(pointer), Some(_)) if !pointer.starts_with('/') => {
                 r.error(
                     "filterPointer",
-                    format!("\"{pointer}\" is not a JSON pointer (it starts with /, as /after/status)"),
+                    format!(
+                        "\"{pointer}\" is not a JSON pointer (it starts with /, as /after/status)"
+                    ),
                 );
                 None
             }

@@ -463,7 +463,10 @@ mod tests {
 
     #[test]
     fn the_filter_selects_by_the_value_at_its_pointer() {
-        let filter = ("/after/status".to_owned(), vec!["shipped".to_owned(), "5".to_owned()]);
+        let filter = (
+            "/after/status".to_owned(),
+            vec!["shipped".to_owned(), "5".to_owned()],
+        );
         let record = |value: &str| SinkRecord {
             value: Some(value.as_bytes().to_vec()),
             ..SinkRecord::default()
@@ -471,7 +474,10 @@ mod tests {
         let shipped = record(r#"{"op":"u","after":{"status":"shipped"}}"#);
         assert!(selected(Some(&filter), &shipped));
         assert!(selected(None, &shipped));
-        assert!(selected(Some(&filter), &record(r#"{"after":{"status":5}}"#)));
+        assert!(selected(
+            Some(&filter),
+            &record(r#"{"after":{"status":5}}"#)
+        ));
         for other in [
             r#"{"op":"u","after":{"status":"paid"}}"#,
             r#"{"op":"d","after":null}"#,

@@ -9,7 +9,7 @@ use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 const KNOWN: &str = "type, host, port, numberOfThreads, topicsFromPath, keyField, maxBodyBytes, \
      maxPendingRequests, batchSize, authToken, signatureSecret, signatureHeader, \
      signatureToleranceSeconds, stateDir, idempotencyKeyHeader, idempotencyKeyField, \
-     idempotencyRetentionSeconds";
+     idempotencyRetentionSeconds, tlsCertFile, tlsKeyFile";
 
 /// Validated `http` source settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,6 +47,9 @@ pub struct HttpSourceConfig {
     pub idempotency_key_field: Option<String>,
     /// How long a published key is remembered.
     pub idempotency_retention: Duration,
+    /// The server's certificate chain and private key (PEM): requests are
+    /// then taken over TLS only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl std::fmt::Debug for HttpSourceConfig {
@@ -127,6 +130,18 @@ impl HttpSourceConfig {
         let idempotency_key_field = r.string("idempotencyKeyField");
         let idempotency_retention =
             Duration::from_secs(r.u64_or("idempotencyRetentionSeconds", 86_400));
+        let tls = match (r.string("tlsCertFile"), r.string("tlsKeyFile")) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                r.error("tlsKeyFile", "is required with tlsCertFile");
+                None
+            }
+            (None, Some(_)) => {
+                r.error("tlsCertFile", "is required with tlsKeyFile");
+                None
+            }
+        };
         let report = r.finish(KNOWN);
         let config = report.errors.is_empty().then_some(Self {
             host,
@@ -144,6 +159,7 @@ impl HttpSourceConfig {
             idempotency_key_header,
             idempotency_key_field,
             idempotency_retention,
+            tls,
         });
         (config, report)
     }

@@ -12,6 +12,7 @@ mod config;
 mod journal;
 mod request;
 mod server;
+mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -139,10 +140,24 @@ impl SourceConnector for HttpSource {
             keys,
         });
         let app = server::router(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        info!(%local_addr, "http source listening");
+        let server = match &shared.config.tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }),
+            Some((cert, key)) => {
+                let listener = tls::TlsListener::new(listener, tls::acceptor(cert, key)?)
+                    .map_err(|e| ConnectorError::retryable("listen for TLS").with_source(e))?;
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                })
+            }
+        };
+        let scheme = if shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        info!(%local_addr, scheme, "http source listening");
         Ok(Self {
             requests,
             waiting: VecDeque::new(),
@@ -156,15 +171,21 @@ impl SourceConnector for HttpSource {
         })
     }
 
-    /// The port is free to listen on.
+    /// The port is free to listen on, and the TLS certificate and key load.
     async fn preflight(config: &HttpSourceConfig) -> Vec<Finding> {
-        match tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await {
-            Ok(_) => Vec::new(),
-            Err(e) => vec![Finding::error(format!(
+        let mut out = Vec::new();
+        if let Err(e) = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await {
+            out.push(Finding::error(format!(
                 "cannot listen on {}:{}: {e}",
                 config.host, config.port
-            ))],
+            )));
         }
+        if let Some((cert, key)) = &config.tls
+            && let Err(e) = tls::acceptor(cert, key)
+        {
+            out.push(Finding::error(e.to_string()));
+        }
+        out
     }
 }
 
@@ -503,4 +524,142 @@ mod tests {
     }
 
     const JSON_KEYED_A: &str = "Content-Type: application/json\r\nIdempotency-Key: a\r\n";
+
+    /// A CA and a certificate for 127.0.0.1 it signed, made with openssl
+    /// in `dir`: (CA, certificate, key).
+    fn certificates(dir: &std::path::Path) -> (String, String, String) {
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-x509",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=test-ca",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                ][..],
+                &ec[..],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "leaf.csr",
+                ][..],
+                &ec[..],
+            ]
+            .concat(),
+        );
+        std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+            "-out",
+            "cert.pem",
+        ]);
+        let path = |f: &str| dir.join(f).display().to_string();
+        (path("ca.pem"), path("cert.pem"), path("key.pem"))
+    }
+
+    #[tokio::test]
+    async fn with_a_certificate_requests_are_taken_over_tls_only() {
+        use rustls::pki_types::pem::PemObject;
+
+        let dir = std::env::temp_dir().join(format!("sluice-http-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca, cert, key) = certificates(&dir);
+        let mut source = HttpSource::open(
+            config(&[("tlsCertFile", &cert), ("tlsKeyFile", &key)]),
+            &SourceContext::default(),
+        )
+        .await
+        .unwrap();
+        let addr = source.local_addr;
+
+        // A client that trusts the CA posts over TLS.
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+        let posted = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            let body = r#"{"n":1}"#;
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: test\r\n{JSON}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let mut text = String::new();
+            let _ = tls.read_to_string(&mut text).await;
+            text
+        });
+        let batch = source.read().await.unwrap().unwrap();
+        assert_eq!(batch.records[0].value, br#"{"n":1}"#);
+        source.commit(batch.checkpoint.unwrap()).await.unwrap();
+        let text = posted.await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+
+        // Plain HTTP gets no answer.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let _ = plain.read_to_string(&mut answer).await;
+        assert!(!answer.contains("HTTP/1.1"), "{answer}");
+        source.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,0 +1,105 @@
+//! TLS for the `http` source: a listener that accepts TCP connections and
+//! completes each TLS handshake in a task of its own, so that a slow or
+//! silent client holds up only itself.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::api::ConnectorError;
+
+/// How long a client has to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The acceptor for a certificate chain and its private key, both PEM.
+pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConnectorError> {
+    let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
+        ConnectorError::configuration(format!("cannot read {}: {e}", path.display()))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| unreadable(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(cert, &e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable(key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectorError::configuration(format!("set up TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| {
+            ConnectorError::configuration(format!(
+                "{} and {} do not make a certificate and its key: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Connections whose TLS handshake is done.
+pub(crate) struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    addr: SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Accept on `tcp`, handshaking with `acceptor`.
+    pub(crate) fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let addr = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = tcp.accept().await else {
+                    // Out of file descriptors and the like: wait, try again.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            ready,
+            addr,
+            accepting,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accepting task ended: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
