@@ -29,7 +29,13 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// The body of request `n`: one JSON object, or an array of `records`.
 fn body(n: usize, records: usize) -> String {
-    let one = |i: usize| format!("{{\"id\":{i},\"sku\":\"sku-{}\",\"qty\":{}}}", i % 500, i % 7);
+    let one = |i: usize| {
+        format!(
+            "{{\"id\":{i},\"sku\":\"sku-{}\",\"qty\":{}}}",
+            i % 500,
+            i % 7
+        )
+    };
     if records == 1 {
         one(n)
     } else {
@@ -164,14 +170,18 @@ async fn main() -> anyhow::Result<()> {
         state.display()
     );
     let sluice = Sluice::start(&dir, &config, port)?;
-    wait_for("the http source to listen", Duration::from_secs(60), || async move {
-        Ok(Connection::open(source_port).await.ok().map(|_| ()))
-    })
+    wait_for(
+        "the http source to listen",
+        Duration::from_secs(60),
+        || async move { Ok(Connection::open(source_port).await.ok().map(|_| ())) },
+    )
     .await
     .with_context(|| sluice.log())?;
     eprintln!("posting {requests} requests of {per_request} record(s) ({clients} connections)...");
     let http_s = drive(clients, requests, || async move {
-        let conn = Arc::new(tokio::sync::Mutex::new(Connection::open(source_port).await?));
+        let conn = Arc::new(tokio::sync::Mutex::new(
+            Connection::open(source_port).await?,
+        ));
         let send: Box<dyn FnMut(usize) -> BoxedSend + Send> = Box::new(move |n| {
             let conn = Arc::clone(&conn);
             Box::pin(async move {
@@ -218,10 +228,7 @@ async fn main() -> anyhow::Result<()> {
         rate(requests, http_s),
         rate(records, http_s)
     );
-    println!(
-        "| ratio http / direct | | {:.2} | |",
-        direct_s / http_s
-    );
+    println!("| ratio http / direct | | {:.2} | |", direct_s / http_s);
     println!("sluice's peak RSS: {rss_mib} MiB; the topic holds every record once");
     std::fs::create_dir_all("target/bench")?;
     let line = serde_json::json!({

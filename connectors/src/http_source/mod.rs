@@ -662,4 +662,41 @@ mod tests {
         source.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn with_a_signature_secret_only_signed_recent_requests_pass() {
+        let secret = "a-shared-secret-of-some-length";
+        let mut source = HttpSource::open(
+            config(&[
+                ("signatureSecret", secret),
+                ("signatureToleranceSeconds", "60"),
+            ]),
+            &SourceContext::default(),
+        )
+        .await
+        .unwrap();
+        let addr = source.local_addr;
+        let body = r#"{"n":1}"#;
+        let signed = |at: u64, body: &str| {
+            let value = crate::signature::sign(secret.as_bytes(), at, body.as_bytes());
+            format!("{JSON}Sluice-Signature: {value}\r\n")
+        };
+        let now = unix_seconds();
+        assert_eq!(post(addr, "/", JSON, body).await.0, 401, "unsigned");
+        assert_eq!(
+            post(addr, "/", signed(now, "{}"), body).await.0,
+            401,
+            "another body's"
+        );
+        assert_eq!(
+            post(addr, "/", signed(now - 600, body), body).await.0,
+            401,
+            "too old"
+        );
+        let good = tokio::spawn(post(addr, "/", signed(now, body), body));
+        let batch = source.read().await.unwrap().unwrap();
+        source.commit(batch.checkpoint.unwrap()).await.unwrap();
+        assert_eq!(good.await.unwrap().0, 200);
+        source.close().await;
+    }
 }
