@@ -466,3 +466,59 @@ async fn dead_letters_reach_an_operator_webhook_with_their_reason() -> anyhow::R
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn with_request_batches_each_post_carries_an_array_of_records_with_their_keys()
+-> anyhow::Result<()> {
+    // GIVEN a receiver and 12 records over two keys, sent three to a request
+    let hook = Webhook::start().await?;
+    let input = topic(&unique("http-batch"));
+    let records: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("k{}", i % 2), format!("{{\"n\":{i}}}")))
+        .collect();
+    publish(&input, &records).await?;
+    let dir = temp_dir("http-batch")?;
+    let port = free_port()?;
+    let cfg = config(
+        port,
+        &input,
+        &hook.url("/batch"),
+        "",
+        "      requestBatchSize: 3\n",
+    );
+
+    // WHEN the sink runs until the topic is drained
+    let sluice = Sluice::start(&dir, &cfg, port)?;
+    drained(&input).await.with_context(|| sluice.log())?;
+
+    // THEN each request is an array of at most three records, and together
+    // they hold every record once, in order per key, each with its key
+    let mut items = Vec::new();
+    for hit in hook.hits() {
+        let array: Vec<serde_json::Value> = serde_json::from_slice(&hit.body)?;
+        ensure!(
+            (1..=3).contains(&array.len()),
+            "a request of {}",
+            array.len()
+        );
+        assert_eq!(hit.header("content-type"), Some("application/json"));
+        items.extend(array);
+    }
+    assert_eq!(items.len(), 12);
+    let keys: std::collections::HashSet<&str> = items
+        .iter()
+        .filter_map(|i| i["idempotencyKey"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 12, "twelve distinct idempotency keys");
+    for k in ["k0", "k1"] {
+        let got: Vec<i64> = items
+            .iter()
+            .filter(|i| i["key"] == k)
+            .filter_map(|i| i["value"]["n"].as_i64())
+            .collect();
+        let expected: Vec<i64> = (0..12).filter(|n| format!("k{}", n % 2) == k).collect();
+        assert_eq!(got, expected, "order of {k}");
+    }
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::endpoint::Endpoint;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
-const KNOWN: &str = "url, headers, bodyFormat, filterPointer, filterValues, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
+const KNOWN: &str = "url, headers, bodyFormat, filterPointer, filterValues, requestBatchSize, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
      maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, \
      idempotencyKeyHeader, tlsTrustCertsFilePath";
 
@@ -25,6 +25,8 @@ pub struct HttpSinkConfig {
     pub filter: Option<(String, Vec<String>)>,
     /// Records per write.
     pub batch_size: u64,
+    /// Records per request: 1, or a JSON array of up to this many.
+    pub request_batch_size: usize,
     /// How long a partial batch waits.
     pub timeout: Duration,
     /// Requests in flight at once; records of one key go one after another.
@@ -138,6 +140,10 @@ impl HttpSinkConfig {
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
         }
+        let request_batch_size = r.u64_or("requestBatchSize", 1);
+        if !(1..=10_000).contains(&request_batch_size) {
+            r.error("requestBatchSize", "must be from 1 to 10000");
+        }
         let timeout = Duration::from_millis(r.u64_or("timeoutMs", 100));
         let max_concurrency = r.u64_or("maxConcurrency", 8);
         if !(1..=256).contains(&max_concurrency) {
@@ -178,6 +184,7 @@ impl HttpSinkConfig {
                 body,
                 filter,
                 batch_size,
+                request_batch_size: request_batch_size as usize,
                 timeout,
                 max_concurrency: max_concurrency as usize,
                 request_timeout,

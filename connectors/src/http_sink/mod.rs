@@ -230,8 +230,9 @@ fn lane(record: &SinkRecord, index: usize, lanes: usize) -> usize {
     }
 }
 
-/// Send a lane's records in order, each until it is delivered, refused, or
-/// out of attempts; the lane stops at the first record it cannot settle.
+/// Send a lane's records in order, one request per record, or per group of
+/// `requestBatchSize` records, each until it is delivered, refused, or out
+/// of attempts; the lane stops at the first request it cannot settle.
 async fn send_lane(
     client: &Client,
     requests: &Requests<'_>,
@@ -241,9 +242,12 @@ async fn send_lane(
 ) -> LaneOutcome {
     let config = requests.config;
     let mut out = LaneOutcome::default();
-    for i in records {
-        let record = &batch[i];
-        let (headers, body) = requests.of(record);
+    for group in records.chunks(config.request_batch_size) {
+        let (headers, body) = match group {
+            [one] => requests.of(&batch[*one]),
+            many => requests.of_many(many.iter().map(|&i| &batch[i])),
+        };
+        let first = &batch[group[0]].message_id;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -257,11 +261,14 @@ async fn send_lane(
             };
             match verdict {
                 Verdict::Done => {
-                    out.delivered.push(i);
+                    out.delivered.extend_from_slice(group);
                     break;
                 }
                 Verdict::Refused(why) => {
-                    out.refused.push((i, ConnectorError::permanent(why)));
+                    let refused = group
+                        .iter()
+                        .map(|&i| (i, ConnectorError::permanent(why.clone())));
+                    out.refused.extend(refused);
                     break;
                 }
                 Verdict::Misconfigured(why) => {
@@ -271,8 +278,7 @@ async fn send_lane(
                 Verdict::Retry { after, why } => {
                     if attempt >= config.max_attempts {
                         out.stopped = Some(ConnectorError::retryable(format!(
-                            "message {} after {attempt} attempts: {why}",
-                            record.message_id
+                            "message {first} after {attempt} attempts: {why}"
                         )));
                         return out;
                     }
@@ -282,7 +288,7 @@ async fn send_lane(
                         config.max_retry_backoff,
                         after,
                     );
-                    debug!(message_id = %record.message_id, attempt, retry_in = ?wait, reason = %why, "POST not delivered; retrying");
+                    debug!(message_id = %first, records = group.len(), attempt, retry_in = ?wait, reason = %why, "POST not delivered; retrying");
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -352,15 +358,57 @@ impl Requests<'_> {
             &idempotency_key(record),
         );
         if let Some(secret) = &self.config.signature_secret {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_secs();
-            let signature = signature::sign(secret.expose().as_bytes(), now, &body);
+            let signature = signature::sign(secret.expose().as_bytes(), unix_seconds(), &body);
             add(&self.config.signature_header, &signature);
         }
         (headers, body)
     }
+}
+
+impl Requests<'_> {
+    /// The headers and body of a request that carries several records: a
+    /// JSON array of each record as `bodyFormat: record` shapes it, with its
+    /// idempotency key in `idempotencyKey`. Pulsar's per-record headers and
+    /// the request's own idempotency key are left out: a group may be made
+    /// differently when the records come again, so receivers deduplicate by
+    /// each item's key.
+    fn of_many<'r>(
+        &self,
+        records: impl Iterator<Item = &'r SinkRecord>,
+    ) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
+        let items: Vec<serde_json::Value> = records
+            .map(|r| {
+                let mut item = record_json(r);
+                item["idempotencyKey"] = serde_json::Value::String(idempotency_key(r));
+                item
+            })
+            .collect();
+        let body = Bytes::from(serde_json::Value::Array(items).to_string());
+        let mut headers = self.headers.to_vec();
+        if !self.content_type_set {
+            headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        }
+        if let Some(secret) = &self.config.signature_secret
+            && let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(self.config.signature_header.as_str()),
+                HeaderValue::try_from(signature::sign(
+                    secret.expose().as_bytes(),
+                    unix_seconds(),
+                    &body,
+                )),
+            )
+        {
+            headers.push((name, value));
+        }
+        (headers, body)
+    }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 /// A record as one JSON object: its value as JSON when it is JSON, else as
