@@ -10,7 +10,8 @@
 //! broker). Optional: `BENCH_REQUESTS` (default 20000), `BENCH_RECORDS`
 //! (records per request, a JSON array when over 1; default 1),
 //! `BENCH_CLIENTS` (connections, default 16), `BENCH_GUARANTEE`
-//! (default ATLEAST_ONCE).
+//! (default ATLEAST_ONCE), `BENCH_BATCHING=off` (the source's producer
+//! without batching, whose linger otherwise adds up to 10 ms to each answer).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
     let per_request = env_or("BENCH_RECORDS", 1).max(1);
     let clients = env_or("BENCH_CLIENTS", 16).max(1);
     let guarantee = std::env::var("BENCH_GUARANTEE").unwrap_or_else(|_| "ATLEAST_ONCE".into());
+    let batching = std::env::var("BENCH_BATCHING").map_or(true, |b| b != "off");
     let records = requests * per_request;
     let name = unique("bench-http");
 
@@ -164,8 +166,13 @@ async fn main() -> anyhow::Result<()> {
     let config = format!(
         "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
          sources:\n  - name: api\n    className: http\n    topicName: {http_topic}\n\
-         \x20   processingGuarantees: {guarantee}\n    configs:\n      port: {source_port}\n\
+         \x20   processingGuarantees: {guarantee}\n{}    configs:\n      port: {source_port}\n\
          \x20     maxPendingRequests: {}\n      stateDir: {}\n",
+        if batching {
+            ""
+        } else {
+            "    producerConfig:\n      batchingConfig:\n        enabled: false\n"
+        },
         clients * 4,
         state.display()
     );
@@ -215,7 +222,8 @@ async fn main() -> anyhow::Result<()> {
 
     let rate = |n: usize, s: f64| n as f64 / s;
     println!(
-        "\n| {requests} requests × {per_request} record(s), {clients} clients, {guarantee} | seconds | requests/s | records/s |"
+        "\n| {requests} requests × {per_request} record(s), {clients} clients, {guarantee}, batching {} | seconds | requests/s | records/s |",
+        if batching { "on" } else { "off" }
     );
     println!("|---|---|---|---|");
     println!(
@@ -233,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all("target/bench")?;
     let line = serde_json::json!({
         "requests": requests, "records_per_request": per_request, "clients": clients,
-        "guarantee": guarantee, "direct_records_per_s": rate(records, direct_s).round(),
+        "guarantee": guarantee, "batching": batching, "direct_records_per_s": rate(records, direct_s).round(),
         "http_requests_per_s": rate(requests, http_s).round(),
         "http_records_per_s": rate(records, http_s).round(),
         "ratio": ((direct_s / http_s) * 100.0).round() / 100.0, "peak_rss_mib": rss_mib,
