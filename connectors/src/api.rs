@@ -402,6 +402,11 @@ pub trait SourceConnector: Source + std::fmt::Debug + Sized + 'static {
     /// The `className` values that select it: its short name first, then
     /// the Pulsar IO Java class names it stands in for.
     const CLASS_NAMES: &'static [&'static str];
+    /// The Pulsar IO connector archives it stands in for, by their built-in
+    /// name (`debezium-postgres`): a file without `className` that names
+    /// `builtin://debezium-postgres` or `pulsar-io-debezium-postgres-4.0.7.nar`
+    /// as its `archive` runs this connector.
+    const ARCHIVES: &'static [&'static str] = &[];
     /// True when it picks each record's topic itself, so that `topicName`
     /// is optional.
     const NAMES_ITS_TOPICS: bool = false;
@@ -428,6 +433,9 @@ pub trait SinkConnector: Sink + std::fmt::Debug + Sized + 'static {
     /// The `className` values that select it: its short name first, then
     /// the Pulsar IO Java class names it stands in for.
     const CLASS_NAMES: &'static [&'static str];
+    /// The Pulsar IO connector archives it stands in for; see
+    /// [`SourceConnector::ARCHIVES`].
+    const ARCHIVES: &'static [&'static str] = &[];
     /// Its validated settings.
     type Config: std::fmt::Debug + Clone + Send + Sync + 'static;
 

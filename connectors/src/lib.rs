@@ -54,6 +54,26 @@ pub fn sink(class_name: &str) -> Option<&'static dyn SinkEntry> {
     registry::find(SINKS, SinkEntry::class_names, class_name)
 }
 
+/// The source connector an `archive` (`builtin://debezium-postgres`,
+/// `connectors/pulsar-io-debezium-postgres-4.0.7.nar`) stands for, when a
+/// file gives no `className`.
+pub fn source_for_archive(archive: &str) -> Option<&'static dyn SourceEntry> {
+    let named = registry::archive_name(archive)?;
+    SOURCES
+        .iter()
+        .copied()
+        .find(|e| e.archives().iter().any(|a| registry::archive_is(named, a)))
+}
+
+/// The sink connector an `archive` stands for; see [`source_for_archive`].
+pub fn sink_for_archive(archive: &str) -> Option<&'static dyn SinkEntry> {
+    let named = registry::archive_name(archive)?;
+    SINKS
+        .iter()
+        .copied()
+        .find(|e| e.archives().iter().any(|a| registry::archive_is(named, a)))
+}
+
 /// Every source `className`, for error messages.
 pub fn source_class_names() -> String {
     registry::all_names(SOURCES, SourceEntry::class_names)
@@ -91,5 +111,30 @@ mod tests {
             Some("jdbc")
         );
         assert!(source("jdbc").is_none() && sink("datagen").is_none());
+    }
+
+    #[test]
+    fn an_archive_names_its_connector_whatever_its_version() {
+        let class = |e: Option<&'static dyn SourceEntry>| e.map(|e| e.class_names()[0]);
+        for archive in [
+            "builtin://debezium-postgres",
+            "connectors/pulsar-io-debezium-postgres-@pulsar:version@.nar",
+            "/opt/pulsar/connectors/pulsar-io-debezium-postgres-4.0.7.nar",
+        ] {
+            assert_eq!(
+                class(source_for_archive(archive)),
+                Some("postgres-cdc"),
+                "{archive}"
+            );
+        }
+        assert_eq!(class(source_for_archive("builtin://debezium-mysql")), None);
+        assert_eq!(
+            class(source_for_archive("pulsar-io-debezium-postgresql-1.nar")),
+            None
+        );
+        let sink_class = |a: &str| sink_for_archive(a).map(|e| e.class_names()[0]);
+        assert_eq!(sink_class("pulsar-io-jdbc-sqlite-4.0.7.nar"), Some("jdbc"));
+        assert_eq!(sink_class("builtin://http"), Some("http"));
+        assert_eq!(class(source_for_archive("builtin://netty")), Some("http"));
     }
 }

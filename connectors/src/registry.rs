@@ -32,6 +32,8 @@ impl<C> Registered<C> {
 pub trait SourceEntry: Sync {
     /// The `className` values that select it, its short name first.
     fn class_names(&self) -> &'static [&'static str];
+    /// The built-in names of the Pulsar IO archives it stands in for.
+    fn archives(&self) -> &'static [&'static str];
     /// True when it picks each record's topic itself.
     fn names_its_topics(&self) -> bool;
     /// Read and validate `configs`. Pure: no I/O.
@@ -42,6 +44,8 @@ pub trait SourceEntry: Sync {
 pub trait SinkEntry: Sync {
     /// The `className` values that select it, its short name first.
     fn class_names(&self) -> &'static [&'static str];
+    /// The built-in names of the Pulsar IO archives it stands in for.
+    fn archives(&self) -> &'static [&'static str];
     /// Read and validate `configs`. Pure: no I/O.
     fn configure(&self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport);
 }
@@ -49,6 +53,10 @@ pub trait SinkEntry: Sync {
 impl<C: SourceConnector> SourceEntry for Registered<C> {
     fn class_names(&self) -> &'static [&'static str] {
         C::CLASS_NAMES
+    }
+
+    fn archives(&self) -> &'static [&'static str] {
+        C::ARCHIVES
     }
 
     fn names_its_topics(&self) -> bool {
@@ -65,6 +73,10 @@ impl<C: SourceConnector> SourceEntry for Registered<C> {
 impl<C: SinkConnector> SinkEntry for Registered<C> {
     fn class_names(&self) -> &'static [&'static str] {
         C::CLASS_NAMES
+    }
+
+    fn archives(&self) -> &'static [&'static str] {
+        C::ARCHIVES
     }
 
     fn configure(&self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport) {
@@ -84,6 +96,26 @@ pub(crate) fn find<E: ?Sized>(
         .iter()
         .copied()
         .find(|e| names(e).contains(&class_name))
+}
+
+/// The built-in connector name an `archive` value refers to:
+/// `builtin://<name>`, or a NAR file `pulsar-io-<name>-<version>.nar`.
+pub(crate) fn archive_name(archive: &str) -> Option<&str> {
+    if let Some(name) = archive.strip_prefix("builtin://") {
+        return Some(name);
+    }
+    let file = archive.rsplit('/').next()?;
+    file.strip_prefix("pulsar-io-")?.strip_suffix(".nar")
+}
+
+/// Whether the archive name `named` (`debezium-postgres-4.0.7`, or just
+/// `debezium-postgres`) is the connector `name`, whatever its version.
+pub(crate) fn archive_is(named: &str, name: &str) -> bool {
+    named == name
+        || named.strip_prefix(name).is_some_and(|rest| {
+            rest.strip_prefix('-')
+                .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit() || c == '@'))
+        })
 }
 
 /// Every class name of `entries`, comma-separated, for error messages.

@@ -212,6 +212,7 @@ impl SinkConnector for DbSink {
         "org.apache.pulsar.io.jdbc.MariadbJdbcAutoSchemaSink",
         "org.apache.pulsar.io.jdbc.SqliteJdbcAutoSchemaSink",
     ];
+    const ARCHIVES: &'static [&'static str] = &["jdbc-postgres", "jdbc-mariadb", "jdbc-sqlite"];
     type Config = DbSinkConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<DbSinkConfig>, ConfigReport) {

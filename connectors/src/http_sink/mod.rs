@@ -58,6 +58,7 @@ impl std::fmt::Debug for HttpSink {
 
 impl SinkConnector for HttpSink {
     const CLASS_NAMES: &'static [&'static str] = &["http", "org.apache.pulsar.io.http.HttpSink"];
+    const ARCHIVES: &'static [&'static str] = &["http"];
     type Config = HttpSinkConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<HttpSinkConfig>, ConfigReport) {

@@ -63,6 +63,7 @@ impl std::fmt::Debug for Accepted {
 impl SourceConnector for HttpSource {
     const CLASS_NAMES: &'static [&'static str] =
         &["http", "org.apache.pulsar.io.netty.NettySource"];
+    const ARCHIVES: &'static [&'static str] = &["netty"];
     type Config = HttpSourceConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<HttpSourceConfig>, ConfigReport) {

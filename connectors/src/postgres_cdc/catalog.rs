@@ -83,17 +83,21 @@ pub(crate) async fn load_types(sql: &Client) -> Result<Types, ConnectorError> {
     })))
 }
 
-/// Whether `schema.table` passes the include and exclude lists (regexes
-/// matched against the whole name, as Debezium does).
+/// Whether `schema.table` passes the table and schema include and exclude
+/// lists (regexes matched against the whole name, as Debezium does).
 pub(crate) fn selected(config: &PostgresCdcConfig, qualified: &str) -> bool {
-    let matches = |patterns: &[String]| {
+    let matches = |patterns: &[String], name: &str| {
         patterns.iter().any(|p| {
             regex_lite::Regex::new(&format!("^(?:{p})$"))
-                .map(|re| re.is_match(qualified))
+                .map(|re| re.is_match(name))
                 .unwrap_or(false)
         })
     };
-    (config.include.is_empty() || matches(&config.include)) && !matches(&config.exclude)
+    let schema = qualified.split('.').next().unwrap_or(qualified);
+    (config.include.is_empty() || matches(&config.include, qualified))
+        && !matches(&config.exclude, qualified)
+        && (config.schema_include.is_empty() || matches(&config.schema_include, schema))
+        && !matches(&config.schema_exclude, schema)
 }
 
 /// The user tables the config selects, by OID.

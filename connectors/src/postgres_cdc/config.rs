@@ -32,7 +32,8 @@ pub(crate) const REPLICATION_READ_AHEAD: usize = 16;
 pub(crate) const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 const KNOWN: &str = "database.hostname, database.port, database.user, database.password, database.dbname, \
-    database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, slot.name, publication.name, \
+    database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, \
+    schema.include.list, schema.exclude.list, slot.name, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
     status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes";
 
@@ -104,6 +105,10 @@ pub struct PostgresCdcConfig {
     pub include: Vec<String>,
     /// `schema.table` patterns to exclude.
     pub exclude: Vec<String>,
+    /// Schema patterns to include (empty: every schema).
+    pub schema_include: Vec<String>,
+    /// Schema patterns to exclude.
+    pub schema_exclude: Vec<String>,
     /// The replication slot.
     pub slot: String,
     /// The publication.
@@ -231,11 +236,24 @@ impl PostgresCdcConfig {
         if topic_prefix.is_none() {
             r.error("topic.prefix", "is required (or database.server.name)");
         }
-        let include = r.string_list("table.include.list").unwrap_or_default();
-        let exclude = r.string_list("table.exclude.list").unwrap_or_default();
+        // Debezium 1.x spells the lists `whitelist` and `blacklist`.
+        let list = |key: &str, old: &str| match (r.string_list(key), r.string_list(old)) {
+            (Some(_), Some(_)) => {
+                r.error(old, format!("is the old name of {key}: set one of them"));
+                Vec::new()
+            }
+            (Some(v), None) | (None, Some(v)) => v,
+            (None, None) => Vec::new(),
+        };
+        let include = list("table.include.list", "table.whitelist");
+        let exclude = list("table.exclude.list", "table.blacklist");
+        let schema_include = list("schema.include.list", "schema.whitelist");
+        let schema_exclude = list("schema.exclude.list", "schema.blacklist");
         for (key, patterns) in [
             ("table.include.list", &include),
             ("table.exclude.list", &exclude),
+            ("schema.include.list", &schema_include),
+            ("schema.exclude.list", &schema_exclude),
         ] {
             for p in patterns {
                 if let Err(e) = regex_lite::Regex::new(&format!("^(?:{p})$")) {
@@ -354,6 +372,8 @@ impl PostgresCdcConfig {
                     topic_prefix,
                     include,
                     exclude,
+                    schema_include,
+                    schema_exclude,
                     slot,
                     publication,
                     publication_mode,
@@ -406,6 +426,46 @@ mod tests {
             (c.port, c.slot.as_str(), c.snapshot_mode),
             (5432, "sluice", SnapshotMode::Initial)
         );
+    }
+
+    #[test]
+    fn debezium_1_list_names_stand_in_for_the_2_names() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("table.whitelist", "public.users,public.orders"),
+            ("schema.whitelist", "public"),
+            ("schema.blacklist", "audit"),
+        ]);
+        let (config, report) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert!(report.errors.is_empty(), "{report:?}");
+        let c = config.unwrap();
+        assert_eq!(c.include, ["public.users", "public.orders"]);
+        assert_eq!(
+            (c.schema_include, c.schema_exclude),
+            (vec!["public".to_owned()], vec!["audit".to_owned()])
+        );
+        // Both names of one list is an error, not a guess.
+        let mut both = BASE.to_vec();
+        both.extend([
+            ("table.include.list", "public.a"),
+            ("table.whitelist", "public.b"),
+        ]);
+        let (config, report) = PostgresCdcConfig::from_configs(&configs(&both));
+        assert!(config.is_none());
+        assert!(format!("{report:?}").contains("old name of table.include.list"));
+        // The schema lists select by schema.
+        let mut schemas = BASE.to_vec();
+        schemas.extend([
+            ("schema.include.list", "sales|stock"),
+            ("schema.exclude.list", "stock"),
+        ]);
+        let c = PostgresCdcConfig::from_configs(&configs(&schemas))
+            .0
+            .unwrap();
+        use super::super::catalog::selected;
+        assert!(selected(&c, "sales.orders"));
+        assert!(!selected(&c, "stock.items"), "excluded schema");
+        assert!(!selected(&c, "public.users"), "schema not included");
     }
 
     #[test]

@@ -207,6 +207,7 @@ impl SourceConnector for PostgresCdc {
         "postgres-cdc",
         "org.apache.pulsar.io.debezium.postgres.DebeziumPostgresSource",
     ];
+    const ARCHIVES: &'static [&'static str] = &["debezium-postgres"];
     const NAMES_ITS_TOPICS: bool = true;
     type Config = PostgresCdcConfig;
 

@@ -81,9 +81,10 @@ pub(crate) struct SourceEntry {
     pub(crate) producer_config: Option<ProducerConfig>,
     pub(crate) configs: Option<RawConfigs>,
     pub(crate) secrets: Option<RawConfigs>,
+    /// Names the connector when `className` does not; ignored otherwise.
+    pub(crate) archive: Option<Spanned<String>>,
     // Pulsar IO fields that mean nothing here: accepted with a warning.
     pub(crate) resources: Option<IgnoredAny>,
-    pub(crate) archive: Option<IgnoredAny>,
     pub(crate) runtime_flags: Option<IgnoredAny>,
     pub(crate) custom_runtime_options: Option<IgnoredAny>,
     pub(crate) serde_class_name: Option<IgnoredAny>,
@@ -148,9 +149,10 @@ pub(crate) struct SinkEntry {
     pub(crate) cleanup_subscription: Option<bool>,
     pub(crate) configs: Option<RawConfigs>,
     pub(crate) secrets: Option<RawConfigs>,
+    /// Names the connector when `className` does not; ignored otherwise.
+    pub(crate) archive: Option<Spanned<String>>,
     // Pulsar IO fields that mean nothing here: accepted with a warning.
     pub(crate) resources: Option<IgnoredAny>,
-    pub(crate) archive: Option<IgnoredAny>,
     pub(crate) runtime_flags: Option<IgnoredAny>,
     pub(crate) custom_runtime_options: Option<IgnoredAny>,
     pub(crate) topic_to_serde_class_name: Option<IgnoredAny>,

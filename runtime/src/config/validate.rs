@@ -605,7 +605,7 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
     warn_ignored(
         &[
             ("resources", s.resources.is_some()),
-            ("archive", s.archive.is_some()),
+            ("archive", s.archive.is_some() && s.class_name.is_some()),
             ("runtimeFlags", s.runtime_flags.is_some()),
             ("customRuntimeOptions", s.custom_runtime_options.is_some()),
             ("serdeClassName", s.serde_class_name.is_some()),
@@ -639,8 +639,23 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
     };
     let producer = producer_settings(s.producer_config.as_ref(), prefix, ctx);
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
-    let kind = match &s.class_name {
-        None => {
+    let kind = match (&s.class_name, &s.archive) {
+        (None, Some(a)) => {
+            let kind = sluice_connectors::source_for_archive(&a.value);
+            if kind.is_none() {
+                ctx.error(
+                    Some(&a.referenced),
+                    &join(prefix, "archive"),
+                    format!(
+                        "\"{}\" is not the archive of a source sluice runs: set className (one of: {})",
+                        a.value,
+                        sluice_connectors::source_class_names()
+                    ),
+                );
+            }
+            kind
+        }
+        (None, None) => {
             ctx.error(
                 Some(at),
                 &join(prefix, "className"),
@@ -651,7 +666,7 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
             );
             None
         }
-        Some(c) => {
+        (Some(c), _) => {
             let kind = sluice_connectors::source(&c.value);
             if kind.is_none() {
                 ctx.error(
@@ -753,7 +768,7 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
     warn_ignored(
         &[
             ("resources", s.resources.is_some()),
-            ("archive", s.archive.is_some()),
+            ("archive", s.archive.is_some() && s.class_name.is_some()),
             ("runtimeFlags", s.runtime_flags.is_some()),
             ("customRuntimeOptions", s.custom_runtime_options.is_some()),
             (
@@ -889,8 +904,27 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
     };
 
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
-    let spec = match &s.class_name {
-        None => {
+    let spec = match (&s.class_name, &s.archive) {
+        (None, Some(a)) => match sluice_connectors::sink_for_archive(&a.value) {
+            None => {
+                ctx.error(
+                    Some(&a.referenced),
+                    &join(prefix, "archive"),
+                    format!(
+                        "\"{}\" is not the archive of a sink sluice runs: set className (one of: {})",
+                        a.value,
+                        sluice_connectors::sink_class_names()
+                    ),
+                );
+                None
+            }
+            Some(k) => {
+                let (spec, report) = k.configure(&configs);
+                connector_report(report, &places, at, prefix, ctx);
+                spec
+            }
+        },
+        (None, None) => {
             ctx.error(
                 Some(at),
                 &join(prefix, "className"),
@@ -901,7 +935,7 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
             );
             None
         }
-        Some(c) => match sluice_connectors::sink(&c.value) {
+        (Some(c), _) => match sluice_connectors::sink(&c.value) {
             None => {
                 ctx.error(
                     Some(&c.referenced),
