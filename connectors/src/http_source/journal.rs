@@ -139,6 +139,14 @@ pub(crate) fn open(
 }
 
 impl Journal {
+    /// Hold the file, so that appends wait: how a test makes a sync slow.
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> std::sync::MutexGuard<'_, std::fs::File> {
+        self.file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Append `entries` and sync them to disk.
     pub(crate) async fn append(&self, entries: Vec<Entry>) -> std::io::Result<()> {
         if entries.is_empty() {

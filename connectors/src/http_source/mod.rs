@@ -45,6 +45,8 @@ pub struct HttpSource {
     next: u64,
     /// Under EFFECTIVELY_ONCE, the idempotency journal.
     journal: Option<Journal>,
+    /// A batch made and not yet handed over, with its journal lines.
+    made: Option<(SourceBatch, Vec<Entry>)>,
     shared: Arc<Shared>,
     batch_size: usize,
     server: tokio::task::JoinHandle<()>,
@@ -165,6 +167,7 @@ impl SourceConnector for HttpSource {
             held: None,
             next,
             journal,
+            made: None,
             shared,
             batch_size,
             server,
@@ -191,64 +194,32 @@ impl SourceConnector for HttpSource {
 }
 
 impl Source for HttpSource {
-    /// The records of one or more requests, never splitting one; each
-    /// request's last record carries a position of its own. Under
-    /// EFFECTIVELY_ONCE each record gets the next sequence, and the keyed
-    /// requests' journal lines are synced before the batch is handed over.
+    /// The records of one or more requests (see [`HttpSource::make`]).
+    /// Under EFFECTIVELY_ONCE the keyed requests' journal lines are synced
+    /// before the batch is handed over.
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
-        let first = match self.held.take() {
-            Some(a) => a,
-            None => match self.requests.recv().await {
+        if self.made.is_none() {
+            let first = match self.held.take() {
                 Some(a) => a,
-                None => return Ok(None),
-            },
-        };
-        let mut records = Vec::new();
-        let mut lines = Vec::new();
-        let now = unix_seconds();
-        let mut next = Some(first);
-        while let Some(accepted) = next.take() {
-            if !records.is_empty() && records.len() + accepted.records.len() > self.batch_size {
-                self.held = Some(accepted);
-                break;
-            }
-            let Accepted {
-                records: mut theirs,
-                done,
-                key,
-            } = accepted;
-            if self.journal.is_some() {
-                let first = self.next + 1;
-                for record in &mut theirs {
-                    self.next += 1;
-                    record.sequence = Some(Sequence(u128::from(self.next)));
-                }
-                if let Some((key, digest)) = &key {
-                    lines.push(Entry {
-                        key: key.clone(),
-                        first,
-                        last: self.next,
-                        digest: digest.clone(),
-                        at: now,
-                    });
-                }
-            } else {
-                self.next += 1;
-            }
-            records.extend(theirs);
-            self.waiting
-                .push_back((self.next, done, key.map(|(k, _)| k)));
-            next = self.requests.try_recv().ok();
+                None => match self.requests.recv().await {
+                    Some(a) => a,
+                    None => return Ok(None),
+                },
+            };
+            self.made = Some(self.make(first));
         }
-        if let Some(journal) = &self.journal {
-            journal.append(lines).await.map_err(|e| {
+        // The batch stays in `made` until its journal lines are synced: the
+        // runtime may drop this read at the await below, and the next read
+        // must hand over the same records, not lose them (their requests
+        // would then be answered by a later checkpoint).
+        if let (Some(journal), Some((_, lines))) = (&self.journal, &self.made)
+            && !lines.is_empty()
+        {
+            journal.append(lines.clone()).await.map_err(|e| {
                 ConnectorError::retryable("write the idempotency journal").with_source(e)
             })?;
         }
-        Ok(Some(SourceBatch {
-            records,
-            checkpoint: Some(Position(self.next)),
-        }))
+        Ok(self.made.take().map(|(batch, _)| batch))
     }
 
     /// Answer every request up to `position`: its records are durable, and
@@ -287,12 +258,64 @@ impl Source for HttpSource {
         self.server.abort();
         self.waiting.clear();
         self.held = None;
+        self.made = None;
         self.requests.close();
         if let Some(keys) = &self.shared.keys
             && let Ok(mut keys) = keys.lock()
         {
             keys.retain(|_, state| matches!(state, KeyState::Published { .. }));
         }
+    }
+}
+
+impl HttpSource {
+    /// A batch of `first` and the requests queued behind it, never splitting
+    /// one; each request's last record carries a position of its own. Under
+    /// EFFECTIVELY_ONCE each record gets the next sequence, and each keyed
+    /// request a journal line.
+    fn make(&mut self, first: Accepted) -> (SourceBatch, Vec<Entry>) {
+        let mut records = Vec::new();
+        let mut lines = Vec::new();
+        let now = unix_seconds();
+        let mut next = Some(first);
+        while let Some(accepted) = next.take() {
+            if !records.is_empty() && records.len() + accepted.records.len() > self.batch_size {
+                self.held = Some(accepted);
+                break;
+            }
+            let Accepted {
+                records: mut theirs,
+                done,
+                key,
+            } = accepted;
+            if self.journal.is_some() {
+                let first = self.next + 1;
+                for record in &mut theirs {
+                    self.next += 1;
+                    record.sequence = Some(Sequence(u128::from(self.next)));
+                }
+                if let Some((key, digest)) = &key {
+                    lines.push(Entry {
+                        key: key.clone(),
+                        first,
+                        last: self.next,
+                        digest: digest.clone(),
+                        at: now,
+                    });
+                }
+            } else {
+                self.next += 1;
+            }
+            records.extend(theirs);
+            self.waiting
+                .push_back((self.next, done, key.map(|(k, _)| k)));
+            next = self.requests.try_recv().ok();
+        }
+        let batch = SourceBatch {
+            records,
+            checkpoint: Some(Position(self.next)),
+        };
+        (batch, lines)
     }
 }
 
@@ -699,5 +722,42 @@ mod tests {
         source.commit(batch.checkpoint.unwrap()).await.unwrap();
         assert_eq!(good.await.unwrap().0, 200);
         source.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_while_its_journal_syncs_hands_over_the_same_records_next() {
+        let dir = std::env::temp_dir().join(format!("sluice-http-cancel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.display().to_string();
+        let context = SourceContext {
+            name: "public/default/api".into(),
+            guarantee: Guarantee::EffectivelyOnce,
+            published: None,
+        };
+        let mut source = HttpSource::open(config(&[("stateDir", &state)]), &context)
+            .await
+            .unwrap();
+        let addr = source.local_addr;
+        let posted = tokio::spawn(post(addr, "/", JSON_KEYED_A, r#"{"n":1}"#));
+        until("the request to queue", || source.requests.len() == 1).await;
+
+        // The runtime drops the read while the journal line is being synced...
+        let journal = source.journal.clone().unwrap();
+        let slow_disk = journal.hold();
+        let dropped = tokio::time::timeout(Duration::from_millis(50), source.read()).await;
+        assert!(dropped.is_err(), "the sync was still under way");
+        drop(slow_disk);
+        // ...and the next read hands over the same record.
+        let batch = tokio::time::timeout(Duration::from_secs(5), source.read())
+            .await
+            .expect("the record was lost with the dropped read")
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].sequence, Some(Sequence(1)));
+        source.commit(batch.checkpoint.unwrap()).await.unwrap();
+        assert_eq!(posted.await.unwrap().0, 200);
+        source.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

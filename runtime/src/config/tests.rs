@@ -516,7 +516,11 @@ fn pulsars_documented_postgres_source_file_runs_as_written() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let source = &loaded.pipeline.sources[0];
-    assert_eq!(source.spec.class_name(), "postgres-cdc", "named by its archive");
+    assert_eq!(
+        source.spec.class_name(),
+        "postgres-cdc",
+        "named by its archive"
+    );
     assert_eq!(source.name, "debezium-postgres-source");
     let warned: Vec<String> = loaded.warnings.iter().map(|w| w.path.clone()).collect();
     assert_eq!(
@@ -533,7 +537,8 @@ fn an_archive_of_no_connector_sluice_runs_asks_for_a_class_name() {
     );
     assert!(
         errs.iter().any(|e| e.path == "sources[0].archive"
-            && e.message.contains("is not the archive of a source sluice runs")),
+            && e.message
+                .contains("is not the archive of a source sluice runs")),
         "{errs:?}"
     );
 }
