@@ -742,11 +742,19 @@ mod tests {
         until("the request to queue", || source.requests.len() == 1).await;
 
         // The runtime drops the read while the journal line is being synced...
+        // A thread holds the journal's file, as a slow disk would.
         let journal = source.journal.clone().unwrap();
-        let slow_disk = journal.hold();
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let disk = std::thread::spawn(move || {
+            let _file = journal.hold();
+            held.0.send(()).unwrap();
+            release.1.recv().unwrap();
+        });
+        held.1.recv().unwrap();
         let dropped = tokio::time::timeout(Duration::from_millis(50), source.read()).await;
         assert!(dropped.is_err(), "the sync was still under way");
-        drop(slow_disk);
+        release.0.send(()).unwrap();
+        disk.join().unwrap();
         // ...and the next read hands over the same record.
         let batch = tokio::time::timeout(Duration::from_secs(5), source.read())
             .await
