@@ -4,7 +4,7 @@
 //! same number of sends in flight, each awaited until the broker has it.
 //! Prints requests/s and records/s for both, the ratio, and sluice's peak
 //! RSS; checks that the topic holds every record once; appends a JSON line
-//! to target/bench/http-source.jsonl.
+//! to the workspace's target/bench/http-source.jsonl.
 //!
 //! Run: `scripts/bench-http-source` (builds the release binary, starts the
 //! broker). Optional: `BENCH_REQUESTS` (default 20000), `BENCH_RECORDS`
@@ -238,7 +238,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| ratio http / direct | | {:.2} | |", direct_s / http_s);
     println!("sluice's peak RSS: {rss_mib} MiB; the topic holds every record once");
-    std::fs::create_dir_all("target/bench")?;
+    // The workspace's target folder, whatever folder cargo runs the bench in.
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out)?;
     let line = serde_json::json!({
         "requests": requests, "records_per_request": per_request, "clients": clients,
         "guarantee": guarantee, "batching": batching, "direct_records_per_s": rate(records, direct_s).round(),
@@ -249,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open("target/bench/http-source.jsonl")?;
+        .open(out.join("http-source.jsonl"))?;
     std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())?;
     Ok(())
 }
