@@ -83,6 +83,9 @@ pub(crate) struct SourceEntry {
     pub(crate) secrets: Option<RawConfigs>,
     /// Names the connector when `className` does not; ignored otherwise.
     pub(crate) archive: Option<Spanned<String>>,
+    /// The built-in connector (`debezium-postgres`), when neither
+    /// `className` nor `archive` names one.
+    pub(crate) source_type: Option<Spanned<String>>,
     // Pulsar IO fields that mean nothing here: accepted with a warning.
     pub(crate) resources: Option<IgnoredAny>,
     pub(crate) runtime_flags: Option<IgnoredAny>,
@@ -151,6 +154,9 @@ pub(crate) struct SinkEntry {
     pub(crate) secrets: Option<RawConfigs>,
     /// Names the connector when `className` does not; ignored otherwise.
     pub(crate) archive: Option<Spanned<String>>,
+    /// The built-in connector (`jdbc-postgres`), when neither `className`
+    /// nor `archive` names one.
+    pub(crate) sink_type: Option<Spanned<String>>,
     // Pulsar IO fields that mean nothing here: accepted with a warning.
     pub(crate) resources: Option<IgnoredAny>,
     pub(crate) runtime_flags: Option<IgnoredAny>,

@@ -587,6 +587,21 @@ fn connector_report(
     }
 }
 
+/// What names the connector when `className` does not: `archive`, else
+/// the built-in type (`sinkType: jdbc-postgres`, as `builtin://jdbc-postgres`),
+/// with the field it came from.
+fn builtin<'a>(
+    archive: Option<&'a Spanned<String>>,
+    kind: Option<&'a Spanned<String>>,
+    kind_field: &'static str,
+) -> Option<(&'static str, &'a Spanned<String>, String)> {
+    match (archive, kind) {
+        (Some(a), _) => Some(("archive", a, a.value.clone())),
+        (None, Some(t)) => Some((kind_field, t, format!("builtin://{}", t.value.trim()))),
+        (None, None) => None,
+    }
+}
+
 fn warn_ignored(fields: &[(&str, bool)], at: &Location, prefix: &str, ctx: &mut Ctx) {
     for (field, present) in fields {
         if *present {
@@ -639,15 +654,16 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
     };
     let producer = producer_settings(s.producer_config.as_ref(), prefix, ctx);
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
-    let kind = match (&s.class_name, &s.archive) {
-        (None, Some(a)) => {
-            let kind = sluice_connectors::source_for_archive(&a.value);
+    let named = builtin(s.archive.as_ref(), s.source_type.as_ref(), "sourceType");
+    let kind = match (&s.class_name, named) {
+        (None, Some((field, a, archive))) => {
+            let kind = sluice_connectors::source_for_archive(&archive);
             if kind.is_none() {
                 ctx.error(
                     Some(&a.referenced),
-                    &join(prefix, "archive"),
+                    &join(prefix, field),
                     format!(
-                        "\"{}\" is not the archive of a source sluice runs: set className (one of: {})",
+                        "\"{}\" is not a source sluice runs: set className (one of: {})",
                         a.value,
                         sluice_connectors::source_class_names()
                     ),
@@ -904,14 +920,15 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
     };
 
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
-    let spec = match (&s.class_name, &s.archive) {
-        (None, Some(a)) => match sluice_connectors::sink_for_archive(&a.value) {
+    let named = builtin(s.archive.as_ref(), s.sink_type.as_ref(), "sinkType");
+    let spec = match (&s.class_name, named) {
+        (None, Some((field, a, archive))) => match sluice_connectors::sink_for_archive(&archive) {
             None => {
                 ctx.error(
                     Some(&a.referenced),
-                    &join(prefix, "archive"),
+                    &join(prefix, field),
                     format!(
-                        "\"{}\" is not the archive of a sink sluice runs: set className (one of: {})",
+                        "\"{}\" is not a sink sluice runs: set className (one of: {})",
                         a.value,
                         sluice_connectors::sink_class_names()
                     ),
