@@ -35,7 +35,7 @@ const KNOWN: &str = "database.hostname, database.port, database.user, database.p
     database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, \
     schema.include.list, schema.exclude.list, slot.name, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
-    status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes";
+    status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes, json-with-envelope";
 
 /// Keys of the Debezium connector and of Pulsar's wrapper that mean nothing
 /// here: accepted with a warning.
@@ -300,7 +300,9 @@ impl PostgresCdcConfig {
             }
         };
         let snapshot_mode = match r.string("snapshot.mode").as_deref() {
-            None | Some("initial") => SnapshotMode::Initial,
+            // Debezium 1.x's `exported` takes the initial snapshot from the
+            // slot's exported snapshot, as `initial` does here.
+            None | Some("initial" | "exported") => SnapshotMode::Initial,
             Some("never" | "no_data") => SnapshotMode::Never,
             Some("initial_only") => SnapshotMode::InitialOnly,
             Some("always") => SnapshotMode::Always,
@@ -308,7 +310,7 @@ impl PostgresCdcConfig {
             Some(other) => {
                 r.error(
                     "snapshot.mode",
-                    format!("\"{other}\" is not one of initial, when_needed, never, initial_only, always"),
+                    format!("\"{other}\" is not one of initial, when_needed, never, initial_only, always, exported"),
                 );
                 SnapshotMode::Initial
             }
@@ -319,6 +321,15 @@ impl PostgresCdcConfig {
             r.error(
                 "plugin.name",
                 format!("\"{plugin}\" is not supported: sluice decodes pgoutput"),
+            );
+        }
+        // Pulsar's Debezium source wraps each value in Kafka Connect's
+        // schema-and-payload envelope when this is true; sluice publishes
+        // the payload only (its schema goes to the registry).
+        if r.bool("json-with-envelope") == Some(true) {
+            r.error(
+                "json-with-envelope",
+                "true is not supported: sluice publishes the Debezium payload without Kafka Connect's schema envelope",
             );
         }
         if r.bool("slot.drop.on.stop") == Some(true) {
@@ -466,6 +477,23 @@ mod tests {
         assert!(selected(&c, "sales.orders"));
         assert!(!selected(&c, "stock.items"), "excluded schema");
         assert!(!selected(&c, "public.users"), "schema not included");
+    }
+
+    #[test]
+    fn json_with_envelope_false_and_exported_snapshots_are_taken() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("json-with-envelope", "false"),
+            ("snapshot.mode", "exported"),
+        ]);
+        let (config, report) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(config.unwrap().snapshot_mode, SnapshotMode::Initial);
+        let mut pairs = BASE.to_vec();
+        pairs.push(("json-with-envelope", "true"));
+        let (config, report) = PostgresCdcConfig::from_configs(&configs(&pairs));
+        assert!(config.is_none());
+        assert!(format!("{report:?}").contains("schema envelope"));
     }
 
     #[test]
