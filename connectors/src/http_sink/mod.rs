@@ -358,15 +358,10 @@ impl Requests<'_> {
             &self.config.idempotency_key_header,
             &idempotency_key(record),
         );
-        if let Some(secret) = &self.config.signature_secret {
-            let signature = signature::sign(secret.expose().as_bytes(), unix_seconds(), &body);
-            add(&self.config.signature_header, &signature);
-        }
+        self.sign(&mut headers, &body);
         (headers, body)
     }
-}
 
-impl Requests<'_> {
     /// The headers and body of a request that carries several records: a
     /// JSON array of each record as `bodyFormat: record` shapes it, with its
     /// idempotency key in `idempotencyKey`. Pulsar's per-record headers and
@@ -389,19 +384,23 @@ impl Requests<'_> {
         if !self.content_type_set {
             headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         }
-        if let Some(secret) = &self.config.signature_secret
-            && let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(self.config.signature_header.as_str()),
-                HeaderValue::try_from(signature::sign(
-                    secret.expose().as_bytes(),
-                    unix_seconds(),
-                    &body,
-                )),
-            )
-        {
+        self.sign(&mut headers, &body);
+        (headers, body)
+    }
+
+    /// Add the body's signature, when a secret is configured. The header's
+    /// name was checked with the config; the value is ASCII.
+    fn sign(&self, headers: &mut Vec<(HeaderName, HeaderValue)>, body: &[u8]) {
+        let Some(secret) = &self.config.signature_secret else {
+            return;
+        };
+        let value = signature::sign(secret.expose().as_bytes(), unix_seconds(), body);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(self.config.signature_header.as_str()),
+            HeaderValue::try_from(value),
+        ) {
             headers.push((name, value));
         }
-        (headers, body)
     }
 }
 

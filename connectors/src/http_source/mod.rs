@@ -234,13 +234,15 @@ impl Source for HttpSource {
                 break;
             };
             let _ = done.send(());
-            if let (Some(keys), Some(key)) = (&self.shared.keys, key)
-                && let Ok(mut keys) = keys.lock()
-                && let Some(KeyState::Pending {
-                    digest,
-                    records,
-                    waiters,
-                }) = keys.remove(&key)
+            let (Some(keys), Some(key)) = (&self.shared.keys, key) else {
+                continue;
+            };
+            let mut keys = server::locked(keys);
+            if let Some(KeyState::Pending {
+                digest,
+                records,
+                waiters,
+            }) = keys.remove(&key)
             {
                 // Retries that waited with the first request hear with it.
                 for waiter in waiters {
@@ -260,10 +262,8 @@ impl Source for HttpSource {
         self.held = None;
         self.made = None;
         self.requests.close();
-        if let Some(keys) = &self.shared.keys
-            && let Ok(mut keys) = keys.lock()
-        {
-            keys.retain(|_, state| matches!(state, KeyState::Published { .. }));
+        if let Some(keys) = &self.shared.keys {
+            server::locked(keys).retain(|_, state| matches!(state, KeyState::Published { .. }));
         }
     }
 }

@@ -41,6 +41,13 @@ pub(crate) enum KeyState {
 /// The idempotency keys of a source under EFFECTIVELY_ONCE.
 pub(crate) type Keys = Mutex<HashMap<String, KeyState>>;
 
+/// The keys, locked. Nothing panics while holding them, so a poisoned lock
+/// still holds a whole map.
+pub(crate) fn locked(keys: &Keys) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
+    keys.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What every request handler shares.
 pub(crate) struct Shared {
     pub(crate) config: HttpSourceConfig,
@@ -184,10 +191,8 @@ async fn handle(
         .collect();
     let (done, durable_rx) = oneshot::channel();
     let forget = |shared: &Shared, key: &Option<(String, String)>| {
-        if let (Some(keys), Some((k, _))) = (&shared.keys, key)
-            && let Ok(mut keys) = keys.lock()
-        {
-            keys.remove(k);
+        if let (Some(keys), Some((k, _))) = (&shared.keys, key) {
+            locked(keys).remove(k);
         }
     };
     match shared.requests.try_send(Accepted {
@@ -253,9 +258,7 @@ enum Seen {
 }
 
 fn seen(keys: &Keys, key: &str, digest: &str, records: usize) -> Seen {
-    let Ok(mut keys) = keys.lock() else {
-        return Seen::Conflict;
-    };
+    let mut keys = locked(keys);
     match keys.get_mut(key) {
         None => {
             keys.insert(

@@ -921,26 +921,39 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
 
     let (configs, places) = config_map(s.configs.as_ref(), s.secrets.as_ref(), prefix, ctx);
     let named = builtin(s.archive.as_ref(), s.sink_type.as_ref(), "sinkType");
-    let spec = match (&s.class_name, named) {
-        (None, Some((field, a, archive))) => match sluice_connectors::sink_for_archive(&archive) {
-            None => {
-                ctx.error(
-                    Some(&a.referenced),
-                    &join(prefix, field),
-                    format!(
-                        "\"{}\" is not a sink sluice runs: set className (one of: {})",
-                        a.value,
-                        sluice_connectors::sink_class_names()
-                    ),
-                );
-                None
-            }
-            Some(k) => {
-                let (spec, report) = k.configure(&configs);
-                connector_report(report, &places, at, prefix, ctx);
-                spec
-            }
-        },
+    let (entry, refused) = match (&s.class_name, named) {
+        (Some(c), _) => (
+            sluice_connectors::sink(&c.value),
+            Some((c, "className", "is not a sink connector (one of:")),
+        ),
+        (None, Some((field, a, archive))) => (
+            sluice_connectors::sink_for_archive(&archive),
+            Some((
+                a,
+                field,
+                "is not a sink sluice runs: set className (one of:",
+            )),
+        ),
+        (None, None) => (None, None),
+    };
+    let spec = match (entry, refused) {
+        (Some(k), _) => {
+            let (spec, report) = k.configure(&configs);
+            connector_report(report, &places, at, prefix, ctx);
+            spec
+        }
+        (None, Some((named, field, why))) => {
+            ctx.error(
+                Some(&named.referenced),
+                &join(prefix, field),
+                format!(
+                    "\"{}\" {why} {})",
+                    named.value,
+                    sluice_connectors::sink_class_names()
+                ),
+            );
+            None
+        }
         (None, None) => {
             ctx.error(
                 Some(at),
@@ -952,25 +965,6 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
             );
             None
         }
-        (Some(c), _) => match sluice_connectors::sink(&c.value) {
-            None => {
-                ctx.error(
-                    Some(&c.referenced),
-                    &join(prefix, "className"),
-                    format!(
-                        "\"{}\" is not a sink connector (one of: {})",
-                        c.value,
-                        sluice_connectors::sink_class_names()
-                    ),
-                );
-                None
-            }
-            Some(k) => {
-                let (spec, report) = k.configure(&configs);
-                connector_report(report, &places, at, prefix, ctx);
-                spec
-            }
-        },
     };
 
     let name = name?;
