@@ -3,12 +3,11 @@
 //! every event out as JSON lines.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use sluice_tests::cdc::{LONG, cdc, drop_slot, replay, wait_for_event, wait_for_slot};
-use sluice_tests::{Event, PULSAR_URL, Sluice, file_events, pg, unique, wait_for};
+use sluice_tests::{Event, PULSAR_URL, Sluice, file_events, java_lines, pg, unique, wait_for};
 
 #[tokio::test]
 async fn snapshot_then_stream_under_concurrent_writes_ends_equal_to_the_table() -> anyhow::Result<()>
@@ -483,28 +482,8 @@ async fn the_java_client_reads_valid_envelopes_from_the_topic() -> anyhow::Resul
         .with_context(|| sluice.log())?;
 
     // WHEN Apache Pulsar's Java client reads the topic from the start
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let classpath = std::fs::read_to_string(root.join(".stack/pulsar/classpath.txt"))
-        .context("the broker classpath: run scripts/stack up first")?;
     let topic = format!("persistent://public/default/{}.public.t", p.prefix);
-    let output = std::process::Command::new("java")
-        .arg("-cp")
-        .arg(classpath.trim())
-        .arg(root.join("tests/java/ReadTopic.java"))
-        .arg(PULSAR_URL)
-        .arg(&topic)
-        .output()
-        .context("run java")?;
-    ensure!(
-        output.status.success(),
-        "the Java reader failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let messages: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let messages = java_lines("ReadTopic.java", &[PULSAR_URL, &topic])?;
 
     // THEN it sees the snapshot read and the update, as Debezium envelopes with sluice's properties
     assert_eq!(messages.len(), 2, "{messages:?}");

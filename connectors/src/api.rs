@@ -62,6 +62,22 @@ pub struct SourceRecord {
     pub event_time_ms: Option<u64>,
     /// The record's sequence, published as `sluice.seq`.
     pub sequence: Option<Sequence>,
+    /// What the key and value hold, for consumers that read by schema.
+    /// `None` publishes plain bytes.
+    pub schema: Option<std::sync::Arc<RecordSchema>>,
+}
+
+/// The schema of a record whose key and value are both JSON: each described
+/// by an Avro record definition, as JSON text (the form in which schema
+/// registries, Pulsar's among them, describe JSON data).
+///
+/// Records of one table share one `Arc`; a new one means the table changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSchema {
+    /// The key's definition.
+    pub key: String,
+    /// The value's definition.
+    pub value: String,
 }
 
 /// What [`Source::read`] returns: records in source order, and optionally the

@@ -21,9 +21,9 @@ pub mod signature;
 mod time;
 
 pub use api::{
-    BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Sequence, Severity, Sink,
-    SinkConnector, SinkContext, SinkRecord, Skips, Source, SourceBatch, SourceConnector,
-    SourceContext, SourceRecord,
+    BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, RecordSchema, Sequence,
+    Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips, Source, SourceBatch,
+    SourceConnector, SourceContext, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 pub use registry::{AnySink, AnySource, SinkEntry, SinkSpec, SourceEntry, SourceSpec};

@@ -6,8 +6,10 @@
 mod admin;
 mod auth;
 mod backlog;
+mod bundle;
 mod consumer;
 mod producer;
+mod schema;
 mod tls;
 mod transactions;
 
@@ -28,7 +30,7 @@ pub const SEQUENCE_PROPERTY: &str = "sluice.seq";
 
 /// A failure talking to the broker. Every one of them is worth retrying
 /// after a backoff, except a refused configuration.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{context}: {message}")]
 pub struct PulsarError {
     context: String,

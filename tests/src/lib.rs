@@ -115,6 +115,31 @@ pub mod admin {
     }
 }
 
+/// Run one of the Java programs in `tests/java` with Apache Pulsar's Java
+/// client on the classpath, and parse the JSON lines it prints.
+pub fn java_lines(program: &str, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let classpath = std::fs::read_to_string(root.join(".stack/pulsar/classpath.txt"))
+        .context("the broker classpath: run scripts/stack up first")?;
+    let output = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(classpath.trim())
+        .arg(root.join("tests/java").join(program))
+        .args(args)
+        .output()
+        .context("run java")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{program} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{program} printed {l}")))
+        .collect()
+}
+
 /// Poll `check` until it returns `Ok(Some(value))`, or fail after `deadline`.
 ///
 /// `Ok(None)` means "not yet"; an error ends the wait at once.

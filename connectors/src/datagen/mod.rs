@@ -80,6 +80,7 @@ impl Datagen {
             properties: Vec::new(),
             event_time_ms: Some(now_ms),
             sequence: Some(Sequence(u128::from(i))),
+            schema: None,
         }
     }
 

@@ -196,11 +196,18 @@ pub(crate) fn text<'v>(target: &Target, value: &'v Value) -> Option<Cow<'v, str>
         }
         (Target::Interval, Value::Number(n)) => format!("{n} microseconds"),
         (Target::Bytes, Value::String(s)) => base64_to_hex(s).unwrap_or_else(|| s.clone()),
+        // Debezium writes a json column as its text: a string that is JSON
+        // text is that JSON; any other value is written as JSON.
+        (Target::Json, Value::String(s)) if is_json_text(s) => s.clone(),
         (Target::Json, v) => v.to_string(),
         (Target::Bool, Value::Bool(b)) => if *b { "1" } else { "0" }.to_owned(),
         (Target::Array(element), Value::Array(items)) => array_literal(element, items),
         (_, v) => plain(v),
     }))
+}
+
+fn is_json_text(s: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ async fn handle(
             properties: Vec::new(),
             event_time_ms: Some(now_ms),
             sequence: None,
+            schema: None,
         })
         .collect();
     let (done, durable_rx) = oneshot::channel();

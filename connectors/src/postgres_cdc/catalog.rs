@@ -6,9 +6,12 @@ use std::collections::{HashMap, HashSet};
 use tokio_postgres::Client;
 use tracing::{error, warn};
 
+use std::sync::Arc;
+
 use super::config::PostgresCdcConfig;
+use super::schema::{self, ColumnType};
 use super::types::{CatalogType, Kind, Types};
-use crate::api::ConnectorError;
+use crate::api::{ConnectorError, RecordSchema};
 
 /// A captured table, as the source needs it to build events.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub(crate) struct Table {
     /// Indices of the key columns: the primary key, or every column when
     /// the table has none.
     pub(crate) key: Vec<usize>,
+    /// The schema of the table's events, shared by all its records.
+    pub(crate) event_schema: Arc<RecordSchema>,
 }
 
 impl Table {
@@ -134,6 +139,8 @@ pub(crate) async fn selected_tables(
 pub(crate) struct Description {
     /// Column names and type OIDs, in table order.
     pub(crate) columns: Vec<(String, u32)>,
+    /// The columns declared NOT NULL.
+    pub(crate) required: HashSet<String>,
     /// The key columns: the primary key, or else the replica identity
     /// index; empty when there is neither.
     pub(crate) key: Vec<String>,
@@ -145,16 +152,22 @@ pub(crate) struct Description {
 
 /// Columns, key and replica identity of a table.
 pub(crate) async fn describe(sql: &Client, oid: u32) -> Result<Description, ConnectorError> {
-    let columns = sql
+    let rows = sql
         .query(
-            "SELECT attname, atttypid FROM pg_catalog.pg_attribute \
+            "SELECT attname, atttypid, attnotnull FROM pg_catalog.pg_attribute \
              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
             &[&oid],
         )
         .await
-        .map_err(|e| pg_error("read columns", e))?
+        .map_err(|e| pg_error("read columns", e))?;
+    let columns = rows
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, u32>(1)))
+        .collect();
+    let required = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(2))
+        .map(|r| r.get::<_, String>(0))
         .collect();
     // The primary key first; a table without one may name a unique index
     // as its replica identity.
@@ -195,6 +208,7 @@ pub(crate) async fn describe(sql: &Client, oid: u32) -> Result<Description, Conn
         .get::<_, bool>(0);
     Ok(Description {
         columns,
+        required,
         key,
         has_identity,
     })
@@ -227,28 +241,44 @@ pub(crate) fn identity_remedy(schema: &str, name: &str) -> String {
     )
 }
 
-/// Build a [`Table`] from its columns and primary key.
+/// Build a [`Table`] from its columns (names and type OIDs), and the key
+/// and NOT NULL columns of its catalog description.
 pub(crate) fn table(
-    schema: &str,
-    name: &str,
+    prefix: &str,
+    (schema, name): (&str, &str),
     columns: &[(String, u32)],
-    primary_key: &[String],
+    described: &Description,
     types: &Types,
 ) -> Table {
     let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
-    let mut key: Vec<usize> = primary_key
+    let mut key: Vec<usize> = described
+        .key
         .iter()
         .filter_map(|k| names.iter().position(|n| n == k))
         .collect();
     if key.is_empty() {
         key = (0..names.len()).collect();
     }
+    let kinds: Vec<Kind> = columns.iter().map(|(_, oid)| types.kind(*oid)).collect();
+    let typed: Vec<ColumnType<'_>> = columns
+        .iter()
+        .zip(&kinds)
+        .map(|((n, oid), kind)| ColumnType {
+            name: n,
+            oid: *oid,
+            kind,
+            optional: !described.required.contains(n),
+        })
+        .collect();
+    let topic = format!("{prefix}.{schema}.{name}");
+    let event_schema = schema::build(&topic, &typed, &key);
     Table {
         schema: schema.to_owned(),
         name: name.to_owned(),
-        kinds: columns.iter().map(|(_, oid)| types.kind(*oid)).collect(),
+        kinds,
         columns: names,
         key,
+        event_schema,
     }
 }
 
@@ -297,7 +327,14 @@ pub(crate) async fn load_tables(
             }
             continue;
         }
-        out.insert(oid, table(&schema, &name, &d.columns, &d.key, types));
+        let t = table(
+            &config.topic_prefix,
+            (&schema, &name),
+            &d.columns,
+            &d,
+            types,
+        );
+        out.insert(oid, t);
     }
     Ok(out)
 }
@@ -352,9 +389,16 @@ mod tests {
     #[test]
     fn a_table_without_a_primary_key_keys_on_every_column() {
         let cols = vec![("a".to_owned(), 23), ("b".to_owned(), 25)];
-        let t = table("public", "t", &cols, &[], &Types::default());
+        let mut described = Description {
+            columns: cols.clone(),
+            required: HashSet::new(),
+            key: Vec::new(),
+            has_identity: true,
+        };
+        let t = table("p", ("public", "t"), &cols, &described, &Types::default());
         assert_eq!(t.key, [0, 1]);
-        let t = table("public", "t", &cols, &["b".to_owned()], &Types::default());
+        described.key = vec!["b".to_owned()];
+        let t = table("p", ("public", "t"), &cols, &described, &Types::default());
         assert_eq!(t.key, [1]);
     }
 }

@@ -1,6 +1,8 @@
 //! Debezium change events: the key, the envelope and the properties of one
 //! record, built from a decoded row.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use super::catalog::{Table, format_lsn};
@@ -114,12 +116,14 @@ pub(crate) fn record(
         ],
         event_time_ms: Some(origin.commit_ms),
         sequence: Some(Sequence::from_parts(origin.commit_lsn, origin.ordinal)),
+        schema: Some(Arc::clone(&table.event_schema)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::RecordSchema;
     use crate::postgres_cdc::types::Kind;
 
     fn orders() -> Table {
@@ -129,6 +133,10 @@ mod tests {
             columns: vec!["id".into(), "note".into(), "total".into()],
             kinds: vec![Kind::Int, Kind::Text, Kind::Decimal],
             key: vec![0],
+            event_schema: Arc::new(RecordSchema {
+                key: String::new(),
+                value: String::new(),
+            }),
         }
     }
 

@@ -22,6 +22,7 @@ mod config;
 mod events;
 mod pgoutput;
 mod preflight;
+mod schema;
 mod slot;
 mod snapshot;
 mod stream;

@@ -276,13 +276,20 @@ impl StreamState {
                     .unwrap_or_else(|| (r.id, r.namespace.clone(), r.name.clone()));
                 let selected = catalog::selected(config, &format!("{schema}.{name}"));
                 let table = if selected {
-                    let key = catalog::describe(sql, root).await?.key;
+                    let described = catalog::describe(sql, root).await?;
                     let columns: Vec<(String, u32)> = r
                         .columns
                         .iter()
                         .map(|c| (c.name.clone(), c.type_oid))
                         .collect();
-                    Some(catalog::table(&schema, &name, &columns, &key, types))
+                    let names = (schema.as_str(), name.as_str());
+                    Some(catalog::table(
+                        &config.topic_prefix,
+                        names,
+                        &columns,
+                        &described,
+                        types,
+                    ))
                 } else {
                     None
                 };

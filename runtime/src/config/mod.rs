@@ -94,6 +94,9 @@ pub struct SourceDef {
     pub guarantee: Guarantee,
     /// How it publishes.
     pub producer: ProducerSettings,
+    /// Whether records go out under their connector's schema, which the
+    /// broker registers; `schemaType: BYTES` publishes plain bytes.
+    pub publish_schema: bool,
     /// The connector and its settings.
     pub spec: SourceSpec,
 }

@@ -91,7 +91,8 @@ pub(crate) struct SourceEntry {
     pub(crate) runtime_flags: Option<IgnoredAny>,
     pub(crate) custom_runtime_options: Option<IgnoredAny>,
     pub(crate) serde_class_name: Option<IgnoredAny>,
-    pub(crate) schema_type: Option<IgnoredAny>,
+    /// `BYTES` publishes plain bytes instead of the connector's schema.
+    pub(crate) schema_type: Option<Spanned<String>>,
 }
 
 /// Pulsar IO `ProducerConfig`, the parts that apply.

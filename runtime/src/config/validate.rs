@@ -624,12 +624,26 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
             ("runtimeFlags", s.runtime_flags.is_some()),
             ("customRuntimeOptions", s.custom_runtime_options.is_some()),
             ("serdeClassName", s.serde_class_name.is_some()),
-            ("schemaType", s.schema_type.is_some()),
         ],
         at,
         prefix,
         ctx,
     );
+    let publish_schema = match &s.schema_type {
+        None => true,
+        Some(t) if t.value.trim().eq_ignore_ascii_case("bytes") => false,
+        Some(t) => {
+            ctx.error(
+                Some(&t.referenced),
+                &join(prefix, "schemaType"),
+                format!(
+                    "\"{}\" is not supported: a source publishes its connector's own schema (KEY_VALUE of JSON for change events), or plain bytes with BYTES",
+                    t.value
+                ),
+            );
+            true
+        }
+    };
     let name = connector_name(s.name.as_ref(), at, prefix, ctx);
     let tenant = s.tenant.clone().unwrap_or_else(|| "public".to_owned());
     let namespace = s.namespace.clone().unwrap_or_else(|| "default".to_owned());
@@ -717,6 +731,7 @@ fn source_def(entry: &Spanned<SourceEntry>, prefix: &str, ctx: &mut Ctx) -> Opti
         topic,
         guarantee: s.processing_guarantees.unwrap_or(Guarantee::AtLeastOnce),
         producer: producer?,
+        publish_schema,
         spec: spec?,
     })
 }

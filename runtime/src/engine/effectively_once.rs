@@ -145,6 +145,7 @@ pub(crate) async fn fence(
         batching: None,
         compression: crate::config::Compression::None,
         name_prefix: None,
+        schema: None,
     };
     let mut waiting = false;
     loop {

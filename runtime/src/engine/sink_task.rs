@@ -235,6 +235,7 @@ pub(crate) async fn run(
                     batching: None,
                     compression: crate::config::Compression::None,
                     name_prefix: None,
+                    schema: None,
                 };
                 dead_letters = Some(client.producer(topic, &options).await?);
             }
@@ -455,6 +456,7 @@ fn dead_letter(def: &SinkDef, record: &SinkRecord, error: &ConnectorError) -> So
         event_time_ms: record.event_time_ms,
         // The sequence travels in the copied properties.
         sequence: None,
+        schema: None,
     }
 }
 

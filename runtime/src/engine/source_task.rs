@@ -53,6 +53,7 @@ impl<'a> Publisher<'a> {
                 batching: def.producer.batching,
                 compression: def.producer.compression,
                 name_prefix: Some(format!("{}{}", pulsar::SOURCE_PRODUCER_PREFIX, def.name)),
+                schema: None,
             },
             producers: HashMap::new(),
         }
@@ -70,9 +71,25 @@ impl<'a> Publisher<'a> {
                 ))
             })?,
         };
+        let schema = record.schema.as_ref().filter(|_| self.def.publish_schema);
+        if let Some(current) = self.producers.get_mut(&topic)
+            && !current.publishes(schema)
+        {
+            // The table changed: what the old producer holds goes out
+            // first, then a producer declaring the new schema takes over
+            // (the broker registers it as the topic's next version).
+            if let Some(old) = self.producers.remove(&topic) {
+                old.close().await;
+            }
+            info!(connector = %self.def.name, topic = %topic, "the records' schema changed");
+        }
         if !self.producers.contains_key(&topic) {
-            let producer = self.client.producer(&topic, &self.options).await?;
-            info!(connector = %self.def.name, topic = %topic, "producer ready");
+            let options = ProducerOptions {
+                schema: schema.cloned(),
+                ..self.options.clone()
+            };
+            let producer = self.client.producer(&topic, &options).await?;
+            info!(connector = %self.def.name, topic = %topic, schema = schema.is_some(), "producer ready");
             self.producers.insert(topic.clone(), producer);
         }
         self.producers

@@ -1,7 +1,13 @@
 //! Questions about topics and namespaces: which topics match a pattern,
-//! whether the broker deduplicates.
+//! whether the broker deduplicates, which version of a topic's schema is
+//! the one a producer declared.
+
+use sluice_connectors::RecordSchema;
 
 use super::{Client, PulsarError, tls};
+
+/// A GET on the admin REST API: the body, or why not.
+type Get = Box<dyn Fn(String) -> Result<String, String> + Send>;
 
 impl Client {
     /// Topics of `namespace` (`tenant/namespace`) whose names match `pattern`.
@@ -16,18 +22,13 @@ impl Client {
             .map_err(|e| PulsarError::new(format!("list topics of {namespace}"), e))
     }
 
-    /// Whether the broker deduplicates messages on `namespace`
-    /// (`tenant/namespace`): the namespace's policy, else the broker's
-    /// default. `Ok(None)` when no `webServiceUrl` is configured to ask.
-    pub async fn deduplication(&self, namespace: &str) -> Result<Option<bool>, PulsarError> {
-        let Some(web) = &self.settings.web_service_url else {
-            return Ok(None);
-        };
-        let context = || format!("read the deduplication policy of {namespace}");
-        let base = web.trim_end_matches('/').to_owned();
+    /// GETs on the admin REST API at `base`, with the client's TLS settings
+    /// and credentials.
+    fn admin_get(&self, base: &str) -> Result<Get, PulsarError> {
+        let base = base.trim_end_matches('/').to_owned();
         let agent = tls::http_agent(&self.settings, self.credentials.identity())?;
         let bearer = self.credentials.bearer()?;
-        let get = move |path: String| -> Result<String, String> {
+        Ok(Box::new(move |path: String| {
             let url = format!("{base}{path}");
             let mut request = agent.get(&url);
             if let Some(token) = &bearer {
@@ -36,9 +37,7 @@ impl Client {
             let mut response = request.call().map_err(|e| format!("{url}: {e}"))?;
             let status = response.status();
             if status == 401 || status == 403 {
-                return Err(format!(
-                    "{url} answered {status}: the role may not read it (reading a namespace's policies takes tenant admin)"
-                ));
+                return Err(format!("{url} answered {status}: the role may not read it"));
             }
             if !status.is_success() {
                 return Err(format!("{url} answered {status}"));
@@ -47,7 +46,19 @@ impl Client {
                 .body_mut()
                 .read_to_string()
                 .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// Whether the broker deduplicates messages on `namespace`
+    /// (`tenant/namespace`): the namespace's policy, else the broker's
+    /// default. `Ok(None)` when no `webServiceUrl` is configured to ask.
+    pub async fn deduplication(&self, namespace: &str) -> Result<Option<bool>, PulsarError> {
+        let Some(web) = &self.settings.web_service_url else {
+            return Ok(None);
         };
+        let context =
+            || format!("read the deduplication policy of {namespace} (it takes tenant admin)");
+        let get = self.admin_get(web)?;
         let namespace_path = format!("/admin/v2/namespaces/{namespace}/deduplication");
         let answer: Result<bool, String> = tokio::task::spawn_blocking(move || {
             let policy = get(namespace_path)?;
@@ -66,5 +77,109 @@ impl Client {
         .await
         .map_err(|e| PulsarError::new(context(), e))?;
         answer.map(Some).map_err(|e| PulsarError::new(context(), e))
+    }
+
+    /// The version the broker gave `schema` on `topic` (a full
+    /// `persistent://` name), once a producer declaring it is open. Asked
+    /// of `webServiceUrl`, or of the service URL's host on Pulsar's default
+    /// web port when none is configured; reading it takes the permission to
+    /// look the topic up, as producing does.
+    pub async fn schema_version(
+        &self,
+        topic: &str,
+        schema: &RecordSchema,
+    ) -> Result<u64, PulsarError> {
+        let context = || format!("look up the version of {topic}'s schema");
+        let base = match &self.settings.web_service_url {
+            Some(web) => web.clone(),
+            None => default_web_url(&self.settings.service_url)
+                .ok_or_else(|| PulsarError::new(context(), "no webServiceUrl is configured"))?,
+        };
+        let get = self.admin_get(&base)?;
+        let path = format!(
+            "/admin/v2/schemas/{}/schemas",
+            topic.trim_start_matches("persistent://")
+        );
+        let key: serde_json::Value =
+            serde_json::from_str(&schema.key).map_err(|e| PulsarError::new(context(), e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&schema.value).map_err(|e| PulsarError::new(context(), e))?;
+        let answer = tokio::task::spawn_blocking(move || get(path))
+            .await
+            .map_err(|e| PulsarError::new(context(), e))?
+            .map_err(|e| PulsarError::new(context(), e))?;
+        find_version(&answer, &key, &value).ok_or_else(|| {
+            PulsarError::new(
+                context(),
+                "the broker lists no version with this schema's key and value",
+            )
+        })
+    }
+}
+
+/// The web service of the broker at `service_url`, on Pulsar's default
+/// ports: `http://host:8080`, or `https://host:8443` for `pulsar+ssl://`.
+fn default_web_url(service_url: &str) -> Option<String> {
+    let (scheme, port, rest) = if let Some(rest) = service_url.strip_prefix("pulsar+ssl://") {
+        ("https", 8443, rest)
+    } else {
+        ("http", 8080, service_url.strip_prefix("pulsar://")?)
+    };
+    // The first host of a list; its own port is the binary protocol's.
+    let first = rest.split([',', '/']).next()?;
+    let host = match first.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => first,
+    };
+    Some(format!("{scheme}://{host}:{port}"))
+}
+
+/// In a `GET …/schemas` answer, the version whose `KEY_VALUE` definition
+/// has this key and value. The broker renders such a schema's data as
+/// `{"key": <definition>, "value": <definition>}`.
+fn find_version(answer: &str, key: &serde_json::Value, value: &serde_json::Value) -> Option<u64> {
+    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
+    answer["getSchemaResponses"]
+        .as_array()?
+        .iter()
+        .filter(|s| s["type"] == "KEY_VALUE")
+        .filter_map(|s| {
+            let data: serde_json::Value = serde_json::from_str(s["data"].as_str()?).ok()?;
+            (data["key"] == *key && data["value"] == *value).then(|| s["version"].as_u64())?
+        })
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_web_service_is_found_on_pulsars_default_ports() {
+        assert_eq!(
+            default_web_url("pulsar://broker:6650").as_deref(),
+            Some("http://broker:8080")
+        );
+        assert_eq!(
+            default_web_url("pulsar+ssl://a:6651,b:6651/").as_deref(),
+            Some("https://a:8443")
+        );
+        assert_eq!(default_web_url("http://x"), None);
+    }
+
+    #[test]
+    fn the_version_is_the_one_whose_key_and_value_match() {
+        let data = |v: i64| json!({"key": {"k": 1}, "value": {"v": v}}).to_string();
+        let answer = json!({"getSchemaResponses": [
+            {"version": 0, "type": "KEY_VALUE", "data": data(1)},
+            {"version": 1, "type": "KEY_VALUE", "data": data(2)},
+            {"version": 2, "type": "JSON", "data": data(2)},
+        ]})
+        .to_string();
+        let key = json!({"k": 1});
+        assert_eq!(find_version(&answer, &key, &json!({"v": 2})), Some(1));
+        assert_eq!(find_version(&answer, &key, &json!({"v": 1})), Some(0));
+        assert_eq!(find_version(&answer, &key, &json!({"v": 3})), None);
     }
 }

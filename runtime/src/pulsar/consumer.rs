@@ -207,18 +207,27 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
         msg.payload = body;
         msg.single_metadata = Some(single);
     }
-    let (key, props, event_time) = match &msg.single_metadata {
+    let (key, key_b64, props, event_time) = match &msg.single_metadata {
         Some(single) => (
             single.partition_key.clone(),
+            single.partition_key_b64_encoded,
             &single.properties,
             single.event_time,
         ),
         None => (
             msg.metadata.partition_key.clone(),
+            msg.metadata.partition_key_b64_encoded,
             &msg.metadata.properties,
             msg.metadata.event_time,
         ),
     };
+    let key = key.map(|k| {
+        if key_b64 == Some(true) {
+            key_text(k)
+        } else {
+            k
+        }
+    });
     let properties: Vec<(String, String)> = props
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.clone()))
@@ -257,6 +266,18 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
         redelivery_count: msg.redelivery_count,
         held: None,
     }
+}
+
+/// A key sent as base64 (a `KEY_VALUE` schema's key, as Pulsar's Java
+/// producers and Debezium source send it): its text when it decodes to
+/// UTF-8, such as a JSON key; else the base64 as sent.
+fn key_text(b64: String) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(&b64)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or(b64)
 }
 
 /// Split a batch container holding one message into its single-message

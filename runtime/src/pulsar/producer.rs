@@ -3,13 +3,17 @@
 use std::future::Future;
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use magnetar::OutgoingMessage;
 use magnetar::proto::CreateProducerRequest;
 use magnetar::proto::pb::ProducerAccessMode;
 use magnetar::proto::types::CompressionKind;
 use magnetar::runtime_tokio as rt;
-use sluice_connectors::SourceRecord;
+use std::sync::Arc;
 
+use sluice_connectors::{RecordSchema, SourceRecord};
+
+use super::bundle::Bundler;
 use super::consumer::message_id_text;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY, Txn};
 use crate::config::{Batching, Compression};
@@ -36,6 +40,8 @@ pub struct ProducerOptions {
     /// sinks can tell sluice's sequences from anyone else's; `None` lets
     /// the broker name the producer.
     pub name_prefix: Option<String>,
+    /// The schema its records are published under; `None` for plain bytes.
+    pub schema: Option<Arc<RecordSchema>>,
 }
 
 /// How the names of sluice's source producers start: a sink trusts the
@@ -59,6 +65,9 @@ pub struct Producer {
     topic: String,
     /// The batch byte limit, when batching.
     batch_bytes: Option<usize>,
+    schema: Option<Arc<RecordSchema>>,
+    /// With a schema, the batches are sluice's (see [`Bundler`]).
+    bundler: Option<Bundler>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -104,9 +113,11 @@ impl Client {
                 .name_prefix
                 .as_ref()
                 .map(|prefix| format!("{prefix}-{}", unique_suffix())),
+            schema: options.schema.as_deref().map(super::schema::key_value),
             ..CreateProducerRequest::default()
         };
-        if let Some(b) = options.batching {
+        // With a schema, sluice batches (see bundle.rs).
+        if let Some(b) = options.batching.filter(|_| options.schema.is_none()) {
             request.enable_batching = true;
             request.max_messages_in_batch = b.max_messages;
             request.max_batch_size_bytes = b.max_bytes;
@@ -128,16 +139,56 @@ impl Client {
                 ),
             ));
         }
-        let inner = self
-            .inner
-            .open_producer(request)
-            .await
-            .map_err(|e| PulsarError::new(context(), e))?;
+        let inner = self.inner.open_producer(request).await.map_err(|e| {
+            let text = e.to_string();
+            if options.schema.is_some() && text.contains("ncompatible") {
+                PulsarError::config(
+                    context(),
+                    format!(
+                        "the broker refused the table's schema: {text}. The namespace's schema compatibility strategy does not allow this change; \
+                         set the strategy (pulsar-admin namespaces set-schema-compatibility-strategy), or publish plain bytes with schemaType: BYTES"
+                    ),
+                )
+            } else {
+                PulsarError::new(context(), e)
+            }
+        })?;
+        let bundler = match &options.schema {
+            Some(schema) => Some(self.bundler(&inner, topic, schema, options).await),
+            None => None,
+        };
         Ok(Producer {
             batch_bytes: options.batching.map(|b| b.max_bytes),
             inner,
             topic: topic.to_owned(),
+            schema: options.schema.clone(),
+            bundler,
         })
+    }
+
+    /// Batches for a producer with a schema, stamped with the version the
+    /// broker gave the schema. Without the version the records still go
+    /// out, and typed consumers still read them; consumers that decode by
+    /// version read them as bytes, which the warning says.
+    async fn bundler(
+        &self,
+        inner: &rt::Producer,
+        topic: &str,
+        schema: &RecordSchema,
+        options: &ProducerOptions,
+    ) -> Bundler {
+        let version = match self.schema_version(topic, schema).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(topic, error = %e,
+                    "messages will not carry their schema version: consumers that decode by version (AUTO_CONSUME, Functions, IO sinks) read them as bytes; set pulsar.webServiceUrl");
+                None
+            }
+        };
+        let (max_messages, max_bytes) = options
+            .batching
+            .map_or((1, 0), |b| (b.max_messages, b.max_bytes));
+        Bundler::new(inner.clone(), topic, version, max_messages, max_bytes)
     }
 }
 
@@ -157,6 +208,9 @@ impl Producer {
         record: SourceRecord,
         txn: Option<&Txn>,
     ) -> impl Future<Output = SendResult> + Send + 'static {
+        if let Some(bundler) = &self.bundler {
+            return Either::Left(bundler.send(record, txn.map(|t| t.id)));
+        }
         let payload_len = record.value.len();
         let mut msg = OutgoingMessage::with_payload(record.value);
         if let Some(txn) = txn {
@@ -187,11 +241,11 @@ impl Producer {
         }
         let fut = self.inner.send(msg.into());
         let topic = self.topic.clone();
-        async move {
+        Either::Right(async move {
             fut.await
                 .map(|id| message_id_text(&id))
                 .map_err(|e| PulsarError::new(format!("publish to {topic}"), e))
-        }
+        })
     }
 
     /// The topic this producer publishes to.
@@ -199,8 +253,27 @@ impl Producer {
         &self.topic
     }
 
+    /// Whether records of `schema` may go out on this producer: it was
+    /// opened with the same schema (or both have none). A schema equal in
+    /// content but held elsewhere is adopted, so that the next check is a
+    /// pointer comparison.
+    pub fn publishes(&mut self, schema: Option<&Arc<RecordSchema>>) -> bool {
+        match (&self.schema, schema) {
+            (None, None) => true,
+            (Some(mine), Some(theirs)) if Arc::ptr_eq(mine, theirs) => true,
+            (Some(mine), Some(theirs)) if mine == theirs => {
+                self.schema = Some(Arc::clone(theirs));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Publish what is batched and close.
     pub async fn close(self) {
+        if let Some(bundler) = &self.bundler {
+            bundler.close_open();
+        }
         let _ = self.inner.flush().await;
         let _ = self.inner.close().await;
     }

@@ -1,0 +1,246 @@
+//! Batches that carry their schema version.
+//!
+//! A consumer that decodes by schema (Java's `AUTO_CONSUME`, Pulsar
+//! Functions and IO sinks, Pulsar SQL) reads each message with the schema
+//! version stamped on it, and reads a message without one as bytes.
+//! magnetar stamps no version on the batches it builds, so a producer with
+//! a schema builds its own: the records sent one after another on a topic
+//! are packed into one batch message (Pulsar's batch format: each record's
+//! single-message metadata, then its payload), stamped with the version,
+//! and handed to magnetar as a message of that many records.
+//!
+//! A batch closes when it is full (`batchingMaxMessages` or
+//! `batchingMaxBytes`), when a record of another transaction comes, or when
+//! the outcome of one of its records is first awaited: the records of one
+//! read of the source go out together, and nothing waits on a timer.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use magnetar::proto::TxnId;
+use magnetar::proto::pb;
+use magnetar::proto::producer::OutgoingMessage;
+use magnetar::runtime_tokio as rt;
+use prost::Message as _;
+use sluice_connectors::SourceRecord;
+
+use super::consumer::message_id_text;
+use super::{PulsarError, SEQUENCE_PROPERTY, SendResult};
+
+type Outcome = Shared<BoxFuture<'static, SendResult>>;
+
+/// Packs a topic's records into batches stamped with a schema version.
+#[derive(Clone)]
+pub(super) struct Bundler {
+    inner: rt::Producer,
+    topic: Arc<str>,
+    /// The schema version, as the 8 bytes Pulsar stamps; `None` when it
+    /// could not be learnt.
+    version: Option<Bytes>,
+    max_messages: usize,
+    max_bytes: usize,
+    open: Arc<Mutex<Open>>,
+}
+
+/// The batch being filled, if any.
+#[derive(Default)]
+struct Open {
+    batch: Option<Batch>,
+    next_id: u64,
+}
+
+struct Batch {
+    id: u64,
+    payload: BytesMut,
+    count: usize,
+    txn: Option<TxnId>,
+    outcome: Arc<OnceLock<Outcome>>,
+}
+
+impl Bundler {
+    /// Batches for `inner`, a producer opened without batching, stamped
+    /// with schema version `version`.
+    pub(super) fn new(
+        inner: rt::Producer,
+        topic: &str,
+        version: Option<u64>,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Self {
+        Self {
+            inner,
+            topic: topic.into(),
+            version: version.map(|v| Bytes::copy_from_slice(&v.to_be_bytes())),
+            max_messages: max_messages.max(1),
+            max_bytes,
+            open: Arc::default(),
+        }
+    }
+
+    /// Queue `record`; the future resolves with its batch's outcome.
+    pub(super) fn send(
+        &self,
+        record: SourceRecord,
+        txn: Option<TxnId>,
+    ) -> BoxFuture<'static, SendResult> {
+        let (metadata, value) = parts(record);
+        let size = 4 + metadata.encoded_len() + value.len();
+        let mut open = self.lock();
+        if let Some(batch) = &open.batch
+            && (batch.txn != txn
+                || batch.count >= self.max_messages
+                || batch.payload.len() + size > self.max_bytes)
+        {
+            self.close(&mut open);
+        }
+        // A record over the batch size goes out alone, after what came
+        // before it (and in chunks, when it is over the broker's limit).
+        if size > self.max_bytes {
+            drop(open);
+            return self.send_alone(metadata, value, txn);
+        }
+        let batch = match &mut open.batch {
+            Some(batch) => batch,
+            None => {
+                let id = open.next_id;
+                open.next_id += 1;
+                open.batch.insert(Batch {
+                    id,
+                    payload: BytesMut::new(),
+                    count: 0,
+                    txn,
+                    outcome: Arc::new(OnceLock::new()),
+                })
+            }
+        };
+        let len = u32::try_from(metadata.encoded_len()).unwrap_or(u32::MAX);
+        batch.payload.extend_from_slice(&len.to_be_bytes());
+        // Encoding into a growable buffer cannot fail.
+        let _ = metadata.encode(&mut batch.payload);
+        batch.payload.extend_from_slice(&value);
+        batch.count += 1;
+        let (id, outcome) = (batch.id, Arc::clone(&batch.outcome));
+        drop(open);
+        self.awaiting(id, outcome).boxed()
+    }
+
+    fn send_alone(
+        &self,
+        single: pb::SingleMessageMetadata,
+        value: Vec<u8>,
+        txn: Option<TxnId>,
+    ) -> BoxFuture<'static, SendResult> {
+        let metadata = pb::MessageMetadata {
+            partition_key: single.partition_key,
+            partition_key_b64_encoded: single.partition_key_b64_encoded,
+            properties: single.properties,
+            event_time: single.event_time,
+            schema_version: self.version.clone(),
+            ..pb::MessageMetadata::default()
+        };
+        let payload = Bytes::from(value);
+        self.publish(OutgoingMessage {
+            uncompressed_size: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            payload,
+            metadata,
+            num_messages: 1,
+            txn_id: txn,
+            source_message_id: None,
+        })
+    }
+
+    fn publish(&self, message: OutgoingMessage) -> BoxFuture<'static, SendResult> {
+        let sent = self.inner.send(message);
+        let topic = Arc::clone(&self.topic);
+        async move {
+            sent.await
+                .map(|id| message_id_text(&id))
+                .map_err(|e| PulsarError::new(format!("publish to {topic}"), e))
+        }
+        .boxed()
+    }
+
+    /// Send the open batch now.
+    pub(super) fn close_open(&self) {
+        let mut open = self.lock();
+        self.close(&mut open);
+    }
+
+    fn awaiting(
+        &self,
+        id: u64,
+        outcome: Arc<OnceLock<Outcome>>,
+    ) -> impl std::future::Future<Output = SendResult> + Send + 'static {
+        let this = self.clone();
+        async move {
+            {
+                let mut open = this.lock();
+                if open.batch.as_ref().is_some_and(|b| b.id == id) {
+                    this.close(&mut open);
+                }
+            }
+            match outcome.get() {
+                Some(sent) => sent.clone().await,
+                None => Err(PulsarError::from_message(
+                    "a batch closed without being sent",
+                )),
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hand the open batch to magnetar, in order after those before it.
+    fn close(&self, open: &mut Open) {
+        let Some(batch) = open.batch.take() else {
+            return;
+        };
+        let count = i32::try_from(batch.count).unwrap_or(i32::MAX);
+        let metadata = pb::MessageMetadata {
+            num_messages_in_batch: Some(count),
+            schema_version: self.version.clone(),
+            ..pb::MessageMetadata::default()
+        };
+        let payload = batch.payload.freeze();
+        let outcome = self
+            .publish(OutgoingMessage {
+                uncompressed_size: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+                payload,
+                metadata,
+                num_messages: count,
+                txn_id: batch.txn,
+                source_message_id: None,
+            })
+            .shared();
+        let _ = batch.outcome.set(outcome);
+    }
+}
+
+/// A record as Pulsar's single-message metadata (key, properties with its
+/// sequence, event time) and its payload.
+fn parts(record: SourceRecord) -> (pb::SingleMessageMetadata, Vec<u8>) {
+    let mut properties: Vec<pb::KeyValue> = record
+        .properties
+        .into_iter()
+        .map(|(key, value)| pb::KeyValue { key, value })
+        .collect();
+    if let Some(seq) = record.sequence {
+        properties.push(pb::KeyValue {
+            key: SEQUENCE_PROPERTY.to_owned(),
+            value: seq.to_string(),
+        });
+    }
+    let metadata = pb::SingleMessageMetadata {
+        properties,
+        partition_key_b64_encoded: record.key.as_ref().map(|_| false),
+        partition_key: record.key,
+        payload_size: i32::try_from(record.value.len()).unwrap_or(i32::MAX),
+        event_time: record.event_time_ms,
+        ..pb::SingleMessageMetadata::default()
+    };
+    (metadata, record.value)
+}
