@@ -222,3 +222,98 @@ async fn a_dropped_slot_stops_the_source_until_a_new_snapshot_is_asked_for() -> 
     drop_slot(&db, &p.prefix).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn another_clients_slot_is_adopted_when_told_and_streams_on_without_a_snapshot()
+-> anyhow::Result<()> {
+    // GIVEN the slot and FOR ALL TABLES publication another client made (as
+    // Pulsar's Debezium source makes them), which published the table's
+    // rows and stopped; then changes made while no one streams
+    let name = unique("cdc-adopt").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'old' FROM generate_series(1, 100) g;",
+    )
+    .await?;
+    let p = cdc(&name, "ATLEAST_ONCE", "")?;
+    let (slot, publication) = (format!("{}_legacy", p.prefix), format!("{}_pub", p.prefix));
+    db.batch_execute(&format!("CREATE PUBLICATION {publication} FOR ALL TABLES"))
+        .await?;
+    db.execute(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+        &[&slot],
+    )
+    .await?;
+    db.batch_execute(
+        "UPDATE t SET v = 'changed' WHERE id <= 10;
+         DELETE FROM t WHERE id > 90;
+         INSERT INTO t SELECT g, 'new' FROM generate_series(101, 110) g;",
+    )
+    .await?;
+
+    // WHEN sluice starts on them with slot.adopt, while the application
+    // goes on writing
+    let config = p
+        .config
+        .replace(
+            &format!("slot.name: {}\n", p.prefix),
+            &format!("slot.name: {slot}\n      slot.adopt: true\n"),
+        )
+        .replace(
+            &format!("publication.name: {}\n", p.prefix),
+            &format!(
+                "publication.name: {publication}\n      publication.autocreate.mode: disabled\n"
+            ),
+        );
+    let sluice = Sluice::start(&p.dir, &config, p.port)?;
+    for id in 111..=160 {
+        db.execute("INSERT INTO t VALUES ($1, 'during')", &[&id])
+            .await?;
+    }
+    db.batch_execute("INSERT INTO t VALUES (-1, 'sentinel')")
+        .await?;
+    let events = wait_for_event(&p.out, "the sentinel", |e| e.key == json!({"id": -1}))
+        .await
+        .with_context(|| sluice.log())?;
+
+    // THEN every change since the slot's position is published once, and
+    // nothing was snapshotted
+    let count = |op: &str| events.iter().filter(|e| e.op() == op).count();
+    assert_eq!(
+        (count("r"), count("u"), count("d"), count("c")),
+        (0, 10, 10, 61),
+        "{}",
+        sluice.log()
+    );
+    ensure!(sluice.log().contains("adopted a replication slot"));
+    let model = replay(&events, ".public.t");
+    for id in 1..=10 {
+        assert_eq!(
+            model[&json!({"id": id}).to_string()],
+            json!({"id": id, "v": "changed"})
+        );
+    }
+
+    // AND, restarted, it streams on from the slot it now owns, as its own
+    ensure!(sluice.interrupt().await?.success());
+    let again = Sluice::start(&p.dir, &config, p.port)?;
+    db.batch_execute("INSERT INTO t VALUES (-2, 'after the restart')")
+        .await?;
+    let events = wait_for_event(&p.out, "the second sentinel", |e| {
+        e.key == json!({"id": -2})
+    })
+    .await
+    .with_context(|| again.log())?;
+    assert_eq!(events.iter().filter(|e| e.op() == "r").count(), 0);
+    // (the log holds both runs)
+    assert_eq!(
+        again.log().matches("adopted a replication slot").count(),
+        1,
+        "{}",
+        again.log()
+    );
+    ensure!(again.interrupt().await?.success());
+    drop_slot(&db, &slot).await;
+    Ok(())
+}

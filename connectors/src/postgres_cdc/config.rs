@@ -33,7 +33,7 @@ pub(crate) const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 const KNOWN: &str = "database.hostname, database.port, database.user, database.password, database.dbname, \
     database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, \
-    schema.include.list, schema.exclude.list, slot.name, publication.name, \
+    schema.include.list, schema.exclude.list, slot.name, slot.adopt, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
     status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes, json-with-envelope";
 
@@ -114,6 +114,10 @@ pub struct PostgresCdcConfig {
     pub schema_exclude: Vec<String>,
     /// The replication slot.
     pub slot: String,
+    /// Take over an existing slot that another client created (Pulsar's
+    /// Java Debezium source, when moving from it): stream from its
+    /// confirmed position, without a snapshot, and own it from then on.
+    pub adopt_slot: bool,
     /// The publication.
     pub publication: String,
     /// Whether and how to create the publication.
@@ -273,6 +277,7 @@ impl PostgresCdcConfig {
                 "must be lower-case letters, digits and '_', at most 63",
             );
         }
+        let adopt_slot = r.bool("slot.adopt").unwrap_or(false);
         let publication = r
             .string("publication.name")
             .unwrap_or_else(|| DEFAULT_PUBLICATION.to_owned());
@@ -389,6 +394,7 @@ impl PostgresCdcConfig {
                     schema_include,
                     schema_exclude,
                     slot,
+                    adopt_slot,
                     publication,
                     publication_mode,
                     snapshot_mode,

@@ -396,7 +396,22 @@ impl Worker {
                 .await
                 .map_err(|e| pg_error("drop the replication slot", e))?;
         }
-        let existing = existing.filter(|_| decision.plan == slot::Plan::Resume);
+        if decision.plan == slot::Plan::Adopt {
+            // The client that made the slot published every change up to
+            // its confirmed position: record the slot as sluice's, with its
+            // snapshot done, and stream on from there.
+            for marker in [
+                slot::owned_marker(&slot_name),
+                slot::snapshot_marker(&slot_name),
+            ] {
+                slot::set_marker(&self.sql, &self.config.publication, &marker, true).await?;
+            }
+            warn!(slot = %slot_name,
+                confirmed = %existing.as_ref().and_then(|s| s.confirmed_flush).map_or_else(|| "unknown".to_owned(), catalog::format_lsn),
+                "adopted a replication slot that another client created (slot.adopt): streaming from its confirmed position, without a snapshot");
+        }
+        let resume = matches!(decision.plan, slot::Plan::Resume | slot::Plan::Adopt);
+        let existing = existing.filter(|_| resume);
         if existing.is_none() {
             // Claim the slot before creating it: a crash in between leaves a
             // claim on no slot, never a slot that sluice would not own.

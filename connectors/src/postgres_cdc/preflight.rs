@@ -121,6 +121,13 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
                 "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
             ))),
+            Ok(slot::Decision {
+                plan: slot::Plan::Adopt,
+                ..
+            }) => out.push(Finding::warning(format!(
+                "replication slot {} was made by another client: slot.adopt takes it over at start and streams from its confirmed position, without a snapshot; stop that client first",
+                config.slot
+            ))),
             Ok(_) => {}
         }
     }

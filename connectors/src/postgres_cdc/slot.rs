@@ -134,6 +134,8 @@ pub(crate) enum Plan {
     Recreate,
     /// Create the slot, with or without a snapshot.
     Create { snapshot: bool },
+    /// Take over another client's slot (`slot.adopt`) and stream from it.
+    Adopt,
 }
 
 /// The decision, and, when the slot sluice streamed from is gone, what the
@@ -203,11 +205,12 @@ pub(crate) fn plan(
             config.dbname
         )));
     }
-    if !ours {
+    if !ours && !config.adopt_slot {
         return Err(ConnectorError::permanent(format!(
             "replication slot {name} exists but sluice did not create it (no record on publication {}): \
-             sluice never takes over or drops another client's slot. Choose another slot.name, or, if \
-             nothing uses it, drop it: SELECT pg_drop_replication_slot({})",
+             sluice never takes over or drops another client's slot unless told to. Choose another slot.name; \
+             or, to move from the client that made it (Pulsar's Debezium source), stop that client and set \
+             slot.adopt: true; or, if nothing uses it, drop it: SELECT pg_drop_replication_slot({})",
             config.publication,
             quote_literal(name)
         )));
@@ -227,6 +230,12 @@ pub(crate) fn plan(
             ),
             Plan::Recreate,
         );
+    }
+    if !ours {
+        return Ok(Decision {
+            plan: Plan::Adopt,
+            gap: None,
+        });
     }
     let plan = match config.snapshot_mode {
         SnapshotMode::Never => Plan::Resume,
@@ -314,6 +323,27 @@ mod tests {
         other.plugin = Some("test_decoding".into());
         let err = plan_of("initial", Some(&other), COMPLETE).unwrap_err();
         assert!(err.contains("plugin test_decoding"), "{err}");
+    }
+
+    #[test]
+    fn another_clients_slot_is_adopted_when_told_whatever_the_mode() {
+        for mode in ["initial", "never", "always", "when_needed"] {
+            let mut c = config(mode);
+            c.adopt_slot = true;
+            let decision = plan(&c, Some(&ours()), NONE).map_err(|e| e.to_string());
+            assert_eq!(decision.map(|d| d.plan), Ok(Plan::Adopt), "{mode}");
+            // Once adopted, the slot is sluice's own.
+            let decision = plan(&c, Some(&ours()), COMPLETE).map_err(|e| e.to_string());
+            assert_ne!(decision.map(|d| d.plan), Ok(Plan::Adopt), "{mode}");
+        }
+        let mut c = config("initial");
+        c.adopt_slot = true;
+        let mut busy = ours();
+        busy.active_pid = Some(42);
+        let err = plan(&c, Some(&busy), NONE)
+            .map(|d| d.plan)
+            .map_err(|e| e.to_string());
+        assert!(err.is_err_and(|e| e.contains("in use by process 42")));
     }
 
     #[test]
