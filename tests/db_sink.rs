@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use sluice_tests::{PULSAR_URL, Sluice, free_port, pg, temp_dir, unique, wait_for};
+use serde_json::{Value, json};
+use sluice_tests::{PULSAR_URL, Sluice, file_events, free_port, pg, temp_dir, unique, wait_for};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -181,6 +182,77 @@ async fn plain_json_rows_follow_insert_mode_and_null_value_action() -> anyhow::R
     assert_eq!(
         table(&db).await?,
         [(1, "c".to_owned()), (3, "end".to_owned())]
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -> anyhow::Result<()> {
+    // GIVEN change events published by Apache Pulsar's Java client the way
+    // Pulsar's Debezium source publishes them: KEY_VALUE in SEPARATED mode,
+    // the JSON key base64-encoded as the message key, the envelope alone as
+    // the payload
+    let name = unique("jdbc-kv").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    let event = |op: &str, id: i32, before: Value, after: Value| {
+        let envelope = json!({"before": before, "after": after, "op": op, "ts_ms": 1,
+            "source": {"connector": "postgresql", "db": "shop", "schema": "public", "table": "items"}});
+        format!("{}\t{envelope}\n", json!({"id": id}))
+    };
+    let lines = [
+        event("c", 1, Value::Null, json!({"id": 1, "v": "a"})),
+        event("c", 2, Value::Null, json!({"id": 2, "v": "b"})),
+        event("u", 1, Value::Null, json!({"id": 1, "v": "c"})),
+        event("d", 2, json!({"id": 2, "v": "b"}), Value::Null),
+        event("c", 3, Value::Null, json!({"id": 3, "v": "end"})),
+    ]
+    .concat();
+    let sent = sluice_tests::java_lines_with_input("PublishKeyValue.java", &[PULSAR_URL, &topic], &lines)?;
+    assert_eq!(sent, [json!({"sent": 5})]);
+
+    // WHEN the jdbc sink applies the topic
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let out = dir.join("events.jsonl");
+    let config = format!(
+        "{}  - name: copy\n    className: file\n    inputs: [{topic}]\n    sourceSubscriptionPosition: Earliest\n\
+         \x20   configs:\n      path: {}\n      batchSize: 10\n      timeoutMs: 20\n",
+        sink_config(port, &topic, &name, "", "      tableName: items\n"),
+        out.display()
+    );
+    let sluice = Sluice::start(&dir, &config, port)?;
+    wait_for("the last row", LONG, || {
+        let db = &db;
+        async move {
+            Ok(table(db)
+                .await?
+                .iter()
+                .any(|(id, _)| *id == 3)
+                .then_some(()))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN the table is the events' outcome, and sinks see the keys as the JSON they are
+    assert_eq!(
+        table(&db).await?,
+        [(1, "c".to_owned()), (3, "end".to_owned())]
+    );
+    let events = wait_for("the copies", LONG, || {
+        let out = &out;
+        async move { Ok(Some(file_events(out)?).filter(|e| e.len() == 5)) }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let keys: Vec<&Value> = events.iter().map(|e| &e.key).collect();
+    assert_eq!(
+        keys,
+        [&json!({"id": 1}), &json!({"id": 2}), &json!({"id": 1}), &json!({"id": 2}), &json!({"id": 3})]
     );
     ensure!(sluice.interrupt().await?.success());
     Ok(())

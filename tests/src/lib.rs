@@ -118,16 +118,33 @@ pub mod admin {
 /// Run one of the Java programs in `tests/java` with Apache Pulsar's Java
 /// client on the classpath, and parse the JSON lines it prints.
 pub fn java_lines(program: &str, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    java_lines_with_input(program, args, "")
+}
+
+/// [`java_lines`], with `input` on the program's standard input.
+pub fn java_lines_with_input(
+    program: &str,
+    args: &[&str],
+    input: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use std::io::Write as _;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let classpath = std::fs::read_to_string(root.join(".stack/pulsar/classpath.txt"))
         .context("the broker classpath: run scripts/stack up first")?;
-    let output = std::process::Command::new("java")
+    let mut child = std::process::Command::new("java")
         .arg("-cp")
         .arg(classpath.trim())
         .arg(root.join("tests/java").join(program))
         .args(args)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .context("run java")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let output = child.wait_with_output().context("run java")?;
     anyhow::ensure!(
         output.status.success(),
         "{program} failed: {}",
