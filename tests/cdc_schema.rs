@@ -134,3 +134,51 @@ async fn schema_type_bytes_publishes_plain_bytes() -> anyhow::Result<()> {
     drop_slot(&db, &p.prefix).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn effectively_once_with_a_schema_publishes_through_a_small_send_window() -> anyhow::Result<()>
+{
+    // GIVEN a table of 500 rows, captured EFFECTIVELY_ONCE with its schema,
+    // at most 5 sends in flight and batches of up to 100 records: the
+    // engine waits for room before it awaits a send, so an open batch must
+    // go out on its own
+    let name = unique("cdc-schema-eo").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g;",
+    )
+    .await?;
+    let mut p = cdc(&name, "EFFECTIVELY_ONCE", "")?;
+    p.config = p.config.replacen(
+        "    processingGuarantees: EFFECTIVELY_ONCE\n",
+        "    processingGuarantees: EFFECTIVELY_ONCE\n    producerConfig:\n      maxPendingMessages: 5\n\
+         \x20     batchingConfig:\n        batchingMaxMessages: 100\n        batchingMaxPublishDelayMs: 50\n",
+        1,
+    );
+    let sluice = Sluice::start(&p.dir, &p.config, p.port)?;
+
+    // WHEN a change follows the snapshot
+    wait_for_event(&p.out, "the snapshot's last row", |e| {
+        e.key == json!({"id": 500})
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    db.batch_execute("UPDATE t SET v = 'changed' WHERE id = 1")
+        .await?;
+    let events = wait_for_event(&p.out, "the update", |e| e.op() == "u")
+        .await
+        .with_context(|| sluice.log())?;
+
+    // THEN every row is on the topic exactly once, then the update
+    let reads: std::collections::BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e.op() == "r")
+        .filter_map(|e| e.key["id"].as_i64())
+        .collect();
+    assert_eq!(reads, (1..=500).collect());
+    assert_eq!(events.len(), 501, "duplicates on the topic");
+    anyhow::ensure!(sluice.interrupt().await?.success());
+    drop_slot(&db, &p.prefix).await;
+    Ok(())
+}

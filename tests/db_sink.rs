@@ -188,7 +188,8 @@ async fn plain_json_rows_follow_insert_mode_and_null_value_action() -> anyhow::R
 }
 
 #[tokio::test]
-async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -> anyhow::Result<()> {
+async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -> anyhow::Result<()>
+{
     // GIVEN change events published by Apache Pulsar's Java client the way
     // Pulsar's Debezium source publishes them: KEY_VALUE in SEPARATED mode,
     // the JSON key base64-encoded as the message key, the envelope alone as
@@ -211,7 +212,8 @@ async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -
         event("c", 3, Value::Null, json!({"id": 3, "v": "end"})),
     ]
     .concat();
-    let sent = sluice_tests::java_lines_with_input("PublishKeyValue.java", &[PULSAR_URL, &topic], &lines)?;
+    let sent =
+        sluice_tests::java_lines_with_input("PublishKeyValue.java", &[PULSAR_URL, &topic], &lines)?;
     assert_eq!(sent, [json!({"sent": 5})]);
 
     // WHEN the jdbc sink applies the topic
@@ -252,7 +254,13 @@ async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -
     let keys: Vec<&Value> = events.iter().map(|e| &e.key).collect();
     assert_eq!(
         keys,
-        [&json!({"id": 1}), &json!({"id": 2}), &json!({"id": 1}), &json!({"id": 2}), &json!({"id": 3})]
+        [
+            &json!({"id": 1}),
+            &json!({"id": 2}),
+            &json!({"id": 1}),
+            &json!({"id": 2}),
+            &json!({"id": 3})
+        ]
     );
     ensure!(sluice.interrupt().await?.success());
     Ok(())

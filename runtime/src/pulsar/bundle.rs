@@ -9,12 +9,14 @@
 //! single-message metadata, then its payload), stamped with the version,
 //! and handed to magnetar as a message of that many records.
 //!
-//! A batch closes when it is full (`batchingMaxMessages` or
-//! `batchingMaxBytes`), when a record of another transaction comes, or when
-//! the outcome of one of its records is first awaited: the records of one
-//! read of the source go out together, and nothing waits on a timer.
+//! A batch closes as magnetar's do: when it is full (`batchingMaxMessages`
+//! or `batchingMaxBytes`), when a record of another transaction comes, when
+//! it has been open `batchingMaxPublishDelayMs`, or when the producer
+//! closes. (Closing it as soon as one of its records was awaited made
+//! batches of one record under EFFECTIVELY_ONCE, and each transactional
+//! entry costs the broker a write: 400 records/s.)
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -25,6 +27,7 @@ use magnetar::proto::producer::OutgoingMessage;
 use magnetar::runtime_tokio as rt;
 use prost::Message as _;
 use sluice_connectors::SourceRecord;
+use tokio::sync::oneshot;
 
 use super::consumer::message_id_text;
 use super::{PulsarError, SEQUENCE_PROPERTY, SendResult};
@@ -41,6 +44,7 @@ pub(super) struct Bundler {
     version: Option<Bytes>,
     max_messages: usize,
     max_bytes: usize,
+    max_delay: std::time::Duration,
     open: Arc<Mutex<Open>>,
 }
 
@@ -56,7 +60,10 @@ struct Batch {
     payload: BytesMut,
     count: usize,
     txn: Option<TxnId>,
-    outcome: Arc<OnceLock<Outcome>>,
+    /// Where the batch's outcome goes, once sent.
+    done: oneshot::Sender<SendResult>,
+    /// The outcome, for each of its records.
+    outcome: Outcome,
 }
 
 impl Bundler {
@@ -66,8 +73,7 @@ impl Bundler {
         inner: rt::Producer,
         topic: &str,
         version: Option<u64>,
-        max_messages: usize,
-        max_bytes: usize,
+        (max_messages, max_bytes, max_delay): (usize, usize, std::time::Duration),
     ) -> Self {
         Self {
             inner,
@@ -75,6 +81,7 @@ impl Bundler {
             version: version.map(|v| Bytes::copy_from_slice(&v.to_be_bytes())),
             max_messages: max_messages.max(1),
             max_bytes,
+            max_delay,
             open: Arc::default(),
         }
     }
@@ -106,12 +113,29 @@ impl Bundler {
             None => {
                 let id = open.next_id;
                 open.next_id += 1;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(this.max_delay).await;
+                    this.close_if_open(id);
+                });
+                let (done, outcome) = oneshot::channel();
+                let topic = Arc::clone(&self.topic);
                 open.batch.insert(Batch {
                     id,
                     payload: BytesMut::new(),
                     count: 0,
                     txn,
-                    outcome: Arc::new(OnceLock::new()),
+                    done,
+                    outcome: outcome
+                        .map(move |sent| {
+                            sent.unwrap_or_else(|_| {
+                                Err(PulsarError::from_message(format!(
+                                    "publish to {topic}: the producer closed with the batch unsent"
+                                )))
+                            })
+                        })
+                        .boxed()
+                        .shared(),
                 })
             }
         };
@@ -121,9 +145,9 @@ impl Bundler {
         let _ = metadata.encode(&mut batch.payload);
         batch.payload.extend_from_slice(&value);
         batch.count += 1;
-        let (id, outcome) = (batch.id, Arc::clone(&batch.outcome));
+        let outcome = batch.outcome.clone();
         drop(open);
-        self.awaiting(id, outcome).boxed()
+        outcome.boxed()
     }
 
     fn send_alone(
@@ -168,25 +192,11 @@ impl Bundler {
         self.close(&mut open);
     }
 
-    fn awaiting(
-        &self,
-        id: u64,
-        outcome: Arc<OnceLock<Outcome>>,
-    ) -> impl std::future::Future<Output = SendResult> + Send + 'static {
-        let this = self.clone();
-        async move {
-            {
-                let mut open = this.lock();
-                if open.batch.as_ref().is_some_and(|b| b.id == id) {
-                    this.close(&mut open);
-                }
-            }
-            match outcome.get() {
-                Some(sent) => sent.clone().await,
-                None => Err(PulsarError::from_message(
-                    "a batch closed without being sent",
-                )),
-            }
+    /// Send batch `id` now, unless it has gone already.
+    fn close_if_open(&self, id: u64) {
+        let mut open = self.lock();
+        if open.batch.as_ref().is_some_and(|b| b.id == id) {
+            self.close(&mut open);
         }
     }
 
@@ -206,17 +216,18 @@ impl Bundler {
             ..pb::MessageMetadata::default()
         };
         let payload = batch.payload.freeze();
-        let outcome = self
-            .publish(OutgoingMessage {
-                uncompressed_size: u32::try_from(payload.len()).unwrap_or(u32::MAX),
-                payload,
-                metadata,
-                num_messages: count,
-                txn_id: batch.txn,
-                source_message_id: None,
-            })
-            .shared();
-        let _ = batch.outcome.set(outcome);
+        let sent = self.publish(OutgoingMessage {
+            uncompressed_size: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            payload,
+            metadata,
+            num_messages: count,
+            txn_id: batch.txn,
+            source_message_id: None,
+        });
+        let done = batch.done;
+        tokio::spawn(async move {
+            let _ = done.send(sent.await);
+        });
     }
 }
 

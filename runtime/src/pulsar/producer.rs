@@ -185,10 +185,12 @@ impl Client {
                 None
             }
         };
-        let (max_messages, max_bytes) = options
+        let limits = options
             .batching
-            .map_or((1, 0), |b| (b.max_messages, b.max_bytes));
-        Bundler::new(inner.clone(), topic, version, max_messages, max_bytes)
+            .map_or((1, 0, std::time::Duration::ZERO), |b| {
+                (b.max_messages, b.max_bytes, b.max_delay)
+            });
+        Bundler::new(inner.clone(), topic, version, limits)
     }
 }
 
