@@ -389,6 +389,26 @@ fn java_only_fields_are_accepted_with_a_warning() {
 }
 
 #[test]
+fn a_sources_schema_type_is_its_schema_or_bytes() {
+    let schema = |line: &str| {
+        let yaml = format!("{SOURCE}{line}");
+        pipeline_from_str(Path::new("p.yaml"), &yaml, env)
+            .map(|l| l.pipeline.sources[0].publish_schema)
+    };
+    assert!(schema("").is_ok_and(|s| s));
+    assert!(schema("    schemaType: BYTES\n").is_ok_and(|s| !s));
+    assert!(schema("    schemaType: bytes\n").is_ok_and(|s| !s));
+    let refused = errors(&format!("{SOURCE}    schemaType: AVRO\n"));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].path, "sources[0].schemaType");
+    assert!(
+        refused[0].message.contains("\"AVRO\" is not supported"),
+        "{}",
+        refused[0].message
+    );
+}
+
+#[test]
 fn defaults_follow_pulsar_io() {
     let loaded = pipeline_from_str(Path::new("p.yaml"), &format!("{SOURCE}{SINK}"), env).unwrap();
     let p = loaded.pipeline;

@@ -367,4 +367,12 @@ mod tests {
         assert_eq!(prefetch(&options(Some(1 << 20))), 1, "at least one");
         assert_eq!(prefetch(&options(Some(1 << 40))), 1000, "at most the queue");
     }
+
+    #[test]
+    fn a_base64_key_reads_as_its_text_when_it_is_text() {
+        assert_eq!(key_text("eyJpZCI6MX0=".into()), r#"{"id":1}"#);
+        // Bytes that are not UTF-8, or not base64, stay as sent.
+        assert_eq!(key_text("/w==".into()), "/w==");
+        assert_eq!(key_text("not base64!".into()), "not base64!");
+    }
 }
