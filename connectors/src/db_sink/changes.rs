@@ -1,8 +1,10 @@
 //! From records to row changes, and from changes to statement groups.
 //!
 //! A Debezium envelope gives its operation (`c`, `r`, `u` upsert; `d`
-//! delete; `t` truncate when allowed). A plain JSON row is written as
-//! `insertMode` says; a null value as `nullValueAction` says.
+//! delete; `t` truncate when allowed). A plain JSON row is written as its
+//! `ACTION` property says, as Pulsar's JDBC sink does (`INSERT`, `UPDATE`,
+//! `UPSERT`, `DELETE`), else as `insertMode` says; a null value as
+//! `nullValueAction` says.
 //!
 //! The table comes from the configuration, by the record's topic: a
 //! record's content may select a row, never a table. An envelope that names
@@ -83,10 +85,13 @@ pub(crate) fn from_record(
     };
     let parts = match parse(bytes).map_err(|what| permanent(record, what))? {
         Parsed::Row(object) => {
-            let kind = match config.insert_mode {
-                InsertMode::Insert => Kind::Insert,
-                InsertMode::Upsert => Kind::Upsert,
-                InsertMode::Update => Kind::Update,
+            let kind = match action(record)? {
+                Some(kind) => kind,
+                None => match config.insert_mode {
+                    InsertMode::Insert => Kind::Insert,
+                    InsertMode::Upsert => Kind::Upsert,
+                    InsertMode::Update => Kind::Update,
+                },
             };
             return Ok(vec![change(mapped, kind, object)]);
         }
@@ -117,6 +122,29 @@ pub(crate) fn from_record(
         Some(Op::Truncate) => Ok(Vec::new()),
         None => Err(permanent(record, &format!("unknown op `{}`", parts.op))),
     }
+}
+
+/// The property by which a producer tells Pulsar's JDBC sink what to do
+/// with a plain row.
+const ACTION_PROPERTY: &str = "ACTION";
+
+/// A plain row's `ACTION`, when it has one.
+fn action(record: &SinkRecord) -> Result<Option<Kind>, ConnectorError> {
+    let Some((_, action)) = record.properties.iter().find(|(k, _)| k == ACTION_PROPERTY) else {
+        return Ok(None);
+    };
+    Ok(Some(match action.as_str() {
+        "INSERT" => Kind::Insert,
+        "UPDATE" => Kind::Update,
+        "UPSERT" => Kind::Upsert,
+        "DELETE" => Kind::Delete,
+        other => {
+            return Err(permanent(
+                record,
+                &format!("ACTION `{other}` is not one of INSERT, UPDATE, UPSERT, DELETE"),
+            ));
+        }
+    }))
 }
 
 /// The table an envelope's change goes to: the one its topic maps to. The
@@ -389,6 +417,33 @@ mod tests {
             "FAIL is the default"
         );
         assert!(from_record(&record(json!([1])), &cfg).is_err());
+    }
+
+    #[test]
+    fn a_plain_rows_action_property_overrides_insert_mode() {
+        let cfg = config(&[("tableName", "items"), ("insertMode", "INSERT")]);
+        let with = |action: &str| SinkRecord {
+            properties: vec![("ACTION".into(), action.into())],
+            ..record(json!({"id": 2, "v": "y"}))
+        };
+        for (action, kind) in [
+            ("UPSERT", Kind::Upsert),
+            ("UPDATE", Kind::Update),
+            ("INSERT", Kind::Insert),
+            ("DELETE", Kind::Delete),
+        ] {
+            let changes = from_record(&with(action), &cfg).map_err(|e| e.to_string());
+            assert_eq!(changes.map(|c| c[0].kind), Ok(kind), "{action}");
+        }
+        let refused = from_record(&with("MERGE"), &cfg).map_err(|e| e.to_string());
+        assert!(refused.is_err_and(|e| e.contains("ACTION `MERGE` is not one of")));
+        // An envelope says what it does itself.
+        let envelope = SinkRecord {
+            properties: vec![("ACTION".into(), "DELETE".into())],
+            ..record(envelope("c", Value::Null, json!({"id": 1, "v": "x"})))
+        };
+        let changes = from_record(&envelope, &config(&[])).map_err(|e| e.to_string());
+        assert_eq!(changes.map(|c| c[0].kind), Ok(Kind::Upsert));
     }
 
     #[test]
