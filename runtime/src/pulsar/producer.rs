@@ -116,8 +116,12 @@ impl Client {
             schema: options.schema.as_deref().map(super::schema::key_value),
             ..CreateProducerRequest::default()
         };
-        // With a schema, sluice batches (see bundle.rs).
-        if let Some(b) = options.batching.filter(|_| options.schema.is_none()) {
+        // With a schema, or compression, sluice batches (see bundle.rs):
+        // magnetar compresses each record of its batches on its own, which
+        // no consumer (Java's included) can read.
+        let own_batches = options.schema.is_some()
+            || (options.batching.is_some() && options.compression != Compression::None);
+        if let Some(b) = options.batching.filter(|_| !own_batches) {
             request.enable_batching = true;
             request.max_messages_in_batch = b.max_messages;
             request.max_batch_size_bytes = b.max_bytes;
@@ -155,6 +159,12 @@ impl Client {
         })?;
         let bundler = match &options.schema {
             Some(schema) => Some(self.bundler(&inner, topic, schema, options).await),
+            None if own_batches => Some(Bundler::new(
+                inner.clone(),
+                topic,
+                None,
+                batch_limits(options),
+            )),
             None => None,
         };
         Ok(Producer {
@@ -185,13 +195,17 @@ impl Client {
                 None
             }
         };
-        let limits = options
-            .batching
-            .map_or((1, 0, std::time::Duration::ZERO), |b| {
-                (b.max_messages, b.max_bytes, b.max_delay)
-            });
-        Bundler::new(inner.clone(), topic, version, limits)
+        Bundler::new(inner.clone(), topic, version, batch_limits(options))
     }
+}
+
+/// A bundler's limits: the batching settings, or batches of one record.
+fn batch_limits(options: &ProducerOptions) -> (usize, usize, std::time::Duration) {
+    options
+        .batching
+        .map_or((1, 0, std::time::Duration::ZERO), |b| {
+            (b.max_messages, b.max_bytes, b.max_delay)
+        })
 }
 
 /// The outcome of one publish: the message id as text.
