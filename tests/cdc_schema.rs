@@ -139,9 +139,8 @@ async fn schema_type_bytes_publishes_plain_bytes() -> anyhow::Result<()> {
 async fn effectively_once_with_a_schema_publishes_through_a_small_send_window() -> anyhow::Result<()>
 {
     // GIVEN a table of 500 rows, captured EFFECTIVELY_ONCE with its schema,
-    // at most 5 sends in flight and batches of up to 100 records: the
-    // engine waits for room before it awaits a send, so an open batch must
-    // go out on its own
+    // at most 5 sends in flight and batches of up to 100 records, so that
+    // transactions, batches and the send window all cut across each other
     let name = unique("cdc-schema-eo").replace('-', "_");
     let db = pg::create_database(&name).await?;
     db.batch_execute(

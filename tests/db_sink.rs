@@ -133,6 +133,14 @@ async fn table(db: &tokio_postgres::Client) -> anyhow::Result<Vec<(i32, String)>
         .collect())
 }
 
+/// Wait until `items` holds the row with `id`.
+async fn wait_for_row(db: &tokio_postgres::Client, id: i32) -> anyhow::Result<()> {
+    wait_for("the last row", LONG, || async move {
+        Ok(table(db).await?.iter().any(|(i, _)| *i == id).then_some(()))
+    })
+    .await
+}
+
 #[tokio::test]
 async fn plain_json_rows_follow_insert_mode_and_null_value_action() -> anyhow::Result<()> {
     // GIVEN a target table and plain JSON rows: two inserts, an update of the
@@ -165,18 +173,7 @@ async fn plain_json_rows_follow_insert_mode_and_null_value_action() -> anyhow::R
         "      tableName: items\n      insertMode: UPSERT\n      nullValueAction: DELETE\n",
     );
     let sluice = Sluice::start(&dir, &config, port)?;
-    wait_for("the last row", LONG, || {
-        let db = &db;
-        async move {
-            Ok(table(db)
-                .await?
-                .iter()
-                .any(|(id, _)| *id == 3)
-                .then_some(()))
-        }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    wait_for_row(&db, 3).await.with_context(|| sluice.log())?;
 
     // THEN the table holds the upserted row and not the deleted one
     assert_eq!(
@@ -227,18 +224,7 @@ async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -
         out.display()
     );
     let sluice = Sluice::start(&dir, &config, port)?;
-    wait_for("the last row", LONG, || {
-        let db = &db;
-        async move {
-            Ok(table(db)
-                .await?
-                .iter()
-                .any(|(id, _)| *id == 3)
-                .then_some(()))
-        }
-    })
-    .await
-    .with_context(|| sluice.log())?;
+    wait_for_row(&db, 3).await.with_context(|| sluice.log())?;
 
     // THEN the table is the events' outcome, and sinks see the keys as the JSON they are
     assert_eq!(

@@ -1,26 +1,26 @@
-//! Batches that carry their schema version.
+//! Batches that carry their schema version, and are compressed whole.
 //!
 //! A consumer that decodes by schema (Java's `AUTO_CONSUME`, Pulsar
 //! Functions and IO sinks, Pulsar SQL) reads each message with the schema
 //! version stamped on it, and reads a message without one as bytes.
-//! magnetar stamps no version on the batches it builds, so a producer with
-//! a schema builds its own: the records sent one after another on a topic
-//! are packed into one batch message (Pulsar's batch format: each record's
-//! single-message metadata, then its payload), stamped with the version,
-//! and handed to magnetar as a message of that many records.
+//! magnetar stamps no version on the batches it builds, and compresses
+//! each of their records on its own, which no Pulsar consumer reads. So a
+//! producer with a schema or with compression builds its own batches: the
+//! records sent one after another on a topic are packed into one batch
+//! message (Pulsar's batch format: each record's single-message metadata,
+//! then its payload), stamped with the version, and handed to magnetar as
+//! a message of that many records, which it compresses whole.
 //!
 //! A batch closes as magnetar's do: when it is full (`batchingMaxMessages`
 //! or `batchingMaxBytes`), when a record of another transaction comes, when
 //! it has been open `batchingMaxPublishDelayMs`, or when the producer
-//! closes. (Closing it as soon as one of its records was awaited made
-//! batches of one record under EFFECTIVELY_ONCE, and each transactional
-//! entry costs the broker a write: 400 records/s.)
+//! closes (decision 0011).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use futures_util::future::{BoxFuture, Shared};
+use futures_util::future::{BoxFuture, Either, Shared};
 use magnetar::proto::TxnId;
 use magnetar::proto::pb;
 use magnetar::proto::producer::OutgoingMessage;
@@ -91,9 +91,10 @@ impl Bundler {
         &self,
         record: SourceRecord,
         txn: Option<TxnId>,
-    ) -> BoxFuture<'static, SendResult> {
+    ) -> Either<Outcome, BoxFuture<'static, SendResult>> {
         let (metadata, value) = parts(record);
-        let size = 4 + metadata.encoded_len() + value.len();
+        let metadata_len = metadata.encoded_len();
+        let size = 4 + metadata_len + value.len();
         let mut open = self.lock();
         if let Some(batch) = &open.batch
             && (batch.txn != txn
@@ -106,7 +107,7 @@ impl Bundler {
         // before it (and in chunks, when it is over the broker's limit).
         if size > self.max_bytes {
             drop(open);
-            return self.send_alone(metadata, value, txn);
+            return Either::Right(self.send_alone(metadata, value, txn));
         }
         let batch = match &mut open.batch {
             Some(batch) => batch,
@@ -139,7 +140,7 @@ impl Bundler {
                 })
             }
         };
-        let len = u32::try_from(metadata.encoded_len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(metadata_len).unwrap_or(u32::MAX);
         batch.payload.extend_from_slice(&len.to_be_bytes());
         // Encoding into a growable buffer cannot fail.
         let _ = metadata.encode(&mut batch.payload);
@@ -147,7 +148,7 @@ impl Bundler {
         batch.count += 1;
         let outcome = batch.outcome.clone();
         drop(open);
-        outcome.boxed()
+        Either::Left(outcome)
     }
 
     fn send_alone(

@@ -157,15 +157,19 @@ impl Client {
                 PulsarError::new(context(), e)
             }
         })?;
-        let bundler = match &options.schema {
-            Some(schema) => Some(self.bundler(&inner, topic, schema, options).await),
-            None if own_batches => Some(Bundler::new(
+        let bundler = if own_batches {
+            let version = match &options.schema {
+                Some(schema) => self.stamped_version(topic, schema).await,
+                None => None,
+            };
+            Some(Bundler::new(
                 inner.clone(),
                 topic,
-                None,
+                version,
                 batch_limits(options),
-            )),
-            None => None,
+            ))
+        } else {
+            None
         };
         Ok(Producer {
             batch_bytes: options.batching.map(|b| b.max_bytes),
@@ -176,26 +180,19 @@ impl Client {
         })
     }
 
-    /// Batches for a producer with a schema, stamped with the version the
-    /// broker gave the schema. Without the version the records still go
-    /// out, and typed consumers still read them; consumers that decode by
-    /// version read them as bytes, which the warning says.
-    async fn bundler(
-        &self,
-        inner: &rt::Producer,
-        topic: &str,
-        schema: &RecordSchema,
-        options: &ProducerOptions,
-    ) -> Bundler {
-        let version = match self.schema_version(topic, schema).await {
+    /// The version the broker gave `schema`, to stamp on its messages.
+    /// Without it the records still go out, and typed consumers still read
+    /// them; consumers that decode by version read them as bytes, which the
+    /// warning says.
+    async fn stamped_version(&self, topic: &str, schema: &RecordSchema) -> Option<u64> {
+        match self.schema_version(topic, schema).await {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!(topic, error = %e,
                     "messages will not carry their schema version: consumers that decode by version (AUTO_CONSUME, Functions, IO sinks) read them as bytes; set pulsar.webServiceUrl");
                 None
             }
-        };
-        Bundler::new(inner.clone(), topic, version, batch_limits(options))
+        }
     }
 }
 
