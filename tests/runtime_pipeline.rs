@@ -424,7 +424,8 @@ async fn parallelism_runs_that_many_consumers_on_the_subscription() -> anyhow::R
 }
 
 #[tokio::test]
-async fn compressed_batches_are_read_by_the_java_client() -> anyhow::Result<()> {
+async fn compressed_batches_are_read_by_the_java_client_and_refused_by_sluices_sink()
+-> anyhow::Result<()> {
     // GIVEN a source publishing 500 records with LZ4, in batches
     let p = pipeline("lz4-batches", "ATLEAST_ONCE", 500, 5000)?;
     let sinkless = p.config[..p.config.find("sinks:").context("no sinks")?].replacen(
@@ -457,5 +458,44 @@ async fn compressed_batches_are_read_by_the_java_client() -> anyhow::Result<()> 
         .filter_map(|m| m["properties"]["sluice.seq"].as_str()?.parse().ok())
         .collect();
     assert_eq!(seqs.len(), 500, "{} messages", messages.len());
+
+    // WHEN sluice's own sink reads it (its client cannot unpack a batch
+    // compressed whole)
+    let sources = p.config.find("sources:").context("no sources")?;
+    let sinks = p.config.find("sinks:").context("no sinks")?;
+    let sink_only = format!("{}{}", &p.config[..sources], &p.config[sinks..]);
+    let sluice = Sluice::start(&p.dir, &sink_only, p.port)?;
+
+    // THEN it fails saying why and what to do, rather than waiting forever,
+    // and takes nothing off the topic
+    let error = wait_for(
+        "the sink to report the compressed batches",
+        LONG,
+        || async {
+            let status: serde_json::Value =
+                serde_json::from_str(&sluice.get("/connectors/out").unwrap_or_default())
+                    .unwrap_or_default();
+            Ok(status["last_error"]
+                .as_str()
+                .filter(|e| e.contains("compressed with LZ4"))
+                .map(str::to_owned))
+        },
+    )
+    .await
+    .with_context(|| sluice.log())?;
+    ensure!(
+        error.contains("cannot read") && error.contains("compressionType NONE"),
+        "{error}"
+    );
+    ensure!(sluice.interrupt().await?.success());
+    assert_eq!(file_sequences(&p.out).unwrap_or_default().len(), 0);
+    // (the backlog counts entries: batches)
+    let internal: serde_json::Value = serde_json::from_str(&sluice_tests::admin::get(&format!(
+        "/admin/v2/persistent/{}/internalStats",
+        full.trim_start_matches("persistent://")
+    ))?)?;
+    let entries = internal["numberOfEntries"].as_u64();
+    ensure!(entries.is_some_and(|n| n < 500), "{internal}");
+    assert_eq!(backlog(&full, "out")?, entries);
     Ok(())
 }

@@ -12,6 +12,7 @@ mod producer;
 mod schema;
 mod tls;
 mod transactions;
+mod unreadable;
 
 pub use backlog::Backlog;
 pub use consumer::{AckHandle, Consumer, ConsumerOptions, Received};

@@ -6,8 +6,37 @@ use sluice_connectors::RecordSchema;
 
 use super::{Client, PulsarError, tls};
 
-/// A GET on the admin REST API: the body, or why not.
-type Get = Box<dyn Fn(String) -> Result<String, String> + Send>;
+/// A GET on the admin REST API: the answer, or why not.
+pub(super) type Get = Box<dyn Fn(String) -> Result<Reply, String> + Send + Sync>;
+
+/// What the admin REST API answered.
+pub(super) struct Reply {
+    /// The body.
+    pub(super) body: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// An answer with these headers and no body.
+    #[cfg(test)]
+    pub(super) fn with_headers(headers: &[(&str, &str)]) -> Self {
+        Self {
+            body: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The value of the header `name` (case-insensitive), if sent.
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 impl Client {
     /// Topics of `namespace` (`tenant/namespace`) whose names match `pattern`.
@@ -24,7 +53,7 @@ impl Client {
 
     /// GETs on the admin REST API at `base`, with the client's TLS settings
     /// and credentials.
-    fn admin_get(&self, base: &str) -> Result<Get, PulsarError> {
+    pub(super) fn admin_get(&self, base: &str) -> Result<Get, PulsarError> {
         let base = base.trim_end_matches('/').to_owned();
         let agent = tls::http_agent(&self.settings, self.credentials.identity())?;
         let bearer = self.credentials.bearer()?;
@@ -42,11 +71,28 @@ impl Client {
             if !status.is_success() {
                 return Err(format!("{url} answered {status}"));
             }
-            response
+            let headers = response
+                .headers()
+                .iter()
+                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            // A peeked message's body is binary: only its headers are read.
+            let body = response
                 .body_mut()
-                .read_to_string()
-                .map_err(|e| e.to_string())
+                .read_to_vec()
+                .map_err(|e| e.to_string())?;
+            let body = String::from_utf8_lossy(&body).into_owned();
+            Ok(Reply { body, headers })
         }))
+    }
+
+    /// The broker's admin REST API: `webServiceUrl`, else the service URL's
+    /// host on Pulsar's default web port.
+    pub(super) fn web_url(&self) -> Option<String> {
+        self.settings
+            .web_service_url
+            .clone()
+            .or_else(|| default_web_url(&self.settings.service_url))
     }
 
     /// Whether the broker deduplicates messages on `namespace`
@@ -61,13 +107,13 @@ impl Client {
         let get = self.admin_get(web)?;
         let namespace_path = format!("/admin/v2/namespaces/{namespace}/deduplication");
         let answer: Result<bool, String> = tokio::task::spawn_blocking(move || {
-            let policy = get(namespace_path)?;
+            let policy = get(namespace_path)?.body;
             match policy.trim() {
                 "true" => Ok(true),
                 "false" => Ok(false),
                 // No policy on the namespace: the broker's default applies.
                 _ => {
-                    let config = get("/admin/v2/brokers/configuration/runtime".to_owned())?;
+                    let config = get("/admin/v2/brokers/configuration/runtime".to_owned())?.body;
                     let config: serde_json::Value =
                         serde_json::from_str(&config).map_err(|e| e.to_string())?;
                     Ok(config["brokerDeduplicationEnabled"].as_str() == Some("true"))
@@ -90,11 +136,9 @@ impl Client {
         schema: &RecordSchema,
     ) -> Result<u64, PulsarError> {
         let context = || format!("look up the version of {topic}'s schema");
-        let base = match &self.settings.web_service_url {
-            Some(web) => web.clone(),
-            None => default_web_url(&self.settings.service_url)
-                .ok_or_else(|| PulsarError::new(context(), "no webServiceUrl is configured"))?,
-        };
+        let base = self
+            .web_url()
+            .ok_or_else(|| PulsarError::new(context(), "no webServiceUrl is configured"))?;
         let get = self.admin_get(&base)?;
         let path = format!(
             "/admin/v2/schemas/{}/schemas",
@@ -107,7 +151,8 @@ impl Client {
         let answer = tokio::task::spawn_blocking(move || get(path))
             .await
             .map_err(|e| PulsarError::new(context(), e))?
-            .map_err(|e| PulsarError::new(context(), e))?;
+            .map_err(|e| PulsarError::new(context(), e))?
+            .body;
         find_version(&answer, &key, &value).ok_or_else(|| {
             PulsarError::new(
                 context(),

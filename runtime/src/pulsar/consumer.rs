@@ -11,6 +11,7 @@ use magnetar::runtime_tokio as rt;
 use sluice_connectors::{Sequence, SinkRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::unreadable::{self, Inspector};
 use super::{Client, PulsarError, SEQUENCE_PROPERTY, SOURCE_PRODUCER_PREFIX};
 use crate::config::{SubscriptionPosition, SubscriptionType};
 
@@ -54,14 +55,20 @@ impl Client {
             })?;
             consumers.push((topic.clone(), consumer));
         }
+        let admin = self
+            .web_url()
+            .and_then(|base| self.admin_get(&base).ok())
+            .map(Arc::new);
         let mut forwarders = Vec::with_capacity(consumers.len());
         for (index, (topic, consumer)) in consumers.iter().enumerate() {
+            let inspector = Inspector::new(admin.clone(), topic, &options.subscription);
             forwarders.push(tokio::spawn(forward(
                 index,
                 topic.clone(),
                 consumer.clone(),
                 tx.clone(),
                 budget.clone(),
+                inspector,
             )));
         }
         Ok(Consumer {
@@ -155,16 +162,27 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
-/// Move one topic's messages into the shared channel until either side ends.
+/// Move one topic's messages into the shared channel until either side
+/// ends, or until the topic holds an entry the client cannot read.
 async fn forward(
     index: usize,
     topic: String,
     consumer: rt::Consumer,
     tx: mpsc::Sender<Result<Received, PulsarError>>,
     budget: Option<(Arc<Semaphore>, usize)>,
+    mut inspector: Inspector,
 ) {
     loop {
-        let item = match consumer.receive().await {
+        let Ok(next) = tokio::time::timeout(unreadable::IDLE, consumer.receive()).await else {
+            match inspector.check(&consumer).await {
+                Some(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                None => continue,
+            }
+        };
+        let item = match next {
             Ok(msg) => {
                 let mut r = received(index, &topic, msg);
                 if let Some((budget, limit)) = &budget {
