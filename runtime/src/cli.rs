@@ -24,11 +24,13 @@ pub enum Command {
     Run(ConfigArg),
     /// Run one Pulsar IO source or sink config, as `pulsar-admin ... localrun` takes it.
     Localrun(LocalrunArgs),
-    /// Parse and check a pipeline file; no network or database I/O.
-    Validate(ConfigArg),
+    /// Parse and check a pipeline file, or a Pulsar IO source or sink
+    /// config; no network or database I/O.
+    Validate(CheckArgs),
     /// Preflight: connect to Pulsar and each connector's system and report
-    /// settings that would break the run.
-    Check(ConfigArg),
+    /// settings that would break the run, for a pipeline file or a Pulsar IO
+    /// source or sink config.
+    Check(CheckArgs),
 }
 
 /// A pipeline file.
@@ -47,6 +49,32 @@ pub struct ConfigArg {
         .args(["source_config_file", "sink_config_file"])
 ))]
 pub struct LocalrunArgs {
+    /// The connector's file and how to reach the broker.
+    #[command(flatten)]
+    pub connector: ConnectorFileArgs,
+}
+
+/// `sluice validate` and `sluice check`: a pipeline file, or a connector's
+/// file as `sluice localrun` takes it.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("file")
+        .required(true)
+        .args(["config", "source_config_file", "sink_config_file"])
+))]
+pub struct CheckArgs {
+    /// The pipeline file (YAML): `pulsar`, `http`, `sources` and `sinks`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Or a connector's file and how to reach the broker.
+    #[command(flatten)]
+    pub connector: ConnectorFileArgs,
+}
+
+/// A Pulsar IO source or sink config, with the flags of
+/// `pulsar-admin ... localrun` that say how to reach the broker.
+#[derive(Debug, Args)]
+pub struct ConnectorFileArgs {
     /// A Pulsar IO source config (SourceConfig fields).
     #[arg(long, value_name = "FILE")]
     pub source_config_file: Option<PathBuf>,
@@ -80,4 +108,47 @@ pub struct LocalrunArgs {
     /// certificates chain to.
     #[arg(long, value_name = "FILE")]
     pub tls_trust_cert_path: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_and_validate_take_a_pipeline_or_one_connector_file() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        let Ok(Command::Check(a)) = parse(&["sluice", "check", "--config", "p.yaml"]) else {
+            panic!("a pipeline file")
+        };
+        assert_eq!(a.config, Some(PathBuf::from("p.yaml")));
+        let Ok(Command::Validate(a)) = parse(&[
+            "sluice",
+            "validate",
+            "--source-config-file",
+            "s.yaml",
+            "--broker-service-url",
+            "pulsar://b:6650",
+        ]) else {
+            panic!("a source file")
+        };
+        assert_eq!(
+            a.connector.source_config_file,
+            Some(PathBuf::from("s.yaml"))
+        );
+        assert_eq!(a.connector.broker_service_url, "pulsar://b:6650");
+        assert!(parse(&["sluice", "check"]).is_err(), "a file is required");
+        assert!(
+            parse(&[
+                "sluice",
+                "check",
+                "-c",
+                "p.yaml",
+                "--sink-config-file",
+                "k.yaml"
+            ])
+            .is_err(),
+            "one file at a time"
+        );
+        assert!(parse(&["sluice", "localrun", "--config", "p.yaml"]).is_err());
+    }
 }

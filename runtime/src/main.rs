@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use sluice_connectors::Severity;
-use sluice_runtime::cli::{Cli, Command, LocalrunArgs};
+use sluice_runtime::cli::{Cli, Command, ConnectorFileArgs};
 use sluice_runtime::config::{
     self, ConfigErrors, ConnectorFileKind, Guarantee, Loaded, LocalrunOverrides,
 };
@@ -19,10 +19,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let loaded = match &cli.command {
-        Command::Run(a) | Command::Validate(a) | Command::Check(a) => {
-            config::load_pipeline(&a.config)
-        }
-        Command::Localrun(a) => load_localrun(a),
+        Command::Run(a) => config::load_pipeline(&a.config),
+        Command::Validate(a) | Command::Check(a) => match &a.config {
+            Some(path) => config::load_pipeline(path),
+            None => load_connector_file(&a.connector),
+        },
+        Command::Localrun(a) => load_connector_file(&a.connector),
     };
     let loaded = match loaded {
         Ok(l) => l,
@@ -81,7 +83,8 @@ fn log_colour(setting: Option<&str>, no_color: bool, terminal: bool) -> bool {
     }
 }
 
-fn load_localrun(a: &LocalrunArgs) -> Result<Loaded, ConfigErrors> {
+/// A connector's file, with the broker settings its flags give.
+fn load_connector_file(a: &ConnectorFileArgs) -> Result<Loaded, ConfigErrors> {
     let overrides = LocalrunOverrides {
         broker_service_url: Some(a.broker_service_url.clone()),
         web_service_url: a.web_service_url.clone(),
@@ -95,7 +98,7 @@ fn load_localrun(a: &LocalrunArgs) -> Result<Loaded, ConfigErrors> {
     match (&a.source_config_file, &a.sink_config_file) {
         (Some(f), _) => config::load_connector_file(f, ConnectorFileKind::Source, &overrides),
         (None, Some(f)) => config::load_connector_file(f, ConnectorFileKind::Sink, &overrides),
-        (None, None) => unreachable!("clap requires one of the two files"),
+        (None, None) => unreachable!("clap requires a file"),
     }
 }
 

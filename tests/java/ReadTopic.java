@@ -1,6 +1,6 @@
 // An independent reader for the integration tests: the Apache Pulsar Java
 // client reads a topic from the start and prints one JSON line per message
-// (key, properties, value as text), until no message arrives for 3 seconds.
+// (key, producer, properties, value as text), until no message arrives for 3 seconds.
 //   java -cp "$(cat .stack/pulsar/classpath.txt)" tests/java/ReadTopic.java pulsar://127.0.0.1:6650 TOPIC
 import java.nio.charset.StandardCharsets;
 import java.util.Map;
@@ -49,7 +49,8 @@ public class ReadTopic {
                     props.append(quote(e.getKey())).append(':').append(quote(e.getValue()));
                 }
                 props.append('}');
-                System.out.println("{\"key\":" + quote(m.getKey()) + ",\"properties\":" + props
+                System.out.println("{\"key\":" + quote(m.getKey()) + ",\"producer\":" + quote(m.getProducerName())
+                        + ",\"properties\":" + props
                         + ",\"value\":" + quote(new String(m.getData(), StandardCharsets.UTF_8)) + "}");
             }
         }
