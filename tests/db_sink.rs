@@ -253,6 +253,156 @@ async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -
 }
 
 #[tokio::test]
+async fn values_that_only_the_registered_schema_explains_are_decoded_by_it() -> anyhow::Result<()> {
+    // GIVEN change events as Pulsar's Debezium source publishes them under
+    // Debezium's defaults, with the KEY_VALUE schema it registers: numerics
+    // as base64 unscaled bytes (`precise`; the scale is in the schema, or in
+    // the value for a numeric without one) and timestamp(3) and time(3) in
+    // milliseconds (`adaptive`)
+    let name = unique("jdbc-schema").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, price numeric(10,2) NOT NULL, ratio numeric, \
+         placed timestamp(3) NOT NULL, at time(3), note text)",
+    )
+    .await?;
+    let topic = sluice_tests::topic(&name);
+    let decimal = json!({"type": "bytes", "scale": 2, "precision": 10, "connect.version": 1,
+        "connect.parameters": {"scale": "2", "connect.decimal.precision": "10"},
+        "connect.name": "org.apache.kafka.connect.data.Decimal", "logicalType": "decimal"});
+    let variable = json!({"type": "record", "name": "VariableScaleDecimal", "namespace": "io.debezium.data",
+        "fields": [{"name": "scale", "type": "int"}, {"name": "value", "type": "bytes"}],
+        "connect.version": 1, "connect.name": "io.debezium.data.VariableScaleDecimal"});
+    let millis =
+        |avro: &str, name: &str| json!({"type": avro, "connect.version": 1, "connect.name": name});
+    let row = json!({"type": "record", "name": "Value", "namespace": "app.public.orders", "fields": [
+        {"name": "id", "type": "int"},
+        {"name": "price", "type": decimal},
+        {"name": "ratio", "type": ["null", variable], "default": null},
+        {"name": "placed", "type": millis("long", "io.debezium.time.Timestamp")},
+        {"name": "at", "type": ["null", millis("int", "io.debezium.time.Time")], "default": null},
+        {"name": "note", "type": ["null", "string"], "default": null}],
+        "connect.name": "app.public.orders.Value"});
+    let envelope = json!({"type": "record", "name": "Envelope", "namespace": "app.public.orders", "fields": [
+        {"name": "before", "type": ["null", row], "default": null},
+        {"name": "after", "type": ["null", "Value"], "default": null},
+        {"name": "source", "type": {"type": "record", "name": "Source",
+            "namespace": "io.debezium.connector.postgresql", "fields": [
+                {"name": "connector", "type": "string"}, {"name": "schema", "type": "string"},
+                {"name": "table", "type": "string"}]}},
+        {"name": "op", "type": "string"},
+        {"name": "ts_ms", "type": ["null", "long"], "default": null}],
+        "connect.name": "app.public.orders.Envelope"});
+    let key = json!({"type": "record", "name": "Key", "namespace": "app.public.orders",
+        "fields": [{"name": "id", "type": "int"}], "connect.name": "app.public.orders.Key"});
+    let event = |op: &str, id: i32, before: Value, after: Value| {
+        let value = json!({"before": before, "after": after, "op": op, "ts_ms": 1,
+            "source": {"connector": "postgresql", "schema": "public", "table": "orders"}});
+        (json!({"id": id}).to_string(), value.to_string())
+    };
+    let events = [
+        // 12.50, 12.345, 2023-11-14 22:13:20.123, 01:02:03.004
+        event(
+            "c",
+            1,
+            Value::Null,
+            json!({"id": 1, "price": "BOI=",
+            "ratio": {"scale": 3, "value": "MDk="}, "placed": 1_700_000_000_123_i64, "at": 3_723_004, "note": "a"}),
+        ),
+        // -12.50
+        event(
+            "c",
+            2,
+            Value::Null,
+            json!({"id": 2, "price": "+x4=", "ratio": null,
+            "placed": 0, "at": null, "note": null}),
+        ),
+        // 1000.01, 7, .999, midnight
+        event(
+            "u",
+            1,
+            Value::Null,
+            json!({"id": 1, "price": "AYah",
+            "ratio": {"scale": 0, "value": "Bw=="}, "placed": 1_700_000_000_999_i64, "at": 0, "note": "b"}),
+        ),
+        event(
+            "d",
+            2,
+            json!({"id": 2, "price": "+x4=", "ratio": null, "placed": 0, "at": null, "note": null}),
+            Value::Null,
+        ),
+        // 0.00, 12:34:56.789
+        event(
+            "c",
+            3,
+            Value::Null,
+            json!({"id": 3, "price": "AA==", "ratio": null,
+            "placed": 86_400_000, "at": 45_296_789, "note": null}),
+        ),
+    ];
+    sluice_tests::publish_under_key_value_schema(&topic, &key, &envelope, &events).await?;
+
+    // WHEN the jdbc sink applies the topic
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = sink_config(port, &topic, &name, "", "      tableName: orders\n");
+    let sluice = Sluice::start(&dir, &config, port)?;
+    let rows = || async {
+        anyhow::Ok(
+            db.query(
+                "SELECT id, price::text, ratio::text, placed::text, at::text, note FROM orders ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                (0..6)
+                    .map(|i| match i {
+                        0 => Some(r.get::<_, i32>(0).to_string()),
+                        i => r.get::<_, Option<String>>(i),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>())
+    };
+    wait_for("the last order", LONG, || async {
+        Ok(rows()
+            .await?
+            .iter()
+            .any(|r| r[0].as_deref() == Some("3"))
+            .then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN every value is the one the source held
+    let text = |v: &[Option<&str>]| v.iter().map(|s| s.map(str::to_owned)).collect::<Vec<_>>();
+    assert_eq!(
+        rows().await?,
+        [
+            text(&[
+                Some("1"),
+                Some("1000.01"),
+                Some("7"),
+                Some("2023-11-14 22:13:20.999"),
+                Some("00:00:00"),
+                Some("b")
+            ]),
+            text(&[
+                Some("3"),
+                Some("0.00"),
+                None,
+                Some("1970-01-02 00:00:00"),
+                Some("12:34:56.789"),
+                None
+            ]),
+        ]
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_row_the_target_rejects_is_dead_lettered_and_its_neighbours_commit() -> anyhow::Result<()>
 {
     // GIVEN a target that refuses the value 'bad', and five rows of which one is bad

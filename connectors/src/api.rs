@@ -120,6 +120,11 @@ pub struct SinkRecord {
     /// source. Anyone who may publish on a topic can set the property, so
     /// only a vouched-for sequence may skip a record or move a watermark.
     pub sequence_trusted: bool,
+    /// The definition of the value's schema, when its producer registered
+    /// one: the Avro JSON that Pulsar's schema registry holds for a JSON or
+    /// Avro schema, or for the value of a `KEY_VALUE` one. Records of one
+    /// schema version share it.
+    pub value_schema: Option<std::sync::Arc<str>>,
 }
 
 /// Records a sink passed over, by reason, and sequences it would not

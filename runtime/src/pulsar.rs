@@ -13,6 +13,7 @@ mod schema;
 mod tls;
 mod transactions;
 mod unreadable;
+mod value_schemas;
 
 pub use backlog::Backlog;
 pub use consumer::{AckHandle, Consumer, ConsumerOptions, Received};

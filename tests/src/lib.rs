@@ -480,6 +480,62 @@ pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
     Ok(())
 }
 
+/// Register a `KEY_VALUE` schema of two JSON definitions (`SEPARATED`) on
+/// `topic` over the admin API, then publish `(key, value)` messages stamped
+/// with its version, as a producer that declared it does. Returns the version.
+pub async fn publish_under_key_value_schema(
+    topic: &str,
+    key_schema: &serde_json::Value,
+    value_schema: &serde_json::Value,
+    messages: &[(String, String)],
+) -> anyhow::Result<i64> {
+    use magnetar::proto::CreateProducerRequest;
+    use magnetar::proto::pb;
+    use magnetar::runtime_tokio as rt;
+    let path = format!(
+        "/admin/v2/schemas/{}/schema",
+        topic.trim_start_matches("persistent://")
+    );
+    let payload = serde_json::json!({
+        "type": "KEY_VALUE",
+        "schema": serde_json::json!({"key": key_schema, "value": value_schema}).to_string(),
+        "properties": {"key.schema.type": "JSON", "value.schema.type": "JSON",
+            "kv.encoding.type": "SEPARATED"},
+    });
+    admin::post(&path, &payload.to_string())?;
+    let latest: serde_json::Value = serde_json::from_str(&admin::get(&path)?)?;
+    let version = latest["version"].as_i64().context("no schema version")?;
+    let url = rt::ParsedUrl::parse(PULSAR_URL)?;
+    let client =
+        rt::Client::connect_with(url, None, magnetar::ConnectionConfig::default(), None).await?;
+    let producer = client
+        .open_producer(CreateProducerRequest {
+            topic: topic.to_owned(),
+            ..CreateProducerRequest::default()
+        })
+        .await?;
+    for (key, value) in messages {
+        let payload = bytes::Bytes::from(value.clone().into_bytes());
+        producer
+            .send(magnetar::proto::producer::OutgoingMessage {
+                uncompressed_size: u32::try_from(payload.len())?,
+                payload,
+                metadata: pb::MessageMetadata {
+                    partition_key: Some(key.clone()),
+                    schema_version: Some(bytes::Bytes::from(version.to_be_bytes().to_vec())),
+                    ..pb::MessageMetadata::default()
+                },
+                num_messages: 1,
+                txn_id: None,
+                source_message_id: None,
+            })
+            .await?;
+    }
+    producer.close().await?;
+    client.close().await;
+    Ok(version)
+}
+
 /// A reader of `topic` from its first message, on a subscription of its own:
 /// what a test inspects a dead-letter topic with.
 pub async fn reader(topic: &str) -> anyhow::Result<magnetar::runtime_tokio::Consumer> {

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::config::{DbSinkConfig, InsertMode, NullValueAction, topic_table};
+use super::encodings::Encodings;
 use crate::api::{ConnectorError, SinkRecord};
 use crate::debezium::{Op, Parsed, UNAVAILABLE, parse};
 
@@ -51,9 +52,11 @@ fn permanent(record: &SinkRecord, what: &str) -> ConnectorError {
 }
 
 /// The changes a record asks for.
+/// `encodings`: what the record's value schema says to decode.
 pub(crate) fn from_record(
     record: &SinkRecord,
     config: &DbSinkConfig,
+    encodings: Option<&Encodings>,
 ) -> Result<Vec<Change>, ConnectorError> {
     let change = |table: String, kind: Kind, values: Map<String, Value>| Change {
         table,
@@ -83,8 +86,16 @@ pub(crate) fn from_record(
             }
         };
     };
+    let decode = |mut row: Map<String, Value>| match encodings.filter(|e| !e.is_empty()) {
+        Some(e) => e
+            .decode(&mut row)
+            .map(|()| row)
+            .map_err(|what| permanent(record, &what)),
+        None => Ok(row),
+    };
     let parts = match parse(bytes).map_err(|what| permanent(record, what))? {
         Parsed::Row(object) => {
+            let object = decode(object)?;
             let kind = match action(record)? {
                 Some(kind) => kind,
                 None => match config.insert_mode {
@@ -99,7 +110,7 @@ pub(crate) fn from_record(
     };
     let table = envelope_table(record, config, parts.table.as_deref(), mapped)?;
     let row = |row: Option<Value>, field: &str| match row {
-        Some(Value::Object(row)) => Ok(row),
+        Some(Value::Object(row)) => decode(row),
         _ => Err(permanent(
             record,
             &format!("the envelope has no `{field}` row"),
@@ -333,7 +344,7 @@ mod tests {
     }
 
     fn resolved(v: Value, cfg: &DbSinkConfig) -> Vec<Change> {
-        from_record(&record(v), cfg)
+        from_record(&record(v), cfg, None)
             .unwrap()
             .into_iter()
             .map(|c| c.resolve(&["id".to_owned()], &[]).unwrap())
@@ -344,7 +355,7 @@ mod tests {
     fn the_topic_chooses_the_table_never_the_envelope() {
         // An envelope on the orders topic naming another table is refused.
         let hostile = json!({"op": "c", "after": {"id": 1}, "source": {"table": "sluice_offsets"}});
-        let err = from_record(&record(hostile.clone()), &config(&[]))
+        let err = from_record(&record(hostile.clone()), &config(&[]), None)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -359,7 +370,7 @@ mod tests {
         // Routing by the envelope is opt-in, and only to listed tables.
         let routed = config(&[("tablesFromEnvelope", "orders,items")]);
         assert_eq!(resolved(ok, &routed)[0].table, "orders");
-        assert!(from_record(&record(hostile), &routed).is_err());
+        assert!(from_record(&record(hostile), &routed, None).is_err());
     }
 
     #[test]
@@ -409,14 +420,14 @@ mod tests {
             value: None,
             ..record(Value::Null)
         };
-        let del = from_record(&tombstone, &cfg).unwrap();
+        let del = from_record(&tombstone, &cfg, None).unwrap();
         assert_eq!(del[0].kind, Kind::Delete);
         let cfg = config(&[("tableName", "items")]);
         assert!(
-            from_record(&tombstone, &cfg).is_err(),
+            from_record(&tombstone, &cfg, None).is_err(),
             "FAIL is the default"
         );
-        assert!(from_record(&record(json!([1])), &cfg).is_err());
+        assert!(from_record(&record(json!([1])), &cfg, None).is_err());
     }
 
     #[test]
@@ -432,26 +443,30 @@ mod tests {
             ("INSERT", Kind::Insert),
             ("DELETE", Kind::Delete),
         ] {
-            let changes = from_record(&with(action), &cfg).map_err(|e| e.to_string());
+            let changes = from_record(&with(action), &cfg, None).map_err(|e| e.to_string());
             assert_eq!(changes.map(|c| c[0].kind), Ok(kind), "{action}");
         }
-        let refused = from_record(&with("MERGE"), &cfg).map_err(|e| e.to_string());
+        let refused = from_record(&with("MERGE"), &cfg, None).map_err(|e| e.to_string());
         assert!(refused.is_err_and(|e| e.contains("ACTION `MERGE` is not one of")));
         // An envelope says what it does itself.
         let envelope = SinkRecord {
             properties: vec![("ACTION".into(), "DELETE".into())],
             ..record(envelope("c", Value::Null, json!({"id": 1, "v": "x"})))
         };
-        let changes = from_record(&envelope, &config(&[])).map_err(|e| e.to_string());
+        let changes = from_record(&envelope, &config(&[]), None).map_err(|e| e.to_string());
         assert_eq!(changes.map(|c| c[0].kind), Ok(Kind::Upsert));
     }
 
     #[test]
     fn a_missing_key_is_refused() {
         let cfg = config(&[]);
-        let c = from_record(&record(envelope("c", Value::Null, json!({"v": 1}))), &cfg)
-            .unwrap()
-            .remove(0);
+        let c = from_record(
+            &record(envelope("c", Value::Null, json!({"v": 1}))),
+            &cfg,
+            None,
+        )
+        .unwrap()
+        .remove(0);
         assert!(c.resolve(&["id".to_owned()], &[]).is_err());
     }
 

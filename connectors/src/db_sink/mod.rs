@@ -10,6 +10,7 @@
 mod catalog;
 mod changes;
 mod config;
+mod encodings;
 mod errors;
 pub mod sql;
 mod text;
@@ -119,6 +120,8 @@ pub struct DbSink {
     /// When the log last summed up the skips, and the counts then.
     summarised: (std::time::Instant, (u64, u64, u64)),
     warned_untrusted: bool,
+    /// What the last value schema seen says to decode.
+    encodings: encodings::Cache,
 }
 
 impl std::fmt::Debug for DbSink {
@@ -247,6 +250,7 @@ impl SinkConnector for DbSink {
             skips: Arc::clone(&context.skips),
             summarised: (std::time::Instant::now(), (0, 0, 0)),
             warned_untrusted: false,
+            encodings: encodings::Cache::default(),
         })
     }
 
@@ -531,7 +535,8 @@ impl DbSink {
         }
         let mut all = Vec::with_capacity(batch.len());
         for (index, record) in batch.iter().enumerate() {
-            for mut change in changes::from_record(record, &self.config)? {
+            let encodings = record.value_schema.as_ref().map(|s| self.encodings.of(s));
+            for mut change in changes::from_record(record, &self.config, encodings.as_deref())? {
                 change.record = index;
                 all.push(change);
             }

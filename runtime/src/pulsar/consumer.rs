@@ -12,6 +12,7 @@ use sluice_connectors::{Sequence, SinkRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::unreadable::{self, Inspector};
+use super::value_schemas::ValueSchemas;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY, SOURCE_PRODUCER_PREFIX};
 use crate::config::{SubscriptionPosition, SubscriptionType};
 
@@ -62,13 +63,14 @@ impl Client {
         let mut forwarders = Vec::with_capacity(consumers.len());
         for (index, (topic, consumer)) in consumers.iter().enumerate() {
             let inspector = Inspector::new(admin.clone(), topic, &options.subscription);
+            let schemas = ValueSchemas::new(admin.clone(), topic);
             forwarders.push(tokio::spawn(forward(
                 index,
                 topic.clone(),
                 consumer.clone(),
                 tx.clone(),
                 budget.clone(),
-                inspector,
+                (inspector, schemas),
             )));
         }
         Ok(Consumer {
@@ -162,15 +164,16 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
-/// Move one topic's messages into the shared channel until either side
-/// ends, or until the topic holds an entry the client cannot read.
+/// Move one topic's messages, with the definitions of the schemas they were
+/// written with, into the shared channel until either side ends, or until
+/// the topic holds an entry the client cannot read.
 async fn forward(
     index: usize,
     topic: String,
     consumer: rt::Consumer,
     tx: mpsc::Sender<Result<Received, PulsarError>>,
     budget: Option<(Arc<Semaphore>, usize)>,
-    mut inspector: Inspector,
+    (mut inspector, mut schemas): (Inspector, ValueSchemas),
 ) {
     loop {
         let Ok(next) = tokio::time::timeout(unreadable::IDLE, consumer.receive()).await else {
@@ -184,7 +187,11 @@ async fn forward(
         };
         let item = match next {
             Ok(msg) => {
+                let schema = schemas
+                    .value_schema(msg.metadata.schema_version.as_ref())
+                    .await;
                 let mut r = received(index, &topic, msg);
+                r.record.value_schema = schema;
                 if let Some((budget, limit)) = &budget {
                     let size = r.record.value.as_ref().map_or(0, Vec::len).clamp(1, *limit);
                     // Wait here, with the client's queue as the only buffer,
@@ -276,6 +283,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
                 .metadata
                 .producer_name
                 .starts_with(SOURCE_PRODUCER_PREFIX),
+            value_schema: None,
         },
         handle: AckHandle {
             consumer: index,

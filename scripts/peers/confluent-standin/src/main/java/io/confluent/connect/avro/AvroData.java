@@ -10,7 +10,8 @@ import org.apache.kafka.connect.data.Field;
  * Stand-in: the Avro form of a Connect schema, as the adaptor registers it
  * in Pulsar. Structs become records named by their Connect name, optional
  * schemas unions with null (default null), and a record met twice is named
- * the second time.
+ * the second time; other named types keep their Connect name and
+ * parameters in connect.name and connect.parameters.
  */
 public class AvroData {
     public AvroData(int cacheSize) {
@@ -70,6 +71,11 @@ public class AvroData {
         }
         if (schema.name() != null && schema.type() != org.apache.kafka.connect.data.Schema.Type.STRUCT) {
             avro.addProp("connect.name", schema.name());
+        }
+        // A logical type's parameters, such as a Decimal's scale.
+        if (schema.parameters() != null && !schema.parameters().isEmpty()
+                && schema.type() != org.apache.kafka.connect.data.Schema.Type.STRUCT) {
+            avro.addProp("connect.parameters", new HashMap<>(schema.parameters()));
         }
         return avro;
     }

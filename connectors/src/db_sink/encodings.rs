@@ -1,0 +1,327 @@
+//! Column values that only the registered schema can decode.
+//!
+//! Debezium's Java connectors, under their default settings, write some
+//! columns in forms that the value alone does not explain:
+//! - `decimal.handling.mode: precise` writes a numeric column as base64 of
+//!   its unscaled two's-complement big-endian bytes, its scale being in the
+//!   schema (`org.apache.kafka.connect.data.Decimal`); a numeric without a
+//!   fixed scale as `{"scale": s, "value": base64}`
+//!   (`io.debezium.data.VariableScaleDecimal`);
+//! - `time.precision.mode: adaptive` writes `timestamp(0..3)` and
+//!   `time(0..3)` in milliseconds (`io.debezium.time.Timestamp`,
+//!   `io.debezium.time.Time`), where other precisions, and sluice's source,
+//!   use microseconds.
+//!
+//! A record whose producer registered a schema carries its definition (Avro
+//! JSON); the columns it marks so are rewritten to what the rest of the
+//! sink reads: decimal text, and microseconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+/// How one column is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Decimal { scale: u32 },
+    VariableScaleDecimal,
+    MillisTimestamp,
+    MillisTime,
+}
+
+/// The encoded columns of a row schema, by name.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Encodings {
+    columns: HashMap<String, Encoding>,
+}
+
+impl Encodings {
+    /// The columns of a schema definition that need decoding: the row
+    /// record of a Debezium envelope (its `before` or `after`), or a row
+    /// record itself. Anything else has none.
+    pub(crate) fn of(definition: &str) -> Self {
+        let Ok(schema) = serde_json::from_str::<Value>(definition) else {
+            return Self::default();
+        };
+        let fields = schema["fields"].as_array();
+        let row = fields
+            .into_iter()
+            .flatten()
+            .filter(|f| f["name"] == "before" || f["name"] == "after")
+            .filter_map(|f| record_in(&f["type"]))
+            .next()
+            .or_else(|| (schema["type"] == "record").then_some(&schema));
+        let mut columns = HashMap::new();
+        for field in row
+            .and_then(|r| r["fields"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            let (Some(name), Some(encoding)) = (field["name"].as_str(), encoding(&field["type"]))
+            else {
+                continue;
+            };
+            columns.insert(name.to_owned(), encoding);
+        }
+        Self { columns }
+    }
+
+    /// Whether any column needs decoding.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Rewrite `row`'s encoded columns; the error names the column.
+    pub(crate) fn decode(&self, row: &mut Map<String, Value>) -> Result<(), String> {
+        for (name, encoding) in &self.columns {
+            let Some(value) = row.get_mut(name) else {
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            let decoded = match encoding {
+                Encoding::Decimal { scale } => value
+                    .as_str()
+                    .and_then(|b64| decimal_text(b64, *scale))
+                    .map(Value::String),
+                Encoding::VariableScaleDecimal => {
+                    let scale = value["scale"].as_u64().and_then(|s| u32::try_from(s).ok());
+                    scale
+                        .zip(value["value"].as_str())
+                        .and_then(|(scale, b64)| decimal_text(b64, scale))
+                        .map(Value::String)
+                }
+                Encoding::MillisTimestamp | Encoding::MillisTime => value
+                    .as_i64()
+                    .and_then(|ms| ms.checked_mul(1000))
+                    .map(Value::from),
+            };
+            match decoded {
+                Some(v) => *value = v,
+                None => {
+                    return Err(format!(
+                        "column `{name}` is not the {} its schema says",
+                        match encoding {
+                            Encoding::Decimal { .. } => "base64 decimal",
+                            Encoding::VariableScaleDecimal => "{scale, value} decimal",
+                            Encoding::MillisTimestamp | Encoding::MillisTime => "milliseconds",
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record definition in a field type: the type itself or a member of
+/// its union.
+fn record_in(t: &Value) -> Option<&Value> {
+    match t {
+        Value::Object(_) if t["type"] == "record" => Some(t),
+        Value::Array(members) => members.iter().find_map(record_in),
+        _ => None,
+    }
+}
+
+/// How a field type marks its encoding: Kafka Connect's logical name, as
+/// Avro conversion keeps it in `connect.name`, with the decimal's scale in
+/// `connect.parameters` (or Avro's own `scale`).
+fn encoding(t: &Value) -> Option<Encoding> {
+    if let Value::Array(members) = t {
+        return members.iter().find_map(encoding);
+    }
+    // A record is named by its own name, where conversion leaves no
+    // connect.name on it.
+    let record_name = (t["type"] == "record").then(|| {
+        let name = t["name"].as_str().unwrap_or_default();
+        match t["namespace"].as_str() {
+            Some(ns) if !name.contains('.') => format!("{ns}.{name}"),
+            _ => name.to_owned(),
+        }
+    });
+    let name = t["connect.name"]
+        .as_str()
+        .map(str::to_owned)
+        .or(record_name)?;
+    match name.as_str() {
+        "org.apache.kafka.connect.data.Decimal" => {
+            let scale = t["connect.parameters"]["scale"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| t["scale"].as_u64().and_then(|s| u32::try_from(s).ok()))?;
+            Some(Encoding::Decimal { scale })
+        }
+        "io.debezium.data.VariableScaleDecimal" => Some(Encoding::VariableScaleDecimal),
+        "io.debezium.time.Timestamp" => Some(Encoding::MillisTimestamp),
+        "io.debezium.time.Time" => Some(Encoding::MillisTime),
+        _ => None,
+    }
+}
+
+/// The decimal text of base64 two's-complement big-endian unscaled bytes,
+/// with `scale` digits after the point.
+fn decimal_text(b64: &str, scale: u32) -> Option<String> {
+    use base64::Engine as _;
+    let mut bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    if negative {
+        // The magnitude: invert and add one.
+        for b in &mut bytes {
+            *b = !*b;
+        }
+        for b in bytes.iter_mut().rev() {
+            let (sum, carry) = b.overflowing_add(1);
+            *b = sum;
+            if !carry {
+                break;
+            }
+        }
+    }
+    // Base 256 to base 10, by repeated division.
+    let mut digits = Vec::new();
+    while bytes.iter().any(|b| *b != 0) {
+        let mut rest = 0u32;
+        for b in &mut bytes {
+            let current = (rest << 8) | u32::from(*b);
+            *b = u8::try_from(current / 10).ok()?;
+            rest = current % 10;
+        }
+        digits.push(b'0' + u8::try_from(rest).ok()?);
+    }
+    let scale = usize::try_from(scale).ok()?;
+    while digits.len() <= scale {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    let (whole, fraction) = digits.split_at(digits.len() - scale);
+    let mut text = String::with_capacity(digits.len() + 2);
+    if negative {
+        text.push('-');
+    }
+    text.push_str(std::str::from_utf8(whole).ok()?);
+    if scale > 0 {
+        text.push('.');
+        text.push_str(std::str::from_utf8(fraction).ok()?);
+    }
+    Some(text)
+}
+
+/// The encodings of the last schema seen: records of one schema version
+/// share its definition, so it is read once.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    last: Option<(Arc<str>, Arc<Encodings>)>,
+}
+
+impl Cache {
+    /// The encodings of `definition`.
+    pub(crate) fn of(&mut self, definition: &Arc<str>) -> Arc<Encodings> {
+        match &self.last {
+            Some((seen, encodings)) if Arc::ptr_eq(seen, definition) || seen == definition => {
+                Arc::clone(encodings)
+            }
+            _ => {
+                let encodings = Arc::new(Encodings::of(definition));
+                self.last = Some((Arc::clone(definition), Arc::clone(&encodings)));
+                encodings
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decimals_decode_from_twos_complement_bytes() {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert_eq!(
+            decimal_text(&b64(&[0x04, 0xe2]), 2).as_deref(),
+            Some("12.50")
+        );
+        assert_eq!(
+            decimal_text(&b64(&[0xfb, 0x1e]), 2).as_deref(),
+            Some("-12.50")
+        );
+        assert_eq!(decimal_text(&b64(&[0x00]), 2).as_deref(), Some("0.00"));
+        assert_eq!(decimal_text(&b64(&[0x05]), 3).as_deref(), Some("0.005"));
+        assert_eq!(decimal_text(&b64(&[0xff]), 0).as_deref(), Some("-1"));
+        assert_eq!(decimal_text(&b64(&[0x80]), 1).as_deref(), Some("-12.8"));
+        // 2^64 + 1, past any machine integer.
+        let big = [0x01, 0, 0, 0, 0, 0, 0, 0, 0x01];
+        assert_eq!(
+            decimal_text(&b64(&big), 4).as_deref(),
+            Some("1844674407370955.1617")
+        );
+        assert_eq!(decimal_text("not base64!", 2), None);
+    }
+
+    fn envelope_schema() -> String {
+        let decimal = json!({"type": "bytes", "scale": 2, "precision": 10, "connect.version": 1,
+            "connect.parameters": {"scale": "2", "connect.decimal.precision": "10"},
+            "connect.name": "org.apache.kafka.connect.data.Decimal", "logicalType": "decimal"});
+        let value = json!({"type": "record", "name": "Value", "namespace": "app.public.orders",
+        "fields": [
+            {"name": "id", "type": "int"},
+            {"name": "price", "type": decimal},
+            {"name": "discount", "type": ["null", decimal], "default": null},
+            {"name": "ratio", "type": ["null", {"type": "record", "name": "VariableScaleDecimal",
+                "namespace": "io.debezium.data", "fields": [{"name": "scale", "type": "int"},
+                {"name": "value", "type": "bytes"}]}]},
+            {"name": "placed", "type": {"type": "long", "connect.version": 1,
+                "connect.name": "io.debezium.time.Timestamp"}},
+            {"name": "at", "type": ["null", {"type": "int", "connect.name": "io.debezium.time.Time"}]},
+            {"name": "updated", "type": {"type": "long", "connect.name": "io.debezium.time.MicroTimestamp"}},
+        ]});
+        json!({"type": "record", "name": "Envelope", "namespace": "app.public.orders", "fields": [
+            {"name": "before", "type": ["null", value], "default": null},
+            {"name": "after", "type": ["null", "Value"], "default": null},
+            {"name": "op", "type": "string"},
+        ]})
+        .to_string()
+    }
+
+    #[test]
+    fn a_debezium_envelope_schema_marks_its_encoded_columns() {
+        let encodings = Encodings::of(&envelope_schema());
+        let mut row = json!({"id": 1, "price": "BOI=", "discount": null,
+            "ratio": {"scale": 3, "value": "MDk="}, "placed": 1_700_000_000_123_i64,
+            "at": 3_600_000, "updated": 1_700_000_000_123_456_i64})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        encodings.decode(&mut row).expect("decodes");
+        assert_eq!(
+            Value::Object(row),
+            json!({"id": 1, "price": "12.50", "discount": null, "ratio": "12.345",
+                "placed": 1_700_000_000_123_000_i64, "at": 3_600_000_000_i64,
+                "updated": 1_700_000_000_123_456_i64})
+        );
+        let mut bad = json!({"price": 12.5})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            encodings.decode(&mut bad),
+            Err("column `price` is not the base64 decimal its schema says".into())
+        );
+    }
+
+    #[test]
+    fn schemas_that_mark_nothing_decode_nothing() {
+        // sluice's own source: numerics as strings, times in microseconds.
+        let own = json!({"type": "record", "name": "Envelope", "fields": [
+            {"name": "after", "type": ["null", {"type": "record", "name": "Value", "fields": [
+                {"name": "total", "type": "string"},
+                {"name": "at", "type": {"type": "long", "connect.name": "io.debezium.time.MicroTimestamp"}}]}]}]});
+        assert!(Encodings::of(&own.to_string()).is_empty());
+        assert!(Encodings::of("not json").is_empty());
+        assert!(Encodings::of("\"string\"").is_empty());
+    }
+}
