@@ -7,7 +7,30 @@ use sluice_connectors::RecordSchema;
 use super::{Client, PulsarError, tls};
 
 /// A GET on the admin REST API: the answer, or why not.
-pub(super) type Get = Box<dyn Fn(String) -> Result<Reply, String> + Send + Sync>;
+pub(super) type Get = Box<dyn Fn(String) -> Result<Reply, AdminError> + Send + Sync>;
+
+/// Why the admin REST API gave no answer.
+#[derive(Debug)]
+pub(super) struct AdminError {
+    /// The HTTP status, when the API answered one; `None` when it could
+    /// not be reached.
+    pub(super) status: Option<u16>,
+    message: String,
+}
+
+impl AdminError {
+    /// Whether asking again later may answer: the API was not reached, or
+    /// failed on its side.
+    pub(super) fn is_transient(&self) -> bool {
+        self.status.is_none_or(|s| s >= 500)
+    }
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// What the admin REST API answered.
 pub(super) struct Reply {
@@ -63,13 +86,22 @@ impl Client {
             if let Some(token) = &bearer {
                 request = request.header("Authorization", format!("Bearer {}", token.expose()));
             }
-            let mut response = request.call().map_err(|e| format!("{url}: {e}"))?;
+            let mut response = request.call().map_err(|e| AdminError {
+                status: None,
+                message: format!("{url}: {e}"),
+            })?;
             let status = response.status();
+            let refused = |message: String| AdminError {
+                status: Some(status.as_u16()),
+                message,
+            };
             if status == 401 || status == 403 {
-                return Err(format!("{url} answered {status}: the role may not read it"));
+                return Err(refused(format!(
+                    "{url} answered {status}: the role may not read it"
+                )));
             }
             if !status.is_success() {
-                return Err(format!("{url} answered {status}"));
+                return Err(refused(format!("{url} answered {status}")));
             }
             let headers = response
                 .headers()
@@ -77,10 +109,10 @@ impl Client {
                 .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect();
             // A peeked message's body is binary: only its headers are read.
-            let body = response
-                .body_mut()
-                .read_to_vec()
-                .map_err(|e| e.to_string())?;
+            let body = response.body_mut().read_to_vec().map_err(|e| AdminError {
+                status: None,
+                message: format!("{url}: {e}"),
+            })?;
             let body = String::from_utf8_lossy(&body).into_owned();
             Ok(Reply { body, headers })
         }))
@@ -107,13 +139,15 @@ impl Client {
         let get = self.admin_get(web)?;
         let namespace_path = format!("/admin/v2/namespaces/{namespace}/deduplication");
         let answer: Result<bool, String> = tokio::task::spawn_blocking(move || {
-            let policy = get(namespace_path)?.body;
+            let policy = get(namespace_path).map_err(|e| e.to_string())?.body;
             match policy.trim() {
                 "true" => Ok(true),
                 "false" => Ok(false),
                 // No policy on the namespace: the broker's default applies.
                 _ => {
-                    let config = get("/admin/v2/brokers/configuration/runtime".to_owned())?.body;
+                    let config = get("/admin/v2/brokers/configuration/runtime".to_owned())
+                        .map_err(|e| e.to_string())?
+                        .body;
                     let config: serde_json::Value =
                         serde_json::from_str(&config).map_err(|e| e.to_string())?;
                     Ok(config["brokerDeduplicationEnabled"].as_str() == Some("true"))
@@ -199,6 +233,18 @@ fn find_version(answer: &str, key: &serde_json::Value, value: &serde_json::Value
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_an_unreached_or_failing_api_is_worth_asking_again() {
+        let error = |status| AdminError {
+            status,
+            message: String::new(),
+        };
+        assert!(error(None).is_transient());
+        assert!(error(Some(503)).is_transient());
+        assert!(!error(Some(404)).is_transient());
+        assert!(!error(Some(403)).is_transient());
+    }
 
     #[test]
     fn the_web_service_is_found_on_pulsars_default_ports() {

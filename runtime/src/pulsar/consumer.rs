@@ -187,9 +187,17 @@ async fn forward(
         };
         let item = match next {
             Ok(msg) => {
-                let schema = schemas
+                // Unacknowledged, the message comes again after a failure.
+                let schema = match schemas
                     .value_schema(msg.metadata.schema_version.as_ref())
-                    .await;
+                    .await
+                {
+                    Ok(schema) => schema,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
                 let mut r = received(index, &topic, msg);
                 r.record.value_schema = schema;
                 if let Some((budget, limit)) = &budget {

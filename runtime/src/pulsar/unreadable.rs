@@ -50,9 +50,10 @@ impl Inspector {
         let answer = match &self.get {
             Some(get) => {
                 let (get, path) = (Arc::clone(get), self.next_entry_path());
-                tokio::task::spawn_blocking(move || get(path))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
+                match tokio::task::spawn_blocking(move || get(path)).await {
+                    Ok(answer) => answer.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
             None => Err("no admin REST API to ask".to_owned()),
         };

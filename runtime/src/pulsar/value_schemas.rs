@@ -5,6 +5,13 @@
 //! the definition is read once per version from the admin REST API
 //! (`GET /admin/v2/schemas/<topic>/schema/<version>`, which takes the
 //! permission to look the topic up).
+//!
+//! A version the API cannot be asked about (none configured, the role may
+//! not, no such version) is remembered as having no definition, with one
+//! warning: values pass as they are. A failure that asking again may mend
+//! (the API unreachable, or failing on its side) fails the receive, so the
+//! records come again once it answers, rather than pass undecoded. A
+//! producer stamps the version, so the versions remembered are bounded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +19,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::warn;
 
+use super::PulsarError;
 use super::admin::Get;
+
+/// Versions remembered per topic, at most: a topic's schema rarely has more,
+/// and a producer stamping arbitrary versions asks no more than this.
+const MAX_VERSIONS: usize = 64;
 
 /// One topic's schema definitions, by version.
 pub(super) struct ValueSchemas {
@@ -36,25 +48,43 @@ impl ValueSchemas {
     /// The definition of the value's schema at `version`, if the topic has
     /// one that describes records (JSON or Avro, or the value of a
     /// `KEY_VALUE` of them).
-    pub(super) async fn value_schema(&mut self, version: Option<&Bytes>) -> Option<Arc<str>> {
-        let version = version.filter(|v| !v.is_empty())?;
+    pub(super) async fn value_schema(
+        &mut self,
+        version: Option<&Bytes>,
+    ) -> Result<Option<Arc<str>>, PulsarError> {
+        let Some(version) = version.filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
         if let Some(known) = self.known.get(version) {
-            return known.clone();
+            return Ok(known.clone());
         }
-        let get = Arc::clone(self.get.as_ref()?);
-        let number = <[u8; 8]>::try_from(version.as_ref()).map(i64::from_be_bytes);
-        let answer = match number {
-            Ok(number) => {
+        let answer = match (&self.get, <[u8; 8]>::try_from(version.as_ref())) {
+            _ if self.known.len() >= MAX_VERSIONS => {
+                Err(format!("more than {MAX_VERSIONS} schema versions seen"))
+            }
+            (None, _) => Err("no admin REST API to ask".to_owned()),
+            (Some(_), Err(_)) => Err(format!("a schema version of {} bytes", version.len())),
+            (Some(get), Ok(number)) => {
+                let get = Arc::clone(get);
+                let number = i64::from_be_bytes(number);
                 let path = format!(
                     "/admin/v2/schemas/{}/schema/{number}",
                     schema_name(&self.topic)
                 );
-                tokio::task::spawn_blocking(move || get(path))
+                let reply = tokio::task::spawn_blocking(move || get(path))
                     .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
-                    .map(|reply| value_definition(&reply.body))
+                    .map_err(|e| PulsarError::new("read a schema", e))?;
+                match reply {
+                    Ok(reply) => Ok(value_definition(&reply.body)),
+                    Err(e) if e.is_transient() => {
+                        return Err(PulsarError::new(
+                            format!("read the schema of {} at version {number}", self.topic),
+                            e,
+                        ));
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            Err(_) => Err(format!("a schema version of {} bytes", version.len())),
         };
         let definition = answer.unwrap_or_else(|e| {
             if !std::mem::replace(&mut self.warned, true) {
@@ -65,8 +95,10 @@ impl ValueSchemas {
             }
             None
         });
-        self.known.insert(version.clone(), definition.clone());
-        definition
+        if self.known.len() < MAX_VERSIONS {
+            self.known.insert(version.clone(), definition.clone());
+        }
+        Ok(definition)
     }
 }
 
