@@ -209,26 +209,30 @@ fn decimal_text(b64: &str, scale: u32) -> Option<String> {
     Some(text)
 }
 
-/// The encodings of the last schema seen: records of one schema version
-/// share its definition, so it is read once.
+/// The encodings of the schemas seen: records of one schema version share
+/// its definition (one `Arc`), so each is read once, however a sink's
+/// topics interleave.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    last: Option<(Arc<str>, Arc<Encodings>)>,
+    seen: Vec<(Arc<str>, Arc<Encodings>)>,
 }
+
+/// Definitions a cache keeps, at most; the oldest goes first.
+const CACHED: usize = 32;
 
 impl Cache {
     /// The encodings of `definition`.
     pub(crate) fn of(&mut self, definition: &Arc<str>) -> Arc<Encodings> {
-        match &self.last {
-            Some((seen, encodings)) if Arc::ptr_eq(seen, definition) || seen == definition => {
-                Arc::clone(encodings)
-            }
-            _ => {
-                let encodings = Arc::new(Encodings::of(definition));
-                self.last = Some((Arc::clone(definition), Arc::clone(&encodings)));
-                encodings
-            }
+        if let Some((_, encodings)) = self.seen.iter().find(|(d, _)| Arc::ptr_eq(d, definition)) {
+            return Arc::clone(encodings);
         }
+        let encodings = Arc::new(Encodings::of(definition));
+        if self.seen.len() == CACHED {
+            self.seen.remove(0);
+        }
+        self.seen
+            .push((Arc::clone(definition), Arc::clone(&encodings)));
+        encodings
     }
 }
 
@@ -311,6 +315,16 @@ mod tests {
             encodings.decode(&mut bad),
             Err("column `price` is not the base64 decimal its schema says".into())
         );
+    }
+
+    #[test]
+    fn each_definition_is_read_once_however_topics_interleave() {
+        let mut cache = Cache::default();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from(envelope_schema()), Arc::from("\"string\""));
+        let first = cache.of(&a);
+        assert!(cache.of(&b).is_empty());
+        assert!(Arc::ptr_eq(&first, &cache.of(&a)), "read again");
+        assert!(!first.is_empty());
     }
 
     #[test]
