@@ -61,7 +61,7 @@ async fn a_row_over_the_message_limit_replicates(guarantee: &str) -> anyhow::Res
          \x20   inputs: [{name}.public.docs]\n    sourceSubscriptionPosition: Earliest\n    retainOrdering: true\n\
          \x20   processingGuarantees: {guarantee}\n    configs:\n\
          \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
-         \x20     tableName: docs\n      batchSize: 100\n      timeoutMs: 50\n",
+         \x20     tableName: docs\n      inputFormat: DEBEZIUM\n      batchSize: 100\n      timeoutMs: 50\n",
         pw = pg::PASSWORD
     );
     let sluice = Sluice::start(&dir, &config, port)?;

@@ -92,7 +92,7 @@ async fn an_envelope_naming_another_table_is_dead_lettered_on_every_engine() -> 
             &topic,
             &url,
             &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 0\n"),
-            "      allowTruncate: true\n",
+            "      allowTruncate: true\n      inputFormat: DEBEZIUM\n",
         ));
     }
     let port = free_port()?;

@@ -59,7 +59,7 @@ async fn cdc_into_postgres_ends_with_equal_tables() -> anyhow::Result<()> {
          sinks:\n  - name: warehouse\n    className: jdbc\n    topicsPattern: \"persistent://public/default/{name}\\\\..*\"\n\
          \x20   sourceSubscriptionPosition: Earliest\n    retainOrdering: true\n    configs:\n\
          \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
-         \x20     batchSize: 100\n      timeoutMs: 50\n",
+         \x20     inputFormat: DEBEZIUM\n      batchSize: 100\n      timeoutMs: 50\n",
         pw = pg::PASSWORD
     );
     let sluice = Sluice::start(&dir, &config, port)?;
@@ -220,7 +220,13 @@ async fn debezium_events_encoded_as_pulsars_debezium_source_sends_them_apply() -
     let config = format!(
         "{}  - name: copy\n    className: file\n    inputs: [{topic}]\n    sourceSubscriptionPosition: Earliest\n\
          \x20   configs:\n      path: {}\n      batchSize: 10\n      timeoutMs: 20\n",
-        sink_config(port, &topic, &name, "", "      tableName: items\n"),
+        sink_config(
+            port,
+            &topic,
+            &name,
+            "",
+            "      tableName: items\n      inputFormat: DEBEZIUM\n",
+        ),
         out.display()
     );
     let sluice = Sluice::start(&dir, &config, port)?;
@@ -345,7 +351,13 @@ async fn values_that_only_the_registered_schema_explains_are_decoded_by_it() -> 
     // WHEN the jdbc sink applies the topic
     let dir = temp_dir(&name)?;
     let port = free_port()?;
-    let config = sink_config(port, &topic, &name, "", "      tableName: orders\n");
+    let config = sink_config(
+        port,
+        &topic,
+        &name,
+        "",
+        "      tableName: orders\n      inputFormat: DEBEZIUM\n",
+    );
     let sluice = Sluice::start(&dir, &config, port)?;
     let rows = || async {
         anyhow::Ok(

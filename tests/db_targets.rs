@@ -136,7 +136,7 @@ async fn cdc_into_mariadb_and_sqlite_ends_with_equal_tables() -> anyhow::Result<
         format!(
             "  - name: {sink}\n    className: jdbc\n    topicsPattern: \"persistent://public/default/{name}\\\\..*\"\n\
              \x20   sourceSubscriptionPosition: Earliest\n    retainOrdering: true\n    configs:\n\
-             \x20     jdbcUrl: {url}\n      batchSize: 100\n      timeoutMs: 50\n"
+             \x20     jdbcUrl: {url}\n      inputFormat: DEBEZIUM\n      batchSize: 100\n      timeoutMs: 50\n"
         )
     };
     let config = format!(

@@ -297,7 +297,7 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
          sinks:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: target\n    className: jdbc\n\
          \x20   inputs: [{name}.public.accounts, {name}.public.orders]\n    sourceSubscriptionPosition: Earliest\n\
          \x20   processingGuarantees: {guarantee}\n    retainOrdering: true\n    configs:\n\
-         \x20     jdbcUrl: '{url}'\n      batchSize: 500\n      timeoutMs: 50\n",
+         \x20     jdbcUrl: '{url}'\n      inputFormat: DEBEZIUM\n      batchSize: 500\n      timeoutMs: 50\n",
         pw = pg::PASSWORD,
         url = mariadb::url(&name),
     );
@@ -541,7 +541,7 @@ async fn replay(
          sinks:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: replay\n    className: jdbc\n\
          \x20   inputs: [{name}.public.accounts, {name}.public.orders]\n    sourceSubscriptionPosition: Earliest\n\
          \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
-         \x20     jdbcUrl: '{url}'\n      batchSize: 1000\n      timeoutMs: 50\n",
+         \x20     jdbcUrl: '{url}'\n      inputFormat: DEBEZIUM\n      batchSize: 1000\n      timeoutMs: 50\n",
         url = mariadb::url(&db),
     );
     let replay_dir = dir.join("replay");

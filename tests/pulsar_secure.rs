@@ -36,7 +36,7 @@ fn pipeline(name: &str, port: u16, pulsar: &str) -> String {
          \x20   inputs: [{name}.public.items]\n    sourceSubscriptionPosition: Earliest\n\
          \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
          \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
-         \x20     tableName: items\n      batchSize: 100\n      timeoutMs: 50\n",
+         \x20     tableName: items\n      inputFormat: DEBEZIUM\n      batchSize: 100\n      timeoutMs: 50\n",
         pw = pg::PASSWORD
     )
 }
@@ -449,7 +449,7 @@ async fn least_permissions(guarantee: &str, source_role: &str) -> anyhow::Result
          \x20   inputs: [{name}.public.items]\n    sourceSubscriptionPosition: Earliest\n\
          \x20   processingGuarantees: {guarantee}\n    configs:\n\
          \x20     jdbcUrl: postgres://127.0.0.1:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
-         \x20     tableName: items\n      batchSize: 100\n      timeoutMs: 50\n",
+         \x20     tableName: items\n      inputFormat: DEBEZIUM\n      batchSize: 100\n      timeoutMs: 50\n",
         section("sluice-consume")?
     );
     let source_dir = dir.join("source");

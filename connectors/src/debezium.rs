@@ -70,14 +70,6 @@ pub(crate) fn envelope(
     })
 }
 
-/// A record's value: a Debezium envelope (an object whose `op` is a string
-/// and whose `source` is an object), or a plain row.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Parsed {
-    Envelope(Parts),
-    Row(Map<String, Value>),
-}
-
 /// What the sink reads of an envelope.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Parts {
@@ -108,66 +100,74 @@ struct SourceTable {
 
 impl Parts {
     /// The envelope in `bytes`, when it reads as one field by field. `None`
-    /// leaves the decision to the whole-value parse (see [`parse`]).
+    /// leaves the decision to the whole-value parse (see [`parse_envelope`]).
     fn read(bytes: &[u8]) -> Option<Self> {
-        // A plain row (no `"op"` anywhere) goes straight to the whole parse
-        // instead of being read twice.
-        if bytes.trim_ascii_start().first() != Some(&b'{')
-            || !bytes.windows(4).any(|w| w == b"\"op\"")
-        {
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
             return None;
         }
         let envelope: Envelope = serde_json::from_slice(bytes).ok()?;
         let Some(Value::String(op)) = envelope.op else {
             return None;
         };
-        let source = envelope.source?.get();
-        if !source.trim_start().starts_with('{') {
-            return None;
-        }
-        let table = match serde_json::from_str::<SourceTable>(source).ok()?.table {
-            Some(Value::String(t)) => Some(t),
-            _ => None,
+        let table = match envelope.source.map(RawValue::get) {
+            None => None,
+            Some(source) if source.trim_start().starts_with('{') => {
+                match serde_json::from_str::<SourceTable>(source).ok()?.table {
+                    Some(Value::String(t)) => Some(t),
+                    _ => None,
+                }
+            }
+            Some(_) => return None,
         };
         Some(Self {
             op,
-            before: envelope.before,
-            after: envelope.after,
+            before: envelope.before.filter(|v| !v.is_null()),
+            after: envelope.after.filter(|v| !v.is_null()),
             table,
         })
     }
 }
 
-/// Read a record's value. Envelopes take the field-by-field path; anything
-/// it cannot settle (a plain row, a duplicate field) is parsed whole, and
-/// that parse decides, as it always has.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    match Parts::read(bytes) {
-        Some(parts) => Ok(Parsed::Envelope(parts)),
-        None => parse_whole(bytes),
+/// Read a record's value as a Debezium change event: an object with a
+/// string `op`, and `source` an object when present. Only a sink whose
+/// configuration says its input carries change events reads values so
+/// (decision 0015): the shape of a value is not a permission.
+///
+/// Most envelopes take the field-by-field path; anything it cannot settle
+/// (a duplicate field, a value that is not an envelope) is parsed whole,
+/// and that parse decides.
+pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Parts, &'static str> {
+    if let Some(parts) = Parts::read(bytes) {
+        return Ok(parts);
     }
-}
-
-/// Read a record's value as one JSON value.
-fn parse_whole(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| "the value is not JSON")?;
-    let Value::Object(mut object) = value else {
-        return Err("the value is not a JSON object");
+    let mut object = parse_row(bytes)?;
+    let Some(Value::String(op)) = object.remove("op") else {
+        return Err("the value is not a Debezium change event: it has no string `op`");
     };
-    let op = match object.get("op") {
-        Some(Value::String(op)) if object.get("source").is_some_and(Value::is_object) => op.clone(),
-        _ => return Ok(Parsed::Row(object)),
+    let table = match object.get("source") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(source)) => source
+            .get("table")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        Some(_) => return Err("the change event's `source` is not an object"),
     };
-    let table = object["source"]
-        .get("table")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok(Parsed::Envelope(Parts {
+    Ok(Parts {
         op,
         before: object.remove("before").filter(|v| !v.is_null()),
         after: object.remove("after").filter(|v| !v.is_null()),
         table,
-    }))
+    })
+}
+
+/// Read a record's value as a plain JSON row: an object whose fields are
+/// columns, whatever they are named.
+pub(crate) fn parse_row(bytes: &[u8]) -> Result<Map<String, Value>, &'static str> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err("the value is not a JSON object"),
+        Err(_) => Err("the value is not JSON"),
+    }
 }
 
 #[cfg(test)]
@@ -193,7 +193,7 @@ mod tests {
                        "txId": 7, "lsn": 99, "xmin": null},
             "op": "c", "ts_ms": 2, "transaction": null
         });
-        let mut samples: Vec<String> = vec![
+        let settled = [
             debezium.to_string(),
             serde_json::to_string_pretty(&debezium).unwrap(),
             format!("  {debezium}"),
@@ -201,27 +201,40 @@ mod tests {
             json!({"op": "u", "source": {"table": 5}, "after": {"id": 2}}).to_string(),
             json!({"op": "t", "source": {"table": "orders"}}).to_string(),
             json!({"op": "x", "source": {"table": "orders"}}).to_string(),
+            json!({"op": "c", "after": {"id": 3}}).to_string(),
         ];
-        // Not settled field by field: left to the whole-value parse.
-        let unsettled = [
-            r#"{"op": "c", "op": "d", "source": {}, "after": {"id": 1}}"#,
-            r#"{"op": "c", "source": {"table": "a", "table": "b"}, "after": {"id": 1}}"#,
-            r#"{"op": 1, "source": {}, "id": 3}"#,
-            r#"{"op": "c", "source": [1], "id": 3}"#,
-            r#"{"op": "c", "id": 3}"#,
-            r#"["c", null, {"id": 1}, {"table": "orders"}]"#,
-            r#"{"id": 1, "sku": "plain"}"#,
-        ];
-        for text in unsettled {
-            assert_eq!(Parts::read(text.as_bytes()), None, "{text}");
-            samples.push(text.to_owned());
+        for text in &settled {
+            let fast = Parts::read(text.as_bytes()).expect(text);
+            let mut whole = parse_row(text.as_bytes()).unwrap();
+            assert_eq!(
+                whole.remove("op"),
+                Some(Value::String(fast.op.clone())),
+                "{text}"
+            );
+            assert_eq!(parse_envelope(text.as_bytes()), Ok(fast), "{text}");
         }
-        for text in &samples {
-            let whole = parse_whole(text.as_bytes());
-            if let Some(parts) = Parts::read(text.as_bytes()) {
-                assert_eq!(whole, Ok(Parsed::Envelope(parts)), "{text}");
-            }
-            assert_eq!(parse(text.as_bytes()), whole, "{text}");
-        }
+        // Not settled field by field: the whole-value parse decides.
+        let envelope = |text: &str| parse_envelope(text.as_bytes()).map(|p| p.op);
+        assert!(Parts::read(br#"{"op": "c", "op": "d", "after": {"id": 1}}"#).is_none());
+        assert_eq!(
+            envelope(r#"{"op": "c", "op": "d", "after": {"id": 1}}"#),
+            Ok("d".into())
+        );
+        assert!(envelope(r#"{"op": 1, "source": {}, "id": 3}"#).is_err());
+        assert!(envelope(r#"{"op": "c", "source": [1], "id": 3}"#).is_err());
+        assert!(envelope(r#"{"id": 1, "sku": "plain"}"#).is_err());
+        assert!(envelope(r#"["c", null, {"id": 1}]"#).is_err());
+    }
+
+    #[test]
+    fn a_row_is_a_row_whatever_its_fields_are_named() {
+        // GIVEN a row shaped like a change event
+        let text = r#"{"op": "d", "source": {}, "before": {"id": 1}}"#;
+        // WHEN it is read as a row THEN its fields are columns, nothing more
+        let row = parse_row(text.as_bytes()).unwrap();
+        assert_eq!(row.len(), 3);
+        assert_eq!(row["op"], "d");
+        assert_eq!(parse_row(b"[1]"), Err("the value is not a JSON object"));
+        assert_eq!(parse_row(b"{"), Err("the value is not JSON"));
     }
 }

@@ -1,10 +1,12 @@
 //! From records to row changes, and from changes to statement groups.
 //!
-//! A Debezium envelope gives its operation (`c`, `r`, `u` upsert; `d`
-//! delete; `t` truncate when allowed). A plain JSON row is written as its
-//! `ACTION` property says, as Pulsar's JDBC sink does (`INSERT`, `UPDATE`,
-//! `UPSERT`, `DELETE`), else as `insertMode` says; a null value as
-//! `nullValueAction` says.
+//! `inputFormat` says what a record is (decision 0015). A Debezium change
+//! event gives its operation (`c`, `r`, `u` upsert; `d` delete; `t`
+//! truncate when allowed). A plain JSON row is written as `insertMode`
+//! says, or, with `ROW_WITH_ACTION`, as its `ACTION` property says, as
+//! Pulsar's JDBC sink does (`INSERT`, `UPDATE`, `UPSERT`, `DELETE`). A null
+//! value is written as `nullValueAction` says. A row shaped like a change
+//! event is still a row: whoever can publish plain rows cannot delete.
 //!
 //! The table comes from the configuration, by the record's topic: a
 //! record's content may select a row, never a table. An envelope that names
@@ -15,10 +17,10 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::config::{DbSinkConfig, InsertMode, NullValueAction, topic_table};
+use super::config::{DbSinkConfig, InputFormat, InsertMode, NullValueAction, topic_table};
 use super::encodings::Encodings;
 use crate::api::{ConnectorError, SinkRecord};
-use crate::debezium::{Op, Parsed, UNAVAILABLE, parse};
+use crate::debezium::{Op, UNAVAILABLE, parse_envelope, parse_row};
 
 /// What a change does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,21 +95,19 @@ pub(crate) fn from_record(
             .map_err(|what| permanent(record, &what)),
         None => Ok(row),
     };
-    let parts = match parse(bytes).map_err(|what| permanent(record, what))? {
-        Parsed::Row(object) => {
-            let object = decode(object)?;
-            let kind = match action(record)? {
-                Some(kind) => kind,
-                None => match config.insert_mode {
-                    InsertMode::Insert => Kind::Insert,
-                    InsertMode::Upsert => Kind::Upsert,
-                    InsertMode::Update => Kind::Update,
-                },
-            };
-            return Ok(vec![change(mapped, kind, object)]);
-        }
-        Parsed::Envelope(parts) => parts,
-    };
+    if config.input_format != InputFormat::Debezium {
+        let object = decode(parse_row(bytes).map_err(|what| permanent(record, what))?)?;
+        let kind = match action(record, config.input_format)? {
+            Some(kind) => kind,
+            None => match config.insert_mode {
+                InsertMode::Insert => Kind::Insert,
+                InsertMode::Upsert => Kind::Upsert,
+                InsertMode::Update => Kind::Update,
+            },
+        };
+        return Ok(vec![change(mapped, kind, object)]);
+    }
+    let parts = parse_envelope(bytes).map_err(|what| permanent(record, what))?;
     let table = envelope_table(record, config, parts.table.as_deref(), mapped)?;
     let row = |row: Option<Value>, field: &str| match row {
         Some(Value::Object(row)) => decode(row),
@@ -139,11 +139,24 @@ pub(crate) fn from_record(
 /// with a plain row.
 const ACTION_PROPERTY: &str = "ACTION";
 
-/// A plain row's `ACTION`, when it has one.
-fn action(record: &SinkRecord) -> Result<Option<Kind>, ConnectorError> {
+/// A plain row's `ACTION`, when it has one and the sink follows it. A sink
+/// that does not refuses the record rather than write it otherwise than
+/// its producer asked.
+fn action(record: &SinkRecord, format: InputFormat) -> Result<Option<Kind>, ConnectorError> {
     let Some((_, action)) = record.properties.iter().find(|(k, _)| k == ACTION_PROPERTY) else {
         return Ok(None);
     };
+    if format != InputFormat::RowWithAction {
+        return Err(permanent(
+            record,
+            &format!(
+                "it has the property ACTION={}, which this sink does not follow: \
+                 its inputFormat is ROW, so every record is written as insertMode says \
+                 (set inputFormat: ROW_WITH_ACTION to follow ACTION)",
+                action.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
     Ok(Some(match action.as_str() {
         "INSERT" => Kind::Insert,
         "UPDATE" => Kind::Update,
@@ -152,7 +165,10 @@ fn action(record: &SinkRecord) -> Result<Option<Kind>, ConnectorError> {
         other => {
             return Err(permanent(
                 record,
-                &format!("ACTION `{other}` is not one of INSERT, UPDATE, UPSERT, DELETE"),
+                &format!(
+                    "ACTION `{}` is not one of INSERT, UPDATE, UPSERT, DELETE",
+                    other.chars().take(32).collect::<String>()
+                ),
             ));
         }
     }))
@@ -330,6 +346,13 @@ mod tests {
         DbSinkConfig::from_configs(&map).0.unwrap()
     }
 
+    /// A sink configured for Debezium change events.
+    fn cdc(pairs: &[(&str, &str)]) -> DbSinkConfig {
+        let mut pairs = pairs.to_vec();
+        pairs.push(("inputFormat", "DEBEZIUM"));
+        config(&pairs)
+    }
+
     fn record(value: Value) -> SinkRecord {
         SinkRecord {
             topic: "persistent://public/default/retail.public.orders".into(),
@@ -355,7 +378,7 @@ mod tests {
     fn the_topic_chooses_the_table_never_the_envelope() {
         // An envelope on the orders topic naming another table is refused.
         let hostile = json!({"op": "c", "after": {"id": 1}, "source": {"table": "sluice_offsets"}});
-        let err = from_record(&record(hostile.clone()), &config(&[]), None)
+        let err = from_record(&record(hostile.clone()), &cdc(&[]), None)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -364,18 +387,18 @@ mod tests {
             "{err}"
         );
         // A renamed target takes the topic's records, envelope naming the source table.
-        let renamed = config(&[("topicToTable", "retail.public.orders:orders_copy")]);
+        let renamed = cdc(&[("topicToTable", "retail.public.orders:orders_copy")]);
         let ok = json!({"op": "c", "after": {"id": 1}, "source": {"table": "orders"}});
         assert_eq!(resolved(ok.clone(), &renamed)[0].table, "orders_copy");
         // Routing by the envelope is opt-in, and only to listed tables.
-        let routed = config(&[("tablesFromEnvelope", "orders,items")]);
+        let routed = cdc(&[("tablesFromEnvelope", "orders,items")]);
         assert_eq!(resolved(ok, &routed)[0].table, "orders");
         assert!(from_record(&record(hostile), &routed, None).is_err());
     }
 
     #[test]
     fn envelopes_become_upserts_deletes_and_optional_truncates() {
-        let cfg = config(&[]);
+        let cfg = cdc(&[]);
         let up = resolved(
             envelope(
                 "u",
@@ -396,7 +419,7 @@ mod tests {
         );
         assert_eq!((del[0].kind, del[0].values.len()), (Kind::Delete, 1));
         assert!(resolved(envelope("t", Value::Null, Value::Null), &cfg).is_empty());
-        let cfg = config(&[("allowTruncate", "true")]);
+        let cfg = cdc(&[("allowTruncate", "true")]);
         assert_eq!(
             resolved(envelope("t", Value::Null, Value::Null), &cfg)[0].kind,
             Kind::Truncate
@@ -431,8 +454,12 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_rows_action_property_overrides_insert_mode() {
-        let cfg = config(&[("tableName", "items"), ("insertMode", "INSERT")]);
+    fn a_plain_rows_action_property_overrides_insert_mode_when_the_sink_follows_it() {
+        let cfg = config(&[
+            ("tableName", "items"),
+            ("insertMode", "INSERT"),
+            ("inputFormat", "ROW_WITH_ACTION"),
+        ]);
         let with = |action: &str| SinkRecord {
             properties: vec![("ACTION".into(), action.into())],
             ..record(json!({"id": 2, "v": "y"}))
@@ -448,18 +475,50 @@ mod tests {
         }
         let refused = from_record(&with("MERGE"), &cfg, None).map_err(|e| e.to_string());
         assert!(refused.is_err_and(|e| e.contains("ACTION `MERGE` is not one of")));
+        // A plain-row sink refuses a record that asks for an action.
+        let rows = config(&[("tableName", "items"), ("insertMode", "UPSERT")]);
+        let refused = from_record(&with("DELETE"), &rows, None).map_err(|e| e.to_string());
+        assert!(
+            refused.is_err_and(|e| e.contains("ACTION=DELETE, which this sink does not follow")),
+            "a plain-row sink never deletes because a record asks"
+        );
         // An envelope says what it does itself.
         let envelope = SinkRecord {
             properties: vec![("ACTION".into(), "DELETE".into())],
             ..record(envelope("c", Value::Null, json!({"id": 1, "v": "x"})))
         };
-        let changes = from_record(&envelope, &config(&[]), None).map_err(|e| e.to_string());
+        let changes = from_record(&envelope, &cdc(&[]), None).map_err(|e| e.to_string());
         assert_eq!(changes.map(|c| c[0].kind), Ok(Kind::Upsert));
     }
 
     #[test]
+    fn a_row_shaped_like_a_delete_is_written_as_a_row() {
+        // GIVEN a plain-row sink, in each insert mode
+        for (mode, kind) in [
+            ("INSERT", Kind::Insert),
+            ("UPSERT", Kind::Upsert),
+            ("UPDATE", Kind::Update),
+        ] {
+            let cfg = config(&[("tableName", "orders"), ("insertMode", mode)]);
+            // WHEN a record looks like a Debezium delete
+            let hostile = json!({"op": "d", "source": {}, "before": {"id": 1}});
+            let changes = from_record(&record(hostile), &cfg, None).unwrap();
+            // THEN it is a row of the insert mode, its fields columns
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0].kind, kind, "{mode}");
+            assert!(changes[0].values.contains_key("op"));
+        }
+        // AND a change-event sink refuses a value that is not one
+        let err = from_record(&record(json!({"id": 1})), &cdc(&[]), None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("not a Debezium change event"), "{err}");
+    }
+
+    #[test]
     fn a_missing_key_is_refused() {
-        let cfg = config(&[]);
+        let cfg = cdc(&[]);
         let c = from_record(
             &record(envelope("c", Value::Null, json!({"v": 1}))),
             &cfg,
@@ -472,7 +531,7 @@ mod tests {
 
     #[test]
     fn groups_batch_alike_changes_and_keep_per_key_order() {
-        let cfg = config(&[]);
+        let cfg = cdc(&[]);
         let mut all = Vec::new();
         for v in [
             envelope("c", Value::Null, json!({"id": 1, "v": "a"})),
@@ -492,7 +551,7 @@ mod tests {
     }
     #[test]
     fn statements_are_cut_by_rows_and_by_bytes() {
-        let cfg = config(&[]);
+        let cfg = cdc(&[]);
         let row = |id: i64, size: usize| {
             resolved(
                 envelope("c", Value::Null, json!({"id": id, "v": "x".repeat(size)})),

@@ -11,7 +11,7 @@ pub(crate) const DEFAULT_BATCH_SIZE: u64 = 200;
 /// `timeoutMs` unless set (Pulsar's JDBC sink default).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
-const KNOWN: &str = "jdbcUrl, userName, password, tableName, key, nonKey, insertMode, nullValueAction, \
+const KNOWN: &str = "jdbcUrl, userName, password, tableName, key, nonKey, inputFormat, insertMode, nullValueAction, \
     batchSize, timeoutMs, allowTruncate, topicToTable, tablesFromEnvelope, autoCreateTable, autoAddColumns";
 
 /// Databases and schemas that hold a server's own tables: never a target.
@@ -42,6 +42,22 @@ pub(crate) fn forbidden_table(name: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// `inputFormat`: what the sink's input topics carry, and so what a record
+/// may ask for. The configuration says it, never the record (decision 0015).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Plain JSON rows, written as `insertMode` says, whatever their fields
+    /// are named. A record never deletes.
+    Row,
+    /// Plain JSON rows, each written as its `ACTION` property says
+    /// (`INSERT`, `UPDATE`, `UPSERT`, `DELETE`), as Pulsar's JDBC sink
+    /// takes it; `insertMode` when it has none.
+    RowWithAction,
+    /// Debezium change events: each is applied as its `op` says, deletes
+    /// included.
+    Debezium,
 }
 
 /// `insertMode`, for records that are plain JSON rows.
@@ -87,6 +103,8 @@ pub struct DbSinkConfig {
     pub key: Vec<String>,
     /// The only non-key columns to write, when set.
     pub non_key: Vec<String>,
+    /// What the input carries.
+    pub input_format: InputFormat,
     /// How plain JSON rows are written.
     pub insert_mode: InsertMode,
     /// What a null value does.
@@ -246,16 +264,21 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     Ok((dialect, url, user, password))
 }
 
+/// A topic name without its partition suffix
+/// (`persistent://t/n/orders-partition-3` gives `persistent://t/n/orders`).
+fn without_partition(topic: &str) -> &str {
+    topic
+        .rsplit_once("-partition-")
+        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(topic, |(b, _)| b)
+}
+
 /// A topic's short name (its last path segment) and that name without a
 /// partition suffix (`retail.public.orders-partition-3` gives
 /// `retail.public.orders`).
 fn short_names(topic: &str) -> (&str, &str) {
     let short = topic.rsplit('/').next().unwrap_or(topic);
-    let base = short
-        .rsplit_once("-partition-")
-        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(short, |(b, _)| b);
-    (short, base)
+    (short, without_partition(short))
 }
 
 /// A topic's own table name: the last dot-separated segment of its short
@@ -268,14 +291,15 @@ pub(crate) fn topic_table(topic: &str) -> &str {
 
 impl DbSinkConfig {
     /// The table a topic's records go to: its `topicToTable` entry (by full
-    /// name or last path segment), else `tableName`, else the topic's own
-    /// table name ([`topic_table`]). The configuration decides, never the
-    /// record.
+    /// name or last path segment, of the topic or of the partitioned topic
+    /// it is a partition of), else `tableName`, else the topic's own table
+    /// name ([`topic_table`]). The configuration decides, never the record.
     pub(crate) fn table_for_topic(&self, topic: &str) -> String {
         let (short, base) = short_names(topic);
+        let full_base = without_partition(topic);
         self.topic_tables
             .iter()
-            .find(|(t, _)| t == topic || t == short || t == base)
+            .find(|(t, _)| t == topic || t == full_base || t == short || t == base)
             .map(|(_, table)| table.clone())
             .or_else(|| self.table.clone())
             .unwrap_or_else(|| topic_table(topic).to_owned())
@@ -321,6 +345,18 @@ impl DbSinkConfig {
                 InsertMode::Insert
             }
         };
+        let input_format = match r.string("inputFormat").as_deref() {
+            None | Some("ROW") => InputFormat::Row,
+            Some("ROW_WITH_ACTION") => InputFormat::RowWithAction,
+            Some("DEBEZIUM") => InputFormat::Debezium,
+            Some(other) => {
+                r.error(
+                    "inputFormat",
+                    format!("\"{other}\" is not one of ROW, ROW_WITH_ACTION, DEBEZIUM"),
+                );
+                InputFormat::Row
+            }
+        };
         let null_value_action = match r.string("nullValueAction").as_deref() {
             None | Some("FAIL") => NullValueAction::Fail,
             Some("DELETE") => NullValueAction::Delete,
@@ -342,7 +378,9 @@ impl DbSinkConfig {
         let auto_add_columns = r.bool("autoAddColumns").unwrap_or(false);
         let mut topic_tables = Vec::new();
         for pair in r.string_list("topicToTable").unwrap_or_default() {
-            match pair.split_once(':') {
+            // At the last colon: a full topic name has one of its own
+            // (`persistent://public/default/orders:orders_copy`).
+            match pair.rsplit_once(':') {
                 Some((topic, table)) if !topic.trim().is_empty() && !table.trim().is_empty() => {
                     topic_tables.push((topic.trim().to_owned(), table.trim().to_owned()));
                 }
@@ -388,6 +426,7 @@ impl DbSinkConfig {
                 table,
                 key,
                 non_key,
+                input_format,
                 insert_mode,
                 null_value_action,
                 batch_size,
@@ -562,5 +601,62 @@ mod tests {
             c.unwrap().topic_tables,
             [("retail.public.orders".to_owned(), "orders_copy".to_owned())]
         );
+    }
+
+    #[test]
+    fn a_full_topic_name_as_pulsar_admin_prints_it_maps_to_a_table() {
+        // GIVEN a mapping by full name, and one by short name
+        let (c, report) = DbSinkConfig::from_configs(&configs(&[
+            ("jdbcUrl", "sqlite:t.db"),
+            (
+                "topicToTable",
+                "persistent://public/default/orders:orders_copy, items:items_copy",
+            ),
+        ]));
+        assert!(report.errors.is_empty(), "{report:?}");
+        let c = c.unwrap();
+        // THEN the full name is split at its last colon
+        assert_eq!(
+            c.topic_tables[0],
+            (
+                "persistent://public/default/orders".to_owned(),
+                "orders_copy".to_owned()
+            )
+        );
+        // AND each maps the topic and every partition of it
+        for topic in [
+            "persistent://public/default/orders",
+            "persistent://public/default/orders-partition-2",
+        ] {
+            assert_eq!(c.table_for_topic(topic), "orders_copy", "{topic}");
+        }
+        for topic in [
+            "persistent://public/default/items",
+            "persistent://public/other/items-partition-0",
+        ] {
+            assert_eq!(c.table_for_topic(topic), "items_copy", "{topic}");
+        }
+        assert_eq!(
+            c.table_for_topic("persistent://public/other/orders"),
+            "orders",
+            "another namespace's orders is not the one mapped by full name"
+        );
+    }
+
+    #[test]
+    fn the_input_format_is_configured_and_plain_rows_by_default() {
+        let format = |value: Option<&str>| {
+            let mut pairs = vec![("jdbcUrl", "sqlite:t.db")];
+            pairs.extend(value.map(|v| ("inputFormat", v)));
+            let (c, report) = DbSinkConfig::from_configs(&configs(&pairs));
+            (c.map(|c| c.input_format), report.errors.len())
+        };
+        assert_eq!(format(None), (Some(InputFormat::Row), 0));
+        assert_eq!(format(Some("DEBEZIUM")), (Some(InputFormat::Debezium), 0));
+        assert_eq!(
+            format(Some("ROW_WITH_ACTION")),
+            (Some(InputFormat::RowWithAction), 0)
+        );
+        assert_eq!(format(Some("debezium")), (None, 1));
     }
 }
