@@ -15,8 +15,9 @@ mod transactions;
 mod unreadable;
 mod value_schemas;
 
+pub use admin::partitioned_name;
 pub use backlog::Backlog;
-pub use consumer::{AckHandle, Consumer, ConsumerOptions, Received};
+pub use consumer::{AckHandle, Consumer, ConsumerOptions, Followed, Received};
 pub use producer::{Access, Producer, ProducerOptions, SOURCE_PRODUCER_PREFIX, SendResult};
 pub use transactions::Txn;
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::auth::{OAuth2Settings, PulsarAuth, TokenSource};
-pub use raw::{Compression, SubscriptionPosition};
+pub use raw::{Compression, MissingTopics, SubscriptionPosition};
 pub use sluice_connectors::Guarantee;
 use sluice_connectors::{SinkSpec, SourceSpec};
 
@@ -125,6 +125,8 @@ pub struct SinkDef {
     pub inputs: Vec<String>,
     /// A regex over topic names in the namespace, instead of `inputs`.
     pub topics_pattern: Option<String>,
+    /// What to do about an input topic that does not exist.
+    pub missing_topics: MissingTopics,
     /// The subscription name.
     pub subscription: String,
     /// Where a new subscription starts.

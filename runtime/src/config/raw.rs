@@ -52,6 +52,21 @@ pub enum SubscriptionPosition {
     Earliest,
 }
 
+/// `missingTopics`: what a sink does about an input topic that does not
+/// exist. sluice never creates one by subscribing: a topic created so would
+/// shadow a partitioned topic made later under the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum MissingTopics {
+    /// Warn, naming it, read the other inputs, and read it from its start
+    /// once it exists.
+    #[default]
+    #[serde(rename = "WAIT")]
+    Wait,
+    /// Fail the run, naming it (retried with backoff, as any failed run).
+    #[serde(rename = "FAIL")]
+    Fail,
+}
+
 /// A value under `configs` or `secrets`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -139,6 +154,8 @@ pub(crate) struct SinkEntry {
     pub(crate) class_name: Option<Spanned<String>>,
     pub(crate) inputs: Option<Spanned<Vec<String>>>,
     pub(crate) topics_pattern: Option<Spanned<String>>,
+    /// sluice's own: see [`MissingTopics`].
+    pub(crate) missing_topics: Option<MissingTopics>,
     pub(crate) source_subscription_name: Option<String>,
     pub(crate) source_subscription_position: Option<SubscriptionPosition>,
     pub(crate) processing_guarantees: Option<Guarantee>,

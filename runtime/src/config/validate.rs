@@ -993,6 +993,7 @@ fn sink_def(entry: &Spanned<SinkEntry>, prefix: &str, ctx: &mut Ctx) -> Option<S
         namespace,
         inputs,
         topics_pattern: s.topics_pattern.as_ref().map(|p| p.value.clone()),
+        missing_topics: s.missing_topics.unwrap_or_default(),
         position: s
             .source_subscription_position
             .unwrap_or(SubscriptionPosition::Latest),

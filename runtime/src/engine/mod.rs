@@ -254,24 +254,30 @@ async fn supervise_source(
     }
 }
 
+/// The topics a sink reads now: its inputs, or the topics of its namespace
+/// that `topicsPattern` matches, each partitioned topic as its partitions.
+/// A pattern matches a partitioned topic by its name, as Pulsar's clients
+/// match it, and then reads every partition.
 pub(crate) async fn sink_topics(
     def: &SinkDef,
     client: &pulsar::Client,
 ) -> Result<Vec<String>, PulsarError> {
-    match &def.topics_pattern {
-        None => Ok(def.inputs.clone()),
+    let named = match &def.topics_pattern {
+        None => def.inputs.clone(),
         Some(pattern) => {
-            let mut topics = client
+            let topics = client
                 .topics_matching(&format!("{}/{}", def.tenant, def.namespace), pattern)
                 .await?;
-            topics.sort();
-            topics.dedup();
             if topics.is_empty() {
                 debug!(connector = %def.name, pattern = %pattern, "no topic matches topicsPattern yet");
             }
-            Ok(topics)
+            topics
+                .iter()
+                .map(|t| pulsar::partitioned_name(t).to_owned())
+                .collect()
         }
-    }
+    };
+    client.partitions(&named).await
 }
 
 async fn supervise_sink(
@@ -292,6 +298,8 @@ async fn supervise_sink(
         nack_delay: def.nack_delay,
         ack_timeout: def.ack_timeout,
         consumer_name: Some(format!("{}-{instance}", def.name)),
+        missing: def.missing_topics,
+        started: Arc::default(),
     };
     loop {
         let started = Instant::now();

@@ -20,7 +20,9 @@ use tracing::{debug, error, info, warn};
 use super::status::{ConnectorStatus, State};
 use super::{Backoff, TaskError};
 use crate::config::{Guarantee, SinkDef};
-use crate::pulsar::{Access, AckHandle, Client, Consumer, Producer, ProducerOptions, Received};
+use crate::pulsar::{
+    Access, AckHandle, Client, Consumer, Followed, Producer, ProducerOptions, Received,
+};
 
 /// Properties set on a dead-lettered message.
 pub const ERROR_PROPERTY: &str = "sluice.error";
@@ -31,7 +33,9 @@ pub const ORIGIN_MESSAGE_ID_PROPERTY: &str = "sluice.origin.message_id";
 /// The sink that gave up on it.
 pub const ORIGIN_SINK_PROPERTY: &str = "sluice.origin.sink";
 
-/// How often a sink with `topicsPattern` looks for new matching topics.
+/// How often a sink looks again at what its inputs are: topics matching
+/// `topicsPattern`, partitions added to a partitioned topic, input topics
+/// that did not exist.
 pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How a sink spends `pulsar.memoryLimitBytes` (the `limit`): on payload
@@ -69,7 +73,8 @@ impl Memory {
 pub(crate) enum Ended {
     /// Shutdown was requested.
     Shutdown,
-    /// `topicsPattern` matches a different set of topics: subscribe again.
+    /// A topic it read is no longer among its inputs (`topicsPattern` no
+    /// longer matches it): subscribe again.
     TopicsChanged,
     /// The client has received enough large messages to be replaced (see
     /// [`LARGE_MESSAGE`]).
@@ -97,14 +102,11 @@ pub(crate) async fn run(
     let mut dead_letters: Option<Producer> = None;
     let policy = sink.batch_policy();
     let memory = Memory::of(client.memory_limit(), topics.len());
-    let mut discovery = def.topics_pattern.as_ref().map(|_| {
-        let mut i = tokio::time::interval_at(
-            tokio::time::Instant::now() + DISCOVERY_INTERVAL,
-            DISCOVERY_INTERVAL,
-        );
-        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        i
-    });
+    let mut discovery = tokio::time::interval_at(
+        tokio::time::Instant::now() + DISCOVERY_INTERVAL,
+        DISCOVERY_INTERVAL,
+    );
+    discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     status.set_state(State::Running);
     let mut large_bytes = 0u64;
     loop {
@@ -118,7 +120,7 @@ pub(crate) async fn run(
             policy.max_records,
             memory.batch,
             policy.max_wait,
-            discovery.as_mut(),
+            Some(&mut discovery),
             shutdown,
         )
         .await?
@@ -127,8 +129,8 @@ pub(crate) async fn run(
             Wait::Shutdown => return Ok(Ended::Shutdown),
             Wait::Discover => {
                 let now = super::sink_topics(def, client).await?;
-                if now != topics {
-                    info!(connector = %def.name, topics = now.len(), "the topics matching topicsPattern changed; subscribing again");
+                if consumer.follow(&now).await? == Followed::Removed {
+                    info!(connector = %def.name, topics = now.len(), "a topic left the inputs (topicsPattern no longer matches it); subscribing again");
                     return Ok(Ended::TopicsChanged);
                 }
                 continue;

@@ -74,6 +74,28 @@ impl Client {
             .map_err(|e| PulsarError::new(format!("list topics of {namespace}"), e))
     }
 
+    /// The topics a sink reads for `topics`: each partition of a partitioned
+    /// topic (as many as the broker says it has now), any other topic as it
+    /// is. Sorted, without duplicates.
+    pub async fn partitions(&self, topics: &[String]) -> Result<Vec<String>, PulsarError> {
+        let mut out = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let n = self
+                .inner
+                .partitioned_topic_metadata(topic)
+                .await
+                .map_err(|e| PulsarError::new(format!("look up the partitions of {topic}"), e))?;
+            if n == 0 {
+                out.push(topic.clone());
+            } else {
+                out.extend((0..n).map(|i| format!("{topic}-partition-{i}")));
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// GETs on the admin REST API at `base`, with the client's TLS settings
     /// and credentials.
     pub(super) fn admin_get(&self, base: &str) -> Result<Get, PulsarError> {
@@ -227,6 +249,16 @@ fn find_version(answer: &str, key: &serde_json::Value, value: &serde_json::Value
             (data["key"] == *key && data["value"] == *value).then(|| s["version"].as_u64())?
         })
         .next_back()
+}
+
+/// The partitioned topic a partition's name belongs to
+/// (`persistent://t/n/orders-partition-3` gives `persistent://t/n/orders`),
+/// or the name itself.
+pub fn partitioned_name(topic: &str) -> &str {
+    topic
+        .rsplit_once("-partition-")
+        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(topic, |(base, _)| base)
 }
 
 #[cfg(test)]

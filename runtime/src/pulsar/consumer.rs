@@ -1,6 +1,7 @@
 //! Consumers: a sink's records from its input topics, and their
 //! acknowledgements.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,14 +11,19 @@ use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
 use magnetar::runtime_tokio as rt;
 use sluice_connectors::{Sequence, SinkRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::{info, warn};
 
 use super::unreadable::{self, Inspector};
 use super::value_schemas::ValueSchemas;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY, SOURCE_PRODUCER_PREFIX};
-use crate::config::{SubscriptionPosition, SubscriptionType};
+use crate::config::{MissingTopics, SubscriptionPosition, SubscriptionType};
 
 impl Client {
-    /// A consumer over `topics`, on one subscription.
+    /// A consumer over `topics`, on one subscription. A topic that does not
+    /// exist is never created by subscribing to it: under
+    /// [`MissingTopics::Wait`] the consumer reads the others and
+    /// [`Consumer::follow`] picks it up once it exists; under
+    /// [`MissingTopics::Fail`] this fails, naming it.
     pub async fn consumer(
         &self,
         topics: &[String],
@@ -31,54 +37,60 @@ impl Client {
             let b = usize::try_from(b.min(u64::from(u32::MAX))).unwrap_or(usize::MAX);
             (Arc::new(Semaphore::new(b)), b)
         });
-        let mut consumers = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let request = SubscribeRequest {
-                topic: topic.clone(),
-                subscription: options.subscription.clone(),
-                sub_type: match options.subscription_type {
-                    SubscriptionType::Failover => SubType::Failover,
-                    SubscriptionType::KeyShared => SubType::KeyShared,
-                    SubscriptionType::Shared => SubType::Shared,
-                },
-                initial_position: match options.position {
-                    SubscriptionPosition::Latest => InitialPosition::Latest,
-                    SubscriptionPosition::Earliest => InitialPosition::Earliest,
-                },
-                negative_ack_redelivery_delay: Some(options.nack_delay),
-                receiver_queue_size: prefetch(options),
-                consumer_name: options.consumer_name.clone(),
-                ack_timeout: options.ack_timeout,
-                ..SubscribeRequest::default()
-            };
-            let consumer = self.inner.subscribe(request).await.map_err(|e| {
-                PulsarError::new(format!("subscribe {} on {topic}", options.subscription), e)
-            })?;
-            consumers.push((topic.clone(), consumer));
-        }
         let admin = self
             .web_url()
             .and_then(|base| self.admin_get(&base).ok())
             .map(Arc::new);
-        let mut forwarders = Vec::with_capacity(consumers.len());
-        for (index, (topic, consumer)) in consumers.iter().enumerate() {
-            let inspector = Inspector::new(admin.clone(), topic, &options.subscription);
-            let schemas = ValueSchemas::new(admin.clone(), topic);
-            forwarders.push(tokio::spawn(forward(
-                index,
-                topic.clone(),
-                consumer.clone(),
-                tx.clone(),
-                budget.clone(),
-                (inspector, schemas),
-            )));
-        }
-        Ok(Consumer {
-            consumers,
+        let mut consumer = Consumer {
+            client: self.clone(),
+            options: options.clone(),
+            consumers: Vec::with_capacity(topics.len()),
+            missing: Vec::new(),
             rx,
-            forwarders,
-        })
+            tx,
+            budget,
+            admin,
+            forwarders: Vec::with_capacity(topics.len()),
+        };
+        let started = options.started.lock().map(|s| s.clone()).ok().flatten();
+        for topic in topics {
+            // A topic that did not exist when the sink first subscribed is
+            // read from its start: nothing published on it since is missed.
+            let position = match &started {
+                Some(known) if !known.contains(topic) => SubscriptionPosition::Earliest,
+                _ => options.position,
+            };
+            if !consumer.subscribe(topic, position).await? {
+                match options.missing {
+                    MissingTopics::Fail => {
+                        return Err(PulsarError::config(
+                            format!("subscribe {} on {topic}", options.subscription),
+                            "the topic does not exist, and sluice does not create input topics: \
+                             create it (pulsar-admin topics create, or create-partitioned-topic), \
+                             or set missingTopics: WAIT to read the other inputs meanwhile",
+                        ));
+                    }
+                    MissingTopics::Wait => {
+                        warn!(topic = %topic, subscription = %options.subscription,
+                            "an input topic does not exist; reading the others, and this one from its start once it is created");
+                        consumer.missing.push(topic.clone());
+                    }
+                }
+            }
+        }
+        if let Ok(mut known) = options.started.lock()
+            && known.is_none()
+        {
+            *known = Some(consumer.consumers.iter().map(|(t, _)| t.clone()).collect());
+        }
+        Ok(consumer)
     }
+}
+
+/// Whether subscribing failed because the topic does not exist.
+fn not_found(e: &rt::ClientError) -> bool {
+    matches!(e, rt::ClientError::Broker { code, .. }
+        if *code == magnetar::proto::pb::ServerError::TopicNotFound as i32)
 }
 
 /// How to build a consumer.
@@ -106,6 +118,11 @@ pub struct ConsumerOptions {
     pub ack_timeout: Option<Duration>,
     /// The consumer name; Failover picks the active consumer by it.
     pub consumer_name: Option<String>,
+    /// What to do about an input topic that does not exist.
+    pub missing: MissingTopics,
+    /// The topics subscribed when the sink first subscribed, shared by its
+    /// runs: any other topic is new since, and is read from its start.
+    pub started: Arc<std::sync::Mutex<Option<HashSet<String>>>>,
 }
 
 /// Identifies a received message for acknowledgement.
@@ -150,9 +167,25 @@ fn prefetch(options: &ConsumerOptions) -> usize {
 
 /// A consumer over one or more topics on one subscription.
 pub struct Consumer {
+    client: Client,
+    options: ConsumerOptions,
     consumers: Vec<(String, rt::Consumer)>,
+    /// Input topics that did not exist when last tried.
+    missing: Vec<String>,
     rx: mpsc::Receiver<Result<Received, PulsarError>>,
+    tx: mpsc::Sender<Result<Received, PulsarError>>,
+    budget: Option<(Arc<Semaphore>, usize)>,
+    admin: Option<Arc<super::admin::Get>>,
     forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What [`Consumer::follow`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed {
+    /// The consumer reads every topic of the list that exists.
+    Current,
+    /// A topic it reads is no longer in the list: subscribe again.
+    Removed,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -329,6 +362,110 @@ fn unpack_single(
 }
 
 impl Consumer {
+    /// Subscribe to `topic` and forward its messages; `false` when the topic
+    /// does not exist. The subscription never creates it.
+    async fn subscribe(
+        &mut self,
+        topic: &str,
+        position: SubscriptionPosition,
+    ) -> Result<bool, PulsarError> {
+        let options = &self.options;
+        let request = SubscribeRequest {
+            topic: topic.to_owned(),
+            subscription: options.subscription.clone(),
+            sub_type: match options.subscription_type {
+                SubscriptionType::Failover => SubType::Failover,
+                SubscriptionType::KeyShared => SubType::KeyShared,
+                SubscriptionType::Shared => SubType::Shared,
+            },
+            initial_position: match position {
+                SubscriptionPosition::Latest => InitialPosition::Latest,
+                SubscriptionPosition::Earliest => InitialPosition::Earliest,
+            },
+            negative_ack_redelivery_delay: Some(options.nack_delay),
+            receiver_queue_size: prefetch(options),
+            consumer_name: options.consumer_name.clone(),
+            ack_timeout: options.ack_timeout,
+            force_topic_creation: Some(false),
+            ..SubscribeRequest::default()
+        };
+        let consumer = match self.client.inner.subscribe(request).await {
+            Ok(c) => c,
+            Err(e) if not_found(&e) => return Ok(false),
+            Err(e) => {
+                return Err(PulsarError::new(
+                    format!("subscribe {} on {topic}", options.subscription),
+                    e,
+                ));
+            }
+        };
+        let index = self.consumers.len();
+        let inspector = Inspector::new(self.admin.clone(), topic, &options.subscription);
+        let schemas = ValueSchemas::new(self.admin.clone(), topic);
+        self.forwarders.push(tokio::spawn(forward(
+            index,
+            topic.to_owned(),
+            consumer.clone(),
+            self.tx.clone(),
+            self.budget.clone(),
+            (inspector, schemas),
+        )));
+        self.consumers.push((topic.to_owned(), consumer));
+        Ok(true)
+    }
+
+    /// Bring the consumer to `topics`, the sink's inputs as they resolve
+    /// now: subscribe, from their start, to topics new in the list (a
+    /// partition added, a topic matching `topicsPattern`) and to missing
+    /// ones that now exist. A topic it reads that left the list asks for a
+    /// new subscription.
+    pub async fn follow(&mut self, topics: &[String]) -> Result<Followed, PulsarError> {
+        let listed: HashSet<&str> = topics.iter().map(String::as_str).collect();
+        if self
+            .consumers
+            .iter()
+            .map(|(t, _)| t)
+            .chain(&self.missing)
+            .any(|t| !listed.contains(t.as_str()))
+        {
+            return Ok(Followed::Removed);
+        }
+        for topic in std::mem::take(&mut self.missing) {
+            if self
+                .subscribe(&topic, SubscriptionPosition::Earliest)
+                .await?
+            {
+                info!(topic = %topic, subscription = %self.options.subscription,
+                    "a missing input topic exists now; reading it from its start");
+            } else {
+                self.missing.push(topic);
+            }
+        }
+        let known: HashSet<String> = self
+            .consumers
+            .iter()
+            .map(|(t, _)| t.clone())
+            .chain(self.missing.iter().cloned())
+            .collect();
+        for topic in topics.iter().filter(|t| !known.contains(*t)) {
+            if self
+                .subscribe(topic, SubscriptionPosition::Earliest)
+                .await?
+            {
+                info!(topic = %topic, subscription = %self.options.subscription,
+                    "a new input topic; reading it from its start");
+            } else {
+                self.missing.push(topic.clone());
+            }
+        }
+        Ok(Followed::Current)
+    }
+
+    /// The topics it reads.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.consumers.iter().map(|(t, _)| t.as_str())
+    }
+
     /// The next message from any input topic. Cancel-safe.
     pub async fn receive(&mut self) -> Result<Received, PulsarError> {
         match self.rx.recv().await {
@@ -395,6 +532,8 @@ mod tests {
             nack_delay: Duration::from_secs(1),
             ack_timeout: None,
             consumer_name: None,
+            missing: MissingTopics::Wait,
+            started: Arc::default(),
         };
         assert_eq!(prefetch(&options(None)), 1000);
         assert_eq!(prefetch(&options(Some(16 << 20))), 3);
