@@ -482,10 +482,11 @@ async fn a_nul_byte_is_dead_lettered_and_the_records_behind_it_land() -> anyhow:
 }
 
 #[tokio::test]
-async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> anyhow::Result<()> {
-    // GIVEN an EFFECTIVELY_ONCE sink over a topic where a sluice source (its
-    // producer named as sluice names them) publishes rows with sequences,
-    // and another producer slips in a row claiming the largest sequence
+async fn a_producers_sequence_cannot_make_the_watermark_skip_anothers_records() -> anyhow::Result<()>
+{
+    // GIVEN an EFFECTIVELY_ONCE sink over a topic where a source publishes
+    // rows with sequences, and an impostor, named as sluice named its
+    // sources (`sluice-...`), slips in a row claiming the largest sequence
     let name = unique("jdbc-poison").replace('-', "_");
     let db = pg::create_database(&name).await?;
     db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
@@ -497,10 +498,14 @@ async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> an
         .await?;
     let source = client
         .producer(&topic)
-        .name(format!("sluice-{name}-1"))
+        .name(format!("sluice-{name}-source"))
         .create()
         .await?;
-    let foreign = client.producer(&topic).create().await?;
+    let impostor = client
+        .producer(&topic)
+        .name(format!("sluice-{name}-x"))
+        .create()
+        .await?;
     let send = |producer: &magnetar::runtime_tokio::Producer, id: i32, v: &str, seq: u128| {
         let msg = magnetar::OutgoingMessage::with_payload(
             json!({"id": id, "v": v}).to_string().into_bytes(),
@@ -512,13 +517,16 @@ async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> an
     send(&source, 1, "a", 10).await?;
     send(&source, 2, "b", 20).await?;
     send(&source, 3, "c", 30).await?;
-    send(&foreign, 4, "foreign", u128::MAX).await?;
+    send(&impostor, 4, "impostor", u128::MAX).await?;
     send(&source, 5, "e", 40).await?;
     // The source publishes row 3 again, as after a restart.
     send(&source, 3, "republished", 30).await?;
     send(&source, 6, "f", 50).await?;
+    // The impostor's own stream is held to its own mark.
+    send(&impostor, 7, "impostor again", 1).await?;
+    send(&source, 8, "h", 60).await?;
     source.close().await?;
-    foreign.close().await?;
+    impostor.close().await?;
 
     // WHEN the sink applies the topic
     let dir = temp_dir(&name)?;
@@ -538,16 +546,17 @@ async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> an
         port,
     )?;
 
-    // THEN every row lands, the foreign one included; the republished row
-    // is skipped as such; and both are counted
-    let rows = wait_for("row 6", LONG, || async {
+    // THEN every row of the source lands, and the impostor's first; the
+    // republished row and the impostor's lower sequence are skipped as
+    // republished, and counted
+    let rows = wait_for("row 8", LONG, || async {
         let rows: Vec<(i32, String)> = db
             .query("SELECT id, v FROM items ORDER BY id", &[])
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        Ok(rows.iter().any(|r| r.0 == 6).then_some(rows))
+        Ok(rows.iter().any(|r| r.0 == 8).then_some(rows))
     })
     .await
     .with_context(|| sluice.log())?;
@@ -555,9 +564,10 @@ async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> an
         (1, "a"),
         (2, "b"),
         (3, "c"),
-        (4, "foreign"),
+        (4, "impostor"),
         (5, "e"),
         (6, "f"),
+        (8, "h"),
     ]
     .iter()
     .map(|(i, v)| (*i, (*v).to_owned()))
@@ -565,17 +575,29 @@ async fn a_foreign_sequence_cannot_make_the_watermark_skip_later_records() -> an
     assert_eq!(rows, expected);
     let status: serde_json::Value =
         serde_json::from_str(&sluice.get("/connectors/pg").unwrap_or_default())?;
-    assert_eq!(status["skipped"]["republished"], 1, "{status}");
+    assert_eq!(status["skipped"]["republished"], 2, "{status}");
     assert_eq!(status["skipped"]["redelivered"], 0, "{status}");
-    assert_eq!(status["untrusted_sequences"], 1, "{status}");
     let metrics = sluice.get("/metrics").unwrap_or_default();
     ensure!(
-        metrics.contains("reason=\"republished\"} 1"),
+        metrics.contains("reason=\"republished\"} 2"),
         "metrics:\n{metrics}"
     );
-    ensure!(
-        sluice.log().contains("not a sluice source"),
-        "the foreign sequence is not in the log"
+    // AND the marks are kept per producer in the target
+    let marks: Vec<(String, String)> = db
+        .query(
+            "SELECT producer, sequence FROM sluice_sequences ORDER BY producer",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (format!("sluice-{name}-source"), "60".to_owned()),
+            (format!("sluice-{name}-x"), u128::MAX.to_string()),
+        ]
     );
     ensure!(sluice.interrupt().await?.success());
     Ok(())

@@ -38,19 +38,23 @@ fn generated(state: &Path) -> u64 {
 /// start by a new subscription, up to a marker published after the source
 /// finished, so that nothing visible is missed.
 async fn audit(topic: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
+    audit_full(&sluice_tests::topic(topic)).await
+}
+
+/// [`audit`] of a topic by its full name.
+async fn audit_full(full: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
     let client = PulsarClient::builder()
         .service_url(PULSAR_URL)
         .build()
         .await?;
-    let full = sluice_tests::topic(topic);
     let consumer = client
-        .consumer(&full)
+        .consumer(full)
         .subscription(unique("audit"))
         .initial_position(InitialPosition::Earliest)
         .subscribe()
         .await?;
     let marker = unique("end-of-audit");
-    let producer = client.producer(&full).create().await?;
+    let producer = client.producer(full).create().await?;
     producer
         .send(OutgoingMessage::with_payload(marker.clone().into_bytes()).into())
         .await?;
@@ -97,6 +101,52 @@ fn losses_and_duplicates(seen: &BTreeMap<u64, usize>, count: u64) -> (u64, usize
     let lost = (0..count).filter(|s| !seen.contains_key(s)).count() as u64;
     let duplicated = seen.values().map(|n| n - 1).sum();
     (lost, duplicated)
+}
+
+#[tokio::test]
+async fn a_source_restarted_on_a_deduplicating_namespace_loses_nothing() -> anyhow::Result<()> {
+    // GIVEN a namespace whose broker deduplicates by producer name, and a
+    // source that keeps its producer's name across restarts, under each
+    // guarantee that publishes every record
+    let ns = sluice_tests::admin::create_namespace(&unique("eo-dedup"))?;
+    sluice_tests::admin::enable_deduplication(&ns)?;
+    let (tenant, namespace) = ns.split_once('/').context("namespace")?;
+    for guarantee in ["ATLEAST_ONCE", "EFFECTIVELY_ONCE"] {
+        let name = unique("dedup-restart");
+        let count = 3_000;
+        let dir = temp_dir(&name)?;
+        let state = dir.join("gen.state");
+        let port = free_port()?;
+        let config = source_config(&name, &name, port, &state, count)
+            .replace(
+                "  - name:",
+                &format!("  - tenant: {tenant}\n    namespace: {namespace}\n    name:"),
+            )
+            .replace("EFFECTIVELY_ONCE", guarantee);
+
+        // WHEN it stops once a third is published, and starts again
+        let sluice = Sluice::start(&dir, &config, port)?;
+        wait_for("a third published", LONG, || {
+            let state = state.clone();
+            async move { Ok((generated(&state) >= count / 3).then_some(())) }
+        })
+        .await
+        .with_context(|| sluice.log())?;
+        ensure!(sluice.interrupt().await?.success());
+        let sluice = run_to_the_end(&dir, &config, port, &state, count).await?;
+
+        // THEN the broker kept every record published after the restart:
+        // the producer went on from the sequence id the broker had for its
+        // name, and none was dropped as a duplicate
+        let seen = audit_full(&format!("persistent://{ns}/{name}")).await?;
+        let (lost, _) = losses_and_duplicates(&seen, count);
+        assert_eq!(lost, 0, "{guarantee}");
+        if guarantee == "EFFECTIVELY_ONCE" {
+            assert_eq!(losses_and_duplicates(&seen, count), (0, 0));
+        }
+        ensure!(sluice.exit_status().await?.success());
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -272,8 +322,8 @@ async fn publish_sequenced(topic: &str, rows: &[(u64, i64, &str)]) -> anyhow::Re
         .service_url(PULSAR_URL)
         .build()
         .await?;
-    // Named as sluice names its source producers: the sink trusts the
-    // sequences of those only.
+    // One name across calls, as a sluice source keeps across restarts: its
+    // sequences are held to its own.
     let producer = client
         .producer(sluice_tests::topic(topic))
         .name(format!("sluice-{topic}-test"))

@@ -522,3 +522,67 @@ async fn with_request_batches_each_post_carries_an_array_of_records_with_their_k
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_producers_sequence_never_takes_another_producers_idempotency_key() -> anyhow::Result<()>
+{
+    // GIVEN a source's record and an impostor's (named as sluice named its
+    // sources), both carrying sequence 7, and the source's record again
+    let hook = Webhook::start().await?;
+    let name = unique("http-seq");
+    let input = topic(&name);
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let send = |producer: &magnetar::runtime_tokio::Producer, body: &str| {
+        let msg =
+            OutgoingMessage::with_payload(body.as_bytes().to_vec()).property("sluice.seq", "7");
+        producer.send(msg.into())
+    };
+    let impostor = client
+        .producer(&input)
+        .name(format!("sluice-{name}-x"))
+        .create()
+        .await?;
+    send(&impostor, "{\"from\":\"impostor\"}").await?;
+    impostor.close().await?;
+    let source = client
+        .producer(&input)
+        .name(format!("sluice-{name}-source"))
+        .create()
+        .await?;
+    send(&source, "{\"from\":\"source\"}").await?;
+    send(&source, "{\"from\":\"source\"}").await?;
+    source.close().await?;
+
+    // WHEN the sink posts them
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let sluice = Sluice::start(&dir, &config(port, &input, &hook.url("/"), "", ""), port)?;
+    drained(&input).await.with_context(|| sluice.log())?;
+
+    // THEN the impostor's record has a key of its own, and the source's
+    // record published twice has one key, its producer's
+    let by_key = delivered(&hook, |_| true);
+    let keys: Vec<(&str, Vec<String>)> = by_key
+        .iter()
+        .map(|(k, hits)| (k.as_str(), hits.iter().map(Hit::text).collect()))
+        .collect();
+    let source_key = format!("{input}/seq/sluice-{name}-source/7");
+    let impostor_key = format!("{input}/seq/sluice-{name}-x/7");
+    let mut expected = vec![
+        (
+            source_key.as_str(),
+            vec!["{\"from\":\"source\"}".to_owned(); 2],
+        ),
+        (
+            impostor_key.as_str(),
+            vec!["{\"from\":\"impostor\"}".to_owned()],
+        ),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected);
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

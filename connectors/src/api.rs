@@ -111,15 +111,16 @@ pub struct SinkRecord {
     pub event_time_ms: Option<u64>,
     /// When the broker received the message, in milliseconds since the epoch.
     pub publish_time_ms: u64,
-    /// The `sluice.seq` property, when the record came from a sluice source.
+    /// The `sluice.seq` property, when it has one: a place in its
+    /// producer's stream. It counts only against the same producer's
+    /// earlier sequences (decision 0016).
     pub sequence: Option<Sequence>,
+    /// The name of the producer that published it, as the broker recorded
+    /// it. sluice's sources keep one name across restarts.
+    pub producer: String,
     /// The Pulsar message id as text (`ledger:entry:partition:batch`),
     /// assigned by the broker: it grows along a topic partition.
     pub message_id: String,
-    /// Whether the runtime vouches that `sequence` was set by a sluice
-    /// source. Anyone who may publish on a topic can set the property, so
-    /// only a vouched-for sequence may skip a record or move a watermark.
-    pub sequence_trusted: bool,
     /// The definition of the value's schema, when its producer registered
     /// one: the Avro JSON that Pulsar's schema registry holds for a JSON or
     /// Avro schema, or for the value of a `KEY_VALUE` one. Records of one
@@ -127,19 +128,16 @@ pub struct SinkRecord {
     pub value_schema: Option<std::sync::Arc<str>>,
 }
 
-/// Records a sink passed over, by reason, and sequences it would not
-/// trust. The runtime shows them on `/connectors` and in `/metrics`.
+/// Records a sink passed over, by reason. The runtime shows them on
+/// `/connectors` and in `/metrics`.
 #[derive(Debug, Default)]
 pub struct Skips {
     /// Delivered again by the broker after they were applied: their
     /// message id is at or below the last applied one.
     pub redelivered: std::sync::atomic::AtomicU64,
-    /// Published again by a source (after its restart): their trusted
-    /// sequence is at or below the last applied one.
+    /// Published again by their producer (a source, after its restart):
+    /// their sequence is at or below that producer's last applied one.
     pub republished: std::sync::atomic::AtomicU64,
-    /// Applied, but with their `sluice.seq` ignored: it came from a producer
-    /// that is not a sluice source, so it may not move the watermark.
-    pub untrusted_sequences: std::sync::atomic::AtomicU64,
     /// Passed over on purpose: the sink's filter does not select them.
     pub filtered: std::sync::atomic::AtomicU64,
 }

@@ -90,7 +90,6 @@ fn describe(c: &ConnectorStatus) -> serde_json::Value {
             "republished": c.skips.republished.load(Ordering::Relaxed),
             "filtered": c.skips.filtered.load(Ordering::Relaxed),
         },
-        "untrusted_sequences": c.skips.untrusted_sequences.load(Ordering::Relaxed),
         "lag_ms": c.lag_ms.load(Ordering::Relaxed),
     })
 }

@@ -31,8 +31,6 @@ pub const BATCH_LATENCY: &str = "sluice_batch_latency_seconds";
 /// (`redelivered`, `republished`), or not selected by its filter
 /// (`filtered`).
 pub const SKIPPED: &str = "sluice_skipped_total";
-/// Records applied with their `sluice.seq` ignored: not from a sluice source.
-pub const UNTRUSTED_SEQUENCES: &str = "sluice_untrusted_sequences_total";
 /// 1 while the connector runs.
 pub const UP: &str = "sluice_connector_up";
 
@@ -81,7 +79,7 @@ type Counter = (&'static str, &'static str, fn(&ConnectorStatus) -> u64);
 /// Render every connector's metrics in the Prometheus text format.
 pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
     let mut out = String::new();
-    let counters: [Counter; 9] = [
+    let counters: [Counter; 8] = [
         (RECORDS_IN, "Records taken in.", |s| {
             s.records_in.load(Ordering::Relaxed)
         }),
@@ -108,11 +106,6 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
         (RESTARTS, "Restarts after a failure.", |s| {
             s.restarts.load(Ordering::Relaxed)
         }),
-        (
-            UNTRUSTED_SEQUENCES,
-            "Records applied with a sluice.seq from a producer that is not a sluice source, ignored.",
-            |s| s.skips.untrusted_sequences.load(Ordering::Relaxed),
-        ),
     ];
     for (name, help, get) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

@@ -18,7 +18,7 @@ mod value_schemas;
 pub use admin::partitioned_name;
 pub use backlog::Backlog;
 pub use consumer::{AckHandle, Consumer, ConsumerOptions, Followed, Received};
-pub use producer::{Access, Producer, ProducerOptions, SOURCE_PRODUCER_PREFIX, SendResult};
+pub use producer::{Access, Producer, ProducerOptions, SendResult};
 pub use transactions::Txn;
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ mod watermark;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 pub use config::{DbSinkConfig, InsertMode, NullValueAction};
 use serde_json::Value;
@@ -118,8 +118,7 @@ pub struct DbSink {
     /// What was passed over, for the runtime.
     skips: Arc<crate::api::Skips>,
     /// When the log last summed up the skips, and the counts then.
-    summarised: (std::time::Instant, (u64, u64, u64)),
-    warned_untrusted: bool,
+    summarised: (std::time::Instant, (u64, u64)),
     /// What the last value schema seen says to decode.
     encodings: encodings::Cache,
 }
@@ -248,8 +247,7 @@ impl SinkConnector for DbSink {
             schema,
             watermarks,
             skips: Arc::clone(&context.skips),
-            summarised: (std::time::Instant::now(), (0, 0, 0)),
-            warned_untrusted: false,
+            summarised: (std::time::Instant::now(), (0, 0)),
             encodings: encodings::Cache::default(),
         })
     }
@@ -509,13 +507,8 @@ impl DbSink {
             Some(w) => batch
                 .iter()
                 .zip(w.verdicts(batch))
-                .filter(|(r, verdict)| match verdict {
-                    watermark::Verdict::Apply { trusted } => {
-                        if !*trusted && r.sequence.is_some() {
-                            tally.untrusted += 1;
-                        }
-                        true
-                    }
+                .filter(|(_, verdict)| match verdict {
+                    watermark::Verdict::Apply => true,
                     watermark::Verdict::Redelivered => {
                         tally.redelivered += 1;
                         false
@@ -575,22 +568,22 @@ impl DbSink {
             )
             .await?;
         }
-        let marks = self.watermarks.as_ref().map(|w| w.after(&batch));
-        if let (Some(w), Some(marks)) = (&self.watermarks, &marks)
-            && let Some((statement, values)) = w.upsert(self.dialect, marks)
-        {
-            // Identifiers are quoted and every value is bound (see `sql`).
-            let mut q = sqlx::query(&statement);
-            for value in values {
-                q = q.bind(value);
+        let moved = self.watermarks.as_ref().map(|w| w.after(&batch));
+        if let (Some(w), Some(moved)) = (&self.watermarks, &moved) {
+            for (statement, values) in w.statements(self.dialect, moved) {
+                // Identifiers are quoted and every value is bound (see `sql`).
+                let mut q = sqlx::query(&statement);
+                for value in values {
+                    q = q.bind(value);
+                }
+                tx.execute(q)
+                    .await
+                    .map_err(|e| db_error(&format!("update {}", watermark::TABLE), e))?;
             }
-            tx.execute(q)
-                .await
-                .map_err(|e| db_error(&format!("update {}", watermark::TABLE), e))?;
         }
         tx.commit().await.map_err(|e| db_error("commit", e))?;
-        if let (Some(w), Some(marks)) = (&mut self.watermarks, marks) {
-            w.committed(marks);
+        if let (Some(w), Some(moved)) = (&mut self.watermarks, moved) {
+            w.committed(moved);
         }
         debug!(
             rows = resolved.len(),
@@ -602,35 +595,22 @@ impl DbSink {
         Ok(())
     }
 
-    /// Count what a committed batch passed over, and say so in the log: a
-    /// foreign sequence at once the first time, then a summary at most
-    /// every [`SKIP_SUMMARY_EVERY`].
+    /// Count what a committed batch passed over, and sum it up in the log
+    /// at most every [`SKIP_SUMMARY_EVERY`].
     fn count(&mut self, tally: Tally) {
         use std::sync::atomic::Ordering::Relaxed;
         let skips = &self.skips;
         skips.redelivered.fetch_add(tally.redelivered, Relaxed);
         skips.republished.fetch_add(tally.republished, Relaxed);
-        skips
-            .untrusted_sequences
-            .fetch_add(tally.untrusted, Relaxed);
-        if tally.untrusted > 0 && !self.warned_untrusted {
-            self.warned_untrusted = true;
-            warn!(
-                "a record carries a sluice.seq from a producer that is not a sluice source: it is applied, \
-                 but its sequence is ignored and cannot move the watermark; find out who publishes on the sink's topics"
-            );
-        }
         let now = (
             skips.redelivered.load(Relaxed),
             skips.republished.load(Relaxed),
-            skips.untrusted_sequences.load(Relaxed),
         );
         if now != self.summarised.1 && self.summarised.0.elapsed() >= SKIP_SUMMARY_EVERY {
             info!(
                 redelivered = now.0,
                 republished = now.1,
-                untrusted_sequences = now.2,
-                "records skipped as applied before, and sequences ignored, so far"
+                "records skipped as applied before, so far"
             );
             self.summarised = (std::time::Instant::now(), now);
         }
@@ -645,7 +625,6 @@ const SKIP_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 struct Tally {
     redelivered: u64,
     republished: u64,
-    untrusted: u64,
 }
 
 /// Bind one value.

@@ -1,57 +1,52 @@
-//! The EFFECTIVELY_ONCE watermark: per sink, topic and partition, the last
-//! record applied, kept in the target's `sluice_offsets` table and written
-//! in the same transaction as the rows. A record at or below its watermark
-//! was applied before and is skipped, even when Pulsar delivers it again or
-//! the topic holds it twice.
+//! The EFFECTIVELY_ONCE watermark: per sink and topic partition, the last
+//! record applied, kept in the target and written in the same transaction
+//! as the rows. A record at or below its watermark was applied before and is
+//! skipped, even when Pulsar delivers it again or the topic holds it twice.
 //!
 //! Two marks, and which one a record is held to:
 //! - its **message id** (ledger, entry, batch index), which the broker
 //!   assigns and which grows along a topic partition: at or below the mark,
-//!   the broker delivered it again (`redelivered`). No producer can forge it.
-//! - its **`sluice.seq`**, only when the runtime vouches that a sluice
-//!   source set it ([`SinkRecord::sequence_trusted`]). At or below the mark,
-//!   a source published it again after a restart (`republished`). Any other
-//!   sequence is ignored: it can neither skip the record nor move the mark,
-//!   so a foreign producer cannot make the sink pass over later records.
+//!   the broker delivered it again (`redelivered`). No producer can forge
+//!   it. Kept in `sluice_offsets`, one row per topic partition.
+//! - its **`sluice.seq`, against the last one of the same producer**: at or
+//!   below it, that producer published the record again, as a source does
+//!   after a restart (`republished`). A producer is named by the broker's
+//!   record of it; sluice's sources keep one name across restarts. Another
+//!   producer's sequence, however large, moves only its own mark, so no
+//!   producer can make the sink pass over another's records (decision
+//!   0016). Kept in `sluice_sequences`, one row per topic partition and
+//!   producer, at most [`MAX_PRODUCERS`] per topic partition.
 
 use std::collections::HashMap;
 
 use sqlx::AnyPool;
+use tracing::warn;
 
 use super::sql::{Dialect, TableName};
 use super::text;
 use crate::api::SinkRecord;
 
-/// The watermark table.
+/// The message-id watermark table.
 pub(crate) const TABLE: &str = "sluice_offsets";
+/// The per-producer sequence table.
+pub(crate) const SEQUENCES: &str = "sluice_sequences";
 
 const COLUMNS: [&str; 5] = ["sink", "topic", "partition", "sequence", "message_id"];
+const SEQUENCE_COLUMNS: [&str; 5] = ["sink", "topic", "producer", "sequence", "message_id"];
 
-/// The last record applied on one topic partition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Mark {
-    sequence: Option<u128>,
-    message_id: Option<(i64, i64, i64)>,
-}
+/// Producers whose sequences are kept per topic partition, at most. A new
+/// producer past it takes the place of the one that published least
+/// recently, which then can no longer have its republished records skipped.
+pub(crate) const MAX_PRODUCERS: usize = 64;
+/// Producer names longer than this have their sequences ignored: a key
+/// column of the table holds at most 255 characters on MySQL.
+const MAX_PRODUCER_NAME: usize = 200;
 
-/// The watermarks of one sink, by topic as delivered: a partition of a
-/// partitioned topic is a topic of its own (`name-partition-N`).
-#[derive(Debug, Default)]
-pub(crate) struct Watermarks {
-    sink: String,
-    marks: HashMap<String, Mark>,
-}
-
-/// The partition a delivered topic name carries; `-1` for none.
-fn partition(topic: &str) -> i64 {
-    topic
-        .rsplit_once("-partition-")
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(-1)
-}
+/// A message id without its partition: (ledger, entry, batch index).
+type Id = (i64, i64, i64);
 
 /// `ledger:entry:partition:batch` as (ledger, entry, batch).
-fn parse_message_id(text: &str) -> Option<(i64, i64, i64)> {
+fn parse_message_id(text: &str) -> Option<Id> {
     let mut parts = text.split(':').map(str::parse::<i64>);
     let (ledger, entry, _, batch) = (
         parts.next()?.ok()?,
@@ -62,111 +57,181 @@ fn parse_message_id(text: &str) -> Option<(i64, i64, i64)> {
     parts.next().is_none().then_some((ledger, entry, batch))
 }
 
+/// The partition a delivered topic name carries; `-1` for none.
+fn partition(topic: &str) -> i64 {
+    topic
+        .rsplit_once("-partition-")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// The last sequence a producer published on a topic partition, and the
+/// message id it came with (which orders producers by how recently they
+/// published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seq {
+    sequence: u128,
+    message_id: Id,
+}
+
+/// The marks of one topic partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Marks {
+    message_id: Option<Id>,
+    producers: HashMap<String, Seq>,
+}
+
 /// What to do with a record, against the marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Apply it; `trusted` when its sequence may move the mark.
-    Apply { trusted: bool },
+    /// Apply it.
+    Apply,
     /// The broker delivered it again: skip it.
     Redelivered,
-    /// A source published it again: skip it.
+    /// Its producer published it again: skip it.
     Republished,
 }
 
-/// Whether a record's `sluice.seq` may be trusted: it has one, and the
-/// runtime vouches that a sluice source set it.
-pub(crate) fn trusted(record: &SinkRecord) -> bool {
-    record.sequence.is_some() && record.sequence_trusted
+/// The producer whose sequences a record is held to, when it has a
+/// sequence and a name that can be kept.
+fn tracked(record: &SinkRecord) -> Option<(&str, u128)> {
+    let seq = record.sequence?;
+    (!record.producer.is_empty() && record.producer.len() <= MAX_PRODUCER_NAME)
+        .then_some((record.producer.as_str(), seq.0))
 }
 
-impl Mark {
-    fn of(record: &SinkRecord, trusted: bool) -> Self {
-        Self {
-            sequence: record.sequence.filter(|_| trusted).map(|s| s.0),
-            message_id: parse_message_id(&record.message_id),
-        }
-    }
-
+impl Marks {
     fn verdict(&self, record: &SinkRecord) -> Verdict {
-        if let (Some(id), Some(mark)) = (parse_message_id(&record.message_id), self.message_id)
+        let id = parse_message_id(&record.message_id);
+        if let (Some(id), Some(mark)) = (id, self.message_id)
             && id <= mark
         {
             return Verdict::Redelivered;
         }
-        let trusted = trusted(record);
-        if trusted
-            && let (Some(seq), Some(mark)) = (record.sequence, self.sequence)
-            && seq.0 <= mark
+        if let Some((producer, seq)) = tracked(record)
+            && self
+                .producers
+                .get(producer)
+                .is_some_and(|m| seq <= m.sequence)
         {
             return Verdict::Republished;
         }
-        Verdict::Apply { trusted }
+        Verdict::Apply
     }
 
-    fn advance(&mut self, other: Self) {
-        self.sequence = self.sequence.max(other.sequence);
-        self.message_id = self.message_id.max(other.message_id);
+    /// Move the marks past an applied record. A new producer past
+    /// [`MAX_PRODUCERS`] takes the place of the least recent one, returned.
+    fn advance(&mut self, record: &SinkRecord) -> Option<String> {
+        let id = parse_message_id(&record.message_id);
+        self.message_id = self.message_id.max(id);
+        let ((producer, sequence), message_id) = tracked(record).zip(id)?;
+        if let Some(mark) = self.producers.get_mut(producer) {
+            *mark = Seq {
+                sequence: sequence.max(mark.sequence),
+                message_id: message_id.max(mark.message_id),
+            };
+            return None;
+        }
+        let evicted = (self.producers.len() >= MAX_PRODUCERS)
+            .then(|| {
+                self.producers
+                    .iter()
+                    .min_by_key(|(_, m)| m.message_id)
+                    .map(|(p, _)| p.clone())
+            })
+            .flatten();
+        if let Some(old) = &evicted {
+            self.producers.remove(old);
+        }
+        self.producers.insert(
+            producer.to_owned(),
+            Seq {
+                sequence,
+                message_id,
+            },
+        );
+        evicted
     }
 }
 
+/// The watermarks of one sink, by topic as delivered: a partition of a
+/// partitioned topic is a topic of its own (`name-partition-N`).
+#[derive(Debug, Default)]
+pub(crate) struct Watermarks {
+    sink: String,
+    marks: HashMap<String, Marks>,
+}
+
+/// The marks a batch moves to, to store with its rows: per topic
+/// partition, and the producers that no longer have a mark there.
+#[derive(Debug, Default)]
+pub(crate) struct Moved {
+    marks: HashMap<String, Marks>,
+    evicted: Vec<(String, String)>,
+}
+
 impl Watermarks {
-    /// Create the table if needed and read this sink's marks.
+    /// Create the tables if needed and read this sink's marks.
     pub(crate) async fn load(
         pool: &AnyPool,
         dialect: Dialect,
         sink: &str,
     ) -> Result<Self, sqlx::Error> {
-        let text = match dialect {
-            Dialect::Postgres => "text",
-            Dialect::MySql => "VARCHAR(255)",
-            Dialect::Sqlite => "TEXT",
+        let (text, integer) = match dialect {
+            Dialect::Postgres => ("text", "integer"),
+            Dialect::MySql => ("VARCHAR(255)", "INTEGER"),
+            Dialect::Sqlite => ("TEXT", "INTEGER"),
         };
-        let integer = if dialect == Dialect::Postgres {
-            "integer"
-        } else {
-            "INTEGER"
+        let typed = |columns: &[&str]| -> Vec<(String, &str)> {
+            columns
+                .iter()
+                .map(|c| {
+                    (
+                        (*c).to_owned(),
+                        if *c == "partition" { integer } else { text },
+                    )
+                })
+                .collect()
         };
-        let columns: Vec<(String, &str)> = COLUMNS
-            .iter()
-            .map(|c| {
-                (
-                    (*c).to_owned(),
-                    if *c == "partition" { integer } else { text },
-                )
-            })
-            .collect();
-        let key: Vec<String> = COLUMNS[..3].iter().map(|c| (*c).to_owned()).collect();
-        let create = dialect.create_table(&table(), &columns, &key);
+        let key = |columns: &[&str]| -> Vec<String> {
+            columns[..3].iter().map(|c| (*c).to_owned()).collect()
+        };
         // Identifiers are quoted (see `sql`).
-        sqlx::query(&create).execute(pool).await?;
-        // The partition column is for people reading the table: the topic
-        // as delivered already names its partition.
-        let select = format!(
-            "SELECT {}, {}, {} FROM {} WHERE {} = {}",
-            dialect.quote("topic"),
-            dialect.quote("sequence"),
-            dialect.quote("message_id"),
-            dialect.table(&table()),
-            dialect.quote("sink"),
-            if dialect == Dialect::Postgres {
-                "$1"
-            } else {
-                "?"
-            }
-        );
-        let rows = sqlx::query(&select).bind(sink).fetch_all(pool).await?;
-        let mut marks = HashMap::new();
+        for (name, columns) in [(TABLE, &COLUMNS), (SEQUENCES, &SEQUENCE_COLUMNS)] {
+            let create = dialect.create_table(&table(name), &typed(columns), &key(columns));
+            sqlx::query(&create).execute(pool).await?;
+        }
+        let mut marks: HashMap<String, Marks> = HashMap::new();
+        // The `sequence` column of `sluice_offsets` is no longer read: a
+        // sequence counts only against its own producer's.
+        let rows = sqlx::query(&select(dialect, TABLE, &["topic", "message_id"]))
+            .bind(sink)
+            .fetch_all(pool)
+            .await?;
         for row in rows {
             let topic = text::required(&row, 0)?;
-            let sequence = text::nullable(&row, 1)?;
-            let message_id = text::nullable(&row, 2)?;
-            marks.insert(
-                topic,
-                Mark {
-                    sequence: sequence.and_then(|s| s.parse().ok()),
-                    message_id: message_id.as_deref().and_then(parse_message_id),
-                },
-            );
+            let id = text::nullable(&row, 1)?;
+            marks.entry(topic).or_default().message_id = id.as_deref().and_then(parse_message_id);
+        }
+        let columns = ["topic", "producer", "sequence", "message_id"];
+        let rows = sqlx::query(&select(dialect, SEQUENCES, &columns))
+            .bind(sink)
+            .fetch_all(pool)
+            .await?;
+        for row in rows {
+            let topic = text::required(&row, 0)?;
+            let producer = text::required(&row, 1)?;
+            let sequence = text::required(&row, 2)?.parse().ok();
+            let message_id = parse_message_id(&text::required(&row, 3)?);
+            if let (Some(sequence), Some(message_id)) = (sequence, message_id) {
+                marks.entry(topic).or_default().producers.insert(
+                    producer,
+                    Seq {
+                        sequence,
+                        message_id,
+                    },
+                );
+            }
         }
         Ok(Self {
             sink: sink.to_owned(),
@@ -184,81 +249,160 @@ impl Watermarks {
     /// as they stand after the records before it in the batch, so that a
     /// record published again within one batch is skipped too.
     pub(crate) fn verdicts(&self, batch: &[SinkRecord]) -> Vec<Verdict> {
-        let mut running: HashMap<&str, Mark> = HashMap::new();
+        let mut running: HashMap<&str, Marks> = HashMap::new();
         batch
             .iter()
             .map(|record| {
-                let mark = running
+                let marks = running
                     .entry(record.topic.as_str())
-                    .or_insert_with(|| self.marks.get(&record.topic).copied().unwrap_or_default());
-                let verdict = mark.verdict(record);
-                if let Verdict::Apply { trusted } = verdict {
-                    mark.advance(Mark::of(record, trusted));
+                    .or_insert_with(|| self.marks.get(&record.topic).cloned().unwrap_or_default());
+                let verdict = marks.verdict(record);
+                if verdict == Verdict::Apply {
+                    marks.advance(record);
                 }
                 verdict
             })
             .collect()
     }
 
-    /// The marks that applying `records` moves to, per topic partition:
-    /// message ids always, sequences only where trusted.
-    pub(crate) fn after(&self, records: &[&SinkRecord]) -> HashMap<String, Mark> {
-        let mut out: HashMap<String, Mark> = HashMap::new();
+    /// The marks that applying `records` moves to.
+    pub(crate) fn after(&self, records: &[&SinkRecord]) -> Moved {
+        let mut moved = Moved::default();
         for record in records {
-            let mark = Mark::of(record, trusted(record));
-            match out.get_mut(record.topic.as_str()) {
-                Some(m) => m.advance(mark),
-                None => {
-                    let mut m = self.marks.get(&record.topic).copied().unwrap_or_default();
-                    m.advance(mark);
-                    out.insert(record.topic.clone(), m);
-                }
+            let marks = moved
+                .marks
+                .entry(record.topic.clone())
+                .or_insert_with(|| self.marks.get(&record.topic).cloned().unwrap_or_default());
+            if let Some(producer) = marks.advance(record) {
+                moved.evicted.push((record.topic.clone(), producer));
             }
         }
-        out
+        moved
     }
 
-    /// The statement and values that store `marks`.
-    pub(crate) fn upsert(
+    /// The statements and values that store `moved`.
+    pub(crate) fn statements(
         &self,
         dialect: Dialect,
-        marks: &HashMap<String, Mark>,
-    ) -> Option<(String, Vec<Option<String>>)> {
-        if marks.is_empty() {
-            return None;
+        moved: &Moved,
+    ) -> Vec<(String, Vec<Option<String>>)> {
+        let mut out = Vec::new();
+        if moved.marks.is_empty() {
+            return out;
         }
         let columns: Vec<String> = COLUMNS.iter().map(|c| (*c).to_owned()).collect();
         let types: Vec<String> = COLUMNS
             .iter()
             .map(|c| if *c == "partition" { "integer" } else { "text" }.to_owned())
             .collect();
-        let statement =
-            dialect.upsert(&table(), &columns, Some(&types), &columns[..3], marks.len());
-        let mut values = Vec::with_capacity(marks.len() * COLUMNS.len());
-        for (topic, mark) in marks {
+        let statement = dialect.upsert(
+            &table(TABLE),
+            &columns,
+            Some(&types),
+            &columns[..3],
+            moved.marks.len(),
+        );
+        let mut values = Vec::with_capacity(moved.marks.len() * COLUMNS.len());
+        for (topic, marks) in &moved.marks {
             let partition = partition(topic);
             values.push(Some(self.sink.clone()));
             values.push(Some(topic.clone()));
             values.push(Some(partition.to_string()));
-            values.push(mark.sequence.map(|s| s.to_string()));
-            values.push(
-                mark.message_id
-                    .map(|(l, e, b)| format!("{l}:{e}:{}:{b}", partition)),
-            );
+            values.push(None);
+            values.push(marks.message_id.map(|id| id_text(id, partition)));
         }
-        Some((statement, values))
+        out.push((statement, values));
+        let mut values = Vec::new();
+        let mut rows = 0;
+        for (topic, marks) in &moved.marks {
+            let before = self.marks.get(topic);
+            for (producer, seq) in &marks.producers {
+                if before.and_then(|b| b.producers.get(producer)) == Some(seq) {
+                    continue;
+                }
+                rows += 1;
+                values.push(Some(self.sink.clone()));
+                values.push(Some(topic.clone()));
+                values.push(Some(producer.clone()));
+                values.push(Some(seq.sequence.to_string()));
+                values.push(Some(id_text(seq.message_id, partition(topic))));
+            }
+        }
+        if rows > 0 {
+            let columns: Vec<String> = SEQUENCE_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+            let types = vec!["text".to_owned(); columns.len()];
+            let statement = dialect.upsert(
+                &table(SEQUENCES),
+                &columns,
+                Some(&types),
+                &columns[..3],
+                rows,
+            );
+            out.push((statement, values));
+        }
+        for (topic, producer) in &moved.evicted {
+            let p = |n: usize| {
+                if dialect == Dialect::Postgres {
+                    format!("${n}")
+                } else {
+                    "?".to_owned()
+                }
+            };
+            let statement = format!(
+                "DELETE FROM {} WHERE {} = {} AND {} = {} AND {} = {}",
+                dialect.table(&table(SEQUENCES)),
+                dialect.quote("sink"),
+                p(1),
+                dialect.quote("topic"),
+                p(2),
+                dialect.quote("producer"),
+                p(3)
+            );
+            let values = vec![
+                Some(self.sink.clone()),
+                Some(topic.clone()),
+                Some(producer.clone()),
+            ];
+            out.push((statement, values));
+        }
+        out
     }
 
-    /// Keep `marks` once their transaction has committed.
-    pub(crate) fn committed(&mut self, marks: HashMap<String, Mark>) {
-        self.marks.extend(marks);
+    /// Keep `moved` once its transaction has committed.
+    pub(crate) fn committed(&mut self, moved: Moved) {
+        for (topic, producer) in &moved.evicted {
+            warn!(topic = %topic, producer = %producer, limit = MAX_PRODUCERS,
+                "a topic partition has more producers with sequences than the sink keeps: the one that published least recently is forgotten, and records it publishes again would be applied again");
+        }
+        self.marks.extend(moved.marks);
     }
 }
 
-fn table() -> TableName {
+/// A message id as text, `ledger:entry:partition:batch`.
+fn id_text((ledger, entry, batch): Id, partition: i64) -> String {
+    format!("{ledger}:{entry}:{partition}:{batch}")
+}
+
+/// `SELECT columns FROM table WHERE sink = <the one parameter>`.
+fn select(dialect: Dialect, name: &str, columns: &[&str]) -> String {
+    let columns: Vec<String> = columns.iter().map(|c| dialect.quote(c)).collect();
+    format!(
+        "SELECT {} FROM {} WHERE {} = {}",
+        columns.join(", "),
+        dialect.table(&table(name)),
+        dialect.quote("sink"),
+        if dialect == Dialect::Postgres {
+            "$1"
+        } else {
+            "?"
+        }
+    )
+}
+
+fn table(name: &str) -> TableName {
     TableName {
         schema: None,
-        table: TABLE.to_owned(),
+        table: name.to_owned(),
     }
 }
 
@@ -268,29 +412,28 @@ mod tests {
     use crate::api::Sequence;
 
     fn record(topic: &str, seq: Option<u128>, id: &str) -> SinkRecord {
+        from("source", topic, seq, id)
+    }
+
+    fn from(producer: &str, topic: &str, seq: Option<u128>, id: &str) -> SinkRecord {
         SinkRecord {
             topic: topic.into(),
             sequence: seq.map(Sequence),
             message_id: id.into(),
-            sequence_trusted: true,
+            producer: producer.into(),
             ..SinkRecord::default()
         }
     }
 
-    fn foreign(topic: &str, seq: u128, id: &str) -> SinkRecord {
-        SinkRecord {
-            sequence_trusted: false,
-            ..record(topic, Some(seq), id)
-        }
+    fn commit(w: &mut Watermarks, records: &[&SinkRecord]) {
+        let moved = w.after(records);
+        w.committed(moved);
     }
-
-    const APPLY: Verdict = Verdict::Apply { trusted: true };
 
     #[test]
     fn redeliveries_and_republished_records_are_skipped() {
         let mut w = Watermarks::default();
-        let marks = w.after(&[&record("t", Some(5), "1:1:-1:-1")]);
-        w.committed(marks);
+        commit(&mut w, &[&record("t", Some(5), "1:1:-1:-1")]);
         // The broker's message id decides first.
         assert_eq!(
             w.verdict(&record("t", Some(5), "1:1:-1:-1")),
@@ -300,7 +443,7 @@ mod tests {
             w.verdict(&record("t", None, "1:0:-1:-1")),
             Verdict::Redelivered
         );
-        // A source's republished sequence, under a new message id.
+        // The producer's republished sequence, under a new message id.
         assert_eq!(
             w.verdict(&record("t", Some(5), "1:9:-1:-1")),
             Verdict::Republished
@@ -309,34 +452,61 @@ mod tests {
             w.verdict(&record("t", Some(4), "1:9:-1:-1")),
             Verdict::Republished
         );
-        assert_eq!(w.verdict(&record("t", Some(6), "1:9:-1:-1")), APPLY);
         assert_eq!(
-            w.verdict(&record("u", Some(1), "1:0:-1:-1")),
-            APPLY,
-            "another topic"
+            w.verdict(&record("t", Some(6), "1:9:-1:-1")),
+            Verdict::Apply
         );
         assert_eq!(
-            w.verdict(&record("t", None, "1:2:-1:-1")),
-            Verdict::Apply { trusted: false }
+            w.verdict(&record("u", Some(1), "1:0:-1:-1")),
+            Verdict::Apply,
+            "another topic"
+        );
+        assert_eq!(w.verdict(&record("t", None, "1:2:-1:-1")), Verdict::Apply);
+    }
+
+    #[test]
+    fn one_producers_sequence_never_skips_anothers_records() {
+        let mut w = Watermarks::default();
+        commit(&mut w, &[&record("t", Some(5), "1:1:-1:-1")]);
+        // GIVEN another producer's record claiming the largest sequence,
+        // under a name like a sluice source's
+        let hostile = from("sluice-x", "t", Some(u128::MAX), "1:2:-1:-1");
+        assert_eq!(w.verdict(&hostile), Verdict::Apply);
+        commit(&mut w, &[&hostile]);
+        // THEN the source's next records still apply, within a batch too
+        let next = [
+            record("t", Some(6), "1:3:-1:-1"),
+            record("t", Some(7), "1:4:-1:-1"),
+        ];
+        assert_eq!(w.verdicts(&next), [Verdict::Apply, Verdict::Apply]);
+        // AND the impostor's own stream is held to its own mark
+        assert_eq!(
+            w.verdict(&from("sluice-x", "t", Some(1), "1:5:-1:-1")),
+            Verdict::Republished
         );
     }
 
     #[test]
-    fn a_foreign_sequence_neither_skips_nor_moves_the_mark() {
+    fn a_producer_past_the_limit_replaces_the_least_recent_one() {
         let mut w = Watermarks::default();
-        let marks = w.after(&[&record("t", Some(5), "1:1:-1:-1")]);
-        w.committed(marks);
-        // GIVEN a foreign producer's record claiming a huge sequence
-        let hostile = foreign("t", u128::MAX, "1:2:-1:-1");
-        assert_eq!(w.verdict(&hostile), Verdict::Apply { trusted: false });
-        let marks = w.after(&[&hostile]);
-        w.committed(marks);
-        // THEN the source's next records still apply, and a low foreign
-        // sequence skips nothing either
-        assert_eq!(w.verdict(&record("t", Some(6), "1:3:-1:-1")), APPLY);
+        let records: Vec<SinkRecord> = (0..MAX_PRODUCERS as i64)
+            .map(|i| from(&format!("p{i}"), "t", Some(10), &format!("1:{i}:-1:-1")))
+            .collect();
+        commit(&mut w, &records.iter().collect::<Vec<_>>());
+        let newcomer = from("new", "t", Some(1), "2:0:-1:-1");
+        let moved = w.after(&[&newcomer]);
+        assert_eq!(moved.evicted, [("t".to_owned(), "p0".to_owned())]);
+        let statements = w.statements(Dialect::Postgres, &moved);
+        assert_eq!(statements.len(), 3, "marks, the newcomer, the eviction");
+        w.committed(moved);
         assert_eq!(
-            w.verdict(&foreign("t", 1, "1:4:-1:-1")),
-            Verdict::Apply { trusted: false }
+            w.verdict(&from("p1", "t", Some(10), "3:0:-1:-1")),
+            Verdict::Republished
+        );
+        assert_eq!(
+            w.verdict(&from("p0", "t", Some(10), "3:0:-1:-1")),
+            Verdict::Apply,
+            "forgotten"
         );
     }
 
@@ -345,9 +515,9 @@ mod tests {
         let w = Watermarks::default();
         let a = record("t-partition-0", Some(9), "1:1:0:-1");
         let b = record("t-partition-1", Some(2), "2:1:1:-1");
-        let marks = w.after(&[&a, &b]);
-        assert_eq!(marks.len(), 2);
-        assert_eq!(marks["t-partition-1"].sequence, Some(2));
+        let moved = w.after(&[&a, &b]);
+        assert_eq!(moved.marks.len(), 2);
+        assert_eq!(moved.marks["t-partition-1"].producers["source"].sequence, 2);
         assert_eq!((partition("t-partition-1"), partition("t")), (1, -1));
     }
 }

@@ -448,14 +448,33 @@ fn record_json(record: &SinkRecord) -> serde_json::Value {
 }
 
 /// The idempotency key of a record: the same for every delivery of it.
-/// A sequence the runtime vouches for names the record across a source's
-/// restarts, which may publish it again under a new message id; otherwise
-/// the message id names it across redeliveries.
+/// A sequence names the record within its producer's stream across that
+/// producer's restarts, which may publish it again under a new message id,
+/// so the key holds the producer too: another producer's sequence names
+/// another record (decision 0016). Without a sequence, the message id names
+/// it across redeliveries.
 fn idempotency_key(record: &SinkRecord) -> String {
     match record.sequence {
-        Some(seq) if record.sequence_trusted => format!("{}/seq/{seq}", record.topic),
+        Some(seq) if !record.producer.is_empty() => {
+            format!("{}/seq/{}/{seq}", record.topic, escaped(&record.producer))
+        }
         _ => format!("{}/id/{}", record.topic, record.message_id),
     }
+}
+
+/// `text` with every byte but ASCII letters, digits and `-._~`
+/// percent-encoded: a producer name fit for a header, that no other name
+/// encodes to.
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -464,22 +483,29 @@ mod tests {
     use crate::api::Sequence;
 
     #[test]
-    fn the_idempotency_key_prefers_a_vouched_sequence() {
+    fn the_idempotency_key_names_the_producer_of_a_sequence() {
         let mut r = SinkRecord {
             topic: "persistent://public/default/orders".into(),
             message_id: "7:3:-1:-1".into(),
             sequence: Some(Sequence(42)),
+            producer: "public/retail/orders-cdc".into(),
             ..SinkRecord::default()
         };
         assert_eq!(
             idempotency_key(&r),
-            "persistent://public/default/orders/id/7:3:-1:-1",
-            "an unvouched sequence is anybody's"
+            "persistent://public/default/orders/seq/public%2Fretail%2Forders-cdc/42"
         );
-        r.sequence_trusted = true;
+        // Another producer's same sequence is another record.
+        let other = SinkRecord {
+            producer: "sluice-x".into(),
+            ..r.clone()
+        };
+        assert_ne!(idempotency_key(&other), idempotency_key(&r));
+        assert_eq!(escaped("a b/é"), "a%20b%2F%C3%A9");
+        r.sequence = None;
         assert_eq!(
             idempotency_key(&r),
-            "persistent://public/default/orders/seq/42"
+            "persistent://public/default/orders/id/7:3:-1:-1"
         );
     }
 

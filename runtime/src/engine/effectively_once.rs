@@ -144,7 +144,7 @@ pub(crate) async fn fence(
         access: Access::Exclusive,
         batching: None,
         compression: crate::config::Compression::None,
-        name_prefix: None,
+        name: None,
         schema: None,
     };
     let mut waiting = false;

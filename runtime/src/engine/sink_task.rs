@@ -236,7 +236,7 @@ pub(crate) async fn run(
                     access: Access::Shared,
                     batching: None,
                     compression: crate::config::Compression::None,
-                    name_prefix: None,
+                    name: None,
                     schema: None,
                 };
                 dead_letters = Some(client.producer(topic, &options).await?);

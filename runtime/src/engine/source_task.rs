@@ -52,7 +52,7 @@ impl<'a> Publisher<'a> {
                 access,
                 batching: def.producer.batching,
                 compression: def.producer.compression,
-                name_prefix: Some(format!("{}{}", pulsar::SOURCE_PRODUCER_PREFIX, def.name)),
+                name: Some(format!("{}/{}/{}", def.tenant, def.namespace, def.name)),
                 schema: None,
             },
             producers: HashMap::new(),

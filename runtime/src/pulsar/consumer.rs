@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::unreadable::{self, Inspector};
 use super::value_schemas::ValueSchemas;
-use super::{Client, PulsarError, SEQUENCE_PROPERTY, SOURCE_PRODUCER_PREFIX};
+use super::{Client, PulsarError, SEQUENCE_PROPERTY};
 use crate::config::{MissingTopics, SubscriptionPosition, SubscriptionType};
 
 impl Client {
@@ -318,12 +318,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
             publish_time_ms: msg.metadata.publish_time,
             sequence,
             message_id: message_id_text(&msg.message_id),
-            // Only sluice's sources name their producers so, and the broker
-            // keeps names unique among connected producers.
-            sequence_trusted: msg
-                .metadata
-                .producer_name
-                .starts_with(SOURCE_PRODUCER_PREFIX),
+            producer: msg.metadata.producer_name.clone(),
             value_schema: None,
         },
         handle: AckHandle {

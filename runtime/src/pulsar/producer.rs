@@ -36,27 +36,13 @@ pub struct ProducerOptions {
     pub batching: Option<Batching>,
     /// Batch compression.
     pub compression: Compression,
-    /// A source's producers are named `<prefix>-<unique suffix>`, so that
-    /// sinks can tell sluice's sequences from anyone else's; `None` lets
-    /// the broker name the producer.
-    pub name_prefix: Option<String>,
+    /// The producer's name, the same across restarts: a source's full name,
+    /// so that sinks hold each source's sequences to its own (decision
+    /// 0016), and broker deduplication follows it across restarts. `None`
+    /// lets the broker name the producer.
+    pub name: Option<String>,
     /// The schema its records are published under; `None` for plain bytes.
     pub schema: Option<Arc<RecordSchema>>,
-}
-
-/// How the names of sluice's source producers start: a sink trusts the
-/// `sluice.seq` of messages from such producers only.
-pub const SOURCE_PRODUCER_PREFIX: &str = "sluice-";
-
-/// A suffix no other producer of this process, or of another process
-/// started at another moment, has: the time in nanoseconds and a counter.
-fn unique_suffix() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{nanos:x}-{}-{n}", std::process::id())
 }
 
 /// A producer on one topic.
@@ -109,10 +95,7 @@ impl Client {
                 Access::Shared => ProducerAccessMode::Shared,
                 Access::Exclusive => ProducerAccessMode::Exclusive,
             },
-            producer_name: options
-                .name_prefix
-                .as_ref()
-                .map(|prefix| format!("{prefix}-{}", unique_suffix())),
+            producer_name: options.name.clone(),
             schema: options.schema.as_deref().map(super::schema::key_value),
             ..CreateProducerRequest::default()
         };
@@ -143,20 +126,7 @@ impl Client {
                 ),
             ));
         }
-        let inner = self.inner.open_producer(request).await.map_err(|e| {
-            let text = e.to_string();
-            if options.schema.is_some() && text.contains("ncompatible") {
-                PulsarError::config(
-                    context(),
-                    format!(
-                        "the broker refused the table's schema: {text}. The namespace's schema compatibility strategy does not allow this change; \
-                         set the strategy (pulsar-admin namespaces set-schema-compatibility-strategy), or publish plain bytes with schemaType: BYTES"
-                    ),
-                )
-            } else {
-                PulsarError::new(context(), e)
-            }
-        })?;
+        let inner = self.open_named(request, options).await?;
         let bundler = if own_batches {
             let version = match &options.schema {
                 Some(schema) => self.stamped_version(topic, schema).await,
@@ -180,6 +150,37 @@ impl Client {
         })
     }
 
+    /// Open the producer `request` describes. A named producer on a
+    /// namespace that deduplicates goes on from the last sequence id the
+    /// broker recorded for its name: the client would start again at 0,
+    /// and the broker would drop those messages as duplicates (decision
+    /// 0001). So when the broker reports one, the producer is opened again
+    /// from the next.
+    async fn open_named(
+        &self,
+        request: CreateProducerRequest,
+        options: &ProducerOptions,
+    ) -> Result<rt::Producer, PulsarError> {
+        let topic = request.topic.clone();
+        let open = |request: CreateProducerRequest| async {
+            self.inner
+                .open_producer(request)
+                .await
+                .map_err(|e| refused(&topic, options, e))
+        };
+        let producer = open(request.clone()).await?;
+        let last = producer.last_sequence_id_published();
+        if request.producer_name.is_none() || last < 0 {
+            return Ok(producer);
+        }
+        let _ = producer.close().await;
+        open(CreateProducerRequest {
+            initial_sequence_id: Some(last.unsigned_abs() + 1),
+            ..request
+        })
+        .await
+    }
+
     /// The version the broker gave `schema`, to stamp on its messages.
     /// Without it the records still go out, and typed consumers still read
     /// them; consumers that decode by version read them as bytes, which the
@@ -193,6 +194,24 @@ impl Client {
                 None
             }
         }
+    }
+}
+
+/// Why the broker refused a producer, saying what to do when it is the
+/// table's schema.
+fn refused(topic: &str, options: &ProducerOptions, e: rt::ClientError) -> PulsarError {
+    let context = format!("create a producer on {topic}");
+    let text = e.to_string();
+    if options.schema.is_some() && text.contains("ncompatible") {
+        PulsarError::config(
+            context,
+            format!(
+                "the broker refused the table's schema: {text}. The namespace's schema compatibility strategy does not allow this change; \
+                 set the strategy (pulsar-admin namespaces set-schema-compatibility-strategy), or publish plain bytes with schemaType: BYTES"
+            ),
+        )
+    } else {
+        PulsarError::new(context, e)
     }
 }
 
