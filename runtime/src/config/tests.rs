@@ -485,7 +485,7 @@ fn a_single_connector_file_loads_with_localrun_overrides() {
     .unwrap_err();
     assert_eq!(
         bad.0[0].to_string(),
-        "s.yaml:3:1: bogus: unknown field `bogus`, expected one of tenant, namespace, name, className, inputs, topicsPattern, sourceSubscriptionName, sourceSubscriptionPosition, processingGuarantees, retainOrdering, retainKeyOrdering, deadLetterTopic, maxMessageRetries, negativeAckRedeliveryDelayMs, timeoutMs, autoAck, parallelism, cleanupSubscription, configs, secrets, archive, sinkType, resources, runtimeFlags, customRuntimeOptions, topicToSerdeClassName, topicToSchemaType"
+        "s.yaml:3:1: bogus: unknown field `bogus`, expected one of tenant, namespace, name, className, inputs, topicsPattern, missingTopics, sourceSubscriptionName, sourceSubscriptionPosition, processingGuarantees, retainOrdering, retainKeyOrdering, deadLetterTopic, maxMessageRetries, negativeAckRedeliveryDelayMs, timeoutMs, autoAck, parallelism, cleanupSubscription, configs, secrets, archive, sinkType, resources, runtimeFlags, customRuntimeOptions, topicToSerdeClassName, topicToSchemaType"
     );
 }
 
