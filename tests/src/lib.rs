@@ -489,9 +489,22 @@ pub async fn publish_under_key_value_schema(
     value_schema: &serde_json::Value,
     messages: &[(String, String)],
 ) -> anyhow::Result<i64> {
-    use magnetar::proto::CreateProducerRequest;
-    use magnetar::proto::pb;
-    use magnetar::runtime_tokio as rt;
+    let version = register_key_value_schema(topic, key_schema, value_schema)?;
+    let stamped: Vec<(String, String, i64)> = messages
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), version))
+        .collect();
+    publish_stamped(topic, &stamped).await?;
+    Ok(version)
+}
+
+/// Register a `KEY_VALUE` schema of two JSON definitions (`SEPARATED`) on
+/// `topic` over the admin API; its version.
+pub fn register_key_value_schema(
+    topic: &str,
+    key_schema: &serde_json::Value,
+    value_schema: &serde_json::Value,
+) -> anyhow::Result<i64> {
     let path = format!(
         "/admin/v2/schemas/{}/schema",
         topic.trim_start_matches("persistent://")
@@ -504,7 +517,18 @@ pub async fn publish_under_key_value_schema(
     });
     admin::post(&path, &payload.to_string())?;
     let latest: serde_json::Value = serde_json::from_str(&admin::get(&path)?)?;
-    let version = latest["version"].as_i64().context("no schema version")?;
+    latest["version"].as_i64().context("no schema version")
+}
+
+/// Publish `(key, value, schema version)` messages, each stamped with the
+/// version given, whether the topic has it or not.
+pub async fn publish_stamped(
+    topic: &str,
+    messages: &[(String, String, i64)],
+) -> anyhow::Result<()> {
+    use magnetar::proto::CreateProducerRequest;
+    use magnetar::proto::pb;
+    use magnetar::runtime_tokio as rt;
     let url = rt::ParsedUrl::parse(PULSAR_URL)?;
     let client =
         rt::Client::connect_with(url, None, magnetar::ConnectionConfig::default(), None).await?;
@@ -514,7 +538,7 @@ pub async fn publish_under_key_value_schema(
             ..CreateProducerRequest::default()
         })
         .await?;
-    for (key, value) in messages {
+    for (key, value, version) in messages {
         let payload = bytes::Bytes::from(value.clone().into_bytes());
         producer
             .send(magnetar::proto::producer::OutgoingMessage {
@@ -533,7 +557,7 @@ pub async fn publish_under_key_value_schema(
     }
     producer.close().await?;
     client.close().await;
-    Ok(version)
+    Ok(())
 }
 
 /// A reader of `topic` from its first message, on a subscription of its own:

@@ -82,25 +82,28 @@ impl Encodings {
                 continue;
             }
             let decoded = match encoding {
-                Encoding::Decimal { scale } => value
-                    .as_str()
-                    .and_then(|b64| decimal_text(b64, *scale))
-                    .map(Value::String),
+                Encoding::Decimal { scale } => match value.as_str() {
+                    Some(b64) => decimal(b64, *scale).map(Value::String),
+                    None => Err(Refused::Shape),
+                },
                 Encoding::VariableScaleDecimal => {
-                    let scale = value["scale"].as_u64().and_then(|s| u32::try_from(s).ok());
-                    scale
-                        .zip(value["value"].as_str())
-                        .and_then(|(scale, b64)| decimal_text(b64, scale))
-                        .map(Value::String)
+                    match (value["scale"].as_u64(), value["value"].as_str()) {
+                        (Some(scale), Some(b64)) => u32::try_from(scale)
+                            .map_err(|_| Refused::Scale(scale))
+                            .and_then(|scale| decimal(b64, scale))
+                            .map(Value::String),
+                        _ => Err(Refused::Shape),
+                    }
                 }
                 Encoding::MillisTimestamp | Encoding::MillisTime => value
                     .as_i64()
                     .and_then(|ms| ms.checked_mul(1000))
-                    .map(Value::from),
+                    .map(Value::from)
+                    .ok_or(Refused::Shape),
             };
             match decoded {
-                Some(v) => *value = v,
-                None => {
+                Ok(v) => *value = v,
+                Err(Refused::Shape) => {
                     return Err(format!(
                         "column `{name}` is not the {} its schema says",
                         match encoding {
@@ -110,9 +113,86 @@ impl Encodings {
                         }
                     ));
                 }
+                Err(why) => return Err(format!("column `{name}`: {why}")),
             }
         }
         Ok(())
+    }
+}
+
+/// Why a value was not decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// Not the form its schema says.
+    Shape,
+    /// A decimal's scale past [`MAX_SCALE`].
+    Scale(u64),
+    /// A decimal's unscaled value longer than [`MAX_DIGITS`] allow.
+    Length,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shape => f.write_str("not the form its schema says"),
+            Self::Scale(s) => write!(
+                f,
+                "a decimal scale of {s}, over {MAX_SCALE}, the most Postgres takes"
+            ),
+            Self::Length => write!(
+                f,
+                "a decimal of more than {MAX_DIGITS} digits, the most Postgres takes"
+            ),
+        }
+    }
+}
+
+/// The largest scale of a decimal: Postgres's own limit for `numeric`.
+const MAX_SCALE: u32 = 16_383;
+/// The most digits of a decimal before its point: Postgres's `numeric`
+/// holds 131,072 there, and [`MAX_SCALE`] after.
+const MAX_WHOLE_DIGITS: usize = 131_072;
+/// The most digits of a decimal, both sides of its point.
+const MAX_DIGITS: usize = MAX_WHOLE_DIGITS + MAX_SCALE as usize;
+/// The most bytes of an unscaled value of [`MAX_DIGITS`] digits, with its
+/// sign: ⌈147,455 × log₂₅₆ 10⌉ + 1.
+const MAX_UNSCALED_BYTES: usize = 61_232;
+/// Unscaled values longer than this (in base64) are converted off the
+/// async worker threads: the conversion's cost grows with the square of
+/// the length.
+const OFFLOAD_LENGTH: usize = 4096;
+
+/// A decimal's text from base64 unscaled bytes and a scale, within
+/// Postgres's limits.
+fn decimal(b64: &str, scale: u32) -> Result<String, Refused> {
+    if scale > MAX_SCALE {
+        return Err(Refused::Scale(u64::from(scale)));
+    }
+    if b64.len() > MAX_UNSCALED_BYTES.div_ceil(3) * 4 {
+        return Err(Refused::Length);
+    }
+    let text = if b64.len() > OFFLOAD_LENGTH {
+        offload(|| decimal_text(b64, scale))
+    } else {
+        decimal_text(b64, scale)
+    }
+    .ok_or(Refused::Shape)?;
+    let whole = text.trim_start_matches('-').split('.').next().unwrap_or("");
+    if whole.trim_start_matches('0').len() > MAX_WHOLE_DIGITS {
+        return Err(Refused::Length);
+    }
+    Ok(text)
+}
+
+/// Run `work` where it does not hold up an async worker thread: in place,
+/// with the runtime told to move its other tasks elsewhere, on a
+/// multi-threaded runtime; inline otherwise.
+fn offload<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
@@ -180,17 +260,7 @@ fn decimal_text(b64: &str, scale: u32) -> Option<String> {
             }
         }
     }
-    // Base 256 to base 10, by repeated division.
-    let mut digits = Vec::new();
-    while bytes.iter().any(|b| *b != 0) {
-        let mut rest = 0u32;
-        for b in &mut bytes {
-            let current = (rest << 8) | u32::from(*b);
-            *b = u8::try_from(current / 10).ok()?;
-            rest = current % 10;
-        }
-        digits.push(b'0' + u8::try_from(rest).ok()?);
-    }
+    let mut digits = decimal_digits(&bytes);
     let scale = usize::try_from(scale).ok()?;
     while digits.len() <= scale {
         digits.push(b'0');
@@ -207,6 +277,48 @@ fn decimal_text(b64: &str, scale: u32) -> Option<String> {
         text.push_str(std::str::from_utf8(fraction).ok()?);
     }
     Some(text)
+}
+
+/// The decimal digits of a big-endian unsigned number, least significant
+/// first: by repeated division of 64-bit limbs by 10^19, nineteen digits a
+/// pass.
+fn decimal_digits(bytes: &[u8]) -> Vec<u8> {
+    const CHUNK: u64 = 10_000_000_000_000_000_000;
+    let skip = bytes.iter().take_while(|b| **b == 0).count();
+    let bytes = &bytes[skip..];
+    let pad = (8 - bytes.len() % 8) % 8;
+    let mut limbs: Vec<u64> = std::iter::repeat_n(0u8, pad)
+        .chain(bytes.iter().copied())
+        .collect::<Vec<u8>>()
+        .chunks_exact(8)
+        .map(|c| c.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        .collect();
+    let mut digits = Vec::with_capacity(bytes.len() * 5 / 2 + 19);
+    let mut start = 0;
+    while start < limbs.len() {
+        let mut rest = 0u128;
+        for limb in &mut limbs[start..] {
+            let current = (rest << 64) | u128::from(*limb);
+            // Below 10^19 × 2^64, so the quotient fits 64 bits.
+            *limb = (current / u128::from(CHUNK)) as u64;
+            rest = current % u128::from(CHUNK);
+        }
+        while start < limbs.len() && limbs[start] == 0 {
+            start += 1;
+        }
+        let mut chunk = rest as u64;
+        for _ in 0..19 {
+            digits.push(b'0' + (chunk % 10) as u8);
+            chunk /= 10;
+        }
+    }
+    while digits.len() > 1 && digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    if digits.is_empty() {
+        digits.push(b'0');
+    }
+    digits
 }
 
 /// The encodings of the schemas seen: records of one schema version share
@@ -264,6 +376,82 @@ mod tests {
             Some("1844674407370955.1617")
         );
         assert_eq!(decimal_text("not base64!", 2), None);
+    }
+
+    #[test]
+    fn the_fast_conversion_equals_digit_by_digit_division() {
+        // Digit-by-digit long division, slow and plain, as the reference.
+        fn reference(mut bytes: Vec<u8>) -> Vec<u8> {
+            let mut digits = Vec::new();
+            while bytes.iter().any(|b| *b != 0) {
+                let mut rest = 0u32;
+                for b in &mut bytes {
+                    let current = (rest << 8) | u32::from(*b);
+                    *b = (current / 10) as u8;
+                    rest = current % 10;
+                }
+                digits.push(b'0' + rest as u8);
+            }
+            if digits.is_empty() {
+                digits.push(b'0');
+            }
+            digits
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in [0, 1, 7, 8, 9, 16, 17, 31, 64, 200] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            assert_eq!(
+                decimal_digits(&bytes),
+                reference(bytes.clone()),
+                "{bytes:?}"
+            );
+        }
+        assert_eq!(decimal_digits(&[0, 0, 1]), b"1");
+        assert_eq!(decimal_digits(&[0xff; 8]), b"51615590737044764481");
+    }
+
+    #[test]
+    fn decimals_past_postgres_limits_are_refused_by_column() {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let encodings = Encodings::of(&envelope_schema());
+        let row = |ratio: Value| {
+            json!({"ratio": ratio})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        // GIVEN a variable-scale decimal whose scale is the largest u32
+        let mut huge_scale = row(json!({"scale": u64::from(u32::MAX), "value": b64(&[1])}));
+        // THEN it is refused, naming the column and the limit, at once
+        let err = encodings.decode(&mut huge_scale).unwrap_err();
+        assert!(
+            err.contains("column `ratio`") && err.contains("16383"),
+            "{err}"
+        );
+        let mut past_u32 = row(json!({"scale": 1u64 << 40, "value": b64(&[1])}));
+        assert!(encodings.decode(&mut past_u32).is_err());
+        // AND the limits themselves are taken
+        let mut at_limit = row(json!({"scale": MAX_SCALE, "value": b64(&[1])}));
+        encodings
+            .decode(&mut at_limit)
+            .expect("scale 16383 decodes");
+        assert_eq!(at_limit["ratio"].as_str().map(str::len), Some(16_385));
+        // AND an unscaled value longer than Postgres's digits is refused
+        let long = vec![0x7f; MAX_UNSCALED_BYTES + 3];
+        let mut too_long = row(json!({"scale": 0, "value": b64(&long)}));
+        let err = encodings.decode(&mut too_long).unwrap_err();
+        assert!(err.contains("more than 147455 digits"), "{err}");
+        let whole = vec![0x7f; MAX_UNSCALED_BYTES - 3];
+        assert_eq!(decimal(&b64(&whole), 0), Err(Refused::Length));
+        assert_eq!(decimal(&b64(&whole), MAX_SCALE).map(|_| ()), Ok(()));
     }
 
     fn envelope_schema() -> String {

@@ -7,14 +7,18 @@
 //! permission to look the topic up).
 //!
 //! A version the API cannot be asked about (none configured, the role may
-//! not, no such version) is remembered as having no definition, with one
-//! warning: values pass as they are. A failure that asking again may mend
-//! (the API unreachable, or failing on its side) fails the receive, so the
-//! records come again once it answers, rather than pass undecoded. A
-//! producer stamps the version, so the versions remembered are bounded.
+//! not, no such version) is a miss: values pass as they are, with a
+//! warning per version (at most one a minute per topic, with a count of
+//! the others). A miss is remembered for [`MISS_TTL`] only, and apart from
+//! the versions read: a producer that stamps made-up versions costs one
+//! lookup each, but can neither keep a real version from being read nor
+//! fill the memory. A failure that asking again may mend (the API
+//! unreachable, or failing on its side) fails the receive, so the records
+//! come again once it answers, rather than pass undecoded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::warn;
@@ -22,16 +26,28 @@ use tracing::warn;
 use super::PulsarError;
 use super::admin::Get;
 
-/// Versions remembered per topic, at most: a topic's schema rarely has more,
-/// and a producer stamping arbitrary versions asks no more than this.
+/// Versions read and kept per topic, at most; the least recently used
+/// goes first. A topic's schema rarely has more.
 const MAX_VERSIONS: usize = 64;
+/// Misses remembered per topic, at most; the oldest goes first.
+const MAX_MISSES: usize = 256;
+/// How long a version that could not be read is not asked for again.
+const MISS_TTL: Duration = Duration::from_secs(60);
+/// At most one warning about unreadable versions per topic this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// One topic's schema definitions, by version.
 pub(super) struct ValueSchemas {
     get: Option<Arc<Get>>,
     topic: String,
-    known: HashMap<Bytes, Option<Arc<str>>>,
-    warned: bool,
+    /// Versions read: their definition (`None` when the schema describes
+    /// no record), and when each was last used.
+    known: HashMap<Bytes, (Option<Arc<str>>, u64)>,
+    /// Versions that could not be read, and when.
+    misses: HashMap<Bytes, Instant>,
+    uses: u64,
+    /// When the last warning went out, and the misses not warned about since.
+    warned: Option<(Instant, u64)>,
 }
 
 impl ValueSchemas {
@@ -41,7 +57,9 @@ impl ValueSchemas {
             get,
             topic: topic.to_owned(),
             known: HashMap::new(),
-            warned: false,
+            misses: HashMap::new(),
+            uses: 0,
+            warned: None,
         }
     }
 
@@ -55,50 +73,97 @@ impl ValueSchemas {
         let Some(version) = version.filter(|v| !v.is_empty()) else {
             return Ok(None);
         };
-        if let Some(known) = self.known.get(version) {
-            return Ok(known.clone());
+        self.uses += 1;
+        if let Some((definition, used)) = self.known.get_mut(version) {
+            *used = self.uses;
+            return Ok(definition.clone());
         }
-        let answer = match (&self.get, <[u8; 8]>::try_from(version.as_ref())) {
-            _ if self.known.len() >= MAX_VERSIONS => {
-                Err(format!("more than {MAX_VERSIONS} schema versions seen"))
-            }
-            (None, _) => Err("no admin REST API to ask".to_owned()),
-            (Some(_), Err(_)) => Err(format!("a schema version of {} bytes", version.len())),
-            (Some(get), Ok(number)) => {
-                let get = Arc::clone(get);
-                let number = i64::from_be_bytes(number);
-                let path = format!(
-                    "/admin/v2/schemas/{}/schema/{number}",
-                    schema_name(&self.topic)
-                );
-                let reply = tokio::task::spawn_blocking(move || get(path))
-                    .await
-                    .map_err(|e| PulsarError::new("read a schema", e))?;
-                match reply {
-                    Ok(reply) => Ok(value_definition(&reply.body)),
-                    Err(e) if e.is_transient() => {
-                        return Err(PulsarError::new(
-                            format!("read the schema of {} at version {number}", self.topic),
-                            e,
-                        ));
-                    }
-                    Err(e) => Err(e.to_string()),
+        if self
+            .misses
+            .get(version)
+            .is_some_and(|at| at.elapsed() < MISS_TTL)
+        {
+            return Ok(None);
+        }
+        match self.read(version).await? {
+            Ok(definition) => {
+                self.misses.remove(version);
+                if self.known.len() >= MAX_VERSIONS
+                    && let Some(oldest) = self
+                        .known
+                        .iter()
+                        .min_by_key(|(_, (_, used))| *used)
+                        .map(|(v, _)| v.clone())
+                {
+                    self.known.remove(&oldest);
                 }
+                self.known
+                    .insert(version.clone(), (definition.clone(), self.uses));
+                Ok(definition)
             }
-        };
-        let definition = answer.unwrap_or_else(|e| {
-            if !std::mem::replace(&mut self.warned, true) {
-                warn!(topic = %self.topic, error = %e,
-                    "cannot read the schema this topic's records were written with: values \
-                     that only it explains (Debezium's precise decimals, millisecond \
-                     timestamps) will not be decoded");
+            Err(why) => {
+                self.missed(version, &why);
+                Ok(None)
             }
-            None
-        });
-        if self.known.len() < MAX_VERSIONS {
-            self.known.insert(version.clone(), definition.clone());
         }
-        Ok(definition)
+    }
+
+    /// Ask the admin API for `version`: its definition, why it cannot be
+    /// had, or an error worth asking again for.
+    async fn read(&self, version: &Bytes) -> Result<Result<Option<Arc<str>>, String>, PulsarError> {
+        let (Some(get), Ok(number)) = (&self.get, <[u8; 8]>::try_from(version.as_ref())) else {
+            return Ok(Err(if self.get.is_none() {
+                "no admin REST API to ask".to_owned()
+            } else {
+                format!("a schema version of {} bytes", version.len())
+            }));
+        };
+        let get = Arc::clone(get);
+        let number = i64::from_be_bytes(number);
+        let path = format!(
+            "/admin/v2/schemas/{}/schema/{number}",
+            schema_name(&self.topic)
+        );
+        let reply = tokio::task::spawn_blocking(move || get(path))
+            .await
+            .map_err(|e| PulsarError::new("read a schema", e))?;
+        match reply {
+            Ok(reply) => Ok(Ok(value_definition(&reply.body))),
+            Err(e) if e.is_transient() => Err(PulsarError::new(
+                format!("read the schema of {} at version {number}", self.topic),
+                e,
+            )),
+            Err(e) => Ok(Err(format!("version {number}: {e}"))),
+        }
+    }
+
+    /// Remember a miss for a while, and warn about it unless a warning went
+    /// out lately.
+    fn missed(&mut self, version: &Bytes, why: &str) {
+        if self.misses.len() >= MAX_MISSES {
+            self.misses.retain(|_, at| at.elapsed() < MISS_TTL);
+            if self.misses.len() >= MAX_MISSES
+                && let Some(oldest) = self
+                    .misses
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(v, _)| v.clone())
+            {
+                self.misses.remove(&oldest);
+            }
+        }
+        self.misses.insert(version.clone(), Instant::now());
+        match &mut self.warned {
+            Some((at, unwarned)) if at.elapsed() < WARN_EVERY => *unwarned += 1,
+            _ => {
+                let unwarned = self.warned.map_or(0, |(_, n)| n);
+                warn!(topic = %self.topic, error = %why, others_since_last_warning = unwarned,
+                    "cannot read the schema a record was written with: values that only it \
+                     explains (Debezium's precise decimals, millisecond timestamps) pass undecoded; \
+                     asked again in a minute");
+                self.warned = Some((Instant::now(), 0));
+            }
+        }
     }
 }
 
