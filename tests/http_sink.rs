@@ -62,19 +62,27 @@ async fn drained(input: &str) -> anyhow::Result<()> {
 }
 
 /// The HMAC-SHA256 signature check a receiver does, written from the
-/// documented scheme rather than from sluice's code.
-fn signature_holds(secret: &str, header: &str, body: &[u8]) -> bool {
+/// documented scheme rather than from sluice's code: `v2` over the time,
+/// method, path, content type and body, each but the body followed by a
+/// newline.
+fn signature_holds(
+    secret: &str,
+    header: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> bool {
     let parts: HashMap<&str, &str> = header
         .split(',')
         .filter_map(|p| p.split_once('='))
         .collect();
-    let (Some(t), Some(v1)) = (parts.get("t"), parts.get("v1")) else {
+    let (Some(t), Some(v2)) = (parts.get("t"), parts.get("v2")) else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
         return false;
     };
-    mac.update(format!("{t}.").as_bytes());
+    mac.update(format!("{t}\nPOST\n{path}\n{content_type}\n").as_bytes());
     mac.update(body);
     let expected: String = mac
         .finalize()
@@ -82,7 +90,7 @@ fn signature_holds(secret: &str, header: &str, body: &[u8]) -> bool {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    expected == *v1
+    expected == *v2
 }
 
 #[tokio::test]
@@ -143,7 +151,13 @@ async fn every_record_is_posted_once_with_pulsars_headers_a_stable_key_and_a_sig
         ensure!(hit.header("PulsarPublishTime").is_some());
         let signature = hit.header("sluice-signature").context("no signature")?;
         ensure!(
-            signature_holds(secret, signature, &hit.body),
+            signature_holds(
+                secret,
+                signature,
+                "/orders?src=sluice",
+                "application/json",
+                &hit.body
+            ),
             "signature {signature} does not verify"
         );
     }

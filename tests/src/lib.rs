@@ -317,6 +317,15 @@ impl Sluice {
         Some(kib * 1024)
     }
 
+    /// How many file descriptors the process holds open now.
+    pub fn open_files(&self) -> Option<usize> {
+        Some(
+            std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+                .ok()?
+                .count(),
+        )
+    }
+
     /// The log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("sluice.log")).unwrap_or_default()

@@ -8,7 +8,7 @@ use super::endpoint::Endpoint;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
 const KNOWN: &str = "url, headers, bodyFormat, filterPointer, filterValues, requestBatchSize, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
-     maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, \
+     maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, signatureVersion, \
      idempotencyKeyHeader, tlsTrustCertsFilePath";
 
 /// Validated `http` sink settings.
@@ -44,6 +44,8 @@ pub struct HttpSinkConfig {
     pub signature_secret: Option<Secret>,
     /// The header that carries the signature.
     pub signature_header: String,
+    /// Which form of signature it sends.
+    pub signature_version: crate::signature::Version,
     /// The header that carries the idempotency key.
     pub idempotency_key_header: String,
     /// The CA certificates (PEM) that verify an `https` endpoint; the
@@ -174,6 +176,13 @@ impl HttpSinkConfig {
             name
         };
         let signature_header = header("signatureHeader", "Sluice-Signature");
+        let signature_version = match r.string("signatureVersion") {
+            None => crate::signature::Version::V2,
+            Some(v) => crate::signature::Version::parse(&v).unwrap_or_else(|| {
+                r.error("signatureVersion", format!("\"{v}\" is not v1 or v2"));
+                crate::signature::Version::V2
+            }),
+        };
         let idempotency_key_header = header("idempotencyKeyHeader", "Idempotency-Key");
         let trust_file = r.string("tlsTrustCertsFilePath").map(PathBuf::from);
         let report = r.finish(KNOWN);
@@ -193,6 +202,7 @@ impl HttpSinkConfig {
                 max_retry_backoff,
                 signature_secret,
                 signature_header,
+                signature_version,
                 idempotency_key_header,
                 trust_file,
             }),

@@ -394,7 +394,23 @@ impl Requests<'_> {
         let Some(secret) = &self.config.signature_secret else {
             return;
         };
-        let value = signature::sign(secret.expose().as_bytes(), unix_seconds(), body);
+        let content_type = headers
+            .iter()
+            .find(|(n, _)| *n == CONTENT_TYPE)
+            .and_then(|(_, v)| v.to_str().ok())
+            .unwrap_or("");
+        let signed = signature::Signed {
+            method: "POST",
+            path: &self.config.endpoint.path,
+            content_type,
+            body,
+        };
+        let value = signature::sign(
+            secret.expose().as_bytes(),
+            self.config.signature_version,
+            unix_seconds(),
+            &signed,
+        );
         if let (Ok(name), Ok(value)) = (
             HeaderName::try_from(self.config.signature_header.as_str()),
             HeaderValue::try_from(value),

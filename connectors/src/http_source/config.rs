@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
 const KNOWN: &str = "type, host, port, numberOfThreads, topicsFromPath, keyField, maxBodyBytes, \
-     maxPendingRequests, batchSize, authToken, signatureSecret, signatureHeader, \
-     signatureToleranceSeconds, stateDir, idempotencyKeyHeader, idempotencyKeyField, \
+     maxPendingRequests, maxPendingBytes, maxConnections, readTimeoutMs, batchSize, authToken, \
+     signatureSecret, signatureHeader, signatureVersion, signatureToleranceSeconds, stateDir, idempotencyKeyHeader, idempotencyKeyField, \
      idempotencyRetentionSeconds, tlsCertFile, tlsKeyFile";
 
 /// Validated `http` source settings.
@@ -28,6 +28,14 @@ pub struct HttpSourceConfig {
     /// Requests accepted and not yet answered, at most; past it new ones
     /// are answered 503 with `Retry-After`.
     pub max_pending_requests: usize,
+    /// Bytes held for requests not yet answered, at most: twice each body
+    /// (the body as read, and its records); past it new ones are answered
+    /// 503 with `Retry-After`.
+    pub max_pending_bytes: usize,
+    /// Connections open at once, at most; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a request's headers, and then its body, may take to arrive.
+    pub read_timeout: Duration,
     /// Records per batch handed to the runtime, at most.
     pub batch_size: usize,
     /// The bearer token every request must carry, if any.
@@ -36,6 +44,8 @@ pub struct HttpSourceConfig {
     pub signature_secret: Option<Secret>,
     /// The header that carries the signature.
     pub signature_header: String,
+    /// Whether the older form of signature, over the body only, is taken.
+    pub accept_v1_signatures: bool,
     /// How far a signature's time may be from this clock.
     pub signature_tolerance: Duration,
     /// Where the idempotency journal is kept (EFFECTIVELY_ONCE).
@@ -86,7 +96,10 @@ impl HttpSourceConfig {
         }
         let topics_from_path = r.string_list("topicsFromPath").unwrap_or_default();
         for t in &topics_from_path {
-            if t.is_empty() || t.contains(['/', ' ']) {
+            if t.is_empty()
+                || t.contains('/')
+                || t.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 r.error(
                     "topicsFromPath",
                     format!("\"{t}\" is not a topic name of the connector's namespace"),
@@ -95,8 +108,26 @@ impl HttpSourceConfig {
         }
         let key_field = r.string("keyField");
         let max_body_bytes = r.u64_or("maxBodyBytes", 1 << 20);
-        if max_body_bytes == 0 {
-            r.error("maxBodyBytes", "must be at least 1");
+        if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
+            r.error("maxBodyBytes", "must be from 1 to 1073741824 (1 GiB)");
+        }
+        let max_pending_bytes = r.u64_or("maxPendingBytes", 64 << 20);
+        if max_pending_bytes < 2 * max_body_bytes || max_pending_bytes > 1 << 40 {
+            r.error(
+                "maxPendingBytes",
+                format!(
+                    "must be at least twice maxBodyBytes ({})",
+                    2 * max_body_bytes
+                ),
+            );
+        }
+        let max_connections = r.u64_or("maxConnections", 256);
+        if !(1..=65_536).contains(&max_connections) {
+            r.error("maxConnections", "must be from 1 to 65536");
+        }
+        let read_timeout = Duration::from_millis(r.u64_or("readTimeoutMs", 30_000));
+        if read_timeout.is_zero() {
+            r.error("readTimeoutMs", "must be at least 1");
         }
         let max_pending_requests = r.u64_or("maxPendingRequests", 1000);
         if max_pending_requests == 0 {
@@ -122,6 +153,14 @@ impl HttpSourceConfig {
         let signature_header = r
             .string("signatureHeader")
             .unwrap_or_else(|| "Sluice-Signature".to_owned());
+        let accept_v1_signatures = match r.string("signatureVersion").as_deref() {
+            None | Some("v2") => false,
+            Some("v1") => true,
+            Some(other) => {
+                r.error("signatureVersion", format!("\"{other}\" is not v1 or v2"));
+                false
+            }
+        };
         let signature_tolerance = Duration::from_secs(r.u64_or("signatureToleranceSeconds", 300));
         let state_dir = r.string("stateDir").map(PathBuf::from);
         let idempotency_key_header = r
@@ -150,10 +189,14 @@ impl HttpSourceConfig {
             key_field,
             max_body_bytes: max_body_bytes as usize,
             max_pending_requests: max_pending_requests as usize,
+            max_pending_bytes: max_pending_bytes as usize,
+            max_connections: max_connections as usize,
+            read_timeout,
             batch_size: batch_size as usize,
             auth_token,
             signature_secret,
             signature_header,
+            accept_v1_signatures,
             signature_tolerance,
             state_dir,
             idempotency_key_header,

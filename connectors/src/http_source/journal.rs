@@ -9,6 +9,16 @@
 //! answered without publishing. A key above it was not (the runtime
 //! publishes in sequence order, each request in one transaction): its line
 //! is dropped and a retry publishes the records under new sequences.
+//!
+//! A line counts only when whole, ended by its newline: a line cut short by
+//! a crash, even inside a multi-byte character, is skipped. While the
+//! source runs the journal is compacted, keeping the keys within retention
+//! and those on their way (see [`Journal::compact`]).
+//!
+//! A key is remembered scoped by the topic its request named (see
+//! `server::scoped`): `k <first> <last> <at> <digest> <topic>\t<key>`.
+//! Lines of the older form, `<first> <last> <at> <digest> <key>`, are keys
+//! of the connector's own topic.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,20 +40,31 @@ pub(crate) struct Entry {
 impl Entry {
     fn line(&self) -> String {
         format!(
-            "{} {} {} {} {}\n",
+            "k {} {} {} {} {}\n",
             self.first, self.last, self.at, self.digest, self.key
         )
     }
 
     fn parse(line: &str) -> Option<Self> {
+        let (line, scoped) = match line.strip_prefix("k ") {
+            Some(rest) => (rest, true),
+            None => (line, false),
+        };
         let mut parts = line.splitn(5, ' ');
         let first = parts.next()?.parse().ok()?;
         let last = parts.next()?.parse().ok()?;
         let at = parts.next()?.parse().ok()?;
         let digest = parts.next()?.to_owned();
-        let key = parts.next()?.to_owned();
+        let key = parts.next()?;
+        if first > last || key.is_empty() {
+            return None;
+        }
         Some(Self {
-            key,
+            key: if scoped {
+                key.to_owned()
+            } else {
+                super::server::scoped(None, key)
+            },
             first,
             last,
             digest,
@@ -56,6 +77,7 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
     file: Arc<Mutex<std::fs::File>>,
+    path: PathBuf,
 }
 
 /// What a journal held when it was opened.
@@ -91,14 +113,23 @@ pub(crate) fn open(
     retention_secs: u64,
     now: u64,
 ) -> std::io::Result<Opened> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
     let mut last_given = 0;
     let mut kept = Vec::new();
-    for line in text.lines() {
+    // Only whole lines: what follows the last newline was cut short.
+    let whole = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(&bytes[..0], |end| &bytes[..end]);
+    for line in whole.split(|b| *b == b'\n') {
+        // A line that is not text was damaged: it is skipped like a torn one.
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
         if let Some(given) = line.strip_prefix("given ") {
             last_given = last_given.max(given.trim().parse().unwrap_or(0));
             continue;
@@ -114,28 +145,36 @@ pub(crate) fn open(
             kept.push(entry);
         }
     }
-    let mut compacted = format!("given {last_given}\n");
-    for entry in &kept {
-        compacted.push_str(&entry.line());
+    rewrite(path, last_given, &kept)?;
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    Ok(Opened {
+        journal: Journal {
+            file: Arc::new(Mutex::new(file)),
+            path: path.to_owned(),
+        },
+        published: kept,
+        last_given,
+    })
+}
+
+/// Write the journal at `path` anew, holding `entries`, through a file
+/// beside it that is synced and renamed over it.
+fn rewrite(path: &Path, last_given: u64, entries: &[Entry]) -> std::io::Result<()> {
+    let mut text = format!("given {last_given}\n");
+    for entry in entries {
+        text.push_str(&entry.line());
     }
     let fresh = path.with_extension("idempotency.new");
     {
         let mut f = std::fs::File::create(&fresh)?;
-        f.write_all(compacted.as_bytes())?;
+        f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
     std::fs::rename(&fresh, path)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
-    let file = std::fs::OpenOptions::new().append(true).open(path)?;
-    Ok(Opened {
-        journal: Journal {
-            file: Arc::new(Mutex::new(file)),
-        },
-        published: kept,
-        last_given,
-    })
+    Ok(())
 }
 
 impl Journal {
@@ -145,6 +184,27 @@ impl Journal {
         self.file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Write the journal anew with only `entries`, which must hold every
+    /// key still remembered and every key on its way, and `last_given`.
+    /// Appends wait meanwhile.
+    pub(crate) async fn compact(
+        &self,
+        last_given: u64,
+        entries: Vec<Entry>,
+    ) -> std::io::Result<()> {
+        let (file, path) = (Arc::clone(&self.file), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut f = file
+                .lock()
+                .map_err(|_| std::io::Error::other("the journal's lock is poisoned"))?;
+            rewrite(&path, last_given, &entries)?;
+            *f = std::fs::OpenOptions::new().append(true).open(&path)?;
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Append `entries` and sync them to disk.
@@ -172,7 +232,7 @@ mod tests {
 
     fn entry(key: &str, first: u64, last: u64, at: u64) -> Entry {
         Entry {
-            key: key.into(),
+            key: crate::http_source::server::scoped(None, key),
             first,
             last,
             digest: "d".repeat(64),
@@ -199,16 +259,20 @@ mod tests {
             ])
             .await
             .unwrap();
-        // A line cut short by a crash.
+        // A line cut short by a crash, inside a two-byte character.
+        let mut torn = b"k 6 6 1000 ".to_vec();
+        torn.extend_from_slice(&"d".repeat(64).into_bytes());
+        torn.extend_from_slice(" \tcaf\u{e9}".as_bytes());
+        torn.pop();
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
-            .write_all(b"6 6 10")
+            .write_all(&torn)
             .unwrap();
 
         // The runtime published up to 4: "late" was not published, "old"
-        // is past retention.
+        // is past retention, and the torn line is skipped.
         let opened = open(&path, Some(4), 100, 1050).unwrap();
         assert_eq!(opened.published, [entry("a key with spaces", 2, 4, 1000)]);
         assert_eq!(opened.last_given, 5);
@@ -217,5 +281,16 @@ mod tests {
         assert!(opened.published.is_empty());
         assert_eq!(opened.last_given, 5);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lines_of_the_older_form_are_keys_of_the_connectors_own_topic() {
+        let digest = "d".repeat(64);
+        let old = Entry::parse(&format!("2 4 1000 {digest} a key")).unwrap();
+        assert_eq!(old, entry("a key", 2, 4, 1000));
+        let new = Entry::parse(&format!("k 2 4 1000 {digest} payments\ta key")).unwrap();
+        assert_eq!(new.key, "payments\ta key");
+        assert_eq!(Entry::parse(new.line().trim_end_matches('\n')), Some(new));
+        assert_eq!(Entry::parse(&format!("4 2 1000 {digest} k")), None);
     }
 }

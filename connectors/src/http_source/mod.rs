@@ -4,11 +4,14 @@
 //! other body with its content type (one record of its bytes), and answers
 //! only when the records are durable in Pulsar.
 //!
-//! Each accepted request waits in a bounded queue; when the queue is full
-//! a new request is answered 503 with `Retry-After`, so a slow broker
-//! pushes back on the clients instead of growing memory.
+//! Each accepted request waits in a bounded queue, and holds twice its
+//! body's size of `maxPendingBytes` until it is answered; when either is
+//! full a new request is answered 503 with `Retry-After`, so a slow broker
+//! pushes back on the clients instead of growing memory. A request's
+//! records are made a batch at a time, as the runtime takes them.
 
 mod config;
+mod connections;
 mod journal;
 mod request;
 mod server;
@@ -27,7 +30,7 @@ use self::journal::{Entry, Journal};
 use self::server::{Accepted, KeyState, Shared};
 use crate::api::{
     ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch, SourceConnector,
-    SourceContext,
+    SourceContext, SourceRecord,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
@@ -35,16 +38,18 @@ use crate::config::{ConfigMap, ConfigReport};
 #[derive(Debug)]
 pub struct HttpSource {
     requests: mpsc::Receiver<Accepted>,
-    /// Requests handed to the runtime, by the position that covers them,
-    /// waiting to hear that they are durable, with their idempotency key.
-    waiting: VecDeque<(u64, oneshot::Sender<()>, Option<String>)>,
-    /// A request taken from the queue that did not fit in the last batch.
-    held: Option<Accepted>,
+    /// Requests whose records were all handed to the runtime, by the
+    /// position that covers them, waiting to hear that they are durable.
+    waiting: VecDeque<Waiting>,
+    /// The request whose records are being handed over, and the next one.
+    current: Option<InProgress>,
     /// The last position given out: a request's count, or under
     /// EFFECTIVELY_ONCE the last sequence.
     next: u64,
     /// Under EFFECTIVELY_ONCE, the idempotency journal.
     journal: Option<Journal>,
+    /// When the journal is next compacted, in Unix seconds.
+    compact_at: u64,
     /// A batch made and not yet handed over, with its journal lines.
     made: Option<(SourceBatch, Vec<Entry>)>,
     shared: Arc<Shared>,
@@ -54,13 +59,39 @@ pub struct HttpSource {
     pub local_addr: std::net::SocketAddr,
 }
 
+/// A request handed over whole, waiting for its position to be durable.
+#[derive(Debug)]
+struct Waiting {
+    position: u64,
+    done: oneshot::Sender<()>,
+    /// Its scoped idempotency key, and its journal line.
+    key: Option<(String, Entry)>,
+}
+
+/// A request being handed over: its records from `next` on are still to
+/// be made.
+#[derive(Debug)]
+struct InProgress {
+    accepted: Accepted,
+    next: usize,
+    /// Under EFFECTIVELY_ONCE, the sequence of its first record.
+    first: u64,
+    /// Its journal line, until it goes out with the request's first batch.
+    line: Option<Entry>,
+    /// Its journal line, kept for compaction while the request is on its way.
+    entry: Option<Entry>,
+}
+
 impl std::fmt::Debug for Accepted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accepted")
-            .field("records", &self.records.len())
+            .field("records", &self.body.len())
             .finish_non_exhaustive()
     }
 }
+
+/// How often, at most, the journal is compacted.
+const COMPACT_EVERY: u64 = 600;
 
 impl SourceConnector for HttpSource {
     const CLASS_NAMES: &'static [&'static str] =
@@ -106,12 +137,13 @@ impl SourceConnector for HttpSource {
                 .published
                 .into_iter()
                 .map(|e| {
-                    let records = (e.last + 1 - e.first) as usize;
                     (
-                        e.key,
+                        e.key.clone(),
                         KeyState::Published {
-                            digest: e.digest,
-                            records,
+                            records: (e.last + 1 - e.first) as usize,
+                            digest: e.digest.clone(),
+                            at: e.at,
+                            line: e,
                         },
                     )
                 })
@@ -130,9 +162,14 @@ impl SourceConnector for HttpSource {
         let local_addr = listener
             .local_addr()
             .map_err(|e| ConnectorError::retryable("read the listening address").with_source(e))?;
+        let listener = connections::Capped::new(listener, config.max_connections);
+        let compact_at =
+            unix_seconds() + COMPACT_EVERY.min(config.idempotency_retention.as_secs().max(1));
         let (tx, requests) = mpsc::channel(config.max_pending_requests);
         let batch_size = config.batch_size;
+        let read_timeout = config.read_timeout;
         let shared = Arc::new(Shared {
+            budget: Arc::new(tokio::sync::Semaphore::new(config.max_pending_bytes)),
             config,
             requests: tx,
             durable_status: if context.guarantee == Guarantee::AtMostOnce {
@@ -144,15 +181,11 @@ impl SourceConnector for HttpSource {
         });
         let app = server::router(Arc::clone(&shared));
         let server = match &shared.config.tls {
-            None => tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            }),
+            None => tokio::spawn(connections::serve(listener, app, read_timeout)),
             Some((cert, key)) => {
                 let listener = tls::TlsListener::new(listener, tls::acceptor(cert, key)?)
                     .map_err(|e| ConnectorError::retryable("listen for TLS").with_source(e))?;
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, app).await;
-                })
+                tokio::spawn(connections::serve(listener, app, read_timeout))
             }
         };
         let scheme = if shared.config.tls.is_some() {
@@ -164,9 +197,10 @@ impl SourceConnector for HttpSource {
         Ok(Self {
             requests,
             waiting: VecDeque::new(),
-            held: None,
+            current: None,
             next,
             journal,
+            compact_at,
             made: None,
             shared,
             batch_size,
@@ -199,14 +233,14 @@ impl Source for HttpSource {
     /// before the batch is handed over.
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
         if self.made.is_none() {
-            let first = match self.held.take() {
-                Some(a) => a,
-                None => match self.requests.recv().await {
-                    Some(a) => a,
-                    None => return Ok(None),
-                },
-            };
-            self.made = Some(self.make(first));
+            self.compact().await?;
+            if self.current.is_none() {
+                let Some(first) = self.requests.recv().await else {
+                    return Ok(None);
+                };
+                self.current = Some(self.start(first));
+            }
+            self.made = Some(self.make());
         }
         // The batch stays in `made` until its journal lines are synced: the
         // runtime may drop this read at the await below, and the next read
@@ -228,13 +262,13 @@ impl Source for HttpSource {
         while self
             .waiting
             .front()
-            .is_some_and(|(p, _, _)| *p <= position.0)
+            .is_some_and(|w| w.position <= position.0)
         {
-            let Some((_, done, key)) = self.waiting.pop_front() else {
+            let Some(Waiting { done, key, .. }) = self.waiting.pop_front() else {
                 break;
             };
             let _ = done.send(());
-            let (Some(keys), Some(key)) = (&self.shared.keys, key) else {
+            let (Some(keys), Some((key, line))) = (&self.shared.keys, key) else {
                 continue;
             };
             let mut keys = server::locked(keys);
@@ -248,7 +282,15 @@ impl Source for HttpSource {
                 for waiter in waiters {
                     let _ = waiter.send(());
                 }
-                keys.insert(key, KeyState::Published { digest, records });
+                keys.insert(
+                    key,
+                    KeyState::Published {
+                        digest,
+                        records,
+                        at: line.at,
+                        line,
+                    },
+                );
             }
         }
         Ok(())
@@ -259,7 +301,7 @@ impl Source for HttpSource {
     async fn close(&mut self) {
         self.server.abort();
         self.waiting.clear();
-        self.held = None;
+        self.current = None;
         self.made = None;
         self.requests.close();
         if let Some(keys) = &self.shared.keys {
@@ -269,53 +311,128 @@ impl Source for HttpSource {
 }
 
 impl HttpSource {
-    /// A batch of `first` and the requests queued behind it, never splitting
-    /// one; each request's last record carries a position of its own. Under
-    /// EFFECTIVELY_ONCE each record gets the next sequence, and each keyed
-    /// request a journal line.
-    fn make(&mut self, first: Accepted) -> (SourceBatch, Vec<Entry>) {
+    /// Begin handing over `accepted`: under EFFECTIVELY_ONCE its records
+    /// get the next sequences, and a keyed request its journal line.
+    fn start(&mut self, accepted: Accepted) -> InProgress {
+        let first = self.next + 1;
+        let line = match (&self.journal, &accepted.key) {
+            (Some(_), Some((key, digest))) => Some(Entry {
+                key: key.clone(),
+                first,
+                last: self.next + accepted.body.len() as u64,
+                digest: digest.clone(),
+                at: accepted.at_ms / 1000,
+            }),
+            _ => None,
+        };
+        InProgress {
+            accepted,
+            next: 0,
+            first,
+            entry: line.clone(),
+            line,
+        }
+    }
+
+    /// The next batch, at most `batchSize` records: whole requests while
+    /// they fit, or the next part of one larger than a batch. A batch that
+    /// ends a request carries its position; under EFFECTIVELY_ONCE the
+    /// records between two positions are one transaction, so a request is
+    /// published whole or not at all.
+    fn make(&mut self) -> (SourceBatch, Vec<Entry>) {
         let mut records = Vec::new();
         let mut lines = Vec::new();
-        let now = unix_seconds();
-        let mut next = Some(first);
-        while let Some(accepted) = next.take() {
-            if !records.is_empty() && records.len() + accepted.records.len() > self.batch_size {
-                self.held = Some(accepted);
+        let mut checkpoint = None;
+        let effectively_once = self.journal.is_some();
+        while let Some(current) = self.current.as_mut() {
+            let left = current.accepted.body.len() - current.next;
+            if current.next == 0 && !records.is_empty() && records.len() + left > self.batch_size {
                 break;
             }
-            let Accepted {
-                records: mut theirs,
-                done,
-                key,
-            } = accepted;
-            if self.journal.is_some() {
-                let first = self.next + 1;
-                for record in &mut theirs {
-                    self.next += 1;
-                    record.sequence = Some(Sequence(u128::from(self.next)));
-                }
-                if let Some((key, digest)) = &key {
-                    lines.push(Entry {
-                        key: key.clone(),
-                        first,
-                        last: self.next,
-                        digest: digest.clone(),
-                        at: now,
-                    });
-                }
-            } else {
-                self.next += 1;
+            lines.extend(current.line.take());
+            let take = left.min(self.batch_size.saturating_sub(records.len()).max(1));
+            let key_field = self.shared.config.key_field.as_deref();
+            for index in current.next..current.next + take {
+                let item = current.accepted.body.item(index, key_field);
+                records.push(SourceRecord {
+                    topic: current.accepted.topic.clone(),
+                    key: item.key,
+                    value: item.value,
+                    properties: Vec::new(),
+                    event_time_ms: Some(current.accepted.at_ms),
+                    sequence: effectively_once
+                        .then(|| Sequence(u128::from(current.first + index as u64))),
+                    schema: None,
+                });
             }
-            records.extend(theirs);
-            self.waiting
-                .push_back((self.next, done, key.map(|(k, _)| k)));
-            next = self.requests.try_recv().ok();
+            current.next += take;
+            if current.next < current.accepted.body.len() {
+                break;
+            }
+            let Some(done) = self.current.take() else {
+                break;
+            };
+            self.next = if effectively_once {
+                done.first + done.accepted.body.len() as u64 - 1
+            } else {
+                self.next + 1
+            };
+            checkpoint = Some(Position(self.next));
+            self.waiting.push_back(Waiting {
+                position: self.next,
+                done: done.accepted.done,
+                key: done.accepted.key.map(|(k, _)| k).zip(done.entry),
+            });
+            if records.len() >= self.batch_size {
+                break;
+            }
+            if let Ok(next) = self.requests.try_recv() {
+                self.current = Some(self.start(next));
+            }
         }
         let batch = SourceBatch {
             records,
-            checkpoint: Some(Position(self.next)),
+            checkpoint,
         };
         (batch, lines)
+    }
+
+    /// Forget published keys past retention, and every so often write the
+    /// journal anew with the keys it must keep: those still remembered and
+    /// those on their way.
+    async fn compact(&mut self) -> Result<(), ConnectorError> {
+        let now = unix_seconds();
+        let (Some(journal), Some(keys)) = (&self.journal, &self.shared.keys) else {
+            return Ok(());
+        };
+        if now < self.compact_at {
+            return Ok(());
+        }
+        let retention = self.shared.config.idempotency_retention.as_secs();
+        let mut entries: Vec<Entry> = {
+            let mut keys = server::locked(keys);
+            keys.retain(|_, state| match state {
+                KeyState::Published { at, .. } => now.saturating_sub(*at) <= retention,
+                KeyState::Pending { .. } => true,
+            });
+            keys.values()
+                .filter_map(|state| match state {
+                    KeyState::Published { line, .. } => Some(line.clone()),
+                    KeyState::Pending { .. } => None,
+                })
+                .collect()
+        };
+        entries.extend(
+            self.waiting
+                .iter()
+                .filter_map(|w| w.key.as_ref().map(|(_, e)| e.clone())),
+        );
+        entries.extend(self.current.as_ref().and_then(|c| c.entry.clone()));
+        journal.compact(self.next, entries).await.map_err(|e| {
+            ConnectorError::retryable("compact the idempotency journal").with_source(e)
+        })?;
+        self.compact_at = now + COMPACT_EVERY.min(retention.max(1));
+        Ok(())
     }
 }
 
@@ -497,7 +614,7 @@ mod tests {
         until("the retry to wait", || {
             source.shared.keys.as_ref().is_some_and(|k| {
                 k.lock().is_ok_and(|k| {
-                    matches!(k.get("a"), Some(KeyState::Pending { waiters, .. }) if waiters.len() == 1)
+                    matches!(k.get("\ta"), Some(KeyState::Pending { waiters, .. }) if waiters.len() == 1)
                 })
             })
         })
@@ -548,6 +665,53 @@ mod tests {
     }
 
     const JSON_KEYED_A: &str = "Content-Type: application/json\r\nIdempotency-Key: a\r\n";
+
+    #[tokio::test]
+    async fn a_large_request_goes_out_in_batches_of_batch_size_as_one_unit() {
+        let context = |guarantee| SourceContext {
+            guarantee,
+            ..SourceContext::default()
+        };
+        for guarantee in [Guarantee::AtLeastOnce, Guarantee::EffectivelyOnce] {
+            let dir =
+                std::env::temp_dir().join(format!("sluice-http-split-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let state = dir.display().to_string();
+            let mut source = HttpSource::open(
+                config(&[("batchSize", "500"), ("stateDir", &state)]),
+                &context(guarantee),
+            )
+            .await
+            .unwrap();
+            let addr = source.local_addr;
+            // GIVEN a request of 1,200 records, then one of 2
+            let big: Vec<String> = (0..1200).map(|i| format!("{{\"n\":{i}}}")).collect();
+            let big = format!("[{}]", big.join(","));
+            let first = tokio::spawn(post(addr, "/", JSON, big.leak()));
+            until("the first request to queue", || source.requests.len() == 1).await;
+            let second = tokio::spawn(post(addr, "/", JSON, r#"[{"n":"a"},{"n":"b"}]"#));
+            until("the second request to queue", || source.requests.len() == 2).await;
+            // WHEN the runtime reads
+            let mut batches = Vec::new();
+            for _ in 0..3 {
+                batches.push(source.read().await.unwrap().unwrap());
+            }
+            // THEN the large one comes in three batches, its position only
+            // on the last, which the small one joins whole
+            let sizes: Vec<usize> = batches.iter().map(|b| b.records.len()).collect();
+            assert_eq!(sizes, [500, 500, 202], "{guarantee:?}");
+            let checkpoints: Vec<bool> = batches.iter().map(|b| b.checkpoint.is_some()).collect();
+            assert_eq!(checkpoints, [false, false, true], "{guarantee:?}");
+            assert_eq!(batches[2].records[199].value, br#"{"n":1199}"#);
+            assert_eq!(batches[2].records[201].value, br#"{"n":"b"}"#);
+            assert!(!first.is_finished());
+            source.commit(batches[2].checkpoint.unwrap()).await.unwrap();
+            assert_eq!(first.await.unwrap().0, 200);
+            assert_eq!(second.await.unwrap().0, 200);
+            source.close().await;
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 
     /// A CA and a certificate for 127.0.0.1 it signed, made with openssl
     /// in `dir`: (CA, certificate, key).
@@ -702,7 +866,18 @@ mod tests {
         let addr = source.local_addr;
         let body = r#"{"n":1}"#;
         let signed = |at: u64, body: &str| {
-            let value = crate::signature::sign(secret.as_bytes(), at, body.as_bytes());
+            let request = crate::signature::Signed {
+                method: "POST",
+                path: "/",
+                content_type: "application/json",
+                body: body.as_bytes(),
+            };
+            let value = crate::signature::sign(
+                secret.as_bytes(),
+                crate::signature::Version::V2,
+                at,
+                &request,
+            );
             format!("{JSON}Sluice-Signature: {value}\r\n")
         };
         let now = unix_seconds();

@@ -1,35 +1,50 @@
-//! The HTTP server of the `http` source: it checks each request, turns its
-//! body into records, hands them to the source, and answers once the
-//! runtime says they are durable.
+//! The HTTP server of the `http` source: it checks each request, its
+//! credentials before any of its body, reads the body within a deadline and
+//! a budget of bytes, hands the body to the source, and answers once the
+//! runtime says its records are durable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::body::{Body as HttpBody, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{mpsc, oneshot};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::config::HttpSourceConfig;
-use super::request::{self, Item};
-use crate::api::SourceRecord;
+use super::request;
 use crate::signature;
 
-/// Records of one request, and where to say that they are durable.
+/// A request's body, its topic, and where to say that its records are
+/// durable.
 pub(crate) struct Accepted {
-    pub(crate) records: Vec<SourceRecord>,
+    pub(crate) body: request::Body,
+    /// The topic its path names; `None` for the connector's own.
+    pub(crate) topic: Option<String>,
     pub(crate) done: oneshot::Sender<()>,
-    /// Its idempotency key and body digest, under EFFECTIVELY_ONCE.
+    /// Its idempotency key (scoped by topic, see [`scoped`]) and body
+    /// digest, under EFFECTIVELY_ONCE.
     pub(crate) key: Option<(String, String)>,
+    /// When it was taken, in milliseconds since the epoch.
+    pub(crate) at_ms: u64,
 }
 
 /// What is known of an idempotency key.
 #[derive(Debug)]
 pub(crate) enum KeyState {
     /// Its records are durable; a retry is answered at once.
-    Published { digest: String, records: usize },
+    Published {
+        digest: String,
+        records: usize,
+        /// Unix seconds when it was taken: it is forgotten after the
+        /// retention.
+        at: u64,
+        /// Its journal line, kept when the journal is compacted.
+        line: super::journal::Entry,
+    },
     /// Its records are on their way; a retry waits with the first request.
     Pending {
         digest: String,
@@ -38,7 +53,7 @@ pub(crate) enum KeyState {
     },
 }
 
-/// The idempotency keys of a source under EFFECTIVELY_ONCE.
+/// The idempotency keys of a source under EFFECTIVELY_ONCE, by scoped key.
 pub(crate) type Keys = Mutex<HashMap<String, KeyState>>;
 
 /// The keys, locked. Nothing panics while holding them, so a poisoned lock
@@ -46,6 +61,13 @@ pub(crate) type Keys = Mutex<HashMap<String, KeyState>>;
 pub(crate) fn locked(keys: &Keys) -> std::sync::MutexGuard<'_, HashMap<String, KeyState>> {
     keys.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An idempotency key as it is remembered: scoped by the topic its request
+/// named (empty for the connector's own), so that one key sent to two
+/// topics names two requests. Neither a topic name nor a key holds a tab.
+pub(crate) fn scoped(topic: Option<&str>, key: &str) -> String {
+    format!("{}\t{key}", topic.unwrap_or(""))
 }
 
 /// What every request handler shares.
@@ -57,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) durable_status: StatusCode,
     /// Under EFFECTIVELY_ONCE, the idempotency keys seen.
     pub(crate) keys: Option<Keys>,
+    /// Bytes that requests not yet answered may hold (`maxPendingBytes`).
+    pub(crate) budget: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -72,11 +96,7 @@ const MAX_KEY: usize = 255;
 
 /// The router: every path takes a POST.
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
-    let limit = shared.config.max_body_bytes;
-    axum::Router::new()
-        .fallback(handle)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(shared)
+    axum::Router::new().fallback(handle).with_state(shared)
 }
 
 fn answer(status: StatusCode, message: &str) -> Response {
@@ -84,39 +104,57 @@ fn answer(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    if method != Method::POST {
+fn busy(message: &str) -> Response {
+    let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// A share of [`Shared::budget`], given back when dropped.
+struct Held {
+    budget: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Take `bytes` more, if the budget has them now.
+    fn take(&mut self, bytes: usize) -> bool {
+        let Ok(n) = u32::try_from(bytes) else {
+            return false;
+        };
+        match Arc::clone(&self.budget).try_acquire_many_owned(n) {
+            Ok(more) => {
+                match &mut self.permit {
+                    Some(p) => p.merge(more),
+                    None => self.permit = Some(more),
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::POST {
         let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "only POST is taken");
         response
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return answer(rejection.status(), &rejection.body_text()),
-    };
-    if let Err(why) = authenticate(&shared.config, &headers, &body) {
-        let mut response = answer(StatusCode::UNAUTHORIZED, why);
-        if shared.config.auth_token.is_some() {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        return response;
+    let config = &shared.config;
+    // Credentials first, on the headers alone: a client without them gets
+    // no byte of its body read.
+    if let Err(why) = token(config, &parts.headers) {
+        return unauthorized(config, why);
     }
-    let topic = match uri.path().strip_prefix("/topics/") {
+    let topic = match parts.uri.path().strip_prefix("/topics/") {
         None => None,
-        Some(name) if shared.config.topics_from_path.iter().any(|t| t == name) => {
-            Some(name.to_owned())
-        }
+        Some(name) if config.topics_from_path.iter().any(|t| t == name) => Some(name.to_owned()),
         Some(name) => {
             return answer(
                 StatusCode::NOT_FOUND,
@@ -124,17 +162,62 @@ async fn handle(
             );
         }
     };
-    let content_type = headers
+    let content_type = parts
+        .headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let config = &shared.config;
-    let items = match request::items(
-        content_type,
-        &body,
-        config.key_field.as_deref(),
-        config.idempotency_key_field.as_deref(),
-    ) {
-        Ok(items) => items,
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if content_type.is_none() {
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a Content-Type is required",
+        );
+    }
+    let mut held = Held {
+        budget: Arc::clone(&shared.budget),
+        permit: None,
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > config.max_body_bytes) {
+        return answer(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
+    }
+    if let Some(n) = declared
+        && !held.take(2 * n)
+    {
+        return busy("too many bytes are waiting for the broker; retry later");
+    }
+    let read = read_body(body, config.max_body_bytes, declared.is_none(), &mut held);
+    let bytes = match tokio::time::timeout(config.read_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(response)) => return response,
+        Err(_) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive within the read timeout",
+            );
+        }
+    };
+    if let Some(secret) = &config.signature_secret {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", axum::http::uri::PathAndQuery::as_str);
+        let signed = signature::Signed {
+            method: parts.method.as_str(),
+            path,
+            content_type: content_type.as_deref().unwrap_or(""),
+            body: &bytes,
+        };
+        if let Err(why) = signed_recently(config, secret.expose(), &parts.headers, &signed) {
+            return unauthorized(config, why);
+        }
+    }
+    let body = match request::parse(content_type.as_deref(), bytes) {
+        Ok(body) => body,
         Err((status, why)) => {
             return answer(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -144,17 +227,77 @@ async fn handle(
     };
     let key = match &shared.keys {
         None => None,
-        Some(_) => match idempotency_key(config, &headers, &items) {
-            Ok(key) => key.map(|k| (k, digest(&body))),
+        Some(_) => match idempotency_key(config, &parts.headers, &body) {
+            Ok(key) => key.map(|k| (scoped(topic.as_deref(), &k), digest(body.bytes()))),
             Err(why) => return answer(StatusCode::BAD_REQUEST, why),
         },
     };
-    let now_ms = SystemTime::now()
+    let response = accept(&shared, body, topic, key).await;
+    drop(held);
+    response
+}
+
+/// Read a body of at most `limit` bytes; when its length was not declared,
+/// take its share of the budget as it arrives.
+async fn read_body(
+    mut body: HttpBody,
+    limit: usize,
+    charge: bool,
+    held: &mut Held,
+) -> Result<Bytes, Response> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            answer(
+                StatusCode::BAD_REQUEST,
+                &format!("the body could not be read: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            return Err(answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is too large",
+            ));
+        }
+        if charge && !held.take(2 * data.len()) {
+            return Err(busy(
+                "too many bytes are waiting for the broker; retry later",
+            ));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+fn unauthorized(config: &HttpSourceConfig, why: &str) -> Response {
+    let mut response = answer(StatusCode::UNAUTHORIZED, why);
+    if config.auth_token.is_some() {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+/// Queue a checked request for the source and wait until its records are
+/// durable, answering for idempotency keys seen before.
+async fn accept(
+    shared: &Shared,
+    body: request::Body,
+    topic: Option<String>,
+    key: Option<(String, String)>,
+) -> Response {
+    let at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let count = items.len();
+    let count = body.len();
     if let (Some(keys), Some((k, digest))) = (&shared.keys, &key) {
-        match seen(keys, k, digest, count) {
+        let retention = shared.config.idempotency_retention.as_secs();
+        match seen(keys, k, digest, count, retention) {
             Seen::New => {}
             Seen::Published(records) => {
                 let mut response = durable(shared.durable_status, records);
@@ -178,18 +321,6 @@ async fn handle(
             }
         }
     }
-    let records = items
-        .into_iter()
-        .map(|Item { key, value, .. }| SourceRecord {
-            topic: topic.clone(),
-            key,
-            value,
-            properties: Vec::new(),
-            event_time_ms: Some(now_ms),
-            sequence: None,
-            schema: None,
-        })
-        .collect();
     let (done, durable_rx) = oneshot::channel();
     let forget = |shared: &Shared, key: &Option<(String, String)>| {
         if let (Some(keys), Some((k, _))) = (&shared.keys, key) {
@@ -197,24 +328,19 @@ async fn handle(
         }
     };
     match shared.requests.try_send(Accepted {
-        records,
+        body,
+        topic,
         done,
         key: key.clone(),
+        at_ms,
     }) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
-            forget(&shared, &key);
-            let mut response = answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many requests are waiting for the broker; retry later",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return response;
+            forget(shared, &key);
+            return busy("too many requests are waiting for the broker; retry later");
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {
-            forget(&shared, &key);
+            forget(shared, &key);
             return answer(StatusCode::SERVICE_UNAVAILABLE, "the source is stopping");
         }
     }
@@ -236,14 +362,7 @@ fn durable(status: StatusCode, records: usize) -> Response {
 }
 
 fn not_stored() -> Response {
-    let mut response = answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the records were not stored; send them again",
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
+    busy("the records were not stored; send them again")
 }
 
 /// What a request's idempotency key says about it.
@@ -258,8 +377,18 @@ enum Seen {
     Conflict,
 }
 
-fn seen(keys: &Keys, key: &str, digest: &str, records: usize) -> Seen {
+/// What `key` says about a request with a body of `digest` and `records`
+/// records. A published key older than `retention_secs` is forgotten.
+fn seen(keys: &Keys, key: &str, digest: &str, records: usize, retention_secs: u64) -> Seen {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut keys = locked(keys);
+    if let Some(KeyState::Published { at, .. }) = keys.get(key)
+        && now.saturating_sub(*at) > retention_secs
+    {
+        keys.remove(key);
+    }
     match keys.get_mut(key) {
         None => {
             keys.insert(
@@ -272,9 +401,9 @@ fn seen(keys: &Keys, key: &str, digest: &str, records: usize) -> Seen {
             );
             Seen::New
         }
-        Some(KeyState::Published { digest: d, records }) if d == digest => {
-            Seen::Published(*records)
-        }
+        Some(KeyState::Published {
+            digest: d, records, ..
+        }) if d == digest => Seen::Published(*records),
         Some(KeyState::Pending {
             digest: d, waiters, ..
         }) if d == digest => {
@@ -291,7 +420,7 @@ fn seen(keys: &Keys, key: &str, digest: &str, records: usize) -> Seen {
 fn idempotency_key(
     config: &HttpSourceConfig,
     headers: &HeaderMap,
-    items: &[Item],
+    body: &request::Body,
 ) -> Result<Option<String>, &'static str> {
     let key = match headers.get(config.idempotency_key_header.as_str()) {
         Some(v) => Some(
@@ -299,10 +428,10 @@ fn idempotency_key(
                 .map_err(|_| "the idempotency key is not visible ASCII")?
                 .to_owned(),
         ),
-        None => match items {
-            [one] => one.idempotency.clone(),
-            _ => None,
-        },
+        None => config
+            .idempotency_key_field
+            .as_deref()
+            .and_then(|f| body.only_field(f)),
     };
     match key {
         Some(k) if k.is_empty() || k.len() > MAX_KEY => {
@@ -324,12 +453,8 @@ fn digest(body: &[u8]) -> String {
         .collect()
 }
 
-/// Check the bearer token and the signature the config asks for.
-fn authenticate(
-    config: &HttpSourceConfig,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), &'static str> {
+/// Check the bearer token the config asks for: on the headers alone.
+fn token(config: &HttpSourceConfig, headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(token) = &config.auth_token {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -340,19 +465,32 @@ fn authenticate(
             return Err("the bearer token is not valid");
         }
     }
-    if let Some(secret) = &config.signature_secret {
-        let given = headers
-            .get(config.signature_header.as_str())
-            .and_then(|v| v.to_str().ok())
-            .ok_or("a signature is required")?;
-        let signed_at = signature::verify(secret.expose().as_bytes(), given, body)
-            .ok_or("the signature is not valid")?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if now.abs_diff(signed_at) > config.signature_tolerance.as_secs() {
-            return Err("the signature is too old or from the future");
-        }
+    Ok(())
+}
+
+/// Check the request's signature, and that it was made within tolerance.
+fn signed_recently(
+    config: &HttpSourceConfig,
+    secret: &str,
+    headers: &HeaderMap,
+    request: &signature::Signed<'_>,
+) -> Result<(), &'static str> {
+    let given = headers
+        .get(config.signature_header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .ok_or("a signature is required")?;
+    let signed_at = signature::verify(
+        secret.as_bytes(),
+        given,
+        request,
+        config.accept_v1_signatures,
+    )
+    .ok_or("the signature is not valid")?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now.abs_diff(signed_at) > config.signature_tolerance.as_secs() {
+        return Err("the signature is too old or from the future");
     }
     Ok(())
 }

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::connections::{Capped, Held};
 use crate::api::ConnectorError;
 
 /// How long a client has to finish its handshake.
@@ -47,23 +48,19 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, Connector
 
 /// Connections whose TLS handshake is done.
 pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Held<TcpStream>>, SocketAddr)>,
     addr: SocketAddr,
     accepting: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
     /// Accept on `tcp`, handshaking with `acceptor`.
-    pub(crate) fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+    pub(crate) fn new(tcp: Capped, acceptor: TlsAcceptor) -> std::io::Result<Self> {
         let addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let accepting = tokio::spawn(async move {
             loop {
-                let Ok((stream, peer)) = tcp.accept().await else {
-                    // Out of file descriptors and the like: wait, try again.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
+                let (stream, peer) = tcp.next().await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let handshake = acceptor.accept(stream);
@@ -88,7 +85,7 @@ impl Drop for TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Held<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
