@@ -600,3 +600,118 @@ async fn a_producers_sequence_never_takes_another_producers_idempotency_key() ->
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_record_a_webhook_answers_404_or_403_is_dead_lettered_and_the_rest_delivered()
+-> anyhow::Result<()> {
+    // GIVEN a receiver that does not know one order (404), may not take
+    // another (403), and takes the other 18, and answers each refusal by
+    // echoing what it was sent, the sink's credentials included
+    let hook = Webhook::start().await?;
+    let token = "Bearer a-credential-of-the-sink-0123";
+    hook.script(move |hit| {
+        let echo = format!(
+            "you sent {} with {}",
+            hit.text(),
+            hit.header("authorization").unwrap_or_default()
+        );
+        if hit.text().contains("unknown") {
+            (404, Vec::new(), echo)
+        } else if hit.text().contains("forbidden") {
+            (403, Vec::new(), echo)
+        } else {
+            (200, Vec::new(), "ok".to_owned())
+        }
+    });
+    let name = unique("http-404");
+    let input = topic(&name);
+    let dlq = topic(&format!("{name}-dlq"));
+    let records: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let what = match i {
+                5 => "unknown",
+                12 => "forbidden",
+                _ => "known",
+            };
+            (
+                format!("k{i}"),
+                format!("{{\"n\":{i},\"what\":\"{what}\"}}"),
+            )
+        })
+        .collect();
+    publish(&input, &records).await?;
+    let dead_letters = reader(&dlq).await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let cfg = config(
+        port,
+        &input,
+        &hook.url("/hook"),
+        &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 1\n"),
+        &format!("      headers:\n        Authorization: '{token}'\n"),
+    );
+
+    // WHEN the sink drains the topic
+    let sluice = Sluice::start(&dir, &cfg, port)?;
+    drained(&input).await.with_context(|| sluice.log())?;
+
+    // THEN the two refused records are dead-lettered, each with its answer
+    // and without the sink's credential
+    let mut refused = Vec::new();
+    for _ in 0..2 {
+        let msg = dead_letters
+            .receive_with_timeout(DEADLINE)
+            .await?
+            .context("a dead letter is missing")?;
+        let (payload, props) = sluice_tests::message_parts(&msg);
+        let error = props
+            .iter()
+            .find(|(k, _)| k == "sluice.error")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        ensure!(!error.contains("a-credential-of-the-sink"), "{error}");
+        ensure!(error.contains("***"), "{error}");
+        refused.push((String::from_utf8_lossy(&payload).into_owned(), error));
+    }
+    refused.sort();
+    assert!(refused[0].0.contains("\"n\":12") && refused[0].1.contains("403"));
+    assert!(refused[1].0.contains("\"n\":5") && refused[1].1.contains("404"));
+    ensure!(
+        dead_letters
+            .receive_with_timeout(Duration::from_millis(500))
+            .await?
+            .is_none(),
+        "more than two dead letters"
+    );
+    // AND the 18 others were delivered, each once
+    let delivered: Vec<String> = delivered(&hook, |h| {
+        !h.text().contains("unknown") && !h.text().contains("forbidden")
+    })
+    .into_values()
+    .flatten()
+    .map(|h| h.text())
+    .collect();
+    assert_eq!(delivered.len(), 18);
+    let status: serde_json::Value =
+        serde_json::from_str(&sluice.get("/connectors/hook").context("no status")?)?;
+    assert_eq!(
+        (
+            status["records_out"].as_u64(),
+            status["dead_lettered"].as_u64()
+        ),
+        (Some(18), Some(2))
+    );
+    ensure!(
+        !status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a-credential-of-the-sink"),
+        "{status}"
+    );
+    ensure!(
+        !sluice.log().contains("a-credential-of-the-sink"),
+        "the log holds the credential"
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

@@ -44,6 +44,9 @@ pub struct HttpSink {
     /// Message ids a write delivered before it failed as a whole: the
     /// runtime writes that batch again, and these do not go out twice.
     delivered: HashSet<String>,
+    /// Message ids answered a suspect status while other records of their
+    /// batch were delivered: the record's fault, when it comes alone again.
+    confirmed: HashSet<String>,
     /// Where records the filter passes over are counted.
     skips: std::sync::Arc<crate::api::Skips>,
 }
@@ -89,6 +92,7 @@ impl SinkConnector for HttpSink {
             headers,
             content_type_set,
             delivered: HashSet::new(),
+            confirmed: HashSet::new(),
             skips: std::sync::Arc::clone(&context.skips),
         })
     }
@@ -116,11 +120,16 @@ impl SinkConnector for HttpSink {
     }
 }
 
+/// Message ids remembered as refused by their own fault, at most.
+const MAX_CONFIRMED: usize = 4096;
+
 /// What one lane did with its records.
 #[derive(Default)]
 struct LaneOutcome {
     delivered: Vec<usize>,
     refused: Vec<(usize, ConnectorError)>,
+    /// Records answered a suspect status, with the answer.
+    suspects: Vec<(usize, String)>,
     /// Why the lane stopped before its end: retryable, or the setup's fault.
     stopped: Option<ConnectorError>,
 }
@@ -161,8 +170,11 @@ impl Sink for HttpSink {
             .map(|(conn, records)| send_lane(client, &requests, conn, batch, records));
         let outcomes = futures_util::future::join_all(runs).await;
         let mut refused = Vec::new();
+        let mut suspects = Vec::new();
         let mut stopped: Option<ConnectorError> = None;
+        let mut any_delivered = false;
         for outcome in outcomes {
+            any_delivered |= !outcome.delivered.is_empty();
             self.delivered.extend(
                 outcome
                     .delivered
@@ -170,16 +182,15 @@ impl Sink for HttpSink {
                     .map(|&i| batch[i].message_id.clone()),
             );
             refused.extend(outcome.refused);
+            suspects.extend(outcome.suspects);
             if let Some(e) = outcome.stopped {
-                // The setup's fault outweighs a busy receiver.
-                if stopped.as_ref().is_none_or(ConnectorError::is_retryable) {
-                    stopped = Some(e);
-                }
+                stopped = Some(e);
             }
         }
         if let Some(e) = stopped {
             return Err(e);
         }
+        refused.extend(self.judge(batch, suspects, any_delivered)?);
         self.delivered.clear();
         self.skips
             .filtered
@@ -195,6 +206,72 @@ impl Sink for HttpSink {
     async fn close(&mut self) {
         self.lanes.iter_mut().for_each(|c| *c = None);
     }
+}
+
+impl HttpSink {
+    /// Decide what suspect answers (a 404, a 403...) mean: the records'
+    /// own fault when the receiver delivered another record of the same
+    /// batch, or refused the same record so before while it delivered
+    /// others; else the setup's, which fails the batch and stops the sink,
+    /// so that a wrong URL or token never empties the topic into the
+    /// dead-letter topic (decision 0009).
+    fn judge(
+        &mut self,
+        batch: &[SinkRecord],
+        suspects: Vec<(usize, String)>,
+        any_delivered: bool,
+    ) -> Result<Vec<(usize, ConnectorError)>, ConnectorError> {
+        let Some((_, first)) = suspects.first() else {
+            return Ok(Vec::new());
+        };
+        let known = suspects
+            .iter()
+            .all(|(i, _)| self.confirmed.contains(&batch[*i].message_id));
+        if !any_delivered && !known {
+            return Err(ConnectorError::configuration(format!(
+                "{first}, and no record of the batch was delivered (check the sink's url and headers)"
+            )));
+        }
+        if self.confirmed.len() + suspects.len() > MAX_CONFIRMED {
+            self.confirmed.clear();
+        }
+        Ok(suspects
+            .into_iter()
+            .map(|(i, why)| {
+                self.confirmed.insert(batch[i].message_id.clone());
+                (
+                    i,
+                    ConnectorError::permanent(format!(
+                        "{why} (while it took other records: this record's fault)"
+                    )),
+                )
+            })
+            .collect())
+    }
+}
+
+/// An answer's excerpt without the values of the sink's own headers
+/// (credentials), which a receiver that echoes its request would quote:
+/// each value, and a start of one that the excerpt is cut in, becomes
+/// `***`.
+fn redacted(excerpt: &str, headers: &[(String, crate::config::Secret)]) -> String {
+    let mut out = excerpt.to_owned();
+    for (_, value) in headers {
+        let value = value.expose();
+        if value.len() < 4 {
+            continue;
+        }
+        out = out.replace(value, "***");
+        // Cut off inside the value: its start ends the excerpt.
+        for cut in (4..value.len()).rev() {
+            if value.is_char_boundary(cut) && out.ends_with(&value[..cut]) {
+                out.truncate(out.len() - cut);
+                out.push_str("***");
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Whether the filter selects a record: its value is JSON and holds one
@@ -256,7 +333,7 @@ async fn send_lane(
                 Ok(answer) => policy::classify(
                     answer.status,
                     answer.retry_after.as_deref(),
-                    &answer.excerpt,
+                    &redacted(&answer.excerpt, &config.headers),
                 ),
                 Err(why) => Verdict::Retry { after: None, why },
             };
@@ -272,9 +349,9 @@ async fn send_lane(
                     out.refused.extend(refused);
                     break;
                 }
-                Verdict::Misconfigured(why) => {
-                    out.stopped = Some(ConnectorError::configuration(why));
-                    return out;
+                Verdict::Suspect(why) => {
+                    out.suspects.extend(group.iter().map(|&i| (i, why.clone())));
+                    break;
                 }
                 Verdict::Retry { after, why } => {
                     if attempt >= config.max_attempts {
@@ -497,6 +574,27 @@ fn escaped(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::api::Sequence;
+
+    #[test]
+    fn an_answer_that_echoes_the_request_keeps_no_header_value() {
+        let headers = vec![(
+            "Authorization".to_owned(),
+            crate::config::Secret::new("Bearer s3cr3t-token-value"),
+        )];
+        assert_eq!(
+            redacted(
+                "{\"authorization\":\"Bearer s3cr3t-token-value\",\"x\":1}",
+                &headers
+            ),
+            "{\"authorization\":\"***\",\"x\":1}"
+        );
+        // Cut off inside the value.
+        assert_eq!(
+            redacted("you sent Bearer s3cr3t-to", &headers),
+            "you sent ***"
+        );
+        assert_eq!(redacted("nothing here", &headers), "nothing here");
+    }
 
     #[test]
     fn the_idempotency_key_names_the_producer_of_a_sequence() {

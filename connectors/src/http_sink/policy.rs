@@ -17,10 +17,11 @@ pub(crate) enum Verdict {
     /// The receiver refuses this record (another 4xx): sending it again
     /// will not help, and it goes to the dead-letter topic.
     Refused(String),
-    /// The receiver refuses every record alike: the URL or the credentials
-    /// are wrong (3xx, 401, 403, 404, 405, 407). The sink stops and retries
-    /// with backoff; nothing is dead-lettered for the operator's mistake.
-    Misconfigured(String),
+    /// An answer that may be the record's fault or the setup's (3xx, 401,
+    /// 403, 404, 405, 407): a wrong URL or credentials get it for every
+    /// record, a receiver may give it for one (an order it does not know).
+    /// What the other records get tells them apart (decision 0009).
+    Suspect(String),
 }
 
 /// The verdict on an answer with `status`, its `Retry-After` header and the
@@ -37,9 +38,7 @@ pub(crate) fn classify(status: u16, retry_after: Option<&str>, excerpt: &str) ->
             after: retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())),
             why: answered,
         },
-        300..=399 | 401 | 403 | 404 | 405 | 407 => Verdict::Misconfigured(format!(
-            "{answered} (check the sink's url and headers; no record is at fault)"
-        )),
+        300..=399 | 401 | 403 | 404 | 405 | 407 => Verdict::Suspect(answered),
         _ => Verdict::Refused(answered),
     }
 }
@@ -126,11 +125,11 @@ mod tests {
         }
         for status in [301, 401, 403, 404, 405] {
             assert!(
-                matches!(classify(status, None, ""), Verdict::Misconfigured(_)),
+                matches!(classify(status, None, ""), Verdict::Suspect(_)),
                 "{status}"
             );
         }
-        for status in [400, 409, 413, 415, 422] {
+        for status in [400, 409, 410, 413, 415, 422] {
             assert!(
                 matches!(classify(status, None, ""), Verdict::Refused(_)),
                 "{status}"
