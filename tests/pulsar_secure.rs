@@ -266,6 +266,28 @@ async fn refused(case: &str, pulsar: &str, expected: &str, secret: &str) -> anyh
 }
 
 #[tokio::test]
+async fn a_token_whose_exp_is_past_any_time_is_refused_not_a_panic() -> anyhow::Result<()> {
+    // GIVEN a token the broker's key signed, expiring at 5e18 seconds
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let far = secure::mint(
+        "sluice",
+        Some(5_000_000_000_000_000_000 - now),
+        "secret.key",
+    )?;
+    // THEN check and run both say what is wrong with it, and the process
+    // keeps serving its status
+    refused(
+        "far-exp",
+        &pulsar_section(secure::URL, &pg::ca(), &format!("  authToken: {far}\n")),
+        "exp claim",
+        &far,
+    )
+    .await
+}
+
+#[tokio::test]
 async fn bad_credentials_and_bad_tls_fail_clearly_at_check_and_at_run() -> anyhow::Result<()> {
     let dir = temp_dir("sec-bad")?;
     let other_ca = sluice_tests::other_ca(&dir)?;

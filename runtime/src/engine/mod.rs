@@ -33,6 +33,29 @@ pub(crate) enum TaskError {
     Pulsar(#[from] PulsarError),
     #[error(transparent)]
     Connector(#[from] ConnectorError),
+    /// The run panicked: a bug. It is reported and restarted like any
+    /// failure, rather than leave the connector's status stale.
+    #[error("the connector panicked: {0}")]
+    Panicked(String),
+}
+
+/// Run one attempt of a connector, turning a panic into
+/// [`TaskError::Panicked`] with its message.
+async fn guarded<T>(
+    attempt: impl std::future::Future<Output = Result<T, TaskError>>,
+) -> Result<T, TaskError> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            Err(TaskError::Panicked(message))
+        }
+    }
 }
 
 /// Exponential backoff: 100 ms doubling to 30 s.
@@ -188,7 +211,7 @@ async fn supervise_source(
         let started = Instant::now();
         status.set_state(State::Starting);
         let (mut run, mut held) = (None, None);
-        let outcome = async {
+        let outcome = guarded(async {
             let client: &pulsar::Client = held.insert(pulsar::connect(&settings).await?);
             let shutdown = &run
                 .insert(renewal::Run::new(&shutdown, client.renew_at(), &def.name))
@@ -231,7 +254,7 @@ async fn supervise_source(
             let result = source_task::run(&def, client, &mut source, &status, shutdown).await;
             source.close().await;
             result
-        }
+        })
         .await;
         if let Some(client) = held.take() {
             client.close().await;
@@ -305,7 +328,7 @@ async fn supervise_sink(
         let started = Instant::now();
         status.set_state(State::Starting);
         let (mut run, mut held) = (None, None);
-        let outcome: Result<Option<sink_task::Ended>, TaskError> = async {
+        let outcome: Result<Option<sink_task::Ended>, TaskError> = guarded(async {
             let client: &pulsar::Client = held.insert(pulsar::connect(&settings).await?);
             let shutdown = &run
                 .insert(renewal::Run::new(
@@ -345,7 +368,7 @@ async fn supervise_sink(
             consumer.close().await;
             sink.close().await;
             result.map(Some)
-        }
+        })
         .await;
         if let Some(client) = held.take() {
             client.close().await;

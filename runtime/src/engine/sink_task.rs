@@ -136,6 +136,7 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        crate::failpoint::pass("sink-batch");
         let handles: Vec<AckHandle> = batch.iter().map(|r| r.handle).collect();
         // Released at the end of this turn, once the batch is acknowledged.
         let mut _held = Vec::with_capacity(batch.len());

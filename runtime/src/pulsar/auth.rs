@@ -40,9 +40,14 @@ impl Credentials {
         let kind = match &settings.auth {
             PulsarAuth::None => Kind::None,
             PulsarAuth::Token(source) => {
-                if let TokenSource::File(path) = source {
-                    read_token(path).map_err(|e| PulsarError::config("read the token", e))?;
-                }
+                let token = match source {
+                    TokenSource::File(path) => {
+                        read_token(path).map_err(|e| PulsarError::config("read the token", e))?
+                    }
+                    TokenSource::Value(token) => token.clone(),
+                };
+                renew_at(token.expose(), Instant::now(), std::time::SystemTime::now())
+                    .map_err(|e| PulsarError::config("read the token", e))?;
                 Kind::Token(source.clone())
             }
             PulsarAuth::OAuth2(oauth) => {
@@ -75,7 +80,10 @@ impl Credentials {
     /// When a client built now should reconnect to renew its token.
     pub(crate) fn renew_at(&self) -> Option<Instant> {
         let token = self.token().ok()?;
-        renew_at(token.expose(), Instant::now(), std::time::SystemTime::now())
+        renew_at(token.expose(), Instant::now(), std::time::SystemTime::now()).unwrap_or_else(|e| {
+            warn!(error = %e, "the token will not be renewed before it expires");
+            None
+        })
     }
 
     /// The current token, for an `Authorization: Bearer` header.
@@ -128,20 +136,54 @@ impl AuthProvider for CertificateAuth {
     }
 }
 
+/// The longest a token may live: an `exp` or `expires_in` past it is not a
+/// time sluice can plan a renewal around, and is refused.
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 366 * 86_400);
+
 /// When a client that connected `now` with `token` should reconnect with
 /// a fresh one: at four fifths of the time left until the JWT's `exp`.
 /// `None` for a token that does not expire (or is not a JWT, or has
-/// expired: the broker refuses it anyway).
-pub(crate) fn renew_at(token: &str, now: Instant, wall: std::time::SystemTime) -> Option<Instant> {
+/// expired: the broker refuses it anyway). An `exp` further than
+/// [`MAX_LIFETIME`] away is an error, not an overflow.
+pub(crate) fn renew_at(
+    token: &str,
+    now: Instant,
+    wall: std::time::SystemTime,
+) -> Result<Option<Instant>, String> {
     use base64::Engine as _;
-    let claims = token.split('.').nth(1)?;
-    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(claims.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
-    let exp = std::time::UNIX_EPOCH + Duration::from_secs(claims["exp"].as_u64()?);
-    let left = exp.duration_since(wall).ok()?;
-    Some(now + left * 4 / 5)
+    let Some(claims) = token.split('.').nth(1).and_then(|c| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c.trim_end_matches('='))
+            .ok()
+    }) else {
+        return Ok(None);
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&claims) else {
+        return Ok(None);
+    };
+    let exp = match &claims["exp"] {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    };
+    let too_far = || {
+        format!(
+            "the token's exp claim ({}) is not a time within {} years",
+            claims["exp"],
+            MAX_LIFETIME.as_secs() / 31_622_400
+        )
+    };
+    let exp = exp
+        .map(Duration::from_secs)
+        .and_then(|exp| std::time::UNIX_EPOCH.checked_add(exp))
+        .ok_or_else(too_far)?;
+    let Ok(left) = exp.duration_since(wall) else {
+        return Ok(None);
+    };
+    if left > MAX_LIFETIME {
+        return Err(too_far());
+    }
+    Ok(now.checked_add(left / 5 * 4))
 }
 
 /// A token file's content. The file is read on each use, so a rotated
@@ -273,9 +315,19 @@ fn fetch_blocking(settings: &OAuth2Settings, agent: &ureq::Agent) -> Result<Gran
         .as_str()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| format!("{endpoint} answered without an access_token"))?;
-    let lifetime = answer["expires_in"]
-        .as_u64()
-        .map_or(Duration::from_secs(3600), Duration::from_secs);
+    let lifetime = match &answer["expires_in"] {
+        serde_json::Value::Null => Duration::from_secs(3600),
+        value => value
+            .as_u64()
+            .map(Duration::from_secs)
+            .filter(|l| *l <= MAX_LIFETIME)
+            .ok_or_else(|| {
+                format!(
+                    "{endpoint} answered expires_in {value}, not a number of seconds within {} years",
+                    MAX_LIFETIME.as_secs() / 31_622_400
+                )
+            })?,
+    };
     Ok(Grant {
         token: Secret::new(token),
         lifetime,
@@ -360,16 +412,29 @@ mod tests {
             now,
             wall,
         );
-        assert_eq!(at, Some(now + Duration::from_secs(80)));
+        assert_eq!(at, Ok(Some(now + Duration::from_secs(80))));
         assert_eq!(
             renew_at(&jwt(serde_json::json!({"sub": "a"})), now, wall),
-            None
+            Ok(None)
         );
         assert_eq!(
             renew_at(&jwt(serde_json::json!({"exp": 900})), now, wall),
-            None
+            Ok(None)
         );
-        assert_eq!(renew_at("not-a-jwt", now, wall), None);
+        assert_eq!(renew_at("not-a-jwt", now, wall), Ok(None));
+        // An exp past any plan is an error, however it is written.
+        for exp in [
+            serde_json::json!(5_000_000_000_000_000_000_u64),
+            serde_json::json!(5e18),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("soon"),
+        ] {
+            let got = renew_at(&jwt(serde_json::json!({ "exp": exp })), now, wall);
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains("exp claim")),
+                "{exp}: {got:?}"
+            );
+        }
     }
 
     #[test]
