@@ -17,6 +17,7 @@ pub mod http_sink;
 pub mod http_source;
 pub mod postgres_cdc;
 mod registry;
+pub mod secret_files;
 pub mod signature;
 mod time;
 
@@ -26,6 +27,14 @@ pub use api::{
     SourceConnector, SourceContext, SourceRecord,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
+
+/// Make ring the process's TLS provider, for the clients that take the
+/// process's default (the database driver's, for one): without one, such a
+/// client panics when it first builds a TLS configuration. Call once, at
+/// start; later calls change nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub use registry::{AnySink, AnySource, SinkEntry, SinkSpec, SourceEntry, SourceSpec};
 
 use registry::Registered;

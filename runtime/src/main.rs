@@ -18,6 +18,7 @@ use tracing::{info, warn};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    sluice_connectors::install_tls_provider();
     let loaded = match &cli.command {
         Command::Run(a) => config::load_pipeline(&a.config),
         Command::Validate(a) | Command::Check(a) => match &a.config {
@@ -138,6 +139,11 @@ fn watch_signals(shutdown: CancellationToken) {
 
 async fn run(loaded: Loaded) -> ExitCode {
     let pipeline = loaded.pipeline;
+    for (what, path) in pipeline.pulsar.secret_files() {
+        if let Some(w) = sluice_connectors::secret_files::too_open(what, path) {
+            warn!("{w}");
+        }
+    }
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone());
     let statuses = engine::statuses(&pipeline);
@@ -174,7 +180,13 @@ async fn run(loaded: Loaded) -> ExitCode {
 
 async fn check(loaded: Loaded) -> ExitCode {
     let pipeline = loaded.pipeline;
-    let mut findings: Vec<(String, Severity, String)> = Vec::new();
+    let mut findings: Vec<(String, Severity, String)> = pipeline
+        .pulsar
+        .secret_files()
+        .into_iter()
+        .filter_map(|(what, path)| sluice_connectors::secret_files::too_open(what, path))
+        .map(|w| ("pulsar".to_owned(), Severity::Warning, w))
+        .collect();
     let client = match pulsar::connect(&pipeline.pulsar).await {
         Ok(c) => {
             println!("ok    pulsar: connected to {}", pipeline.pulsar.service_url);

@@ -163,11 +163,47 @@ fn redact(url: &str) -> String {
     out
 }
 
-/// A TLS parameter of a `jdbcUrl` as the driver takes it: Postgres's
-/// `sslmode` (libpq's values), MySQL's `ssl-mode`, and the JDBC drivers'
-/// `sslMode` and `serverSslCert` spellings for MySQL/MariaDB. Other
-/// parameters pass as they are.
-fn tls_parameter(dialect: Dialect, key: &str, value: &str) -> Result<String, String> {
+/// Which driver's meaning a `jdbcUrl`'s parameters have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// pgjdbc, or libpq's URL form.
+    Postgres,
+    /// MySQL Connector/J, or a `mysql://` URL.
+    MySql,
+    /// MariaDB Connector/J, or a `mariadb://` URL.
+    MariaDb,
+}
+
+/// The query parameters sluice takes, by driver; any other is refused by
+/// name (its value never shown): the database's client would ignore it, or
+/// log its value.
+const PG_PARAMETERS: &str = "user, password, ssl, sslmode, sslrootcert, sslcert, sslkey, \
+    application_name (ApplicationName), statement-cache-capacity";
+const MYSQL_PARAMETERS: &str = "user, password, sslMode (ssl-mode), serverSslCert (ssl-ca), \
+    ssl-cert, ssl-key, and Connector/J's useSSL, requireSSL, verifyServerCertificate \
+    (MariaDB's useSsl, trustServerCertificate, disableSslHostnameVerification), charset, \
+    collation, socket, statement-cache-capacity";
+
+/// A `true` or `false` parameter.
+fn flag(key: &str, value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("the parameter {key} is neither true nor false")),
+    }
+}
+
+/// A `jdbcUrl`'s query as the parameters sluice connects with, each
+/// meaning what it means to the driver the URL names, never less TLS than
+/// it asks for.
+fn parameters(driver: Driver, pairs: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    match driver {
+        Driver::Postgres => pg_parameters(pairs),
+        Driver::MySql | Driver::MariaDb => mysql_parameters(driver, pairs),
+    }
+}
+
+fn pg_parameters(pairs: &[(&str, &str)]) -> Result<Vec<String>, String> {
     const PG_MODES: [&str; 6] = [
         "disable",
         "allow",
@@ -176,30 +212,139 @@ fn tls_parameter(dialect: Dialect, key: &str, value: &str) -> Result<String, Str
         "verify-ca",
         "verify-full",
     ];
-    match (dialect, key) {
-        (Dialect::Postgres, "sslmode") if !PG_MODES.contains(&value) => Err(format!(
-            "sslmode \"{value}\" is not one of {}",
-            PG_MODES.join(", ")
-        )),
-        (Dialect::MySql, "sslMode" | "ssl-mode" | "ssl_mode") => {
-            let mode = match value.to_ascii_lowercase().replace('_', "-").as_str() {
-                "disable" | "disabled" => "DISABLED",
-                "preferred" | "prefer" => "PREFERRED",
-                "trust" | "required" | "require" => "REQUIRED",
-                "verify-ca" => "VERIFY_CA",
-                "verify-full" | "verify-identity" => "VERIFY_IDENTITY",
-                _ => {
-                    return Err(format!(
-                        "{key} \"{value}\" is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY \
-                         (or the MariaDB driver's disable, trust, verify-ca, verify-full)"
-                    ));
-                }
-            };
-            Ok(format!("ssl-mode={mode}"))
+    let mut kept = Vec::new();
+    let mut ssl = None;
+    let mut mode = None;
+    for (key, value) in pairs {
+        match *key {
+            "sslmode" if PG_MODES.contains(value) => mode = Some((*value).to_owned()),
+            "sslmode" => {
+                return Err(format!(
+                    "sslmode \"{value}\" is not one of {}",
+                    PG_MODES.join(", ")
+                ));
+            }
+            // pgjdbc: ssl=true verifies the chain and the host name unless
+            // sslmode says otherwise.
+            "ssl" => ssl = Some(flag(key, value)?),
+            "sslrootcert"
+            | "sslcert"
+            | "sslkey"
+            | "application_name"
+            | "statement-cache-capacity" => kept.push(format!("{key}={value}")),
+            "ApplicationName" => kept.push(format!("application_name={value}")),
+            "sslpassword" | "sslfactory" | "sslhostnameverifier" | "sslpasswordcallback" => {
+                return Err(format!(
+                    "the parameter {key} is pgjdbc's and sluice does not take it: \
+                     use sslmode, sslrootcert, sslcert and an unencrypted sslkey"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "the parameter {other} is not one sluice takes for Postgres ({PG_PARAMETERS})"
+                ));
+            }
         }
-        (Dialect::MySql, "serverSslCert") => Ok(format!("ssl-ca={value}")),
-        _ => Ok(format!("{key}={value}")),
     }
+    let mode = mode.or_else(|| {
+        ssl.map(|on| {
+            if on {
+                "verify-full".to_owned()
+            } else {
+                "disable".to_owned()
+            }
+        })
+    });
+    if let Some(mode) = mode {
+        kept.insert(0, format!("sslmode={mode}"));
+    }
+    Ok(kept)
+}
+
+fn mysql_parameters(driver: Driver, pairs: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    let mut kept = Vec::new();
+    let mut mode = None;
+    // Connector/J's older switches, and MariaDB's.
+    let (mut use_ssl, mut require, mut verify, mut trust, mut no_host) =
+        (None, None, None, None, None);
+    for (key, value) in pairs {
+        match (driver, *key) {
+            (_, "sslMode" | "ssl-mode" | "ssl_mode") => {
+                mode = Some(
+                    match value.to_ascii_lowercase().replace('_', "-").as_str() {
+                        "disable" | "disabled" => "DISABLED",
+                        "preferred" | "prefer" => "PREFERRED",
+                        "trust" | "required" | "require" => "REQUIRED",
+                        "verify-ca" => "VERIFY_CA",
+                        "verify-full" | "verify-identity" => "VERIFY_IDENTITY",
+                        _ => {
+                            return Err(format!(
+                                "{key} \"{value}\" is not one of DISABLED, PREFERRED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY \
+                             (or the MariaDB driver's disable, trust, verify-ca, verify-full)"
+                            ));
+                        }
+                    },
+                );
+            }
+            (_, "serverSslCert" | "ssl-ca" | "sslca") => kept.push(format!("ssl-ca={value}")),
+            (_, "ssl-cert" | "sslcert") => kept.push(format!("ssl-cert={value}")),
+            (_, "ssl-key" | "sslkey") => kept.push(format!("ssl-key={value}")),
+            (_, "charset" | "collation" | "socket" | "statement-cache-capacity") => {
+                kept.push(format!("{key}={value}"));
+            }
+            (Driver::MySql, "useSSL") | (Driver::MariaDb, "useSsl" | "useSSL") => {
+                use_ssl = Some(flag(key, value)?);
+            }
+            (Driver::MySql, "requireSSL") => require = Some(flag(key, value)?),
+            (Driver::MySql, "verifyServerCertificate") => verify = Some(flag(key, value)?),
+            (Driver::MariaDb, "trustServerCertificate") => trust = Some(flag(key, value)?),
+            (Driver::MariaDb, "disableSslHostnameVerification") => {
+                no_host = Some(flag(key, value)?);
+            }
+            (_, other) => {
+                return Err(format!(
+                    "the parameter {other} is not one sluice takes for MySQL/MariaDB ({MYSQL_PARAMETERS})"
+                ));
+            }
+        }
+    }
+    let older = [use_ssl, require, verify, trust, no_host]
+        .iter()
+        .any(Option::is_some);
+    if older && mode.is_some() {
+        return Err(
+            "give sslMode, or the driver's older useSSL, requireSSL, verifyServerCertificate \
+             (useSsl, trustServerCertificate), not both"
+                .to_owned(),
+        );
+    }
+    let older_mode = match driver {
+        // Connector/J 8 reads the older switches so.
+        Driver::MySql if verify == Some(true) => Some("VERIFY_CA"),
+        Driver::MySql if require == Some(true) && use_ssl == Some(false) => {
+            return Err("requireSSL=true contradicts useSSL=false".to_owned());
+        }
+        Driver::MySql if require == Some(true) => Some("REQUIRED"),
+        Driver::MySql if use_ssl == Some(false) => Some("DISABLED"),
+        Driver::MySql => older.then_some("PREFERRED"),
+        // MariaDB Connector/J: useSsl verifies the chain and the host name
+        // unless told to trust or to skip the host name.
+        Driver::MariaDb if use_ssl == Some(true) && trust == Some(true) => Some("REQUIRED"),
+        Driver::MariaDb if use_ssl == Some(true) && no_host == Some(true) => Some("VERIFY_CA"),
+        Driver::MariaDb if use_ssl == Some(true) => Some("VERIFY_IDENTITY"),
+        Driver::MariaDb if use_ssl == Some(false) => Some("DISABLED"),
+        Driver::MariaDb if older => {
+            return Err(
+                "trustServerCertificate and disableSslHostnameVerification need useSsl=true"
+                    .to_owned(),
+            );
+        }
+        _ => None,
+    };
+    if let Some(mode) = mode.or(older_mode) {
+        kept.insert(0, format!("ssl-mode={mode}"));
+    }
+    Ok(kept)
 }
 
 /// A parsed `jdbcUrl`: the dialect, the URL sluice connects with, and the
@@ -210,20 +355,20 @@ type ParsedUrl = (Dialect, String, Option<String>, Option<Secret>);
 /// `jdbc:mysql://...`, `jdbc:mariadb://...`, `mysql://...`, `jdbc:sqlite:path`
 /// or `sqlite:path`, as the URL sluice connects with.
 fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
-    const SCHEMES: [(&str, Dialect); 9] = [
-        ("jdbc:postgresql://", Dialect::Postgres),
-        ("postgresql://", Dialect::Postgres),
-        ("postgres://", Dialect::Postgres),
-        ("jdbc:mysql://", Dialect::MySql),
-        ("jdbc:mariadb://", Dialect::MySql),
-        ("mysql://", Dialect::MySql),
-        ("mariadb://", Dialect::MySql),
-        ("jdbc:sqlite:", Dialect::Sqlite),
-        ("sqlite:", Dialect::Sqlite),
+    const SCHEMES: [(&str, Dialect, Driver); 9] = [
+        ("jdbc:postgresql://", Dialect::Postgres, Driver::Postgres),
+        ("postgresql://", Dialect::Postgres, Driver::Postgres),
+        ("postgres://", Dialect::Postgres, Driver::Postgres),
+        ("jdbc:mysql://", Dialect::MySql, Driver::MySql),
+        ("jdbc:mariadb://", Dialect::MySql, Driver::MariaDb),
+        ("mysql://", Dialect::MySql, Driver::MySql),
+        ("mariadb://", Dialect::MySql, Driver::MariaDb),
+        ("jdbc:sqlite:", Dialect::Sqlite, Driver::Postgres),
+        ("sqlite:", Dialect::Sqlite, Driver::Postgres),
     ];
-    let (rest, dialect) = SCHEMES
+    let (rest, dialect, driver) = SCHEMES
         .iter()
-        .find_map(|(scheme, d)| raw.strip_prefix(scheme).map(|rest| (rest, *d)))
+        .find_map(|(scheme, d, v)| raw.strip_prefix(scheme).map(|rest| (rest, *d, *v)))
         .ok_or_else(|| {
             format!(
                 "\"{}\" is not a Postgres, MySQL/MariaDB or SQLite URL \
@@ -242,15 +387,16 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     }
     let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut user, mut password) = (None, None);
-    let mut kept: Vec<String> = Vec::new();
+    let mut pairs = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("user", v)) => user = Some(v.to_owned()),
             Some(("password", v)) => password = Some(Secret::new(v)),
-            Some((k, v)) => kept.push(tls_parameter(dialect, k, v)?),
-            None => kept.push(pair.to_owned()),
+            Some((k, v)) => pairs.push((k, v)),
+            None => pairs.push((pair, "")),
         }
     }
+    let kept = parameters(driver, &pairs)?;
     let scheme = if dialect == Dialect::MySql {
         "mysql"
     } else {
@@ -290,6 +436,19 @@ pub(crate) fn topic_table(topic: &str) -> &str {
 }
 
 impl DbSinkConfig {
+    /// The warning for a client key file (`sslkey`, `ssl-key`) that others
+    /// than its owner may read.
+    pub(crate) fn client_key_too_open(&self) -> Option<String> {
+        let query = self.url.split_once('?')?.1;
+        query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .filter(|(k, _)| matches!(*k, "sslkey" | "ssl-key"))
+            .find_map(|(_, path)| {
+                crate::secret_files::too_open("the client key", std::path::Path::new(path))
+            })
+    }
+
     /// The table a topic's records go to: its `topicToTable` entry (by full
     /// name or last path segment, of the topic or of the partitioned topic
     /// it is a partition of), else `tableName`, else the topic's own table
@@ -504,6 +663,83 @@ mod tests {
         let (_, report) =
             DbSinkConfig::from_configs(&configs(&[("jdbcUrl", "postgres://db/w?sslmode=verify")]));
         assert_eq!(report.errors.len(), 1, "{report:?}");
+    }
+
+    #[test]
+    fn the_drivers_older_tls_switches_mean_what_they_mean_to_the_driver() {
+        let url = |raw: &str| {
+            let (c, report) = DbSinkConfig::from_configs(&configs(&[("jdbcUrl", raw)]));
+            assert!(report.errors.is_empty(), "{raw}: {report:?}");
+            c.map(|c| c.url).unwrap_or_default()
+        };
+        // pgjdbc: ssl=true verifies the chain and the host name.
+        assert_eq!(
+            url("jdbc:postgresql://db/w?ssl=true"),
+            "postgres://db/w?sslmode=verify-full"
+        );
+        assert_eq!(
+            url("jdbc:postgresql://db/w?ssl=true&sslmode=require"),
+            "postgres://db/w?sslmode=require"
+        );
+        assert_eq!(
+            url("jdbc:postgresql://db/w?ApplicationName=shop"),
+            "postgres://db/w?application_name=shop"
+        );
+        // Connector/J 8.
+        for (query, mode) in [
+            (
+                "useSSL=true&requireSSL=true&verifyServerCertificate=true",
+                "VERIFY_CA",
+            ),
+            ("useSSL=true&requireSSL=true", "REQUIRED"),
+            ("useSSL=true", "PREFERRED"),
+            ("useSSL=false", "DISABLED"),
+        ] {
+            assert_eq!(
+                url(&format!("jdbc:mysql://db/s?{query}")),
+                format!("mysql://db/s?ssl-mode={mode}"),
+                "{query}"
+            );
+        }
+        // MariaDB Connector/J.
+        for (query, mode) in [
+            ("useSsl=true", "VERIFY_IDENTITY"),
+            ("useSsl=true&trustServerCertificate=true", "REQUIRED"),
+            (
+                "useSsl=true&disableSslHostnameVerification=true",
+                "VERIFY_CA",
+            ),
+        ] {
+            assert_eq!(
+                url(&format!("jdbc:mariadb://db/s?{query}")),
+                format!("mysql://db/s?ssl-mode={mode}"),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_parameter_the_driver_does_not_know_is_refused_by_name_without_its_value() {
+        for raw in [
+            "jdbc:postgresql://db/w?connectTimeout=hunter2",
+            "jdbc:postgresql://db/w?sslpassword=hunter2",
+            "jdbc:mysql://db/s?serverTimezone=hunter2",
+            "jdbc:mysql://db/s?sslMode=REQUIRED&useSSL=hunter2",
+            "jdbc:mysql://db/s?useSSL=hunter2",
+        ] {
+            let (c, report) = DbSinkConfig::from_configs(&configs(&[("jdbcUrl", raw)]));
+            assert!(c.is_none(), "{raw}");
+            let text = format!("{report:?}");
+            assert!(!text.contains("hunter2"), "{raw}: {text}");
+        }
+        let (_, report) = DbSinkConfig::from_configs(&configs(&[(
+            "jdbcUrl",
+            "jdbc:postgresql://db/w?connectTimeout=5",
+        )]));
+        assert!(
+            format!("{report:?}").contains("the parameter connectTimeout is not one sluice takes"),
+            "{report:?}"
+        );
     }
 
     #[test]

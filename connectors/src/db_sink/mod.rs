@@ -224,6 +224,9 @@ impl SinkConnector for DbSink {
     /// Connect to the target; under EFFECTIVELY_ONCE, create the watermark
     /// table if needed and read the sink's marks.
     async fn open(config: DbSinkConfig, context: &SinkContext) -> Result<Self, ConnectorError> {
+        if let Some(w) = config.client_key_too_open() {
+            tracing::warn!("{w}");
+        }
         let pool = connect(&config).await?;
         let schema = catalog::default_schema(&pool, config.dialect)
             .await
@@ -253,7 +256,9 @@ impl SinkConnector for DbSink {
     }
 
     async fn preflight(config: &DbSinkConfig) -> Vec<Finding> {
-        check_target(config).await
+        let mut found = check_target(config).await;
+        found.extend(config.client_key_too_open().map(Finding::warning));
+        found
     }
 }
 

@@ -109,6 +109,13 @@ impl SourceConnector for HttpSource {
         config: HttpSourceConfig,
         context: &SourceContext,
     ) -> Result<Self, ConnectorError> {
+        if let Some(w) = config
+            .tls
+            .as_ref()
+            .and_then(|(_, key)| crate::secret_files::too_open("the TLS key", key))
+        {
+            tracing::warn!("{w}");
+        }
         let effectively_once = context.guarantee == Guarantee::EffectivelyOnce;
         let (journal, keys, next) = if effectively_once {
             let dir = config.state_dir.as_ref().ok_or_else(|| {
@@ -218,10 +225,11 @@ impl SourceConnector for HttpSource {
                 config.host, config.port
             )));
         }
-        if let Some((cert, key)) = &config.tls
-            && let Err(e) = tls::acceptor(cert, key)
-        {
-            out.push(Finding::error(e.to_string()));
+        if let Some((cert, key)) = &config.tls {
+            if let Err(e) = tls::acceptor(cert, key) {
+                out.push(Finding::error(e.to_string()));
+            }
+            out.extend(crate::secret_files::too_open("the TLS key", key).map(Finding::warning));
         }
         out
     }

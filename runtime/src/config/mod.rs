@@ -40,6 +40,21 @@ pub struct PulsarSettings {
     /// a source's publishes awaiting the broker's receipt (`memoryLimitBytes`;
     /// 0 is no limit).
     pub memory_limit_bytes: u64,
+    /// Whether a token may go to an `http://` admin API or OAuth2 issuer,
+    /// where anyone on the path reads it (`sendCredentialsOverPlainHttp`).
+    pub send_credentials_over_plain_http: bool,
+}
+
+impl PulsarSettings {
+    /// The files that hold this client's secrets, by what they are.
+    pub fn secret_files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        match &self.auth {
+            PulsarAuth::Token(TokenSource::File(path)) => vec![("the token file", path)],
+            PulsarAuth::OAuth2(o) => vec![("the OAuth2 credentials file", &o.private_key)],
+            PulsarAuth::Tls { key, .. } => vec![("the client key", key)],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The default broker, as `pulsar-admin` assumes it.

@@ -35,6 +35,7 @@ pub(crate) struct PulsarSection {
     pub(crate) tls_allow_insecure_connection: Option<bool>,
     pub(crate) tls_enable_hostname_verification: Option<bool>,
     pub(crate) memory_limit_bytes: Option<u64>,
+    pub(crate) send_credentials_over_plain_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

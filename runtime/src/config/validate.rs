@@ -229,6 +229,7 @@ pub(crate) fn connector_file_from_str(
         tls_allow_insecure_connection: overrides.tls_allow_insecure,
         tls_hostname_verification: overrides.tls_hostname_verification.unwrap_or(true),
         memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+        send_credentials_over_plain_http: false,
     };
     if overrides.auth_params.is_some() && overrides.auth_plugin.is_none() {
         ctx.error(
@@ -298,6 +299,7 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
             tls_allow_insecure_connection: false,
             tls_hostname_verification: true,
             memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            send_credentials_over_plain_http: false,
         };
     };
     let service_url = match &s.service_url {
@@ -349,6 +351,7 @@ fn pulsar_settings(section: Option<super::raw::PulsarSection>, ctx: &mut Ctx) ->
         tls_allow_insecure_connection: s.tls_allow_insecure_connection.unwrap_or(false),
         tls_hostname_verification: s.tls_enable_hostname_verification.unwrap_or(true),
         memory_limit_bytes: s.memory_limit_bytes.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES),
+        send_credentials_over_plain_http: s.send_credentials_over_plain_http.unwrap_or(false),
     };
     check_tls(&settings, "pulsar.tlsAllowInsecureConnection", ctx);
     settings
@@ -371,15 +374,68 @@ fn auth_of(
     }
 }
 
-/// TLS settings that cannot work together, or that protect nothing.
+/// TLS settings that cannot work together, or that protect nothing; and
+/// credentials that would cross plain HTTP.
 fn check_tls(settings: &PulsarSettings, path: &str, ctx: &mut Ctx) {
     let tls = settings.service_url.starts_with("pulsar+ssl://");
-    if settings.tls_allow_insecure_connection && tls {
-        ctx.warn(
-            None,
-            path,
-            "accepts any broker certificate: anyone on the path can pose as the broker and read the credentials",
-        );
+    let issuer = match &settings.auth {
+        PulsarAuth::OAuth2(o) => Some(o.issuer_url.as_str()),
+        _ => None,
+    };
+    if settings.tls_allow_insecure_connection {
+        // Every connection whose certificate is no longer checked.
+        let mut weakened = Vec::new();
+        if tls {
+            weakened.push(format!("the broker ({})", settings.service_url));
+        }
+        if let Some(web) = &settings.web_service_url
+            && web.starts_with("https://")
+        {
+            weakened.push(format!("the admin API ({web})"));
+        } else if settings.web_service_url.is_none() && tls {
+            weakened.push("the admin API (the broker's host, on 8443)".to_owned());
+        }
+        if let Some(issuer) = issuer.filter(|i| i.starts_with("https://")) {
+            weakened.push(format!("the OAuth2 issuer ({issuer})"));
+        }
+        if !weakened.is_empty() {
+            ctx.warn(
+                None,
+                path,
+                format!(
+                    "accepts any certificate from {}: anyone on the path can pose as them and read the credentials",
+                    weakened.join(", ")
+                ),
+            );
+        }
+    }
+    let bearer = matches!(settings.auth, PulsarAuth::Token(_) | PulsarAuth::OAuth2(_));
+    if !settings.send_credentials_over_plain_http {
+        if bearer
+            && let Some(web) = settings
+                .web_service_url
+                .as_deref()
+                .filter(|w| w.starts_with("http://"))
+        {
+            ctx.error(
+                None,
+                "pulsar.webServiceUrl",
+                format!(
+                    "{web} is plain HTTP, and the token would go to it readable by anyone on the path: \
+                     use https://, or set pulsar.sendCredentialsOverPlainHttp: true to send it anyway"
+                ),
+            );
+        }
+        if let Some(issuer) = issuer.filter(|i| i.starts_with("http://")) {
+            ctx.error(
+                None,
+                "pulsar.authParams",
+                format!(
+                    "issuerUrl {issuer} is plain HTTP, and the client secret would go to it readable by anyone on the path: \
+                     use https://, or set pulsar.sendCredentialsOverPlainHttp: true to send it anyway"
+                ),
+            );
+        }
     }
     if !tls && matches!(settings.auth, PulsarAuth::Tls { .. }) {
         ctx.error(

@@ -101,7 +101,15 @@ impl Client {
     pub(super) fn admin_get(&self, base: &str) -> Result<Get, PulsarError> {
         let base = base.trim_end_matches('/').to_owned();
         let agent = tls::http_agent(&self.settings, self.credentials.identity())?;
-        let bearer = self.credentials.bearer()?;
+        // A token never goes over plain HTTP unless the configuration says
+        // so (validation refuses an http:// webServiceUrl with one; this
+        // covers the admin URL taken from a pulsar:// serviceUrl).
+        let bearer =
+            if base.starts_with("http://") && !self.settings.send_credentials_over_plain_http {
+                None
+            } else {
+                self.credentials.bearer()?
+            };
         Ok(Box::new(move |path: String| {
             let url = format!("{base}{path}");
             let mut request = agent.get(&url);
