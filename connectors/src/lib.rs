@@ -13,6 +13,8 @@ pub mod datagen;
 pub mod db_sink;
 pub mod debezium;
 pub mod file_sink;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_sink;
 pub mod http_source;
 pub mod postgres_cdc;

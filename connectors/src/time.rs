@@ -1,20 +1,25 @@
 //! Calendar arithmetic shared by the connectors: days and microseconds since
 //! the Unix epoch, to and from proleptic Gregorian dates and times.
 
-/// Days from 1970-01-01 to a proleptic Gregorian date.
+/// Days from 1970-01-01 to a proleptic Gregorian date. Worked in 128 bits,
+/// so that any year a message names gives an answer, not an overflow; one
+/// past what 64 bits hold is clamped.
 pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = i128::from(year);
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let m = i128::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i128::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let days = era * 146_097 + doe - 719_468;
+    i64::try_from(days).unwrap_or(if days < 0 { i64::MIN } else { i64::MAX })
 }
 
-/// The date of a day count from 1970-01-01.
+/// The date of a day count from 1970-01-01, for any count: worked in 128
+/// bits (the year of any `i64` count fits an `i64`).
 pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
+    let z = i128::from(days) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -22,8 +27,8 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    (y as i64, m, d)
 }
 
 /// Microseconds since midnight as `HH:MM:SS[.ffffff]`.

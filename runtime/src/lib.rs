@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 mod failpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod pulsar;

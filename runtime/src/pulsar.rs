@@ -7,13 +7,13 @@ mod admin;
 mod auth;
 mod backlog;
 mod bundle;
-mod consumer;
+pub(crate) mod consumer;
 mod producer;
 mod schema;
 mod tls;
 mod transactions;
 mod unreadable;
-mod value_schemas;
+pub(crate) mod value_schemas;
 
 pub use admin::partitioned_name;
 pub use backlog::Backlog;

@@ -10,11 +10,11 @@
 mod catalog;
 mod changes;
 mod config;
-mod encodings;
+pub(crate) mod encodings;
 mod errors;
 pub mod sql;
 mod text;
-mod values;
+pub(crate) mod values;
 mod watermark;
 
 use std::collections::{HashMap, HashSet};

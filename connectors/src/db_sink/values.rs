@@ -274,6 +274,16 @@ mod tests {
     }
 
     #[test]
+    fn dates_and_timestamps_of_any_count_are_text_not_an_overflow() {
+        let (max, min) = (serde_json::json!(i64::MAX), serde_json::json!(i64::MIN));
+        let date = super::text(&pg("date"), &max);
+        assert_eq!(date.as_deref(), Some("25252734927768524-07-27"));
+        let before = super::text(&pg("date"), &min);
+        assert!(before.is_some_and(|d| d.ends_with(" BC")));
+        assert!(super::text(&pg("timestamp"), &min).is_some());
+    }
+
+    #[test]
     fn arrays_become_array_literals() {
         assert_eq!(
             text(&pg("integer[]"), &json!([1, null, 3])),

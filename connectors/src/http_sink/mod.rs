@@ -11,7 +11,7 @@
 mod client;
 mod config;
 mod endpoint;
-mod policy;
+pub(crate) mod policy;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};

@@ -72,9 +72,13 @@ fn parse_http_date(value: &str) -> Option<u64> {
         return None;
     };
     let days = crate::time::days_from_civil(year, month, day);
-    u64::try_from(days * 86_400)
-        .ok()
-        .map(|d| d + h * 3600 + m * 60 + s)
+    let seconds = h
+        .checked_mul(3600)?
+        .checked_add(m.checked_mul(60)?)?
+        .checked_add(*s)?;
+    u64::try_from(days.checked_mul(86_400)?)
+        .ok()?
+        .checked_add(seconds)
 }
 
 /// The delay before attempt `attempt` (1 for the first retry): `base`
@@ -165,6 +169,14 @@ mod tests {
             "a date in the past means now"
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // A year or hour past any clock is no date, not an overflow.
+        for far in [
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",
+            "Sun, 06 Nov 1994 18446744073709551615:00:00 GMT",
+        ] {
+            assert_eq!(parse_retry_after(far, now), None, "{far}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 mod config;
 mod connections;
 mod journal;
-mod request;
+pub(crate) mod request;
 mod server;
 mod tls;
 

@@ -20,7 +20,7 @@
 mod catalog;
 mod config;
 mod events;
-mod pgoutput;
+pub(crate) mod pgoutput;
 mod preflight;
 mod schema;
 mod slot;

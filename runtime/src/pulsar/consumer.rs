@@ -333,7 +333,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
 /// A key sent as base64 (a `KEY_VALUE` schema's key, as Pulsar's Java
 /// producers and Debezium source send it): its text when it decodes to
 /// UTF-8, such as a JSON key; else the base64 as sent.
-fn key_text(b64: String) -> String {
+pub(crate) fn key_text(b64: String) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .decode(&b64)
@@ -344,7 +344,7 @@ fn key_text(b64: String) -> String {
 
 /// Split a batch container holding one message into its single-message
 /// metadata and payload: `[u32 size][SingleMessageMetadata][payload]`.
-fn unpack_single(
+pub(crate) fn unpack_single(
     container: &bytes::Bytes,
 ) -> Option<(magnetar::proto::pb::SingleMessageMetadata, bytes::Bytes)> {
     use prost::Message as _;

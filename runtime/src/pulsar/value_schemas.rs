@@ -179,7 +179,7 @@ fn schema_name(topic: &str) -> &str {
 
 /// From a `GET …/schema/<version>` answer, the definition of the value: a
 /// JSON or Avro schema's own, or a `KEY_VALUE` schema's value half.
-fn value_definition(answer: &str) -> Option<Arc<str>> {
+pub(crate) fn value_definition(answer: &str) -> Option<Arc<str>> {
     let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
     let data = answer["data"].as_str()?;
     match answer["type"].as_str()? {
