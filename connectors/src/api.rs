@@ -93,6 +93,14 @@ pub struct SourceBatch {
     pub records: Vec<SourceRecord>,
     /// The position covered once these records are durable.
     pub checkpoint: Option<Position>,
+    /// With a checkpoint: what else the source needs to resume from it, as
+    /// text only the source reads (the Postgres source's snapshot
+    /// progress). Under EFFECTIVELY_ONCE the runtime commits it with the
+    /// records, in the same transaction, and hands the last committed one
+    /// back in [`SourceContext::state`]; under the other guarantees the
+    /// source keeps it itself when [`Source::commit`] says the checkpoint
+    /// is durable.
+    pub state: Option<String>,
 }
 
 /// One record delivered to a sink.
@@ -359,6 +367,9 @@ pub struct SourceContext {
     /// below it are skipped, and none above it was published. `None` when
     /// nothing was, or under the other guarantees.
     pub published: Option<Sequence>,
+    /// Under EFFECTIVELY_ONCE, the [`SourceBatch::state`] committed last,
+    /// as the runtime recovered it; `None` otherwise.
+    pub state: Option<String>,
 }
 
 /// What the runtime tells a sink when it opens it.

@@ -74,6 +74,22 @@ pub async fn wait_for_event(
     .await
 }
 
+/// Wait until sluice's log says every table is copied (the snapshot runs
+/// alongside the stream, chunk by chunk), and the events then.
+pub async fn snapshot_done(out: &Path, sluice: &crate::Sluice) -> anyhow::Result<Vec<Event>> {
+    wait_for("the snapshot's last chunk", LONG, || {
+        let done = sluice.log().contains("every table is copied");
+        async move { Ok(done.then_some(())) }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    // The chunk that completed it is on its way to the file.
+    wait_for_event(out, "the snapshot's last row", |e| {
+        e.value["source"]["snapshot"] == "last"
+    })
+    .await
+}
+
 /// Wait until sluice has created its slot; its confirmed position.
 pub async fn wait_for_slot(
     db: &tokio_postgres::Client,

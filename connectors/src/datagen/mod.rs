@@ -122,6 +122,7 @@ impl Source for Datagen {
         Ok(Some(SourceBatch {
             records,
             checkpoint: Some(Position(self.next)),
+            state: None,
         }))
     }
 

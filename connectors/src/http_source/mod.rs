@@ -401,6 +401,7 @@ impl HttpSource {
         let batch = SourceBatch {
             records,
             checkpoint,
+            state: None,
         };
         (batch, lines)
     }
@@ -605,6 +606,7 @@ mod tests {
             name: "public/default/orders-api".into(),
             guarantee: Guarantee::EffectivelyOnce,
             published: published.map(|p| Sequence(u128::from(p))),
+            state: None,
         };
         let keyed = |key: &str| format!("{JSON}Idempotency-Key: {key}\r\n");
         let mut source = HttpSource::open(config(&[("stateDir", &state)]), &eo(None))
@@ -916,6 +918,7 @@ mod tests {
             name: "public/default/api".into(),
             guarantee: Guarantee::EffectivelyOnce,
             published: None,
+            state: None,
         };
         let mut source = HttpSource::open(config(&[("stateDir", &state)]), &context)
             .await

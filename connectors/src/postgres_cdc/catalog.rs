@@ -25,6 +25,9 @@ pub(crate) struct Table {
     /// Indices of the key columns: the primary key, or every column when
     /// the table has none.
     pub(crate) key: Vec<usize>,
+    /// Whether `key` is a primary key or replica identity index (ordered,
+    /// unique), rather than every column.
+    pub(crate) keyed: bool,
     /// The schema of the table's events, shared by all its records.
     pub(crate) event_schema: Arc<RecordSchema>,
 }
@@ -256,7 +259,8 @@ pub(crate) fn table(
         .iter()
         .filter_map(|k| names.iter().position(|n| n == k))
         .collect();
-    if key.is_empty() {
+    let keyed = !key.is_empty();
+    if !keyed {
         key = (0..names.len()).collect();
     }
     let kinds: Vec<Kind> = columns.iter().map(|(_, oid)| types.kind(*oid)).collect();
@@ -278,6 +282,7 @@ pub(crate) fn table(
         kinds,
         columns: names,
         key,
+        keyed,
         event_schema,
     }
 }

@@ -133,6 +133,7 @@ mod tests {
             columns: vec!["id".into(), "note".into(), "total".into()],
             kinds: vec![Kind::Int, Kind::Text, Kind::Decimal],
             key: vec![0],
+            keyed: true,
             event_schema: Arc::new(RecordSchema {
                 key: String::new(),
                 value: String::new(),

@@ -18,6 +18,7 @@
 //! through [`Source::commit`], and never moves backwards.
 
 mod catalog;
+mod chunks;
 mod config;
 mod events;
 pub(crate) mod pgoutput;
@@ -29,7 +30,7 @@ mod stream;
 mod tls;
 mod types;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 pub use config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
@@ -40,12 +41,13 @@ pub use tls::{SslMode, TlsSettings};
 use tokio_postgres::Client;
 use tracing::{error, info, warn};
 
-use self::catalog::{Table, pg_error, quote_ident, quote_literal};
+use self::catalog::{Table, pg_error, quote_ident};
+use self::chunks::{Chunker, Progress};
 use self::snapshot::Snapshot;
 use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
 use crate::api::{
-    ConnectorError, Finding, Guarantee, Position, Source, SourceBatch, SourceConnector,
+    ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch, SourceConnector,
     SourceContext,
 };
 use crate::config::{ConfigMap, ConfigReport};
@@ -78,7 +80,18 @@ struct Worker {
     /// The selected tables by OID, from the catalog.
     tables: HashMap<u32, Table>,
     repl: Option<ReplicationClient>,
+    /// `snapshot.mode: initial_only`: the tables read in one consistent
+    /// transaction, without a slot.
     snapshot: Option<Snapshot>,
+    /// The snapshot's progress, when one was taken or goes on.
+    progress: Option<Progress>,
+    /// The snapshot copied chunk by chunk alongside the stream.
+    chunks: Option<Chunker>,
+    /// Progress reached at each position handed over, until durable.
+    reached: VecDeque<(u64, String)>,
+    /// The last sequence handed over: a chunk's rows are numbered on from
+    /// it, between the stream's transactions.
+    last_sequence: Sequence,
     stream: StreamState,
     /// The highest position confirmed to the server.
     confirmed: u64,
@@ -225,7 +238,7 @@ impl SourceConnector for PostgresCdc {
         config: PostgresCdcConfig,
         context: &SourceContext,
     ) -> Result<Self, ConnectorError> {
-        let mut worker = Worker::open(config, context.guarantee == Guarantee::AtMostOnce).await?;
+        let mut worker = Worker::open(config, context).await?;
         let (tx, batches) = tokio::sync::mpsc::channel(READ_AHEAD);
         let (durable, acks) = tokio::sync::watch::channel(worker.confirmed);
         let reported = worker.reported.take();
@@ -244,7 +257,11 @@ impl SourceConnector for PostgresCdc {
 }
 
 impl Worker {
-    async fn open(config: PostgresCdcConfig, at_most_once: bool) -> Result<Self, ConnectorError> {
+    async fn open(
+        config: PostgresCdcConfig,
+        context: &SourceContext,
+    ) -> Result<Self, ConnectorError> {
+        let at_most_once = context.guarantee == Guarantee::AtMostOnce;
         let (sql, sql_task) = connect_sql(&config).await?;
         let types = catalog::load_types(&sql).await?;
         let tables = catalog::load_tables(&sql, &config, &types).await?;
@@ -263,6 +280,10 @@ impl Worker {
             tables,
             repl: None,
             snapshot: None,
+            progress: None,
+            chunks: None,
+            reached: VecDeque::new(),
+            last_sequence: context.published.unwrap_or_default(),
             confirmed: 0,
             snapshot_done_at: None,
             finished: false,
@@ -279,7 +300,7 @@ impl Worker {
             source.snapshot = Some(Snapshot::new(&source.tables, point, &source.config));
             return Ok(source);
         }
-        source.prepare_slot().await?;
+        source.prepare_slot(context.state.clone()).await?;
         Ok(source)
     }
 
@@ -363,8 +384,56 @@ impl Worker {
         .await
     }
 
-    /// Decide on the snapshot, create or reuse the slot, and start replication.
-    async fn prepare_slot(&mut self) -> Result<(), ConnectorError> {
+    /// The snapshot's progress to go on from: a fresh one when the plan
+    /// takes a new snapshot, the recorded one (the runtime's under
+    /// EFFECTIVELY_ONCE, else the publication comment's) when one did not
+    /// finish, kept to the tables selected now: a table newly selected is
+    /// copied even after the snapshot completed. `None` when there is
+    /// nothing to copy and nothing recorded.
+    async fn snapshot_progress(
+        &self,
+        plan: &slot::Plan,
+        take_snapshot: bool,
+        recovered: Option<String>,
+    ) -> Result<Option<Progress>, ConnectorError> {
+        let fresh = matches!(plan, slot::Plan::Recreate | slot::Plan::Create { .. })
+            || self.config.snapshot_mode == SnapshotMode::Always;
+        if take_snapshot && fresh {
+            return Ok(Some(Progress::of(&self.tables)));
+        }
+        if matches!(plan, slot::Plan::Adopt) || self.config.snapshot_mode == SnapshotMode::Never {
+            return Ok(None);
+        }
+        let recorded = match recovered {
+            Some(text) => Some(text),
+            None => slot::progress(&self.sql, &self.config.publication, &self.config.slot).await?,
+        };
+        let mut progress = match recorded.as_deref().and_then(Progress::from_text) {
+            Some(p) => p,
+            None if take_snapshot => Progress::of(&self.tables),
+            // A snapshot completed before progress was recorded: every
+            // table selected now counts as copied.
+            None => {
+                let mut all = Progress::of(&self.tables);
+                all.tables.iter_mut().for_each(|t| t.done = true);
+                slot::set_progress(
+                    &self.sql,
+                    &self.config.publication,
+                    &self.config.slot,
+                    &all.to_text(),
+                )
+                .await?;
+                all
+            }
+        };
+        progress.select(&self.tables);
+        Ok(Some(progress))
+    }
+
+    /// Decide on the snapshot, create or reuse the slot, and start
+    /// replication. `recovered` is the snapshot progress the runtime
+    /// committed last (EFFECTIVELY_ONCE).
+    async fn prepare_slot(&mut self, recovered: Option<String>) -> Result<(), ConnectorError> {
         let slot_name = self.config.slot.clone();
         let existing = slot::slot(&self.sql, &slot_name).await?;
         let markers = slot::markers(&self.sql, &self.config.publication, &slot_name).await?;
@@ -374,28 +443,27 @@ impl Worker {
                 "the slot sluice streamed from is lost: taking a new snapshot as snapshot.mode says; \
                  changes made in the gap are not on the topics, and rows deleted in it are not deleted downstream");
         }
-        let take_snapshot = matches!(
-            decision.plan,
-            slot::Plan::Recreate | slot::Plan::Create { snapshot: true }
-        );
-        if take_snapshot {
+        let take_snapshot = match decision.plan {
+            slot::Plan::Recreate => true,
+            slot::Plan::Create { snapshot } | slot::Plan::Resume { snapshot } => snapshot,
+            slot::Plan::Adopt => false,
+        };
+        if take_snapshot && markers.complete {
             self.mark_snapshot(false).await?;
         }
         if decision.plan == slot::Plan::Recreate {
-            let why = match (&decision.gap, self.config.snapshot_mode) {
-                (Some(_), _) => "it was invalidated",
-                (None, SnapshotMode::Always) => "snapshot.mode is always",
-                (None, _) => "the snapshot taken with it did not finish",
-            };
             warn!(
-                slot = %slot_name, reason = why,
-                "dropping sluice's replication slot to take a new snapshot; rows already published are published again as op r"
+                slot = %slot_name,
+                "dropping sluice's invalidated replication slot to take a new snapshot; rows already published are published again as op r"
             );
             self.sql
                 .execute("SELECT pg_drop_replication_slot($1)", &[&slot_name])
                 .await
                 .map_err(|e| pg_error("drop the replication slot", e))?;
         }
+        self.progress = self
+            .snapshot_progress(&decision.plan, take_snapshot, recovered)
+            .await?;
         if decision.plan == slot::Plan::Adopt {
             // The client that made the slot published every change up to
             // its confirmed position: record the slot as sluice's, with its
@@ -410,7 +478,7 @@ impl Worker {
                 confirmed = %existing.as_ref().and_then(|s| s.confirmed_flush).map_or_else(|| "unknown".to_owned(), catalog::format_lsn),
                 "adopted a replication slot that another client created (slot.adopt): streaming from its confirmed position, without a snapshot");
         }
-        let resume = matches!(decision.plan, slot::Plan::Resume | slot::Plan::Adopt);
+        let resume = matches!(decision.plan, slot::Plan::Resume { .. } | slot::Plan::Adopt);
         let existing = existing.filter(|_| resume);
         if existing.is_none() {
             // Claim the slot before creating it: a crash in between leaves a
@@ -423,10 +491,7 @@ impl Worker {
             )
             .await?;
         }
-        let ack = existing
-            .as_ref()
-            .filter(|_| !take_snapshot)
-            .and_then(|s| s.confirmed_flush);
+        let ack = existing.as_ref().and_then(|s| s.confirmed_flush);
         let mut repl_config = replication_config(&self.config, ack);
         let mut reported_start = None;
         let metrics = Arc::new(std::sync::OnceLock::<
@@ -453,35 +518,9 @@ impl Worker {
             .await
             .map_err(|e| repl_error("open the replication connection", e))?;
         let _ = metrics.set(repl.metrics());
-        if take_snapshot {
-            let rows = repl
-                .simple_query(&format!(
-                    "CREATE_REPLICATION_SLOT {slot_name} LOGICAL pgoutput (SNAPSHOT 'export')"
-                ))
-                .await
-                .map_err(|e| repl_error("create the replication slot", e))?;
-            let point = column(&rows, 1).and_then(|l| catalog::parse_lsn(&l));
-            let name = column(&rows, 2);
-            let (Some(point), Some(name)) = (point, name) else {
-                return Err(ConnectorError::permanent(
-                    "CREATE_REPLICATION_SLOT returned no snapshot",
-                ));
-            };
-            if self.at_most_once {
-                // Publish no row twice: should this snapshot be interrupted,
-                // the next start streams from the slot instead of retaking it.
-                self.mark_snapshot(true).await?;
-            }
-            // Import the exported snapshot before START_REPLICATION ends it.
-            self.sql_exec(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                quote_literal(&name)
-            ))
-            .await?;
-            info!(slot = %slot_name, consistent_point = %catalog::format_lsn(point), "slot created; snapshot starts");
-            self.snapshot = Some(Snapshot::new(&self.tables, point, &self.config));
-            self.confirmed = point;
-        } else if existing.is_none() {
+        if existing.is_none() {
+            // No exported snapshot: the tables are copied chunk by chunk,
+            // each chunk in a short transaction of its own (decision 0017).
             let rows = repl
                 .simple_query(&format!(
                     "CREATE_REPLICATION_SLOT {slot_name} LOGICAL pgoutput (SNAPSHOT 'nothing')"
@@ -491,10 +530,18 @@ impl Worker {
             self.confirmed = column(&rows, 1)
                 .and_then(|l| catalog::parse_lsn(&l))
                 .unwrap_or(0);
-            info!(slot = %slot_name, "slot created without a snapshot");
+            info!(slot = %slot_name, consistent_point = %catalog::format_lsn(self.confirmed), "slot created");
         } else {
             self.confirmed = ack.unwrap_or(0);
             info!(slot = %slot_name, confirmed_flush = %catalog::format_lsn(self.confirmed), "resuming from the slot");
+        }
+        if let Some(progress) = self.progress.clone().filter(|p| !p.complete()) {
+            let copied = progress.tables.iter().filter(|t| t.done).count();
+            info!(
+                tables = progress.tables.len(),
+                copied, "the snapshot copies the tables chunk by chunk while streaming"
+            );
+            self.chunks = Some(Chunker::new(progress, &self.config));
         }
         if let Some(reported) = reported_start {
             // Positions up to the slot's start need no report.
@@ -568,14 +615,22 @@ impl Worker {
                     return Ok(Some(SourceBatch {
                         records: Vec::new(),
                         checkpoint: Some(Position(point)),
+                        state: None,
                     }));
                 }
             }
         }
+        if let Some(chunks) = self.chunks.as_mut()
+            && !chunks.waiting()
+            && !chunks.complete()
+        {
+            chunks.read(&self.sql, &self.config, &self.tables).await?;
+        }
         let Some(repl) = self.repl.as_mut() else {
             return Ok(None);
         };
-        self.stream
+        let Some(mut batch) = self
+            .stream
             .next_batch(
                 repl,
                 acks,
@@ -584,12 +639,54 @@ impl Worker {
                 &self.config,
                 &mut self.types,
             )
-            .await
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(last) = batch.records.iter().filter_map(|r| r.sequence).max() {
+            self.last_sequence = self.last_sequence.max(last);
+        }
+        let Some(chunks) = self.chunks.as_mut() else {
+            return Ok(Some(batch));
+        };
+        chunks.observe(&batch.records);
+        let Some(position) = batch.checkpoint else {
+            return Ok(Some(batch));
+        };
+        if let Some(emitted) = chunks.emit(position.0, self.last_sequence) {
+            if let Some(last) = emitted.records.last().and_then(|r| r.sequence) {
+                self.last_sequence = last;
+            }
+            batch.records.extend(emitted.records);
+            let state = emitted.progress.to_text();
+            batch.state = Some(state.clone());
+            self.reached.push_back((position.0, state));
+            if emitted.complete {
+                info!(slot = %self.config.slot, "every table is copied; the snapshot completes once this is durable");
+                self.snapshot_done_at = Some(position.0);
+                self.chunks = None;
+            }
+        }
+        Ok(Some(batch))
     }
 
-    /// Confirm a durable position to the server, and record the snapshot as
-    /// complete once its position is durable.
+    /// Confirm a durable position to the server, record the snapshot's
+    /// progress durable with it, and the snapshot as complete once its
+    /// last chunk is durable.
     async fn acknowledge(&mut self, durable: u64) -> Result<(), ConnectorError> {
+        let mut progress = None;
+        while self.reached.front().is_some_and(|(at, _)| *at <= durable) {
+            progress = self.reached.pop_front().map(|(_, p)| p);
+        }
+        if let Some(progress) = progress {
+            slot::set_progress(
+                &self.sql,
+                &self.config.publication,
+                &self.config.slot,
+                &progress,
+            )
+            .await?;
+        }
         // The slot only moves forward.
         if durable > self.confirmed {
             self.confirmed = durable;

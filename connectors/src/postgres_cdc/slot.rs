@@ -61,6 +61,43 @@ pub(crate) fn snapshot_marker(slot: &str) -> String {
     format!("sluice: snapshot complete for slot {slot}")
 }
 
+/// The start of the line holding the snapshot's progress for `slot`.
+fn progress_prefix(slot: &str) -> String {
+    format!("sluice: snapshot progress for slot {slot}: ")
+}
+
+/// The snapshot progress recorded for `slot`, as text.
+pub(crate) async fn progress(
+    sql: &Client,
+    publication: &str,
+    slot: &str,
+) -> Result<Option<String>, ConnectorError> {
+    let text = comment(sql, publication).await?;
+    let prefix = progress_prefix(slot);
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_owned))
+}
+
+/// Record the snapshot's progress for `slot` (one line, replaced).
+pub(crate) async fn set_progress(
+    sql: &Client,
+    publication: &str,
+    slot: &str,
+    progress: &str,
+) -> Result<(), ConnectorError> {
+    let prefix = progress_prefix(slot);
+    let current = comment(sql, publication).await?;
+    let mut lines: Vec<String> = current
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!("{prefix}{progress}"));
+    write_comment(sql, publication, &lines.join("\n")).await
+}
+
 /// What the publication's comment records about a slot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Markers {
@@ -106,11 +143,14 @@ pub(crate) async fn set_marker(
     if present {
         lines.push(line);
     }
-    let text = lines.join("\n");
+    write_comment(sql, publication, &lines.join("\n")).await
+}
+
+async fn write_comment(sql: &Client, publication: &str, text: &str) -> Result<(), ConnectorError> {
     let value = if text.is_empty() {
         "NULL".to_owned()
     } else {
-        quote_literal(&text)
+        quote_literal(text)
     };
     sql.batch_execute(&format!(
         "COMMENT ON PUBLICATION {} IS {value}",
@@ -128,9 +168,11 @@ pub(crate) async fn set_marker(
 /// What start-up does with the slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Plan {
-    /// Stream from the existing slot.
-    Resume,
-    /// Drop sluice's own slot and create it again with a new snapshot.
+    /// Stream from the existing slot; with `snapshot`, copy the tables
+    /// chunk by chunk alongside (resuming a copy that did not finish).
+    Resume { snapshot: bool },
+    /// Drop sluice's own slot, which the server invalidated, and create it
+    /// again with a new snapshot.
     Recreate,
     /// Create the slot, with or without a snapshot.
     Create { snapshot: bool },
@@ -237,14 +279,15 @@ pub(crate) fn plan(
             gap: None,
         });
     }
+    // A snapshot that did not finish is resumed with the slot, not retaken
+    // on a new one: the slot's stream covers every change made meanwhile,
+    // deletes included (decision 0017).
     let plan = match config.snapshot_mode {
-        SnapshotMode::Never => Plan::Resume,
-        SnapshotMode::Always => Plan::Recreate,
+        SnapshotMode::Never => Plan::Resume { snapshot: false },
+        SnapshotMode::Always => Plan::Resume { snapshot: true },
         SnapshotMode::Initial | SnapshotMode::WhenNeeded | SnapshotMode::InitialOnly => {
-            if markers.complete {
-                Plan::Resume
-            } else {
-                Plan::Recreate
+            Plan::Resume {
+                snapshot: !markers.complete,
             }
         }
     };
@@ -347,17 +390,24 @@ mod tests {
     }
 
     #[test]
-    fn an_own_slot_resumes_or_is_retaken_as_the_mode_says() {
+    fn an_own_slot_resumes_with_or_without_a_snapshot_as_the_mode_says() {
         assert_eq!(
             plan_of("initial", Some(&ours()), COMPLETE),
-            Ok(Plan::Resume)
+            Ok(Plan::Resume { snapshot: false })
         );
-        assert_eq!(plan_of("initial", Some(&ours()), OWNED), Ok(Plan::Recreate));
+        // A snapshot that did not finish goes on, on the same slot.
+        assert_eq!(
+            plan_of("initial", Some(&ours()), OWNED),
+            Ok(Plan::Resume { snapshot: true })
+        );
         assert_eq!(
             plan_of("always", Some(&ours()), COMPLETE),
-            Ok(Plan::Recreate)
+            Ok(Plan::Resume { snapshot: true })
         );
-        assert_eq!(plan_of("never", Some(&ours()), OWNED), Ok(Plan::Resume));
+        assert_eq!(
+            plan_of("never", Some(&ours()), OWNED),
+            Ok(Plan::Resume { snapshot: false })
+        );
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Snapshot {
             return Ok(Some(SourceBatch {
                 records,
                 checkpoint: None,
+                state: None,
             }));
         }
     }

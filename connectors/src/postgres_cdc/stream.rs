@@ -91,6 +91,7 @@ impl StreamState {
         SourceBatch {
             records: std::mem::take(&mut self.pending),
             checkpoint: Some(Position(position)),
+            state: None,
         }
     }
 
@@ -126,6 +127,7 @@ impl StreamState {
                 return Ok(Some(SourceBatch {
                     records: std::mem::take(&mut self.pending),
                     checkpoint: None,
+                    state: None,
                 }));
             }
             let event = tokio::select! {

@@ -91,6 +91,8 @@ pub(crate) struct Progress {
     /// On a marker: the id of the transaction it belongs to (absent on
     /// markers written before transactions were opened ahead).
     pub(crate) txn: Option<String>,
+    /// The source's state at the position (see `SourceBatch::state`).
+    pub(crate) state: Option<String>,
 }
 
 impl Progress {
@@ -104,6 +106,9 @@ impl Progress {
         }
         if let Some(txn) = &self.txn {
             doc["txn"] = serde_json::Value::String(txn.clone());
+        }
+        if let Some(state) = &self.state {
+            doc["state"] = serde_json::Value::String(state.clone());
         }
         doc.to_string().into_bytes()
     }
@@ -127,6 +132,7 @@ impl Progress {
             position,
             open: text("open")?,
             txn: text("txn")?,
+            state: text("state")?,
         })
     }
 }
@@ -304,6 +310,8 @@ struct OpenTxn<'a> {
     /// The checkpoint it ends at, while no record came after it: only then
     /// may it commit.
     checkpoint: Option<Position>,
+    /// The source's state at that checkpoint.
+    state: Option<String>,
     /// Its sends awaiting the broker's receipt.
     sends: FuturesUnordered<SendFut<'a>>,
 }
@@ -343,6 +351,7 @@ struct Committed {
     records: usize,
     last: Option<Sequence>,
     checkpoint: Option<Position>,
+    state: Option<String>,
 }
 
 type CommitFut<'a> = Pin<Box<dyn Future<Output = Result<Committed, TaskError>> + Send + 'a>>;
@@ -367,8 +376,9 @@ struct Run<'a> {
     /// so transactions commit in order.
     committing: Option<CommitFut<'a>>,
     /// A checkpoint reached with no transaction open while one committed:
-    /// durable once that one has.
+    /// durable once that one has, with the source's state at it.
     pending_checkpoint: Option<Position>,
+    pending_state: Option<String>,
     /// The next transaction, opened ahead so that a record never waits for
     /// the coordinator: being opened, or ready.
     preparing: Option<PrepareFut<'a>>,
@@ -379,6 +389,8 @@ struct Run<'a> {
     published: Option<Sequence>,
     /// The last position committed to the source.
     position: Option<Position>,
+    /// The source's state last committed, or reached with nothing to commit.
+    state: Option<String>,
     skipped: u64,
     in_flight: &'a InFlight,
 }
@@ -404,11 +416,13 @@ pub(crate) async fn run(
         open: None,
         committing: None,
         pending_checkpoint: None,
+        pending_state: None,
         preparing: None,
         spare: None,
         last_topics: HashSet::new(),
         published: progress.sequence,
         position: progress.position,
+        state: progress.state,
         skipped: 0,
         in_flight: &in_flight,
     };
@@ -503,10 +517,23 @@ impl<'a> Run<'a> {
                             // durable once the committing transaction is.
                             None if self.committing.is_some() => {
                                 self.pending_checkpoint = Some(checkpoint);
+                                if batch.state.is_some() {
+                                    self.pending_state = batch.state;
+                                }
                             }
-                            None => source.commit(checkpoint).await?,
+                            None => {
+                                // Nothing to commit it with: the next marker
+                                // carries it.
+                                if batch.state.is_some() {
+                                    self.state = batch.state;
+                                }
+                                source.commit(checkpoint).await?;
+                            }
                             Some(t) => {
                                 t.checkpoint = Some(checkpoint);
+                                if batch.state.is_some() {
+                                    t.state = batch.state;
+                                }
                                 if self.committing.is_none() && t.ripe(max_in_flight) {
                                     self.start_commit();
                                 }
@@ -551,6 +578,7 @@ impl<'a> Run<'a> {
         open.records += 1;
         open.last = Some(sequence);
         open.checkpoint = None;
+        open.state = None;
         let event_ms = record.event_time_ms;
         let send = producer.send_in(record, Some(&open.txn));
         let (status, in_flight) = (self.status, self.in_flight);
@@ -581,6 +609,7 @@ impl<'a> Run<'a> {
             position: self.position,
             open: Some(txn.id_text()),
             txn: None,
+            state: self.state.clone(),
         };
         let intent = self.marker.send(SourceRecord {
             value: intent.to_json(),
@@ -625,6 +654,7 @@ impl<'a> Run<'a> {
             opened: Instant::now(),
             last: None,
             checkpoint: None,
+            state: None,
             sends: FuturesUnordered::new(),
         })
     }
@@ -643,6 +673,7 @@ impl<'a> Run<'a> {
             position: open.checkpoint.or(self.position),
             open: None,
             txn: Some(open.txn.id_text()),
+            state: open.state.clone().or_else(|| self.state.clone()),
         };
         self.last_topics.clone_from(&open.topics);
         let marker = self.marker.send_in(
@@ -655,6 +686,7 @@ impl<'a> Run<'a> {
         let client = self.client;
         let name = self.def.name.clone();
         let filled_us = open.opened.elapsed().as_micros() as u64;
+        let state = progress.state.clone();
         let OpenTxn {
             txn,
             records,
@@ -684,6 +716,7 @@ impl<'a> Run<'a> {
                 records,
                 last,
                 checkpoint,
+                state,
             })
         }));
     }
@@ -701,6 +734,12 @@ impl<'a> Run<'a> {
             (_, Some(later)) => Some(later),
             (c, None) => c,
         };
+        if done.state.is_some() {
+            self.state = done.state;
+        }
+        if let Some(later) = self.pending_state.take() {
+            self.state = Some(later);
+        }
         if let Some(checkpoint) = checkpoint {
             self.position = Some(checkpoint);
             source.commit(checkpoint).await?;
@@ -729,6 +768,7 @@ mod tests {
             position: Some(Position(9)),
             open: None,
             txn: Some("1:1".into()),
+            state: Some("{\"tables\":[]}".into()),
         };
         assert_eq!(Progress::from_json(&p.to_json()), Some(p.clone()));
         let intent = Progress {

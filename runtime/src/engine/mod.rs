@@ -230,6 +230,7 @@ async fn supervise_source(
                     name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
                     guarantee: def.guarantee,
                     published: progress.sequence,
+                    state: progress.state.clone(),
                 };
                 let mut source = def.spec.open(&context).await?;
                 let result = effectively_once::run(
@@ -249,6 +250,7 @@ async fn supervise_source(
                 name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
                 guarantee: def.guarantee,
                 published: None,
+                state: None,
             };
             let mut source = def.spec.open(&context).await?;
             let result = source_task::run(&def, client, &mut source, &status, shutdown).await;

@@ -1,0 +1,752 @@
+//! The snapshot, chunk by chunk, alongside the stream (decision 0017).
+//!
+//! Each table is read in key order (a key-less table by ranges of pages),
+//! one chunk at a time, each chunk in a short REPEATABLE READ transaction
+//! of its own that also reads its snapshot (`pg_current_snapshot()`) and
+//! the WAL's end. A chunk's rows are held until the stream has passed that
+//! point: every transaction the chunk saw has then been streamed. Meanwhile
+//! any streamed change to one of the chunk's rows by a transaction the chunk
+//! did *not* see takes that row out of the chunk, since the stream carries
+//! the newer version; the rest go out as `op: r` events right after the
+//! stream batch that passed the point. So the topic never holds a row's
+//! older version after its newer one, no transaction stays open longer than
+//! one chunk takes, and the stream never stops.
+//!
+//! Progress (per table: the last key emitted and the upper bound) travels
+//! as the batch's `state`, and is kept by the caller once durable.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tracing::{info, warn};
+
+use super::catalog::{Table, parse_lsn, pg_error, quote_ident, quote_literal};
+use super::config::PostgresCdcConfig;
+use super::events::{Op, Origin, TXID_PROPERTY, record, row};
+use super::pgoutput::Datum;
+use crate::api::{ConnectorError, Sequence, SourceRecord};
+
+/// Rows the first chunk of a table asks for, before their width is known.
+const FIRST_ROWS: u64 = 256;
+/// Pages a chunk of a key-less table reads, at first.
+const FIRST_PAGES: u64 = 16;
+/// How long one chunk's read should take at most: past it, the next reads
+/// fewer rows, so that no transaction stays open long.
+const CHUNK_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// One table's progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TableProgress {
+    /// `schema.table`.
+    pub(crate) table: String,
+    /// The key (or `[page]` of a key-less table, `[partition, page]` of a
+    /// key-less partitioned one) of the last row emitted; `None` before
+    /// the first chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) after: Option<Vec<Option<String>>>,
+    /// The largest key (or page count) when the table's copy began: rows
+    /// past it came later, and the stream carries them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) upper: Option<Vec<Option<String>>>,
+    /// Every chunk is emitted.
+    #[serde(default)]
+    pub(crate) done: bool,
+    /// Rows emitted so far.
+    #[serde(default)]
+    pub(crate) rows: u64,
+}
+
+/// The snapshot's progress: the tables to copy, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Progress {
+    pub(crate) tables: Vec<TableProgress>,
+}
+
+impl Progress {
+    /// A fresh snapshot of `tables`, by name.
+    pub(crate) fn of(tables: &HashMap<u32, Table>) -> Self {
+        let mut names: Vec<String> = tables
+            .values()
+            .map(|t| format!("{}.{}", t.schema, t.name))
+            .collect();
+        names.sort();
+        Self {
+            tables: names
+                .into_iter()
+                .map(|table| TableProgress {
+                    table,
+                    ..TableProgress::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// The text kept between runs.
+    pub(crate) fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub(crate) fn from_text(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// Whether every table is copied.
+    pub(crate) fn complete(&self) -> bool {
+        self.tables.iter().all(|t| t.done)
+    }
+
+    /// Keep to `tables`: a table no longer selected is dropped, and one
+    /// newly selected is added to copy.
+    pub(crate) fn select(&mut self, tables: &HashMap<u32, Table>) {
+        let wanted: HashSet<String> = tables
+            .values()
+            .map(|t| format!("{}.{}", t.schema, t.name))
+            .collect();
+        self.tables.retain(|t| wanted.contains(&t.table));
+        let known: HashSet<String> = self.tables.iter().map(|t| t.table.clone()).collect();
+        let mut added: Vec<&String> = wanted.iter().filter(|t| !known.contains(*t)).collect();
+        added.sort();
+        for table in added {
+            info!(table = %table, "a table newly selected is copied while streaming");
+            self.tables.push(TableProgress {
+                table: table.clone(),
+                ..TableProgress::default()
+            });
+        }
+    }
+}
+
+/// Which transactions a chunk's read saw: `pg_current_snapshot()`, its
+/// 64-bit ids cut to the 32 bits pgoutput gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
+    xmin: u32,
+    xmax: u32,
+    xip: HashSet<u32>,
+}
+
+/// Whether `a` comes before `b` in the 32-bit transaction id circle.
+fn precedes(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl Seen {
+    /// `xmin:xmax:xip,...` as `pg_current_snapshot()::text` prints it.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, ':');
+        let cut = |t: &str| t.parse::<u64>().ok().map(|x| x as u32);
+        let xmin = cut(parts.next()?)?;
+        let xmax = cut(parts.next()?)?;
+        let xip = parts
+            .next()?
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(cut)
+            .collect::<Option<HashSet<u32>>>()?;
+        Some(Self { xmin, xmax, xip })
+    }
+
+    /// Whether the transaction `xid` had committed when the chunk was read.
+    pub(crate) fn saw(&self, xid: u32) -> bool {
+        precedes(xid, self.xmin) || (precedes(xid, self.xmax) && !self.xip.contains(&xid))
+    }
+}
+
+/// A chunk read and waiting for the stream to pass its point.
+#[derive(Debug)]
+struct Open {
+    /// Its table's topic, to match streamed records against.
+    topic: String,
+    /// Its rows, as records; a row the stream changed is taken out.
+    records: Vec<Option<SourceRecord>>,
+    /// Row identity (the key, or the whole row of a key-less table) to its
+    /// place in `records`.
+    by_identity: HashMap<String, usize>,
+    seen: Seen,
+    /// The end of the WAL when it was read: every transaction it saw
+    /// committed before this.
+    wal: u64,
+    /// Where the table stands once the chunk is emitted.
+    after: Vec<Option<String>>,
+    last_of_table: bool,
+    read_at: Instant,
+}
+
+/// A chunk emitted: its records, and the progress once they are durable.
+#[derive(Debug)]
+pub(crate) struct Emitted {
+    pub(crate) records: Vec<SourceRecord>,
+    pub(crate) progress: Progress,
+    /// Every table is now copied.
+    pub(crate) complete: bool,
+}
+
+/// The snapshot being copied chunk by chunk.
+#[derive(Debug)]
+pub(crate) struct Chunker {
+    progress: Progress,
+    open: Option<Open>,
+    /// Rows (or pages) the next chunk of the table reads.
+    size: u64,
+    fetch_size: u64,
+    chunk_bytes: u64,
+    started_ms: u64,
+    /// Whether a heartbeat after each chunk's read may hurry the stream on.
+    nudge: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The rows of a simple query's answer.
+fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A row's values as text.
+fn texts(row: &SimpleQueryRow) -> Vec<Option<String>> {
+    (0..row.len())
+        .map(|i| row.get(i).map(str::to_owned))
+        .collect()
+}
+
+/// A list of values as SQL literals: `'a', NULL`.
+fn literals(values: &[Option<String>]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            v.as_deref()
+                .map_or_else(|| "NULL".to_owned(), quote_literal)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Chunker {
+    pub(crate) fn new(progress: Progress, config: &PostgresCdcConfig) -> Self {
+        Self {
+            progress,
+            open: None,
+            size: FIRST_ROWS,
+            fetch_size: config.fetch_size,
+            chunk_bytes: config.batch_bytes(),
+            started_ms: now_ms(),
+            nudge: true,
+        }
+    }
+
+    /// Whether a chunk waits for the stream.
+    pub(crate) fn waiting(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Whether every table is copied.
+    pub(crate) fn complete(&self) -> bool {
+        self.progress.complete()
+    }
+
+    /// Read the next chunk, unless one is waiting or all are copied.
+    /// Tables that are empty, or gone, are passed over.
+    pub(crate) async fn read(
+        &mut self,
+        sql: &Client,
+        config: &PostgresCdcConfig,
+        tables: &HashMap<u32, Table>,
+    ) -> Result<(), ConnectorError> {
+        while self.open.is_none() {
+            let Some(index) = self.progress.tables.iter().position(|t| !t.done) else {
+                return Ok(());
+            };
+            let name = self.progress.tables[index].table.clone();
+            let Some(table) = tables
+                .values()
+                .find(|t| format!("{}.{}", t.schema, t.name) == name)
+            else {
+                self.progress.tables[index].done = true;
+                continue;
+            };
+            match self.read_table(sql, config, table, index).await {
+                Ok(()) => {}
+                // The table went away during its copy: the stream carries
+                // whatever happened to it.
+                Err(e) if e.to_string().contains("does not exist") => {
+                    warn!(table = %name, error = %e, "a table went away during its snapshot; its copy ends here");
+                    self.progress.tables[index].done = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.nudge
+            && let Err(e) = sql
+                .batch_execute("SELECT pg_logical_emit_message(false, 'sluice.heartbeat', '')")
+                .await
+        {
+            // Without it the stream passes the point at its next keepalive.
+            warn!(error = %e, "cannot write a heartbeat to hurry the snapshot's chunks on; they wait for the server's keepalives");
+            self.nudge = false;
+        }
+        Ok(())
+    }
+
+    /// Read one chunk of `table`, the `index`th of the progress.
+    async fn read_table(
+        &mut self,
+        sql: &Client,
+        config: &PostgresCdcConfig,
+        table: &Table,
+        index: usize,
+    ) -> Result<(), ConnectorError> {
+        let qualified = format!(
+            "{}.{}",
+            quote_ident(&table.schema),
+            quote_ident(&table.name)
+        );
+        if self.progress.tables[index].upper.is_none() {
+            let upper = if table.keyed {
+                largest_key(sql, table, &qualified).await?
+            } else {
+                relations(sql, &qualified).await?
+            };
+            let Some(upper) = upper else {
+                self.progress.tables[index].done = true;
+                return Ok(());
+            };
+            info!(table = %self.progress.tables[index].table, "snapshot of the table begins");
+            self.progress.tables[index].upper = Some(upper);
+            self.size = if table.keyed { FIRST_ROWS } else { FIRST_PAGES };
+        }
+        let progress = self.progress.tables[index].clone();
+        let plan = if table.keyed {
+            keyed_chunk(
+                table,
+                &qualified,
+                &progress,
+                self.size.min(self.fetch_size).max(1),
+            )
+        } else {
+            match keyless_chunk(&progress, self.size.max(1)) {
+                Some(plan) => plan,
+                None => {
+                    self.progress.tables[index].done = true;
+                    return Ok(());
+                }
+            }
+        };
+        let started = Instant::now();
+        let answer = sql
+            .simple_query(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text; \
+                 {}; COMMIT",
+                plan.select
+            ))
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = sql.batch_execute("ROLLBACK").await;
+                return Err(pg_error(&format!("read a chunk of {qualified}"), e));
+            }
+        };
+        let took = started.elapsed();
+        let mut all = rows(answer).into_iter();
+        let point = all
+            .next()
+            .ok_or_else(|| ConnectorError::retryable("a chunk's read returned no snapshot"))?;
+        let seen = point
+            .get(0)
+            .and_then(Seen::parse)
+            .ok_or_else(|| ConnectorError::permanent("cannot read pg_current_snapshot()"))?;
+        let wal = point
+            .get(1)
+            .and_then(parse_lsn)
+            .ok_or_else(|| ConnectorError::permanent("cannot read the WAL position"))?;
+        let found: Vec<SimpleQueryRow> = all.collect();
+        let bytes: u64 = found
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|c| r.get(c).map_or(0, str::len) as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        let (after, last_of_table) = match plan.next {
+            // Keyed: after the last row read; the table ends when a chunk
+            // comes back short.
+            None => (
+                found
+                    .last()
+                    .map(|r| {
+                        table
+                            .key
+                            .iter()
+                            .map(|&i| r.get(i).map(str::to_owned))
+                            .collect()
+                    })
+                    .or_else(|| progress.after.clone())
+                    .unwrap_or_default(),
+                (found.len() as u64) < plan.asked,
+            ),
+            Some(next) => next,
+        };
+        self.resize(found.len() as u64, bytes, took, table.keyed);
+        let (records, by_identity) = self.records(config, table, &found, wal);
+        self.open = Some(Open {
+            topic: table.topic(&config.topic_prefix),
+            records,
+            by_identity,
+            seen,
+            wal,
+            after,
+            last_of_table,
+            read_at: started,
+        });
+        Ok(())
+    }
+
+    /// A chunk's rows as `op: r` records, and where each row's identity is.
+    fn records(
+        &self,
+        config: &PostgresCdcConfig,
+        table: &Table,
+        found: &[SimpleQueryRow],
+        wal: u64,
+    ) -> (Vec<Option<SourceRecord>>, HashMap<String, usize>) {
+        let mut records = Vec::with_capacity(found.len());
+        let mut by_identity = HashMap::with_capacity(found.len());
+        let now = now_ms();
+        for r in found {
+            let datums: Vec<Datum> = (0..r.len())
+                .map(|c| match r.get(c) {
+                    Some(text) => Datum::Text(text.as_bytes().to_vec()),
+                    None => Datum::Null,
+                })
+                .collect();
+            let after = row(table, &datums);
+            let origin = Origin {
+                commit_lsn: wal,
+                lsn: wal,
+                xid: 0,
+                commit_ms: self.started_ms,
+                ordinal: 0,
+                snapshot: Some(false),
+            };
+            let made = record(
+                &config.topic_prefix,
+                &config.dbname,
+                table,
+                Op::Read,
+                None,
+                Some(after),
+                origin,
+                now,
+            );
+            if let Some(key) = &made.key {
+                by_identity.insert(key.clone(), records.len());
+            }
+            records.push(Some(made));
+        }
+        (records, by_identity)
+    }
+
+    /// The next chunk's size from the last one's rows, bytes and time.
+    fn resize(&mut self, rows: u64, bytes: u64, took: std::time::Duration, keyed: bool) {
+        let mut size = self.size.max(1);
+        if keyed && rows > 0 && bytes > 0 {
+            let per_row = bytes.div_ceil(rows).max(1);
+            size = (self.chunk_bytes / per_row).clamp(1, self.fetch_size.max(1));
+        } else if !keyed && bytes > self.chunk_bytes && size > 1 {
+            size /= 2;
+        } else if !keyed && bytes < self.chunk_bytes / 4 {
+            size = size.saturating_mul(2).min(1 << 20);
+        }
+        if took > CHUNK_TIME {
+            size = (size / 2).max(1);
+        }
+        self.size = size;
+    }
+
+    /// Take out of the waiting chunk the rows that `records` (a stream
+    /// batch) changed in transactions the chunk did not see.
+    pub(crate) fn observe(&mut self, records: &[SourceRecord]) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        for record in records {
+            if record.topic.as_deref() != Some(open.topic.as_str()) {
+                continue;
+            }
+            let xid = record
+                .properties
+                .iter()
+                .find(|(k, _)| k == TXID_PROPERTY)
+                .and_then(|(_, v)| v.parse::<u32>().ok());
+            if xid.is_some_and(|x| open.seen.saw(x)) {
+                continue;
+            }
+            for identity in identities(record) {
+                if let Some(i) = open.by_identity.remove(&identity) {
+                    open.records[i] = None;
+                }
+            }
+        }
+    }
+
+    /// The waiting chunk, once the stream is at or past `position`: its
+    /// remaining rows numbered on from `last` (the last sequence handed
+    /// out), and the progress they reach.
+    pub(crate) fn emit(&mut self, position: u64, last: Sequence) -> Option<Emitted> {
+        if self.open.as_ref().is_none_or(|o| position < o.wal) {
+            return None;
+        }
+        let open = self.open.take()?;
+        let index = self.progress.tables.iter().position(|t| !t.done)?;
+        let entry = &mut self.progress.tables[index];
+        let mut records: Vec<SourceRecord> = open.records.into_iter().flatten().collect();
+        entry.rows += records.len() as u64;
+        entry.after = Some(open.after);
+        if open.last_of_table {
+            entry.done = true;
+            info!(table = %entry.table, rows = entry.rows, "snapshot of the table is emitted");
+        }
+        let complete = self.progress.complete();
+        let n = records.len();
+        for (i, record) in records.iter_mut().enumerate() {
+            record.sequence = Some(Sequence(last.0 + 1 + i as u128));
+            if complete && i + 1 == n {
+                mark_last(record);
+            }
+        }
+        tracing::debug!(
+            rows = n,
+            waited_ms = open.read_at.elapsed().as_millis() as u64,
+            "snapshot chunk emitted"
+        );
+        Some(Emitted {
+            records,
+            progress: self.progress.clone(),
+            complete,
+        })
+    }
+}
+
+/// What one chunk reads: its query, how many rows a keyed one asked for,
+/// and, for a key-less one, where the table stands after it and whether
+/// that is its end.
+struct Plan {
+    select: String,
+    asked: u64,
+    next: Option<(Vec<Option<String>>, bool)>,
+}
+
+/// A keyed table's largest key, as text; `None` when it is empty.
+async fn largest_key(
+    sql: &Client,
+    table: &Table,
+    qualified: &str,
+) -> Result<Option<Vec<Option<String>>>, ConnectorError> {
+    let keys: Vec<String> = table
+        .key
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i]))
+        .collect();
+    let order: Vec<String> = keys.iter().map(|k| format!("{k} DESC")).collect();
+    let answer = sql
+        .simple_query(&format!(
+            "SELECT {} FROM {qualified} ORDER BY {} LIMIT 1",
+            keys.join(", "),
+            order.join(", ")
+        ))
+        .await
+        .map_err(|e| pg_error(&format!("read the largest key of {qualified}"), e))?;
+    Ok(rows(answer).first().map(texts))
+}
+
+/// The next rows of a keyed table, in key order, up to its upper bound.
+fn keyed_chunk(table: &Table, qualified: &str, progress: &TableProgress, asked: u64) -> Plan {
+    let keys: Vec<String> = table
+        .key
+        .iter()
+        .map(|&i| quote_ident(&table.columns[i]))
+        .collect();
+    let keys = keys.join(", ");
+    let lower = match &progress.after {
+        Some(after) => format!("({keys}) > ({}) AND ", literals(after)),
+        None => String::new(),
+    };
+    let upper = progress.upper.clone().unwrap_or_default();
+    Plan {
+        select: format!(
+            "SELECT * FROM {qualified} WHERE {lower}({keys}) <= ({}) ORDER BY {keys} LIMIT {asked}",
+            literals(&upper)
+        ),
+        asked,
+        next: None,
+    }
+}
+
+/// The physical relations of a key-less table, with their size in pages
+/// when its copy begins: itself, or its leaf partitions. `None` when they
+/// hold no page.
+async fn relations(
+    sql: &Client,
+    qualified: &str,
+) -> Result<Option<Vec<Option<String>>>, ConnectorError> {
+    let answer = sql
+        .simple_query(&format!(
+            "SELECT format('%I.%I', n.nspname, c.relname), \
+             (pg_relation_size(c.oid) / current_setting('block_size')::bigint)::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE (c.oid = {t}::regclass AND c.relkind <> 'p') \
+             OR c.oid IN (SELECT relid FROM pg_partition_tree({t}::regclass) WHERE isleaf) \
+             ORDER BY 1",
+            t = quote_literal(qualified)
+        ))
+        .await
+        .map_err(|e| pg_error(&format!("read the size of {qualified}"), e))?;
+    let mut out = Vec::new();
+    let mut pages = 0u64;
+    for r in rows(answer) {
+        let n: u64 = r.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        pages += n;
+        out.push(r.get(0).map(|name| format!("{n} {name}")));
+    }
+    Ok((pages > 0).then_some(out))
+}
+
+/// The next pages of a key-less table: of its current relation (`after` is
+/// `[relation, page]`), from its page count at the start.
+fn keyless_chunk(progress: &TableProgress, pages: u64) -> Option<Plan> {
+    let relations = progress.upper.clone().unwrap_or_default();
+    let at = |i: usize| -> u64 {
+        progress
+            .after
+            .as_ref()
+            .and_then(|a| a.get(i).cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (mut relation, mut from) = (at(0) as usize, at(1));
+    loop {
+        let Some(Some(entry)) = relations.get(relation) else {
+            return None;
+        };
+        let (size, name) = entry.split_once(' ').unwrap_or(("0", entry));
+        let size: u64 = size.parse().unwrap_or(0);
+        if from >= size {
+            relation += 1;
+            from = 0;
+            continue;
+        }
+        let to = from.saturating_add(pages);
+        let last = to >= size && relation + 1 >= relations.len();
+        let next = if to >= size {
+            vec![Some((relation + 1).to_string()), Some("0".to_owned())]
+        } else {
+            vec![Some(relation.to_string()), Some(to.to_string())]
+        };
+        return Some(Plan {
+            select: format!(
+                "SELECT * FROM ONLY {name} WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid"
+            ),
+            asked: 0,
+            next: Some((next, last)),
+        });
+    }
+}
+
+/// The identities a streamed record touches: its key, and the keys of its
+/// row before and after (a key-less table's key is its whole row, which an
+/// update changes).
+fn identities(record: &SourceRecord) -> Vec<String> {
+    let mut out: Vec<String> = record.key.iter().cloned().collect();
+    if let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&record.value) {
+        for side in ["before", "after"] {
+            if let Some(row) = envelope.get(side).filter(|r| r.is_object()) {
+                out.push(row.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Mark the snapshot's last record so (`source.snapshot: "last"`).
+fn mark_last(record: &mut SourceRecord) {
+    let Ok(mut envelope) = serde_json::from_slice::<serde_json::Value>(&record.value) else {
+        return;
+    };
+    envelope["source"]["snapshot"] = serde_json::Value::String("last".into());
+    record.value = envelope.to_string().into_bytes();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_saw_the_transactions_committed_before_its_snapshot() {
+        let seen = Seen::parse("100:105:101,103").unwrap();
+        for (xid, saw) in [
+            (99, true),
+            (100, true),
+            (101, false),
+            (102, true),
+            (103, false),
+            (104, true),
+            (105, false),
+            (200, false),
+        ] {
+            assert_eq!(seen.saw(xid), saw, "{xid}");
+        }
+        // 64-bit ids, cut to the 32 bits pgoutput gives, across a wrap.
+        let high = (5u64 << 32) + u64::from(u32::MAX) - 1;
+        let seen = Seen::parse(&format!("{high}:{}:", high + 4)).unwrap();
+        assert!(seen.saw(u32::MAX - 2));
+        assert!(seen.saw(u32::MAX));
+        assert!(seen.saw(0), "after the wrap, before xmax");
+        assert!(!seen.saw(2));
+        assert_eq!(Seen::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn progress_keeps_to_the_selected_tables_and_round_trips() {
+        let mut p = Progress {
+            tables: vec![
+                TableProgress {
+                    table: "public.a".into(),
+                    after: Some(vec![Some("5".into()), None]),
+                    upper: Some(vec![Some("9".into()), Some("x".into())]),
+                    done: false,
+                    rows: 4,
+                },
+                TableProgress {
+                    table: "public.gone".into(),
+                    done: true,
+                    ..TableProgress::default()
+                },
+            ],
+        };
+        assert_eq!(Progress::from_text(&p.to_text()), Some(p.clone()));
+        p.tables.retain(|t| t.table != "public.gone");
+        assert!(!p.complete());
+    }
+
+    #[test]
+    fn literals_quote_and_keep_nulls() {
+        assert_eq!(
+            literals(&[Some("it's".into()), None, Some("5".into())]),
+            "'it''s', NULL, '5'"
+        );
+    }
+}
