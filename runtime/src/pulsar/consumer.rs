@@ -146,6 +146,9 @@ pub struct Received {
     pub held: Option<OwnedSemaphorePermit>,
 }
 
+/// How long a record's chunks may take to come in whole.
+const CHUNKED_MESSAGE_PATIENCE: Duration = Duration::from_secs(600);
+
 /// The largest message a broker takes by default (`maxMessageSize`); a
 /// larger record travels in chunks of at most this size, each taking a
 /// permit of the receiver queue.
@@ -382,6 +385,10 @@ impl Consumer {
             consumer_name: options.consumer_name.clone(),
             ack_timeout: options.ack_timeout,
             force_topic_creation: Some(false),
+            // A large record's chunks come in as the sink frees room; a
+            // slow target can hold them back longer than the client's
+            // default minute, after which it would drop the chunks it has.
+            expire_time_of_incomplete_chunked_message: Some(CHUNKED_MESSAGE_PATIENCE),
             ..SubscribeRequest::default()
         };
         let consumer = match self.client.inner.subscribe(request).await {
