@@ -8,9 +8,9 @@
 //!   producer, which happens when the first one stops or dies. The table
 //!   topics' producers are exclusive too.
 //! - **Transactions.** The records from one checkpoint to the next (a source
-//!   transaction, or a whole snapshot) and a marker holding the last
-//!   record's `sluice.seq`, the checkpoint and the transaction's id are
-//!   committed as one Pulsar transaction. Several source transactions may
+//!   transaction, or a chunk of a snapshot) and a marker holding the last
+//!   record's `sluice.seq`, the checkpoint, the source's state there and
+//!   the transaction's id are committed as one Pulsar transaction. Several source transactions may
 //!   share one Pulsar transaction; a source transaction is never split
 //!   across two. Readers see whole source transactions or nothing.
 //! - **Pipelining.** A transaction commits in the background while the next
@@ -55,8 +55,8 @@ use crate::pulsar::{self, Access, Client, Producer, ProducerOptions, PulsarError
 /// The subscription that keeps the last marker from retention.
 const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
 /// The coordinator aborts a transaction left open this long: a crashed
-/// instance's transaction never becomes visible. A snapshot is published
-/// as one transaction and must fit in it.
+/// instance's transaction never becomes visible. A source transaction, or
+/// a snapshot's chunk, must fit in it.
 const TXN_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How long a transaction that could commit waits for more source
 /// transactions to share it. Under load a transaction grows anyway while
