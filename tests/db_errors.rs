@@ -113,10 +113,28 @@ async fn dead_letters(
     Ok(out)
 }
 
+/// Under each guarantee, [`record_errors_under`].
+async fn record_errors(engine: &str, ddl: &str, codes: [&str; 2]) -> anyhow::Result<()> {
+    for guarantee in ["ATLEAST_ONCE", "EFFECTIVELY_ONCE"] {
+        record_errors_under(guarantee, engine, ddl, codes)
+            .await
+            .with_context(|| format!("under {guarantee}"))?;
+    }
+    Ok(())
+}
+
 /// A record the target refuses for its value (a data exception) and one it
 /// refuses for a constraint are dead-lettered with the engine's code; the
-/// records around them land, and so do records published afterwards.
-async fn record_errors(engine: &str, ddl: &str, codes: [&str; 2]) -> anyhow::Result<()> {
+/// records around them land, and so do records published afterwards. The
+/// records after a refused one in the same batch are written before it is
+/// tried again: under EFFECTIVELY_ONCE their marks must not make it look
+/// applied.
+async fn record_errors_under(
+    guarantee: &str,
+    engine: &str,
+    ddl: &str,
+    codes: [&str; 2],
+) -> anyhow::Result<()> {
     // GIVEN a target whose `v` holds at most 5 characters and no null, and
     // five records of which the 2nd is too long and the 4th null
     let name = unique(&format!("jdbc-err-{engine}")).replace('-', "_");
@@ -145,7 +163,9 @@ async fn record_errors(engine: &str, ddl: &str, codes: [&str; 2]) -> anyhow::Res
                 "target",
                 &topic,
                 target.url(),
-                &format!("    deadLetterTopic: {dlq}\n    maxMessageRetries: 1\n"),
+                &format!(
+                    "    processingGuarantees: {guarantee}\n    deadLetterTopic: {dlq}\n    maxMessageRetries: 1\n"
+                ),
                 "      tableName: items\n      insertMode: UPSERT\n",
             )],
         ),

@@ -2,6 +2,7 @@
 //! backoff after a failure while the others keep running.
 
 mod acks;
+mod dead_letters;
 mod effectively_once;
 mod renewal;
 mod sink_task;
@@ -15,7 +16,7 @@ use sluice_connectors::{ConnectorError, Sink, Source};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-pub use sink_task::{
+pub use dead_letters::{
     ERROR_PROPERTY, ORIGIN_MESSAGE_ID_PROPERTY, ORIGIN_SINK_PROPERTY, ORIGIN_TOPIC_PROPERTY,
 };
 use status::{ConnectorStatus, State};

@@ -4,34 +4,24 @@
 //! durable. A retryable failure retries the whole batch with backoff, for
 //! as long as it takes. A permanent failure splits the batch in halves,
 //! down to single records, to find the records the target rejects while
-//! their neighbours commit; each rejected record is
-//! tried `maxMessageRetries` more times, then published to the dead-letter
-//! topic with the error and its origin, then acknowledged. Without a
-//! dead-letter topic the run fails instead, so that nothing is dropped.
+//! their neighbours commit; each rejected record is tried again and
+//! dead-lettered ([`super::dead_letters`]) before the records behind it are
+//! written, and acknowledged with the batch. Without a dead-letter topic
+//! the run fails instead, so that nothing is dropped.
 //! Under ATMOST_ONCE a batch is acknowledged on receipt and written once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord, SourceRecord};
+use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
+use super::dead_letters::DeadLetters;
 use super::status::{ConnectorStatus, State};
 use super::{Backoff, TaskError};
 use crate::config::{Guarantee, SinkDef};
-use crate::pulsar::{
-    Access, AckHandle, Client, Consumer, Followed, Producer, ProducerOptions, Received,
-};
-
-/// Properties set on a dead-lettered message.
-pub const ERROR_PROPERTY: &str = "sluice.error";
-/// The topic the dead-lettered message came from.
-pub const ORIGIN_TOPIC_PROPERTY: &str = "sluice.origin.topic";
-/// Its message id there.
-pub const ORIGIN_MESSAGE_ID_PROPERTY: &str = "sluice.origin.message_id";
-/// The sink that gave up on it.
-pub const ORIGIN_SINK_PROPERTY: &str = "sluice.origin.sink";
+use crate::pulsar::{AckHandle, Client, Consumer, Followed, Received};
 
 /// How often a sink looks again at what its inputs are: topics matching
 /// `topicsPattern`, partitions added to a partitioned topic, input topics
@@ -99,7 +89,7 @@ pub(crate) async fn run(
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Ended, TaskError> {
-    let mut dead_letters: Option<Producer> = None;
+    let mut dead_letters = DeadLetters::new(def, client);
     let policy = sink.batch_policy();
     let memory = Memory::of(client.memory_limit(), topics.len());
     let mut discovery = tokio::time::interval_at(
@@ -217,40 +207,8 @@ pub(crate) async fn run(
 
         let wait_us = waited.elapsed().as_micros() as u64;
         let written = Instant::now();
-        let rejected = write_isolating(sink, &records, status, shutdown).await?;
+        write_isolating(sink, &records, &mut dead_letters, status, shutdown).await?;
         let write_us = written.elapsed().as_micros() as u64;
-        for (index, first_error) in rejected {
-            let record = &records[index];
-            let last_error = retry_one(def, sink, record, first_error, status, shutdown).await?;
-            let Some(error) = last_error else {
-                continue;
-            };
-            let Some(topic) = &def.dead_letter_topic else {
-                error!(
-                    connector = %def.name, topic = %record.topic, message_id = %record.message_id, error = %error,
-                    "the target rejects a record and no deadLetterTopic is set; stopping this sink"
-                );
-                return Err(TaskError::Connector(error));
-            };
-            if dead_letters.is_none() {
-                let options = ProducerOptions {
-                    access: Access::Shared,
-                    batching: None,
-                    compression: crate::config::Compression::None,
-                    name: None,
-                    schema: None,
-                };
-                dead_letters = Some(client.producer(topic, &options).await?);
-            }
-            if let Some(dlq) = &dead_letters {
-                dlq.send(dead_letter(def, record, &error)).await?;
-            }
-            status.count_dead_lettered(1);
-            warn!(
-                connector = %def.name, topic = %record.topic, message_id = %record.message_id,
-                dead_letter_topic = %topic, error = %error, "record dead-lettered"
-            );
-        }
         let acked = Instant::now();
         consumer.ack(&handles).await?;
         debug!(
@@ -336,18 +294,19 @@ async fn next_batch(
 }
 
 /// Write with retries; on a permanent failure, split the batch in halves
-/// and write each, down to single records, and return the records the
-/// target rejects, with their error. The halves go in order, so changes
-/// to one key keep theirs; one bad record among `n` costs about
-/// `2 × log2(n)` writes.
+/// and write each, down to single records; a record the target rejects is
+/// tried again and dead-lettered before the records behind it are written.
+/// The halves go in order, so changes to one key keep theirs; one bad
+/// record among `n` costs about `2 × log2(n)` writes.
 async fn write_isolating(
     sink: &mut AnySink,
     records: &[SinkRecord],
+    dead_letters: &mut DeadLetters<'_>,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
-) -> Result<Vec<(usize, ConnectorError)>, TaskError> {
-    let mut rejected = Vec::new();
-    // Ranges still to write, the next one last.
+) -> Result<(), TaskError> {
+    // Ranges still to write, the next one last: the records are written,
+    // and the rejected ones dealt with, in the order they came.
     let mut pending = vec![(0, records.len())];
     while let Some((start, end)) = pending.pop() {
         let part = &records[start..end];
@@ -357,14 +316,22 @@ async fn write_isolating(
                 // The sink names the refused records; the rest are durable.
                 Ok(refused) => {
                     let (mut n, mut bytes) = (part.len() as u64, total_bytes(part));
-                    for (i, error) in refused {
+                    for (i, _) in &refused {
                         n -= 1;
-                        bytes -= total_bytes(std::slice::from_ref(&part[i]));
-                        rejected.push((start + i, error));
+                        bytes -= total_bytes(std::slice::from_ref(&part[*i]));
                     }
                     status.count_out(n, bytes);
+                    for (i, error) in refused {
+                        dead_letters
+                            .reject(sink, &part[i], error, status, shutdown)
+                            .await?;
+                    }
                 }
-                Err(e) if end - start == 1 => rejected.push((start, e)),
+                Err(e) if end - start == 1 => {
+                    dead_letters
+                        .reject(sink, &part[0], e, status, shutdown)
+                        .await?;
+                }
                 Err(_) => {
                     let middle = start + (end - start) / 2;
                     pending.push((middle, end));
@@ -373,12 +340,12 @@ async fn write_isolating(
             },
         }
     }
-    Ok(rejected)
+    Ok(())
 }
 
 /// Write a batch, retrying retryable failures with backoff until it works,
 /// fails permanently (the inner `Err`), or shutdown is requested.
-async fn write_retrying(
+pub(super) async fn write_retrying(
     sink: &mut AnySink,
     records: &[SinkRecord],
     status: &ConnectorStatus,
@@ -413,65 +380,6 @@ async fn write_retrying(
             }
         }
     }
-}
-
-/// Try a rejected record `maxMessageRetries` more times. `None` when one of
-/// the attempts succeeds, else the last error.
-async fn retry_one(
-    def: &SinkDef,
-    sink: &mut AnySink,
-    record: &SinkRecord,
-    first_error: ConnectorError,
-    status: &ConnectorStatus,
-    shutdown: &CancellationToken,
-) -> Result<Option<ConnectorError>, TaskError> {
-    let mut last = first_error;
-    let mut backoff = Backoff::default();
-    for _ in 0..def.max_retries {
-        tokio::select! {
-            () = shutdown.cancelled() => return Err(TaskError::Connector(last)),
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-        }
-        match write_retrying(sink, std::slice::from_ref(record), status, shutdown).await? {
-            Ok(()) => return Ok(None),
-            Err(e) => last = e,
-        }
-    }
-    Ok(Some(last))
-}
-
-/// The dead-letter message: the original key, value and properties, plus
-/// the error and where the record came from.
-fn dead_letter(def: &SinkDef, record: &SinkRecord, error: &ConnectorError) -> SourceRecord {
-    let mut properties = record.properties.clone();
-    properties.push((ERROR_PROPERTY.to_owned(), error_chain(error)));
-    properties.push((ORIGIN_TOPIC_PROPERTY.to_owned(), record.topic.clone()));
-    properties.push((
-        ORIGIN_MESSAGE_ID_PROPERTY.to_owned(),
-        record.message_id.clone(),
-    ));
-    properties.push((ORIGIN_SINK_PROPERTY.to_owned(), def.name.clone()));
-    SourceRecord {
-        topic: None,
-        key: record.key.clone(),
-        value: record.value.clone().unwrap_or_default(),
-        properties,
-        event_time_ms: record.event_time_ms,
-        // The sequence travels in the copied properties.
-        sequence: None,
-        schema: None,
-    }
-}
-
-fn error_chain(error: &ConnectorError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
