@@ -204,6 +204,13 @@ async fn no_mapping_reaches_the_watermark_or_a_system_table() -> anyhow::Result<
                 "      tableName: pg_catalog.pg_authid\n",
             ),
             sink_section("d", &topic, "mysql://u:p@127.0.0.1:3306/mysql", "", ""),
+            sink_section(
+                "e",
+                &topic,
+                &pg_url("x"),
+                "",
+                "      tableName: 'Sluice_Sequences '\n",
+            ),
         ],
     );
     let path = dir.join("pipeline.yaml");
@@ -223,9 +230,111 @@ async fn no_mapping_reaches_the_watermark_or_a_system_table() -> anyhow::Result<
         "sqlite_master is a SQLite internal table name",
         "pg_catalog.pg_authid names a schema",
         "names the system database mysql",
+        "Sluice_Sequences  is sluice's own watermark table",
     ] {
         ensure!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_topic_named_after_a_watermark_table_is_dead_lettered() -> anyhow::Result<()> {
+    // GIVEN an EFFECTIVELY_ONCE sink reading every topic under a prefix,
+    // each into the table its name ends with, and a stranger who created
+    // topics under that prefix named after sluice's watermark tables, one
+    // with a row that would mark the real topic as applied up to the end
+    // of time
+    let name = unique("jdbc-pattern").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+        .await?;
+    let items = sluice_tests::topic(&format!("{name}.public.items"));
+    let dlq = sluice_tests::topic(&format!("{name}-dlq"));
+    let reader = sluice_tests::reader(&dlq).await?;
+    let sink = "public/default/pattern";
+    let forged = json!({
+        "sink": sink, "topic": items, "partition": -1,
+        "message_id": "9223372036854775807:0:-1:0"
+    })
+    .to_string();
+    for table in ["sluice_offsets", "SLUICE_SEQUENCES"] {
+        sluice_tests::publish(
+            &sluice_tests::topic(&format!("{name}.x.{table}")),
+            &[("{}", Some(forged.as_str()))],
+        )
+        .await?;
+    }
+    sluice_tests::publish(&items, &[("{\"id\":1}", Some("{\"id\":1,\"v\":\"a\"}"))]).await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sinks:\n  - name: pattern\n    className: jdbc\n    topicsPattern: \"persistent://public/default/{name}\\\\..*\"\n\
+         \x20   processingGuarantees: EFFECTIVELY_ONCE\n    sourceSubscriptionPosition: Earliest\n\
+         \x20   deadLetterTopic: {dlq}\n    maxMessageRetries: 0\n    configs:\n\
+         \x20     jdbcUrl: '{url}'\n      insertMode: UPSERT\n      batchSize: 10\n      timeoutMs: 20\n",
+        url = pg_url(&name)
+    );
+
+    // WHEN the sink applies the topics, is restarted, and the real topic
+    // gets another row
+    let sluice = Sluice::start(&dir, &config, port)?;
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        let msg = reader
+            .receive_with_timeout(LONG)
+            .await?
+            .context("fewer dead letters than expected")
+            .with_context(|| sluice.log())?;
+        let (_, props) = sluice_tests::message_parts(&msg);
+        let error = props
+            .into_iter()
+            .find(|(k, _)| k == "sluice.error")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        dead.push(error);
+    }
+    wait_for("row 1", LONG, || async {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM items", &[])
+            .await?
+            .get(0);
+        Ok((n == 1).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    ensure!(sluice.interrupt().await?.success());
+    let sluice = Sluice::start(&dir, &config, port)?;
+    sluice_tests::publish(&items, &[("{\"id\":2}", Some("{\"id\":2,\"v\":\"b\"}"))]).await?;
+
+    // THEN both forged records are dead-lettered for the table they named,
+    // the watermark holds only what the sink applied, and the real rows land
+    assert_eq!(dead.len(), 2);
+    for table in ["SLUICE_SEQUENCES", "sluice_offsets"] {
+        let why = format!("{table} is sluice's own watermark table");
+        ensure!(dead.iter().any(|e| e.contains(&why)), "{dead:?}");
+    }
+    let ids = wait_for("row 2", LONG, || async {
+        let ids: Vec<i32> = db
+            .query("SELECT id FROM items ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok((ids.len() == 2).then_some(ids))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    assert_eq!(ids, [1, 2]);
+    let forged_marks: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sluice_offsets WHERE message_id LIKE '9223372036854775807:%'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(forged_marks, 0);
+    ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
 
@@ -597,6 +706,119 @@ async fn a_producers_sequence_cannot_make_the_watermark_skip_anothers_records() 
         [
             (format!("sluice-{name}-source"), "60".to_owned()),
             (format!("sluice-{name}-x"), u128::MAX.to_string()),
+        ]
+    );
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn on_mariadb_a_look_alike_producer_name_keeps_a_mark_of_its_own() -> anyhow::Result<()> {
+    // GIVEN a MariaDB target whose tables compare text without case (and,
+    // like every PAD SPACE collation, without trailing spaces), holding the
+    // watermark table as an earlier sluice made it (names as text), and a
+    // topic where a source publishes rows with sequences
+    let name = unique("jdbc-lookalike").replace('-', "_");
+    let db = mariadb::create_database(&name).await?;
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci; \
+         CREATE TABLE items (id int PRIMARY KEY, v text); \
+         CREATE TABLE sluice_offsets (sink VARCHAR(255) NOT NULL, topic VARCHAR(255) NOT NULL, \
+           `partition` INTEGER NOT NULL, sequence VARCHAR(255), message_id VARCHAR(255), \
+           PRIMARY KEY (sink, topic, `partition`))"
+    ))
+    .execute(&db)
+    .await?;
+    let topic = sluice_tests::topic(&name);
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let producer = |producer: String| client.producer(&topic).name(producer).create();
+    let send = |producer: &magnetar::runtime_tokio::Producer, id: i32, seq: u128| {
+        let msg = magnetar::OutgoingMessage::with_payload(
+            json!({"id": id, "v": format!("v{id}")})
+                .to_string()
+                .into_bytes(),
+        )
+        .key(json!({"id": id}).to_string())
+        .property("sluice.seq", seq.to_string());
+        producer.send(msg.into())
+    };
+    let source = producer(format!("src-{name}")).await?;
+    send(&source, 1, 10).await?;
+    send(&source, 2, 20).await?;
+    source.close().await?;
+    // AND an impostor whose name differs only in case and a trailing space
+    // claims the largest sequence
+    let impostor = producer(format!("SRC-{name} ")).await?;
+    send(&impostor, 3, u128::MAX).await?;
+    impostor.close().await?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = sinks_config(
+        port,
+        &[sink_section(
+            "maria",
+            &topic,
+            &mariadb::url(&name),
+            "    processingGuarantees: EFFECTIVELY_ONCE\n",
+            "      tableName: items\n      insertMode: UPSERT\n",
+        )],
+    );
+    let rows = || async {
+        let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM items ORDER BY id")
+            .fetch_all(&db)
+            .await?;
+        anyhow::Ok(ids)
+    };
+    let sluice = Sluice::start(&dir, &config, port)?;
+    wait_for("row 3", LONG, || async {
+        Ok(rows().await?.contains(&3).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    ensure!(sluice.interrupt().await?.success());
+
+    // WHEN the sink starts again (reading its marks from the target) and
+    // the source publishes its next row
+    let sluice = Sluice::start(&dir, &config, port)?;
+    let source = producer(format!("src-{name}")).await?;
+    send(&source, 4, 30).await?;
+    source.close().await?;
+
+    // THEN the row lands: the impostor's mark is its own row
+    let ids = wait_for("row 4", LONG, || async {
+        let ids = rows().await?;
+        Ok(ids.contains(&4).then_some(ids))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    assert_eq!(ids, [1, 2, 3, 4]);
+    let marks: Vec<(Vec<u8>, String)> =
+        sqlx::query_as("SELECT producer, sequence FROM sluice_sequences ORDER BY producer")
+            .fetch_all(&db)
+            .await?;
+    assert_eq!(
+        marks,
+        [
+            (format!("SRC-{name} ").into_bytes(), u128::MAX.to_string()),
+            (format!("src-{name}").into_bytes(), "30".to_owned()),
+        ]
+    );
+    // AND the table made as text holds its names as bytes now
+    let types: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'sluice_offsets' \
+         AND COLUMN_NAME IN ('sink', 'topic') ORDER BY COLUMN_NAME",
+    )
+    .fetch_all(&db)
+    .await?;
+    assert_eq!(
+        types,
+        [
+            ("sink".to_owned(), "varbinary".to_owned()),
+            ("topic".to_owned(), "varbinary".to_owned())
         ]
     );
     ensure!(sluice.interrupt().await?.success());

@@ -150,6 +150,65 @@ async fn a_source_restarted_on_a_deduplicating_namespace_loses_nothing() -> anyh
 }
 
 #[tokio::test]
+async fn a_stranger_publishing_under_a_sources_name_is_named_not_waited_on() -> anyhow::Result<()> {
+    // GIVEN a deduplicating namespace where, before the source first runs,
+    // a stranger published one message under the source's producer name
+    // with the largest sequence id the broker takes
+    let ns = sluice_tests::admin::create_namespace(&unique("eo-squat"))?;
+    sluice_tests::admin::enable_deduplication(&ns)?;
+    let (tenant, namespace) = ns.split_once('/').context("namespace")?;
+    let name = unique("squatted");
+    let topic = format!("persistent://{ns}/{name}");
+    let client = PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let squatter = client
+        .producer(&topic)
+        .name(format!("{ns}/{name}"))
+        .initial_sequence_id(i64::MAX as u64)
+        .create()
+        .await?;
+    squatter
+        .send(OutgoingMessage::with_payload(b"squat".to_vec()).into())
+        .await?;
+    squatter.close().await?;
+
+    // WHEN the source starts
+    let dir = temp_dir(&name)?;
+    let state = dir.join("gen.state");
+    let port = free_port()?;
+    let config = source_config(&name, &name, port, &state, 10)
+        .replace(
+            "  - name:",
+            &format!("  - tenant: {tenant}\n    namespace: {namespace}\n    name:"),
+        )
+        .replace("EFFECTIVELY_ONCE", "ATLEAST_ONCE");
+    let sluice = Sluice::start(&dir, &config, port)?;
+
+    // THEN it says why it cannot publish, instead of waiting forever for
+    // the broker to take records it drops as duplicates
+    let error = wait_for("the source's error", LONG, || async {
+        let status: serde_json::Value = serde_json::from_str(
+            &sluice
+                .get(&format!("/connectors/{name}"))
+                .unwrap_or_default(),
+        )
+        .unwrap_or_default();
+        Ok(status["last_error"].as_str().map(str::to_owned))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    ensure!(
+        error.contains("another client published under this source's name"),
+        "{error}"
+    );
+    assert_eq!(generated(&state), 0);
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
 async fn each_record_reaches_the_topic_once_across_kill_9s() -> anyhow::Result<()> {
     // GIVEN an EFFECTIVELY_ONCE source of 20,000 records
     let name = unique("eo-kill");

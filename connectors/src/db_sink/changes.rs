@@ -55,7 +55,25 @@ fn permanent(record: &SinkRecord, what: &str) -> ConnectorError {
 
 /// The changes a record asks for.
 /// `encodings`: what the record's value schema says to decode.
+/// A table that can never be a target (sluice's own, SQLite's) is refused
+/// here too, since a topic's own name can choose one: a `topicsPattern`
+/// sink maps a topic a stranger may create to its last name segment.
 pub(crate) fn from_record(
+    record: &SinkRecord,
+    config: &DbSinkConfig,
+    encodings: Option<&Encodings>,
+) -> Result<Vec<Change>, ConnectorError> {
+    let changes = asked(record, config, encodings)?;
+    if let Some(why) = changes
+        .iter()
+        .find_map(|c| super::config::forbidden_table(&c.table))
+    {
+        return Err(permanent(record, &format!("cannot write there: {why}")));
+    }
+    Ok(changes)
+}
+
+fn asked(
     record: &SinkRecord,
     config: &DbSinkConfig,
     encodings: Option<&Encodings>,

@@ -24,11 +24,12 @@ const SYSTEM_DATABASES: [&str; 5] = [
 ];
 
 /// Why `name` can never be a target table, if it cannot: sluice's own
-/// watermark table, SQLite's internal tables, and qualified names (every
-/// table is in the connection's default schema or database).
+/// watermark tables, SQLite's internal tables, and qualified names (every
+/// table is in the connection's default schema or database). Compared
+/// without case and trailing spaces, as MySQL's collations may.
 pub(crate) fn forbidden_table(name: &str) -> Option<String> {
-    let lower = name.to_ascii_lowercase();
-    if lower == super::watermark::TABLE {
+    let lower = name.trim_end().to_ascii_lowercase();
+    if lower == super::watermark::TABLE || lower == super::watermark::SEQUENCES {
         Some(format!("{name} is sluice's own watermark table"))
     } else if lower.starts_with("sqlite_") {
         Some(format!("{name} is a SQLite internal table name"))

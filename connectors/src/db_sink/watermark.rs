@@ -177,19 +177,25 @@ impl Watermarks {
         dialect: Dialect,
         sink: &str,
     ) -> Result<Self, sqlx::Error> {
-        let (text, integer) = match dialect {
-            Dialect::Postgres => ("text", "integer"),
-            Dialect::MySql => ("VARCHAR(255)", "INTEGER"),
-            Dialect::Sqlite => ("TEXT", "INTEGER"),
+        // MySQL and MariaDB compare text by its collation: a case-blind
+        // one, or any PAD SPACE one (`utf8mb4_bin` too), takes `Src` or
+        // `src ` for `src`, so a producer's look-alike name would land on
+        // its row. Names are kept as bytes there.
+        let (text, name, integer) = match dialect {
+            Dialect::Postgres => ("text", "text", "integer"),
+            Dialect::MySql => ("VARCHAR(255)", "VARBINARY(255)", "INTEGER"),
+            Dialect::Sqlite => ("TEXT", "TEXT", "INTEGER"),
         };
         let typed = |columns: &[&str]| -> Vec<(String, &str)> {
             columns
                 .iter()
                 .map(|c| {
-                    (
-                        (*c).to_owned(),
-                        if *c == "partition" { integer } else { text },
-                    )
+                    let ty = match *c {
+                        "partition" => integer,
+                        "sink" | "topic" | "producer" => name,
+                        _ => text,
+                    };
+                    ((*c).to_owned(), ty)
                 })
                 .collect()
         };
@@ -197,9 +203,12 @@ impl Watermarks {
             columns[..3].iter().map(|c| (*c).to_owned()).collect()
         };
         // Identifiers are quoted (see `sql`).
-        for (name, columns) in [(TABLE, &COLUMNS), (SEQUENCES, &SEQUENCE_COLUMNS)] {
-            let create = dialect.create_table(&table(name), &typed(columns), &key(columns));
+        for (table_name, columns) in [(TABLE, &COLUMNS), (SEQUENCES, &SEQUENCE_COLUMNS)] {
+            let create = dialect.create_table(&table(table_name), &typed(columns), &key(columns));
             sqlx::query(&create).execute(pool).await?;
+            if dialect == Dialect::MySql {
+                names_as_bytes(pool, table_name).await?;
+            }
         }
         let mut marks: HashMap<String, Marks> = HashMap::new();
         // The `sequence` column of `sluice_offsets` is no longer read: a
@@ -277,6 +286,12 @@ impl Watermarks {
                 moved.evicted.push((record.topic.clone(), producer));
             }
         }
+        // A producer forgotten and then seen again in the same batch keeps
+        // its new mark.
+        let marks = &moved.marks;
+        moved
+            .evicted
+            .retain(|(topic, producer)| !marks[topic].producers.contains_key(producer));
         moved
     }
 
@@ -376,6 +391,40 @@ impl Watermarks {
         }
         self.marks.extend(moved.marks);
     }
+}
+
+/// Turn the name columns of a table that an earlier version made as text
+/// (compared by collation) into bytes, on MySQL and MariaDB.
+async fn names_as_bytes(pool: &AnyPool, table_name: &str) -> Result<(), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
+         AND COLUMN_NAME IN ('sink', 'topic', 'producer') AND DATA_TYPE <> 'varbinary'",
+    )
+    .bind(table_name)
+    .fetch_all(pool)
+    .await?;
+    let mut columns = Vec::with_capacity(rows.len());
+    for row in &rows {
+        columns.push(text::required(row, 0)?);
+    }
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let dialect = Dialect::MySql;
+    let changes: Vec<String> = columns
+        .iter()
+        .map(|c| format!("MODIFY {} VARBINARY(255) NOT NULL", dialect.quote(c)))
+        .collect();
+    sqlx::query(&format!(
+        "ALTER TABLE {} {}",
+        dialect.table(&table(table_name)),
+        changes.join(", ")
+    ))
+    .execute(pool)
+    .await?;
+    tracing::info!(table = table_name, columns = ?columns, "the watermark table's name columns now hold bytes, compared exactly");
+    Ok(())
 }
 
 /// A message id as text, `ledger:entry:partition:batch`.
@@ -507,6 +556,27 @@ mod tests {
             w.verdict(&from("p0", "t", Some(10), "3:0:-1:-1")),
             Verdict::Apply,
             "forgotten"
+        );
+    }
+
+    #[test]
+    fn a_producer_forgotten_and_seen_again_in_one_batch_keeps_its_mark() {
+        let mut w = Watermarks::default();
+        let records: Vec<SinkRecord> = (0..MAX_PRODUCERS as i64)
+            .map(|i| from(&format!("p{i}"), "t", Some(10), &format!("1:{i}:-1:-1")))
+            .collect();
+        commit(&mut w, &records.iter().collect::<Vec<_>>());
+        // GIVEN a batch where a newcomer takes p0's place, then p0 publishes
+        // again and takes p1's
+        let newcomer = from("new", "t", Some(1), "2:0:-1:-1");
+        let back = from("p0", "t", Some(11), "2:1:-1:-1");
+        let moved = w.after(&[&newcomer, &back]);
+        // THEN only p1 is forgotten: deleting p0's row would lose its mark
+        assert_eq!(moved.evicted, [("t".to_owned(), "p1".to_owned())]);
+        w.committed(moved);
+        assert_eq!(
+            w.verdict(&from("p0", "t", Some(11), "3:0:-1:-1")),
+            Verdict::Republished
         );
     }
 

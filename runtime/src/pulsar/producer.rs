@@ -18,6 +18,11 @@ use super::consumer::message_id_text;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY, Txn};
 use crate::config::{Batching, Compression};
 
+/// A last sequence id at or past this, for a producer name of sluice's,
+/// was not sluice's: a million messages a second for 100,000 years stay
+/// below it.
+const FOREIGN_SEQUENCE: i64 = 1 << 62;
+
 /// Who may publish on a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -174,6 +179,21 @@ impl Client {
             return Ok(producer);
         }
         let _ = producer.close().await;
+        if last >= FOREIGN_SEQUENCE {
+            // The broker compares sequence ids as signed 64-bit numbers:
+            // going on from there would make every message a duplicate,
+            // dropped, and its send would never be answered.
+            return Err(PulsarError::config(
+                format!("create a producer on {topic}"),
+                format!(
+                    "the broker's last sequence id for the producer name {name} is {last}, more than sluice ever publishes: \
+                     another client published under this source's name. Give only the source's role produce on the topic \
+                     (docs/guarantees.md, \"What the broker must guard\"); to go on, rename the connector or clear the \
+                     topic's deduplication state",
+                    name = request.producer_name.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
         open(CreateProducerRequest {
             initial_sequence_id: Some(last.unsigned_abs() + 1),
             ..request
