@@ -49,6 +49,22 @@ fn is_json(content_type: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
 
+/// The most memory the index of a body's records can take: for a JSON
+/// array, a [`Span`] per element, of which there are at most one more
+/// than its commas, and as much again while the index grows. Taken from
+/// the budget before the body is parsed.
+pub(crate) fn index_bytes(bytes: &[u8]) -> usize {
+    let array = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[');
+    if !array {
+        return 0;
+    }
+    let commas = bytes.iter().filter(|b| **b == b',').count();
+    (commas + 1) * std::mem::size_of::<Span>() * 2
+}
+
 /// Check a body of `content_type` and find its records.
 pub(crate) fn parse(content_type: Option<&str>, bytes: Bytes) -> Result<Body, Refusal> {
     let Some(content_type) = content_type else {

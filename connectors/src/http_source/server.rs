@@ -185,12 +185,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if declared.is_some_and(|n| n > config.max_body_bytes) {
         return answer(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
     }
-    if let Some(n) = declared
-        && !held.take(2 * n)
-    {
-        return busy("too many bytes are waiting for the broker; retry later");
-    }
-    let read = read_body(body, config.max_body_bytes, declared.is_none(), &mut held);
+    // The budget is taken as bytes arrive, not as announced: a length
+    // announced and not sent holds nothing.
+    let read = read_body(body, config.max_body_bytes, &mut held);
     let bytes = match tokio::time::timeout(config.read_timeout, read).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(response)) => return response,
@@ -216,6 +213,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             return unauthorized(config, why);
         }
     }
+    // Each record of an array costs its place in the body's index too.
+    if !held.take(request::index_bytes(&bytes)) {
+        return busy("too many bytes are waiting for the broker; retry later");
+    }
     let body = match request::parse(content_type.as_deref(), bytes) {
         Ok(body) => body,
         Err((status, why)) => {
@@ -237,14 +238,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response
 }
 
-/// Read a body of at most `limit` bytes; when its length was not declared,
-/// take its share of the budget as it arrives.
-async fn read_body(
-    mut body: HttpBody,
-    limit: usize,
-    charge: bool,
-    held: &mut Held,
-) -> Result<Bytes, Response> {
+/// Read a body of at most `limit` bytes, taking its share of the budget
+/// (twice its size: the bytes, and the records made of them) as it arrives.
+async fn read_body(mut body: HttpBody, limit: usize, held: &mut Held) -> Result<Bytes, Response> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -262,7 +258,7 @@ async fn read_body(
                 "the body is too large",
             ));
         }
-        if charge && !held.take(2 * data.len()) {
+        if !held.take(2 * data.len()) {
             return Err(busy(
                 "too many bytes are waiting for the broker; retry later",
             ));

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::connections::{Capped, Held};
+use super::connections::{Capped, Held, Tracked};
 use crate::api::ConnectorError;
 
 /// How long a client has to finish its handshake.
@@ -63,9 +63,17 @@ impl TlsListener {
                 let (stream, peer) = tcp.next().await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let handshake = acceptor.accept(stream);
-                    if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        let _ = tx.send((tls, peer)).await;
+                    let conn = Arc::clone(stream.conn());
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    tokio::select! {
+                        done = handshake => {
+                            if let Ok(Ok(tls)) = done {
+                                let _ = tx.send((tls, peer)).await;
+                            }
+                        }
+                        // Another client needs its place.
+                        () = conn.evicted() => {}
                     }
                 });
             }
@@ -81,6 +89,12 @@ impl TlsListener {
 impl Drop for TlsListener {
     fn drop(&mut self) {
         self.accepting.abort();
+    }
+}
+
+impl Tracked for TlsStream<Held<TcpStream>> {
+    fn held(&self) -> &Held<TcpStream> {
+        self.get_ref().0
     }
 }
 
