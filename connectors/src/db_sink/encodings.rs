@@ -127,7 +127,7 @@ enum Refused {
     Shape,
     /// A decimal's scale past [`MAX_SCALE`].
     Scale(u64),
-    /// A decimal's unscaled value longer than [`MAX_DIGITS`] allow.
+    /// A decimal's unscaled value longer than [`MAX_UNSCALED_BYTES`].
     Length,
 }
 
@@ -141,7 +141,8 @@ impl std::fmt::Display for Refused {
             ),
             Self::Length => write!(
                 f,
-                "a decimal of more than {MAX_DIGITS} digits, the most Postgres takes"
+                "a decimal whose unscaled value is longer than {MAX_UNSCALED_BYTES} bytes \
+                 (about {MAX_DIGITS} digits), the most sluice converts"
             ),
         }
     }
@@ -149,14 +150,14 @@ impl std::fmt::Display for Refused {
 
 /// The largest scale of a decimal: Postgres's own limit for `numeric`.
 const MAX_SCALE: u32 = 16_383;
-/// The most digits of a decimal before its point: Postgres's `numeric`
-/// holds 131,072 there, and [`MAX_SCALE`] after.
-const MAX_WHOLE_DIGITS: usize = 131_072;
-/// The most digits of a decimal, both sides of its point.
-const MAX_DIGITS: usize = MAX_WHOLE_DIGITS + MAX_SCALE as usize;
-/// The most bytes of an unscaled value of [`MAX_DIGITS`] digits, with its
-/// sign: ⌈147,455 × log₂₅₆ 10⌉ + 1.
-const MAX_UNSCALED_BYTES: usize = 61_232;
+/// The most bytes of a decimal's unscaled value, with its sign. Turning
+/// it into digits costs the square of its length: at this length about a
+/// millisecond, at Postgres's own limit (61,232 bytes) a fifth of a second
+/// of CPU for one value of a few kilobytes of message, again on every
+/// retry. Declared `numeric` precision goes to 1,000 digits.
+const MAX_UNSCALED_BYTES: usize = 4096;
+/// The digits of the largest unscaled value: ⌊(4096 × 8 − 1) × log₁₀ 2⌋ + 1.
+const MAX_DIGITS: usize = 9_864;
 /// Unscaled values longer than this (in base64) are converted off the
 /// async worker threads: the conversion's cost grows with the square of
 /// the length.
@@ -168,20 +169,16 @@ fn decimal(b64: &str, scale: u32) -> Result<String, Refused> {
     if scale > MAX_SCALE {
         return Err(Refused::Scale(u64::from(scale)));
     }
-    if b64.len() > MAX_UNSCALED_BYTES.div_ceil(3) * 4 {
+    // The length base64 decodes to, before decoding it.
+    if b64.trim_end_matches('=').len() * 3 / 4 > MAX_UNSCALED_BYTES {
         return Err(Refused::Length);
     }
-    let text = if b64.len() > OFFLOAD_LENGTH {
+    if b64.len() > OFFLOAD_LENGTH {
         offload(|| decimal_text(b64, scale))
     } else {
         decimal_text(b64, scale)
     }
-    .ok_or(Refused::Shape)?;
-    let whole = text.trim_start_matches('-').split('.').next().unwrap_or("");
-    if whole.trim_start_matches('0').len() > MAX_WHOLE_DIGITS {
-        return Err(Refused::Length);
-    }
-    Ok(text)
+    .ok_or(Refused::Shape)
 }
 
 /// Run `work` where it does not hold up an async worker thread: in place,
@@ -444,14 +441,17 @@ mod tests {
             .decode(&mut at_limit)
             .expect("scale 16383 decodes");
         assert_eq!(at_limit["ratio"].as_str().map(str::len), Some(16_385));
-        // AND an unscaled value longer than Postgres's digits is refused
-        let long = vec![0x7f; MAX_UNSCALED_BYTES + 3];
+        // AND an unscaled value longer than sluice converts is refused
+        let long = vec![0x7f; MAX_UNSCALED_BYTES + 1];
         let mut too_long = row(json!({"scale": 0, "value": b64(&long)}));
         let err = encodings.decode(&mut too_long).unwrap_err();
-        assert!(err.contains("more than 147455 digits"), "{err}");
-        let whole = vec![0x7f; MAX_UNSCALED_BYTES - 3];
-        assert_eq!(decimal(&b64(&whole), 0), Err(Refused::Length));
-        assert_eq!(decimal(&b64(&whole), MAX_SCALE).map(|_| ()), Ok(()));
+        assert!(err.contains("longer than 4096 bytes"), "{err}");
+        // AND the longest one is taken, with its digits
+        let mut longest = vec![0xff; MAX_UNSCALED_BYTES];
+        longest[0] = 0x7f;
+        let text = decimal(&b64(&longest), 0).expect("the longest decodes");
+        assert_eq!(text.len(), MAX_DIGITS);
+        assert_eq!(decimal(&b64(&longest), MAX_SCALE).map(|_| ()), Ok(()));
     }
 
     fn envelope_schema() -> String {
