@@ -63,13 +63,13 @@ async fn drained(input: &str) -> anyhow::Result<()> {
 
 /// The HMAC-SHA256 signature check a receiver does, written from the
 /// documented scheme rather than from sluice's code: `v2` over the time,
-/// method, path, content type and body, each but the body followed by a
-/// newline.
+/// method, path, content type, idempotency key and body, each but the body
+/// followed by a newline.
 fn signature_holds(
     secret: &str,
     header: &str,
     path: &str,
-    content_type: &str,
+    (content_type, idempotency_key): (&str, &str),
     body: &[u8],
 ) -> bool {
     let parts: HashMap<&str, &str> = header
@@ -82,7 +82,7 @@ fn signature_holds(
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
         return false;
     };
-    mac.update(format!("{t}\nPOST\n{path}\n{content_type}\n").as_bytes());
+    mac.update(format!("{t}\nPOST\n{path}\n{content_type}\n{idempotency_key}\n").as_bytes());
     mac.update(body);
     let expected: String = mac
         .finalize()
@@ -155,7 +155,7 @@ async fn every_record_is_posted_once_with_pulsars_headers_a_stable_key_and_a_sig
                 secret,
                 signature,
                 "/orders?src=sluice",
-                "application/json",
+                ("application/json", &format!("{input}/id/{id}")),
                 &hit.body
             ),
             "signature {signature} does not verify"

@@ -591,14 +591,20 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The signature header a client makes, from the documented scheme.
+/// The signature header a client makes, from the documented scheme, for a
+/// request without an idempotency key.
 fn sign(version: &str, path: &str, content_type: &str, body: &[u8]) -> String {
+    sign_keyed(version, path, (content_type, ""), body)
+}
+
+/// [`sign`] for a request with an idempotency key (empty for none).
+fn sign_keyed(version: &str, path: &str, (content_type, key): (&str, &str), body: &[u8]) -> String {
     let t = unix_seconds();
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key");
     if version == "v1" {
         mac.update(format!("{t}.").as_bytes());
     } else {
-        mac.update(format!("{t}\nPOST\n{path}\n{content_type}\n").as_bytes());
+        mac.update(format!("{t}\nPOST\n{path}\n{content_type}\n{key}\n").as_bytes());
     }
     mac.update(body);
     let hex: String = mac
@@ -611,7 +617,8 @@ fn sign(version: &str, path: &str, content_type: &str, body: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn a_signature_covers_the_path_and_the_content_type() -> anyhow::Result<()> {
+async fn a_signature_covers_the_path_the_content_type_and_the_idempotency_key() -> anyhow::Result<()>
+{
     // GIVEN a source that takes signed requests to two named topics
     let name = unique("http-lim-sig");
     let (port, api) = (free_port()?, free_port()?);
@@ -652,6 +659,24 @@ async fn a_signature_covers_the_path_and_the_content_type() -> anyhow::Result<()
     // AND the older form, over the body alone, is refused unless asked for
     let v1 = sign("v1", "", "", body);
     assert_eq!(send("/topics/b", "application/json", &v1), 401);
+    // AND a request signed with its idempotency key passes, and its
+    // signature is refused under another key (a replay as a new request)
+    let keyed = |key: &str, signature: &str| {
+        post(
+            api,
+            "/topics/a",
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+                ("Sluice-Signature", signature),
+            ],
+            body,
+        )
+        .0
+    };
+    let for_key = sign_keyed("v2", "/topics/a", ("application/json", "order-1"), body);
+    assert_eq!(keyed("order-1", &for_key), 200);
+    assert_eq!(keyed("order-2", &for_key), 401);
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }

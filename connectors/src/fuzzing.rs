@@ -64,6 +64,7 @@ pub fn signature(header: &str, path: &str, body: &[u8]) -> bool {
         method: "POST",
         path,
         content_type: "application/json",
+        idempotency_key: "",
         body,
     };
     crate::signature::verify(b"0123456789abcdef", header, &signed, true).is_some()

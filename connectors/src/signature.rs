@@ -2,9 +2,10 @@
 //! source checks, an HMAC-SHA256 under a shared secret in one header:
 //!
 //! - `t=<unix seconds>,v2=<hex>`, the default, over
-//!   `"<t>\n<METHOD>\n<path>\n<content type>\n<body>"`: the request's
-//!   method, its path with the query (which names the topic at the
-//!   source), its `Content-Type` (empty when it has none) and its body;
+//!   `"<t>\n<METHOD>\n<path>\n<content type>\n<idempotency key>\n<body>"`:
+//!   the request's method, its path with the query (which names the topic
+//!   at the source), its `Content-Type` and its idempotency key header
+//!   (each empty when it has none) and its body;
 //! - `t=<unix seconds>,v1=<hex>`, the older form, over `"<t>.<body>"`
 //!   only, taken or sent only when `signatureVersion: v1` says so: a
 //!   request signed so can be replayed to another path or as another
@@ -21,7 +22,8 @@ use sha2::Sha256;
 pub enum Version {
     /// Over the time and the body only.
     V1,
-    /// Over the time, method, path, content type and body.
+    /// Over the time, method, path, content type, idempotency key and
+    /// body.
     V2,
 }
 
@@ -45,6 +47,9 @@ pub struct Signed<'a> {
     pub path: &'a str,
     /// The `Content-Type` header's value; empty when absent.
     pub content_type: &'a str,
+    /// The idempotency key header's value; empty when absent. Covered so
+    /// that a captured request cannot be replayed under a new key.
+    pub idempotency_key: &'a str,
     /// The body.
     pub body: &'a [u8],
 }
@@ -91,8 +96,8 @@ fn feed(m: &mut Hmac<Sha256>, version: Version, t: u64, request: &Signed<'_>) {
         Version::V1 => m.update(format!("{t}.").as_bytes()),
         Version::V2 => m.update(
             format!(
-                "{t}\n{}\n{}\n{}\n",
-                request.method, request.path, request.content_type
+                "{t}\n{}\n{}\n{}\n{}\n",
+                request.method, request.path, request.content_type, request.idempotency_key
             )
             .as_bytes(),
         ),
@@ -132,6 +137,7 @@ mod tests {
             method: "POST",
             path,
             content_type,
+            idempotency_key: "order-1",
             body,
         }
     }
@@ -150,6 +156,10 @@ mod tests {
             request("/topics/orders", "text/plain", b"{\"id\":1}"),
             Signed {
                 method: "PUT",
+                ..signed
+            },
+            Signed {
+                idempotency_key: "order-2",
                 ..signed
             },
         ] {

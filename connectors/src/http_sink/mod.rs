@@ -252,23 +252,65 @@ impl HttpSink {
 
 /// An answer's excerpt without the values of the sink's own headers
 /// (credentials), which a receiver that echoes its request would quote:
-/// each value, and a start of one that the excerpt is cut in, becomes
-/// `***`.
+/// each value, as sent or as an echo may encode it (JSON-escaped,
+/// percent-encoded, base64, the credential after its scheme), and a start
+/// of one that the excerpt is cut in, becomes `***`.
 fn redacted(excerpt: &str, headers: &[(String, crate::config::Secret)]) -> String {
     let mut out = excerpt.to_owned();
     for (_, value) in headers {
-        let value = value.expose();
-        if value.len() < 4 {
-            continue;
-        }
-        out = out.replace(value, "***");
-        // Cut off inside the value: its start ends the excerpt.
-        for cut in (4..value.len()).rev() {
-            if value.is_char_boundary(cut) && out.ends_with(&value[..cut]) {
-                out.truncate(out.len() - cut);
-                out.push_str("***");
-                break;
+        for form in echoed_forms(value.expose()) {
+            out = out.replace(&form, "***");
+            // Cut off inside the value: its start ends the excerpt.
+            for cut in (4..form.len()).rev() {
+                if form.is_char_boundary(cut) && out.ends_with(&form[..cut]) {
+                    out.truncate(out.len() - cut);
+                    out.push_str("***");
+                    break;
+                }
             }
+        }
+    }
+    out
+}
+
+/// The forms in which an answer may quote a header's value, longest
+/// first, each of at least 4 bytes.
+fn echoed_forms(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut plain = vec![value.to_owned()];
+    // `Bearer <token>`, `Basic <credentials>`: the credential alone.
+    if let Some((_, credential)) = value.split_once(' ') {
+        plain.push(credential.trim().to_owned());
+    }
+    let mut forms = Vec::new();
+    for v in plain {
+        let json = serde_json::to_string(&v).unwrap_or_default();
+        let json = json.trim_matches('"').to_owned();
+        forms.push(json.replace('/', "\\/"));
+        forms.push(json);
+        forms.push(percent_encoded(&v, true));
+        forms.push(percent_encoded(&v, false));
+        forms.push(base64::engine::general_purpose::STANDARD.encode(&v));
+        forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v));
+        forms.push(v);
+    }
+    forms.retain(|f| f.len() >= 4);
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
+}
+
+/// `value` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// as `%XX`, in upper or lower case hex.
+fn percent_encoded(value: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else if upper {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
         }
     }
     out
@@ -471,15 +513,18 @@ impl Requests<'_> {
         let Some(secret) = &self.config.signature_secret else {
             return;
         };
-        let content_type = headers
-            .iter()
-            .find(|(n, _)| *n == CONTENT_TYPE)
-            .and_then(|(_, v)| v.to_str().ok())
-            .unwrap_or("");
+        let value_of = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.to_str().ok())
+                .unwrap_or("")
+        };
         let signed = signature::Signed {
             method: "POST",
             path: &self.config.endpoint.path,
-            content_type,
+            content_type: value_of(CONTENT_TYPE.as_str()),
+            idempotency_key: value_of(&self.config.idempotency_key_header),
             body,
         };
         let value = signature::sign(
@@ -594,6 +639,34 @@ mod tests {
             "you sent ***"
         );
         assert_eq!(redacted("nothing here", &headers), "nothing here");
+    }
+
+    #[test]
+    fn an_echo_that_encodes_a_header_value_keeps_none_of_it() {
+        let headers = vec![(
+            "X-Api-Key".to_owned(),
+            crate::config::Secret::new("sk_live/9f8e+7d6c=\"q\""),
+        )];
+        for echo in [
+            r#"{"key":"sk_live\/9f8e+7d6c=\"q\""}"#,
+            r#"{"key":"sk_live/9f8e+7d6c=\"q\""}"#,
+            "key=sk_live%2F9f8e%2B7d6c%3D%22q%22",
+            "key=sk_live%2f9f8e%2b7d6c%3d%22q%22",
+            "key=c2tfbGl2ZS85ZjhlKzdkNmM9InEi",
+        ] {
+            let out = redacted(echo, &headers);
+            assert!(
+                !out.contains("9f8e") && !out.contains("OWY4") && out.contains("***"),
+                "{echo} -> {out}"
+            );
+        }
+        // The credential after its scheme, and its base64.
+        let bearer = vec![(
+            "Authorization".to_owned(),
+            crate::config::Secret::new("Bearer tok-123456"),
+        )];
+        assert_eq!(redacted("got tok-123456", &bearer), "got ***");
+        assert_eq!(redacted("got dG9rLTEyMzQ1Ng==", &bearer), "got ***");
     }
 
     #[test]

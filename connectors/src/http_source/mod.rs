@@ -880,6 +880,7 @@ mod tests {
                 method: "POST",
                 path: "/",
                 content_type: "application/json",
+                idempotency_key: "",
                 body: body.as_bytes(),
             };
             let value = crate::signature::sign(

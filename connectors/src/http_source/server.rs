@@ -207,6 +207,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             method: parts.method.as_str(),
             path,
             content_type: content_type.as_deref().unwrap_or(""),
+            idempotency_key: parts
+                .headers
+                .get(config.idempotency_key_header.as_str())
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
             body: &bytes,
         };
         if let Err(why) = signed_recently(config, secret.expose(), &parts.headers, &signed) {
