@@ -87,8 +87,19 @@ pub struct ConfigIssue {
 pub struct ConfigReport {
     /// Problems that make the config unusable.
     pub errors: Vec<ConfigIssue>,
-    /// Keys that are accepted but do nothing here.
+    /// Keys that are accepted but do nothing here, and settings that work
+    /// but weaken something.
     pub warnings: Vec<ConfigIssue>,
+}
+
+/// Whether `host` names this machine (`localhost`, `127.0.0.0/8`, `::1`):
+/// what goes to it crosses no network.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Reads typed values out of a [`ConfigMap`], remembering which keys were
@@ -124,6 +135,17 @@ impl<'a> ConfigReader<'a> {
     pub fn error(&self, key: &str, message: impl Into<String>) {
         if let Ok(mut report) = self.report.lock() {
             report.errors.push(ConfigIssue {
+                key: key.to_owned(),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Record a warning against a key: the config works, but likely not
+    /// as its owner wants.
+    pub fn warn(&self, key: &str, message: impl Into<String>) {
+        if let Ok(mut report) = self.report.lock() {
+            report.warnings.push(ConfigIssue {
                 key: key.to_owned(),
                 message: message.into(),
             });

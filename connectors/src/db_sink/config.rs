@@ -256,6 +256,16 @@ fn pg_parameters(pairs: &[(&str, &str)]) -> Result<Vec<String>, String> {
             }
         })
     });
+    // libpq: with a root certificate given, require checks the chain as
+    // verify-ca does (sqlx's require would not).
+    let rooted = kept.iter().any(|p| p.starts_with("sslrootcert="));
+    let mode = mode.map(|m| {
+        if m == "require" && rooted {
+            "verify-ca".to_owned()
+        } else {
+            m
+        }
+    });
     if let Some(mode) = mode {
         kept.insert(0, format!("sslmode={mode}"));
     }
@@ -681,6 +691,11 @@ mod tests {
         assert_eq!(
             url("jdbc:postgresql://db/w?ssl=true&sslmode=require"),
             "postgres://db/w?sslmode=require"
+        );
+        // libpq: require with a root certificate checks the chain.
+        assert_eq!(
+            url("postgres://db/w?sslmode=require&sslrootcert=/ca.pem"),
+            "postgres://db/w?sslmode=verify-ca&sslrootcert=/ca.pem"
         );
         assert_eq!(
             url("jdbc:postgresql://db/w?ApplicationName=shop"),

@@ -104,6 +104,19 @@ impl HttpSinkConfig {
                 r.error("headers", format!("the value of {name} holds a line break"));
             }
         }
+        if let Some(e) = &endpoint
+            && !e.tls
+            && !headers.is_empty()
+            && !crate::config::is_loopback(&e.host)
+        {
+            r.warn(
+                "headers",
+                format!(
+                    "go to {} over plain http://, readable by anyone on the path: use https://",
+                    e.authority
+                ),
+            );
+        }
         let body = match r.string("bodyFormat").as_deref() {
             None | Some("value") => BodyFormat::Value,
             Some("record") => BodyFormat::Record,
@@ -254,6 +267,28 @@ mod tests {
         assert_eq!(config.idempotency_key_header, "Idempotency-Key");
         // The header's value stays out of Debug.
         assert!(!format!("{config:?}").contains("abc"));
+    }
+
+    #[test]
+    fn headers_to_plain_http_elsewhere_are_warned_about() {
+        let headers = ConfigValue::Map(
+            [("X-Api-Key".to_owned(), s("k-123456"))]
+                .into_iter()
+                .collect(),
+        );
+        let warnings = |url: &str| {
+            let (_, report) = HttpSinkConfig::from_configs(&configs(&[
+                ("url", s(url)),
+                ("headers", headers.clone()),
+            ]));
+            report.warnings
+        };
+        let far = warnings("http://hooks.example.com/orders");
+        assert_eq!(far.len(), 1, "{far:?}");
+        assert!(far[0].message.contains("plain http://"), "{far:?}");
+        assert!(warnings("http://127.0.0.1:9102/alerts").is_empty());
+        assert!(warnings("http://[::1]:9102/alerts").is_empty());
+        assert!(warnings("https://hooks.example.com/orders").is_empty());
     }
 
     #[test]

@@ -150,6 +150,16 @@ impl HttpSourceConfig {
                 );
             }
         }
+        let plain = r.string("tlsCertFile").is_none();
+        if plain && auth_token.is_some() && !crate::config::is_loopback(&host) {
+            r.warn(
+                "authToken",
+                format!(
+                    "clients send it to {host} over plain HTTP, readable by anyone on the path: \
+                     set tlsCertFile and tlsKeyFile"
+                ),
+            );
+        }
         let signature_header = r
             .string("signatureHeader")
             .unwrap_or_else(|| "Sluice-Signature".to_owned());
@@ -235,6 +245,16 @@ mod tests {
         let (config, report) = read(&[("type", "tcp")]);
         assert!(config.is_none());
         assert!(format!("{report:?}").contains("type http only"));
+    }
+
+    #[test]
+    fn a_token_taken_over_plain_http_from_elsewhere_is_warned_about() {
+        let token = "a-token-of-sixteen-or-more";
+        let (_, report) = read(&[("host", "0.0.0.0"), ("authToken", token)]);
+        assert_eq!(report.warnings.len(), 1, "{report:?}");
+        assert!(report.warnings[0].message.contains("plain HTTP"));
+        let (_, report) = read(&[("authToken", token)]);
+        assert!(report.warnings.is_empty(), "loopback: {report:?}");
     }
 
     #[test]
