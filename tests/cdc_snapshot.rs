@@ -270,3 +270,95 @@ async fn a_snapshot_killed_twice_resumes_and_ends_equal_at_least_once() -> anyho
 async fn a_snapshot_killed_twice_resumes_and_ends_equal_effectively_once() -> anyhow::Result<()> {
     resumes_after_kills("EFFECTIVELY_ONCE").await
 }
+
+#[tokio::test]
+async fn the_snapshot_shows_each_tables_rows_against_its_estimate_and_the_slots_wal()
+-> anyhow::Result<()> {
+    // GIVEN two analyzed tables of 5,000 and 1,200 rows
+    let name = unique("cdc-snap-shown");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE a (id int PRIMARY KEY, v text);
+         INSERT INTO a SELECT g, 'a' FROM generate_series(1, 5000) g;
+         CREATE TABLE b (id int PRIMARY KEY, v text);
+         INSERT INTO b SELECT g, 'b' FROM generate_series(1, 1200) g;
+         ANALYZE a; ANALYZE b;",
+    )
+    .await?;
+    let pipeline = cdc(&name, "ATLEAST_ONCE", "")?;
+
+    // WHEN the source copies them
+    let sluice = Sluice::start(&pipeline.dir, &pipeline.config, pipeline.port)?;
+    sluice_tests::cdc::snapshot_done(&pipeline.out, &sluice).await?;
+
+    // THEN /connectors shows each table copied in full, against the
+    // estimate the statistics give, and the slot's WAL
+    let status: Value = serde_json::from_str(&sluice.get("/connectors/cdc").unwrap_or_default())?;
+    let snapshot = &status["snapshot"];
+    let tables: Vec<(String, u64, u64, bool)> = snapshot["tables"]
+        .as_array()
+        .context("no tables")?
+        .iter()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap_or_default().to_owned(),
+                t["rows"].as_u64().unwrap_or(0),
+                t["estimate"].as_u64().unwrap_or(0),
+                t["done"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            ("public.a".to_owned(), 5000, 5000, true),
+            ("public.b".to_owned(), 1200, 1200, true)
+        ],
+        "{status}"
+    );
+    assert_eq!(snapshot["wal_status"], "reserved", "{status}");
+    ensure!(
+        snapshot["wal_retained_bytes"].as_u64().is_some(),
+        "{status}"
+    );
+    // AND /metrics has them per table
+    let metrics = sluice.get("/metrics").unwrap_or_default();
+    for line in [
+        "sluice_snapshot_rows{connector=\"cdc\",kind=\"source\",table=\"public.a\"} 5000",
+        "sluice_snapshot_rows_estimated{connector=\"cdc\",kind=\"source\",table=\"public.b\"} 1200",
+        "sluice_snapshot_table_done{connector=\"cdc\",kind=\"source\",table=\"public.b\"} 1",
+        "sluice_slot_wal_status{connector=\"cdc\",kind=\"source\",status=\"reserved\"} 1",
+    ] {
+        ensure!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+    // AND the log has a line of progress
+    ensure!(
+        sluice.log().contains("snapshot progress"),
+        "{}",
+        sluice.log()
+    );
+    // AND `sluice status` draws a bar per table
+    let shown = std::process::Command::new(sluice_tests::sluice_binary()?)
+        .args([
+            "status",
+            "--url",
+            &format!("http://127.0.0.1:{}", pipeline.port),
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    ensure!(
+        shown.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    for line in [
+        "[##############################] 100% public.a 5,000 rows, copied",
+        "[##############################] 100% public.b 1,200 rows, copied",
+        "wal_status reserved",
+    ] {
+        ensure!(text.contains(line), "{line} not in:\n{text}");
+    }
+    ensure!(sluice.interrupt().await?.success());
+    drop_slot(&db, &pipeline.prefix).await;
+    Ok(())
+}

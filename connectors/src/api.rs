@@ -353,8 +353,63 @@ pub enum Guarantee {
     EffectivelyOnce,
 }
 
+/// One table's copy in a snapshot, as a source reports it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TableCopy {
+    /// `schema.table`.
+    pub table: String,
+    /// Rows copied (handed to the runtime) so far.
+    pub rows: u64,
+    /// The rows the table holds, as its statistics estimate them.
+    pub estimate: Option<u64>,
+    /// Every row is copied.
+    pub done: bool,
+    /// The chunk being read or waiting for the stream, in words.
+    pub chunk: Option<String>,
+    /// Rows a second since this table's copy (re)started.
+    pub rows_per_second: Option<f64>,
+    /// Seconds left at that rate, against the estimate.
+    pub eta_seconds: Option<u64>,
+}
+
+/// A snapshot in progress, and what it costs the origin meanwhile.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SnapshotReport {
+    /// Every table of the snapshot, in copy order.
+    pub tables: Vec<TableCopy>,
+    /// Bytes of WAL the server keeps for the source's slot.
+    pub wal_retained_bytes: Option<u64>,
+    /// The slot's `wal_status`: `reserved`, `extended`, `unreserved` or
+    /// `lost`.
+    pub wal_status: Option<String>,
+    /// Bytes of WAL that may still be written before the slot is at risk
+    /// (`safe_wal_size`; none without `max_slot_wal_keep_size`).
+    pub wal_safe_bytes: Option<i64>,
+}
+
+/// Where a source reports its snapshot, for the runtime to show on
+/// `/connectors` and in `/metrics`.
+#[derive(Debug, Default)]
+pub struct SnapshotBoard {
+    report: std::sync::Mutex<Option<SnapshotReport>>,
+}
+
+impl SnapshotBoard {
+    /// The last report; `None` when the source took no snapshot.
+    pub fn get(&self) -> Option<SnapshotReport> {
+        self.report.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Replace the report.
+    pub fn set(&self, report: SnapshotReport) {
+        if let Ok(mut r) = self.report.lock() {
+            *r = Some(report);
+        }
+    }
+}
+
 /// What the runtime tells a source when it opens it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SourceContext {
     /// The source's full name, `tenant/namespace/name`.
     pub name: String,
@@ -370,6 +425,8 @@ pub struct SourceContext {
     /// Under EFFECTIVELY_ONCE, the [`SourceBatch::state`] committed last,
     /// as the runtime recovered it; `None` otherwise.
     pub state: Option<String>,
+    /// Where the source reports a snapshot's progress.
+    pub snapshot: std::sync::Arc<SnapshotBoard>,
 }
 
 /// What the runtime tells a sink when it opens it.

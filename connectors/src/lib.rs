@@ -25,8 +25,8 @@ mod time;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, RecordSchema, Sequence,
-    Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips, Source, SourceBatch,
-    SourceConnector, SourceContext, SourceRecord,
+    Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips, SnapshotBoard, SnapshotReport,
+    Source, SourceBatch, SourceConnector, SourceContext, SourceRecord, TableCopy,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 

@@ -31,6 +31,25 @@ pub enum Command {
     /// settings that would break the run, for a pipeline file or a Pulsar IO
     /// source or sink config.
     Check(CheckArgs),
+    /// Show what a running sluice is doing: each connector's state, and a
+    /// snapshot's progress per table.
+    Status(StatusArgs),
+}
+
+/// `sluice status`: where the running sluice's HTTP endpoints are.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("where").required(true).args(["config", "url"])))]
+pub struct StatusArgs {
+    /// The pipeline file the running sluice was started with: its
+    /// `http.listen` is asked.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Or the address of its HTTP endpoints (`http://127.0.0.1:9464`).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Show it again every this many seconds, until interrupted.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
 }
 
 /// A pipeline file.

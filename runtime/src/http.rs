@@ -91,6 +91,7 @@ fn describe(c: &ConnectorStatus) -> serde_json::Value {
             "filtered": c.skips.filtered.load(Ordering::Relaxed),
         },
         "lag_ms": c.lag_ms.load(Ordering::Relaxed),
+        "snapshot": c.snapshot.get(),
     })
 }
 

@@ -10,3 +10,4 @@ pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod pulsar;
+pub mod status;

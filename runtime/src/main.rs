@@ -19,7 +19,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     sluice_connectors::install_tls_provider();
+    if let Command::Status(a) = &cli.command {
+        return status(a);
+    }
     let loaded = match &cli.command {
+        Command::Status(_) => unreachable!("answered above"),
         Command::Run(a) => config::load_pipeline(&a.config),
         Command::Validate(a) | Command::Check(a) => match &a.config {
             Some(path) => config::load_pipeline(path),
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(_) => runtime.block_on(check(loaded)),
+        Command::Status(_) => unreachable!("answered above"),
         Command::Run(_) | Command::Localrun(_) => runtime.block_on(run(loaded)),
     }
 }
@@ -81,6 +86,56 @@ fn log_colour(setting: Option<&str>, no_color: bool, terminal: bool) -> bool {
         Some("always") => true,
         Some("never") => false,
         _ => terminal && !no_color,
+    }
+}
+
+/// `sluice status`: ask the running sluice's `/connectors` and show it,
+/// once or every `--watch` seconds.
+fn status(a: &sluice_runtime::cli::StatusArgs) -> ExitCode {
+    let base = match (&a.url, &a.config) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(path)) => match config::load_pipeline(path) {
+            Ok(loaded) => match loaded.pipeline.http {
+                Some(addr) => format!("http://{addr}"),
+                None => {
+                    eprintln!("error: {} sets no http.listen to ask", path.display());
+                    return ExitCode::from(2);
+                }
+            },
+            Err(errors) => return config_failure(&errors),
+        },
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    loop {
+        let answer = agent
+            .get(format!("{base}/connectors"))
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| {
+                let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+                serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
+            });
+        match answer {
+            Ok(connectors) => {
+                if a.watch.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    // Clear the screen, and start at its top.
+                    print!("\x1b[2J\x1b[H");
+                }
+                print!("{}", sluice_runtime::status::render(&connectors));
+            }
+            Err(e) => {
+                eprintln!("error: cannot read {base}/connectors: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        let Some(every) = a.watch else {
+            return ExitCode::SUCCESS;
+        };
+        std::thread::sleep(std::time::Duration::from_secs(every.max(1)));
     }
 }
 

@@ -33,6 +33,22 @@ pub const BATCH_LATENCY: &str = "sluice_batch_latency_seconds";
 pub const SKIPPED: &str = "sluice_skipped_total";
 /// 1 while the connector runs.
 pub const UP: &str = "sluice_connector_up";
+/// Rows a snapshot copied, per table.
+pub const SNAPSHOT_ROWS: &str = "sluice_snapshot_rows";
+/// Rows a table holds by its statistics, per table of a snapshot.
+pub const SNAPSHOT_ESTIMATE: &str = "sluice_snapshot_rows_estimated";
+/// 1 once a table of a snapshot is copied.
+pub const SNAPSHOT_DONE: &str = "sluice_snapshot_table_done";
+/// Rows a second a table of a snapshot is copied at.
+pub const SNAPSHOT_RATE: &str = "sluice_snapshot_rows_per_second";
+/// Seconds a table of a snapshot still needs, at its rate.
+pub const SNAPSHOT_ETA: &str = "sluice_snapshot_eta_seconds";
+/// Bytes of WAL the server keeps for a source's slot.
+pub const WAL_RETAINED: &str = "sluice_slot_wal_retained_bytes";
+/// Bytes of WAL that may be written before the slot is at risk.
+pub const WAL_SAFE: &str = "sluice_slot_wal_safe_bytes";
+/// 1 for the slot's `wal_status`.
+pub const WAL_STATUS: &str = "sluice_slot_wal_status";
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -154,9 +170,90 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
     for s in statuses {
         s.batch_latency.render(&mut out, BATCH_LATENCY, &labels(s));
     }
+    snapshots(&mut out, statuses);
     out
 }
 
+/// The snapshots sources report: per table, and the slot's WAL.
+fn snapshots(out: &mut String, statuses: &[std::sync::Arc<ConnectorStatus>]) {
+    let reports: Vec<_> = statuses
+        .iter()
+        .filter_map(|s| s.snapshot.get().map(|r| (s, r)))
+        .collect();
+    if reports.is_empty() {
+        return;
+    }
+    type Get = fn(&sluice_connectors::TableCopy) -> Option<f64>;
+    let per_table: [(&str, &str, Get); 5] = [
+        (SNAPSHOT_ROWS, "Rows a snapshot copied.", |t| {
+            Some(t.rows as f64)
+        }),
+        (
+            SNAPSHOT_ESTIMATE,
+            "Rows the table holds by its statistics.",
+            |t| t.estimate.map(|e| e as f64),
+        ),
+        (SNAPSHOT_DONE, "1 once the table is copied.", |t| {
+            Some(f64::from(u8::from(t.done)))
+        }),
+        (
+            SNAPSHOT_RATE,
+            "Rows a second the table is copied at.",
+            |t| t.rows_per_second,
+        ),
+        (
+            SNAPSHOT_ETA,
+            "Seconds the table's copy still needs, at its rate.",
+            |t| t.eta_seconds.map(|e| e as f64),
+        ),
+    ];
+    for (name, help, get) in per_table {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (s, report) in &reports {
+            for t in &report.tables {
+                if let Some(v) = get(t) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{{},table=\"{}\"}} {v}",
+                        labels(s),
+                        escaped(&t.table)
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {WAL_RETAINED} Bytes of WAL the server keeps for the source's slot.\n# TYPE {WAL_RETAINED} gauge\n\
+         # HELP {WAL_SAFE} Bytes of WAL that may be written before the slot is at risk.\n# TYPE {WAL_SAFE} gauge\n\
+         # HELP {WAL_STATUS} 1 for the slot's wal_status.\n# TYPE {WAL_STATUS} gauge"
+    );
+    for (s, report) in &reports {
+        if let Some(bytes) = report.wal_retained_bytes {
+            let _ = writeln!(out, "{WAL_RETAINED}{{{}}} {bytes}", labels(s));
+        }
+        if let Some(bytes) = report.wal_safe_bytes {
+            let _ = writeln!(out, "{WAL_SAFE}{{{}}} {bytes}", labels(s));
+        }
+        if let Some(status) = &report.wal_status {
+            let _ = writeln!(
+                out,
+                "{WAL_STATUS}{{{},status=\"{}\"}} 1",
+                labels(s),
+                escaped(status)
+            );
+        }
+    }
+}
+
 fn labels(s: &ConnectorStatus) -> String {
-    format!("connector=\"{}\",kind=\"{}\"", s.name, s.kind)
+    format!("connector=\"{}\",kind=\"{}\"", escaped(&s.name), s.kind)
+}
+
+/// A label value as the text format wants it.
+fn escaped(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -606,7 +606,7 @@ mod tests {
             name: "public/default/orders-api".into(),
             guarantee: Guarantee::EffectivelyOnce,
             published: published.map(|p| Sequence(u128::from(p))),
-            state: None,
+            ..SourceContext::default()
         };
         let keyed = |key: &str| format!("{JSON}Idempotency-Key: {key}\r\n");
         let mut source = HttpSource::open(config(&[("stateDir", &state)]), &eo(None))
@@ -918,8 +918,7 @@ mod tests {
         let context = SourceContext {
             name: "public/default/api".into(),
             guarantee: Guarantee::EffectivelyOnce,
-            published: None,
-            state: None,
+            ..SourceContext::default()
         };
         let mut source = HttpSource::open(config(&[("stateDir", &state)]), &context)
             .await

@@ -26,7 +26,7 @@ use super::catalog::{Table, parse_lsn, pg_error, quote_ident, quote_literal};
 use super::config::PostgresCdcConfig;
 use super::events::{Op, Origin, TXID_PROPERTY, record, row};
 use super::pgoutput::Datum;
-use crate::api::{ConnectorError, Sequence, SourceRecord};
+use crate::api::{ConnectorError, Sequence, SourceRecord, TableCopy};
 
 /// Rows the first chunk of a table asks for, before their width is known.
 const FIRST_ROWS: u64 = 256;
@@ -195,6 +195,10 @@ pub(crate) struct Chunker {
     started_ms: u64,
     /// Whether a heartbeat after each chunk's read may hurry the stream on.
     nudge: bool,
+    /// Per table: when this process began copying it, and its rows then.
+    clocks: HashMap<String, (Instant, u64)>,
+    /// Per table: the rows its statistics estimate.
+    estimates: HashMap<String, Option<u64>>,
 }
 
 fn now_ms() -> u64 {
@@ -243,7 +247,55 @@ impl Chunker {
             chunk_bytes: config.batch_bytes(),
             started_ms: now_ms(),
             nudge: true,
+            clocks: HashMap::new(),
+            estimates: HashMap::new(),
         }
+    }
+
+    /// Each table's copy as it stands, for the report.
+    pub(crate) fn report(&self) -> Vec<TableCopy> {
+        let current = self.progress.tables.iter().position(|t| !t.done);
+        self.progress
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let estimate = self.estimates.get(&t.table).copied().flatten();
+                let rate = self.clocks.get(&t.table).and_then(|(since, rows)| {
+                    let secs = since.elapsed().as_secs_f64();
+                    (secs >= 1.0).then(|| t.rows.saturating_sub(*rows) as f64 / secs)
+                });
+                let eta = match (estimate, rate) {
+                    (Some(e), Some(r)) if r > 0.0 && !t.done => {
+                        Some((e.saturating_sub(t.rows) as f64 / r).ceil() as u64)
+                    }
+                    _ => None,
+                };
+                let chunk = (Some(i) == current).then(|| match &self.open {
+                    Some(open) => format!(
+                        "{} rows read up to {}, waiting for the stream to pass {}",
+                        open.records.iter().flatten().count(),
+                        key_text(&open.after),
+                        super::catalog::format_lsn(open.wal)
+                    ),
+                    None => format!(
+                        "next rows after {}",
+                        t.after
+                            .as_deref()
+                            .map_or_else(|| "the start".to_owned(), key_text)
+                    ),
+                });
+                TableCopy {
+                    table: t.table.clone(),
+                    rows: t.rows,
+                    estimate,
+                    done: t.done,
+                    chunk,
+                    rows_per_second: rate.map(|r| r.round()),
+                    eta_seconds: eta,
+                }
+            })
+            .collect()
     }
 
     /// Whether a chunk waits for the stream.
@@ -312,6 +364,13 @@ impl Chunker {
             quote_ident(&table.schema),
             quote_ident(&table.name)
         );
+        let name = self.progress.tables[index].table.clone();
+        if !self.estimates.contains_key(&name) {
+            let estimate = estimated_rows(sql, &qualified).await?;
+            self.estimates.insert(name.clone(), estimate);
+            let rows = self.progress.tables[index].rows;
+            self.clocks.insert(name, (Instant::now(), rows));
+        }
         if self.progress.tables[index].upper.is_none() {
             let upper = if table.keyed {
                 largest_key(sql, table, &qualified).await?
@@ -548,6 +607,29 @@ struct Plan {
     select: String,
     asked: u64,
     next: Option<(Vec<Option<String>>, bool)>,
+}
+
+/// The rows a table (its leaf partitions) holds by its statistics; `None`
+/// before it was ever analyzed.
+async fn estimated_rows(sql: &Client, qualified: &str) -> Result<Option<u64>, ConnectorError> {
+    let answer = sql
+        .simple_query(&format!(
+            "SELECT (sum(c.reltuples) FILTER (WHERE c.reltuples >= 0))::bigint::text FROM pg_class c \
+             WHERE (c.oid = {t}::regclass AND c.relkind <> 'p') \
+             OR c.oid IN (SELECT relid FROM pg_partition_tree({t}::regclass) WHERE isleaf)",
+            t = quote_literal(qualified)
+        ))
+        .await
+        .map_err(|e| pg_error(&format!("read the row estimate of {qualified}"), e))?;
+    Ok(rows(answer)
+        .first()
+        .and_then(|r| r.get(0))
+        .and_then(|n| n.parse().ok()))
+}
+
+/// A key (or page position) as text: `(1, 'a')`.
+fn key_text(values: &[Option<String>]) -> String {
+    format!("({})", literals(values))
 }
 
 /// A keyed table's largest key, as text; `None` when it is empty.

@@ -23,6 +23,7 @@ mod config;
 mod events;
 pub(crate) mod pgoutput;
 mod preflight;
+mod report;
 mod schema;
 mod slot;
 mod snapshot;
@@ -87,6 +88,8 @@ struct Worker {
     progress: Option<Progress>,
     /// The snapshot copied chunk by chunk alongside the stream.
     chunks: Option<Chunker>,
+    /// Shows the snapshot's progress.
+    reporter: report::Reporter,
     /// Progress reached at each position handed over, until durable.
     reached: VecDeque<(u64, String)>,
     /// The last sequence handed over: a chunk's rows are numbered on from
@@ -271,7 +274,9 @@ impl Worker {
                 config.dbname
             )));
         }
+        let reporter = report::Reporter::new(Arc::clone(&context.snapshot), &config.slot);
         let mut source = Self {
+            reporter,
             stream: StreamState::new(&config),
             config,
             sql,
@@ -620,11 +625,11 @@ impl Worker {
                 }
             }
         }
-        if let Some(chunks) = self.chunks.as_mut()
-            && !chunks.waiting()
-            && !chunks.complete()
-        {
-            chunks.read(&self.sql, &self.config, &self.tables).await?;
+        if let Some(chunks) = self.chunks.as_mut() {
+            if !chunks.waiting() && !chunks.complete() {
+                chunks.read(&self.sql, &self.config, &self.tables).await?;
+            }
+            self.reporter.show(&self.sql, chunks.report()).await?;
         }
         let Some(repl) = self.repl.as_mut() else {
             return Ok(None);
@@ -662,6 +667,7 @@ impl Worker {
             batch.state = Some(state.clone());
             self.reached.push_back((position.0, state));
             if emitted.complete {
+                self.reporter.show(&self.sql, chunks.report()).await?;
                 info!(slot = %self.config.slot, "every table is copied; the snapshot completes once this is durable");
                 self.snapshot_done_at = Some(position.0);
                 self.chunks = None;

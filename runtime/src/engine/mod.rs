@@ -232,6 +232,7 @@ async fn supervise_source(
                     guarantee: def.guarantee,
                     published: progress.sequence,
                     state: progress.state.clone(),
+                    snapshot: Arc::clone(&status.snapshot),
                 };
                 let mut source = def.spec.open(&context).await?;
                 let result = effectively_once::run(
@@ -252,6 +253,7 @@ async fn supervise_source(
                 guarantee: def.guarantee,
                 published: None,
                 state: None,
+                snapshot: Arc::clone(&status.snapshot),
             };
             let mut source = def.spec.open(&context).await?;
             let result = source_task::run(&def, client, &mut source, &status, shutdown).await;

@@ -65,6 +65,8 @@ pub struct ConnectorStatus {
     pub batch_latency: crate::metrics::Histogram,
     /// What a sink passed over as applied before, by reason.
     pub skips: std::sync::Arc<sluice_connectors::Skips>,
+    /// A source's snapshot, as it reports it.
+    pub snapshot: std::sync::Arc<sluice_connectors::SnapshotBoard>,
 }
 
 impl ConnectorStatus {
@@ -86,6 +88,7 @@ impl ConnectorStatus {
             lag_ms: AtomicU64::new(0),
             batch_latency: crate::metrics::Histogram::default(),
             skips: std::sync::Arc::default(),
+            snapshot: std::sync::Arc::default(),
         }
     }
 
