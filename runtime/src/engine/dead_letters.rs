@@ -72,8 +72,11 @@ impl<'a> DeadLetters<'a> {
             };
             self.producer = Some(self.client.producer(topic, &options).await?);
         }
-        if let Some(producer) = &self.producer {
-            producer.send(dead_letter(def, record, &error)).await?;
+        if let Some(producer) = &mut self.producer {
+            producer
+                .publish(dead_letter(def, record, &error), None)
+                .await
+                .await?;
         }
         status.count_dead_lettered(1);
         warn!(

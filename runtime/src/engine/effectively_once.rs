@@ -580,7 +580,7 @@ impl<'a> Run<'a> {
         open.checkpoint = None;
         open.state = None;
         let event_ms = record.event_time_ms;
-        let send = producer.send_in(record, Some(&open.txn));
+        let send = producer.publish(record, Some(&open.txn)).await;
         let (status, in_flight) = (self.status, self.in_flight);
         in_flight.bytes.fetch_add(bytes, Ordering::Relaxed);
         in_flight.sends.fetch_add(1, Ordering::Relaxed);

@@ -59,7 +59,10 @@ impl<'a> Publisher<'a> {
         }
     }
 
-    pub(super) async fn producer(&mut self, record: &SourceRecord) -> Result<&Producer, TaskError> {
+    pub(super) async fn producer(
+        &mut self,
+        record: &SourceRecord,
+    ) -> Result<&mut Producer, TaskError> {
         let topic = match &record.topic {
             Some(t) => crate::config::qualify_topic(t, &self.def.tenant, &self.def.namespace)
                 .map_err(|msg| {
@@ -93,7 +96,7 @@ impl<'a> Publisher<'a> {
             self.producers.insert(topic.clone(), producer);
         }
         self.producers
-            .get(&topic)
+            .get_mut(&topic)
             .ok_or_else(|| TaskError::Pulsar(pulsar_missing(&topic)))
     }
 
@@ -181,7 +184,7 @@ async fn pump(
                     status.count_in(1, bytes);
                     let event_ms = record.event_time_ms;
                     let started = Instant::now();
-                    let send = publisher.producer(&record).await?.send(record);
+                    let send = publisher.producer(&record).await?.publish(record, None).await;
                     let status = Arc::clone(status);
                     in_flight.push(async move {
                         let result = send.await;

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use futures_util::future::Either;
 use magnetar::OutgoingMessage;
 use magnetar::proto::CreateProducerRequest;
@@ -50,9 +51,21 @@ pub struct ProducerOptions {
     pub schema: Option<Arc<RecordSchema>>,
 }
 
+/// A record whose value is over this many bytes may go out in chunks
+/// (brokers take 5 MiB by default; a broker set lower chunks smaller
+/// records), and is sealed before its send counts as done (see
+/// [`Producer::publish`]).
+const SEAL_OVER: usize = 1 << 20;
+
 /// A producer on one topic.
 pub struct Producer {
     inner: rt::Producer,
+    /// What opened `inner`, to open it again after a seal.
+    client: Client,
+    request: CreateProducerRequest,
+    options: ProducerOptions,
+    /// The schema version the bundler stamps.
+    version: Option<u64>,
     topic: String,
     /// The batch byte limit, when batching.
     batch_bytes: Option<usize>,
@@ -131,24 +144,20 @@ impl Client {
                 ),
             ));
         }
-        let inner = self.open_named(request, options).await?;
-        let bundler = if own_batches {
-            let version = match &options.schema {
-                Some(schema) => self.stamped_version(topic, schema).await,
-                None => None,
-            };
-            Some(Bundler::new(
-                inner.clone(),
-                topic,
-                version,
-                batch_limits(options),
-            ))
-        } else {
-            None
+        let inner = self.open_named(request.clone(), options).await?;
+        let version = match (&options.schema, own_batches) {
+            (Some(schema), true) => self.stamped_version(topic, schema).await,
+            _ => None,
         };
+        let bundler =
+            own_batches.then(|| Bundler::new(inner.clone(), topic, version, batch_limits(options)));
         Ok(Producer {
             batch_bytes: options.batching.map(|b| b.max_bytes),
             inner,
+            client: self.clone(),
+            request,
+            options: options.clone(),
+            version,
             topic: topic.to_owned(),
             schema: options.schema.clone(),
             bundler,
@@ -248,8 +257,76 @@ fn batch_limits(options: &ProducerOptions) -> (usize, usize, std::time::Duration
 pub type SendResult = Result<String, PulsarError>;
 
 impl Producer {
+    /// Hand `record` to the broker, inside `txn` when one is given; the
+    /// returned future resolves when the broker has persisted it, or with
+    /// the reason it did not.
+    ///
+    /// A record large enough to go out in chunks is waited for here, and
+    /// sealed: magnetar answers a chunked send on its first chunk's
+    /// receipt, while the rest may still be on their way, so a transaction
+    /// committed (or a position confirmed) then could leave the record
+    /// without its last chunks. The broker answers a producer's close only
+    /// once every publish it received is persisted, so the producer is
+    /// closed and opened again before the send counts as done. Records
+    /// after it wait for the seal, and so keep their order.
+    pub async fn publish(
+        &mut self,
+        record: SourceRecord,
+        txn: Option<&Txn>,
+    ) -> BoxFuture<'static, SendResult> {
+        if record.value.len() <= SEAL_OVER {
+            return self.send_in(record, txn).boxed();
+        }
+        let connection = self.inner.last_disconnected_timestamp();
+        let sent = self.send_in(record, txn).await;
+        let sealed = match sent {
+            Ok(id) => self.seal(connection).await.map(|()| id),
+            Err(e) => Err(e),
+        };
+        futures_util::future::ready(sealed).boxed()
+    }
+
+    /// Close the producer once all it sent is persisted, and open it again.
+    /// `connection` is when its connection last went down before the
+    /// chunked send: a reconnect since then may have dropped chunks that
+    /// magnetar no longer resends, so the send is failed rather than
+    /// sealed.
+    async fn seal(&mut self, connection: Option<std::time::SystemTime>) -> Result<(), PulsarError> {
+        let context = || format!("publish a chunked record to {}", self.topic);
+        let closing = self.inner.clone();
+        let closed = async {
+            closing.flush().await?;
+            closing.close().await
+        }
+        .await;
+        let reconnected = self.inner.last_disconnected_timestamp() != connection;
+        let inner = self
+            .client
+            .open_named(self.request.clone(), &self.options)
+            .await?;
+        if self.bundler.is_some() {
+            self.bundler = Some(Bundler::new(
+                inner.clone(),
+                &self.topic,
+                self.version,
+                batch_limits(&self.options),
+            ));
+        }
+        self.inner = inner;
+        closed.map_err(|e| PulsarError::new(context(), e))?;
+        if reconnected {
+            return Err(PulsarError::from_message(format!(
+                "{}: the connection dropped while its chunks were on their way; it is sent again",
+                context()
+            )));
+        }
+        Ok(())
+    }
+
     /// Queue a record for publishing. The returned future resolves when the
-    /// broker has persisted it, or with the reason it did not.
+    /// broker has persisted it, or with the reason it did not. For records
+    /// small enough never to go out in chunks (markers, intents); any
+    /// other goes through [`Producer::publish`].
     pub fn send(&self, record: SourceRecord) -> impl Future<Output = SendResult> + Send + 'static {
         self.send_in(record, None)
     }
