@@ -108,6 +108,12 @@ pub(crate) fn selected(config: &PostgresCdcConfig, qualified: &str) -> bool {
         && !matches(&config.schema_exclude, schema)
 }
 
+/// Whether the stream decodes `qualified`'s changes: a selected table, or
+/// the signal table (whose rows are read as requests, not published).
+pub(crate) fn streamed(config: &PostgresCdcConfig, qualified: &str) -> bool {
+    config.signal_table.as_deref() == Some(qualified) || selected(config, qualified)
+}
+
 /// The user tables the config selects, by OID.
 pub(crate) async fn selected_tables(
     sql: &Client,

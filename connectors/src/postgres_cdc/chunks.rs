@@ -62,7 +62,15 @@ pub(crate) struct TableProgress {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Progress {
     pub(crate) tables: Vec<TableProgress>,
+    /// The ids of the last signals acted on: a signal row streamed again
+    /// after a restart (the slot resends from its confirmed position) is
+    /// not acted on twice, and does not start a finished copy over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) signals: Vec<String>,
 }
+
+/// How many signal ids [`Progress::signals`] keeps.
+const SIGNALS_KEPT: usize = 64;
 
 impl Progress {
     /// A fresh snapshot of `tables`, by name.
@@ -80,6 +88,7 @@ impl Progress {
                     ..TableProgress::default()
                 })
                 .collect(),
+            signals: Vec::new(),
         }
     }
 
@@ -90,6 +99,18 @@ impl Progress {
 
     pub(crate) fn from_text(text: &str) -> Option<Self> {
         serde_json::from_str(text).ok()
+    }
+
+    /// Note signal `id` as acted on; `false` when it was already.
+    pub(crate) fn act_on(&mut self, id: &str) -> bool {
+        if self.signals.iter().any(|s| s == id) {
+            return false;
+        }
+        if self.signals.len() >= SIGNALS_KEPT {
+            self.signals.remove(0);
+        }
+        self.signals.push(id.to_owned());
+        true
     }
 
     /// Whether every table is copied.
@@ -250,6 +271,54 @@ impl Chunker {
             clocks: HashMap::new(),
             estimates: HashMap::new(),
         }
+    }
+
+    /// The snapshot's progress as it stands.
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Note signal `id` as acted on; `false` when it was already.
+    pub(crate) fn act_on(&mut self, id: &str) -> bool {
+        self.progress.act_on(id)
+    }
+
+    /// Copy `tables` (again): each starts over from its first key, after
+    /// the tables still waiting; one being copied now starts over at once.
+    pub(crate) fn request(&mut self, tables: &[String]) {
+        for name in tables {
+            let current = self.progress.tables.iter().position(|t| !t.done);
+            if let Some(i) = self.progress.tables.iter().position(|t| &t.table == name) {
+                if Some(i) == current {
+                    self.open = None;
+                }
+                self.progress.tables.remove(i);
+            }
+            self.progress.tables.push(TableProgress {
+                table: name.clone(),
+                ..TableProgress::default()
+            });
+            self.clocks.remove(name);
+            self.estimates.remove(name);
+        }
+    }
+
+    /// Stop copying `tables` (every table when `None`): they count as
+    /// copied as far as they got. The names stopped.
+    pub(crate) fn stop(&mut self, tables: Option<&[String]>) -> Vec<String> {
+        let current = self.progress.tables.iter().position(|t| !t.done);
+        let mut stopped = Vec::new();
+        for (i, t) in self.progress.tables.iter_mut().enumerate() {
+            if t.done || tables.is_some_and(|names| !names.contains(&t.table)) {
+                continue;
+            }
+            if Some(i) == current {
+                self.open = None;
+            }
+            t.done = true;
+            stopped.push(t.table.clone());
+        }
+        stopped
     }
 
     /// Each table's copy as it stands, for the report.
@@ -802,8 +871,27 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_is_acted_on_once_and_the_last_ones_are_kept() {
+        let mut p = Progress::default();
+        assert!(p.act_on("a"));
+        assert!(!p.act_on("a"));
+        let back = Progress::from_text(&p.to_text()).unwrap_or_default();
+        assert_eq!(back.signals, ["a"]);
+        for i in 0..SIGNALS_KEPT {
+            assert!(p.act_on(&i.to_string()));
+        }
+        assert_eq!(p.signals.len(), SIGNALS_KEPT);
+        // The oldest gave way.
+        assert!(p.act_on("a"));
+        // Progress kept before signals were recorded still reads.
+        let old = Progress::from_text(r#"{"tables":[]}"#).unwrap_or_default();
+        assert!(old.signals.is_empty());
+    }
+
+    #[test]
     fn progress_keeps_to_the_selected_tables_and_round_trips() {
         let mut p = Progress {
+            signals: vec!["s1".into()],
             tables: vec![
                 TableProgress {
                     table: "public.a".into(),

@@ -35,7 +35,8 @@ const KNOWN: &str = "database.hostname, database.port, database.user, database.p
     database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, \
     schema.include.list, schema.exclude.list, slot.name, slot.adopt, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
-    status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes, json-with-envelope";
+    status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes, json-with-envelope, \
+    signal.data.collection, signal.enabled.channels";
 
 /// Keys of the Debezium connector and of Pulsar's wrapper that mean nothing
 /// here: accepted with a warning.
@@ -126,6 +127,10 @@ pub struct PostgresCdcConfig {
     pub snapshot_mode: SnapshotMode,
     /// Rows per snapshot chunk.
     pub fetch_size: u64,
+    /// `signal.data.collection`: the table (`schema.table`) whose inserted
+    /// rows ask for a snapshot of some tables, or stop one, as Debezium's
+    /// signaling table does.
+    pub signal_table: Option<String>,
     /// Records per read.
     pub max_batch: usize,
     /// Bytes of records made ahead of the runtime, at most
@@ -278,6 +283,27 @@ impl PostgresCdcConfig {
             );
         }
         let adopt_slot = r.bool("slot.adopt").unwrap_or(false);
+        let signal_table = r.string("signal.data.collection").map(|t| {
+            if t.contains('.') {
+                t
+            } else {
+                format!("public.{t}")
+            }
+        });
+        if let Some(channels) = r.string_list("signal.enabled.channels") {
+            if !channels.iter().any(|c| c == "source") && signal_table.is_some() {
+                r.error(
+                    "signal.enabled.channels",
+                    "does not name source, yet signal.data.collection is set: sluice reads signals from the table only",
+                );
+            }
+            for other in channels.iter().filter(|c| *c != "source") {
+                r.warn(
+                    "signal.enabled.channels",
+                    format!("{other} is not a channel sluice reads signals from; only source (the signal table) is"),
+                );
+            }
+        }
         let publication = r
             .string("publication.name")
             .unwrap_or_else(|| DEFAULT_PUBLICATION.to_owned());
@@ -399,6 +425,7 @@ impl PostgresCdcConfig {
                     publication_mode,
                     snapshot_mode,
                     fetch_size,
+                    signal_table,
                     max_batch,
                     queue_bytes,
                     heartbeat,

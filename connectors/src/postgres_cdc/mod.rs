@@ -25,6 +25,7 @@ pub(crate) mod pgoutput;
 mod preflight;
 mod report;
 mod schema;
+mod signals;
 mod slot;
 mod snapshot;
 mod stream;
@@ -90,6 +91,11 @@ struct Worker {
     chunks: Option<Chunker>,
     /// Shows the snapshot's progress.
     reporter: report::Reporter,
+    /// The signal table's topic: its records are requests, not published.
+    signal_topic: Option<String>,
+    /// The snapshot's progress changed (by a signal) and is not yet kept
+    /// with a position.
+    progress_changed: bool,
     /// Progress reached at each position handed over, until durable.
     reached: VecDeque<(u64, String)>,
     /// The last sequence handed over: a chunk's rows are numbered on from
@@ -275,8 +281,14 @@ impl Worker {
             )));
         }
         let reporter = report::Reporter::new(Arc::clone(&context.snapshot), &config.slot);
+        let signal_topic = config
+            .signal_table
+            .as_ref()
+            .map(|t| format!("{}.{t}", config.topic_prefix));
         let mut source = Self {
             reporter,
+            signal_topic,
+            progress_changed: false,
             stream: StreamState::new(&config),
             config,
             sql,
@@ -338,6 +350,7 @@ impl Worker {
     /// used.
     async fn ensure_publication(&mut self) -> Result<(), ConnectorError> {
         let publication = self.config.publication.clone();
+        let signal = self.signal_oid().await?;
         let Some(published) = catalog::published_roots(&self.sql, &publication).await? else {
             if self.config.publication_mode == PublicationMode::Disabled {
                 return Err(ConnectorError::permanent(format!(
@@ -352,6 +365,12 @@ impl Worker {
                 .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
                 .collect();
             names.sort();
+            if signal.is_some()
+                && let Some(table) = &self.config.signal_table
+            {
+                let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+                names.push(format!("{}.{}", quote_ident(schema), quote_ident(name)));
+            }
             self.sql_exec(&format!(
                 "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
                 quote_ident(&publication),
@@ -375,7 +394,38 @@ impl Worker {
                 "publication {publication} publishes none of the selected tables"
             )));
         }
+        if let (Some(oid), Some(table)) = (signal, &self.config.signal_table)
+            && !published.contains(&oid)
+        {
+            error!(table = %table, publication = %publication,
+                "the publication does not publish the signal table, so its signals are not seen: \
+                 ALTER PUBLICATION ... ADD TABLE it");
+        }
         Ok(())
+    }
+
+    /// The signal table's OID; `None` without one. A signal table that
+    /// does not exist is warned about: no signal can be seen.
+    async fn signal_oid(&self) -> Result<Option<u32>, ConnectorError> {
+        let Some(table) = &self.config.signal_table else {
+            return Ok(None);
+        };
+        let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+        let row = self
+            .sql
+            .query_opt(
+                "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &name],
+            )
+            .await
+            .map_err(|e| pg_error("look for the signal table", e))?;
+        if row.is_none() {
+            warn!(table = %table,
+                "signal.data.collection names a table that does not exist: create it (id varchar(42) PRIMARY KEY, type varchar(32) NOT NULL, data varchar(2048)) \
+                 and add it to the publication, or signals are not seen");
+        }
+        Ok(row.map(|r| r.get::<_, u32>(0)))
     }
 
     /// Set or clear this slot's snapshot-complete line in the publication comment.
@@ -651,6 +701,7 @@ impl Worker {
         if let Some(last) = batch.records.iter().filter_map(|r| r.sequence).max() {
             self.last_sequence = self.last_sequence.max(last);
         }
+        self.take_signals(&mut batch);
         let Some(chunks) = self.chunks.as_mut() else {
             return Ok(Some(batch));
         };
@@ -658,7 +709,19 @@ impl Worker {
         let Some(position) = batch.checkpoint else {
             return Ok(Some(batch));
         };
+        if !chunks.waiting() && chunks.complete() {
+            // A signal stopped what was left to copy.
+            let state = chunks.progress().to_text();
+            batch.state = Some(state.clone());
+            self.reached.push_back((position.0, state));
+            self.progress_changed = false;
+            self.snapshot_done_at = Some(position.0);
+            self.progress = Some(chunks.progress().clone());
+            self.chunks = None;
+            return Ok(Some(batch));
+        }
         if let Some(emitted) = chunks.emit(position.0, self.last_sequence) {
+            self.progress_changed = false;
             if let Some(last) = emitted.records.last().and_then(|r| r.sequence) {
                 self.last_sequence = last;
             }
@@ -670,10 +733,88 @@ impl Worker {
                 self.reporter.show(&self.sql, chunks.report()).await?;
                 info!(slot = %self.config.slot, "every table is copied; the snapshot completes once this is durable");
                 self.snapshot_done_at = Some(position.0);
+                self.progress = Some(emitted.progress);
                 self.chunks = None;
             }
+        } else if self.progress_changed {
+            let state = chunks.progress().to_text();
+            batch.state = Some(state.clone());
+            self.reached.push_back((position.0, state));
+            self.progress_changed = false;
         }
         Ok(Some(batch))
+    }
+
+    /// Take the signal table's records out of `batch` and do what they
+    /// ask: copy tables (again), or stop copying them.
+    fn take_signals(&mut self, batch: &mut SourceBatch) {
+        let Some(topic) = &self.signal_topic else {
+            return;
+        };
+        if !batch
+            .records
+            .iter()
+            .any(|r| r.topic.as_ref() == Some(topic))
+        {
+            return;
+        }
+        let (found, rest): (Vec<crate::SourceRecord>, Vec<crate::SourceRecord>) =
+            std::mem::take(&mut batch.records)
+                .into_iter()
+                .partition(|r| r.topic.as_ref() == Some(topic));
+        batch.records = rest;
+        for record in found {
+            let (id, signal) = match signals::parse(&record) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(why) => {
+                    warn!(table = ?self.config.signal_table, "a signal is refused: {why}");
+                    continue;
+                }
+            };
+            match signal {
+                signals::Signal::Execute(patterns) => {
+                    let names = signals::matching(&patterns, &self.tables);
+                    if names.is_empty() {
+                        warn!(signal = %id, data_collections = ?patterns,
+                            "execute-snapshot matches no captured table: nothing to copy");
+                        continue;
+                    }
+                    let (tables, config) = (&self.tables, &self.config);
+                    let recorded = &self.progress;
+                    let chunks = self.chunks.get_or_insert_with(|| {
+                        // The copy so far is finished; its record keeps
+                        // the signals acted on.
+                        let mut all = recorded.clone().unwrap_or_else(|| Progress::of(tables));
+                        all.tables.iter_mut().for_each(|t| t.done = true);
+                        Chunker::new(all, config)
+                    });
+                    if !chunks.act_on(&id) {
+                        info!(signal = %id, "execute-snapshot was acted on before; the row streamed again is passed over");
+                        continue;
+                    }
+                    chunks.request(&names);
+                    self.progress_changed = true;
+                    info!(signal = %id, tables = ?names,
+                        "a snapshot of these tables was asked for: they are copied while streaming");
+                }
+                signals::Signal::Stop(patterns) => {
+                    let Some(chunks) = self.chunks.as_mut() else {
+                        info!(signal = %id, "stop-snapshot: no snapshot is running");
+                        continue;
+                    };
+                    if !chunks.act_on(&id) {
+                        continue;
+                    }
+                    let names = patterns.map(|p| signals::matching(&p, &self.tables));
+                    let stopped = chunks.stop(names.as_deref());
+                    self.progress_changed = true;
+                    info!(signal = %id, tables = ?stopped,
+                        "stop-snapshot: these tables are no longer copied, and count as copied as far as they got");
+                }
+                signals::Signal::Log(message) => info!(signal = %id, message = %message, "signal"),
+            }
+        }
     }
 
     /// Confirm a durable position to the server, record the snapshot's

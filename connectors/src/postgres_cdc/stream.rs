@@ -276,7 +276,7 @@ impl StreamState {
                 let (root, schema, name) = catalog::root_of(sql, r.id)
                     .await?
                     .unwrap_or_else(|| (r.id, r.namespace.clone(), r.name.clone()));
-                let selected = catalog::selected(config, &format!("{schema}.{name}"));
+                let selected = catalog::streamed(config, &format!("{schema}.{name}"));
                 let table = if selected {
                     let described = catalog::describe(sql, root).await?;
                     let columns: Vec<(String, u32)> = r
