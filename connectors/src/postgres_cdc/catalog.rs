@@ -92,8 +92,12 @@ pub(crate) async fn load_types(sql: &Client) -> Result<Types, ConnectorError> {
 }
 
 /// Whether `schema.table` passes the table and schema include and exclude
-/// lists (regexes matched against the whole name, as Debezium does).
+/// lists (regexes matched against the whole name, as Debezium does). The
+/// signal table never is: its rows are requests, never published.
 pub(crate) fn selected(config: &PostgresCdcConfig, qualified: &str) -> bool {
+    if config.signal_table.as_deref() == Some(qualified) {
+        return false;
+    }
     let matches = |patterns: &[String], name: &str| {
         patterns.iter().any(|p| {
             regex_lite::Regex::new(&format!("^(?:{p})$"))

@@ -62,15 +62,14 @@ pub(crate) struct TableProgress {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Progress {
     pub(crate) tables: Vec<TableProgress>,
-    /// The ids of the last signals acted on: a signal row streamed again
-    /// after a restart (the slot resends from its confirmed position) is
-    /// not acted on twice, and does not start a finished copy over.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) signals: Vec<String>,
+    /// The stream position (sequence, as decimal text) of the last signal
+    /// acted on: a signal row the slot streams again after a restart (it
+    /// resends from its confirmed position) is at or before it, and is not
+    /// acted on twice, nor starts a finished copy over. By position, not
+    /// by the row's id: ids may repeat, or be numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_signal: Option<String>,
 }
-
-/// How many signal ids [`Progress::signals`] keeps.
-const SIGNALS_KEPT: usize = 64;
 
 impl Progress {
     /// A fresh snapshot of `tables`, by name.
@@ -88,7 +87,7 @@ impl Progress {
                     ..TableProgress::default()
                 })
                 .collect(),
-            signals: Vec::new(),
+            last_signal: None,
         }
     }
 
@@ -101,15 +100,21 @@ impl Progress {
         serde_json::from_str(text).ok()
     }
 
-    /// Note signal `id` as acted on; `false` when it was already.
-    pub(crate) fn act_on(&mut self, id: &str) -> bool {
-        if self.signals.iter().any(|s| s == id) {
+    /// Note the signal at stream position `at` as acted on; `false` when
+    /// it is at or before the last one, so was acted on already. A signal
+    /// without a position is always acted on.
+    pub(crate) fn act_on(&mut self, at: Option<u128>) -> bool {
+        let Some(at) = at else {
+            return true;
+        };
+        let last = self
+            .last_signal
+            .as_deref()
+            .and_then(|l| l.parse::<u128>().ok());
+        if last.is_some_and(|last| at <= last) {
             return false;
         }
-        if self.signals.len() >= SIGNALS_KEPT {
-            self.signals.remove(0);
-        }
-        self.signals.push(id.to_owned());
+        self.last_signal = Some(at.to_string());
         true
     }
 
@@ -278,9 +283,10 @@ impl Chunker {
         &self.progress
     }
 
-    /// Note signal `id` as acted on; `false` when it was already.
-    pub(crate) fn act_on(&mut self, id: &str) -> bool {
-        self.progress.act_on(id)
+    /// Note the signal at stream position `at` as acted on; `false` when
+    /// it was already.
+    pub(crate) fn act_on(&mut self, at: Option<u128>) -> bool {
+        self.progress.act_on(at)
     }
 
     /// Copy `tables` (again): each starts over from its first key, after
@@ -871,27 +877,27 @@ mod tests {
     }
 
     #[test]
-    fn a_signal_is_acted_on_once_and_the_last_ones_are_kept() {
+    fn a_signal_is_acted_on_once_by_its_stream_position() {
         let mut p = Progress::default();
-        assert!(p.act_on("a"));
-        assert!(!p.act_on("a"));
-        let back = Progress::from_text(&p.to_text()).unwrap_or_default();
-        assert_eq!(back.signals, ["a"]);
-        for i in 0..SIGNALS_KEPT {
-            assert!(p.act_on(&i.to_string()));
-        }
-        assert_eq!(p.signals.len(), SIGNALS_KEPT);
-        // The oldest gave way.
-        assert!(p.act_on("a"));
+        let at = (7u128 << 64) | 3;
+        assert!(p.act_on(Some(at)));
+        // Streamed again after a restart: at or before the last one.
+        assert!(!p.act_on(Some(at)));
+        assert!(!p.act_on(Some(at - 1)));
+        let mut back = Progress::from_text(&p.to_text()).unwrap_or_default();
+        assert!(!back.act_on(Some(at)));
+        // A later signal, whatever its id, is acted on.
+        assert!(back.act_on(Some(at + 1)));
+        assert!(back.act_on(None));
         // Progress kept before signals were recorded still reads.
         let old = Progress::from_text(r#"{"tables":[]}"#).unwrap_or_default();
-        assert!(old.signals.is_empty());
+        assert_eq!(old.last_signal, None);
     }
 
     #[test]
     fn progress_keeps_to_the_selected_tables_and_round_trips() {
         let mut p = Progress {
-            signals: vec!["s1".into()],
+            last_signal: Some("18446744073709551617".into()),
             tables: vec![
                 TableProgress {
                     table: "public.a".into(),

@@ -285,6 +285,19 @@ impl Worker {
             .signal_table
             .as_ref()
             .map(|t| format!("{}.{t}", config.topic_prefix));
+        // Signals are told apart by topic: a captured table whose name
+        // spells the same topic (a dot inside a quoted name) would have its
+        // changes taken as signals.
+        if let Some(topic) = &signal_topic
+            && let Some(t) = tables
+                .values()
+                .find(|t| t.topic(&config.topic_prefix) == *topic)
+        {
+            return Err(ConnectorError::permanent(format!(
+                "the captured table \"{}\".\"{}\" has the signal table's topic {topic}: exclude it, or choose another signal.data.collection",
+                t.schema, t.name
+            )));
+        }
         let mut source = Self {
             reporter,
             signal_topic,
@@ -453,16 +466,40 @@ impl Worker {
     ) -> Result<Option<Progress>, ConnectorError> {
         let fresh = matches!(plan, slot::Plan::Recreate | slot::Plan::Create { .. })
             || self.config.snapshot_mode == SnapshotMode::Always;
-        if take_snapshot && fresh {
-            return Ok(Some(Progress::of(&self.tables)));
-        }
-        if matches!(plan, slot::Plan::Adopt) || self.config.snapshot_mode == SnapshotMode::Never {
-            return Ok(None);
-        }
         let recorded = match recovered {
             Some(text) => Some(text),
-            None => slot::progress(&self.sql, &self.config.publication, &self.config.slot).await?,
+            None if matches!(plan, slot::Plan::Resume { .. }) => {
+                slot::progress(&self.sql, &self.config.publication, &self.config.slot).await?
+            }
+            None => None,
         };
+        if take_snapshot && fresh {
+            // A new copy of every table; the last signal acted on is still
+            // known, so the slot's resend of it starts nothing.
+            let mut progress = Progress::of(&self.tables);
+            progress.last_signal = recorded
+                .as_deref()
+                .and_then(Progress::from_text)
+                .and_then(|p| p.last_signal);
+            return Ok(Some(progress));
+        }
+        if matches!(plan, slot::Plan::Adopt) || self.config.snapshot_mode == SnapshotMode::Never {
+            // No snapshot of its own, but a copy a signal asked for goes
+            // on, and the signals acted on stay known.
+            return Ok(recorded
+                .as_deref()
+                .and_then(Progress::from_text)
+                .filter(|p| !p.complete() || p.last_signal.is_some())
+                .map(|mut p| {
+                    let names: std::collections::HashSet<String> = self
+                        .tables
+                        .values()
+                        .map(|t| format!("{}.{}", t.schema, t.name))
+                        .collect();
+                    p.tables.retain(|t| names.contains(&t.table));
+                    p
+                }));
+        }
         let mut progress = match recorded.as_deref().and_then(Progress::from_text) {
             Some(p) => p,
             None if take_snapshot => Progress::of(&self.tables),
@@ -774,7 +811,13 @@ impl Worker {
             };
             match signal {
                 signals::Signal::Execute(patterns) => {
-                    let names = signals::matching(&patterns, &self.tables);
+                    let names = match signals::matching(&patterns, &self.tables) {
+                        Ok(names) => names,
+                        Err(why) => {
+                            warn!(signal = %id, "a signal is refused: {why}");
+                            continue;
+                        }
+                    };
                     if names.is_empty() {
                         warn!(signal = %id, data_collections = ?patterns,
                             "execute-snapshot matches no captured table: nothing to copy");
@@ -789,7 +832,7 @@ impl Worker {
                         all.tables.iter_mut().for_each(|t| t.done = true);
                         Chunker::new(all, config)
                     });
-                    if !chunks.act_on(&id) {
+                    if !chunks.act_on(record.sequence.map(|s| s.0)) {
                         info!(signal = %id, "execute-snapshot was acted on before; the row streamed again is passed over");
                         continue;
                     }
@@ -803,10 +846,17 @@ impl Worker {
                         info!(signal = %id, "stop-snapshot: no snapshot is running");
                         continue;
                     };
-                    if !chunks.act_on(&id) {
+                    if !chunks.act_on(record.sequence.map(|s| s.0)) {
                         continue;
                     }
-                    let names = patterns.map(|p| signals::matching(&p, &self.tables));
+                    let names = match patterns.map(|p| signals::matching(&p, &self.tables)) {
+                        None => None,
+                        Some(Ok(names)) => Some(names),
+                        Some(Err(why)) => {
+                            warn!(signal = %id, "a signal is refused: {why}");
+                            continue;
+                        }
+                    };
                     let stopped = chunks.stop(names.as_deref());
                     self.progress_changed = true;
                     info!(signal = %id, tables = ?stopped,

@@ -43,7 +43,14 @@ pub(crate) fn parse(record: &SourceRecord) -> Result<Option<(String, Signal)>, S
     }
     let row = &envelope["after"];
     let text = |column: &str| row[column].as_str().map(str::to_owned);
-    let id = text("id").unwrap_or_default();
+    // The id is for the log only: any type, cut short.
+    let id: String = match &row["id"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+    .chars()
+    .take(ID_SHOWN)
+    .collect();
     let kind = text("type").ok_or("the signal has no type")?;
     let data: Value = match text("data").filter(|d| !d.trim().is_empty()) {
         Some(d) => {
@@ -101,20 +108,53 @@ pub(crate) fn parse(record: &SourceRecord) -> Result<Option<(String, Signal)>, S
     Ok(Some((id, signal)))
 }
 
+/// How much of a signal's id the log shows.
+const ID_SHOWN: usize = 64;
+
+/// Patterns a signal may name, at most: whoever may insert into the signal
+/// table writes them, and each is matched against every captured table's
+/// name on the reader's task.
+const MAX_PATTERNS: usize = 64;
+/// The longest pattern taken, in bytes.
+const MAX_PATTERN_LEN: usize = 512;
+/// The largest compiled pattern taken, in bytes.
+const MAX_PATTERN_SIZE: usize = 64 << 10;
+
 /// The captured tables (`schema.table`) that `patterns` match whole, as
-/// Debezium's data-collections do, in name order.
-pub(crate) fn matching(patterns: &[String], tables: &HashMap<u32, Table>) -> Vec<String> {
-    let res: Vec<regex_lite::Regex> = patterns
+/// Debezium's data-collections do, in name order; an error names a
+/// pattern refused (too many, too long, or not a regex).
+pub(crate) fn matching(
+    patterns: &[String],
+    tables: &HashMap<u32, Table>,
+) -> Result<Vec<String>, String> {
+    if patterns.len() > MAX_PATTERNS {
+        return Err(format!(
+            "data-collections holds {} patterns; at most {MAX_PATTERNS} are taken",
+            patterns.len()
+        ));
+    }
+    let res = patterns
         .iter()
-        .filter_map(|p| regex_lite::Regex::new(&format!("^(?:{p})$")).ok())
-        .collect();
+        .map(|p| {
+            if p.len() > MAX_PATTERN_LEN {
+                return Err(format!(
+                    "a data-collections pattern of {} bytes is longer than the {MAX_PATTERN_LEN} taken",
+                    p.len()
+                ));
+            }
+            regex_lite::RegexBuilder::new(&format!("^(?:{p})$"))
+                .size_limit(MAX_PATTERN_SIZE)
+                .build()
+                .map_err(|e| format!("the data-collections pattern {p:?} is refused: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut names: Vec<String> = tables
         .values()
         .map(|t| format!("{}.{}", t.schema, t.name))
         .filter(|name| res.iter().any(|re| re.is_match(name)))
         .collect();
     names.sort();
-    names
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -181,5 +221,32 @@ mod tests {
             let err = parse(&record("c", kind, json!(data))).unwrap_err();
             assert!(err.contains(why), "{kind} {data}: {err}");
         }
+    }
+
+    #[test]
+    fn patterns_a_stranger_could_make_costly_are_refused() {
+        let none = HashMap::new();
+        let many = vec!["public\\.t".to_owned(); MAX_PATTERNS + 1];
+        assert!(matching(&many, &none).unwrap_err().contains("at most"));
+        let long = vec!["a".repeat(MAX_PATTERN_LEN + 1)];
+        assert!(matching(&long, &none).unwrap_err().contains("longer"));
+        let huge = vec!["(?:a{1000}){1000}".to_owned()];
+        assert!(matching(&huge, &none).unwrap_err().contains("refused"));
+        let broken = vec!["public.(".to_owned()];
+        assert!(matching(&broken, &none).unwrap_err().contains("refused"));
+        assert_eq!(matching(&["public\\..*".to_owned()], &none), Ok(vec![]));
+    }
+
+    #[test]
+    fn an_id_of_any_type_is_read_and_cut_short() {
+        let record = |id: Value| SourceRecord {
+            value: json!({"op": "c", "after": {"id": id, "type": "log", "data": "{}"}})
+                .to_string()
+                .into_bytes(),
+            ..SourceRecord::default()
+        };
+        let id = |v: Value| parse(&record(v)).ok().flatten().map(|(id, _)| id);
+        assert_eq!(id(json!(42)), Some("42".to_owned()));
+        assert_eq!(id(json!("x".repeat(1000))).map(|i| i.len()), Some(ID_SHOWN));
     }
 }

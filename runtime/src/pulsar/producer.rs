@@ -125,7 +125,7 @@ impl Client {
         if let Some(b) = options.batching.filter(|_| !own_batches) {
             request.enable_batching = true;
             request.max_messages_in_batch = b.max_messages;
-            request.max_batch_size_bytes = b.max_bytes;
+            request.max_batch_size_bytes = b.max_bytes.min(SEAL_OVER);
             request.batching_max_publish_delay = Some(b.max_delay);
         }
         let context = || format!("create a producer on {topic}");
@@ -152,7 +152,7 @@ impl Client {
         let bundler =
             own_batches.then(|| Bundler::new(inner.clone(), topic, version, batch_limits(options)));
         Ok(Producer {
-            batch_bytes: options.batching.map(|b| b.max_bytes),
+            batch_bytes: options.batching.map(|b| b.max_bytes.min(SEAL_OVER)),
             inner,
             client: self.clone(),
             request,
@@ -175,6 +175,18 @@ impl Client {
         request: CreateProducerRequest,
         options: &ProducerOptions,
     ) -> Result<rt::Producer, PulsarError> {
+        self.open_named_after(request, options)
+            .await
+            .map(|(producer, _)| producer)
+    }
+
+    /// [`Client::open_named`], with the last sequence id the broker
+    /// recorded for the name (-1 for none, or without deduplication).
+    async fn open_named_after(
+        &self,
+        request: CreateProducerRequest,
+        options: &ProducerOptions,
+    ) -> Result<(rt::Producer, i64), PulsarError> {
         let topic = request.topic.clone();
         let open = |request: CreateProducerRequest| async {
             self.inner
@@ -185,7 +197,7 @@ impl Client {
         let producer = open(request.clone()).await?;
         let last = producer.last_sequence_id_published();
         if request.producer_name.is_none() || last < 0 {
-            return Ok(producer);
+            return Ok((producer, last));
         }
         let _ = producer.close().await;
         if last >= FOREIGN_SEQUENCE {
@@ -208,6 +220,7 @@ impl Client {
             ..request
         })
         .await
+        .map(|producer| (producer, last))
     }
 
     /// The version the broker gave `schema`, to stamp on its messages.
@@ -249,7 +262,7 @@ fn batch_limits(options: &ProducerOptions) -> (usize, usize, std::time::Duration
     options
         .batching
         .map_or((1, 0, std::time::Duration::ZERO), |b| {
-            (b.max_messages, b.max_bytes, b.max_delay)
+            (b.max_messages, b.max_bytes.min(SEAL_OVER), b.max_delay)
         })
 }
 
@@ -274,25 +287,38 @@ impl Producer {
         record: SourceRecord,
         txn: Option<&Txn>,
     ) -> BoxFuture<'static, SendResult> {
+        // A seal that failed to open the producer again left it closed.
+        if self.inner.is_closed()
+            && let Err(e) = self.reopen().await
+        {
+            return futures_util::future::ready(Err(e)).boxed();
+        }
         if record.value.len() <= SEAL_OVER {
             return self.send_in(record, txn).boxed();
         }
         let connection = self.inner.last_disconnected_timestamp();
-        let sent = self.send_in(record, txn).await;
-        let sealed = match sent {
-            Ok(id) => self.seal(connection).await.map(|()| id),
+        let sending = self.send_in(record, txn);
+        let sequence = self.inner.last_sequence_id();
+        let sealed = match sending.await {
+            Ok(id) => self.seal(connection, sequence).await.map(|()| id),
             Err(e) => Err(e),
         };
         futures_util::future::ready(sealed).boxed()
     }
 
     /// Close the producer once all it sent is persisted, and open it again.
-    /// `connection` is when its connection last went down before the
-    /// chunked send: a reconnect since then may have dropped chunks that
-    /// magnetar no longer resends, so the send is failed rather than
-    /// sealed.
-    async fn seal(&mut self, connection: Option<std::time::SystemTime>) -> Result<(), PulsarError> {
-        let context = || format!("publish a chunked record to {}", self.topic);
+    /// The chunked record (sequence id `sequence`) is then whole, unless
+    /// chunks were dropped on the way: after a reconnect (`connection` is
+    /// when the connection last went down before the send), or a broker
+    /// that closed the producer meanwhile, which the broker's last sequence
+    /// id for the name shows where it deduplicates. magnetar does not send
+    /// them again, so the send fails rather than counting as done.
+    async fn seal(
+        &mut self,
+        connection: Option<std::time::SystemTime>,
+        sequence: i64,
+    ) -> Result<(), PulsarError> {
+        let context = format!("publish a chunked record to {}", self.topic);
         let closing = self.inner.clone();
         let closed = async {
             closing.flush().await?;
@@ -300,9 +326,22 @@ impl Producer {
         }
         .await;
         let reconnected = self.inner.last_disconnected_timestamp() != connection;
-        let inner = self
+        let persisted = self.reopen().await?;
+        closed.map_err(|e| PulsarError::new(context.clone(), e))?;
+        if reconnected || (0..sequence).contains(&persisted) {
+            return Err(PulsarError::from_message(format!(
+                "{context}: some of its chunks may not have reached the broker (it reconnected, or closed the producer, meanwhile); it is sent again"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Open the producer again, with its bundler; the broker's last
+    /// sequence id for its name (-1 for none).
+    async fn reopen(&mut self) -> Result<i64, PulsarError> {
+        let (inner, last) = self
             .client
-            .open_named(self.request.clone(), &self.options)
+            .open_named_after(self.request.clone(), &self.options)
             .await?;
         if self.bundler.is_some() {
             self.bundler = Some(Bundler::new(
@@ -313,14 +352,7 @@ impl Producer {
             ));
         }
         self.inner = inner;
-        closed.map_err(|e| PulsarError::new(context(), e))?;
-        if reconnected {
-            return Err(PulsarError::from_message(format!(
-                "{}: the connection dropped while its chunks were on their way; it is sent again",
-                context()
-            )));
-        }
-        Ok(())
+        Ok(last)
     }
 
     /// Queue a record for publishing. The returned future resolves when the
