@@ -504,7 +504,26 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
         .iter()
         .filter(|c| on_topic.contains_key(*c))
         .count();
+    let lost: Vec<&Change> = expected
+        .iter()
+        .filter(|c| !on_topic.contains_key(*c))
+        .collect();
+    if !lost.is_empty() {
+        println!(
+            "{guarantee}: {} changes not on the topic, the first: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(8)]
+        );
+    }
+    let twice: Vec<(&Change, &usize)> = on_topic.iter().filter(|(_, n)| **n > 1).take(8).collect();
+    if !twice.is_empty() {
+        println!("{guarantee}: changes on the topic more than once, the first: {twice:?}");
+    }
     let (from, to) = (source_rows(&source).await?, target_rows(&target).await?);
+    let differing: Vec<&String> = from.symmetric_difference(&to).take(8).collect();
+    if !differing.is_empty() {
+        println!("{guarantee}: rows differing, the first: {differing:?}");
+    }
     let outcome = Outcome {
         replay_differing,
         made: expected.len(),

@@ -244,7 +244,12 @@ impl Sluice {
         let child = std::process::Command::new(sluice_binary()?)
             .args(["run", "--config"])
             .arg(&config_path)
-            .env("SLUICE_LOG", "info")
+            // SLUICE_TEST_LOG sets the log filter of every sluice a test
+            // starts (info by default), to look into a failing run.
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .envs(env.iter().copied())
             .stdout(log.try_clone()?)
             .stderr(log)

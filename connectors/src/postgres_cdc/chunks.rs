@@ -56,6 +56,11 @@ pub(crate) struct TableProgress {
     /// Rows emitted so far.
     #[serde(default)]
     pub(crate) rows: u64,
+    /// At most once: the transactions committed (`pg_current_snapshot()`)
+    /// when the slot was made or the copy asked for; a row version a
+    /// later one wrote is on the stream (see [`Chunker::at_most_once`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) since: Option<String>,
 }
 
 /// The snapshot's progress: the tables to copy, in order.
@@ -225,6 +230,12 @@ pub(crate) struct Chunker {
     clocks: HashMap<String, (Instant, u64)>,
     /// Per table: the rows its statistics estimate.
     estimates: HashMap<String, Option<u64>>,
+    /// At most once: leave out rows whose version a transaction after the
+    /// table's [`TableProgress::since`] wrote. The stream carries that
+    /// version, and an `r` event would deliver it twice. Otherwise such
+    /// rows are kept: an update the stream carries may lack an unchanged
+    /// TOASTed value that the row has.
+    skip_streamed: bool,
 }
 
 fn now_ms() -> u64 {
@@ -275,7 +286,45 @@ impl Chunker {
             nudge: true,
             clocks: HashMap::new(),
             estimates: HashMap::new(),
+            skip_streamed: false,
         }
+    }
+
+    /// Leave out of the chunks the rows whose version the stream carries
+    /// (at most once: see [`Chunker::skip_streamed`]).
+    pub(crate) fn at_most_once(mut self) -> Self {
+        self.skip_streamed = true;
+        self
+    }
+
+    /// At most once, note what had committed now as `since` of each table
+    /// still to copy that has none: called once the slot exists, so that
+    /// every transaction after it is on the stream.
+    pub(crate) async fn mark_since(&mut self, sql: &Client) -> Result<(), ConnectorError> {
+        if !self.skip_streamed
+            || self
+                .progress
+                .tables
+                .iter()
+                .all(|t| t.done || t.since.is_some())
+        {
+            return Ok(());
+        }
+        let answer = sql
+            .simple_query("SELECT pg_current_snapshot()::text")
+            .await
+            .map_err(|e| pg_error("read the current snapshot", e))?;
+        let now = rows(answer)
+            .first()
+            .and_then(|r| r.get(0).map(str::to_owned))
+            .filter(|t| Seen::parse(t).is_some())
+            .ok_or_else(|| ConnectorError::permanent("cannot read pg_current_snapshot()"))?;
+        for t in &mut self.progress.tables {
+            if !t.done && t.since.is_none() {
+                t.since = Some(now.clone());
+            }
+        }
+        Ok(())
     }
 
     /// The snapshot's progress as it stands.
@@ -444,7 +493,7 @@ impl Chunker {
             let estimate = estimated_rows(sql, &qualified).await?;
             self.estimates.insert(name.clone(), estimate);
             let rows = self.progress.tables[index].rows;
-            self.clocks.insert(name, (Instant::now(), rows));
+            self.clocks.insert(name.clone(), (Instant::now(), rows));
         }
         if self.progress.tables[index].upper.is_none() {
             let upper = if table.keyed {
@@ -460,8 +509,9 @@ impl Chunker {
             self.progress.tables[index].upper = Some(upper);
             self.size = if table.keyed { FIRST_ROWS } else { FIRST_PAGES };
         }
+        self.mark_since(sql).await?;
         let progress = self.progress.tables[index].clone();
-        let plan = if table.keyed {
+        let mut plan = if table.keyed {
             keyed_chunk(
                 table,
                 &qualified,
@@ -477,6 +527,17 @@ impl Chunker {
                 }
             }
         };
+        let since = progress
+            .since
+            .as_deref()
+            .and_then(Seen::parse)
+            .filter(|_| self.skip_streamed);
+        if since.is_some() {
+            // Each row's writer, last: which transaction wrote its version.
+            plan.select = plan
+                .select
+                .replacen("SELECT * ", "SELECT *, xmin::text ", 1);
+        }
         let started = Instant::now();
         let answer = sql
             .simple_query(&format!(
@@ -535,7 +596,7 @@ impl Chunker {
             Some(next) => next,
         };
         self.resize(found.len() as u64, bytes, took, table.keyed);
-        let (records, by_identity) = self.records(config, table, &found, wal);
+        let (records, by_identity) = self.records(config, table, &found, wal, since.as_ref());
         self.open = Some(Open {
             topic: table.topic(&config.topic_prefix),
             records,
@@ -556,12 +617,23 @@ impl Chunker {
         table: &Table,
         found: &[SimpleQueryRow],
         wal: u64,
+        since: Option<&Seen>,
     ) -> (Vec<Option<SourceRecord>>, HashMap<String, usize>) {
         let mut records = Vec::with_capacity(found.len());
         let mut by_identity = HashMap::with_capacity(found.len());
         let now = now_ms();
         for r in found {
-            let datums: Vec<Datum> = (0..r.len())
+            let mut columns = r.len();
+            if let Some(since) = since {
+                // The writer's xid is the last column; 0, 1 and 2 (invalid,
+                // bootstrap, frozen) wrote before any snapshot.
+                columns -= 1;
+                let writer = r.get(columns).and_then(|x| x.parse::<u32>().ok());
+                if writer.is_some_and(|x| x > 2 && !since.saw(x)) {
+                    continue;
+                }
+            }
+            let datums: Vec<Datum> = (0..columns)
                 .map(|c| match r.get(c) {
                     Some(text) => Datum::Text(text.as_bytes().to_vec()),
                     None => Datum::Null,
@@ -905,6 +977,7 @@ mod tests {
                     upper: Some(vec![Some("9".into()), Some("x".into())]),
                     done: false,
                     rows: 4,
+                    since: Some("10:12:10,11".into()),
                 },
                 TableProgress {
                     table: "public.gone".into(),

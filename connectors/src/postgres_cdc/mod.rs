@@ -96,6 +96,11 @@ struct Worker {
     /// The snapshot's progress changed (by a signal) and is not yet kept
     /// with a position.
     progress_changed: bool,
+    /// The furthest position handed over. A chunk goes out only with a
+    /// batch at a later one: the runtime may have confirmed a batch at the
+    /// same position as durable already, and the progress the chunk
+    /// reaches would count as durable with it before its rows are.
+    handed: u64,
     /// Progress reached at each position handed over, until durable.
     reached: VecDeque<(u64, String)>,
     /// The last sequence handed over: a chunk's rows are numbered on from
@@ -316,6 +321,7 @@ impl Worker {
             last_sequence: context.published.unwrap_or_default(),
             confirmed: 0,
             snapshot_done_at: None,
+            handed: 0,
             finished: false,
             at_most_once,
             reported: None,
@@ -331,6 +337,11 @@ impl Worker {
             return Ok(source);
         }
         source.prepare_slot(context.state.clone()).await?;
+        // The runtime starts out with the slot's position as durable.
+        source.handed = source.confirmed;
+        if let Some(chunks) = &mut source.chunks {
+            chunks.mark_since(&source.sql).await?;
+        }
         Ok(source)
     }
 
@@ -633,7 +644,12 @@ impl Worker {
                 tables = progress.tables.len(),
                 copied, "the snapshot copies the tables chunk by chunk while streaming"
             );
-            self.chunks = Some(Chunker::new(progress, &self.config));
+            let chunks = Chunker::new(progress, &self.config);
+            self.chunks = Some(if self.at_most_once {
+                chunks.at_most_once()
+            } else {
+                chunks
+            });
         }
         if let Some(reported) = reported_start {
             // Positions up to the slot's start need no report.
@@ -739,6 +755,10 @@ impl Worker {
             self.last_sequence = self.last_sequence.max(last);
         }
         self.take_signals(&mut batch);
+        let later = batch.checkpoint.is_some_and(|p| p.0 > self.handed);
+        if let Some(p) = batch.checkpoint {
+            self.handed = self.handed.max(p.0);
+        }
         let Some(chunks) = self.chunks.as_mut() else {
             return Ok(Some(batch));
         };
@@ -757,7 +777,12 @@ impl Worker {
             self.chunks = None;
             return Ok(Some(batch));
         }
-        if let Some(emitted) = chunks.emit(position.0, self.last_sequence) {
+        let emitted = if later {
+            chunks.emit(position.0, self.last_sequence)
+        } else {
+            None
+        };
+        if let Some(emitted) = emitted {
             self.progress_changed = false;
             if let Some(last) = emitted.records.last().and_then(|r| r.sequence) {
                 self.last_sequence = last;
@@ -824,13 +849,18 @@ impl Worker {
                         continue;
                     }
                     let (tables, config) = (&self.tables, &self.config);
-                    let recorded = &self.progress;
+                    let (recorded, at_most_once) = (&self.progress, self.at_most_once);
                     let chunks = self.chunks.get_or_insert_with(|| {
                         // The copy so far is finished; its record keeps
                         // the signals acted on.
                         let mut all = recorded.clone().unwrap_or_else(|| Progress::of(tables));
                         all.tables.iter_mut().for_each(|t| t.done = true);
-                        Chunker::new(all, config)
+                        let chunks = Chunker::new(all, config);
+                        if at_most_once {
+                            chunks.at_most_once()
+                        } else {
+                            chunks
+                        }
                     });
                     if !chunks.act_on(record.sequence.map(|s| s.0)) {
                         info!(signal = %id, "execute-snapshot was acted on before; the row streamed again is passed over");
