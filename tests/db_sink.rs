@@ -468,7 +468,16 @@ async fn a_row_the_target_rejects_is_dead_lettered_and_its_neighbours_commit() -
         .context("nothing on the dead-letter topic")
         .with_context(|| sluice.log())?;
     assert!(msg.payload.ends_with(b"{\"id\":3,\"v\":\"bad\"}"));
-    let ids: Vec<i32> = table(&db).await?.iter().map(|(id, _)| *id).collect();
+    // The rows behind the bad one are written once it is dead-lettered.
+    let ids: Vec<i32> = wait_for("the rows behind the bad one", LONG, || {
+        let db = &db;
+        async move {
+            let ids: Vec<i32> = table(db).await?.iter().map(|(id, _)| *id).collect();
+            Ok((ids.len() >= 4).then_some(ids))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
     assert_eq!(ids, [1, 2, 4, 5]);
     ensure!(sluice.interrupt().await?.success());
     Ok(())
