@@ -101,7 +101,9 @@ impl Registry {
         let quietest = open
             .values()
             .filter(|c| !c.busy() && !c.evicted.load(Ordering::Acquire))
-            .min_by_key(|c| c.quiet_since.load(Ordering::Acquire));
+            // Quiet since the same millisecond: the one that opened first
+            // gives way, never the newcomer a burst of them came before.
+            .min_by_key(|c| (c.quiet_since.load(Ordering::Acquire), c.id));
         match quietest {
             Some(conn) => {
                 conn.evicted.store(true, Ordering::Release);
@@ -304,5 +306,29 @@ where
                 tracing::debug!(error = %e, "an http source connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_connections_quiet_as_long_the_oldest_gives_way() {
+        let registry = Registry {
+            epoch: Instant::now(),
+            next: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        };
+        let conns: Vec<Arc<Conn>> = (0..20).map(|_| registry.add()).collect();
+        for c in &conns {
+            c.quiet_since.store(7, Ordering::Release);
+        }
+        for expected in &conns[..19] {
+            assert!(registry.evict_quietest());
+            assert!(expected.evicted.load(Ordering::Acquire), "{}", expected.id);
+        }
+        // The newest is the last to go.
+        assert!(!conns[19].evicted.load(Ordering::Acquire));
     }
 }
