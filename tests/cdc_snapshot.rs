@@ -121,8 +121,8 @@ fn read(sluice: &Sluice) -> u64 {
         .unwrap_or(0)
 }
 
-/// How often each key's `r` event is on `topic`, read from its start.
-async fn snapshot_events(topic: &str) -> anyhow::Result<BTreeMap<String, u32>> {
+/// The rows of the `r` events on `topic`, read from its start, in order.
+async fn r_rows(topic: &str) -> anyhow::Result<Vec<Value>> {
     let client = magnetar::PulsarClient::builder()
         .service_url(PULSAR_URL)
         .build()
@@ -133,17 +133,26 @@ async fn snapshot_events(topic: &str) -> anyhow::Result<BTreeMap<String, u32>> {
         .initial_position(InitialPosition::Earliest)
         .subscribe()
         .await?;
-    let mut counts = BTreeMap::new();
+    let mut rows = Vec::new();
     // sluice has stopped: the topic ends where nothing more comes.
     while let Some(msg) = consumer
         .receive_with_timeout(Duration::from_secs(3))
         .await?
     {
         let (payload, _) = message_parts(&msg);
-        let value: Value = serde_json::from_slice(&payload)?;
+        let mut value: Value = serde_json::from_slice(&payload)?;
         if value["op"] == "r" {
-            *counts.entry(value["after"].to_string()).or_default() += 1;
+            rows.push(value["after"].take());
         }
+    }
+    Ok(rows)
+}
+
+/// How often each row's `r` event is on `topic`.
+async fn snapshot_events(topic: &str) -> anyhow::Result<BTreeMap<String, u32>> {
+    let mut counts = BTreeMap::new();
+    for row in r_rows(topic).await? {
+        *counts.entry(row.to_string()).or_default() += 1;
     }
     Ok(counts)
 }
@@ -363,31 +372,13 @@ async fn the_snapshot_shows_each_tables_rows_against_its_estimate_and_the_slots_
     Ok(())
 }
 
-/// The keys of the `r` events on `topic`, in topic order, read from its
-/// start once sluice has stopped.
+/// The keys of the `r` events on `topic`, in order.
 async fn r_keys(topic: &str) -> anyhow::Result<Vec<String>> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let consumer = client
-        .consumer(topic)
-        .subscription(unique("audit"))
-        .initial_position(InitialPosition::Earliest)
-        .subscribe()
-        .await?;
-    let mut keys = Vec::new();
-    while let Some(msg) = consumer
-        .receive_with_timeout(Duration::from_secs(3))
+    Ok(r_rows(topic)
         .await?
-    {
-        let (payload, _) = message_parts(&msg);
-        let value: Value = serde_json::from_slice(&payload)?;
-        if value["op"] == "r" {
-            keys.push(value["after"]["id"].to_string());
-        }
-    }
-    Ok(keys)
+        .iter()
+        .map(|row| row["id"].to_string())
+        .collect())
 }
 
 /// The requested copy of `t` as `/connectors` shows it: (rows, done).

@@ -298,9 +298,10 @@ impl Chunker {
     }
 
     /// At most once, note what had committed now as `since` of each table
-    /// still to copy that has none: called once the slot exists, so that
+    /// still to copy that has none: called before each chunk's read, when
+    /// the slot exists, so that
     /// every transaction after it is on the stream.
-    pub(crate) async fn mark_since(&mut self, sql: &Client) -> Result<(), ConnectorError> {
+    async fn mark_since(&mut self, sql: &Client) -> Result<(), ConnectorError> {
         if !self.skip_streamed
             || self
                 .progress
@@ -511,15 +512,28 @@ impl Chunker {
         }
         self.mark_since(sql).await?;
         let progress = self.progress.tables[index].clone();
-        let mut plan = if table.keyed {
+        let since = progress
+            .since
+            .as_deref()
+            .and_then(Seen::parse)
+            .filter(|_| self.skip_streamed);
+        // With `since`, each row's writer comes last: which transaction
+        // wrote its version.
+        let columns = if since.is_some() {
+            "*, xmin::text"
+        } else {
+            "*"
+        };
+        let plan = if table.keyed {
             keyed_chunk(
                 table,
                 &qualified,
                 &progress,
                 self.size.min(self.fetch_size).max(1),
+                columns,
             )
         } else {
-            match keyless_chunk(&progress, self.size.max(1)) {
+            match keyless_chunk(&progress, self.size.max(1), columns) {
                 Some(plan) => plan,
                 None => {
                     self.progress.tables[index].done = true;
@@ -527,17 +541,6 @@ impl Chunker {
                 }
             }
         };
-        let since = progress
-            .since
-            .as_deref()
-            .and_then(Seen::parse)
-            .filter(|_| self.skip_streamed);
-        if since.is_some() {
-            // Each row's writer, last: which transaction wrote its version.
-            plan.select = plan
-                .select
-                .replacen("SELECT * ", "SELECT *, xmin::text ", 1);
-        }
         let started = Instant::now();
         let answer = sql
             .simple_query(&format!(
@@ -803,7 +806,13 @@ async fn largest_key(
 }
 
 /// The next rows of a keyed table, in key order, up to its upper bound.
-fn keyed_chunk(table: &Table, qualified: &str, progress: &TableProgress, asked: u64) -> Plan {
+fn keyed_chunk(
+    table: &Table,
+    qualified: &str,
+    progress: &TableProgress,
+    asked: u64,
+    columns: &str,
+) -> Plan {
     let keys: Vec<String> = table
         .key
         .iter()
@@ -817,7 +826,7 @@ fn keyed_chunk(table: &Table, qualified: &str, progress: &TableProgress, asked: 
     let upper = progress.upper.clone().unwrap_or_default();
     Plan {
         select: format!(
-            "SELECT * FROM {qualified} WHERE {lower}({keys}) <= ({}) ORDER BY {keys} LIMIT {asked}",
+            "SELECT {columns} FROM {qualified} WHERE {lower}({keys}) <= ({}) ORDER BY {keys} LIMIT {asked}",
             literals(&upper)
         ),
         asked,
@@ -856,7 +865,7 @@ async fn relations(
 
 /// The next pages of a key-less table: of its current relation (`after` is
 /// `[relation, page]`), from its page count at the start.
-fn keyless_chunk(progress: &TableProgress, pages: u64) -> Option<Plan> {
+fn keyless_chunk(progress: &TableProgress, pages: u64, columns: &str) -> Option<Plan> {
     let relations = progress.upper.clone().unwrap_or_default();
     let at = |i: usize| -> u64 {
         progress
@@ -887,7 +896,7 @@ fn keyless_chunk(progress: &TableProgress, pages: u64) -> Option<Plan> {
         };
         return Some(Plan {
             select: format!(
-                "SELECT * FROM ONLY {name} WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid"
+                "SELECT {columns} FROM ONLY {name} WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid"
             ),
             asked: 0,
             next: Some((next, last)),

@@ -339,9 +339,6 @@ impl Worker {
         source.prepare_slot(context.state.clone()).await?;
         // The runtime starts out with the slot's position as durable.
         source.handed = source.confirmed;
-        if let Some(chunks) = &mut source.chunks {
-            chunks.mark_since(&source.sql).await?;
-        }
         Ok(source)
     }
 
@@ -479,10 +476,7 @@ impl Worker {
             || self.config.snapshot_mode == SnapshotMode::Always;
         let recorded = match recovered {
             Some(text) => Some(text),
-            None if matches!(plan, slot::Plan::Resume { .. }) => {
-                slot::progress(&self.sql, &self.config.publication, &self.config.slot).await?
-            }
-            None => None,
+            None => slot::progress(&self.sql, &self.config.publication, &self.config.slot).await?,
         };
         if take_snapshot && fresh {
             // A new copy of every table; the last signal acted on is still

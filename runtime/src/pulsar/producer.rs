@@ -3,7 +3,6 @@
 use std::future::Future;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use futures_util::future::Either;
 use magnetar::OutgoingMessage;
 use magnetar::proto::CreateProducerRequest;
@@ -66,6 +65,8 @@ pub struct Producer {
     options: ProducerOptions,
     /// The schema version the bundler stamps.
     version: Option<u64>,
+    /// A seal closed `inner` and could not open it again.
+    closed: bool,
     topic: String,
     /// The batch byte limit, when batching.
     batch_bytes: Option<usize>,
@@ -158,6 +159,7 @@ impl Client {
             request,
             options: options.clone(),
             version,
+            closed: false,
             topic: topic.to_owned(),
             schema: options.schema.clone(),
             bundler,
@@ -281,29 +283,29 @@ impl Producer {
     /// without its last chunks. The broker answers a producer's close only
     /// once every publish it received is persisted, so the producer is
     /// closed and opened again before the send counts as done. Records
-    /// after it wait for the seal, and so keep their order.
+    /// after it wait for the seal, and so keep their order. A producer a
+    /// seal could not open again is opened before the next record.
     pub async fn publish(
         &mut self,
         record: SourceRecord,
         txn: Option<&Txn>,
-    ) -> BoxFuture<'static, SendResult> {
-        // A seal that failed to open the producer again left it closed.
-        if self.inner.is_closed()
+    ) -> impl Future<Output = SendResult> + Send + 'static {
+        let done = |result| Either::Right(futures_util::future::ready(result));
+        if self.closed
             && let Err(e) = self.reopen().await
         {
-            return futures_util::future::ready(Err(e)).boxed();
+            return done(Err(e));
         }
         if record.value.len() <= SEAL_OVER {
-            return self.send_in(record, txn).boxed();
+            return Either::Left(self.send_in(record, txn));
         }
         let connection = self.inner.last_disconnected_timestamp();
         let sending = self.send_in(record, txn);
         let sequence = self.inner.last_sequence_id();
-        let sealed = match sending.await {
+        done(match sending.await {
             Ok(id) => self.seal(connection, sequence).await.map(|()| id),
             Err(e) => Err(e),
-        };
-        futures_util::future::ready(sealed).boxed()
+        })
     }
 
     /// Close the producer once all it sent is persisted, and open it again.
@@ -320,6 +322,7 @@ impl Producer {
     ) -> Result<(), PulsarError> {
         let context = format!("publish a chunked record to {}", self.topic);
         let closing = self.inner.clone();
+        self.closed = true;
         let closed = async {
             closing.flush().await?;
             closing.close().await
@@ -352,6 +355,7 @@ impl Producer {
             ));
         }
         self.inner = inner;
+        self.closed = false;
         Ok(last)
     }
 
