@@ -24,8 +24,8 @@ use tracing::{info, warn};
 
 use super::catalog::{Table, parse_lsn, pg_error, quote_ident, quote_literal};
 use super::config::PostgresCdcConfig;
-use super::events::{Op, Origin, TXID_PROPERTY, record, row};
-use super::pgoutput::Datum;
+use super::events::{Origin, TXID_PROPERTY};
+use super::read_events::ReadEvents;
 use crate::api::{ConnectorError, Sequence, SourceRecord, TableCopy};
 
 /// Rows the first chunk of a table asks for, before their width is known.
@@ -599,7 +599,14 @@ impl Chunker {
             Some(next) => next,
         };
         self.resize(found.len() as u64, bytes, took, table.keyed);
+        let built = Instant::now();
         let (records, by_identity) = self.records(config, table, &found, wal, since.as_ref());
+        tracing::debug!(
+            rows = found.len(),
+            read_ms = took.as_millis() as u64,
+            build_ms = built.elapsed().as_millis() as u64,
+            "snapshot chunk read"
+        );
         self.open = Some(Open {
             topic: table.topic(&config.topic_prefix),
             records,
@@ -624,43 +631,34 @@ impl Chunker {
     ) -> (Vec<Option<SourceRecord>>, HashMap<String, usize>) {
         let mut records = Vec::with_capacity(found.len());
         let mut by_identity = HashMap::with_capacity(found.len());
-        let now = now_ms();
+        let origin = Origin {
+            commit_lsn: wal,
+            lsn: wal,
+            xid: 0,
+            commit_ms: self.started_ms,
+            ordinal: 0,
+            snapshot: Some(false),
+        };
+        let mut events = ReadEvents::new(
+            &config.topic_prefix,
+            &config.dbname,
+            table,
+            origin,
+            now_ms(),
+        );
+        let mut values: Vec<Option<&str>> = Vec::with_capacity(table.columns.len() + 1);
         for r in found {
-            let mut columns = r.len();
+            values.clear();
+            values.extend((0..r.len()).map(|c| r.get(c)));
             if let Some(since) = since {
                 // The writer's xid is the last column; 0, 1 and 2 (invalid,
                 // bootstrap, frozen) wrote before any snapshot.
-                columns -= 1;
-                let writer = r.get(columns).and_then(|x| x.parse::<u32>().ok());
+                let writer = values.pop().flatten().and_then(|x| x.parse::<u32>().ok());
                 if writer.is_some_and(|x| x > 2 && !since.saw(x)) {
                     continue;
                 }
             }
-            let datums: Vec<Datum> = (0..columns)
-                .map(|c| match r.get(c) {
-                    Some(text) => Datum::Text(text.as_bytes().to_vec()),
-                    None => Datum::Null,
-                })
-                .collect();
-            let after = row(table, &datums);
-            let origin = Origin {
-                commit_lsn: wal,
-                lsn: wal,
-                xid: 0,
-                commit_ms: self.started_ms,
-                ordinal: 0,
-                snapshot: Some(false),
-            };
-            let made = record(
-                &config.topic_prefix,
-                &config.dbname,
-                table,
-                Op::Read,
-                None,
-                Some(after),
-                origin,
-                now,
-            );
+            let made = events.record(&values);
             if let Some(key) = &made.key {
                 by_identity.insert(key.clone(), records.len());
             }

@@ -23,6 +23,7 @@ mod config;
 mod events;
 pub(crate) mod pgoutput;
 mod preflight;
+mod read_events;
 mod report;
 mod schema;
 mod signals;

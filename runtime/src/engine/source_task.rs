@@ -41,6 +41,9 @@ pub(super) struct Publisher<'a> {
     client: &'a Client,
     options: ProducerOptions,
     producers: HashMap<String, Producer>,
+    /// The last topic a record named, and its full name: records come in
+    /// runs of one topic, and qualifying it cost a formatted string each.
+    last_topic: Option<(String, String)>,
 }
 
 impl<'a> Publisher<'a> {
@@ -56,6 +59,7 @@ impl<'a> Publisher<'a> {
                 schema: None,
             },
             producers: HashMap::new(),
+            last_topic: None,
         }
     }
 
@@ -64,10 +68,20 @@ impl<'a> Publisher<'a> {
         record: &SourceRecord,
     ) -> Result<&mut Producer, TaskError> {
         let topic = match &record.topic {
-            Some(t) => crate::config::qualify_topic(t, &self.def.tenant, &self.def.namespace)
-                .map_err(|msg| {
-                    TaskError::Connector(sluice_connectors::ConnectorError::permanent(msg))
-                })?,
+            Some(t) => match &self.last_topic {
+                Some((named, full)) if named == t => full.clone(),
+                _ => {
+                    let full =
+                        crate::config::qualify_topic(t, &self.def.tenant, &self.def.namespace)
+                            .map_err(|msg| {
+                                TaskError::Connector(sluice_connectors::ConnectorError::permanent(
+                                    msg,
+                                ))
+                            })?;
+                    self.last_topic = Some((t.clone(), full.clone()));
+                    full
+                }
+            },
             None => self.def.topic.clone().ok_or_else(|| {
                 TaskError::Connector(sluice_connectors::ConnectorError::permanent(
                     "a record names no topic and the connector has no topicName",

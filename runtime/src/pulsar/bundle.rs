@@ -53,6 +53,9 @@ pub(super) struct Bundler {
 struct Open {
     batch: Option<Batch>,
     next_id: u64,
+    /// The last batch's size: the next one's buffer starts at it, rather
+    /// than growing (and copying) from nothing up to a full batch.
+    last_len: usize,
 }
 
 struct Batch {
@@ -121,9 +124,10 @@ impl Bundler {
                 });
                 let (done, outcome) = oneshot::channel();
                 let topic = Arc::clone(&self.topic);
+                let capacity = open.last_len.max(size).min(self.max_bytes);
                 open.batch.insert(Batch {
                     id,
-                    payload: BytesMut::new(),
+                    payload: BytesMut::with_capacity(capacity),
                     count: 0,
                     txn,
                     done,
@@ -210,6 +214,7 @@ impl Bundler {
         let Some(batch) = open.batch.take() else {
             return;
         };
+        open.last_len = batch.payload.len();
         let count = i32::try_from(batch.count).unwrap_or(i32::MAX);
         let metadata = pb::MessageMetadata {
             num_messages_in_batch: Some(count),
