@@ -676,7 +676,16 @@ impl Worker {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
+            self.stream.wake_on_ack = !self.reached.is_empty() || self.snapshot_done_at.is_some();
             let item = self.next(&mut acks).await;
+            if let Ok(Some(b)) = &item
+                && b.records.is_empty()
+                && b.checkpoint.is_none()
+                && b.state.is_none()
+            {
+                // The stream woke for a durable position: record it above.
+                continue;
+            }
             let go_on = matches!(item, Ok(Some(_)));
             if tx.send(item).await.is_err() || !go_on {
                 break;

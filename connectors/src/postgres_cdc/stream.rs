@@ -42,6 +42,9 @@ pub(crate) struct StreamState {
     /// the transaction, so that a crash in the middle loses its rest rather
     /// than publishing its first part again.
     pub(crate) at_most_once: bool,
+    /// Return an empty batch when a durable position comes while the
+    /// stream waits: the source has progress to record with it.
+    pub(crate) wake_on_ack: bool,
 }
 
 impl std::fmt::Debug for StreamState {
@@ -82,6 +85,7 @@ impl StreamState {
             last_checkpoint: 0,
             heartbeat,
             at_most_once: false,
+            wake_on_ack: false,
         }
     }
 
@@ -142,6 +146,13 @@ impl StreamState {
                     }
                     if changed.is_err() {
                         return Err(ConnectorError::retryable("the runtime stopped taking positions"));
+                    }
+                    if self.wake_on_ack {
+                        return Ok(Some(SourceBatch {
+                            records: Vec::new(),
+                            checkpoint: None,
+                            state: None,
+                        }));
                     }
                     continue;
                 }
