@@ -310,7 +310,8 @@ struct OpenTxn<'a> {
     /// The checkpoint it ends at, while no record came after it: only then
     /// may it commit.
     checkpoint: Option<Position>,
-    /// The source's state at that checkpoint.
+    /// The last state the source reached in it (a batch without one
+    /// leaves it unchanged).
     state: Option<String>,
     /// Its sends awaiting the broker's receipt.
     sends: FuturesUnordered<SendFut<'a>>,
@@ -577,8 +578,10 @@ impl<'a> Run<'a> {
         }
         open.records += 1;
         open.last = Some(sequence);
+        // Its checkpoint is passed; the state reached stays: a batch with
+        // no state leaves it as it was, and a chunk's progress must commit
+        // with the chunk's rows even when stream records follow them.
         open.checkpoint = None;
-        open.state = None;
         let event_ms = record.event_time_ms;
         let send = producer.publish(record, Some(&open.txn)).await;
         let (status, in_flight) = (self.status, self.in_flight);
