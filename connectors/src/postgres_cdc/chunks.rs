@@ -464,16 +464,22 @@ impl Chunker {
                 Err(e) => return Err(e),
             }
         }
+        self.nudge(sql).await;
+        Ok(())
+    }
+
+    /// Write a message into the WAL, so that the stream passes the
+    /// waiting chunk's point now rather than at the server's next
+    /// keepalive.
+    pub(crate) async fn nudge(&mut self, sql: &Client) {
         if self.nudge
             && let Err(e) = sql
                 .batch_execute("SELECT pg_logical_emit_message(false, 'sluice.heartbeat', '')")
                 .await
         {
-            // Without it the stream passes the point at its next keepalive.
             warn!(error = %e, "cannot write a heartbeat to hurry the snapshot's chunks on; they wait for the server's keepalives");
             self.nudge = false;
         }
-        Ok(())
     }
 
     /// Read one chunk of `table`, the `index`th of the progress.

@@ -104,6 +104,10 @@ struct Worker {
     handed: u64,
     /// Progress reached at each position handed over, until durable.
     reached: VecDeque<(u64, String)>,
+    /// The position of the last chunk handed over, until it is durable:
+    /// the next chunk waits for it, so that the stream's changes queue
+    /// behind one chunk at most on their way to the broker.
+    chunk_unacked: Option<u64>,
     /// The last sequence handed over: a chunk's rows are numbered on from
     /// it, between the stream's transactions.
     last_sequence: Sequence,
@@ -319,6 +323,7 @@ impl Worker {
             progress: None,
             chunks: None,
             reached: VecDeque::new(),
+            chunk_unacked: None,
             last_sequence: context.published.unwrap_or_default(),
             confirmed: 0,
             snapshot_done_at: None,
@@ -781,12 +786,13 @@ impl Worker {
             self.chunks = None;
             return Ok(Some(batch));
         }
-        let emitted = if later {
+        let emitted = if later && self.chunk_unacked.is_none() {
             chunks.emit(position.0, self.last_sequence)
         } else {
             None
         };
         if let Some(emitted) = emitted {
+            self.chunk_unacked = Some(position.0);
             self.progress_changed = false;
             if let Some(last) = emitted.records.last().and_then(|r| r.sequence) {
                 self.last_sequence = last;
@@ -917,6 +923,12 @@ impl Worker {
                 &progress,
             )
             .await?;
+        }
+        if self.chunk_unacked.is_some_and(|at| durable >= at) {
+            self.chunk_unacked = None;
+            if let Some(chunks) = self.chunks.as_mut().filter(|c| c.waiting()) {
+                chunks.nudge(&self.sql).await;
+            }
         }
         // The slot only moves forward.
         if durable > self.confirmed {
