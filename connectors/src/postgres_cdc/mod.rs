@@ -681,7 +681,11 @@ impl Worker {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
-            self.stream.wake_on_ack = !self.reached.is_empty() || self.snapshot_done_at.is_some();
+            self.stream.wake_at = match (self.reached.front(), self.snapshot_done_at) {
+                (Some(&(at, _)), Some(done)) => Some(at.min(done)),
+                (Some(&(at, _)), None) => Some(at),
+                (None, done) => done,
+            };
             let item = self.next(&mut acks).await;
             if let Ok(Some(b)) = &item
                 && b.records.is_empty()

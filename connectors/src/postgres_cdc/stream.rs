@@ -42,9 +42,10 @@ pub(crate) struct StreamState {
     /// the transaction, so that a crash in the middle loses its rest rather
     /// than publishing its first part again.
     pub(crate) at_most_once: bool,
-    /// Return an empty batch when a durable position comes while the
-    /// stream waits: the source has progress to record with it.
-    pub(crate) wake_on_ack: bool,
+    /// Return an empty batch when a durable position at or past this one
+    /// comes while the stream waits: the source has progress to record
+    /// with it.
+    pub(crate) wake_at: Option<u64>,
 }
 
 impl std::fmt::Debug for StreamState {
@@ -85,7 +86,7 @@ impl StreamState {
             last_checkpoint: 0,
             heartbeat,
             at_most_once: false,
-            wake_on_ack: false,
+            wake_at: None,
         }
     }
 
@@ -147,7 +148,7 @@ impl StreamState {
                     if changed.is_err() {
                         return Err(ConnectorError::retryable("the runtime stopped taking positions"));
                     }
-                    if self.wake_on_ack {
+                    if self.wake_at.is_some_and(|at| durable >= at) {
                         return Ok(Some(SourceBatch {
                             records: Vec::new(),
                             checkpoint: None,
