@@ -74,6 +74,27 @@ pub(crate) fn key_changed(table: &Table, before: &Value, after: &Value) -> bool 
     })
 }
 
+/// An event's `source` block: where the change came from.
+pub(crate) fn source(prefix: &str, db: &str, table: &Table, origin: Origin) -> Value {
+    let snapshot = match origin.snapshot {
+        None => "false",
+        Some(true) => "last",
+        Some(false) => "true",
+    };
+    json!({
+        "version": concat!("sluice-", env!("CARGO_PKG_VERSION")),
+        "connector": "postgresql",
+        "name": prefix,
+        "ts_ms": origin.commit_ms,
+        "snapshot": snapshot,
+        "db": db,
+        "schema": table.schema,
+        "table": table.name,
+        "txId": origin.xid,
+        "lsn": origin.lsn,
+    })
+}
+
 /// One Debezium change event as a source record.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
@@ -88,24 +109,7 @@ pub(crate) fn record(
 ) -> SourceRecord {
     let key_source = after.as_ref().or(before.as_ref());
     let key = key_source.map(|r| key(table, r).to_string());
-    let snapshot = match origin.snapshot {
-        None => "false",
-        Some(true) => "last",
-        Some(false) => "true",
-    };
-    let source = json!({
-        "version": concat!("sluice-", env!("CARGO_PKG_VERSION")),
-        "connector": "postgresql",
-        "name": prefix,
-        "ts_ms": origin.commit_ms,
-        "snapshot": snapshot,
-        "db": db,
-        "schema": table.schema,
-        "table": table.name,
-        "txId": origin.xid,
-        "lsn": origin.lsn,
-    });
-    let value = envelope(op, before, after, source, now_ms);
+    let value = envelope(op, before, after, source(prefix, db, table, origin), now_ms);
     SourceRecord {
         topic: Some(table.topic(prefix)),
         key,

@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::catalog::{Table, format_lsn};
-use super::events::{LSN_PROPERTY, Origin, TXID_PROPERTY};
+use super::events::{LSN_PROPERTY, Origin, TXID_PROPERTY, source};
 use super::types::{Kind, convert};
 use crate::api::{Sequence, SourceRecord};
 use crate::debezium::Op;
@@ -53,23 +53,7 @@ impl<'a> ReadEvents<'a> {
         by_name(&mut order);
         let mut key_order = table.key.clone();
         by_name(&mut key_order);
-        let snapshot = if origin.snapshot == Some(true) {
-            "last"
-        } else {
-            "true"
-        };
-        let source = json!({
-            "version": concat!("sluice-", env!("CARGO_PKG_VERSION")),
-            "connector": "postgresql",
-            "name": prefix,
-            "ts_ms": origin.commit_ms,
-            "snapshot": snapshot,
-            "db": db,
-            "schema": table.schema,
-            "table": table.name,
-            "txId": origin.xid,
-            "lsn": origin.lsn,
-        });
+        let source = source(prefix, db, table, origin);
         let tail = format!(
             ",\"before\":null,\"op\":\"{}\",\"source\":{source},\"ts_ms\":{now_ms}}}",
             Op::Read.code()
