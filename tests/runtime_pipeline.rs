@@ -392,7 +392,10 @@ async fn records_keep_their_order_when_batches_fill_by_bytes() -> anyhow::Result
 async fn parallelism_runs_that_many_consumers_on_the_subscription() -> anyhow::Result<()> {
     // GIVEN a sink with parallelism 2 on a Shared subscription
     let count = 5000;
-    let p = pipeline("rt-parallel", "ATLEAST_ONCE", count, 0)?;
+    // Over 2 s, not at once: records made before the second consumer
+    // subscribed could all go to the first, and the test would say
+    // nothing of sharing.
+    let p = pipeline("rt-parallel", "ATLEAST_ONCE", count, 2500)?;
     let config = p
         .config
         .replace("    retainOrdering: true\n", "    parallelism: 2\n");
