@@ -242,7 +242,7 @@ async fn check(loaded: Loaded) -> ExitCode {
         .filter_map(|(what, path)| sluice_connectors::secret_files::too_open(what, path))
         .map(|w| ("pulsar".to_owned(), Severity::Warning, w))
         .collect();
-    let client = match pulsar::connect(&pipeline.pulsar).await {
+    let client = match pulsar::connect(&pipeline.pulsar, pulsar::Reading::Direct).await {
         Ok(c) => {
             println!("ok    pulsar: connected to {}", pipeline.pulsar.service_url);
             Some(c)

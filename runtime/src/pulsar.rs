@@ -8,7 +8,9 @@ mod auth;
 mod backlog;
 mod bundle;
 pub(crate) mod consumer;
+mod inflate;
 mod producer;
+mod relay;
 mod schema;
 mod tls;
 mod transactions;
@@ -80,6 +82,8 @@ pub struct Client {
     settings: PulsarSettings,
     credentials: auth::Credentials,
     coordinator: Arc<tokio::sync::OnceCell<rt::Client>>,
+    /// What a sink's client reaches the cluster through.
+    relay: Option<Arc<relay::Relay>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -88,16 +92,34 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// How a client reads what it consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// As the broker sends it: for a client that publishes only.
+    Direct,
+    /// Through a relay that inflates compressed batches first, which the
+    /// client cannot read otherwise (decision 0019): for a sink's client.
+    Inflated,
+}
+
 /// Connect to the broker.
-pub async fn connect(settings: &PulsarSettings) -> Result<Client, PulsarError> {
+pub async fn connect(settings: &PulsarSettings, reading: Reading) -> Result<Client, PulsarError> {
     let credentials = auth::Credentials::open(settings).await?;
     let context = format!("connect to {}", settings.service_url);
-    let inner = dial(settings, &credentials, &context).await?;
+    let relay = match reading {
+        Reading::Direct => None,
+        Reading::Inflated => Some(Arc::new(relay::Relay::new(tls::broker(
+            settings,
+            credentials.identity(),
+        )?)?)),
+    };
+    let inner = dial(settings, &credentials, &context, relay.as_ref()).await?;
     Ok(Client {
         inner: Arc::new(inner),
         settings: settings.clone(),
         credentials,
         coordinator: Arc::new(tokio::sync::OnceCell::new()),
+        relay,
     })
 }
 
@@ -108,6 +130,7 @@ async fn dial(
     settings: &PulsarSettings,
     credentials: &auth::Credentials,
     context: &str,
+    relay: Option<&Arc<relay::Relay>>,
 ) -> Result<rt::Client, PulsarError> {
     let mut config = magnetar::ConnectionConfig {
         operation_timeout: Duration::from_secs(30),
@@ -123,28 +146,43 @@ async fn dial(
     }
     let url = rt::ParsedUrl::parse(&settings.service_url)
         .map_err(|e| PulsarError::config(context, e.to_string()))?;
-    let tls = tls::broker(settings, credentials.identity())?;
-    rt::Client::connect_with(url, tls, config, provider)
-        .await
-        .map_err(|e| {
-            let message = e.to_string();
-            // A server that refuses the client's certificate ends the
-            // handshake with an alert, or just closes.
-            let refused = ["handshake failed", "received fatal alert"]
-                .iter()
-                .any(|m| message.contains(m));
-            if credentials.identity().is_some() && refused {
-                PulsarError::new(
-                    context,
-                    format!(
-                        "{message}: the broker refused the TLS handshake; is tlsCertFile \
+    let connected = match relay {
+        None => {
+            let tls = tls::broker(settings, credentials.identity())?;
+            rt::Client::connect_with(url, tls, config, provider).await
+        }
+        Some(relay) => {
+            let resolver: Arc<dyn rt::DnsResolver> = relay.clone();
+            rt::Client::connect_with_resolver_and_provider(
+                url,
+                relay.client_tls(),
+                config,
+                provider,
+                None,
+                Some(resolver),
+            )
+            .await
+        }
+    };
+    connected.map_err(|e| {
+        let message = e.to_string();
+        // A server that refuses the client's certificate ends the
+        // handshake with an alert, or just closes.
+        let refused = ["handshake failed", "received fatal alert"]
+            .iter()
+            .any(|m| message.contains(m));
+        if credentials.identity().is_some() && refused {
+            PulsarError::new(
+                context,
+                format!(
+                    "{message}: the broker refused the TLS handshake; is tlsCertFile \
                          signed by a CA the broker trusts (its tlsTrustCertsFilePath)?"
-                    ),
-                )
-            } else {
-                PulsarError::new(context, message)
-            }
-        })
+                ),
+            )
+        } else {
+            PulsarError::new(context, message)
+        }
+    })
 }
 
 impl Client {
@@ -153,7 +191,10 @@ impl Client {
     /// client. Only the last holder closes; clones just let go.
     pub async fn close(self) {
         let Self {
-            inner, coordinator, ..
+            inner,
+            coordinator,
+            relay,
+            ..
         } = self;
         if let Ok(coordinator) = Arc::try_unwrap(coordinator)
             && let Some(c) = coordinator.into_inner()
@@ -163,6 +204,8 @@ impl Client {
         if let Ok(inner) = Arc::try_unwrap(inner) {
             inner.close().await;
         }
+        // Last: the client's goodbyes went through it.
+        drop(relay);
     }
 
     /// When this client should be replaced by a new one, because the

@@ -213,7 +213,8 @@ async fn supervise_source(
         status.set_state(State::Starting);
         let (mut run, mut held) = (None, None);
         let outcome = guarded(async {
-            let client: &pulsar::Client = held.insert(pulsar::connect(&settings).await?);
+            let client: &pulsar::Client =
+                held.insert(pulsar::connect(&settings, pulsar::Reading::Direct).await?);
             let shutdown = &run
                 .insert(renewal::Run::new(&shutdown, client.renew_at(), &def.name))
                 .stop;
@@ -334,7 +335,8 @@ async fn supervise_sink(
         status.set_state(State::Starting);
         let (mut run, mut held) = (None, None);
         let outcome: Result<Option<sink_task::Ended>, TaskError> = guarded(async {
-            let client: &pulsar::Client = held.insert(pulsar::connect(&settings).await?);
+            let client: &pulsar::Client =
+                held.insert(pulsar::connect(&settings, pulsar::Reading::Inflated).await?);
             let shutdown = &run
                 .insert(renewal::Run::new(
                     &shutdown,

@@ -82,7 +82,7 @@ impl Identity {
 
 /// Presents the one client certificate to every server that asks.
 #[derive(Debug)]
-struct Present(Arc<CertifiedKey>);
+pub(super) struct Present(pub(super) Arc<CertifiedKey>);
 
 impl ResolvesClientCert for Present {
     fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {

@@ -46,7 +46,7 @@ impl Client {
                     "connect to the transaction coordinator at {}",
                     self.settings.service_url
                 );
-                dial(&self.settings, &self.credentials, &context).await
+                dial(&self.settings, &self.credentials, &context, None).await
             })
             .await
     }

@@ -1,17 +1,18 @@
-//! Entries the client cannot read: a batch of several messages compressed
-//! whole, as Pulsar's Java producers write them with compression on (and
-//! its Java function runtime, which runs its connectors, by default).
+//! Entries the client cannot read: a compressed batch that the relay could
+//! not inflate (decision 0019), because it inflates past the largest frame
+//! the client takes or does not decompress at all.
 //!
 //! magnetar splits a batch into its messages before it decompresses it, so
 //! it finds no message in a compressed one: it delivers nothing, keeps the
 //! entry unacknowledged, and the subscription stalls without an error. So a
 //! consumer that has received nothing for [`IDLE`] while its client holds an
 //! undelivered batch asks the broker what the subscription's next entry is,
-//! and fails, saying what to do, when it is such a batch.
+//! and fails, saying what to do, when it is such a batch (decision 0012).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use magnetar::proto::frame::MAX_FRAME_SIZE;
 use magnetar::runtime_tokio as rt;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use tracing::warn;
@@ -62,12 +63,10 @@ impl Inspector {
                 PulsarError::new(
                     format!("receive from {}", self.topic),
                     format!(
-                        "{why}, which sluice's Pulsar client cannot read yet: it would wait \
-                         forever. Have the producers of this topic publish uncompressed \
-                         (compressionType NONE; Pulsar's Java function runtime, which runs \
-                         its connectors, compresses with LZ4 by default), then skip the \
-                         compressed entries already on it (pulsar-admin topics skip) or \
-                         let another consumer read them"
+                        "{why}, which sluice cannot read: it would wait forever. Skip the \
+                         entry (pulsar-admin topics skip) or let another consumer read it, \
+                         and have the topic's producers write smaller batches \
+                         (batchingMaxBytes)"
                     ),
                 )
             }),
@@ -76,7 +75,7 @@ impl Inspector {
                     warn!(topic = %self.topic, error = %e,
                         "nothing received for a while although the client holds a batch it did \
                          not deliver, and the subscription's next entry could not be looked at: \
-                         if it is a compressed batch, sluice cannot read it yet");
+                         if it is a compressed batch that does not inflate, sluice cannot read it");
                 }
                 None
             }
@@ -101,15 +100,28 @@ impl Inspector {
 }
 
 /// What makes the peeked entry unreadable, if anything: a batch of more
-/// than one message, compressed.
+/// than one message, compressed (the relay inflates every other one).
 fn unreadable(reply: &Reply) -> Option<String> {
     let codec = reply
         .header("X-Pulsar-compression")
         .filter(|c| !c.eq_ignore_ascii_case("NONE"))?;
     let count: u32 = reply.header("X-Pulsar-num-batch-message")?.parse().ok()?;
     let id = reply.header("X-Pulsar-Message-ID").unwrap_or("?");
+    let why = match reply
+        .header("X-Pulsar-uncompressed-size")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        Some(n) if n > MAX_FRAME_SIZE as u64 => format!(
+            "it inflates to {n} bytes, more than the {MAX_FRAME_SIZE} bytes sluice's Pulsar \
+             client takes in one frame"
+        ),
+        _ => "it does not decompress (the log says why)".to_owned(),
+    };
     (count > 1).then(|| {
-        format!("the subscription's next entry ({id}) is a batch of {count} messages compressed with {codec}")
+        format!(
+            "the subscription's next entry ({id}) is a batch of {count} messages compressed \
+             with {codec}, and {why}"
+        )
     })
 }
 
@@ -131,8 +143,18 @@ mod tests {
         assert_eq!(
             unreadable(&reply(&batch)).as_deref(),
             Some(
-                "the subscription's next entry (12:3) is a batch of 100 messages compressed with LZ4"
+                "the subscription's next entry (12:3) is a batch of 100 messages compressed \
+                 with LZ4, and it does not decompress (the log says why)"
             )
+        );
+        let large = [
+            ("X-Pulsar-compression", "ZSTD"),
+            ("X-Pulsar-num-batch-message", "10"),
+            ("X-Pulsar-uncompressed-size", "10485760"),
+        ];
+        ensure_contains(
+            &unreadable(&reply(&large)).unwrap_or_default(),
+            "it inflates to 10485760 bytes, more than the 5242880 bytes",
         );
         assert_eq!(unreadable(&reply(&batch[1..])), None, "uncompressed");
         let one = [
@@ -146,6 +168,10 @@ mod tests {
         ];
         assert_eq!(unreadable(&reply(&none)), None);
         assert_eq!(unreadable(&reply(&batch[..1])), None, "not a batch");
+    }
+
+    fn ensure_contains(text: &str, part: &str) {
+        assert!(text.contains(part), "{text}");
     }
 
     #[test]
