@@ -213,7 +213,7 @@ async fn a_batch_inflating_past_a_frame_stops_the_sink_with_the_reason_and_loses
     );
     ensure!(ids.iter().all(|id| *id <= 606), "{ids:?}");
     // and the batch is still on the subscription
-    let backlog = sluice_tests::backlog(&input, "jdbc")?;
+    let backlog = sluice_tests::backlog(&input, "public/default/jdbc")?;
     ensure!(backlog.is_some_and(|n| n >= 1), "backlog {backlog:?}");
     Ok(())
 }
