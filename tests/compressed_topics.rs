@@ -217,3 +217,84 @@ async fn a_batch_inflating_past_a_frame_stops_the_sink_with_the_reason_and_loses
     ensure!(backlog.is_some_and(|n| n >= 1), "backlog {backlog:?}");
     Ok(())
 }
+
+/// The text of a chunked row, as the Java publisher makes it.
+fn chunked_text(segment: &str, id: i64) -> String {
+    fn base36(mut n: u64) -> String {
+        let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut out = Vec::new();
+        loop {
+            out.push(digits[(n % 36) as usize]);
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        out.reverse();
+        String::from_utf8(out).unwrap_or_default()
+    }
+    let mut text = format!("{segment} row {id}");
+    let mut n = 0u64;
+    while text.len() < 10_000_000 {
+        text.push_str(&base36((n * 7919) % 1_000_003));
+        text.push(',');
+        n += 1;
+    }
+    text
+}
+
+#[tokio::test]
+async fn values_the_java_client_sent_in_interleaved_chunks_arrive_whole() -> anyhow::Result<()> {
+    // GIVEN 10 MB rows that two Java producers sent at once in chunks of
+    // 1 MiB, uncompressed, and compressed with LZ4 and with ZLIB
+    let name = unique("chunked");
+    let input = topic(&name);
+    let segments = ["NONE:chunked", "LZ4:chunked", "ZLIB:chunked"];
+    let mut args = vec![sluice_tests::PULSAR_URL, &input, "2"];
+    args.extend(segments);
+    let sent = sluice_tests::java_lines("PublishCompressed.java", &args)?;
+    ensure!(sent.len() == segments.len(), "{sent:?}");
+
+    // WHEN a jdbc sink reads them
+    let dir = temp_dir(&name)?;
+    let path = dir.join("target.db");
+    let db = sqlite(&path).await?;
+    sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&db)
+        .await?;
+    let section = sink_section(
+        "jdbc",
+        &input,
+        &format!("sqlite://{}", path.display()),
+        "",
+        "      tableName: items\n",
+    );
+    let port = free_port()?;
+    let sluice = Sluice::start(&dir, &sinks_config(port, &[section]), port)?;
+
+    // THEN each row arrives whole
+    wait_for("12 rows", LONG, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
+            .fetch_one(&db)
+            .await?;
+        Ok((n == 12).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    ensure!(sluice.interrupt().await?.success());
+    let got = table(&db).await?;
+    let mut id = 0;
+    for segment in segments {
+        for _ in 0..4 {
+            id += 1;
+            let want = chunked_text(segment, id);
+            let v = got.get(&id).with_context(|| format!("row {id}"))?;
+            ensure!(
+                v.len() == want.len() && *v == want,
+                "row {id} differs ({} bytes)",
+                v.len()
+            );
+        }
+    }
+    Ok(())
+}

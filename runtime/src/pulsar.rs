@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod backlog;
 mod bundle;
+mod codecs;
 pub(crate) mod consumer;
 mod inflate;
 mod producer;

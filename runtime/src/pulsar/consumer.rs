@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::unreadable::{self, Inspector};
 use super::value_schemas::ValueSchemas;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY};
+use super::{codecs, inflate};
 use crate::config::{MissingTopics, SubscriptionPosition, SubscriptionType};
 
 impl Client {
@@ -234,7 +235,13 @@ async fn forward(
                         return;
                     }
                 };
-                let mut r = received(index, &topic, msg);
+                let mut r = match received(index, &topic, msg) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
                 r.record.value_schema = schema;
                 if let Some((budget, limit)) = &budget {
                     let size = r.record.value.as_ref().map_or(0, Vec::len).clamp(1, *limit);
@@ -263,10 +270,62 @@ pub(super) fn message_id_text(id: &MessageId) -> String {
     )
 }
 
+/// The largest message in chunks that a sink inflates.
+const CHUNKED_INFLATED_MAX: usize = 128 << 20;
+
+/// A message that came in compressed chunks, inflated whole now that the
+/// client has put it together (decision 0019).
+fn inflate_chunked(
+    topic: &str,
+    msg: &mut magnetar::proto::IncomingMessage,
+) -> Result<(), PulsarError> {
+    let Some(at) = msg
+        .metadata
+        .properties
+        .iter()
+        .position(|p| p.key == inflate::CHUNKS_COMPRESSED)
+    else {
+        return Ok(());
+    };
+    let mark = std::sync::Arc::make_mut(&mut msg.metadata)
+        .properties
+        .remove(at)
+        .value;
+    let fail = |e: String| {
+        PulsarError::new(
+            format!("receive from {topic}"),
+            format!(
+                "the message {} came in chunks compressed as one, and {e}",
+                message_id_text(&msg.message_id)
+            ),
+        )
+    };
+    let (codec, size) = mark
+        .split_once(':')
+        .and_then(|(c, n)| {
+            Some((
+                magnetar::proto::pb::CompressionType::try_from(c.parse::<i32>().ok()?).ok()?,
+                n.parse::<usize>().ok()?,
+            ))
+        })
+        .ok_or_else(|| fail(format!("its codec is unreadable ({mark})")))?;
+    let payload = codecs::decompress(codec, &msg.payload, size, CHUNKED_INFLATED_MAX)
+        .map_err(|e| fail(format!("it does not decompress: {e}")))?;
+    msg.payload = payload.into();
+    Ok(())
+}
+
 /// Turn a delivered message into a [`SinkRecord`]. A batched message
 /// carries its key, properties and event time in its single-message
 /// metadata.
-fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage) -> Received {
+fn received(
+    index: usize,
+    topic: &str,
+    mut msg: magnetar::proto::IncomingMessage,
+) -> Result<Received, PulsarError> {
+    if msg.single_metadata.is_none() {
+        inflate_chunked(topic, &mut msg)?;
+    }
     // magnetar hands a batch of one over without unpacking it: the payload is
     // still the batch container. Unpack it here (decision record 0001).
     if msg.single_metadata.is_none()
@@ -311,7 +370,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
             .as_ref()
             .and_then(|s| s.null_value)
             .unwrap_or(false);
-    Received {
+    Ok(Received {
         record: SinkRecord {
             topic: topic.to_owned(),
             key,
@@ -330,7 +389,7 @@ fn received(index: usize, topic: &str, mut msg: magnetar::proto::IncomingMessage
         },
         redelivery_count: msg.redelivery_count,
         held: None,
-    }
+    })
 }
 
 /// A key sent as base64 (a `KEY_VALUE` schema's key, as Pulsar's Java

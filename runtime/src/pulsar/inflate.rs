@@ -9,19 +9,29 @@
 //! made again over the new bytes (decision 0019).
 //!
 //! Every compressed message is inflated here, batched or not, so that one
-//! decoder reads them all: magnetar's own, for a message on its own, takes a
-//! ZLIB stream only when it is finished, and Pulsar's Java producers flush
-//! theirs without finishing it. An encrypted message and a message in chunks
-//! are left to the client (the chunks are inflated only once whole). A frame
-//! that fails its own checksum, does not inflate, or would inflate past the
-//! largest frame the client takes goes on unchanged; the consumer's idle
-//! check then says why it is unreadable (decision 0012).
+//! decoder reads them all ([`super::codecs`]): magnetar's own, for a message
+//! on its own, takes a ZLIB stream only when it is finished, and Pulsar's
+//! Java producers flush theirs without finishing it. A message in chunks is
+//! compressed as one, and inflated only once whole: its chunks go on
+//! compressed, their metadata saying so in [`CHUNKS_COMPRESSED`] instead, and
+//! the consumer inflates the message it reassembles. That property is taken
+//! off any other message, so a producer cannot set it. An encrypted message
+//! is left alone. A frame that fails its own checksum, does not inflate, or
+//! would inflate past the largest frame the client takes goes on unchanged;
+//! the consumer's idle check then says why it is unreadable (decision 0012).
+
+use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
 use magnetar::proto::frame::{MAGIC_BROKER_ENTRY_METADATA, MAGIC_CRC32C, MAX_FRAME_SIZE};
 use magnetar::proto::pb;
-use magnetar::runtime_tokio as rt;
 use prost::Message as _;
+
+use super::codecs;
+
+/// The property that carries a chunked message's codec and inflated size
+/// (`<codec number>:<bytes>`) past the client, for the consumer.
+pub(crate) const CHUNKS_COMPRESSED: &str = "sluice.chunks-compressed";
 
 /// A frame's first field, the size of the rest.
 const SIZE: usize = 4;
@@ -89,61 +99,7 @@ fn parts(frame: &[u8]) -> Option<Parts<'_>> {
     })
 }
 
-/// Whether a message is compressed, and inflated here.
-fn needs_inflating(meta: &pb::MessageMetadata) -> bool {
-    meta.compression
-        .is_some_and(|c| c != pb::CompressionType::None as i32)
-        && meta.encryption_keys.is_empty()
-        && meta.num_chunks_from_msg.is_none_or(|n| n <= 1)
-}
-
-/// Decompress `payload`, which inflates to `expected` bytes.
-fn decompress(
-    codec: pb::CompressionType,
-    payload: &[u8],
-    expected: usize,
-) -> Result<Vec<u8>, Refused> {
-    if codec == pb::CompressionType::Zlib {
-        return inflate_zlib(payload, expected);
-    }
-    rt::compress::decompress(rt::compress::kind_from_pb(codec), payload, expected)
-        .map(|b| b.to_vec())
-        .map_err(|e| Refused::Corrupt(e.to_string()))
-}
-
-/// A ZLIB stream's first `expected` bytes. Pulsar's Java producers flush
-/// the stream (SYNC_FLUSH) and never finish it, and their consumers read
-/// as many bytes as the metadata says: so does this.
-fn inflate_zlib(payload: &[u8], expected: usize) -> Result<Vec<u8>, Refused> {
-    let mut stream = flate2::Decompress::new(true);
-    let mut out = Vec::with_capacity(expected);
-    while out.len() < expected {
-        let (read, written) = (stream.total_in(), out.len());
-        let consumed = usize::try_from(read).unwrap_or(usize::MAX);
-        let status = stream
-            .decompress_vec(
-                payload.get(consumed..).unwrap_or_default(),
-                &mut out,
-                flate2::FlushDecompress::Sync,
-            )
-            .map_err(|e| Refused::Corrupt(format!("zlib: {e}")))?;
-        if status == flate2::Status::StreamEnd
-            || (stream.total_in() == read && out.len() == written)
-        {
-            break;
-        }
-    }
-    if out.len() == expected {
-        Ok(out)
-    } else {
-        Err(Refused::Corrupt(format!(
-            "zlib: {} bytes where the metadata says {expected}",
-            out.len()
-        )))
-    }
-}
-
-/// `frame` with its batch inflated: `Ok(None)` when it needs no change,
+/// `frame` with its message inflated: `Ok(None)` when it needs no change,
 /// `Err` when it needs one that cannot be made.
 pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     let Some(parts) = parts(frame) else {
@@ -168,26 +124,44 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     let Ok(mut meta) = pb::MessageMetadata::decode(meta_bytes) else {
         return Ok(None);
     };
-    if !needs_inflating(&meta) {
-        return Ok(None);
-    }
     let payload = &parts.checked[4 + meta_size..];
-    let codec = pb::CompressionType::try_from(meta.compression.unwrap_or_default())
-        .map_err(|_| Refused::Corrupt("an unknown codec".to_owned()))?;
+    let marked = meta.properties.iter().any(|p| p.key == CHUNKS_COMPRESSED);
+    meta.properties.retain(|p| p.key != CHUNKS_COMPRESSED);
+    let codec = meta
+        .compression
+        .filter(|c| *c != pb::CompressionType::None as i32 && meta.encryption_keys.is_empty());
     let expected =
         usize::try_from(meta.uncompressed_size.unwrap_or_default()).unwrap_or(usize::MAX);
-    let overhead = parts.head.len() + parts.prelude.len() + 10 + meta_size;
-    if overhead.saturating_add(expected) > MAX_FRAME_SIZE + SIZE {
-        return Err(Refused::TooLarge(expected));
-    }
-    let inflated = decompress(codec, payload, expected)?;
+    let payload = match codec {
+        None if marked => Cow::Borrowed(payload),
+        None => return Ok(None),
+        Some(codec) if meta.num_chunks_from_msg.is_some_and(|n| n > 1) => {
+            meta.properties.push(pb::KeyValue {
+                key: CHUNKS_COMPRESSED.to_owned(),
+                value: format!("{codec}:{expected}"),
+            });
+            Cow::Borrowed(payload)
+        }
+        Some(codec) => {
+            let codec = pb::CompressionType::try_from(codec)
+                .map_err(|_| Refused::Corrupt(format!("an unknown codec {codec}")))?;
+            let overhead = parts.head.len() + parts.prelude.len() + 10 + meta_size;
+            if overhead.saturating_add(expected) > MAX_FRAME_SIZE + SIZE {
+                return Err(Refused::TooLarge(expected));
+            }
+            Cow::Owned(
+                codecs::decompress(codec, payload, expected, MAX_FRAME_SIZE)
+                    .map_err(Refused::Corrupt)?,
+            )
+        }
+    };
     meta.compression = None;
     meta.uncompressed_size = None;
     let meta_bytes = meta.encode_to_vec();
     let meta_len = u32::try_from(meta_bytes.len()).map_err(|_| Refused::TooLarge(usize::MAX))?;
-    let total = parts.head.len() + parts.prelude.len() + 10 + meta_bytes.len() + inflated.len();
+    let total = parts.head.len() + parts.prelude.len() + 10 + meta_bytes.len() + payload.len();
     if total > MAX_FRAME_SIZE + SIZE {
-        return Err(Refused::TooLarge(inflated.len()));
+        return Err(Refused::TooLarge(payload.len()));
     }
     let mut out = BytesMut::with_capacity(total);
     out.put_u32(u32::try_from(total - SIZE).map_err(|_| Refused::TooLarge(total))?);
@@ -196,10 +170,10 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     out.put_u16(MAGIC_CRC32C);
     let checksum = crc32c::crc32c(&meta_len.to_be_bytes());
     let checksum = crc32c::crc32c_append(checksum, &meta_bytes);
-    out.put_u32(crc32c::crc32c_append(checksum, &inflated));
+    out.put_u32(crc32c::crc32c_append(checksum, &payload));
     out.put_u32(meta_len);
     out.put_slice(&meta_bytes);
-    out.put_slice(&inflated);
+    out.put_slice(&payload);
     Ok(Some(out.to_vec()))
 }
 
@@ -207,6 +181,7 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
 mod tests {
     use super::*;
     use magnetar::proto::frame::decode_one;
+    use magnetar::runtime_tokio as rt;
 
     /// A broker's MESSAGE frame for a batch of `bodies`, compressed with
     /// `codec`, with a broker-entry prelude when asked.
@@ -233,8 +208,13 @@ mod tests {
             compression: (codec != pb::CompressionType::None).then_some(codec as i32),
             uncompressed_size: Some(u32::try_from(batch.len()).unwrap()),
             ..Default::default()
-        }
-        .encode_to_vec();
+        };
+        frame(&meta, &payload, prelude)
+    }
+
+    /// A broker's MESSAGE frame carrying `meta` and `payload`.
+    fn frame(meta: &pb::MessageMetadata, payload: &[u8], prelude: bool) -> Vec<u8> {
+        let meta = meta.encode_to_vec();
         let command = pb::BaseCommand {
             r#type: pb::base_command::Type::Message as i32,
             message: Some(pb::CommandMessage {
@@ -252,7 +232,7 @@ mod tests {
         let mut checked = BytesMut::new();
         checked.put_u32(u32::try_from(meta.len()).unwrap());
         checked.put_slice(&meta);
-        checked.put_slice(&payload);
+        checked.put_slice(payload);
         let mut rest = BytesMut::new();
         rest.put_u32(u32::try_from(command.len()).unwrap());
         rest.put_slice(&command);
@@ -333,23 +313,57 @@ mod tests {
         assert_eq!(inflate(&command_only), Ok(None));
     }
 
+    /// The metadata and payload of a frame, as the client parses it.
+    fn message(frame: &[u8]) -> (pb::MessageMetadata, Vec<u8>) {
+        let mut bytes = bytes::Bytes::copy_from_slice(frame);
+        let payload = decode_one(&mut bytes).unwrap().payload.unwrap();
+        (payload.metadata, payload.body.to_vec())
+    }
+
     #[test]
-    fn a_zlib_stream_flushed_and_not_finished_inflates_as_java_reads_it() {
-        use std::io::Write as _;
-        let text = b"{\"id\":1,\"v\":\"as Pulsar's Java producer writes it\"}".repeat(40);
-        let mut encoder =
-            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(&text).unwrap();
-        encoder.flush().unwrap();
-        let flushed = encoder.get_ref().clone();
-        assert_eq!(inflate_zlib(&flushed, text.len()), Ok(text.clone()));
-        let finished = encoder.finish().unwrap();
-        assert_eq!(inflate_zlib(&finished, text.len()), Ok(text.clone()));
-        assert!(inflate_zlib(&flushed, text.len() + 1).is_err(), "short");
-        assert!(
-            inflate_zlib(&[0x78, 0x9c, 0xff, 0xff], 10).is_err(),
-            "corrupt"
-        );
+    fn a_chunk_goes_on_compressed_with_its_codec_in_a_property() {
+        let meta = pb::MessageMetadata {
+            producer_name: "p".into(),
+            compression: Some(pb::CompressionType::Zstd as i32),
+            uncompressed_size: Some(10_000_000),
+            num_chunks_from_msg: Some(3),
+            chunk_id: Some(1),
+            ..Default::default()
+        };
+        let chunk = frame(&meta, b"part of a zstd frame", false);
+        let (meta, body) = message(&inflate(&chunk).unwrap().unwrap());
+        assert_eq!(meta.compression, None);
+        assert_eq!(body, b"part of a zstd frame");
+        let marks: Vec<_> = meta
+            .properties
+            .iter()
+            .filter(|p| p.key == CHUNKS_COMPRESSED)
+            .map(|p| p.value.as_str())
+            .collect();
+        assert_eq!(marks, ["3:10000000"]);
+    }
+
+    #[test]
+    fn a_producer_cannot_set_the_chunk_codec_property() {
+        let meta = pb::MessageMetadata {
+            producer_name: "p".into(),
+            properties: vec![
+                pb::KeyValue {
+                    key: CHUNKS_COMPRESSED.into(),
+                    value: "1:999999".into(),
+                },
+                pb::KeyValue {
+                    key: "kept".into(),
+                    value: "1".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let plain = frame(&meta, b"{}", true);
+        let (meta, body) = message(&inflate(&plain).unwrap().unwrap());
+        assert_eq!(body, b"{}");
+        let keys: Vec<_> = meta.properties.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["kept"]);
     }
 
     #[test]
