@@ -390,18 +390,42 @@ async fn records_keep_their_order_when_batches_fill_by_bytes() -> anyhow::Result
 
 #[tokio::test]
 async fn parallelism_runs_that_many_consumers_on_the_subscription() -> anyhow::Result<()> {
-    // GIVEN a sink with parallelism 2 on a Shared subscription
+    // GIVEN a sink with parallelism 2 on a Shared subscription, both of
+    // its consumers subscribed
     let count = 5000;
-    // Over 2 s, not at once: records made before the second consumer
-    // subscribed could all go to the first, and the test would say
-    // nothing of sharing.
-    let p = pipeline("rt-parallel", "ATLEAST_ONCE", count, 2500)?;
-    let config = p
-        .config
+    let p = pipeline("rt-parallel", "ATLEAST_ONCE", count, 5000)?;
+    let full = topic(&p.topic);
+    let path = full.replacen("persistent://", "/admin/v2/persistent/", 1);
+    sluice_tests::admin::put(&path, None)?;
+    let sources = p.config.find("sources:").context("no sources")?;
+    let sinks = p.config.find("sinks:").context("no sinks")?;
+    let sink_only = format!("{}{}", &p.config[..sources], &p.config[sinks..])
         .replace("    retainOrdering: true\n", "    parallelism: 2\n");
-    ensure!(config != p.config, "the pipeline template changed");
-    let sluice = Sluice::start(&p.dir, &config, p.port)?;
+    ensure!(
+        sink_only.contains("parallelism: 2"),
+        "the pipeline template changed"
+    );
+    let sinks_run = Sluice::start(&p.dir, &sink_only, p.port)?;
+    wait_for("two consumers on the subscription", LONG, || async {
+        let stats: serde_json::Value =
+            serde_json::from_str(&sluice_tests::admin::get(&format!("{path}/stats"))?)?;
+        Ok((stats["subscriptions"]["out"]["consumers"]
+            .as_array()
+            .map(Vec::len)
+            == Some(2))
+        .then_some(()))
+    })
+    .await
+    .with_context(|| sinks_run.log())?;
 
+    // WHEN the source makes its records
+    let source_port = free_port()?;
+    let source_only = p.config[..sinks].replace(
+        &format!("127.0.0.1:{}", p.port),
+        &format!("127.0.0.1:{source_port}"),
+    );
+    let _source = Sluice::start(&p.dir, &source_only, source_port)?;
+    let sluice = sinks_run;
     // WHEN every record is delivered
     wait_until_drained(&sluice, &p.topic, count)
         .await

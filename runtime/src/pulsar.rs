@@ -204,9 +204,11 @@ impl Client {
         }
         if let Ok(inner) = Arc::try_unwrap(inner) {
             inner.close().await;
+            // Last: the client's goodbyes went through it.
+            if let Some(relay) = relay {
+                relay.stop();
+            }
         }
-        // Last: the client's goodbyes went through it.
-        drop(relay);
     }
 
     /// When this client should be replaced by a new one, because the

@@ -105,10 +105,6 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     let Some(parts) = parts(frame) else {
         return Ok(None);
     };
-    if crc32c::crc32c(parts.checked) != parts.checksum {
-        // Not ours to judge, nor to make valid: the client refuses it.
-        return Ok(None);
-    }
     let Some(meta_size) = parts
         .checked
         .get(..4)
@@ -130,6 +126,13 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     let codec = meta
         .compression
         .filter(|c| *c != pb::CompressionType::None as i32 && meta.encryption_keys.is_empty());
+    if codec.is_none() && !marked {
+        return Ok(None);
+    }
+    if crc32c::crc32c(parts.checked) != parts.checksum {
+        // Not ours to judge, nor to make valid: the client refuses it.
+        return Ok(None);
+    }
     let expected =
         usize::try_from(meta.uncompressed_size.unwrap_or_default()).unwrap_or(usize::MAX);
     let payload = match codec {

@@ -44,6 +44,17 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from the broker at a time.
 const READ_SIZE: usize = 64 << 10;
 
+/// How long a connection to the relay may take to say what it speaks and,
+/// on a TLS cluster, to finish its handshake.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections relayed at once, at most: the client opens a few per broker;
+/// past this the relay closes new ones at once.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Listens on loopback for each broker address the client dials, and
 /// relays to it. Dropping it closes every listener and connection.
 pub(super) struct Relay {
@@ -51,6 +62,7 @@ pub(super) struct Relay {
     upstream: Option<Arc<rustls::ClientConfig>>,
     local: Option<Local>,
     listeners: Mutex<HashMap<(String, u16), SocketAddr>>,
+    connections: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
 }
 
@@ -82,8 +94,15 @@ impl Relay {
             upstream,
             local,
             listeners: Mutex::new(HashMap::new()),
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             stop: CancellationToken::new(),
         })
+    }
+
+    /// Close every listener and connection now, rather than when the last
+    /// holder lets go (the client keeps its resolver past its close).
+    pub(super) fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// The TLS the client uses to reach the relay; `None` on a plain
@@ -113,7 +132,12 @@ impl Relay {
             upstream: self.upstream.clone(),
             local: self.local.as_ref().map(|l| Arc::clone(&l.server)),
         };
-        tokio::spawn(accept(listener, Arc::new(target), self.stop.clone()));
+        tokio::spawn(accept(
+            listener,
+            Arc::new(target),
+            Arc::clone(&self.connections),
+            self.stop.clone(),
+        ));
         Ok(addr)
     }
 
@@ -143,7 +167,12 @@ struct Target {
     local: Option<Arc<rustls::ServerConfig>>,
 }
 
-async fn accept(listener: TcpListener, target: Arc<Target>, stop: CancellationToken) {
+async fn accept(
+    listener: TcpListener,
+    target: Arc<Target>,
+    connections: Arc<tokio::sync::Semaphore>,
+    stop: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -151,8 +180,14 @@ async fn accept(listener: TcpListener, target: Arc<Target>, stop: CancellationTo
         };
         match accepted {
             Ok((socket, _)) => {
+                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                    warn!(host = %target.host, port = target.port, limit = MAX_CONNECTIONS,
+                        "the relay to the broker holds as many connections as it takes; closing a new one");
+                    continue;
+                };
                 let (target, stop) = (Arc::clone(&target), stop.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     tokio::select! {
                         result = connection(socket, &target) => if let Err(e) = result {
                             debug!(host = %target.host, port = target.port, error = %e,
@@ -171,18 +206,36 @@ async fn accept(listener: TcpListener, target: Arc<Target>, stop: CancellationTo
     }
 }
 
-/// Relay one connection of the client's until either side ends it.
+/// Relay one connection of the client's until either side ends it. The
+/// client speaks TLS to the relay when it would to the broker: a TLS
+/// cluster's lookup may still name a plain address, dialled plain.
 async fn connection(socket: TcpStream, target: &Target) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
-    let mut local: Box<dyn Stream> = match &target.local {
-        Some(config) => Box::new(
-            tokio_rustls::TlsAcceptor::from(Arc::clone(config))
-                .accept(socket)
-                .await?,
+    let timed_out = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no handshake");
+    let mut first = [0u8; 1];
+    tokio::time::timeout(HELLO_TIMEOUT, socket.peek(&mut first))
+        .await
+        .map_err(timed_out)??;
+    let tls = first[0] == TLS_HANDSHAKE;
+    let mut local: Box<dyn Stream> = match (&target.local, tls) {
+        (Some(config), true) => Box::new(
+            tokio::time::timeout(
+                HELLO_TIMEOUT,
+                tokio_rustls::TlsAcceptor::from(Arc::clone(config)).accept(socket),
+            )
+            .await
+            .map_err(timed_out)??,
         ),
-        None => Box::new(socket),
+        (None, true) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "TLS to a relay of a plain cluster",
+            ));
+        }
+        (_, false) => Box::new(socket),
     };
-    let remote = match tokio::time::timeout(DIAL_TIMEOUT, dial(target)).await {
+    let upstream = if tls { target.upstream.as_ref() } else { None };
+    let remote = match tokio::time::timeout(DIAL_TIMEOUT, dial(target, upstream)).await {
         Ok(Ok(remote)) => remote,
         failed => {
             let e = match failed {
@@ -191,7 +244,12 @@ async fn connection(socket: TcpStream, target: &Target) -> std::io::Result<()> {
             };
             warn!(host = %target.host, port = target.port, error = %e,
                 "the relay could not reach the broker");
-            let _ = local.write_all(&error_frame(&e.to_string())).await;
+            let _ = local
+                .write_all(&error_frame(&format!(
+                    "sluice could not reach {}:{}: {e}",
+                    target.host, target.port
+                )))
+                .await;
             let _ = local.shutdown().await;
             return Err(e);
         }
@@ -210,11 +268,15 @@ async fn connection(socket: TcpStream, target: &Target) -> std::io::Result<()> {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Connect to the real broker, as the client would have.
-async fn dial(target: &Target) -> std::io::Result<Box<dyn Stream>> {
+/// Connect to the real broker, as the client would have: over TLS with
+/// `tls`, else plain.
+async fn dial(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Box<dyn Stream>> {
     let socket = TcpStream::connect((target.host.as_str(), target.port)).await?;
     socket.set_nodelay(true)?;
-    Ok(match &target.upstream {
+    Ok(match tls {
         Some(config) => {
             let name = ServerName::try_from(target.host.clone())
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -255,7 +317,12 @@ async fn frames(
             // failed: a TLS 1.3 server refuses a client certificate only
             // after the client's handshake is done.
             Err(e) if !relayed => {
-                let _ = to.write_all(&error_frame(&e.to_string())).await;
+                let _ = to
+                    .write_all(&error_frame(&format!(
+                        "{}:{} refused the connection: {e}",
+                        target.host, target.port
+                    )))
+                    .await;
                 let _ = to.shutdown().await;
                 return Err(e);
             }
@@ -265,13 +332,14 @@ async fn frames(
         let mut run = 0;
         let mut at = 0;
         while let Some(size) = buf.get(at..at + 4) {
-            let len = 4 + u32::from_be_bytes(size.try_into().unwrap_or_default()) as usize;
-            if len > MAX_FRAME_SIZE + 4 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("the broker sent a frame of {len} bytes"),
-                ));
+            let size = u32::from_be_bytes(size.try_into().unwrap_or_default()) as usize;
+            if size > MAX_FRAME_SIZE {
+                let e =
+                    format!("the broker sent a frame of {size} bytes, more than the client takes");
+                warn!(host = %target.host, port = target.port, "{e}");
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
             }
+            let len = 4 + size;
             let Some(frame) = buf.get(at..at + len) else {
                 buf.reserve(at + len - buf.len());
                 break;
