@@ -783,11 +783,11 @@ impl Worker {
             // A signal stopped what was left to copy.
             let state = chunks.progress().to_text();
             batch.state = Some(state.clone());
-            self.reached.push_back((position.0, state));
             self.progress_changed = false;
             self.snapshot_done_at = Some(position.0);
             self.progress = Some(chunks.progress().clone());
             self.chunks = None;
+            self.keep_progress(position.0, state).await?;
             return Ok(Some(batch));
         }
         let emitted = if later && self.chunk_unacked.is_none() {
@@ -804,7 +804,6 @@ impl Worker {
             batch.records.extend(emitted.records);
             let state = emitted.progress.to_text();
             batch.state = Some(state.clone());
-            self.reached.push_back((position.0, state));
             if emitted.complete {
                 self.reporter.show(&self.sql, chunks.report()).await?;
                 info!(slot = %self.config.slot, "every table is copied; the snapshot completes once this is durable");
@@ -812,13 +811,36 @@ impl Worker {
                 self.progress = Some(emitted.progress);
                 self.chunks = None;
             }
+            self.keep_progress(position.0, state).await?;
         } else if self.progress_changed {
             let state = chunks.progress().to_text();
             batch.state = Some(state.clone());
-            self.reached.push_back((position.0, state));
             self.progress_changed = false;
+            self.keep_progress(position.0, state).await?;
         }
         Ok(Some(batch))
+    }
+
+    /// Keep the snapshot's progress `state`, reached with the batch at
+    /// `position`: recorded once that batch is durable; at most once,
+    /// recorded now, before its rows go out, so that a crash loses them
+    /// rather than copy them again. (The runtime counts a batch as done
+    /// before publishing it, at a position the server may already have,
+    /// so waiting for it to be durable would record the progress after
+    /// the rows were out: a kill in between published 46 rows twice.)
+    async fn keep_progress(&mut self, position: u64, state: String) -> Result<(), ConnectorError> {
+        if self.at_most_once {
+            slot::set_progress(
+                &self.sql,
+                &self.config.publication,
+                &self.config.slot,
+                &state,
+            )
+            .await
+        } else {
+            self.reached.push_back((position, state));
+            Ok(())
+        }
     }
 
     /// Take the signal table's records out of `batch` and do what they
