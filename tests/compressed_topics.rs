@@ -57,17 +57,41 @@ async fn table(db: &sqlx::SqlitePool) -> anyhow::Result<BTreeMap<i64, String>> {
 }
 
 #[tokio::test]
-async fn every_codec_batched_or_not_is_read_to_the_last_record_by_each_sink_and_guarantee()
+async fn every_codec_batched_or_not_from_the_java_client_is_read_to_the_last_record_by_each_sink_and_guarantee()
 -> anyhow::Result<()> {
-    // GIVEN a topic that Apache Pulsar's Java client wrote with each codec,
-    // batched and not
-    let name = unique("codecs");
+    read_by_each_sink_and_guarantee("java", |input| {
+        let rows = ROWS.to_string();
+        let mut args = vec![sluice_tests::PULSAR_URL, input, &rows];
+        args.extend(SEGMENTS);
+        sluice_tests::java_lines("PublishCompressed.java", &args)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_codec_batched_or_not_from_the_python_client_is_read_to_the_last_record_by_each_sink_and_guarantee()
+-> anyhow::Result<()> {
+    read_by_each_sink_and_guarantee("python", |input| {
+        let rows = ROWS.to_string();
+        let mut args = vec![sluice_tests::PULSAR_URL, input, &rows];
+        args.extend(SEGMENTS);
+        sluice_tests::python_lines("publish_compressed.py", &args)
+    })
+    .await
+}
+
+/// A topic written by `publish` (each of [`SEGMENTS`], [`ROWS`] rows each)
+/// is read to the last record by a jdbc and an HTTP sink, each under
+/// ATLEAST_ONCE and EFFECTIVELY_ONCE.
+async fn read_by_each_sink_and_guarantee(
+    client: &str,
+    publish: impl FnOnce(&str) -> anyhow::Result<Vec<serde_json::Value>>,
+) -> anyhow::Result<()> {
+    // GIVEN a topic that one of Apache Pulsar's clients wrote with each
+    // codec, batched and not
+    let name = unique(&format!("codecs-{client}"));
     let input = topic(&name);
-    let mut args = vec![sluice_tests::PULSAR_URL, &input];
-    let rows = ROWS.to_string();
-    args.push(&rows);
-    args.extend(SEGMENTS);
-    let sent = sluice_tests::java_lines("PublishCompressed.java", &args)?;
+    let sent = publish(&input)?;
     ensure!(sent.len() == SEGMENTS.len(), "{sent:?}");
 
     // WHEN a jdbc sink and an HTTP sink read it, each under ATLEAST_ONCE

@@ -157,6 +157,30 @@ pub fn java_lines_with_input(
         .collect()
 }
 
+/// Run one of the Python programs in `tests/python` with Apache Pulsar's
+/// Python client (installed by `scripts/stack up`), and parse the JSON lines
+/// it prints.
+pub fn python_lines(program: &str, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = std::process::Command::new("python3")
+        .arg(root.join("tests/python").join(program))
+        .args(args)
+        .env("PYTHONPATH", stack_dir().join("pulsar/python"))
+        .output()
+        .context("run python3")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{program} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{program} printed {l}")))
+        .collect()
+}
+
 /// Poll `check` until it returns `Ok(Some(value))`, or fail after `deadline`.
 ///
 /// `Ok(None)` means "not yet"; an error ends the wait at once.
