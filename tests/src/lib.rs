@@ -74,6 +74,18 @@ pub mod admin {
         check("PUT", path, status, &body)
     }
 
+    /// DELETE an admin path, such as a topic's with `?force=true`.
+    pub fn delete(path: &str) -> anyhow::Result<()> {
+        let url = format!("{PULSAR_ADMIN_URL}{path}");
+        let mut resp = agent()
+            .delete(&url)
+            .call()
+            .with_context(|| format!("DELETE {url}"))?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        check("DELETE", path, status, &body)
+    }
+
     /// POST a JSON body to an admin path.
     pub fn post(path: &str, json: &str) -> anyhow::Result<()> {
         let url = format!("{PULSAR_ADMIN_URL}{path}");
