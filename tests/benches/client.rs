@@ -8,7 +8,9 @@
 //! two take turns over ROUNDS rounds; prints each round and the medians'
 //! ratios.
 //!
-//! `scripts/bench-client [N]` (`BENCH_MESSAGES`, `BENCH_BYTES`, `BENCH_ROUNDS`)
+//! `scripts/bench-client [N]` (`BENCH_MESSAGES`, `BENCH_BYTES`, `BENCH_ROUNDS`;
+//! `BENCH_RELAY=0` consumes without the relay, as no sink does, to measure
+//! what it costs)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +89,12 @@ async fn sluice_round(topic: &str, n: usize, bytes: usize) -> anyhow::Result<Rat
     producer.close().await;
     client.close().await;
 
-    let client = pulsar::connect(&settings(), Reading::Inflated).await?;
+    let reading = if std::env::var("BENCH_RELAY").as_deref() == Ok("0") {
+        Reading::Direct
+    } else {
+        Reading::Inflated
+    };
+    let client = pulsar::connect(&settings(), reading).await?;
     let options = ConsumerOptions {
         subscription: "bench".to_owned(),
         subscription_type: SubscriptionType::Failover,
