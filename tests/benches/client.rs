@@ -10,7 +10,7 @@
 //!
 //! `scripts/bench-client [N]` (`BENCH_MESSAGES`, `BENCH_BYTES`, `BENCH_ROUNDS`;
 //! `BENCH_RELAY=0` consumes without the relay, as no sink does, to measure
-//! what it costs)
+//! what it costs; `BENCH_JAVA=0` runs sluice alone, to profile it)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,17 +155,24 @@ async fn main() -> anyhow::Result<()> {
     let (mut java, mut sluice) = (Vec::new(), Vec::new());
     println!("| round | client | publish msg/s | consume msg/s |");
     println!("|---|---|---|---|");
+    // BENCH_JAVA=0 runs sluice alone, to profile it.
+    let with_java = std::env::var("BENCH_JAVA").as_deref() != Ok("0");
     for round in 1..=rounds {
-        let t = topic(&unique("bench-client-java"));
-        let r = java_round(&t, n, bytes)?;
-        delete(&t);
-        println!("| {round} | Java | {:.0} | {:.0} |", r.publish, r.consume);
-        java.push(r);
+        if with_java {
+            let t = topic(&unique("bench-client-java"));
+            let r = java_round(&t, n, bytes)?;
+            delete(&t);
+            println!("| {round} | Java | {:.0} | {:.0} |", r.publish, r.consume);
+            java.push(r);
+        }
         let t = topic(&unique("bench-client-sluice"));
         let r = sluice_round(&t, n, bytes).await?;
         delete(&t);
         println!("| {round} | sluice | {:.0} | {:.0} |", r.publish, r.consume);
         sluice.push(r);
+    }
+    if java.is_empty() {
+        return Ok(());
     }
     let med = |v: &[Rates], f: fn(&Rates) -> f64| median(v.iter().map(f).collect());
     let (jp, jc) = (med(&java, |r| r.publish), med(&java, |r| r.consume));
