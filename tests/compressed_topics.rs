@@ -45,6 +45,33 @@ fn written() -> BTreeMap<i64, String> {
     rows
 }
 
+/// A SQLite file with the `items` table, created.
+async fn items(path: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
+    let db = sqlite(path).await?;
+    sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&db)
+        .await?;
+    Ok(db)
+}
+
+/// sluice running one jdbc sink, named `jdbc`, from `input` into a new
+/// SQLite `items` table.
+async fn jdbc_sink(name: &str, input: &str) -> anyhow::Result<(sqlx::SqlitePool, Sluice)> {
+    let dir = temp_dir(name)?;
+    let path = dir.join("target.db");
+    let db = items(&path).await?;
+    let section = sink_section(
+        "jdbc",
+        input,
+        &format!("sqlite://{}", path.display()),
+        "",
+        "      tableName: items\n",
+    );
+    let port = free_port()?;
+    let sluice = Sluice::start(&dir, &sinks_config(port, &[section]), port)?;
+    Ok((db, sluice))
+}
+
 /// `(id, v)` of every row of `items`.
 async fn table(db: &sqlx::SqlitePool) -> anyhow::Result<BTreeMap<i64, String>> {
     Ok(
@@ -102,11 +129,7 @@ async fn read_by_each_sink_and_guarantee(
     let mut dbs = Vec::new();
     for guarantee in ["ATLEAST_ONCE", "EFFECTIVELY_ONCE"] {
         let path = dir.join(format!("{guarantee}.db"));
-        let db = sqlite(&path).await?;
-        sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-            .execute(&db)
-            .await?;
-        dbs.push((guarantee, db));
+        dbs.push((guarantee, items(&path).await?));
         sections.push(sink_section(
             &format!("jdbc-{guarantee}"),
             &input,
@@ -188,21 +211,7 @@ async fn a_batch_inflating_past_a_frame_stops_the_sink_with_the_reason_and_loses
     ensure!(sent.len() == 3, "{sent:?}");
 
     // WHEN a sink reads it
-    let dir = temp_dir(&name)?;
-    let path = dir.join("target.db");
-    let db = sqlite(&path).await?;
-    sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .execute(&db)
-        .await?;
-    let section = sink_section(
-        "jdbc",
-        &input,
-        &format!("sqlite://{}", path.display()),
-        "",
-        "      tableName: items\n",
-    );
-    let port = free_port()?;
-    let sluice = Sluice::start(&dir, &sinks_config(port, &[section]), port)?;
+    let (db, sluice) = jdbc_sink(&name, &input).await?;
 
     // THEN it stops at the batch saying why, rather than waiting forever
     let error = wait_for("the sink to report the batch", LONG, || async {
@@ -280,21 +289,7 @@ async fn values_the_java_client_sent_in_interleaved_chunks_arrive_whole() -> any
     ensure!(sent.len() == segments.len(), "{sent:?}");
 
     // WHEN a jdbc sink reads them
-    let dir = temp_dir(&name)?;
-    let path = dir.join("target.db");
-    let db = sqlite(&path).await?;
-    sqlx::raw_sql("CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .execute(&db)
-        .await?;
-    let section = sink_section(
-        "jdbc",
-        &input,
-        &format!("sqlite://{}", path.display()),
-        "",
-        "      tableName: items\n",
-    );
-    let port = free_port()?;
-    let sluice = Sluice::start(&dir, &sinks_config(port, &[section]), port)?;
+    let (db, sluice) = jdbc_sink(&name, &input).await?;
 
     // THEN each row arrives whole
     wait_for("12 rows", LONG, || async {

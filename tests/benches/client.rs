@@ -24,13 +24,6 @@ use sluice_runtime::config::{
 use sluice_runtime::pulsar::{self, Access, ConsumerOptions, ProducerOptions, Reading};
 use sluice_tests::{PULSAR_URL, topic, unique};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Rates {
     publish: f64,
@@ -149,9 +142,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n = env_or("BENCH_MESSAGES", 1_000_000);
-    let bytes = env_or("BENCH_BYTES", 100);
-    let rounds = env_or("BENCH_ROUNDS", 3);
+    let n = sluice_tests::env_or("BENCH_MESSAGES", 1_000_000);
+    let bytes = sluice_tests::env_or("BENCH_BYTES", 100);
+    let rounds = sluice_tests::env_or("BENCH_ROUNDS", 3);
     let (mut java, mut sluice) = (Vec::new(), Vec::new());
     println!("| round | client | publish msg/s | consume msg/s |");
     println!("|---|---|---|---|");

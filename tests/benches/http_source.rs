@@ -21,13 +21,6 @@ use anyhow::{Context, bail};
 use sluice_tests::{PULSAR_URL, Sluice, free_port, reader, temp_dir, topic, unique, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The body of request `n`: one JSON object, or an array of `records`.
 fn body(n: usize, records: usize) -> String {
     let one = |i: usize| {
@@ -121,9 +114,9 @@ type BoxedSend = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Resu
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let requests = env_or("BENCH_REQUESTS", 20_000);
-    let per_request = env_or("BENCH_RECORDS", 1).max(1);
-    let clients = env_or("BENCH_CLIENTS", 16).max(1);
+    let requests = sluice_tests::env_or("BENCH_REQUESTS", 20_000);
+    let per_request = sluice_tests::env_or("BENCH_RECORDS", 1).max(1);
+    let clients = sluice_tests::env_or("BENCH_CLIENTS", 16).max(1);
     let guarantee = std::env::var("BENCH_GUARANTEE").unwrap_or_else(|_| "ATLEAST_ONCE".into());
     let batching = std::env::var("BENCH_BATCHING").map_or(true, |b| b != "off");
     let records = requests * per_request;

@@ -25,14 +25,7 @@ const BATCH_DELAY: Duration = Duration::from_millis(10);
 const IN_FLIGHT: usize = 5000;
 
 fn in_flight() -> usize {
-    env_or("BENCH_IN_FLIGHT", IN_FLIGHT)
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    sluice_tests::env_or("BENCH_IN_FLIGHT", IN_FLIGHT)
 }
 
 /// Messages per second for publishing (until the last receipt) and consuming.
@@ -168,8 +161,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; there is nothing to filter.
-    let n = env_or("BENCH_MESSAGES", 200_000);
-    let rounds = env_or("BENCH_ROUNDS", 3);
+    let n = sluice_tests::env_or("BENCH_MESSAGES", 200_000);
+    let rounds = sluice_tests::env_or("BENCH_ROUNDS", 3);
     println!(
         "pulsar client benchmark: {n} messages x {PAYLOAD_BYTES} B, batches of {BATCH_MESSAGES}, \
          {} in flight, {rounds} rounds",

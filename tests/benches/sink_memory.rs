@@ -14,13 +14,6 @@ use anyhow::{Context, bail};
 use sluice_tests::sink::pg_url;
 use sluice_tests::{PULSAR_URL, Sluice, free_port, pg, temp_dir, unique};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Publish `messages` rows of `bytes` bytes to each topic, ids apart.
@@ -50,9 +43,9 @@ async fn publish(topics: &[String], messages: usize, bytes: usize) -> anyhow::Re
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let topic_count = env_or("BENCH_TOPICS", 2);
-    let messages = env_or("BENCH_MESSAGES", 100);
-    let bytes = env_or("BENCH_MESSAGE_BYTES", 4 << 20);
+    let topic_count = sluice_tests::env_or("BENCH_TOPICS", 2);
+    let messages = sluice_tests::env_or("BENCH_MESSAGES", 100);
+    let bytes = sluice_tests::env_or("BENCH_MESSAGE_BYTES", 4 << 20);
     let limits: Vec<u64> = std::env::var("BENCH_LIMITS")
         .unwrap_or_else(|_| "16,64,0".into())
         .split(',')

@@ -127,6 +127,14 @@ pub mod admin {
     }
 }
 
+/// A benchmark's setting: the variable `name` as a number, or `default`.
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Run one of the Java programs in `tests/java` with Apache Pulsar's Java
 /// client on the classpath, and parse the JSON lines it prints.
 pub fn java_lines(program: &str, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {

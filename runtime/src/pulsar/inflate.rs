@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use magnetar::proto::frame::{MAGIC_BROKER_ENTRY_METADATA, MAGIC_CRC32C, MAX_FRAME_SIZE};
 use magnetar::proto::pb;
 use prost::Message as _;
@@ -166,7 +166,7 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     if total > MAX_FRAME_SIZE + SIZE {
         return Err(Refused::TooLarge(payload.len()));
     }
-    let mut out = BytesMut::with_capacity(total);
+    let mut out = Vec::with_capacity(total);
     out.put_u32(u32::try_from(total - SIZE).map_err(|_| Refused::TooLarge(total))?);
     out.put_slice(&parts.head[SIZE..]);
     out.put_slice(parts.prelude);
@@ -177,12 +177,13 @@ pub(crate) fn inflate(frame: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
     out.put_u32(meta_len);
     out.put_slice(&meta_bytes);
     out.put_slice(&payload);
-    Ok(Some(out.to_vec()))
+    Ok(Some(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use magnetar::proto::frame::decode_one;
     use magnetar::runtime_tokio as rt;
 

@@ -26,7 +26,7 @@ use magnetar::proto::frame::MAX_FRAME_SIZE;
 use magnetar::proto::pb;
 use magnetar::runtime_tokio as rt;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -385,7 +385,7 @@ fn error_frame(message: &str) -> Vec<u8> {
 
 fn refused(e: &Refused, target: &Target) {
     warn!(host = %target.host, port = target.port, reason = %e,
-        "a compressed batch from the broker is passed on as it is, and the sink cannot read it");
+        "a compressed message from the broker is passed on as it is: the sink cannot read it and stops on it");
 }
 
 impl Local {
@@ -399,7 +399,7 @@ impl Local {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let pinned = Arc::new(Pinned {
             cert: cert.clone(),
-            provider: Arc::clone(&provider),
+            algorithms: provider.signature_verification_algorithms,
         });
         let certified =
             rustls::sign::CertifiedKey::from_der(vec![cert.clone()], key.clone_key(), &provider)
@@ -424,11 +424,12 @@ impl Local {
     }
 }
 
-/// Accepts the one certificate the relay made, from either end.
+/// Accepts the one certificate the relay made, from either end, and
+/// checks handshake signatures against it with the provider's algorithms.
 #[derive(Debug)]
 struct Pinned {
     cert: CertificateDer<'static>,
-    provider: Arc<CryptoProvider>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl Pinned {
@@ -462,12 +463,7 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -476,18 +472,11 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
@@ -512,12 +501,7 @@ impl ClientCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        ServerCertVerifier::verify_tls12_signature(self, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -526,17 +510,10 @@ impl ClientCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        ServerCertVerifier::verify_tls13_signature(self, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        ServerCertVerifier::supported_verify_schemes(self)
     }
 }

@@ -115,7 +115,7 @@ fn unreadable(reply: &Reply) -> Option<String> {
             "it inflates to {n} bytes, more than the {MAX_FRAME_SIZE} bytes sluice's Pulsar \
              client takes in one frame"
         ),
-        _ => "it does not decompress (the log says why)".to_owned(),
+        _ => "sluice could not inflate it (the log says why)".to_owned(),
     };
     (count > 1).then(|| {
         format!(
@@ -144,7 +144,7 @@ mod tests {
             unreadable(&reply(&batch)).as_deref(),
             Some(
                 "the subscription's next entry (12:3) is a batch of 100 messages compressed \
-                 with LZ4, and it does not decompress (the log says why)"
+                 with LZ4, and sluice could not inflate it (the log says why)"
             )
         );
         let large = [
