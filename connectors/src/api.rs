@@ -54,8 +54,10 @@ pub struct SourceRecord {
     pub topic: Option<String>,
     /// The message key; Pulsar routes and Key_Shared-dispatches by it.
     pub key: Option<String>,
-    /// The message value.
-    pub value: Vec<u8>,
+    /// The message value. `None` publishes a null value, as Pulsar's clients
+    /// do for a record that only names its key (a delete, to compacting
+    /// readers and to sinks that delete on a null value).
+    pub value: Option<Vec<u8>>,
     /// Message properties.
     pub properties: Vec<(String, String)>,
     /// When the change happened, in milliseconds since the Unix epoch.
@@ -65,6 +67,13 @@ pub struct SourceRecord {
     /// What the key and value hold, for consumers that read by schema.
     /// `None` publishes plain bytes.
     pub schema: Option<std::sync::Arc<RecordSchema>>,
+}
+
+impl SourceRecord {
+    /// The value's length in bytes; 0 for a null value.
+    pub fn value_len(&self) -> usize {
+        self.value.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// The schema of a record whose key and value are both JSON: each described

@@ -312,6 +312,26 @@ impl<'a> ConfigReader<'a> {
         }
     }
 
+    /// The keys of the map that start with `prefix`, read or not.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.map
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `key` was read.
+    pub fn was_read(&self, key: &str) -> bool {
+        self.seen.lock().map(|s| s.contains(key)).unwrap_or(false)
+    }
+
+    /// Mark `key` as read without taking its value: its fate was reported
+    /// some other way.
+    pub fn consume(&self, key: &str) {
+        self.get(key);
+    }
+
     fn has_error(&self, key: &str) -> bool {
         self.report
             .lock()

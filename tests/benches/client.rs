@@ -71,7 +71,7 @@ async fn sluice_round(topic: &str, n: usize, bytes: usize) -> anyhow::Result<Rat
             sent?;
         }
         in_flight.push(producer.send(SourceRecord {
-            value: payload.clone(),
+            value: Some(payload.clone()),
             ..SourceRecord::default()
         }));
     }

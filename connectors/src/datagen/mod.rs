@@ -76,7 +76,9 @@ impl Datagen {
         SourceRecord {
             topic: None,
             key: Some(format!("{{\"id\":{id}}}")),
-            value: format!("{{\"seq\":{i},\"id\":{id},\"payload\":\"{payload}\"}}").into_bytes(),
+            value: Some(
+                format!("{{\"seq\":{i},\"id\":{id},\"payload\":\"{payload}\"}}").into_bytes(),
+            ),
             properties: Vec::new(),
             event_time_ms: Some(now_ms),
             sequence: Some(Sequence(u128::from(i))),
@@ -196,7 +198,10 @@ mod tests {
         }
         assert_eq!(seen.len(), 10);
         assert_eq!(seen[4].key.as_deref(), Some("{\"id\":1}"));
-        assert_eq!(seen[4].value, b"{\"seq\":4,\"id\":1,\"payload\":\"xx\"}");
+        assert_eq!(
+            seen[4].value.as_deref(),
+            Some(&b"{\"seq\":4,\"id\":1,\"payload\":\"xx\"}"[..])
+        );
         assert_eq!(seen[9].sequence, Some(Sequence(9)));
     }
 

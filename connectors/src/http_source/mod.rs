@@ -365,7 +365,7 @@ impl HttpSource {
                 records.push(SourceRecord {
                     topic: current.accepted.topic.clone(),
                     key: item.key,
-                    value: item.value,
+                    value: Some(item.value),
                     properties: Vec::new(),
                     event_time_ms: Some(current.accepted.at_ms),
                     sequence: effectively_once
@@ -528,7 +528,7 @@ mod tests {
         // The runtime takes the first request's records...
         let batch = source.read().await.unwrap().unwrap();
         assert_eq!(batch.records.len(), 2);
-        assert_eq!(batch.records[1].value, br#"{"n":2}"#);
+        assert_eq!(batch.records[1].value.as_deref(), Some(&br#"{"n":2}"#[..]));
         assert!(
             !first.is_finished(),
             "answered before its records were durable"
@@ -712,8 +712,14 @@ mod tests {
             assert_eq!(sizes, [500, 500, 202], "{guarantee:?}");
             let checkpoints: Vec<bool> = batches.iter().map(|b| b.checkpoint.is_some()).collect();
             assert_eq!(checkpoints, [false, false, true], "{guarantee:?}");
-            assert_eq!(batches[2].records[199].value, br#"{"n":1199}"#);
-            assert_eq!(batches[2].records[201].value, br#"{"n":"b"}"#);
+            assert_eq!(
+                batches[2].records[199].value.as_deref(),
+                Some(&br#"{"n":1199}"#[..])
+            );
+            assert_eq!(
+                batches[2].records[201].value.as_deref(),
+                Some(&br#"{"n":"b"}"#[..])
+            );
             assert!(!first.is_finished());
             source.commit(batches[2].checkpoint.unwrap()).await.unwrap();
             assert_eq!(first.await.unwrap().0, 200);
@@ -843,7 +849,7 @@ mod tests {
             text
         });
         let batch = source.read().await.unwrap().unwrap();
-        assert_eq!(batch.records[0].value, br#"{"n":1}"#);
+        assert_eq!(batch.records[0].value.as_deref(), Some(&br#"{"n":1}"#[..]));
         source.commit(batch.checkpoint.unwrap()).await.unwrap();
         let text = posted.await.unwrap();
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");

@@ -913,7 +913,9 @@ fn keyless_chunk(progress: &TableProgress, pages: u64, columns: &str) -> Option<
 /// update changes).
 fn identities(record: &SourceRecord) -> Vec<String> {
     let mut out: Vec<String> = record.key.iter().cloned().collect();
-    if let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&record.value) {
+    if let Ok(envelope) =
+        serde_json::from_slice::<serde_json::Value>(record.value.as_deref().unwrap_or_default())
+    {
         for side in ["before", "after"] {
             if let Some(row) = envelope.get(side).filter(|r| r.is_object()) {
                 out.push(row.to_string());
@@ -925,11 +927,13 @@ fn identities(record: &SourceRecord) -> Vec<String> {
 
 /// Mark the snapshot's last record so (`source.snapshot: "last"`).
 fn mark_last(record: &mut SourceRecord) {
-    let Ok(mut envelope) = serde_json::from_slice::<serde_json::Value>(&record.value) else {
+    let Ok(mut envelope) =
+        serde_json::from_slice::<serde_json::Value>(record.value.as_deref().unwrap_or_default())
+    else {
         return;
     };
     envelope["source"]["snapshot"] = serde_json::Value::String("last".into());
-    record.value = envelope.to_string().into_bytes();
+    record.value = Some(envelope.to_string().into_bytes());
 }
 
 #[cfg(test)]

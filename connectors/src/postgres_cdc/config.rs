@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::tls::{SslMode, TlsSettings};
+use super::transforms::{self, Transforms};
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
 
 /// `database.sslmode` unless set: TLS when the server offers it, as libpq
@@ -36,7 +37,7 @@ const KNOWN: &str = "database.hostname, database.port, database.user, database.p
     schema.include.list, schema.exclude.list, slot.name, slot.adopt, publication.name, \
     publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
     status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes, json-with-envelope, \
-    signal.data.collection, signal.enabled.channels";
+    signal.data.collection, signal.enabled.channels, transforms (and transforms.<alias>.*)";
 
 /// Keys of the Debezium connector and of Pulsar's wrapper that mean nothing
 /// here: accepted with a warning.
@@ -143,6 +144,8 @@ pub struct PostgresCdcConfig {
     pub status_interval: Duration,
     /// TLS on every connection the source opens.
     pub tls: TlsSettings,
+    /// Debezium's transforms on every event that leaves the source.
+    pub transforms: Transforms,
 }
 
 impl std::fmt::Debug for PostgresCdcConfig {
@@ -403,6 +406,7 @@ impl PostgresCdcConfig {
             .u64("status.update.interval.ms")
             .filter(|ms| *ms > 0)
             .map_or(DEFAULT_STATUS_INTERVAL, Duration::from_millis);
+        let transforms = transforms::from_configs(&r);
         let report = r.finish(KNOWN);
         let config = match (host, user, dbname, topic_prefix) {
             (Some(host), Some(user), Some(dbname), Some(topic_prefix))
@@ -431,6 +435,7 @@ impl PostgresCdcConfig {
                     heartbeat,
                     status_interval,
                     tls,
+                    transforms,
                 })
             }
             _ => None,

@@ -113,7 +113,7 @@ pub(crate) fn record(
     SourceRecord {
         topic: Some(table.topic(prefix)),
         key,
-        value: value.to_string().into_bytes(),
+        value: Some(value.to_string().into_bytes()),
         properties: vec![
             (LSN_PROPERTY.to_owned(), format_lsn(origin.commit_lsn)),
             (TXID_PROPERTY.to_owned(), origin.xid.to_string()),
@@ -189,7 +189,7 @@ mod tests {
             r.properties[0],
             ("sluice.lsn".to_owned(), "1/10".to_owned())
         );
-        let v: Value = serde_json::from_slice(&r.value).unwrap();
+        let v: Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
         assert_eq!(v["op"], "u");
         assert_eq!(v["before"]["total"], "1.50");
         assert_eq!(v["after"]["note"], UNAVAILABLE);

@@ -31,6 +31,7 @@ mod slot;
 mod snapshot;
 mod stream;
 mod tls;
+mod transforms;
 mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -122,6 +123,8 @@ struct Worker {
     /// the server, for the reader side to wait on.
     reported: Option<tokio::sync::watch::Receiver<u64>>,
     finished: bool,
+    /// Debezium's transforms, applied to each batch as it leaves.
+    transformer: transforms::Transformer,
 }
 
 async fn connect_sql(
@@ -309,6 +312,7 @@ impl Worker {
             )));
         }
         let mut source = Self {
+            transformer: transforms::Transformer::new(config.transforms.clone()),
             reporter,
             signal_topic,
             progress_changed: false,
@@ -686,7 +690,12 @@ impl Worker {
                 (Some(&(at, _)), None) => Some(at),
                 (None, done) => done,
             };
-            let item = self.next(&mut acks).await;
+            let mut item = self.next(&mut acks).await;
+            if let Ok(Some(batch)) = &mut item
+                && let Err(e) = self.transformer.batch(batch)
+            {
+                item = Err(e);
+            }
             if let Ok(Some(b)) = &item
                 && b.records.is_empty()
                 && b.checkpoint.is_none()

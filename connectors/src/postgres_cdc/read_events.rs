@@ -89,7 +89,7 @@ impl<'a> ReadEvents<'a> {
             topic: Some(self.topic.clone()),
             // Only valid UTF-8 went in: &str values, serde_json's escapes.
             key: Some(String::from_utf8(key).unwrap_or_default()),
-            value,
+            value: Some(value),
             properties: self.properties.clone(),
             event_time_ms: Some(self.event_time_ms),
             sequence: Some(self.sequence),
@@ -277,8 +277,8 @@ mod tests {
                     );
                     let made = events.record(&values);
                     assert_eq!(
-                        String::from_utf8(made.value.clone()).unwrap(),
-                        String::from_utf8(expected.value.clone()).unwrap()
+                        String::from_utf8(made.value.clone().unwrap()).unwrap(),
+                        String::from_utf8(expected.value.clone().unwrap()).unwrap()
                     );
                     assert_eq!(made.key, expected.key);
                     assert_eq!(made.topic, expected.topic);

@@ -186,7 +186,7 @@ fn avro_name(text: &str) -> String {
 }
 
 /// A topic as an Avro namespace: each dotted part an Avro name.
-fn avro_namespace(topic: &str) -> String {
+pub(crate) fn avro_namespace(topic: &str) -> String {
     topic
         .split('.')
         .map(avro_name)

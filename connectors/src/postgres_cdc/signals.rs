@@ -36,7 +36,7 @@ pub(crate) enum Signal {
 /// The signal a record of the signal table carries: `None` for a change
 /// that is not an insert; an error names what is wrong with it.
 pub(crate) fn parse(record: &SourceRecord) -> Result<Option<(String, Signal)>, String> {
-    let envelope: Value = serde_json::from_slice(&record.value)
+    let envelope: Value = serde_json::from_slice(record.value.as_deref().unwrap_or_default())
         .map_err(|e| format!("the signal's change event is not JSON: {e}"))?;
     if envelope["op"] != "c" {
         return Ok(None);
@@ -166,7 +166,8 @@ mod tests {
         SourceRecord {
             value: json!({"op": op, "after": {"id": "s-1", "type": kind, "data": data}})
                 .to_string()
-                .into_bytes(),
+                .into_bytes()
+                .into(),
             ..SourceRecord::default()
         }
     }
@@ -242,7 +243,8 @@ mod tests {
         let record = |id: Value| SourceRecord {
             value: json!({"op": "c", "after": {"id": id, "type": "log", "data": "{}"}})
                 .to_string()
-                .into_bytes(),
+                .into_bytes()
+                .into(),
             ..SourceRecord::default()
         };
         let id = |v: Value| parse(&record(v)).ok().flatten().map(|(id, _)| id);

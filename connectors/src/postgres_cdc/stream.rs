@@ -265,7 +265,7 @@ impl StreamState {
             origin,
             now_ms(),
         );
-        self.pending_bytes += made.value.len() as u64;
+        self.pending_bytes += made.value_len() as u64;
         self.pending.push(made);
         Ok(())
     }

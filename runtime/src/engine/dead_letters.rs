@@ -126,7 +126,7 @@ fn dead_letter(def: &SinkDef, record: &SinkRecord, error: &ConnectorError) -> So
     SourceRecord {
         topic: None,
         key: record.key.clone(),
-        value: record.value.clone().unwrap_or_default(),
+        value: record.value.clone(),
         properties,
         event_time_ms: record.event_time_ms,
         // The sequence travels in the copied properties.

@@ -549,7 +549,7 @@ impl<'a> Run<'a> {
     /// Send one record in the open transaction (opening one if needed), or
     /// skip it if a committed transaction already holds it.
     async fn publish(&mut self, record: SourceRecord) -> Result<(), TaskError> {
-        let bytes = record.value.len() as u64;
+        let bytes = record.value_len() as u64;
         self.status.count_in(1, bytes);
         let Some(sequence) = record.sequence else {
             return Err(ConnectorError::permanent(
@@ -615,7 +615,7 @@ impl<'a> Run<'a> {
             state: self.state.clone(),
         };
         let intent = self.marker.send(SourceRecord {
-            value: intent.to_json(),
+            value: Some(intent.to_json()),
             ..SourceRecord::default()
         });
         Spare {
@@ -681,7 +681,7 @@ impl<'a> Run<'a> {
         self.last_topics.clone_from(&open.topics);
         let marker = self.marker.send_in(
             SourceRecord {
-                value: progress.to_json(),
+                value: Some(progress.to_json()),
                 ..SourceRecord::default()
             },
             Some(&open.txn),

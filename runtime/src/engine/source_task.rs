@@ -193,7 +193,7 @@ async fn pump(
                 };
                 let id = acks.push(if at_most_once { 0 } else { n }, checkpoint);
                 for record in batch.records {
-                    let bytes = record.value.len() as u64;
+                    let bytes = record.value_len() as u64;
                     in_flight_bytes += bytes;
                     status.count_in(1, bytes);
                     let event_ms = record.event_time_ms;

@@ -255,9 +255,10 @@ fn parts(record: SourceRecord) -> (pb::SingleMessageMetadata, Vec<u8>) {
         properties,
         partition_key_b64_encoded: record.key.as_ref().map(|_| false),
         partition_key: record.key,
-        payload_size: i32::try_from(record.value.len()).unwrap_or(i32::MAX),
+        payload_size: i32::try_from(record.value.as_ref().map_or(0, Vec::len)).unwrap_or(i32::MAX),
+        null_value: record.value.is_none().then_some(true),
         event_time: record.event_time_ms,
         ..pb::SingleMessageMetadata::default()
     };
-    (metadata, record.value)
+    (metadata, record.value.unwrap_or_default())
 }

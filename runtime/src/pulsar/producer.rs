@@ -296,7 +296,7 @@ impl Producer {
         {
             return done(Err(e));
         }
-        if record.value.len() <= SEAL_OVER {
+        if record.value_len() <= SEAL_OVER {
             return Either::Left(self.send_in(record, txn));
         }
         let connection = self.inner.last_disconnected_timestamp();
@@ -376,8 +376,9 @@ impl Producer {
         if let Some(bundler) = &self.bundler {
             return Either::Left(bundler.send(record, txn.map(|t| t.id)));
         }
-        let payload_len = record.value.len();
-        let mut msg = OutgoingMessage::with_payload(record.value);
+        let payload_len = record.value_len();
+        let null_value = record.value.is_none();
+        let mut msg = OutgoingMessage::with_payload(record.value.unwrap_or_default());
         if let Some(txn) = txn {
             msg = msg.txn(txn.id);
         }
@@ -404,7 +405,11 @@ impl Producer {
         {
             let _ = self.inner.flush().now_or_never();
         }
-        let fut = self.inner.send(msg.into());
+        let mut outgoing: magnetar::proto::producer::OutgoingMessage = msg.into();
+        if null_value {
+            outgoing.metadata.null_value = Some(true);
+        }
+        let fut = self.inner.send(outgoing);
         let topic = self.topic.clone();
         Either::Right(async move {
             fut.await

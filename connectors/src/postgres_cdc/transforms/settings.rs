@@ -1,0 +1,368 @@
+//! The transforms' keys, read as Kafka Connect reads them: `transforms`
+//! lists aliases in order, `transforms.<alias>.type` names each one's
+//! class, and `transforms.<alias>.<key>` configures it.
+
+use super::Transforms;
+use super::pattern::{Pattern, Replacement};
+use super::route::{DEFAULT_KEY_FIELD, KeyField, Route};
+use super::unwrap::{Added, Deletes, Unwrap};
+use crate::config::ConfigReader;
+
+const UNWRAP: &str = "io.debezium.transforms.ExtractNewRecordState";
+const ROUTER: &str = "io.debezium.transforms.ByLogicalTableRouter";
+const UNWRAP_KEYS: &str = "drop.tombstones, delete.handling.mode, add.fields, add.fields.prefix, add.headers, add.headers.prefix";
+const ROUTER_KEYS: &str = "topic.regex, topic.replacement, key.enforce.uniqueness, key.field.name, key.field.regex, key.field.replacement, logical.table.cache.size";
+
+/// Read `transforms` and every key under it.
+pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
+    let aliases = r.string_list("transforms").unwrap_or_default();
+    let mut out = Transforms::default();
+    for alias in &aliases {
+        let at = |key: &str| format!("transforms.{alias}.{key}");
+        let kind = r.string(&at("type"));
+        let (known, made) = match kind.as_deref() {
+            Some(UNWRAP) => (UNWRAP_KEYS, Made::Unwrap(unwrap(r, &at))),
+            Some(ROUTER) => (ROUTER_KEYS, Made::Route(route(r, &at))),
+            None => {
+                r.error(&at("type"), "is required: the transform's class");
+                ("", Made::Nothing)
+            }
+            Some(other) => {
+                r.error(
+                    &at("type"),
+                    format!(
+                        "{other} is not a transform sluice runs (it runs {UNWRAP} and {ROUTER})"
+                    ),
+                );
+                ("", Made::Nothing)
+            }
+        };
+        for (key, why) in [
+            (
+                "predicate",
+                "predicates are not supported: the transform applies to every event",
+            ),
+            (
+                "negate",
+                "predicates are not supported: the transform applies to every event",
+            ),
+            (
+                "route.by.field",
+                "is not supported: route by topic with ByLogicalTableRouter",
+            ),
+        ] {
+            if r.string(&at(key)).is_some() {
+                r.error(&at(key), why);
+            }
+        }
+        for key in r.keys_with_prefix(&format!("transforms.{alias}.")) {
+            if !known.is_empty() && !r.was_read(&key) {
+                r.error(
+                    &key,
+                    format!(
+                        "is not a setting of {} (it takes: {known})",
+                        kind.as_deref().unwrap_or("")
+                    ),
+                );
+            }
+            r.consume(&key);
+        }
+        match made {
+            Made::Unwrap(Some(u)) if out.unwrap.is_none() => out.unwrap = Some(u),
+            Made::Route(Some(route)) if out.route.is_none() => out.route = Some(route),
+            Made::Unwrap(Some(_)) | Made::Route(Some(_)) => {
+                r.error(&at("type"), "is named by two transforms: list it once")
+            }
+            _ => {}
+        }
+    }
+    for key in r.keys_with_prefix("transforms.") {
+        let alias = key["transforms.".len()..].split('.').next().unwrap_or("");
+        if !aliases.iter().any(|a| a == alias) {
+            r.warn(&key, format!("is ignored: {alias} is not in transforms"));
+            r.consume(&key);
+        }
+    }
+    out
+}
+
+enum Made {
+    Unwrap(Option<Unwrap>),
+    Route(Option<Route>),
+    Nothing,
+}
+
+fn unwrap(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Unwrap> {
+    // sluice publishes no tombstone after a delete (tombstones.on.delete),
+    // so there is none to drop or keep: the key is read, and means nothing.
+    let _ = r.bool(&at("drop.tombstones"));
+    let deletes = match r
+        .string(&at("delete.handling.mode"))
+        .map(|m| m.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("drop") => Deletes::Drop,
+        Some("rewrite") => Deletes::Rewrite,
+        Some("none") => Deletes::None,
+        Some(other) => {
+            r.error(
+                &at("delete.handling.mode"),
+                format!("\"{other}\" is not one of drop, rewrite, none"),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    let mut added = |list: &str, prefix: &str| -> Vec<Added> {
+        let prefix = r.string(&at(prefix)).unwrap_or_else(|| "__".to_owned());
+        let mut out = Vec::new();
+        for entry in r.string_list(&at(list)).unwrap_or_default() {
+            match Added::parse(&entry, &prefix) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    r.error(&at(list), e);
+                    ok = false;
+                }
+            }
+        }
+        out
+    };
+    let fields = added("add.fields", "add.fields.prefix");
+    let headers = added("add.headers", "add.headers.prefix");
+    for f in &fields {
+        if !avro_name(&f.name) {
+            r.error(
+                &at("add.fields"),
+                format!(
+                    "{} is not a name a schema can hold: letters, digits and _",
+                    f.name
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(Unwrap {
+        deletes,
+        fields,
+        headers,
+    })
+}
+
+fn route(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Route> {
+    let _ = r.u64(&at("logical.table.cache.size"));
+    let pattern = |key: &str| {
+        r.string(&at(key))
+            .and_then(|text| Pattern::new(&text).map_err(|e| r.error(&at(key), e)).ok())
+    };
+    let replacement = |key: &str, pattern: Option<&Pattern>| {
+        let text = r.string(&at(key))?;
+        Replacement::new(&text, pattern?)
+            .map_err(|e| r.error(&at(key), e))
+            .ok()
+    };
+    let topic = pattern("topic.regex");
+    let with = replacement("topic.replacement", topic.as_ref());
+    for (key, missing) in [
+        ("topic.regex", topic.is_none()),
+        ("topic.replacement", with.is_none()),
+    ] {
+        if missing && r.string(&at(key)).is_none() {
+            r.error(&at(key), "is required");
+        }
+    }
+    let key = if r.bool(&at("key.enforce.uniqueness")).unwrap_or(true) {
+        let name = r
+            .string(&at("key.field.name"))
+            .unwrap_or_else(|| DEFAULT_KEY_FIELD.to_owned());
+        if !avro_name(&name) {
+            r.error(
+                &at("key.field.name"),
+                "is not a name a schema can hold: letters, digits and _",
+            );
+        }
+        let regex = pattern("key.field.regex");
+        let rewrite = match (&regex, replacement("key.field.replacement", regex.as_ref())) {
+            (Some(p), Some(with)) => Some((p.clone(), with)),
+            (None, None) => None,
+            _ => {
+                r.error(
+                    &at("key.field.regex"),
+                    "and key.field.replacement are set together",
+                );
+                None
+            }
+        };
+        Some(KeyField { name, rewrite })
+    } else {
+        None
+    };
+    Some(Route {
+        topic: topic?,
+        replacement: with?,
+        key,
+    })
+}
+
+/// Letters, digits and `_`, not starting with a digit.
+fn avro_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigMap, ConfigValue};
+
+    fn read(pairs: &[(&str, &str)]) -> (Transforms, Vec<String>, Vec<String>) {
+        let map: ConfigMap = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), ConfigValue::String((*v).to_owned())))
+            .collect();
+        let r = ConfigReader::new(&map);
+        let t = from_configs(&r);
+        let report = r.finish("");
+        let show = |issues: &[crate::config::ConfigIssue]| {
+            issues
+                .iter()
+                .map(|i| format!("{}: {}", i.key, i.message))
+                .collect()
+        };
+        (t, show(&report.errors), show(&report.warnings))
+    }
+
+    #[test]
+    fn debeziums_documented_configuration_is_read() {
+        let (t, errors, warnings) = read(&[
+            ("transforms", "Reroute,unwrap"),
+            ("transforms.Reroute.type", ROUTER),
+            ("transforms.Reroute.topic.regex", "(.*)customers_shard(.*)"),
+            (
+                "transforms.Reroute.topic.replacement",
+                "$1customers_all_shards",
+            ),
+            (
+                "transforms.Reroute.key.field.regex",
+                "(.*)customers_shard(.*)",
+            ),
+            ("transforms.Reroute.key.field.replacement", "$2"),
+            ("transforms.unwrap.type", UNWRAP),
+            ("transforms.unwrap.drop.tombstones", "false"),
+            ("transforms.unwrap.delete.handling.mode", "rewrite"),
+            ("transforms.unwrap.add.fields", "table,lsn"),
+        ]);
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(warnings, Vec::<String>::new());
+        let u = t.unwrap.unwrap();
+        assert_eq!(u.deletes, Deletes::Rewrite);
+        assert_eq!(
+            u.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["__table", "__lsn"]
+        );
+        let route = t.route.unwrap();
+        assert_eq!(
+            route.topic("a.b.customers_shard2").unwrap().as_deref(),
+            Some("a.b.customers_all_shards")
+        );
+        assert_eq!(
+            route.key(r#"{"id":1}"#, "a.b.customers_shard2").unwrap(),
+            r#"{"__dbz__physicalTableIdentifier":"2","id":1}"#
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (pairs, says) in [
+            (vec![("transforms", "x")], "transforms.x.type: is required"),
+            (
+                vec![
+                    ("transforms", "x"),
+                    (
+                        "transforms.x.type",
+                        "org.apache.kafka.connect.transforms.InsertField$Value",
+                    ),
+                ],
+                "is not a transform sluice runs",
+            ),
+            (
+                vec![
+                    ("transforms", "u"),
+                    ("transforms.u.type", UNWRAP),
+                    ("transforms.u.delete.handling.mode", "keep"),
+                ],
+                "\"keep\" is not one of drop, rewrite, none",
+            ),
+            (
+                vec![
+                    ("transforms", "u"),
+                    ("transforms.u.type", UNWRAP),
+                    ("transforms.u.drop.tombstone", "true"),
+                ],
+                "transforms.u.drop.tombstone: is not a setting of",
+            ),
+            (
+                vec![
+                    ("transforms", "u"),
+                    ("transforms.u.type", UNWRAP),
+                    ("transforms.u.route.by.field", "t"),
+                ],
+                "route.by.field: is not supported",
+            ),
+            (
+                vec![
+                    ("transforms", "u"),
+                    ("transforms.u.type", UNWRAP),
+                    ("transforms.u.add.fields", "op:my-op"),
+                ],
+                "__my-op is not a name",
+            ),
+            (
+                vec![
+                    ("transforms", "r"),
+                    ("transforms.r.type", ROUTER),
+                    ("transforms.r.topic.regex", "(x"),
+                ],
+                "topic.regex: is not a regular expression",
+            ),
+            (
+                vec![
+                    ("transforms", "r"),
+                    ("transforms.r.type", ROUTER),
+                    ("transforms.r.topic.regex", "x"),
+                ],
+                "topic.replacement: is required",
+            ),
+            (
+                vec![
+                    ("transforms", "r"),
+                    ("transforms.r.type", ROUTER),
+                    ("transforms.r.topic.regex", "(x)"),
+                    ("transforms.r.topic.replacement", "$2"),
+                ],
+                "names group 2, and the regex has 1",
+            ),
+            (
+                vec![
+                    ("transforms", "a,b"),
+                    ("transforms.a.type", UNWRAP),
+                    ("transforms.b.type", UNWRAP),
+                ],
+                "is named by two transforms",
+            ),
+        ] {
+            let (_, errors, _) = read(&pairs);
+            assert!(
+                errors.iter().any(|e| e.contains(says)),
+                "{pairs:?}: {errors:?}"
+            );
+        }
+        let (t, errors, warnings) = read(&[("transforms.old.type", UNWRAP)]);
+        assert!(t.is_empty());
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(
+            warnings,
+            ["transforms.old.type: is ignored: old is not in transforms"]
+        );
+    }
+}
