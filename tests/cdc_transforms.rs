@@ -180,7 +180,8 @@ async fn the_router_merges_shards_into_one_topic_with_keys_that_name_their_table
          CREATE TABLE customers_shard2 (id int PRIMARY KEY, email text NOT NULL);
          CREATE TABLE orders (id int PRIMARY KEY, item text NOT NULL, qty int, price numeric(10,2));
          INSERT INTO customers_shard1 VALUES (1, 'anne@one');
-         INSERT INTO customers_shard2 VALUES (1, 'bob@two');",
+         INSERT INTO customers_shard2 VALUES (1, 'bob@two');
+         INSERT INTO orders VALUES (7, 'kettle', 1, 20.00);",
     )
     .await?;
     let transforms = "      transforms: Reroute,unwrap\n\
@@ -221,8 +222,7 @@ async fn the_router_merges_shards_into_one_topic_with_keys_that_name_their_table
         .with_context(|| sluice.log())?;
     db.batch_execute(
         "UPDATE customers_shard1 SET email = 'anne@new' WHERE id = 1;
-         DELETE FROM customers_shard2 WHERE id = 1;
-         INSERT INTO orders VALUES (7, 'kettle', 1, 20.00);",
+         DELETE FROM customers_shard2 WHERE id = 1;",
     )
     .await?;
     let read = wait_for("the shards' changes", LONG, || events(4))
@@ -298,11 +298,66 @@ async fn the_router_merges_shards_into_one_topic_with_keys_that_name_their_table
     .map(|rows| {
         assert_eq!(
             rows,
-            [r#"{"id":7,"item":"kettle","qty":1,"price":20.00,"__op":"c","__table":"orders","__deleted":"false"}"#]
+            [r#"{"id":7,"item":"kettle","qty":1,"price":20.00,"__op":"r","__table":"orders","__deleted":"false"}"#]
         )
     })
     .with_context(|| sluice.log())?;
 
+    ensure!(sluice.interrupt().await?.success());
+    drop_slot(&db, &name).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_table_named_with_slashes_cannot_route_events_out_of_the_sources_namespace()
+-> anyhow::Result<()> {
+    // GIVEN a source in namespace public/<ns> that routes each table to its
+    // bare name, and a table whose name spells another namespace's topic
+    let name = unique("cdc-slash").replace('-', "_");
+    let ns = admin::create_namespace(&name)?;
+    let db = pg::create_database(&name).await?;
+    let stolen = format!("public/default/{name}_stolen");
+    db.batch_execute(&format!(
+        "CREATE TABLE \"{stolen}\" (id int PRIMARY KEY, secret text); INSERT INTO \"{stolen}\" VALUES (1, 'x');"
+    ))
+    .await?;
+    let port = free_port()?;
+    let config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - name: cdc\n    className: postgres-cdc\n    namespace: {name}\n    configs:\n\
+         \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n\
+         \x20     transforms: bare\n      transforms.bare.type: io.debezium.transforms.ByLogicalTableRouter\n\
+         \x20     transforms.bare.topic.regex: {name}\\.public\\.(.*)\n      transforms.bare.topic.replacement: $1\n\
+         \x20     transforms.bare.key.enforce.uniqueness: \"false\"\n",
+        pw = pg::PASSWORD
+    );
+    let sluice = Sluice::start(&temp_dir(&name)?, &config, port)?;
+
+    // WHEN the source copies the table
+    let kept = format!("persistent://{ns}/public_default_{name}_stolen");
+    let read = wait_for("the row in the source's namespace", LONG, || {
+        let kept = kept.clone();
+        async move {
+            let read = java_lines("ReadTopic.java", &[PULSAR_URL, &kept]).unwrap_or_default();
+            Ok((!read.is_empty()).then_some(read))
+        }
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // THEN its events stay in the source's namespace, under a name without
+    // the slashes, and the other namespace's topic was never made
+    assert_eq!(read.len(), 1, "{read:?}");
+    let envelope: Value = serde_json::from_str(read[0]["value"].as_str().context("value")?)?;
+    assert_eq!(envelope["after"], json!({"id": 1, "secret": "x"}));
+    let elsewhere = admin::get(&format!(
+        "/admin/v2/persistent/public/default/{name}_stolen/stats"
+    ));
+    ensure!(
+        elsewhere.is_err(),
+        "the other namespace has the topic: {elsewhere:?}"
+    );
     ensure!(sluice.interrupt().await?.success());
     drop_slot(&db, &name).await;
     Ok(())

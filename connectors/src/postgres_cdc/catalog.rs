@@ -35,8 +35,19 @@ pub(crate) struct Table {
 impl Table {
     /// `<prefix>.<schema>.<table>`.
     pub(crate) fn topic(&self, prefix: &str) -> String {
-        format!("{prefix}.{}.{}", self.schema, self.name)
+        topic_of(prefix, &self.schema, &self.name)
     }
+}
+
+/// `<prefix>.<schema>.<table>`, with any `/` in the names as `_`: a topic
+/// of the source's namespace, whatever a table is called (a `/` would
+/// name another tenant and namespace).
+pub(crate) fn topic_of(prefix: &str, schema: &str, name: &str) -> String {
+    format!(
+        "{prefix}.{}.{}",
+        schema.replace('/', "_"),
+        name.replace('/', "_")
+    )
 }
 
 pub(crate) fn pg_error(context: &str, e: tokio_postgres::Error) -> ConnectorError {
@@ -284,7 +295,11 @@ pub(crate) fn table(
             optional: !described.required.contains(n),
         })
         .collect();
-    let topic = format!("{prefix}.{schema}.{name}");
+    let topic = topic_of(prefix, schema, name);
+    if schema.contains('/') || name.contains('/') {
+        warn!(table = %format!("{schema}.{name}"), topic = %topic,
+            "a topic name holds no /: the table's events go to this topic");
+    }
     let event_schema = schema::build(&topic, &typed, &key);
     Table {
         schema: schema.to_owned(),

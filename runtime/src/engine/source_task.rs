@@ -70,6 +70,15 @@ impl<'a> Publisher<'a> {
         let topic = match &record.topic {
             Some(t) => match &self.last_topic {
                 Some((named, full)) if named == t => full.clone(),
+                _ if t.contains('/') => {
+                    // A record names a topic of the connector's namespace.
+                    return Err(TaskError::Connector(
+                        sluice_connectors::ConnectorError::permanent(format!(
+                            "a record names the topic \"{t}\", which is not a name in the connector's namespace ({}/{}): it holds a /",
+                            self.def.tenant, self.def.namespace
+                        )),
+                    ));
+                }
                 _ => {
                     let full =
                         crate::config::qualify_topic(t, &self.def.tenant, &self.def.namespace)

@@ -13,7 +13,7 @@ mod route;
 mod settings;
 mod unwrap;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -43,6 +43,8 @@ impl Transforms {
 pub(crate) struct Transformer {
     transforms: Transforms,
     schemas: HashMap<String, (Arc<RecordSchema>, Arc<RecordSchema>)>,
+    /// Topics the router made an empty name of, warned about once.
+    unrouted: HashSet<String>,
 }
 
 impl Transformer {
@@ -50,6 +52,7 @@ impl Transformer {
         Self {
             transforms,
             schemas: HashMap::new(),
+            unrouted: HashSet::new(),
         }
     }
 
@@ -75,9 +78,14 @@ impl Transformer {
             return Ok(Some(record));
         };
         let fail = |e: String| ConnectorError::permanent(format!("transforms, on {topic}: {e}"));
-        let routed = match &self.transforms.route {
-            Some(route) => route.topic(&topic).map_err(fail)?,
-            None => None,
+        let routed = match self.transforms.route.as_ref().and_then(|r| r.topic(&topic)) {
+            Some(empty) if empty.is_empty() => {
+                if self.unrouted.insert(topic.clone()) {
+                    tracing::warn!(topic = %topic, "topic.replacement makes an empty topic name of this topic: its events keep it");
+                }
+                None
+            }
+            routed => routed,
         };
         if let Some(unwrap) = &self.transforms.unwrap {
             let event: Map<String, Value> =

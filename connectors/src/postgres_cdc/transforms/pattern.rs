@@ -76,7 +76,16 @@ impl Replacement {
                 '$' => {
                     let group = if chars.peek() == Some(&'{') {
                         chars.next();
-                        let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                        let mut name = String::new();
+                        loop {
+                            match chars.next() {
+                                Some('}') => break,
+                                Some(c) => name.push(c),
+                                None => {
+                                    return Err(format!("has ${{{name} without its closing }}"));
+                                }
+                            }
+                        }
                         if !names.contains(&name.as_str()) {
                             return Err(format!(
                                 "names the group {name}, which the regex does not have"
@@ -187,6 +196,12 @@ mod tests {
                 .contains("group x")
         );
         assert!(Replacement::new("cost $", &p).unwrap_err().contains("\\$"));
+        let named = Pattern::new("(?P<shard>\\d+)").unwrap();
+        assert!(
+            Replacement::new("${shard", &named)
+                .unwrap_err()
+                .contains("closing")
+        );
         assert!(
             Pattern::new("(")
                 .unwrap_err()

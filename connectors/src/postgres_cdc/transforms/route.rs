@@ -38,13 +38,10 @@ pub(crate) struct Route {
 
 impl Route {
     /// The topic a table's events go to; `None` leaves them where they are.
-    pub(crate) fn topic(&self, topic: &str) -> Result<Option<String>, String> {
-        match self.topic.replace(topic, &self.replacement) {
-            Some(routed) if routed.is_empty() => Err(format!(
-                "topic.replacement makes an empty topic name of {topic}"
-            )),
-            routed => Ok(routed),
-        }
+    /// An empty name (the replacement made nothing of this topic) leaves
+    /// them too, as Debezium does; the caller warns.
+    pub(crate) fn topic(&self, topic: &str) -> Option<String> {
+        self.topic.replace(topic, &self.replacement)
     }
 
     /// A key (a JSON object) of an event of `topic`, with the table's
@@ -138,7 +135,7 @@ fn rename_in(schema: &mut Value, from: &str, to: &str) {
 /// A full name in namespace `from`, in namespace `to`.
 fn renamed(name: &str, from: &str, to: &str) -> Option<String> {
     name.strip_prefix(from)
-        .filter(|rest| rest.starts_with('.'))
+        .filter(|rest| [".Key", ".Value", ".Envelope"].contains(rest))
         .map(|rest| format!("{to}{rest}"))
 }
 
@@ -171,7 +168,7 @@ mod tests {
         for n in 1..=3 {
             let from = format!("myserver.mydb.customers_shard{n}");
             assert_eq!(
-                r.topic(&from).unwrap().as_deref(),
+                r.topic(&from).as_deref(),
                 Some("myserver.mydb.customers_all_shards")
             );
             assert_eq!(
@@ -179,7 +176,7 @@ mod tests {
                 format!(r#"{{"__dbz__physicalTableIdentifier":"{from}","id":1}}"#)
             );
         }
-        assert_eq!(r.topic("myserver.mydb.orders").unwrap(), None);
+        assert_eq!(r.topic("myserver.mydb.orders"), None);
     }
 
     #[test]
@@ -211,7 +208,7 @@ mod tests {
             replacement: nothing,
             key: None,
         };
-        assert!(r.topic("drop.me").unwrap_err().contains("empty topic"));
+        assert_eq!(r.topic("drop.me").as_deref(), Some(""));
     }
 
     #[test]
@@ -251,6 +248,14 @@ mod tests {
             value["fields"][2]["type"]["namespace"],
             "io.debezium.connector.postgresql"
         );
+        // Only the names the source made after the topic are renamed.
+        let mut logical = json!({"type": "string", "connect.name": "s.d.customers_shard1.Json"});
+        rename(
+            &mut logical,
+            "s.d.customers_shard1",
+            "s.d.customers_all_shards",
+        );
+        assert_eq!(logical["connect.name"], "s.d.customers_shard1.Json");
         let mut key = json!({"type": "record", "name": "Key", "namespace": "s.d.customers_shard1",
                              "fields": [{"name": "id", "type": "long"}]});
         shards(default_key()).key_schema(&mut key).unwrap();

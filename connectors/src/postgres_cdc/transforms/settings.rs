@@ -5,7 +5,7 @@
 use super::Transforms;
 use super::pattern::{Pattern, Replacement};
 use super::route::{DEFAULT_KEY_FIELD, KeyField, Route};
-use super::unwrap::{Added, Deletes, Unwrap};
+use super::unwrap::{Added, DELETED_FIELD, Deletes, Unwrap};
 use crate::config::ConfigReader;
 
 const UNWRAP: &str = "io.debezium.transforms.ExtractNewRecordState";
@@ -17,7 +17,14 @@ const ROUTER_KEYS: &str = "topic.regex, topic.replacement, key.enforce.uniquenes
 pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
     let aliases = r.string_list("transforms").unwrap_or_default();
     let mut out = Transforms::default();
-    for alias in &aliases {
+    for (i, alias) in aliases.iter().enumerate() {
+        if alias.contains('.') || aliases[..i].contains(alias) {
+            r.error(
+                "transforms",
+                format!("{alias}: an alias is listed once, and holds no dot"),
+            );
+            continue;
+        }
         let at = |key: &str| format!("transforms.{alias}.{key}");
         let kind = r.string(&at("type"));
         let (known, made) = match kind.as_deref() {
@@ -78,7 +85,7 @@ pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
     }
     for key in r.keys_with_prefix("transforms.") {
         let alias = key["transforms.".len()..].split('.').next().unwrap_or("");
-        if !aliases.iter().any(|a| a == alias) {
+        if !r.was_read(&key) && !aliases.iter().any(|a| a == alias) {
             r.warn(&key, format!("is ignored: {alias} is not in transforms"));
             r.consume(&key);
         }
@@ -101,18 +108,18 @@ fn unwrap(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Unwrap> {
         .map(|m| m.to_ascii_lowercase())
         .as_deref()
     {
-        None | Some("drop") => Deletes::Drop,
-        Some("rewrite") => Deletes::Rewrite,
-        Some("none") => Deletes::None,
+        None | Some("drop") => Some(Deletes::Drop),
+        Some("rewrite") => Some(Deletes::Rewrite),
+        Some("none") => Some(Deletes::None),
         Some(other) => {
             r.error(
                 &at("delete.handling.mode"),
                 format!("\"{other}\" is not one of drop, rewrite, none"),
             );
-            return None;
+            None
         }
     };
-    let mut ok = true;
+    let mut ok = deletes.is_some();
     let mut added = |list: &str, prefix: &str| -> Vec<Added> {
         let prefix = r.string(&at(prefix)).unwrap_or_else(|| "__".to_owned());
         let mut out = Vec::new();
@@ -129,23 +136,43 @@ fn unwrap(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Unwrap> {
     };
     let fields = added("add.fields", "add.fields.prefix");
     let headers = added("add.headers", "add.headers.prefix");
+    let rewrite = deletes == Some(Deletes::Rewrite);
+    let mut names: Vec<&str> = rewrite.then_some(DELETED_FIELD).into_iter().collect();
     for f in &fields {
-        if !avro_name(&f.name) {
-            r.error(
-                &at("add.fields"),
-                format!(
-                    "{} is not a name a schema can hold: letters, digits and _",
-                    f.name
-                ),
-            );
+        let problem = if !avro_name(&f.name) {
+            "is not a name a schema can hold: letters, digits and _"
+        } else if names.contains(&f.name.as_str()) {
+            "is added twice: rename one with field:name"
+        } else {
+            ""
+        };
+        if !problem.is_empty() {
+            r.error(&at("add.fields"), format!("{} {problem}", f.name));
             ok = false;
         }
+        names.push(&f.name);
     }
-    ok.then_some(Unwrap {
-        deletes,
+    let mut properties: Vec<&str> = Vec::new();
+    for h in &headers {
+        let problem = if h.name.starts_with("sluice.") {
+            "would pose as one of sluice's own properties: choose another add.headers.prefix"
+        } else if properties.contains(&h.name.as_str()) {
+            "is added twice: rename one with field:name"
+        } else {
+            ""
+        };
+        if !problem.is_empty() {
+            r.error(&at("add.headers"), format!("{} {problem}", h.name));
+            ok = false;
+        }
+        properties.push(&h.name);
+    }
+    Some(Unwrap {
+        deletes: deletes?,
         fields,
         headers,
     })
+    .filter(|_| ok)
 }
 
 fn route(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Route> {
@@ -162,6 +189,14 @@ fn route(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Route> {
     };
     let topic = pattern("topic.regex");
     let with = replacement("topic.replacement", topic.as_ref());
+    if r.string(&at("topic.replacement"))
+        .is_some_and(|t| t.contains('/'))
+    {
+        r.error(
+            &at("topic.replacement"),
+            "makes topics of the source's own namespace: a name without /",
+        );
+    }
     for (key, missing) in [
         ("topic.regex", topic.is_none()),
         ("topic.replacement", with.is_none()),
@@ -194,6 +229,11 @@ fn route(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Route> {
         };
         Some(KeyField { name, rewrite })
     } else {
+        for key in ["key.field.name", "key.field.regex", "key.field.replacement"] {
+            if r.string(&at(key)).is_some() {
+                r.warn(&at(key), "is ignored: key.enforce.uniqueness is false");
+            }
+        }
         None
     };
     Some(Route {
@@ -262,7 +302,7 @@ mod tests {
         );
         let route = t.route.unwrap();
         assert_eq!(
-            route.topic("a.b.customers_shard2").unwrap().as_deref(),
+            route.topic("a.b.customers_shard2").as_deref(),
             Some("a.b.customers_all_shards")
         );
         assert_eq!(
@@ -343,6 +383,28 @@ mod tests {
                 "names group 2, and the regex has 1",
             ),
             (
+                vec![("transforms", "u,u"), ("transforms.u.type", UNWRAP)],
+                "u: an alias is listed once",
+            ),
+            (
+                vec![
+                    ("transforms", "u"),
+                    ("transforms.u.type", UNWRAP),
+                    ("transforms.u.delete.handling.mode", "rewrite"),
+                    ("transforms.u.add.fields", "op:deleted"),
+                ],
+                "__deleted is added twice",
+            ),
+            (
+                vec![
+                    ("transforms", "u"),
+                    ("transforms.u.type", UNWRAP),
+                    ("transforms.u.add.headers", "lsn:seq"),
+                    ("transforms.u.add.headers.prefix", "sluice."),
+                ],
+                "sluice.seq would pose as one of sluice's own properties",
+            ),
+            (
                 vec![
                     ("transforms", "a,b"),
                     ("transforms.a.type", UNWRAP),
@@ -357,6 +419,27 @@ mod tests {
                 "{pairs:?}: {errors:?}"
             );
         }
+        // One mistake is one error: the keys after it are still read.
+        let (_, errors, _) = read(&[
+            ("transforms", "u"),
+            ("transforms.u.type", UNWRAP),
+            ("transforms.u.delete.handling.mode", "keep"),
+            ("transforms.u.add.fields", "op"),
+        ]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let (_, errors, warnings) = read(&[
+            ("transforms", "r"),
+            ("transforms.r.type", ROUTER),
+            ("transforms.r.topic.regex", "x"),
+            ("transforms.r.topic.replacement", "y"),
+            ("transforms.r.key.enforce.uniqueness", "false"),
+            ("transforms.r.key.field.name", "shard"),
+        ]);
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(
+            warnings,
+            ["transforms.r.key.field.name: is ignored: key.enforce.uniqueness is false"]
+        );
         let (t, errors, warnings) = read(&[("transforms.old.type", UNWRAP)]);
         assert!(t.is_empty());
         assert_eq!(errors, Vec::<String>::new());

@@ -120,7 +120,7 @@ impl Added {
     }
 
     /// The field's definition in the record schema of the value, from the
-    /// envelope's schema.
+    /// envelope's schema: optional, as Debezium adds it.
     fn definition(&self, envelope: &[Value]) -> Option<Value> {
         let named = |fields: &[Value], name: &str| {
             fields
@@ -137,6 +137,13 @@ impl Added {
             }
         };
         found["name"] = Value::String(self.name.clone());
+        let nullable = found["type"]
+            .as_array()
+            .is_some_and(|union| union.contains(&json!("null")));
+        if !nullable {
+            found["type"] = json!(["null", found["type"].take()]);
+            found["default"] = Value::Null;
+        }
         Some(found)
     }
 }
@@ -421,7 +428,7 @@ mod tests {
             schema["fields"],
             json!([
                 {"name": "id", "type": "long"},
-                {"name": "__op", "type": "string"},
+                {"name": "__op", "type": ["null", "string"], "default": null},
                 {"name": "__source_lsn", "type": ["null", "long"], "default": null},
                 {"name": "__deleted", "type": ["null", "string"], "default": null},
             ])
