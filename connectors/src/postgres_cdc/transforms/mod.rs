@@ -16,7 +16,7 @@ mod unwrap;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::api::{ConnectorError, RecordSchema, SourceBatch, SourceRecord};
 pub(crate) use settings::from_configs;
@@ -88,16 +88,13 @@ impl Transformer {
             routed => routed,
         };
         if let Some(unwrap) = &self.transforms.unwrap {
-            let event: Map<String, Value> =
-                serde_json::from_slice(record.value.as_deref().unwrap_or_default())
-                    .map_err(|e| fail(format!("the event is not a JSON object: {e}")))?;
+            let bytes = record.value.take().unwrap_or_default();
+            let event = unwrap.read(&bytes).map_err(fail)?;
             record.properties.extend(unwrap.headers(&event));
-            match unwrap.value(event).map_err(fail)? {
+            match unwrap.value(&event) {
                 Unwrapped::Dropped => return Ok(None),
                 Unwrapped::Null => record.value = None,
-                Unwrapped::Row(row) => {
-                    record.value = Some(Value::Object(row).to_string().into_bytes())
-                }
+                Unwrapped::Row(row) => record.value = Some(row),
             }
         }
         if let (Some(route), Some(to)) = (&self.transforms.route, &routed) {

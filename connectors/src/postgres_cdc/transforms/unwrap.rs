@@ -13,6 +13,8 @@
 //!   set): `op` and `ts_ms` are the event's own, `source.ts_ms` (or just
 //!   `lsn`, `table`, ...) the `source` block's; `name:new` renames.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// `delete.handling.mode`.
@@ -111,10 +113,11 @@ impl Added {
         })
     }
 
-    fn value(&self, event: &Map<String, Value>) -> Value {
-        let found = match self.block {
-            Block::Event => event.get(&self.field),
-            Block::Source => event.get("source").and_then(|s| s.get(&self.field)),
+    fn value(&self, event: &Event<'_>) -> Value {
+        let found = match (self.block, self.field.as_str()) {
+            (Block::Event, "op") => event.op.as_ref(),
+            (Block::Event, _) => event.ts_ms.as_ref(),
+            (Block::Source, field) => event.source.get(field),
         };
         found.cloned().unwrap_or(Value::Null)
     }
@@ -148,6 +151,30 @@ impl Added {
     }
 }
 
+/// A change event as the transform reads it: its rows left as the text
+/// they are (an unwrapped row is that text, with any added fields spliced
+/// in before its closing brace), the rest parsed.
+pub(crate) struct Event<'a> {
+    before: Option<&'a RawValue>,
+    after: Option<&'a RawValue>,
+    op: Option<Value>,
+    ts_ms: Option<Value>,
+    /// The `source` block, read only when a field is taken from it.
+    source: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct Parts<'a> {
+    #[serde(borrow)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow)]
+    after: Option<&'a RawValue>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    op: Option<Value>,
+    ts_ms: Option<Value>,
+}
+
 /// What an event becomes.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Unwrapped {
@@ -155,8 +182,8 @@ pub(crate) enum Unwrapped {
     Dropped,
     /// Published as its key with a null value.
     Null,
-    /// Published as this row.
-    Row(Map<String, Value>),
+    /// Published as this row (a JSON object).
+    Row(Vec<u8>),
 }
 
 /// The transform, configured.
@@ -168,9 +195,33 @@ pub(crate) struct Unwrap {
 }
 
 impl Unwrap {
+    /// Read an event (a JSON object) for this transform.
+    pub(crate) fn read<'a>(&self, event: &'a [u8]) -> Result<Event<'a>, String> {
+        let parts: Parts<'a> = serde_json::from_slice(event)
+            .map_err(|e| format!("the event is not a change event: {e}"))?;
+        let wants_source = self
+            .fields
+            .iter()
+            .chain(&self.headers)
+            .any(|a| a.block == Block::Source);
+        let source = match parts.source {
+            Some(raw) if wants_source => serde_json::from_str(raw.get())
+                .map_err(|e| format!("the event's source block is not an object: {e}"))?,
+            _ => Map::new(),
+        };
+        let object = |raw: Option<&'a RawValue>| raw.filter(|r| r.get().starts_with('{'));
+        Ok(Event {
+            before: object(parts.before),
+            after: object(parts.after),
+            op: parts.op,
+            ts_ms: parts.ts_ms,
+            source,
+        })
+    }
+
     /// The properties `add.headers` adds to the event's message: strings as
     /// they are, other values as their JSON text, nulls left out.
-    pub(crate) fn headers(&self, event: &Map<String, Value>) -> Vec<(String, String)> {
+    pub(crate) fn headers(&self, event: &Event<'_>) -> Vec<(String, String)> {
         self.headers
             .iter()
             .filter_map(|h| match h.value(event) {
@@ -181,38 +232,46 @@ impl Unwrap {
             .collect()
     }
 
-    /// The value an event becomes; an error when the row has a column of
-    /// an added field's name.
-    pub(crate) fn value(&self, mut event: Map<String, Value>) -> Result<Unwrapped, String> {
-        let row = |side: Option<Value>| match side {
-            Some(Value::Object(row)) => Some(row),
-            _ => None,
-        };
-        let after = row(event.remove("after"));
-        let before = row(event.remove("before"));
-        let (mut row, deleted) = match (after, before) {
-            (Some(after), _) => (after, false),
+    /// The value an event becomes. (A column of an added field's name is
+    /// refused by [`Unwrap::schema`], which every table's events pass.)
+    pub(crate) fn value(&self, event: &Event<'_>) -> Unwrapped {
+        let (row, deleted) = match (event.after, event.before) {
+            (Some(after), _) => (after.get(), false),
             (None, Some(before)) => match self.deletes {
-                Deletes::Drop => return Ok(Unwrapped::Dropped),
-                Deletes::None => return Ok(Unwrapped::Null),
-                Deletes::Rewrite => (before, true),
+                Deletes::Drop => return Unwrapped::Dropped,
+                Deletes::None => return Unwrapped::Null,
+                Deletes::Rewrite => (before.get(), true),
             },
             // A truncate.
-            (None, None) => return Ok(Unwrapped::Dropped),
+            (None, None) => return Unwrapped::Dropped,
         };
-        let mut add = |name: &str, value: Value| match row.insert(name.to_owned(), value) {
-            Some(_) => Err(format!(
-                "the row has a column {name}, which the unwrap transform adds too: set add.fields.prefix, or rename it with field:name"
-            )),
-            None => Ok(()),
-        };
-        for added in &self.fields {
-            add(&added.name, added.value(&event))?;
-        }
+        let mut added: Vec<(&str, Value)> = self
+            .fields
+            .iter()
+            .map(|a| (a.name.as_str(), a.value(event)))
+            .collect();
         if self.deletes == Deletes::Rewrite {
-            add(DELETED_FIELD, json!(deleted.to_string()))?;
+            added.push((DELETED_FIELD, json!(deleted.to_string())));
         }
-        Ok(Unwrapped::Row(row))
+        if added.is_empty() {
+            return Unwrapped::Row(row.as_bytes().to_vec());
+        }
+        // `row` is an object: `{...}`, maybe `{}`.
+        let body = row[1..row.len() - 1].trim();
+        let mut out = Vec::with_capacity(row.len() + 32 * added.len());
+        out.push(b'{');
+        out.extend_from_slice(body.as_bytes());
+        for (i, (name, value)) in added.iter().enumerate() {
+            if i > 0 || !body.is_empty() {
+                out.push(b',');
+            }
+            // Writing into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, name);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut out, value);
+        }
+        out.push(b'}');
+        Unwrapped::Row(out)
     }
 
     /// The schema of the values it makes, from the envelope's (an Avro
@@ -277,8 +336,8 @@ mod tests {
 
     /// Debezium's documented events: a row of `customers`, created, then
     /// deleted.
-    fn event(op: &str, before: Value, after: Value) -> Map<String, Value> {
-        let Value::Object(map) = json!({
+    fn event(op: &str, before: Value, after: Value) -> Vec<u8> {
+        json!({
             "before": before,
             "after": after,
             "source": {"version": "sluice", "connector": "postgresql", "name": "dbserver1",
@@ -286,17 +345,29 @@ mod tests {
                        "schema": "inventory", "table": "customers", "txId": 556, "lsn": 24023128},
             "op": op,
             "ts_ms": 1559033904863_u64,
-        }) else {
-            unreachable!()
-        };
-        map
+        })
+        .to_string()
+        .into_bytes()
     }
 
-    fn row(value: Value) -> Unwrapped {
-        match value {
-            Value::Object(map) => Unwrapped::Row(map),
-            _ => unreachable!(),
+    /// What an event becomes, its row parsed.
+    #[derive(Debug, PartialEq)]
+    enum Out {
+        Dropped,
+        Null,
+        Row(Value),
+    }
+
+    fn run(u: &Unwrap, event: Vec<u8>) -> Out {
+        match u.value(&u.read(&event).unwrap()) {
+            Unwrapped::Dropped => Out::Dropped,
+            Unwrapped::Null => Out::Null,
+            Unwrapped::Row(bytes) => Out::Row(serde_json::from_slice(&bytes).unwrap()),
         }
+    }
+
+    fn row(value: Value) -> Out {
+        Out::Row(value)
     }
 
     #[test]
@@ -304,31 +375,30 @@ mod tests {
         let customer = json!({"id": 1004, "first_name": "Anne", "last_name": "Kretchmar", "email": "annek@noanswer.org"});
         let u = unwrap(Deletes::Drop, &[], &[]);
         assert_eq!(
-            u.value(event("c", Value::Null, customer.clone())).unwrap(),
+            run(&u, event("c", Value::Null, customer.clone())),
             row(customer.clone())
         );
         assert_eq!(
-            u.value(event(
-                "u",
-                json!({"id": 1004, "first_name": "A"}),
-                customer.clone()
-            ))
-            .unwrap(),
+            run(
+                &u,
+                event(
+                    "u",
+                    json!({"id": 1004, "first_name": "A"}),
+                    customer.clone()
+                )
+            ),
             row(customer.clone())
         );
         assert_eq!(
-            u.value(event("r", Value::Null, customer.clone())).unwrap(),
+            run(&u, event("r", Value::Null, customer.clone())),
             row(customer.clone())
         );
         // Deletes and truncates are dropped by default.
         assert_eq!(
-            u.value(event("d", customer.clone(), Value::Null)).unwrap(),
-            Unwrapped::Dropped
+            run(&u, event("d", customer.clone(), Value::Null)),
+            Out::Dropped
         );
-        assert_eq!(
-            u.value(event("t", Value::Null, Value::Null)).unwrap(),
-            Unwrapped::Dropped
-        );
+        assert_eq!(run(&u, event("t", Value::Null, Value::Null)), Out::Dropped);
     }
 
     #[test]
@@ -336,28 +406,23 @@ mod tests {
         let customer = json!({"id": 1004, "email": "annek@noanswer.org"});
         let none = unwrap(Deletes::None, &[], &[]);
         assert_eq!(
-            none.value(event("d", customer.clone(), Value::Null))
-                .unwrap(),
-            Unwrapped::Null
+            run(&none, event("d", customer.clone(), Value::Null)),
+            Out::Null
         );
         // Debezium's rewrite example: `"__deleted": "true"` on the last
         // row, "false" on every other.
         let rewrite = unwrap(Deletes::Rewrite, &[], &[]);
         assert_eq!(
-            rewrite
-                .value(event("d", customer.clone(), Value::Null))
-                .unwrap(),
+            run(&rewrite, event("d", customer.clone(), Value::Null)),
             row(json!({"id": 1004, "email": "annek@noanswer.org", "__deleted": "true"}))
         );
         assert_eq!(
-            rewrite
-                .value(event("c", Value::Null, customer.clone()))
-                .unwrap(),
+            run(&rewrite, event("c", Value::Null, customer.clone())),
             row(json!({"id": 1004, "email": "annek@noanswer.org", "__deleted": "false"}))
         );
         assert_eq!(
-            rewrite.value(event("t", Value::Null, Value::Null)).unwrap(),
-            Unwrapped::Dropped
+            run(&rewrite, event("t", Value::Null, Value::Null)),
+            Out::Dropped
         );
     }
 
@@ -372,7 +437,7 @@ mod tests {
         let customer = json!({"id": 1004});
         let e = event("d", customer, Value::Null);
         assert_eq!(
-            u.headers(&e),
+            u.headers(&u.read(&e).unwrap()),
             vec![
                 ("__db".to_owned(), "postgres".to_owned()),
                 ("__from".to_owned(), "customers".to_owned()),
@@ -380,10 +445,18 @@ mod tests {
             ]
         );
         assert_eq!(
-            u.value(e).unwrap(),
+            run(&u, e),
             row(
                 json!({"id": 1004, "__op": "d", "__table": "customers", "__lsn": 24023128,
                        "__source_ts_ms": 1559033904863_u64, "__deleted": "true"})
+            )
+        );
+        // A row without columns takes the fields alone.
+        assert_eq!(
+            run(&u, event("c", Value::Null, json!({}))),
+            row(
+                json!({"__op": "c", "__table": "customers", "__lsn": 24023128,
+                       "__source_ts_ms": 1559033904863_u64, "__deleted": "false"})
             )
         );
         assert_eq!(Added::parse("ts_ms", "meta_").unwrap().name, "meta_ts_ms");
