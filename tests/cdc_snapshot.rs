@@ -73,7 +73,13 @@ async fn setup(db: &tokio_postgres::Client) -> anyhow::Result<()> {
 
 /// An application writing while the snapshot runs: updates, deletes and
 /// inserts spread over every table, the big one's chunks included.
-fn writer(db: tokio_postgres::Client, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+/// The application: writes until `stop`, and ends once its transaction in
+/// flight is done.
+fn writer(
+    db: tokio_postgres::Client,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move || {
@@ -109,7 +115,7 @@ fn writer(db: tokio_postgres::Client, stop: Arc<AtomicBool>, done: Arc<AtomicU64
             // transactions a second.
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
-    });
+    })
 }
 
 /// How many records the source has read, from its status.
@@ -170,7 +176,7 @@ async fn resumes_after_kills(guarantee: &str) -> anyhow::Result<()> {
     let p = cdc(&name, guarantee, "      snapshot.fetch.size: 2000\n")?;
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
-    writer(
+    let application = writer(
         pg::connect(&name).await?,
         Arc::clone(&stop),
         Arc::clone(&written),
@@ -211,7 +217,10 @@ async fn resumes_after_kills(guarantee: &str) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| sluice.log())?;
+    // The tables are read once the application's last transaction is
+    // done: one committing after it would be on the topic but not in them.
     stop.store(true, Ordering::Relaxed);
+    application.await?;
     ensure!(
         written.load(Ordering::Relaxed) > 0,
         "the application wrote nothing"
