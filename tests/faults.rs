@@ -246,15 +246,15 @@ async fn source_rows(db: &tokio_postgres::Client) -> anyhow::Result<BTreeSet<Str
 }
 
 async fn target_rows(db: &sqlx::MySqlPool) -> anyhow::Result<BTreeSet<String>> {
-    Ok(sqlx::query(
+    sqlx::query(
         "SELECT CONCAT('a:', id, ':', balance, ':', version) FROM accounts
          UNION ALL SELECT CONCAT('o:', id, ':', account_id, ':', status, ':', version) FROM orders",
     )
     .fetch_all(db)
     .await?
     .iter()
-    .map(|r| sluice_tests::mariadb::text(r, 0).unwrap_or_default())
-    .collect())
+    .map(|r| sluice_tests::mariadb::text(r, 0).context("a target row with a NULL column"))
+    .collect::<anyhow::Result<_>>()
 }
 
 async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
@@ -469,7 +469,10 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
         .await
         .with_context(|| sluice.log())?;
     }
-    let _ = sluice.interrupt().await;
+    anyhow::ensure!(
+        sluice.interrupt().await?.success(),
+        "sluice did not stop cleanly"
+    );
 
     // Audit.
     let mut expected: BTreeSet<Change> = expected_before.into_iter().collect();
@@ -494,8 +497,9 @@ async fn run(guarantee: &str, plan: Plan) -> anyhow::Result<Outcome> {
         .fetch_all(&target)
         .await?
     {
-        let k = sluice_tests::mariadb::text(&r, 2).unwrap_or_default();
-        let table = sluice_tests::mariadb::text(&r, 0).unwrap_or_default();
+        let k = sluice_tests::mariadb::text(&r, 2).context("an applied row without its kind")?;
+        let table =
+            sluice_tests::mariadb::text(&r, 0).context("an applied row without its table")?;
         *applied
             .entry((table, r.get(1), kind(&k), r.get(3)))
             .or_default() += 1;
@@ -576,7 +580,10 @@ async fn replay(
         .await
         .with_context(|| sluice.log())?;
     }
-    let _ = sluice.interrupt().await;
+    anyhow::ensure!(
+        sluice.interrupt().await?.success(),
+        "the replaying sink did not stop cleanly"
+    );
     let rebuilt = target_rows(&target).await?;
     Ok(source_rows.symmetric_difference(&rebuilt).count())
 }
@@ -614,7 +621,15 @@ async fn every_guarantee_holds_under_faults() -> anyhow::Result<()> {
                     && o.replay_differing == Some(0)
             }
             "ATLEAST_ONCE" => o.lost == 0 && o.rows_differing == 0,
-            _ => o.duplicated_on_topic == 0 && o.applied_twice == 0,
+            // At most once may lose what was in flight at each kill, not
+            // the run: a run that delivers nothing, or little, is broken
+            // too (4 kills lost 3% in a run of 43,506 changes).
+            _ => {
+                o.duplicated_on_topic == 0
+                    && o.applied_twice == 0
+                    && o.delivered > 0
+                    && o.delivered * 2 >= o.made
+            }
         };
         if !holds {
             failures.push(guarantee);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use sluice_tests::{PULSAR_URL, Sluice, free_port, reader, temp_dir, topic, unique, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -211,7 +211,10 @@ async fn main() -> anyhow::Result<()> {
             bail!("a record is on the topic twice");
         }
     }
-    let _ = sluice.interrupt().await;
+    ensure!(
+        sluice.interrupt().await?.success(),
+        "sluice did not stop cleanly"
+    );
 
     let rate = |n: usize, s: f64| n as f64 / s;
     println!(
