@@ -207,6 +207,13 @@ impl SourceSpec {
         self.0.class_name()
     }
 
+    /// A spec for connector `C`, configured with `config` directly: for
+    /// tests of the runtime with connectors of their own.
+    #[doc(hidden)]
+    pub fn of<C: SourceConnector>(config: C::Config) -> Self {
+        Self(Arc::new(Configured::<C, _>(config, PhantomData)))
+    }
+
     /// Open the connector.
     pub async fn open(&self, context: &SourceContext) -> Result<AnySource, ConnectorError> {
         self.0.open(context).await
@@ -227,6 +234,13 @@ impl SinkSpec {
     /// The connector's short class name.
     pub fn class_name(&self) -> &'static str {
         self.0.class_name()
+    }
+
+    /// A spec for connector `C`, configured with `config` directly: for
+    /// tests of the runtime with connectors of their own.
+    #[doc(hidden)]
+    pub fn of<C: SinkConnector>(config: C::Config) -> Self {
+        Self(Arc::new(Configured::<C, _>(config, PhantomData)))
     }
 
     /// Open the connector.

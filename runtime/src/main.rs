@@ -201,7 +201,8 @@ async fn run(loaded: Loaded) -> ExitCode {
     }
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone());
-    let statuses = engine::statuses(&pipeline);
+    let instances = engine::instances(&pipeline);
+    let statuses: Vec<_> = instances.iter().map(|i| Arc::clone(i.status())).collect();
     let server = match pipeline.http {
         Some(addr) => match http::bind(addr).await {
             Ok(listener) => {
@@ -224,7 +225,7 @@ async fn run(loaded: Loaded) -> ExitCode {
         sinks = pipeline.sinks.len(),
         "sluice running"
     );
-    engine::run(pipeline, &statuses, shutdown.clone()).await;
+    engine::run(&pipeline.pulsar, instances, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(server) = server {
         let _ = server.await;

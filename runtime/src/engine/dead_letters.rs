@@ -3,15 +3,16 @@
 //! with the error and where it came from, or stop the sink when there is no
 //! dead-letter topic, so that nothing is dropped.
 
-use sluice_connectors::{AnySink, ConnectorError, SinkRecord, SourceRecord};
+use sluice_connectors::{ConnectorError, Sink, SinkRecord, SourceRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use super::broker::{Broker, Publish};
 use super::sink_task::write_retrying;
 use super::status::ConnectorStatus;
 use super::{Backoff, TaskError};
 use crate::config::SinkDef;
-use crate::pulsar::{Access, Client, Producer, ProducerOptions};
+use crate::pulsar::{Access, ProducerOptions};
 
 /// Properties set on a dead-lettered message.
 pub const ERROR_PROPERTY: &str = "sluice.error";
@@ -24,14 +25,14 @@ pub const ORIGIN_SINK_PROPERTY: &str = "sluice.origin.sink";
 
 /// A sink's handling of rejected records; its dead-letter producer opens
 /// with the first one.
-pub(crate) struct DeadLetters<'a> {
+pub(crate) struct DeadLetters<'a, B: Broker> {
     def: &'a SinkDef,
-    client: &'a Client,
-    producer: Option<Producer>,
+    client: &'a B,
+    producer: Option<B::Producer>,
 }
 
-impl<'a> DeadLetters<'a> {
-    pub(crate) fn new(def: &'a SinkDef, client: &'a Client) -> Self {
+impl<'a, B: Broker> DeadLetters<'a, B> {
+    pub(crate) fn new(def: &'a SinkDef, client: &'a B) -> Self {
         Self {
             def,
             client,
@@ -43,9 +44,9 @@ impl<'a> DeadLetters<'a> {
     /// Called before the records behind it are written: under
     /// EFFECTIVELY_ONCE the target skips a record at or below marks that
     /// later records move, so a retry after them would look applied.
-    pub(crate) async fn reject(
+    pub(crate) async fn reject<S: Sink>(
         &mut self,
-        sink: &mut AnySink,
+        sink: &mut S,
         record: &SinkRecord,
         first_error: ConnectorError,
         status: &ConnectorStatus,
@@ -89,9 +90,9 @@ impl<'a> DeadLetters<'a> {
 
 /// Try a rejected record `maxMessageRetries` more times. `None` when one of
 /// the attempts succeeds, else the last error.
-async fn retry(
+async fn retry<S: Sink>(
     def: &SinkDef,
-    sink: &mut AnySink,
+    sink: &mut S,
     record: &SinkRecord,
     first_error: ConnectorError,
     status: &ConnectorStatus,

@@ -42,15 +42,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sluice_connectors::{AnySource, ConnectorError, Position, Sequence, Source, SourceRecord};
+use sluice_connectors::{ConnectorError, Position, Sequence, Source, SourceRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::TaskError;
+use super::broker::{Broker, Publish, ReadBacklog};
 use super::source_task::{Finished, Publisher};
 use super::status::{ConnectorStatus, State};
 use crate::config::SourceDef;
-use crate::pulsar::{self, Access, Client, Producer, ProducerOptions, PulsarError, Txn};
+use crate::pulsar::{self, Access, ProducerOptions, PulsarError, Txn};
 
 /// The subscription that keeps the last marker from retention.
 const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
@@ -139,12 +140,12 @@ impl Progress {
 
 /// Take the exclusive producer on the offsets topic, waiting as a standby
 /// while another instance holds it. `None` when shutdown came first.
-pub(crate) async fn fence(
+pub(crate) async fn fence<B: Broker>(
     def: &SourceDef,
-    client: &Client,
+    client: &B,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
-) -> Result<Option<Producer>, TaskError> {
+) -> Result<Option<B::Producer>, TaskError> {
     let topic = offsets_topic(def);
     let options = ProducerOptions {
         access: Access::Exclusive,
@@ -189,7 +190,7 @@ pub(crate) async fn fence(
 /// every intent after it names a transaction that never committed. Such a
 /// transaction, while open, hides what follows it; once aborted, the rest
 /// is read.
-pub(crate) async fn recover(def: &SourceDef, client: &Client) -> Result<Progress, TaskError> {
+pub(crate) async fn recover<B: Broker>(def: &SourceDef, client: &B) -> Result<Progress, TaskError> {
     let topic = offsets_topic(def);
     let mut backlog = client.backlog(&topic, RECOVERY_SUBSCRIPTION).await?;
     let result = recover_from(def, client, &topic, &mut backlog).await;
@@ -197,16 +198,17 @@ pub(crate) async fn recover(def: &SourceDef, client: &Client) -> Result<Progress
     result
 }
 
-async fn recover_from(
+async fn recover_from<B: Broker>(
     def: &SourceDef,
-    client: &Client,
+    client: &B,
     topic: &str,
-    backlog: &mut pulsar::Backlog,
+    backlog: &mut B::Backlog,
 ) -> Result<Progress, TaskError> {
     let mut aborted = HashSet::new();
     loop {
         let messages = backlog
             .payloads()
+            .into_iter()
             .map(Progress::from_json)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| {
@@ -339,7 +341,7 @@ struct Spare {
 }
 
 /// Open a transaction and register `topics` with it, all at once.
-fn prepare(client: &Client, topics: Vec<String>) -> PrepareFut<'_> {
+fn prepare<B: Broker>(client: &B, topics: Vec<String>) -> PrepareFut<'_> {
     Box::pin(async move {
         let txn = client.begin(TXN_TIMEOUT).await?;
         futures_util::future::try_join_all(topics.iter().map(|t| client.register(&txn, t))).await?;
@@ -364,12 +366,12 @@ struct InFlight {
     sends: AtomicUsize,
 }
 
-struct Run<'a> {
+struct Run<'a, B: Broker> {
     def: &'a SourceDef,
-    client: &'a Client,
-    publisher: Publisher<'a>,
+    client: &'a B,
+    publisher: Publisher<'a, B>,
     /// The producer on the offsets topic, which fences other instances.
-    marker: Producer,
+    marker: B::Producer,
     status: &'a ConnectorStatus,
     /// The transaction being filled.
     open: Option<OpenTxn<'a>>,
@@ -398,12 +400,12 @@ struct Run<'a> {
 
 /// Publish until the source is exhausted, shutdown is requested, or
 /// something fails.
-pub(crate) async fn run(
+pub(crate) async fn run<B: Broker, S: Source>(
     def: &SourceDef,
-    client: &Client,
-    marker: Producer,
+    client: &B,
+    marker: B::Producer,
     progress: Progress,
-    source: &mut AnySource,
+    source: &mut S,
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Finished, TaskError> {
@@ -448,10 +450,10 @@ pub(crate) async fn run(
     result
 }
 
-impl<'a> Run<'a> {
-    async fn pump(
+impl<'a, B: Broker> Run<'a, B> {
+    async fn pump<S: Source>(
         &mut self,
-        source: &mut AnySource,
+        source: &mut S,
         shutdown: &CancellationToken,
     ) -> Result<Finished, TaskError> {
         let max_in_flight = self.def.producer.max_pending_messages;
@@ -614,10 +616,13 @@ impl<'a> Run<'a> {
             txn: None,
             state: self.state.clone(),
         };
-        let intent = self.marker.send(SourceRecord {
-            value: Some(intent.to_json()),
-            ..SourceRecord::default()
-        });
+        let intent = self.marker.send_in(
+            SourceRecord {
+                value: Some(intent.to_json()),
+                ..SourceRecord::default()
+            },
+            None,
+        );
         Spare {
             txn,
             topics,
@@ -726,10 +731,10 @@ impl<'a> Run<'a> {
 
     /// A transaction committed: its records are published, and its
     /// checkpoint (or a later one reached meanwhile) is durable.
-    async fn committed(
+    async fn committed<S: Source>(
         &mut self,
         done: Committed,
-        source: &mut AnySource,
+        source: &mut S,
     ) -> Result<(), TaskError> {
         self.status.count_out(done.records as u64, 0);
         self.published = done.last.or(self.published);
@@ -751,7 +756,7 @@ impl<'a> Run<'a> {
     }
 
     /// Wait for the transaction under commit, if any.
-    async fn finish(&mut self, source: &mut AnySource) -> Result<(), TaskError> {
+    async fn finish<S: Source>(&mut self, source: &mut S) -> Result<(), TaskError> {
         if let Some(committing) = self.committing.take() {
             let done = committing.await?;
             self.committed(done, source).await?;

@@ -2,12 +2,19 @@
 //! backoff after a failure while the others keep running.
 
 mod acks;
+mod broker;
 mod dead_letters;
 mod effectively_once;
+#[cfg(test)]
+mod memory;
 mod renewal;
 mod sink_task;
 mod source_task;
 pub mod status;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +30,7 @@ use status::{ConnectorStatus, State};
 
 use crate::config::{Guarantee, Pipeline, PulsarSettings, SinkDef, SourceDef};
 use crate::pulsar::{self, ConsumerOptions, PulsarError};
+use broker::{Broker, Consume, Dial};
 
 /// Messages buffered ahead of a sink, per input topic.
 const RECEIVER_QUEUE: usize = 1000;
@@ -93,53 +101,79 @@ impl Backoff {
     }
 }
 
-/// Run every connector of a pipeline until shutdown is requested and each
-/// has drained, or until all of them have finished.
-pub async fn run(
-    pipeline: Pipeline,
-    statuses: &[Arc<ConnectorStatus>],
-    shutdown: CancellationToken,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut next_status = statuses.iter();
-    for def in pipeline.sources {
-        let Some(status) = next_status.next().cloned() else {
-            break;
-        };
-        let (settings, token) = (pipeline.pulsar.clone(), shutdown.clone());
-        tasks.spawn(async move { supervise_source(def, settings, status, token).await });
-    }
-    for def in pipeline.sinks {
-        for instance in 0..def.parallelism {
-            let Some(status) = next_status.next().cloned() else {
-                break;
-            };
-            let (settings, token, def) = (pipeline.pulsar.clone(), shutdown.clone(), def.clone());
-            tasks
-                .spawn(async move { supervise_sink(def, instance, settings, status, token).await });
-        }
-    }
-    while tasks.join_next().await.is_some() {}
+/// One connector instance the engine runs, and the status it reports:
+/// built together, so that each run reports on its own status.
+#[derive(Debug)]
+pub struct Instance {
+    status: Arc<ConnectorStatus>,
+    work: Work,
 }
 
-/// One status per connector instance, in the order [`run`] uses them.
-pub fn statuses(pipeline: &Pipeline) -> Vec<Arc<ConnectorStatus>> {
-    let mut out: Vec<Arc<ConnectorStatus>> = pipeline
-        .sources
+#[derive(Debug)]
+enum Work {
+    Source(SourceDef),
+    /// A sink, and which of its `parallelism` instances.
+    Sink(SinkDef, u32),
+}
+
+impl Instance {
+    /// What it reports.
+    pub fn status(&self) -> &Arc<ConnectorStatus> {
+        &self.status
+    }
+}
+
+/// Every connector instance of a pipeline: each source, and each sink as
+/// many times as its `parallelism`, named `<sink>-<i>` when more than one.
+pub fn instances(pipeline: &Pipeline) -> Vec<Instance> {
+    instances_of(&pipeline.sources, &pipeline.sinks)
+}
+
+fn instances_of(sources: &[SourceDef], sinks: &[SinkDef]) -> Vec<Instance> {
+    let mut out: Vec<Instance> = sources
         .iter()
-        .map(|s| Arc::new(ConnectorStatus::new(&s.name, "source")))
+        .map(|s| Instance {
+            status: Arc::new(ConnectorStatus::new(&s.name, "source")),
+            work: Work::Source(s.clone()),
+        })
         .collect();
-    for sink in &pipeline.sinks {
+    for sink in sinks {
         for i in 0..sink.parallelism {
             let name = if sink.parallelism == 1 {
                 sink.name.clone()
             } else {
                 format!("{}-{i}", sink.name)
             };
-            out.push(Arc::new(ConnectorStatus::new(name, "sink")));
+            out.push(Instance {
+                status: Arc::new(ConnectorStatus::new(name, "sink")),
+                work: Work::Sink(sink.clone(), i),
+            });
         }
     }
     out
+}
+
+/// Run every instance until shutdown is requested and each has drained,
+/// or until all of them have finished.
+pub async fn run(settings: &PulsarSettings, instances: Vec<Instance>, shutdown: CancellationToken) {
+    run_on(Arc::new(settings.clone()), instances, shutdown).await;
+}
+
+/// [`run`], on the broker `dial` connects to.
+async fn run_on<D: Dial>(dial: Arc<D>, instances: Vec<Instance>, shutdown: CancellationToken) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for Instance { status, work } in instances {
+        let (dial, token) = (Arc::clone(&dial), shutdown.clone());
+        match work {
+            Work::Source(def) => {
+                tasks.spawn(async move { supervise_source(def, &*dial, status, token).await })
+            }
+            Work::Sink(def, i) => {
+                tasks.spawn(async move { supervise_sink(def, i, &*dial, status, token).await })
+            }
+        };
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Wait out a restart delay; false when shutdown came first.
@@ -201,9 +235,9 @@ impl Restarts {
     }
 }
 
-async fn supervise_source(
+async fn supervise_source<D: Dial>(
     def: SourceDef,
-    settings: PulsarSettings,
+    dial: &D,
     status: Arc<ConnectorStatus>,
     shutdown: CancellationToken,
 ) {
@@ -213,53 +247,11 @@ async fn supervise_source(
         status.set_state(State::Starting);
         let (mut run, mut held) = (None, None);
         let outcome = guarded(async {
-            let client: &pulsar::Client =
-                held.insert(pulsar::connect(&settings, pulsar::Reading::Direct).await?);
+            let client: &D::Broker = held.insert(dial.connect(pulsar::Reading::Direct).await?);
             let shutdown = &run
                 .insert(renewal::Run::new(&shutdown, client.renew_at(), &def.name))
                 .stop;
-            if def.guarantee == Guarantee::EffectivelyOnce {
-                // Fence first: a standby must not touch the source either.
-                let Some(marker) = effectively_once::fence(&def, client, &status, shutdown).await?
-                else {
-                    return Ok(source_task::Finished::Stopped);
-                };
-                let progress = tokio::select! {
-                    progress = effectively_once::recover(&def, client) => progress?,
-                    () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
-                };
-                let context = sluice_connectors::SourceContext {
-                    name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
-                    guarantee: def.guarantee,
-                    published: progress.sequence,
-                    state: progress.state.clone(),
-                    snapshot: Arc::clone(&status.snapshot),
-                };
-                let mut source = def.spec.open(&context).await?;
-                let result = effectively_once::run(
-                    &def,
-                    client,
-                    marker,
-                    progress,
-                    &mut source,
-                    &status,
-                    shutdown,
-                )
-                .await;
-                source.close().await;
-                return result;
-            }
-            let context = sluice_connectors::SourceContext {
-                name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
-                guarantee: def.guarantee,
-                published: None,
-                state: None,
-                snapshot: Arc::clone(&status.snapshot),
-            };
-            let mut source = def.spec.open(&context).await?;
-            let result = source_task::run(&def, client, &mut source, &status, shutdown).await;
-            source.close().await;
-            result
+            source_run(&def, client, &status, shutdown).await
         })
         .await;
         if let Some(client) = held.take() {
@@ -283,13 +275,61 @@ async fn supervise_source(
     }
 }
 
+/// One run of a source on `client`: under EFFECTIVELY_ONCE fenced,
+/// recovered and transactional; otherwise published as it reads.
+async fn source_run<B: Broker>(
+    def: &SourceDef,
+    client: &B,
+    status: &Arc<ConnectorStatus>,
+    shutdown: &CancellationToken,
+) -> Result<source_task::Finished, TaskError> {
+    if def.guarantee == Guarantee::EffectivelyOnce {
+        // Fence first: a standby must not touch the source either.
+        let Some(marker) = effectively_once::fence(def, client, status, shutdown).await? else {
+            return Ok(source_task::Finished::Stopped);
+        };
+        let progress = tokio::select! {
+            progress = effectively_once::recover(def, client) => progress?,
+            () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
+        };
+        let context = source_context(def, status, progress.sequence, progress.state.clone());
+        let mut source = def.spec.open(&context).await?;
+        let result =
+            effectively_once::run(def, client, marker, progress, &mut source, status, shutdown)
+                .await;
+        source.close().await;
+        return result;
+    }
+    let context = source_context(def, status, None, None);
+    let mut source = def.spec.open(&context).await?;
+    let result = source_task::run(def, client, &mut source, status, shutdown).await;
+    source.close().await;
+    result
+}
+
+/// What a source is told when it opens.
+fn source_context(
+    def: &SourceDef,
+    status: &ConnectorStatus,
+    published: Option<sluice_connectors::Sequence>,
+    state: Option<String>,
+) -> sluice_connectors::SourceContext {
+    sluice_connectors::SourceContext {
+        name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
+        guarantee: def.guarantee,
+        published,
+        state,
+        snapshot: Arc::clone(&status.snapshot),
+    }
+}
+
 /// The topics a sink reads now: its inputs, or the topics of its namespace
 /// that `topicsPattern` matches, each partitioned topic as its partitions.
 /// A pattern matches a partitioned topic by its name, as Pulsar's clients
 /// match it, and then reads every partition.
-pub(crate) async fn sink_topics(
+pub(crate) async fn sink_topics<B: Broker>(
     def: &SinkDef,
-    client: &pulsar::Client,
+    client: &B,
 ) -> Result<Vec<String>, PulsarError> {
     let named = match &def.topics_pattern {
         None => def.inputs.clone(),
@@ -309,15 +349,9 @@ pub(crate) async fn sink_topics(
     client.partitions(&named).await
 }
 
-async fn supervise_sink(
-    def: SinkDef,
-    instance: u32,
-    settings: PulsarSettings,
-    status: Arc<ConnectorStatus>,
-    shutdown: CancellationToken,
-) {
-    let mut restarts = Restarts::default();
-    let options = ConsumerOptions {
+/// How instance `instance` of a sink subscribes.
+fn consumer_options(def: &SinkDef, instance: u32) -> ConsumerOptions {
+    ConsumerOptions {
         subscription: def.subscription.clone(),
         subscription_type: def.subscription_type,
         position: def.position,
@@ -329,14 +363,24 @@ async fn supervise_sink(
         consumer_name: Some(format!("{}-{instance}", def.name)),
         missing: def.missing_topics,
         started: Arc::default(),
-    };
+    }
+}
+
+async fn supervise_sink<D: Dial>(
+    def: SinkDef,
+    instance: u32,
+    dial: &D,
+    status: Arc<ConnectorStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut restarts = Restarts::default();
+    let options = consumer_options(&def, instance);
     loop {
         let started = Instant::now();
         status.set_state(State::Starting);
         let (mut run, mut held) = (None, None);
         let outcome: Result<Option<sink_task::Ended>, TaskError> = guarded(async {
-            let client: &pulsar::Client =
-                held.insert(pulsar::connect(&settings, pulsar::Reading::Inflated).await?);
+            let client: &D::Broker = held.insert(dial.connect(pulsar::Reading::Inflated).await?);
             let shutdown = &run
                 .insert(renewal::Run::new(
                     &shutdown,

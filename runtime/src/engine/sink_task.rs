@@ -13,15 +13,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{AnySink, ConnectorError, Sink, SinkRecord};
+use sluice_connectors::{ConnectorError, Sink, SinkRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::broker::{Broker, Consume};
 use super::dead_letters::DeadLetters;
 use super::status::{ConnectorStatus, State};
 use super::{Backoff, TaskError};
 use crate::config::{Guarantee, SinkDef};
-use crate::pulsar::{AckHandle, Client, Consumer, Followed, Received};
+use crate::pulsar::{Followed, Received};
 
 /// How often a sink looks again at what its inputs are: topics matching
 /// `topicsPattern`, partitions added to a partitioned topic, input topics
@@ -80,12 +81,12 @@ const LARGE_MESSAGE: usize = 64 * 1024;
 
 /// Run the sink until shutdown is requested, its topics change, or
 /// something fails.
-pub(crate) async fn run(
+pub(crate) async fn run<B: Broker, S: Sink>(
     def: &SinkDef,
-    client: &Client,
+    client: &B,
     topics: &[String],
-    consumer: &mut Consumer,
-    sink: &mut AnySink,
+    consumer: &mut B::Consumer,
+    sink: &mut S,
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Ended, TaskError> {
@@ -127,7 +128,7 @@ pub(crate) async fn run(
             }
         };
         crate::failpoint::pass("sink-batch");
-        let handles: Vec<AckHandle> = batch.iter().map(|r| r.handle).collect();
+        let handles: Vec<_> = batch.iter().map(|r| r.handle).collect();
         // Released at the end of this turn, once the batch is acknowledged.
         let mut _held = Vec::with_capacity(batch.len());
         let mut records: Vec<SinkRecord> = Vec::with_capacity(batch.len());
@@ -239,8 +240,8 @@ fn delivered(status: &ConnectorStatus, records: &[SinkRecord], bytes: u64, start
 }
 
 /// What waiting for a batch gave.
-enum Wait {
-    Batch(Vec<Received>),
+enum Wait<H> {
+    Batch(Vec<Received<H>>),
     Shutdown,
     /// Time to look for new topics; no message was taken.
     Discover,
@@ -258,21 +259,21 @@ async fn tick(discovery: Option<&mut tokio::time::Interval>) {
 /// Wait for a first message, then gather more until `max` records,
 /// `max_bytes` of payload (passed by at most the last record) or
 /// `max_wait`.
-async fn next_batch(
-    consumer: &mut Consumer,
+async fn next_batch<C: Consume>(
+    consumer: &mut C,
     max: usize,
     max_bytes: u64,
     max_wait: Duration,
     discovery: Option<&mut tokio::time::Interval>,
     shutdown: &CancellationToken,
-) -> Result<Wait, TaskError> {
+) -> Result<Wait<C::Handle>, TaskError> {
     let first = tokio::select! {
         biased;
         () = shutdown.cancelled() => return Ok(Wait::Shutdown),
         r = consumer.receive() => r?,
         () = tick(discovery) => return Ok(Wait::Discover),
     };
-    let size = |r: &Received| r.record.value.as_ref().map_or(0, Vec::len) as u64;
+    let size = |r: &Received<C::Handle>| r.record.value.as_ref().map_or(0, Vec::len) as u64;
     let mut bytes = size(&first);
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + max_wait;
@@ -298,10 +299,10 @@ async fn next_batch(
 /// tried again and dead-lettered before the records behind it are written.
 /// The halves go in order, so changes to one key keep theirs; one bad
 /// record among `n` costs about `2 × log2(n)` writes.
-async fn write_isolating(
-    sink: &mut AnySink,
+async fn write_isolating<B: Broker, S: Sink>(
+    sink: &mut S,
     records: &[SinkRecord],
-    dead_letters: &mut DeadLetters<'_>,
+    dead_letters: &mut DeadLetters<'_, B>,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
 ) -> Result<(), TaskError> {
@@ -345,8 +346,8 @@ async fn write_isolating(
 
 /// Write a batch, retrying retryable failures with backoff until it works,
 /// fails permanently (the inner `Err`), or shutdown is requested.
-pub(super) async fn write_retrying(
-    sink: &mut AnySink,
+pub(super) async fn write_retrying<S: Sink>(
+    sink: &mut S,
     records: &[SinkRecord],
     status: &ConnectorStatus,
     shutdown: &CancellationToken,

@@ -16,15 +16,16 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sluice_connectors::{AnySource, Source, SourceRecord};
+use sluice_connectors::{Source, SourceRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::TaskError;
 use super::acks::{BatchId, OrderedAcks};
+use super::broker::{Broker, Publish};
 use super::status::{ConnectorStatus, State};
 use crate::config::{Guarantee, SourceDef};
-use crate::pulsar::{self, Access, Client, Producer, ProducerOptions};
+use crate::pulsar::{self, Access, ProducerOptions};
 
 /// How a run ended without failing.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,18 +37,18 @@ pub(crate) enum Finished {
 }
 
 /// The producers of one source, one per topic, made on first use.
-pub(super) struct Publisher<'a> {
+pub(super) struct Publisher<'a, B: Broker> {
     def: &'a SourceDef,
-    client: &'a Client,
+    client: &'a B,
     options: ProducerOptions,
-    producers: HashMap<String, Producer>,
+    producers: HashMap<String, B::Producer>,
     /// The last topic a record named, and its full name: records come in
     /// runs of one topic, and qualifying it cost a formatted string each.
     last_topic: Option<(String, String)>,
 }
 
-impl<'a> Publisher<'a> {
-    pub(super) fn new(def: &'a SourceDef, client: &'a Client, access: Access) -> Self {
+impl<'a, B: Broker> Publisher<'a, B> {
+    pub(super) fn new(def: &'a SourceDef, client: &'a B, access: Access) -> Self {
         Self {
             def,
             client,
@@ -66,7 +67,7 @@ impl<'a> Publisher<'a> {
     pub(super) async fn producer(
         &mut self,
         record: &SourceRecord,
-    ) -> Result<&mut Producer, TaskError> {
+    ) -> Result<&mut B::Producer, TaskError> {
         let topic = match &record.topic {
             Some(t) => match &self.last_topic {
                 Some((named, full)) if named == t => full.clone(),
@@ -135,10 +136,10 @@ fn pulsar_missing(topic: &str) -> pulsar::PulsarError {
 }
 
 /// Run the source until it is exhausted, shutdown is requested, or something fails.
-pub(crate) async fn run(
+pub(crate) async fn run<B: Broker, S: Source>(
     def: &SourceDef,
-    client: &Client,
-    source: &mut AnySource,
+    client: &B,
+    source: &mut S,
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Finished, TaskError> {
@@ -148,10 +149,10 @@ pub(crate) async fn run(
     result
 }
 
-async fn pump(
+async fn pump<B: Broker, S: Source>(
     def: &SourceDef,
-    publisher: &mut Publisher<'_>,
-    source: &mut AnySource,
+    publisher: &mut Publisher<'_, B>,
+    source: &mut S,
     status: &Arc<ConnectorStatus>,
     shutdown: &CancellationToken,
 ) -> Result<Finished, TaskError> {
@@ -227,13 +228,13 @@ async fn pump(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn settle(
+async fn settle<S: Source>(
     batch: BatchId,
     event_ms: Option<u64>,
     bytes: u64,
     result: pulsar::SendResult,
     acks: &mut OrderedAcks,
-    source: &mut AnySource,
+    source: &mut S,
     status: &ConnectorStatus,
     at_most_once: bool,
 ) -> Result<(), TaskError> {
@@ -265,10 +266,10 @@ async fn settle(
     }
 }
 
-async fn drain<F>(
+async fn drain<F, S: Source>(
     in_flight: &mut FuturesUnordered<F>,
     acks: &mut OrderedAcks,
-    source: &mut AnySource,
+    source: &mut S,
     status: &ConnectorStatus,
     at_most_once: bool,
 ) -> Result<(), TaskError>

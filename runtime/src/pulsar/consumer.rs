@@ -135,11 +135,11 @@ pub struct AckHandle {
 
 /// A received message: the record and what acknowledges it.
 #[derive(Debug)]
-pub struct Received {
+pub struct Received<H = AckHandle> {
     /// The record, for the sink.
     pub record: SinkRecord,
     /// For [`Consumer::ack`] and [`Consumer::nack`].
-    pub handle: AckHandle,
+    pub handle: H,
     /// How often the broker delivered it before.
     pub redelivery_count: u32,
     /// The message's share of [`ConsumerOptions::held_bytes`], given back
