@@ -1,4 +1,5 @@
-//! The `sluice` command line, as fixed in DESIGN.md.
+//! The `sluice` command line: `run`, `check` and `localrun`, as the README
+//! shows them (docs/architecture.md places it among the layers).
 
 use std::path::PathBuf;
 
