@@ -486,8 +486,57 @@ pub trait Sink: Send {
         batch: &[SinkRecord],
     ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 
+    /// What makes a batch ready for [`Sink::write_prepared`] away from the
+    /// sink: the work that needs no connection (decoding records into
+    /// rows). The runtime runs it on another thread for the next batch
+    /// while this one is written. `None`, the default: every batch goes
+    /// through [`Sink::write`].
+    fn preparer(&self) -> Option<std::sync::Arc<dyn Prepare>> {
+        None
+    }
+
+    /// [`Sink::write`], for a batch the sink's [`Sink::preparer`] made
+    /// ready. The same contract; by default it writes as `write` does.
+    fn write_prepared(
+        &mut self,
+        batch: &[SinkRecord],
+        prepared: Prepared,
+    ) -> impl Future<Output = Result<(), ConnectorError>> + Send {
+        drop(prepared);
+        self.write(batch)
+    }
+
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Makes batches ready to write: see [`Sink::preparer`]. It must not
+/// fail: what it cannot read, it keeps as the error to return when the
+/// record is written (a record the sink then skips needs no reading).
+pub trait Prepare: Send + Sync + 'static {
+    /// Make `batch` ready.
+    fn prepare(&self, batch: &[SinkRecord]) -> Prepared;
+}
+
+/// A batch made ready by a [`Prepare`], for its sink alone to read.
+pub struct Prepared(Box<dyn std::any::Any + Send>);
+
+impl Prepared {
+    /// Wrap what the sink made.
+    pub fn new<T: Send + 'static>(ready: T) -> Self {
+        Self(Box::new(ready))
+    }
+
+    /// What the sink made, if it is a `T`.
+    pub fn take<T: 'static>(self) -> Option<T> {
+        self.0.downcast().ok().map(|b| *b)
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
 }
 
 /// A kind of source connector: how a pipeline file names it, how its

@@ -24,9 +24,10 @@ pub mod signature;
 mod time;
 
 pub use api::{
-    BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, RecordSchema, Sequence,
-    Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips, SnapshotBoard, SnapshotReport,
-    Source, SourceBatch, SourceConnector, SourceContext, SourceRecord, TableCopy,
+    BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare, Prepared,
+    RecordSchema, Sequence, Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips,
+    SnapshotBoard, SnapshotReport, Source, SourceBatch, SourceConnector, SourceContext,
+    SourceRecord, TableCopy,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 

@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::api::{
-    BatchPolicy, ConnectorError, Finding, Position, Sink, SinkConnector, SinkContext, SinkRecord,
-    Source, SourceBatch, SourceConnector, SourceContext,
+    BatchPolicy, ConnectorError, Finding, Position, Prepare, Prepared, Sink, SinkConnector,
+    SinkContext, SinkRecord, Source, SourceBatch, SourceConnector, SourceContext,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
@@ -302,6 +302,12 @@ trait DynSink: fmt::Debug + Send {
         &'a mut self,
         batch: &'a [SinkRecord],
     ) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    fn preparer(&self) -> Option<Arc<dyn Prepare>>;
+    fn write_prepared<'a>(
+        &'a mut self,
+        batch: &'a [SinkRecord],
+        prepared: Prepared,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
     fn close(&mut self) -> BoxFuture<'_, ()>;
 }
 
@@ -315,6 +321,18 @@ impl<S: Sink + fmt::Debug> DynSink for S {
         batch: &'a [SinkRecord],
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         Box::pin(Sink::write(self, batch))
+    }
+
+    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+        Sink::preparer(self)
+    }
+
+    fn write_prepared<'a>(
+        &'a mut self,
+        batch: &'a [SinkRecord],
+        prepared: Prepared,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(Sink::write_prepared(self, batch, prepared))
     }
 
     fn close(&mut self) -> BoxFuture<'_, ()> {
@@ -333,6 +351,18 @@ impl Sink for AnySink {
 
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
         self.0.write(batch).await
+    }
+
+    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+        self.0.preparer()
+    }
+
+    async fn write_prepared(
+        &mut self,
+        batch: &[SinkRecord],
+        prepared: Prepared,
+    ) -> Result<(), ConnectorError> {
+        self.0.write_prepared(batch, prepared).await
     }
 
     fn close(&mut self) -> impl Future<Output = ()> + Send {

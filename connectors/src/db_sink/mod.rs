@@ -119,8 +119,41 @@ pub struct DbSink {
     skips: Arc<crate::api::Skips>,
     /// When the log last summed up the skips, and the counts then.
     summarised: (std::time::Instant, (u64, u64)),
-    /// What the last value schema seen says to decode.
-    encodings: encodings::Cache,
+    /// Decodes records into changes, here or ahead on another thread.
+    preparer: Arc<Preparer>,
+}
+
+/// Decodes records into changes without the connection, so that the
+/// runtime can decode the next batch while this one is written (see
+/// [`Sink::preparer`]).
+#[derive(Debug)]
+struct Preparer {
+    config: DbSinkConfig,
+    /// What the value schemas seen say to decode.
+    encodings: std::sync::Mutex<encodings::Cache>,
+}
+
+/// What the preparer made of each record of a batch, in order: its
+/// changes, or the error to give if the record is written.
+type Decoded = Vec<Result<Vec<Change>, ConnectorError>>;
+
+impl Preparer {
+    fn decode(&self, record: &SinkRecord) -> Result<Vec<Change>, ConnectorError> {
+        let encodings = record.value_schema.as_ref().map(|s| {
+            self.encodings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .of(s)
+        });
+        changes::from_record(record, &self.config, encodings.as_deref())
+    }
+}
+
+impl crate::api::Prepare for Preparer {
+    fn prepare(&self, batch: &[SinkRecord]) -> crate::api::Prepared {
+        let decoded: Decoded = batch.iter().map(|r| self.decode(r)).collect();
+        crate::api::Prepared::new(decoded)
+    }
 }
 
 impl std::fmt::Debug for DbSink {
@@ -241,6 +274,10 @@ impl SinkConnector for DbSink {
             None
         };
         let limit = StatementLimit::of(&pool, config.dialect).await?;
+        let preparer = Arc::new(Preparer {
+            config: config.clone(),
+            encodings: std::sync::Mutex::default(),
+        });
         Ok(Self {
             limit,
             dialect: config.dialect,
@@ -251,7 +288,7 @@ impl SinkConnector for DbSink {
             watermarks,
             skips: Arc::clone(&context.skips),
             summarised: (std::time::Instant::now(), (0, 0)),
-            encodings: encodings::Cache::default(),
+            preparer,
         })
     }
 
@@ -505,13 +542,25 @@ impl DbSink {
         Ok(())
     }
 
-    async fn write_batch(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+    /// Write `all`, with what the preparer made of it ahead, if anything.
+    async fn write_batch(
+        &mut self,
+        all: &[SinkRecord],
+        prepared: Option<Decoded>,
+    ) -> Result<(), ConnectorError> {
         let started = std::time::Instant::now();
         let mut tally = Tally::default();
-        let batch: Vec<&SinkRecord> = match &self.watermarks {
-            Some(w) => batch
-                .iter()
-                .zip(w.verdicts(batch))
+        let mut decoded: Vec<Option<Result<Vec<Change>, ConnectorError>>> = match prepared {
+            Some(d) if d.len() == all.len() => d.into_iter().map(Some).collect(),
+            _ => std::iter::repeat_with(|| None).take(all.len()).collect(),
+        };
+        // The records to apply, by their place in `all`: what was applied
+        // before is passed over here, at the write, never ahead of it.
+        let kept: Vec<usize> = match &self.watermarks {
+            Some(w) => w
+                .verdicts(all)
+                .into_iter()
+                .enumerate()
                 .filter(|(_, verdict)| match verdict {
                     watermark::Verdict::Apply => true,
                     watermark::Verdict::Redelivered => {
@@ -523,22 +572,27 @@ impl DbSink {
                         false
                     }
                 })
-                .map(|(r, _)| r)
+                .map(|(i, _)| i)
                 .collect(),
-            None => batch.iter().collect(),
+            None => (0..all.len()).collect(),
         };
-        if batch.is_empty() {
+        if kept.is_empty() {
             self.count(tally);
             return Ok(());
         }
-        let mut all = Vec::with_capacity(batch.len());
-        for (index, record) in batch.iter().enumerate() {
-            let encodings = record.value_schema.as_ref().map(|s| self.encodings.of(s));
-            for mut change in changes::from_record(record, &self.config, encodings.as_deref())? {
+        let batch: Vec<&SinkRecord> = kept.iter().map(|&i| &all[i]).collect();
+        let mut all_changes = Vec::with_capacity(batch.len());
+        for (index, &at) in kept.iter().enumerate() {
+            let changes = match decoded[at].take() {
+                Some(changes) => changes?,
+                None => self.preparer.decode(&all[at])?,
+            };
+            for mut change in changes {
                 change.record = index;
-                all.push(change);
+                all_changes.push(change);
             }
         }
+        let all = all_changes;
         let mut infos: HashMap<String, Arc<TableInfo>> = HashMap::new();
         for change in &all {
             if !infos.contains_key(&change.table) {
@@ -600,6 +654,20 @@ impl DbSink {
         Ok(())
     }
 
+    async fn write_decoded(
+        &mut self,
+        batch: &[SinkRecord],
+        prepared: Option<Decoded>,
+    ) -> Result<(), ConnectorError> {
+        let result = self.write_batch(batch, prepared).await;
+        if result.is_err() {
+            // A table may have changed under the batch: the next attempt
+            // reads the catalog afresh.
+            self.tables.clear();
+        }
+        result
+    }
+
     /// Count what a committed batch passed over, and sum it up in the log
     /// at most every [`SKIP_SUMMARY_EVERY`].
     fn count(&mut self, tally: Tally) {
@@ -652,13 +720,19 @@ impl Sink for DbSink {
     }
 
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
-        let result = self.write_batch(batch).await;
-        if result.is_err() {
-            // A table may have changed under the batch: the next attempt
-            // reads the catalog afresh.
-            self.tables.clear();
-        }
-        result
+        self.write_decoded(batch, None).await
+    }
+
+    fn preparer(&self) -> Option<Arc<dyn crate::api::Prepare>> {
+        Some(Arc::clone(&self.preparer) as Arc<dyn crate::api::Prepare>)
+    }
+
+    async fn write_prepared(
+        &mut self,
+        batch: &[SinkRecord],
+        prepared: crate::api::Prepared,
+    ) -> Result<(), ConnectorError> {
+        self.write_decoded(batch, prepared.take::<Decoded>()).await
     }
 
     async fn close(&mut self) {

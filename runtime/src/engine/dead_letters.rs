@@ -105,7 +105,7 @@ async fn retry<S: Sink>(
             () = shutdown.cancelled() => return Err(TaskError::Connector(last)),
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        match write_retrying(sink, std::slice::from_ref(record), status, shutdown).await? {
+        match write_retrying(sink, std::slice::from_ref(record), None, status, shutdown).await? {
             Ok(()) => return Ok(None),
             Err(e) => last = e,
         }

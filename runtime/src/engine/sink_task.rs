@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{ConnectorError, Sink, SinkRecord};
+use futures_util::FutureExt as _;
+use sluice_connectors::{ConnectorError, Prepare, Prepared, Sink, SinkRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -98,124 +99,235 @@ pub(crate) async fn run<B: Broker, S: Sink>(
         DISCOVERY_INTERVAL,
     );
     discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Under ATMOST_ONCE a batch is acknowledged before it is written, and
+    // nothing is gained by reading the next one early.
+    let preparer = sink
+        .preparer()
+        .filter(|_| def.guarantee != Guarantee::AtMostOnce);
+    let limits = (policy.max_records, memory.batch);
     status.set_state(State::Running);
     let mut large_bytes = 0u64;
+    let mut carry = Vec::new();
+    let mut ahead: Option<Ahead<_>> = None;
     loop {
         if large_bytes >= client.memory_limit() {
             info!(connector = %def.name, bytes = large_bytes, "received enough large messages on this connection; reconnecting to free what the client keeps of them");
             return Ok(Ended::Recycle);
         }
         let waited = Instant::now();
-        let batch = match next_batch(
-            consumer,
-            policy.max_records,
-            memory.batch,
-            policy.max_wait,
-            Some(&mut discovery),
-            shutdown,
-        )
-        .await?
-        {
-            Wait::Batch(batch) => batch,
+        // A batch read ahead is not acknowledged: dropped here, it is
+        // delivered again.
+        let next = match ahead.take() {
+            Some(a) => match a.ready().await? {
+                _ if shutdown.is_cancelled() => Wait::Shutdown,
+                taken => Wait::Ready(taken),
+            },
+            None => {
+                next_batch(
+                    consumer,
+                    &mut carry,
+                    limits,
+                    policy.max_wait,
+                    Some(&mut discovery),
+                    shutdown,
+                )
+                .await?
+            }
+        };
+        let mut batch = match next {
+            Wait::Batch(batch) => Taken::of(batch),
+            Wait::Ready(taken) => taken,
             Wait::Shutdown => return Ok(Ended::Shutdown),
             Wait::Discover => {
-                let now = super::sink_topics(def, client).await?;
-                if consumer.follow(&now).await? == Followed::Removed {
-                    info!(connector = %def.name, topics = now.len(), "a topic left the inputs (topicsPattern no longer matches it); subscribing again");
+                if discover(def, client, consumer).await? == Followed::Removed {
                     return Ok(Ended::TopicsChanged);
                 }
                 continue;
             }
         };
         crate::failpoint::pass("sink-batch");
-        let handles: Vec<_> = batch.iter().map(|r| r.handle).collect();
-        // Released at the end of this turn, once the batch is acknowledged.
-        let mut _held = Vec::with_capacity(batch.len());
-        let mut records: Vec<SinkRecord> = Vec::with_capacity(batch.len());
-        for r in batch {
-            _held.push(r.held);
-            records.push(r.record);
-        }
-        let bytes = total_bytes(&records);
-        status.count_in(records.len() as u64, bytes);
-        large_bytes += records
+        let bytes = total_bytes(&batch.records);
+        status.count_in(batch.records.len() as u64, bytes);
+        large_bytes += batch
+            .records
             .iter()
             .filter_map(|r| r.value.as_ref().map(Vec::len))
             .filter(|n| *n > LARGE_MESSAGE)
             .map(|n| n as u64)
             .sum::<u64>();
-
         if def.guarantee == Guarantee::AtMostOnce {
-            consumer.ack(&handles).await?;
-            let started = Instant::now();
-            match sink
-                .write(&records)
-                .await
-                .map_err(ConnectorError::into_refused)
-            {
-                Ok(()) => delivered(status, &records, bytes, started),
-                // The sink names what it refused; the rest are durable.
-                Err(Ok(refused)) => {
-                    let lost = refused.len() as u64;
-                    let lost_bytes: u64 = refused
-                        .iter()
-                        .map(|(i, _)| total_bytes(std::slice::from_ref(&records[*i])))
-                        .sum();
-                    status.count_out(records.len() as u64 - lost, bytes - lost_bytes);
-                    status.count_dropped(lost);
-                    if let Some((_, e)) = refused.first() {
-                        status.set_error(&e.to_string());
-                        warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
-                    }
-                }
-                // A record the target refuses failed the batch's
-                // transaction, which committed nothing: writing the records
-                // one at a time cannot apply any twice, and loses only the
-                // refused ones.
-                Err(Err(e))
-                    if e.kind() == sluice_connectors::ErrorKind::Permanent && records.len() > 1 =>
-                {
-                    let mut lost = 0u64;
-                    for record in &records {
-                        let one = std::slice::from_ref(record);
-                        let started = Instant::now();
-                        match sink.write(one).await {
-                            Ok(()) => {
-                                let bytes = record.value.as_ref().map_or(0, Vec::len) as u64;
-                                delivered(status, one, bytes, started);
-                            }
-                            Err(e) => {
-                                lost += 1;
-                                status.set_error(&e.to_string());
-                            }
-                        }
-                    }
-                    status.count_dropped(lost);
-                    warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
-                }
-                Err(Err(e)) => {
-                    // At most once: the batch is acknowledged and is not
-                    // tried again; a failure that is not the records' own
-                    // (a lost connection may have lost a commit's answer)
-                    // could apply it twice.
-                    status.count_dropped(records.len() as u64);
-                    status.set_error(&e.to_string());
-                    warn!(connector = %def.name, records = records.len(), error = %e, "write failed; at most once, the batch is dropped");
-                }
-            }
+            consumer.ack(&batch.handles).await?;
+            at_most_once(def, sink, &batch.records, bytes, status).await;
             continue;
         }
-
+        // While this batch is written, the next, if it is here already, is
+        // made ready on another thread.
+        if let Some(preparer) = &preparer {
+            if discovery.tick().now_or_never().is_some()
+                && discover(def, client, consumer).await? == Followed::Removed
+            {
+                return Ok(Ended::TopicsChanged);
+            }
+            if let Some(next) = grab(consumer, &mut carry, limits)? {
+                ahead = Some(Ahead::start(next, preparer));
+            }
+        }
         let wait_us = waited.elapsed().as_micros() as u64;
         let written = Instant::now();
-        write_isolating(sink, &records, &mut dead_letters, status, shutdown).await?;
+        let prepared = batch.prepared.take();
+        write_isolating(
+            sink,
+            &batch.records,
+            prepared,
+            &mut dead_letters,
+            status,
+            shutdown,
+        )
+        .await?;
         let write_us = written.elapsed().as_micros() as u64;
         let acked = Instant::now();
-        consumer.ack(&handles).await?;
+        consumer.ack(&batch.handles).await?;
         debug!(
-            connector = %def.name, records = records.len(), wait_us, write_us,
-            ack_us = acked.elapsed().as_micros() as u64, "batch applied"
+            connector = %def.name, records = batch.records.len(), wait_us, write_us,
+            ack_us = acked.elapsed().as_micros() as u64, ahead = ahead.is_some(), "batch applied"
         );
+    }
+}
+
+/// Look at what the inputs are now, and follow them; `Removed` when a
+/// topic read left them, which needs a new subscription.
+async fn discover<B: Broker>(
+    def: &SinkDef,
+    client: &B,
+    consumer: &mut B::Consumer,
+) -> Result<Followed, TaskError> {
+    let now = super::sink_topics(def, client).await?;
+    let followed = consumer.follow(&now).await?;
+    if followed == Followed::Removed {
+        info!(connector = %def.name, topics = now.len(), "a topic left the inputs (topicsPattern no longer matches it); subscribing again");
+    }
+    Ok(followed)
+}
+
+/// A batch taken from the consumer: its records, what acknowledges them,
+/// their share of the memory limit (released when this is dropped, after
+/// the acknowledgement), and what the sink made ready of it.
+struct Taken<H> {
+    records: Vec<SinkRecord>,
+    handles: Vec<H>,
+    _held: Vec<Option<tokio::sync::OwnedSemaphorePermit>>,
+    prepared: Option<Prepared>,
+}
+
+impl<H: Copy> Taken<H> {
+    fn of(batch: Vec<Received<H>>) -> Self {
+        let mut taken = Self {
+            records: Vec::with_capacity(batch.len()),
+            handles: Vec::with_capacity(batch.len()),
+            _held: Vec::with_capacity(batch.len()),
+            prepared: None,
+        };
+        for r in batch {
+            taken.handles.push(r.handle);
+            taken._held.push(r.held);
+            taken.records.push(r.record);
+        }
+        taken
+    }
+}
+
+/// A batch read ahead, being made ready on another thread.
+struct Ahead<H> {
+    taken: Taken<H>,
+    preparing: tokio::task::JoinHandle<(Vec<SinkRecord>, Prepared)>,
+}
+
+impl<H: Copy> Ahead<H> {
+    fn start(batch: Vec<Received<H>>, preparer: &Arc<dyn Prepare>) -> Self {
+        let mut taken = Taken::of(batch);
+        let records = std::mem::take(&mut taken.records);
+        let preparer = Arc::clone(preparer);
+        let preparing = tokio::task::spawn_blocking(move || {
+            let prepared = preparer.prepare(&records);
+            (records, prepared)
+        });
+        Self { taken, preparing }
+    }
+
+    async fn ready(self) -> Result<Taken<H>, TaskError> {
+        let (records, prepared) = self
+            .preparing
+            .await
+            .map_err(|e| TaskError::Panicked(format!("preparing a batch: {e}")))?;
+        Ok(Taken {
+            records,
+            prepared: Some(prepared),
+            ..self.taken
+        })
+    }
+}
+
+/// Write a batch that is acknowledged already, once: what fails is
+/// dropped and counted.
+async fn at_most_once<S: Sink>(
+    def: &SinkDef,
+    sink: &mut S,
+    records: &[SinkRecord],
+    bytes: u64,
+    status: &ConnectorStatus,
+) {
+    let started = Instant::now();
+    match sink
+        .write(records)
+        .await
+        .map_err(ConnectorError::into_refused)
+    {
+        Ok(()) => delivered(status, records, bytes, started),
+        // The sink names what it refused; the rest are durable.
+        Err(Ok(refused)) => {
+            let lost = refused.len() as u64;
+            let lost_bytes: u64 = refused
+                .iter()
+                .map(|(i, _)| total_bytes(std::slice::from_ref(&records[*i])))
+                .sum();
+            status.count_out(records.len() as u64 - lost, bytes - lost_bytes);
+            status.count_dropped(lost);
+            if let Some((_, e)) = refused.first() {
+                status.set_error(&e.to_string());
+                warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
+            }
+        }
+        // A record the target refuses failed the batch's transaction,
+        // which committed nothing: writing the records one at a time
+        // cannot apply any twice, and loses only the refused ones.
+        Err(Err(e)) if e.kind() == sluice_connectors::ErrorKind::Permanent && records.len() > 1 => {
+            let mut lost = 0u64;
+            for record in records {
+                let one = std::slice::from_ref(record);
+                let started = Instant::now();
+                match sink.write(one).await {
+                    Ok(()) => {
+                        let bytes = record.value.as_ref().map_or(0, Vec::len) as u64;
+                        delivered(status, one, bytes, started);
+                    }
+                    Err(e) => {
+                        lost += 1;
+                        status.set_error(&e.to_string());
+                    }
+                }
+            }
+            status.count_dropped(lost);
+            warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
+        }
+        Err(Err(e)) => {
+            // At most once: the batch is acknowledged and is not tried
+            // again; a failure that is not the records' own (a lost
+            // connection may have lost a commit's answer) could apply it
+            // twice.
+            status.count_dropped(records.len() as u64);
+            status.set_error(&e.to_string());
+            warn!(connector = %def.name, records = records.len(), error = %e, "write failed; at most once, the batch is dropped");
+        }
     }
 }
 
@@ -242,6 +354,8 @@ fn delivered(status: &ConnectorStatus, records: &[SinkRecord], bytes: u64, start
 /// What waiting for a batch gave.
 enum Wait<H> {
     Batch(Vec<Received<H>>),
+    /// A batch read ahead and made ready.
+    Ready(Taken<H>),
     Shutdown,
     /// Time to look for new topics; no message was taken.
     Discover,
@@ -256,26 +370,33 @@ async fn tick(discovery: Option<&mut tokio::time::Interval>) {
     }
 }
 
-/// Wait for a first message, then gather more until `max` records,
-/// `max_bytes` of payload (passed by at most the last record) or
-/// `max_wait`.
+/// The payload bytes of a received message.
+fn size<H>(r: &Received<H>) -> u64 {
+    r.record.value.as_ref().map_or(0, Vec::len) as u64
+}
+
+/// Wait for a first message (unless `carry` holds some already), then
+/// gather more until `max` records, `max_bytes` of payload (passed by at
+/// most the last record) or `max_wait`.
 async fn next_batch<C: Consume>(
     consumer: &mut C,
-    max: usize,
-    max_bytes: u64,
+    carry: &mut Vec<Received<C::Handle>>,
+    (max, max_bytes): (usize, u64),
     max_wait: Duration,
     discovery: Option<&mut tokio::time::Interval>,
     shutdown: &CancellationToken,
 ) -> Result<Wait<C::Handle>, TaskError> {
-    let first = tokio::select! {
-        biased;
-        () = shutdown.cancelled() => return Ok(Wait::Shutdown),
-        r = consumer.receive() => r?,
-        () = tick(discovery) => return Ok(Wait::Discover),
-    };
-    let size = |r: &Received<C::Handle>| r.record.value.as_ref().map_or(0, Vec::len) as u64;
-    let mut bytes = size(&first);
-    let mut batch = vec![first];
+    let mut batch = std::mem::take(carry);
+    if batch.is_empty() {
+        let first = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(Wait::Shutdown),
+            r = consumer.receive() => r?,
+            () = tick(discovery) => return Ok(Wait::Discover),
+        };
+        batch.push(first);
+    }
+    let mut bytes: u64 = batch.iter().map(size).sum();
     let deadline = tokio::time::Instant::now() + max_wait;
     while batch.len() < max && bytes < max_bytes {
         let r = if let Some(r) = consumer.try_receive() {
@@ -294,6 +415,28 @@ async fn next_batch<C: Consume>(
     Ok(Wait::Batch(batch))
 }
 
+/// A whole batch (`max` records or `max_bytes`), if the consumer holds
+/// one already; what it holds short of that is kept in `carry` for the
+/// next batch.
+fn grab<C: Consume>(
+    consumer: &mut C,
+    carry: &mut Vec<Received<C::Handle>>,
+    (max, max_bytes): (usize, u64),
+) -> Result<Option<Vec<Received<C::Handle>>>, TaskError> {
+    let mut bytes: u64 = carry.iter().map(size).sum();
+    while carry.len() < max && bytes < max_bytes {
+        match consumer.try_receive() {
+            Some(r) => {
+                let r = r?;
+                bytes += size(&r);
+                carry.push(r);
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(std::mem::take(carry)))
+}
+
 /// Write with retries; on a permanent failure, split the batch in halves
 /// and write each, down to single records; a record the target rejects is
 /// tried again and dead-lettered before the records behind it are written.
@@ -302,6 +445,7 @@ async fn next_batch<C: Consume>(
 async fn write_isolating<B: Broker, S: Sink>(
     sink: &mut S,
     records: &[SinkRecord],
+    mut prepared: Option<Prepared>,
     dead_letters: &mut DeadLetters<'_, B>,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
@@ -311,7 +455,8 @@ async fn write_isolating<B: Broker, S: Sink>(
     let mut pending = vec![(0, records.len())];
     while let Some((start, end)) = pending.pop() {
         let part = &records[start..end];
-        match write_retrying(sink, part, status, shutdown).await? {
+        // What was made ready is for the whole batch, its first write.
+        match write_retrying(sink, part, prepared.take(), status, shutdown).await? {
             Ok(()) => {}
             Err(e) => match e.into_refused() {
                 // The sink names the refused records; the rest are durable.
@@ -349,6 +494,7 @@ async fn write_isolating<B: Broker, S: Sink>(
 pub(super) async fn write_retrying<S: Sink>(
     sink: &mut S,
     records: &[SinkRecord],
+    mut prepared: Option<Prepared>,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
 ) -> Result<Result<(), ConnectorError>, TaskError> {
@@ -356,7 +502,11 @@ pub(super) async fn write_retrying<S: Sink>(
     let bytes = total_bytes(records);
     loop {
         let started = Instant::now();
-        match sink.write(records).await {
+        let written = match prepared.take() {
+            Some(p) => sink.write_prepared(records, p).await,
+            None => sink.write(records).await,
+        };
+        match written {
             Ok(()) => {
                 delivered(status, records, bytes, started);
                 return Ok(Ok(()));

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_connectors::{
-    BatchPolicy, ConfigMap, ConfigReport, ConnectorError, Finding, Position, Sink, SinkConnector,
-    SinkContext, SinkRecord, SinkSpec, Source, SourceBatch, SourceConnector, SourceContext,
-    SourceRecord, SourceSpec,
+    BatchPolicy, ConfigMap, ConfigReport, ConnectorError, Finding, Position, Prepare, Prepared,
+    Sink, SinkConnector, SinkContext, SinkRecord, SinkSpec, Source, SourceBatch, SourceConnector,
+    SourceContext, SourceRecord, SourceSpec,
 };
 
 use crate::config::{
@@ -41,6 +41,18 @@ pub(crate) struct SinkScript {
     pub(crate) max_records: usize,
     /// Times opened.
     pub(crate) opened: u32,
+    /// Offer a preparer, which makes a batch ready by noting its values.
+    pub(crate) prepares: bool,
+    /// The size of each batch prepared, in order.
+    pub(crate) prepared: Vec<usize>,
+    /// The size of each write of a prepared batch, in order.
+    pub(crate) prepared_writes: Vec<usize>,
+    /// Hold the first write until a batch has been prepared meanwhile.
+    pub(crate) first_waits_for_a_prepare: bool,
+    /// Told when a batch is prepared.
+    pub(crate) on_prepare: Arc<tokio::sync::Notify>,
+    /// Cancelled when a batch is prepared.
+    pub(crate) stop_on_prepare: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// A script shared by the test and the connectors it opens.
@@ -69,7 +81,48 @@ fn text(r: &SinkRecord) -> String {
     String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
 }
 
+/// Makes a batch ready by noting its values.
+struct ScriptPreparer(Shared<SinkScript>);
+
+impl Prepare for ScriptPreparer {
+    fn prepare(&self, batch: &[SinkRecord]) -> Prepared {
+        let values: Vec<String> = batch.iter().map(text).collect();
+        let notify = {
+            let mut s = self.0.get();
+            s.prepared.push(batch.len());
+            if let Some(stop) = &s.stop_on_prepare {
+                stop.cancel();
+            }
+            Arc::clone(&s.on_prepare)
+        };
+        notify.notify_one();
+        Prepared::new(values)
+    }
+}
+
 impl Sink for ScriptSink {
+    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+        self.0
+            .get()
+            .prepares
+            .then(|| Arc::new(ScriptPreparer(self.0.clone())) as Arc<dyn Prepare>)
+    }
+
+    async fn write_prepared(
+        &mut self,
+        batch: &[SinkRecord],
+        prepared: Prepared,
+    ) -> Result<(), ConnectorError> {
+        let values: Vec<String> = prepared.take().unwrap_or_default();
+        assert_eq!(
+            values,
+            batch.iter().map(text).collect::<Vec<_>>(),
+            "a prepared batch is the batch it was made from"
+        );
+        self.0.get().prepared_writes.push(batch.len());
+        self.write(batch).await
+    }
+
     fn batch_policy(&self) -> BatchPolicy {
         BatchPolicy {
             max_records: self.0.get().max_records.max(1),
@@ -78,6 +131,15 @@ impl Sink for ScriptSink {
     }
 
     async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+        let wait = {
+            let mut s = self.0.get();
+            let first = s.writes.is_empty() && s.first_waits_for_a_prepare;
+            s.first_waits_for_a_prepare = false;
+            first.then(|| Arc::clone(&s.on_prepare))
+        };
+        if let Some(prepared) = wait {
+            prepared.notified().await;
+        }
         let mut s = self.0.get();
         s.writes.push(batch.len());
         if let Some(p) = &s.panic_on

@@ -46,8 +46,15 @@ impl Case {
         &self,
         done: impl FnMut(&Memory) -> bool,
     ) -> (Result<Ended, TaskError>, Arc<ConnectorStatus>) {
+        self.run_with(CancellationToken::new(), done).await
+    }
+
+    async fn run_with(
+        &self,
+        shutdown: CancellationToken,
+        done: impl FnMut(&Memory) -> bool,
+    ) -> (Result<Ended, TaskError>, Arc<ConnectorStatus>) {
         let status = status("sink");
-        let shutdown = CancellationToken::new();
         let topics = sink_topics(&self.def, &self.broker).await.expect("topics");
         let mut consumer = self
             .broker
@@ -411,4 +418,82 @@ async fn every_partition_of_a_partitioned_input_is_read() {
             (0..4).map(|i| format!("p{p}-{i}")).collect::<Vec<_>>()
         );
     }
+}
+
+#[tokio::test]
+async fn the_next_batch_is_prepared_while_this_one_is_written() {
+    let case = Case::new(Guarantee::AtLeastOnce, 30);
+    {
+        let mut s = case.script.get();
+        s.max_records = 10;
+        s.prepares = true;
+        // The first write returns only once the second batch is prepared:
+        // without the overlap this run would get nowhere.
+        s.first_waits_for_a_prepare = true;
+    }
+    let (result, status) = case.run_to(30).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    assert_eq!(case.written(), values(0..30));
+    let s = case.script.get();
+    assert_eq!(s.writes, vec![10, 10, 10]);
+    // The first batch had nothing before it to overlap with.
+    assert_eq!(s.prepared, vec![10, 10]);
+    assert_eq!(s.prepared_writes, vec![10, 10]);
+    assert_eq!(status.records_out.load(Ordering::Relaxed), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prepared_batch_with_a_rejected_record_is_isolated_by_plain_writes() {
+    let case = Case::new(Guarantee::AtLeastOnce, 20);
+    {
+        let mut s = case.script.get();
+        s.max_records = 10;
+        s.prepares = true;
+        s.reject.insert("r13".into());
+    }
+    let (result, status) = case.run_to(20).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    assert_eq!(case.written(), without(values(0..20), &["r13"]));
+    assert_eq!(case.broker.values(DEAD), vec!["r13"]);
+    let s = case.script.get();
+    // The second batch's prepared write fails; its halves are written as
+    // plain batches: 10..15 fails, 10..12 passes, 12..15 fails, 12
+    // passes, 13..15 fails, 13 fails and fails both retries, 14 passes,
+    // 15..20 passes.
+    assert_eq!(s.prepared_writes, vec![10]);
+    assert_eq!(s.writes, vec![10, 10, 5, 2, 3, 1, 2, 1, 1, 1, 1, 5]);
+    assert_eq!(status.dead_lettered.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_batch_read_ahead_is_not_acknowledged_when_the_run_stops() {
+    let case = Case::new(Guarantee::AtLeastOnce, 20);
+    let shutdown = CancellationToken::new();
+    {
+        let mut s = case.script.get();
+        s.max_records = 10;
+        s.prepares = true;
+        // Shutdown comes while the first batch is written and the second
+        // is made ready.
+        s.first_waits_for_a_prepare = true;
+        s.stop_on_prepare = Some(shutdown.clone());
+    }
+    let (result, _) = case.run_with(shutdown, |_| false).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    assert_eq!(case.written(), values(0..10));
+    assert_eq!(case.unacknowledged().await, values(10..20));
+}
+
+#[tokio::test]
+async fn at_most_once_prepares_nothing_ahead() {
+    let case = Case::new(Guarantee::AtMostOnce, 20);
+    {
+        let mut s = case.script.get();
+        s.max_records = 10;
+        s.prepares = true;
+    }
+    let (result, _) = case.run_to(20).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    assert_eq!(case.written(), values(0..20));
+    assert!(case.script.get().prepared.is_empty());
 }
