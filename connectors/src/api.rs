@@ -191,8 +191,6 @@ pub struct ConnectorError {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    /// See [`ConnectorError::refused`].
-    refused: Vec<(usize, ConnectorError)>,
 }
 
 impl ConnectorError {
@@ -202,7 +200,6 @@ impl ConnectorError {
             kind: ErrorKind::Retryable,
             message: message.into(),
             source: None,
-            refused: Vec::new(),
         }
     }
 
@@ -212,7 +209,6 @@ impl ConnectorError {
             kind: ErrorKind::Permanent,
             message: message.into(),
             source: None,
-            refused: Vec::new(),
         }
     }
 
@@ -223,39 +219,6 @@ impl ConnectorError {
             kind: ErrorKind::Configuration,
             message: message.into(),
             source: None,
-            refused: Vec::new(),
-        }
-    }
-
-    /// Some records of a batch were refused, each for its own reason given
-    /// by its index in the batch, and **every other record of the batch is
-    /// durable**. For a sink whose target cannot take a batch as one unit,
-    /// such as an HTTP endpoint: the runtime treats each listed record as
-    /// rejected (tried alone again, then dead-lettered) and does not write
-    /// the others again.
-    pub fn refused(records: Vec<(usize, ConnectorError)>) -> Self {
-        let message = match records.first() {
-            Some((_, first)) => format!(
-                "{} record(s) of the batch refused; the first: {first}",
-                records.len()
-            ),
-            None => "no record refused".to_owned(),
-        };
-        Self {
-            kind: ErrorKind::Permanent,
-            message,
-            source: None,
-            refused: records,
-        }
-    }
-
-    /// The records of [`ConnectorError::refused`], or the error itself when
-    /// it is not such a one.
-    pub fn into_refused(self) -> Result<Vec<(usize, ConnectorError)>, Self> {
-        if self.refused.is_empty() {
-            Err(self)
-        } else {
-            Ok(self.refused)
         }
     }
 
@@ -476,15 +439,15 @@ pub trait Sink: Send {
     /// On `Err`, nothing of the batch may be visible: the runtime retries
     /// the batch after a retryable error, and after a permanent one writes
     /// it again in smaller parts, down to single records, to find the ones
-    /// the target rejects. The one exception is
-    /// [`ConnectorError::refused`], which names the rejected records and
-    /// says that the others are durable.
+    /// the target rejects. A sink whose target takes records one by one
+    /// (an HTTP endpoint) answers [`Written::AllBut`] instead, naming the
+    /// records refused, when every other one is durable.
     /// Delivery is at least once, so writes must tolerate a record seen
     /// twice.
     fn write(
         &mut self,
         batch: &[SinkRecord],
-    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+    ) -> impl Future<Output = Result<Written, ConnectorError>> + Send;
 
     /// What makes a batch ready for [`Sink::write_prepared`] away from the
     /// sink: the work that needs no connection (decoding records into
@@ -501,13 +464,25 @@ pub trait Sink: Send {
         &mut self,
         batch: &[SinkRecord],
         prepared: Prepared,
-    ) -> impl Future<Output = Result<(), ConnectorError>> + Send {
+    ) -> impl Future<Output = Result<Written, ConnectorError>> + Send {
         drop(prepared);
         self.write(batch)
     }
 
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// What a [`Sink::write`] made durable.
+#[derive(Debug)]
+pub enum Written {
+    /// Every record of the batch.
+    All,
+    /// Every record but these, each refused for its own reason and named
+    /// by its index in the batch. The runtime treats each as a record the
+    /// target rejects (tried alone again, then dead-lettered), and does
+    /// not write the others again.
+    AllBut(Vec<(usize, ConnectorError)>),
 }
 
 /// Makes batches ready to write: see [`Sink::preparer`]. It must not

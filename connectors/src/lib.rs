@@ -27,7 +27,7 @@ pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare, Prepared,
     RecordSchema, Sequence, Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips,
     SnapshotBoard, SnapshotReport, Source, SourceBatch, SourceConnector, SourceContext,
-    SourceRecord, TableCopy,
+    SourceRecord, TableCopy, Written,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::api::{
     BatchPolicy, ConnectorError, Finding, Position, Prepare, Prepared, Sink, SinkConnector,
-    SinkContext, SinkRecord, Source, SourceBatch, SourceConnector, SourceContext,
+    SinkContext, SinkRecord, Source, SourceBatch, SourceConnector, SourceContext, Written,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
@@ -301,13 +301,13 @@ trait DynSink: fmt::Debug + Send {
     fn write<'a>(
         &'a mut self,
         batch: &'a [SinkRecord],
-    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    ) -> BoxFuture<'a, Result<Written, ConnectorError>>;
     fn preparer(&self) -> Option<Arc<dyn Prepare>>;
     fn write_prepared<'a>(
         &'a mut self,
         batch: &'a [SinkRecord],
         prepared: Prepared,
-    ) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    ) -> BoxFuture<'a, Result<Written, ConnectorError>>;
     fn close(&mut self) -> BoxFuture<'_, ()>;
 }
 
@@ -319,7 +319,7 @@ impl<S: Sink + fmt::Debug> DynSink for S {
     fn write<'a>(
         &'a mut self,
         batch: &'a [SinkRecord],
-    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    ) -> BoxFuture<'a, Result<Written, ConnectorError>> {
         Box::pin(Sink::write(self, batch))
     }
 
@@ -331,7 +331,7 @@ impl<S: Sink + fmt::Debug> DynSink for S {
         &'a mut self,
         batch: &'a [SinkRecord],
         prepared: Prepared,
-    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    ) -> BoxFuture<'a, Result<Written, ConnectorError>> {
         Box::pin(Sink::write_prepared(self, batch, prepared))
     }
 
@@ -349,7 +349,7 @@ impl Sink for AnySink {
         self.0.batch_policy()
     }
 
-    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Written, ConnectorError> {
         self.0.write(batch).await
     }
 
@@ -361,7 +361,7 @@ impl Sink for AnySink {
         &mut self,
         batch: &[SinkRecord],
         prepared: Prepared,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Written, ConnectorError> {
         self.0.write_prepared(batch, prepared).await
     }
 

@@ -32,6 +32,7 @@ use self::sql::{Dialect, TableName};
 use self::values::{Param, Target};
 use crate::api::{
     BatchPolicy, ConnectorError, Finding, Guarantee, Sink, SinkConnector, SinkContext, SinkRecord,
+    Written,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
@@ -719,8 +720,8 @@ impl Sink for DbSink {
         }
     }
 
-    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
-        self.write_decoded(batch, None).await
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Written, ConnectorError> {
+        self.write_decoded(batch, None).await.map(|()| Written::All)
     }
 
     fn preparer(&self) -> Option<Arc<dyn crate::api::Prepare>> {
@@ -731,8 +732,10 @@ impl Sink for DbSink {
         &mut self,
         batch: &[SinkRecord],
         prepared: crate::api::Prepared,
-    ) -> Result<(), ConnectorError> {
-        self.write_decoded(batch, prepared.take::<Decoded>()).await
+    ) -> Result<Written, ConnectorError> {
+        self.write_decoded(batch, prepared.take::<Decoded>())
+            .await
+            .map(|()| Written::All)
     }
 
     async fn close(&mut self) {

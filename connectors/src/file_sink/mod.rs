@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub use config::FileSinkConfig;
 
 use crate::api::{
-    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord,
+    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord, Written,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
@@ -117,7 +117,7 @@ impl Sink for FileSink {
         }
     }
 
-    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Written, ConnectorError> {
         // Render everything first: a rejected record leaves the file untouched.
         let mut buf = Vec::with_capacity(batch.len() * 128);
         for record in batch {
@@ -133,7 +133,7 @@ impl Sink for FileSink {
         .await
         .map_err(|e| ConnectorError::permanent("file sink writer panicked").with_source(e))?;
         self.file = Some(file);
-        result.map_err(|e| {
+        result.map(|()| Written::All).map_err(|e| {
             ConnectorError::retryable(format!("append to {}", self.config.path.display()))
                 .with_source(e)
         })

@@ -26,7 +26,7 @@ pub use self::config::{BodyFormat, HttpSinkConfig};
 pub use self::endpoint::Endpoint;
 use self::policy::Verdict;
 use crate::api::{
-    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord,
+    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord, Written,
 };
 use crate::config::{ConfigMap, ConfigReport};
 use crate::signature;
@@ -142,7 +142,7 @@ impl Sink for HttpSink {
         }
     }
 
-    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Written, ConnectorError> {
         let lanes = self.lanes.len();
         let mut work: Vec<Vec<usize>> = vec![Vec::new(); lanes];
         let mut filtered = 0;
@@ -196,10 +196,10 @@ impl Sink for HttpSink {
             .filtered
             .fetch_add(filtered, std::sync::atomic::Ordering::Relaxed);
         if refused.is_empty() {
-            Ok(())
+            Ok(Written::All)
         } else {
             refused.sort_by_key(|(i, _)| *i);
-            Err(ConnectorError::refused(refused))
+            Ok(Written::AllBut(refused))
         }
     }
 

@@ -3,7 +3,7 @@
 //! with the error and where it came from, or stop the sink when there is no
 //! dead-letter topic, so that nothing is dropped.
 
-use sluice_connectors::{ConnectorError, Sink, SinkRecord, SourceRecord};
+use sluice_connectors::{ConnectorError, Sink, SinkRecord, SourceRecord, Written};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
@@ -106,7 +106,12 @@ async fn retry<S: Sink>(
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
         match write_retrying(sink, std::slice::from_ref(record), None, status, shutdown).await? {
-            Ok(()) => return Ok(None),
+            Ok(Written::All) => return Ok(None),
+            Ok(Written::AllBut(mut refused)) => {
+                if let Some((_, e)) = refused.pop() {
+                    last = e;
+                }
+            }
             Err(e) => last = e,
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
-use sluice_connectors::{ConnectorError, Prepare, Prepared, Sink, SinkRecord};
+use sluice_connectors::{ConnectorError, Prepare, Prepared, Sink, SinkRecord, Written};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -277,14 +277,10 @@ async fn at_most_once<S: Sink>(
     status: &ConnectorStatus,
 ) {
     let started = Instant::now();
-    match sink
-        .write(records)
-        .await
-        .map_err(ConnectorError::into_refused)
-    {
-        Ok(()) => delivered(status, records, bytes, started),
+    match sink.write(records).await {
+        Ok(Written::All) => delivered(status, records, bytes, started),
         // The sink names what it refused; the rest are durable.
-        Err(Ok(refused)) => {
+        Ok(Written::AllBut(refused)) => {
             let lost = refused.len() as u64;
             let lost_bytes: u64 = refused
                 .iter()
@@ -300,15 +296,21 @@ async fn at_most_once<S: Sink>(
         // A record the target refuses failed the batch's transaction,
         // which committed nothing: writing the records one at a time
         // cannot apply any twice, and loses only the refused ones.
-        Err(Err(e)) if e.kind() == sluice_connectors::ErrorKind::Permanent && records.len() > 1 => {
+        Err(e) if e.kind() == sluice_connectors::ErrorKind::Permanent && records.len() > 1 => {
             let mut lost = 0u64;
             for record in records {
                 let one = std::slice::from_ref(record);
                 let started = Instant::now();
                 match sink.write(one).await {
-                    Ok(()) => {
+                    Ok(Written::All) => {
                         let bytes = record.value.as_ref().map_or(0, Vec::len) as u64;
                         delivered(status, one, bytes, started);
+                    }
+                    Ok(Written::AllBut(refused)) => {
+                        lost += 1;
+                        if let Some((_, e)) = refused.first() {
+                            status.set_error(&e.to_string());
+                        }
                     }
                     Err(e) => {
                         lost += 1;
@@ -319,7 +321,7 @@ async fn at_most_once<S: Sink>(
             status.count_dropped(lost);
             warn!(connector = %def.name, records = lost, error = %e, "the target refused records; at most once, they are dropped");
         }
-        Err(Err(e)) => {
+        Err(e) => {
             // At most once: the batch is acknowledged and is not tried
             // again; a failure that is not the records' own (a lost
             // connection may have lost a commit's answer) could apply it
@@ -457,47 +459,46 @@ async fn write_isolating<B: Broker, S: Sink>(
         let part = &records[start..end];
         // What was made ready is for the whole batch, its first write.
         match write_retrying(sink, part, prepared.take(), status, shutdown).await? {
-            Ok(()) => {}
-            Err(e) => match e.into_refused() {
-                // The sink names the refused records; the rest are durable.
-                Ok(refused) => {
-                    let (mut n, mut bytes) = (part.len() as u64, total_bytes(part));
-                    for (i, _) in &refused {
-                        n -= 1;
-                        bytes -= total_bytes(std::slice::from_ref(&part[*i]));
-                    }
-                    status.count_out(n, bytes);
-                    for (i, error) in refused {
-                        dead_letters
-                            .reject(sink, &part[i], error, status, shutdown)
-                            .await?;
-                    }
+            Ok(Written::All) => {}
+            // The sink names the refused records; the rest are durable.
+            Ok(Written::AllBut(refused)) => {
+                let (mut n, mut bytes) = (part.len() as u64, total_bytes(part));
+                for (i, _) in &refused {
+                    n -= 1;
+                    bytes -= total_bytes(std::slice::from_ref(&part[*i]));
                 }
-                Err(e) if end - start == 1 => {
+                status.count_out(n, bytes);
+                for (i, error) in refused {
                     dead_letters
-                        .reject(sink, &part[0], e, status, shutdown)
+                        .reject(sink, &part[i], error, status, shutdown)
                         .await?;
                 }
-                Err(_) => {
-                    let middle = start + (end - start) / 2;
-                    pending.push((middle, end));
-                    pending.push((start, middle));
-                }
-            },
+            }
+            Err(e) if end - start == 1 => {
+                dead_letters
+                    .reject(sink, &part[0], e, status, shutdown)
+                    .await?;
+            }
+            Err(_) => {
+                let middle = start + (end - start) / 2;
+                pending.push((middle, end));
+                pending.push((start, middle));
+            }
         }
     }
     Ok(())
 }
 
 /// Write a batch, retrying retryable failures with backoff until it works,
-/// fails permanently (the inner `Err`), or shutdown is requested.
+/// fails permanently (the inner `Err`), or shutdown is requested. What the
+/// sink refused of a batch it otherwise wrote is the caller's to count.
 pub(super) async fn write_retrying<S: Sink>(
     sink: &mut S,
     records: &[SinkRecord],
     mut prepared: Option<Prepared>,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
-) -> Result<Result<(), ConnectorError>, TaskError> {
+) -> Result<Result<Written, ConnectorError>, TaskError> {
     let mut backoff = Backoff::default();
     let bytes = total_bytes(records);
     loop {
@@ -507,9 +508,15 @@ pub(super) async fn write_retrying<S: Sink>(
             None => sink.write(records).await,
         };
         match written {
-            Ok(()) => {
+            Ok(Written::All) => {
                 delivered(status, records, bytes, started);
-                return Ok(Ok(()));
+                return Ok(Ok(Written::All));
+            }
+            Ok(Written::AllBut(refused)) => {
+                if let Some((_, e)) = refused.first() {
+                    status.set_error(&e.to_string());
+                }
+                return Ok(Ok(Written::AllBut(refused)));
             }
             Err(e) if e.is_retryable() => {
                 status.set_error(&e.to_string());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sluice_connectors::{
     BatchPolicy, ConfigMap, ConfigReport, ConnectorError, Finding, Position, Prepare, Prepared,
     Sink, SinkConnector, SinkContext, SinkRecord, SinkSpec, Source, SourceBatch, SourceConnector,
-    SourceContext, SourceRecord, SourceSpec,
+    SourceContext, SourceRecord, SourceSpec, Written,
 };
 
 use crate::config::{
@@ -112,7 +112,7 @@ impl Sink for ScriptSink {
         &mut self,
         batch: &[SinkRecord],
         prepared: Prepared,
-    ) -> Result<(), ConnectorError> {
+    ) -> Result<Written, ConnectorError> {
         let values: Vec<String> = prepared.take().unwrap_or_default();
         assert_eq!(
             values,
@@ -130,7 +130,7 @@ impl Sink for ScriptSink {
         }
     }
 
-    async fn write(&mut self, batch: &[SinkRecord]) -> Result<(), ConnectorError> {
+    async fn write(&mut self, batch: &[SinkRecord]) -> Result<Written, ConnectorError> {
         let wait = {
             let mut s = self.0.get();
             let first = s.writes.is_empty() && s.first_waits_for_a_prepare;
@@ -176,7 +176,7 @@ impl Sink for ScriptSink {
         }
         if rejected.is_empty() {
             s.written.extend(batch.iter().map(text));
-            return Ok(());
+            return Ok(Written::All);
         }
         if s.refuse {
             let refused: HashSet<usize> = rejected.iter().map(|(i, _)| *i).collect();
@@ -187,7 +187,7 @@ impl Sink for ScriptSink {
                 .map(|(_, r)| text(r))
                 .collect();
             s.written.extend(kept);
-            return Err(ConnectorError::refused(rejected));
+            return Ok(Written::AllBut(rejected));
         }
         Err(rejected.swap_remove(0).1)
     }
