@@ -21,7 +21,7 @@ pub mod postgres_cdc;
 mod registry;
 pub mod secret_files;
 pub mod signature;
-mod time;
+pub mod time;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare, Prepared,

@@ -1,5 +1,21 @@
-//! Calendar arithmetic shared by the connectors: days and microseconds since
-//! the Unix epoch, to and from proleptic Gregorian dates and times.
+//! Time shared by the connectors and the runtime: the wall clock, read in
+//! one place, and calendar arithmetic (days and microseconds since the
+//! Unix epoch, to and from proleptic Gregorian dates and times).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, now: the one clock that event times,
+/// and so lags, are read against. 0 on a clock set before 1970.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whole seconds since the Unix epoch, now.
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}
 
 /// Days from 1970-01-01 to a proleptic Gregorian date. Worked in 128 bits,
 /// so that any year a message names gives an answer, not an overflow; one

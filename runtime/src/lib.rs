@@ -7,6 +7,7 @@ pub mod engine;
 mod failpoint;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod histogram;
 pub mod http;
 pub mod metrics;
 pub mod pulsar;

@@ -9,7 +9,7 @@
 mod config;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub use config::DatagenConfig;
 
@@ -114,9 +114,7 @@ impl Source for Datagen {
             return Ok(None);
         }
         let n = self.allowance().await.min(remaining);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::time::now_ms();
         let records = (self.next..self.next + n)
             .map(|i| self.record(i, now_ms))
             .collect();

@@ -15,7 +15,6 @@ pub(crate) mod policy;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
@@ -542,12 +541,7 @@ impl Requests<'_> {
     }
 }
 
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-}
+use crate::time::now_secs as unix_seconds;
 
 /// A record as one JSON object: its value as JSON when it is JSON, else as
 /// text when it is UTF-8, else in base64 (`value_base64`).

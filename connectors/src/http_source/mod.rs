@@ -19,7 +19,6 @@ mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
@@ -445,11 +444,7 @@ impl HttpSource {
     }
 }
 
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::time::now_secs as unix_seconds;
 
 impl Drop for HttpSource {
     fn drop(&mut self) {

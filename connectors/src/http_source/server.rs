@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::{Request, State};
@@ -292,9 +291,7 @@ async fn accept(
     topic: Option<String>,
     key: Option<(String, String)>,
 ) -> Response {
-    let at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let at_ms = crate::time::now_ms();
     let count = body.len();
     if let (Some(keys), Some((k, digest))) = (&shared.keys, &key) {
         let retention = shared.config.idempotency_retention.as_secs();
@@ -381,9 +378,7 @@ enum Seen {
 /// What `key` says about a request with a body of `digest` and `records`
 /// records. A published key older than `retention_secs` is forgotten.
 fn seen(keys: &Keys, key: &str, digest: &str, records: usize, retention_secs: u64) -> Seen {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::time::now_secs();
     let mut keys = locked(keys);
     if let Some(KeyState::Published { at, .. }) = keys.get(key)
         && now.saturating_sub(*at) > retention_secs
@@ -487,9 +482,7 @@ fn signed_recently(
         config.accept_v1_signatures,
     )
     .ok_or("the signature is not valid")?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::time::now_secs();
     if now.abs_diff(signed_at) > config.signature_tolerance.as_secs() {
         return Err("the signature is too old or from the future");
     }

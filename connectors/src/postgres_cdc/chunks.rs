@@ -16,7 +16,7 @@
 //! as the batch's `state`, and is kept by the caller once durable.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
@@ -238,11 +238,7 @@ pub(crate) struct Chunker {
     skip_streamed: bool,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::time::now_ms;
 
 /// The rows of a simple query's answer.
 fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {

@@ -3,7 +3,6 @@
 //! exported snapshot.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
@@ -65,9 +64,7 @@ impl Snapshot {
             chunk_bytes: config.batch_bytes(),
             next_fetch: config.fetch_size.min(FIRST_FETCH),
             ordinal: 0,
-            started_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            started_ms: crate::time::now_ms(),
         }
     }
 
@@ -161,9 +158,7 @@ impl Snapshot {
                 continue;
             }
             let all_done = table_done && self.pending.is_empty();
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let now_ms = crate::time::now_ms();
             let n = rows.len();
             let mut records = Vec::with_capacity(n);
             for (i, r) in rows.iter().enumerate() {

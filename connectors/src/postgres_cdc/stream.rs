@@ -3,7 +3,6 @@
 //! boundaries.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use tokio_postgres::Client;
@@ -65,11 +64,7 @@ async fn tick(heartbeat: Option<&mut tokio::time::Interval>) {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::time::now_ms;
 
 impl StreamState {
     pub(crate) fn new(config: &PostgresCdcConfig) -> Self {

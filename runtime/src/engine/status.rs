@@ -62,7 +62,7 @@ pub struct ConnectorStatus {
     /// Milliseconds between a record's event time and its delivery, last seen.
     pub lag_ms: AtomicU64,
     /// Batch write (sink) or publish (source) latency histogram.
-    pub batch_latency: crate::metrics::Histogram,
+    pub batch_latency: crate::histogram::Histogram,
     /// What a sink passed over as applied before, by reason.
     pub skips: std::sync::Arc<sluice_connectors::Skips>,
     /// A source's snapshot, as it reports it.
@@ -86,7 +86,7 @@ impl ConnectorStatus {
             dropped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
-            batch_latency: crate::metrics::Histogram::default(),
+            batch_latency: crate::histogram::Histogram::default(),
             skips: std::sync::Arc::default(),
             snapshot: std::sync::Arc::default(),
         }
@@ -157,7 +157,5 @@ impl ConnectorStatus {
 /// Milliseconds since the Unix epoch: the one clock that event times, and
 /// so the lag, are read against.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    sluice_connectors::time::now_ms()
 }
