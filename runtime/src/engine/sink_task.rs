@@ -92,58 +92,18 @@ pub(crate) async fn run<B: Broker, S: Sink>(
     shutdown: &CancellationToken,
 ) -> Result<Ended, TaskError> {
     let mut dead_letters = DeadLetters::new(def, client);
-    let policy = sink.batch_policy();
-    let memory = Memory::of(client.memory_limit(), topics.len());
-    let mut discovery = tokio::time::interval_at(
-        tokio::time::Instant::now() + DISCOVERY_INTERVAL,
-        DISCOVERY_INTERVAL,
-    );
-    discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Under ATMOST_ONCE a batch is acknowledged before it is written, and
-    // nothing is gained by reading the next one early.
-    let preparer = sink
-        .preparer()
-        .filter(|_| def.guarantee != Guarantee::AtMostOnce);
-    let limits = (policy.max_records, memory.batch);
+    let mut intake = Intake::new(def, client, topics, consumer, sink);
     status.set_state(State::Running);
     let mut large_bytes = 0u64;
-    let mut carry = Vec::new();
-    let mut ahead: Option<Ahead<_>> = None;
     loop {
         if large_bytes >= client.memory_limit() {
             info!(connector = %def.name, bytes = large_bytes, "received enough large messages on this connection; reconnecting to free what the client keeps of them");
             return Ok(Ended::Recycle);
         }
         let waited = Instant::now();
-        // A batch read ahead is not acknowledged: dropped here, it is
-        // delivered again.
-        let next = match ahead.take() {
-            Some(a) => match a.ready().await? {
-                _ if shutdown.is_cancelled() => Wait::Shutdown,
-                taken => Wait::Ready(taken),
-            },
-            None => {
-                next_batch(
-                    consumer,
-                    &mut carry,
-                    limits,
-                    policy.max_wait,
-                    Some(&mut discovery),
-                    shutdown,
-                )
-                .await?
-            }
-        };
-        let mut batch = match next {
-            Wait::Batch(batch) => Taken::of(batch),
-            Wait::Ready(taken) => taken,
-            Wait::Shutdown => return Ok(Ended::Shutdown),
-            Wait::Discover => {
-                if discover(def, client, consumer).await? == Followed::Removed {
-                    return Ok(Ended::TopicsChanged);
-                }
-                continue;
-            }
+        let mut batch = match intake.next(shutdown).await? {
+            Next::Batch(batch) => batch,
+            Next::End(ended) => return Ok(ended),
         };
         crate::failpoint::pass("sink-batch");
         let bytes = total_bytes(&batch.records);
@@ -156,57 +116,174 @@ pub(crate) async fn run<B: Broker, S: Sink>(
             .map(|n| n as u64)
             .sum::<u64>();
         if def.guarantee == Guarantee::AtMostOnce {
-            consumer.ack(&batch.handles).await?;
+            intake.consumer.ack(&batch.handles).await?;
             at_most_once(def, sink, &batch.records, bytes, status).await;
             continue;
         }
-        // While this batch is written, the next, if it is here already, is
-        // made ready on another thread.
-        if let Some(preparer) = &preparer {
-            if discovery.tick().now_or_never().is_some()
-                && discover(def, client, consumer).await? == Followed::Removed
-            {
-                return Ok(Ended::TopicsChanged);
-            }
-            if let Some(next) = grab(consumer, &mut carry, limits)? {
-                ahead = Some(Ahead::start(next, preparer));
-            }
+        if let Some(ended) = intake.look_again().await? {
+            return Ok(ended);
         }
         let wait_us = waited.elapsed().as_micros() as u64;
         let written = Instant::now();
         let prepared = batch.prepared.take();
-        write_isolating(
+        let write = write_isolating(
             sink,
             &batch.records,
             prepared,
             &mut dead_letters,
             status,
             shutdown,
-        )
-        .await?;
+        );
+        // While this batch is written, the next is gathered, and made
+        // ready on another thread once whole.
+        // What the consumer holds already is gathered before the write
+        // starts; the rest while it runs.
+        tokio::pin!(write);
+        tokio::select! {
+            biased;
+            ahead = intake.read_ahead() => {
+                ahead?;
+                write.await?;
+            }
+            done = &mut write => done?,
+        }
         let write_us = written.elapsed().as_micros() as u64;
         let acked = Instant::now();
-        consumer.ack(&batch.handles).await?;
+        intake.consumer.ack(&batch.handles).await?;
         debug!(
             connector = %def.name, records = batch.records.len(), wait_us, write_us,
-            ack_us = acked.elapsed().as_micros() as u64, ahead = ahead.is_some(), "batch applied"
+            ack_us = acked.elapsed().as_micros() as u64, ahead = intake.ahead.is_some(), "batch applied"
         );
     }
 }
 
-/// Look at what the inputs are now, and follow them; `Removed` when a
-/// topic read left them, which needs a new subscription.
-async fn discover<B: Broker>(
-    def: &SinkDef,
-    client: &B,
-    consumer: &mut B::Consumer,
-) -> Result<Followed, TaskError> {
-    let now = super::sink_topics(def, client).await?;
-    let followed = consumer.follow(&now).await?;
-    if followed == Followed::Removed {
-        info!(connector = %def.name, topics = now.len(), "a topic left the inputs (topicsPattern no longer matches it); subscribing again");
+/// Where a sink's batches come from: its consumer, what the consumer gave
+/// short of a whole batch, and the next batch, read ahead and being made
+/// ready while this one is written.
+struct Intake<'a, B: Broker> {
+    def: &'a SinkDef,
+    client: &'a B,
+    consumer: &'a mut B::Consumer,
+    carry: Vec<Received<<B::Consumer as Consume>::Handle>>,
+    ahead: Option<Ahead<<B::Consumer as Consume>::Handle>>,
+    /// When to look again at what the inputs are.
+    discovery: tokio::time::Interval,
+    /// A batch's records and bytes, at most.
+    limits: (usize, u64),
+    max_wait: Duration,
+    /// The sink's, but none under ATMOST_ONCE: a batch is acknowledged
+    /// before it is written, and nothing is gained by reading the next one
+    /// early.
+    preparer: Option<Arc<dyn Prepare>>,
+}
+
+/// What [`Intake::next`] gave.
+enum Next<H> {
+    Batch(Taken<H>),
+    End(Ended),
+}
+
+impl<'a, B: Broker> Intake<'a, B> {
+    fn new<S: Sink>(
+        def: &'a SinkDef,
+        client: &'a B,
+        topics: &[String],
+        consumer: &'a mut B::Consumer,
+        sink: &S,
+    ) -> Self {
+        let policy = sink.batch_policy();
+        let memory = Memory::of(client.memory_limit(), topics.len());
+        let mut discovery = tokio::time::interval_at(
+            tokio::time::Instant::now() + DISCOVERY_INTERVAL,
+            DISCOVERY_INTERVAL,
+        );
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            def,
+            client,
+            consumer,
+            carry: Vec::new(),
+            ahead: None,
+            discovery,
+            limits: (policy.max_records, memory.batch),
+            max_wait: policy.max_wait,
+            preparer: sink
+                .preparer()
+                .filter(|_| def.guarantee != Guarantee::AtMostOnce),
+        }
     }
-    Ok(followed)
+
+    /// The next batch: the one read ahead, or one gathered now.
+    async fn next(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Next<<B::Consumer as Consume>::Handle>, TaskError> {
+        loop {
+            // A batch read ahead is not acknowledged: dropped here, it is
+            // delivered again.
+            let next = match self.ahead.take() {
+                Some(a) => match a.ready().await? {
+                    _ if shutdown.is_cancelled() => Wait::Shutdown,
+                    taken => Wait::Ready(taken),
+                },
+                None => {
+                    next_batch(
+                        self.consumer,
+                        &mut self.carry,
+                        self.limits,
+                        self.max_wait,
+                        Some(&mut self.discovery),
+                        shutdown,
+                    )
+                    .await?
+                }
+            };
+            return Ok(match next {
+                Wait::Batch(batch) => Next::Batch(Taken::of(batch)),
+                Wait::Ready(taken) => Next::Batch(taken),
+                Wait::Shutdown => Next::End(Ended::Shutdown),
+                Wait::Discover => match self.discover().await? {
+                    Followed::Removed => Next::End(Ended::TopicsChanged),
+                    Followed::Current => continue,
+                },
+            });
+        }
+    }
+
+    /// Look again at what the inputs are, when it is time: a sink that
+    /// reads ahead may never wait for a batch, where it would look.
+    async fn look_again(&mut self) -> Result<Option<Ended>, TaskError> {
+        if self.preparer.is_some()
+            && self.discovery.tick().now_or_never().is_some()
+            && self.discover().await? == Followed::Removed
+        {
+            return Ok(Some(Ended::TopicsChanged));
+        }
+        Ok(None)
+    }
+
+    /// Gather the next whole batch and have the sink make it ready on
+    /// another thread; pending for ever without a preparer. Cancel-safe:
+    /// what was received is kept for the next batch.
+    async fn read_ahead(&mut self) -> Result<(), TaskError> {
+        let Some(preparer) = self.preparer.clone() else {
+            return std::future::pending().await;
+        };
+        let next = gather(self.consumer, &mut self.carry, self.limits).await?;
+        self.ahead = Some(Ahead::start(next, &preparer));
+        Ok(())
+    }
+
+    /// Look at what the inputs are now, and follow them; `Removed` when a
+    /// topic read left them, which needs a new subscription.
+    async fn discover(&mut self) -> Result<Followed, TaskError> {
+        let now = super::sink_topics(self.def, self.client).await?;
+        let followed = self.consumer.follow(&now).await?;
+        if followed == Followed::Removed {
+            info!(connector = %self.def.name, topics = now.len(), "a topic left the inputs (topicsPattern no longer matches it); subscribing again");
+        }
+        Ok(followed)
+    }
 }
 
 /// A batch taken from the consumer: its records, what acknowledges them,
@@ -417,26 +494,23 @@ async fn next_batch<C: Consume>(
     Ok(Wait::Batch(batch))
 }
 
-/// A whole batch (`max` records or `max_bytes`), if the consumer holds
-/// one already; what it holds short of that is kept in `carry` for the
-/// next batch.
-fn grab<C: Consume>(
+/// A whole batch (`max` records or `max_bytes`), waiting for it as long as
+/// it takes. Cancel-safe: what was received is in `carry`.
+async fn gather<C: Consume>(
     consumer: &mut C,
     carry: &mut Vec<Received<C::Handle>>,
     (max, max_bytes): (usize, u64),
-) -> Result<Option<Vec<Received<C::Handle>>>, TaskError> {
+) -> Result<Vec<Received<C::Handle>>, TaskError> {
     let mut bytes: u64 = carry.iter().map(size).sum();
     while carry.len() < max && bytes < max_bytes {
-        match consumer.try_receive() {
-            Some(r) => {
-                let r = r?;
-                bytes += size(&r);
-                carry.push(r);
-            }
-            None => return Ok(None),
-        }
+        let r = match consumer.try_receive() {
+            Some(r) => r?,
+            None => consumer.receive().await?,
+        };
+        bytes += size(&r);
+        carry.push(r);
     }
-    Ok(Some(std::mem::take(carry)))
+    Ok(std::mem::take(carry))
 }
 
 /// Write with retries; on a permanent failure, split the batch in halves

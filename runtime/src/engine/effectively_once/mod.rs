@@ -33,6 +33,9 @@
 //! - **The source's position** is committed only after the transaction that
 //!   holds its records has committed.
 
+mod progress;
+mod recovery;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -46,15 +49,18 @@ use sluice_connectors::{ConnectorError, Position, Sequence, Source, SourceRecord
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+pub(crate) use progress::Progress;
+#[cfg(test)]
+pub(crate) use recovery::offsets_topic;
+pub(crate) use recovery::{fence, recover};
+
 use super::TaskError;
-use super::broker::{Broker, Publish, ReadBacklog};
+use super::broker::{Broker, Publish};
 use super::source_task::{Finished, Publisher};
 use super::status::{ConnectorStatus, State};
 use crate::config::SourceDef;
-use crate::pulsar::{self, Access, ProducerOptions, PulsarError, Txn};
+use crate::pulsar::{self, Access, PulsarError, Txn};
 
-/// The subscription that keeps the last marker from retention.
-const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
 /// The coordinator aborts a transaction left open this long: a crashed
 /// instance's transaction never becomes visible. A source transaction, or
 /// a snapshot's chunk, must fit in it.
@@ -67,236 +73,6 @@ const LINGER: Duration = Duration::from_millis(10);
 /// A transaction opened ahead and not used for this long is replaced, so
 /// that the one a record goes into has most of [`TXN_TIMEOUT`] ahead.
 const SPARE_MAX_AGE: Duration = Duration::from_secs(60);
-/// How often a standby tries to take over.
-const STANDBY_RETRY: Duration = Duration::from_secs(1);
-
-/// The topic holding a source's progress markers.
-pub(crate) fn offsets_topic(def: &SourceDef) -> String {
-    format!(
-        "persistent://{}/{}/sluice-offsets.{}",
-        def.tenant, def.namespace, def.name
-    )
-}
-
-/// What a message on the offsets topic says: on a marker, the progress
-/// its transaction commits, and which transaction that is; on an intent,
-/// the transaction opened, and the progress committed when it was.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Progress {
-    /// The highest sequence published.
-    pub(crate) sequence: Option<Sequence>,
-    /// The last source position committed.
-    pub(crate) position: Option<Position>,
-    /// On an intent: the id of the transaction it opens.
-    pub(crate) open: Option<String>,
-    /// On a marker: the id of the transaction it belongs to (absent on
-    /// markers written before transactions were opened ahead).
-    pub(crate) txn: Option<String>,
-    /// The source's state at the position (see `SourceBatch::state`).
-    pub(crate) state: Option<String>,
-}
-
-impl Progress {
-    fn to_json(&self) -> Vec<u8> {
-        let mut doc = serde_json::json!({
-            "sequence": self.sequence.map(|s| s.to_string()),
-            "position": self.position.map(|p| p.0),
-        });
-        if let Some(open) = &self.open {
-            doc["open"] = serde_json::Value::String(open.clone());
-        }
-        if let Some(txn) = &self.txn {
-            doc["txn"] = serde_json::Value::String(txn.clone());
-        }
-        if let Some(state) = &self.state {
-            doc["state"] = serde_json::Value::String(state.clone());
-        }
-        doc.to_string().into_bytes()
-    }
-
-    fn from_json(bytes: &[u8]) -> Option<Self> {
-        let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-        let sequence = match &doc["sequence"] {
-            serde_json::Value::Null => None,
-            v => Some(v.as_str()?.parse().ok()?),
-        };
-        let position = match &doc["position"] {
-            serde_json::Value::Null => None,
-            v => Some(Position(v.as_u64()?)),
-        };
-        let text = |key: &str| match &doc[key] {
-            serde_json::Value::Null => Some(None),
-            v => v.as_str().map(|t| Some(t.to_owned())),
-        };
-        Some(Self {
-            sequence,
-            position,
-            open: text("open")?,
-            txn: text("txn")?,
-            state: text("state")?,
-        })
-    }
-}
-
-/// Take the exclusive producer on the offsets topic, waiting as a standby
-/// while another instance holds it. `None` when shutdown came first.
-pub(crate) async fn fence<B: Broker>(
-    def: &SourceDef,
-    client: &B,
-    status: &ConnectorStatus,
-    shutdown: &CancellationToken,
-) -> Result<Option<B::Producer>, TaskError> {
-    let topic = offsets_topic(def);
-    let options = ProducerOptions {
-        access: Access::Exclusive,
-        batching: None,
-        compression: crate::config::Compression::None,
-        name: None,
-        schema: None,
-    };
-    let mut waiting = false;
-    loop {
-        match client.producer(&topic, &options).await {
-            Ok(producer) => {
-                if waiting {
-                    info!(connector = %def.name, "the other instance is gone; taking over");
-                }
-                return Ok(Some(producer));
-            }
-            Err(e) if !e.is_retryable() => return Err(e.into()),
-            Err(e) => {
-                if !waiting {
-                    info!(connector = %def.name, reason = %e, "another instance publishes for this source; waiting as a standby");
-                    status.set_state(State::Standby);
-                    waiting = true;
-                } else {
-                    debug!(connector = %def.name, reason = %e, "still a standby");
-                }
-                if !super::pause(STANDBY_RETRY, shutdown).await {
-                    return Ok(None);
-                }
-            }
-        }
-    }
-}
-
-/// The progress the last committed marker records, after aborting every
-/// transaction an earlier instance left open.
-///
-/// The offsets topic holds, in order, each transaction's intent (outside
-/// it) and its marker (inside it). A transaction's intent can follow the
-/// previous transaction's marker before that one commits, so the last
-/// message is not always a marker: the progress is the last marker's, and
-/// every intent after it names a transaction that never committed. Such a
-/// transaction, while open, hides what follows it; once aborted, the rest
-/// is read.
-pub(crate) async fn recover<B: Broker>(def: &SourceDef, client: &B) -> Result<Progress, TaskError> {
-    let topic = offsets_topic(def);
-    let mut backlog = client.backlog(&topic, RECOVERY_SUBSCRIPTION).await?;
-    let result = recover_from(def, client, &topic, &mut backlog).await;
-    backlog.close().await;
-    result
-}
-
-async fn recover_from<B: Broker>(
-    def: &SourceDef,
-    client: &B,
-    topic: &str,
-    backlog: &mut B::Backlog,
-) -> Result<Progress, TaskError> {
-    let mut aborted = HashSet::new();
-    loop {
-        let messages = backlog
-            .payloads()
-            .into_iter()
-            .map(Progress::from_json)
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                ConnectorError::permanent(format!(
-                    "a message on {topic} is not a sluice progress marker"
-                ))
-            })?;
-        let (keep, progress, orphans) = committed(&messages);
-        let orphans: Vec<&String> = orphans
-            .into_iter()
-            .filter(|id| !aborted.contains(*id))
-            .collect();
-        if orphans.is_empty() {
-            backlog.release_before(keep).await?;
-            if messages.is_empty() {
-                info!(connector = %def.name, "no progress marker: nothing was published before");
-            } else {
-                info!(
-                    connector = %def.name,
-                    sequence = ?progress.sequence.map(|s| s.to_string()),
-                    position = ?progress.position.map(|p| p.0),
-                    "recovered the published progress"
-                );
-            }
-            return Ok(progress);
-        }
-        for open in orphans {
-            let txn = Txn::from_id_text(open).ok_or_else(|| {
-                ConnectorError::permanent(format!("a transaction id on {topic} is malformed"))
-            })?;
-            // It may have timed out already; either way it never commits.
-            match client.abort_orphan(txn).await {
-                Ok(()) => {
-                    info!(connector = %def.name, txn = %open, "aborted a transaction a previous instance left open");
-                }
-                Err(e) => {
-                    debug!(connector = %def.name, txn = %open, error = %e, "the previous instance's transaction is already gone");
-                }
-            }
-            aborted.insert(open.clone());
-        }
-        // What the aborted transactions held back is visible now.
-        backlog.read_more().await?;
-    }
-}
-
-/// Of the messages on an offsets topic, in order: how many precede the
-/// last marker (they may be released), the progress committed (the last
-/// marker's), and the transactions whose intent has no marker, which never
-/// committed. A transaction is opened ahead of its use, so its intent can
-/// come before an earlier transaction's marker. Without a marker, the
-/// first intent's progress is the committed one: it was written when that
-/// was the latest.
-fn committed(messages: &[Progress]) -> (usize, Progress, Vec<&String>) {
-    let last_marker = messages.iter().rposition(|m| m.open.is_none());
-    let (keep, progress) = match last_marker {
-        Some(i) => (
-            i,
-            Progress {
-                txn: None,
-                ..messages[i].clone()
-            },
-        ),
-        None => (
-            0,
-            messages
-                .first()
-                .map(|m| Progress {
-                    open: None,
-                    ..m.clone()
-                })
-                .unwrap_or_default(),
-        ),
-    };
-    let marked: HashSet<&String> = messages.iter().filter_map(|m| m.txn.as_ref()).collect();
-    // A marker that names no transaction was written when transactions
-    // were opened one at a time: every intent before it committed.
-    let legacy = messages
-        .iter()
-        .rposition(|m| m.open.is_none() && m.txn.is_none())
-        .map_or(0, |i| i + 1);
-    let orphans = messages[legacy..]
-        .iter()
-        .filter_map(|m| m.open.as_ref())
-        .filter(|id| !marked.contains(id))
-        .collect();
-    (keep, progress, orphans)
-}
 
 /// A send in flight: it settles its own accounting when it completes.
 type SendFut<'a> = Pin<Box<dyn Future<Output = Result<(), PulsarError>> + Send + 'a>>;
@@ -762,101 +538,5 @@ impl<'a, B: Broker> Run<'a, B> {
             self.committed(done, source).await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn markers_round_trip() {
-        let p = Progress {
-            sequence: Some(Sequence::from_parts(7, 3)),
-            position: Some(Position(9)),
-            open: None,
-            txn: Some("1:1".into()),
-            state: Some("{\"tables\":[]}".into()),
-        };
-        assert_eq!(Progress::from_json(&p.to_json()), Some(p.clone()));
-        let intent = Progress {
-            open: Some("1:2".into()),
-            txn: None,
-            ..p
-        };
-        assert_eq!(Progress::from_json(&intent.to_json()), Some(intent));
-        assert_eq!(
-            Progress::from_json(&Progress::default().to_json()),
-            Some(Progress::default())
-        );
-        assert_eq!(Progress::from_json(br#"{"sequence": 5}"#), None);
-    }
-
-    /// The progress of sequence `n`, as committed.
-    fn at(n: u64) -> Progress {
-        Progress {
-            sequence: Some(Sequence::from_parts(n, 0)),
-            position: Some(Position(n * 10)),
-            ..Progress::default()
-        }
-    }
-
-    /// The marker of transaction `txn`, committing sequence `n`.
-    fn marker(n: u64, txn: &str) -> Progress {
-        Progress {
-            txn: Some(txn.into()),
-            ..at(n)
-        }
-    }
-
-    /// The intent of transaction `txn`, written when `n` had committed.
-    fn intent(n: u64, txn: &str) -> Progress {
-        Progress {
-            open: Some(txn.into()),
-            ..at(n)
-        }
-    }
-
-    #[test]
-    fn the_progress_is_the_last_markers_and_unmarked_intents_are_orphans() {
-        // Nothing yet.
-        assert_eq!(committed(&[]), (0, Progress::default(), vec![]));
-        // A clean stop: every intent has its marker.
-        let clean = [
-            intent(1, "0:1"),
-            marker(2, "0:1"),
-            intent(2, "0:2"),
-            marker(3, "0:2"),
-        ];
-        assert_eq!(committed(&clean), (3, at(3), vec![]));
-        // Killed while 0:3 committed and 0:4, opened ahead while 0:3
-        // filled, was filling: 0:4's intent comes before 0:3's marker and
-        // names sequence 2. The progress is 3, and 0:4 is an orphan.
-        let ahead = [
-            marker(2, "0:2"),
-            intent(2, "0:3"),
-            intent(2, "0:4"),
-            marker(3, "0:3"),
-        ];
-        let (keep, progress, orphans) = committed(&ahead);
-        assert_eq!((keep, progress), (3, at(3)));
-        assert_eq!(orphans, vec!["0:4"]);
-        // Killed before either committed: both are orphans.
-        let both = [marker(2, "0:2"), intent(2, "0:3"), intent(2, "0:4")];
-        let (keep, progress, orphans) = committed(&both);
-        assert_eq!((keep, progress), (0, at(2)));
-        assert_eq!(orphans, vec!["0:3", "0:4"]);
-        // A backlog that starts at an intent (its marker released): the
-        // intent's progress is what had committed.
-        let released = [intent(5, "0:9")];
-        let (keep, progress, orphans) = committed(&released);
-        assert_eq!((keep, progress), (0, at(5)));
-        assert_eq!(orphans, vec!["0:9"]);
-        // Markers written before they named their transaction: an intent
-        // after the last one is an orphan.
-        let legacy = [intent(1, "0:1"), at(2), intent(2, "0:5")];
-        let (keep, progress, orphans) = committed(&legacy);
-        assert_eq!((keep, progress), (1, at(2)));
-        assert_eq!(orphans, vec!["0:5"]);
     }
 }

@@ -1,0 +1,147 @@
+//! Fencing and recovery: one instance of a source publishes at a time, and
+//! it starts from the last committed marker, after aborting what a dead
+//! instance left open.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sluice_connectors::ConnectorError;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::progress::{Progress, committed};
+use crate::config::SourceDef;
+use crate::engine::TaskError;
+use crate::engine::broker::{Broker, ReadBacklog};
+use crate::engine::status::{ConnectorStatus, State};
+use crate::pulsar::{Access, ProducerOptions, Txn};
+
+/// The subscription that keeps the last marker from retention.
+const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
+/// How often a standby tries to take over.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+
+/// The topic holding a source's progress markers.
+pub(crate) fn offsets_topic(def: &SourceDef) -> String {
+    format!(
+        "persistent://{}/{}/sluice-offsets.{}",
+        def.tenant, def.namespace, def.name
+    )
+}
+
+/// Take the exclusive producer on the offsets topic, waiting as a standby
+/// while another instance holds it. `None` when shutdown came first.
+pub(crate) async fn fence<B: Broker>(
+    def: &SourceDef,
+    client: &B,
+    status: &ConnectorStatus,
+    shutdown: &CancellationToken,
+) -> Result<Option<B::Producer>, TaskError> {
+    let topic = offsets_topic(def);
+    let options = ProducerOptions {
+        access: Access::Exclusive,
+        batching: None,
+        compression: crate::config::Compression::None,
+        name: None,
+        schema: None,
+    };
+    let mut waiting = false;
+    loop {
+        match client.producer(&topic, &options).await {
+            Ok(producer) => {
+                if waiting {
+                    info!(connector = %def.name, "the other instance is gone; taking over");
+                }
+                return Ok(Some(producer));
+            }
+            Err(e) if !e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                if !waiting {
+                    info!(connector = %def.name, reason = %e, "another instance publishes for this source; waiting as a standby");
+                    status.set_state(State::Standby);
+                    waiting = true;
+                } else {
+                    debug!(connector = %def.name, reason = %e, "still a standby");
+                }
+                if !crate::engine::pause(STANDBY_RETRY, shutdown).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// The progress the last committed marker records, after aborting every
+/// transaction an earlier instance left open.
+///
+/// The offsets topic holds, in order, each transaction's intent (outside
+/// it) and its marker (inside it). A transaction's intent can follow the
+/// previous transaction's marker before that one commits, so the last
+/// message is not always a marker: the progress is the last marker's, and
+/// every intent after it names a transaction that never committed. Such a
+/// transaction, while open, hides what follows it; once aborted, the rest
+/// is read.
+pub(crate) async fn recover<B: Broker>(def: &SourceDef, client: &B) -> Result<Progress, TaskError> {
+    let topic = offsets_topic(def);
+    let mut backlog = client.backlog(&topic, RECOVERY_SUBSCRIPTION).await?;
+    let result = recover_from(def, client, &topic, &mut backlog).await;
+    backlog.close().await;
+    result
+}
+
+async fn recover_from<B: Broker>(
+    def: &SourceDef,
+    client: &B,
+    topic: &str,
+    backlog: &mut B::Backlog,
+) -> Result<Progress, TaskError> {
+    let mut aborted = HashSet::new();
+    loop {
+        let messages = backlog
+            .payloads()
+            .into_iter()
+            .map(Progress::from_json)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ConnectorError::permanent(format!(
+                    "a message on {topic} is not a sluice progress marker"
+                ))
+            })?;
+        let (keep, progress, orphans) = committed(&messages);
+        let orphans: Vec<&String> = orphans
+            .into_iter()
+            .filter(|id| !aborted.contains(*id))
+            .collect();
+        if orphans.is_empty() {
+            backlog.release_before(keep).await?;
+            if messages.is_empty() {
+                info!(connector = %def.name, "no progress marker: nothing was published before");
+            } else {
+                info!(
+                    connector = %def.name,
+                    sequence = ?progress.sequence.map(|s| s.to_string()),
+                    position = ?progress.position.map(|p| p.0),
+                    "recovered the published progress"
+                );
+            }
+            return Ok(progress);
+        }
+        for open in orphans {
+            let txn = Txn::from_id_text(open).ok_or_else(|| {
+                ConnectorError::permanent(format!("a transaction id on {topic} is malformed"))
+            })?;
+            // It may have timed out already; either way it never commits.
+            match client.abort_orphan(txn).await {
+                Ok(()) => {
+                    info!(connector = %def.name, txn = %open, "aborted a transaction a previous instance left open");
+                }
+                Err(e) => {
+                    debug!(connector = %def.name, txn = %open, error = %e, "the previous instance's transaction is already gone");
+                }
+            }
+            aborted.insert(open.clone());
+        }
+        // What the aborted transactions held back is visible now.
+        backlog.read_more().await?;
+    }
+}
