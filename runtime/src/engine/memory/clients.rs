@@ -119,8 +119,12 @@ pub(crate) struct MemConsumer {
 }
 
 impl MemConsumer {
-    fn take(&mut self) -> Option<Received<MemHandle>> {
+    fn take(&mut self) -> Option<Result<Received<MemHandle>, PulsarError>> {
         let mut state = self.broker.state();
+        if state.faults.receive_after == Some(self.delivered.len()) {
+            state.faults.receive_after = None;
+            return Some(Err(PulsarError::from_message("injected: receive failed")));
+        }
         for (ti, name) in self.topics.iter().enumerate() {
             let Some(topic) = state.topics.get(name) else {
                 continue;
@@ -150,12 +154,12 @@ impl MemConsumer {
             });
             let handle = MemHandle { topic: ti, index };
             self.delivered.insert(handle);
-            return Some(Received {
+            return Some(Ok(Received {
                 record,
                 handle,
                 redelivery_count,
                 held: None,
-            });
+            }));
         }
         None
     }
@@ -168,7 +172,7 @@ impl Consume for MemConsumer {
         loop {
             self.changed.borrow_and_update();
             if let Some(r) = self.take() {
-                return Ok(r);
+                return r;
             }
             if self.changed.changed().await.is_err() {
                 return Err(PulsarError::from_message("the broker is gone"));
@@ -177,7 +181,7 @@ impl Consume for MemConsumer {
     }
 
     fn try_receive(&mut self) -> Option<Result<Received<MemHandle>, PulsarError>> {
-        self.take().map(Ok)
+        self.take()
     }
 
     async fn ack(&self, handles: &[MemHandle]) -> Result<(), PulsarError> {

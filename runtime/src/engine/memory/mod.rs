@@ -82,6 +82,8 @@ pub(crate) struct Faults {
     pub(crate) txn_publishes: u32,
     pub(crate) commits: u32,
     pub(crate) acks: u32,
+    /// A consumer's receive fails once, after it delivered this many.
+    pub(crate) receive_after: Option<usize>,
     /// Sends to this topic wait for their receipt while it is set.
     pub(crate) hold_receipts: Option<String>,
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use sluice_connectors::{Sink, SinkRecord, Written};
 use tracing::warn;
 
-use super::{delivered, total_bytes};
+use super::{checked, delivered, total_bytes};
 use crate::config::SinkDef;
 use crate::engine::status::ConnectorStatus;
 
@@ -19,7 +19,11 @@ pub(super) async fn at_most_once<S: Sink>(
     status: &ConnectorStatus,
 ) {
     let started = Instant::now();
-    match sink.write(records).await {
+    match sink
+        .write(records)
+        .await
+        .and_then(|w| checked(w, records.len()))
+    {
         Ok(Written::All) => delivered(status, records, bytes, started),
         // The sink names what it refused; the rest are durable.
         Ok(Written::AllBut(refused)) => {

@@ -109,6 +109,9 @@ pub(crate) async fn run<B: Broker, S: Sink>(
             Next::Batch(batch) => batch,
             Next::End(ended) => return Ok(ended),
         };
+        if let Some(ended) = intake.look_again().await? {
+            return Ok(ended);
+        }
         crate::failpoint::pass("sink-batch");
         let bytes = total_bytes(&batch.records);
         status.count_in(batch.records.len() as u64, bytes);
@@ -123,9 +126,6 @@ pub(crate) async fn run<B: Broker, S: Sink>(
             intake.consumer.ack(&batch.handles).await?;
             at_most_once(def, sink, &batch.records, bytes, status).await;
             continue;
-        }
-        if let Some(ended) = intake.look_again().await? {
-            return Ok(ended);
         }
         let wait_us = waited.elapsed().as_micros() as u64;
         let written = Instant::now();
@@ -143,22 +143,50 @@ pub(crate) async fn run<B: Broker, S: Sink>(
         // What the consumer holds already is gathered before the write
         // starts; the rest while it runs.
         tokio::pin!(write);
-        tokio::select! {
+        let ahead = tokio::select! {
             biased;
             ahead = intake.read_ahead() => {
-                ahead?;
+                // A failure to read ahead waits for the write under way and
+                // its acknowledgement, and fails the run after them.
                 write.await?;
+                ahead
             }
-            done = &mut write => done?,
-        }
+            done = &mut write => {
+                done?;
+                Ok(())
+            }
+        };
         let write_us = written.elapsed().as_micros() as u64;
         let acked = Instant::now();
         intake.consumer.ack(&batch.handles).await?;
+        ahead?;
         debug!(
             connector = %def.name, records = batch.records.len(), wait_us, write_us,
             ack_us = acked.elapsed().as_micros() as u64, ahead = intake.has_ahead(), "batch applied"
         );
     }
+}
+
+/// What a sink says it wrote, held to the contract: each refused record
+/// named once, in batch order; `AllBut` of none is `All`. A record named
+/// outside the batch is the sink's fault, not a record's: the run stops
+/// and nothing is dead-lettered.
+fn checked(written: Written, len: usize) -> Result<Written, ConnectorError> {
+    let Written::AllBut(mut refused) = written else {
+        return Ok(Written::All);
+    };
+    if let Some((i, _)) = refused.iter().find(|(i, _)| *i >= len) {
+        return Err(ConnectorError::configuration(format!(
+            "the sink refused record {i} of a batch of {len}: a bug in the sink"
+        )));
+    }
+    refused.sort_by_key(|(i, _)| *i);
+    refused.dedup_by_key(|(i, _)| *i);
+    Ok(if refused.is_empty() {
+        Written::All
+    } else {
+        Written::AllBut(refused)
+    })
 }
 
 /// The payload bytes of `records`.
@@ -248,7 +276,8 @@ pub(super) async fn write_retrying<S: Sink>(
         let written = match prepared.take() {
             Some(p) => sink.write_prepared(records, p).await,
             None => sink.write(records).await,
-        };
+        }
+        .and_then(|w| checked(w, records.len()));
         match written {
             Ok(Written::All) => {
                 delivered(status, records, bytes, started);
@@ -285,6 +314,28 @@ pub(super) async fn write_retrying<S: Sink>(
 #[cfg(test)]
 mod tests {
     use super::Memory;
+
+    #[test]
+    fn what_a_sink_says_it_refused_is_held_to_the_batch() {
+        use super::{ConnectorError, Written, checked};
+        let e = || ConnectorError::permanent("no");
+        let Ok(Written::AllBut(refused)) =
+            checked(Written::AllBut(vec![(3, e()), (1, e()), (3, e())]), 4)
+        else {
+            panic!("refused records stay refused");
+        };
+        let at: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(at, [1, 3], "in order, each once");
+        assert!(matches!(
+            checked(Written::AllBut(Vec::new()), 4),
+            Ok(Written::All)
+        ));
+        let outside = checked(Written::AllBut(vec![(4, e())]), 4);
+        assert!(
+            outside.is_err_and(|e| e.kind() == sluice_connectors::ErrorKind::Configuration),
+            "a record outside the batch stops the sink"
+        );
+    }
 
     #[test]
     fn the_memory_limit_is_shared_not_multiplied_by_topics() {

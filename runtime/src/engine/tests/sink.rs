@@ -497,3 +497,39 @@ async fn at_most_once_prepares_nothing_ahead() {
     assert_eq!(case.written(), values(0..20));
     assert!(case.script.get().prepared.is_empty());
 }
+
+#[tokio::test]
+async fn a_failure_reading_ahead_lets_the_batch_being_written_finish_first() {
+    let case = Case::new(Guarantee::AtLeastOnce, 20);
+    {
+        let mut s = case.script.get();
+        s.max_records = 10;
+        s.prepares = true;
+    }
+    // The first batch is received whole; reading the second fails.
+    case.broker.faults(|f| f.receive_after = Some(10));
+    let (result, _) = case.run(|_| false).await;
+    assert!(matches!(result, Err(TaskError::Pulsar(_))), "{result:?}");
+    // The batch under way was written and acknowledged before the run
+    // failed: none of it comes again.
+    assert_eq!(case.written(), values(0..10));
+    assert_eq!(case.unacknowledged().await, values(10..20));
+}
+
+#[tokio::test]
+async fn what_was_gathered_ahead_short_of_a_batch_starts_the_next_one() {
+    let case = Case::new(Guarantee::AtLeastOnce, 15);
+    {
+        let mut s = case.script.get();
+        s.max_records = 10;
+        s.prepares = true;
+    }
+    let (result, _) = case.run_to(15).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    // Five were gathered while the first batch was written, too few to
+    // prepare: they open the next batch, in order, nothing lost or twice.
+    assert_eq!(case.written(), values(0..15));
+    let s = case.script.get();
+    assert_eq!(s.writes, vec![10, 5]);
+    assert!(s.prepared.is_empty());
+}
