@@ -244,6 +244,27 @@ impl SourceScript {
         });
     }
 
+    /// A script of `batches` batches of `per` records `r0`, `r1`, …, with
+    /// sequences 1, 2, …; the `i`th batch ends at checkpoint `i + 1`. It
+    /// ends after them when `ends`, or waits for more.
+    pub(crate) fn numbered(batches: usize, per: usize, ends: bool) -> Shared<Self> {
+        let script = Shared::<Self>::default();
+        {
+            let mut s = script.get();
+            for b in 0..batches {
+                let records = (0..per)
+                    .map(|i| {
+                        let n = b * per + i;
+                        crate::engine::memory::record(&format!("r{n}"), n as u64 + 1)
+                    })
+                    .collect();
+                s.push(records, Some(b as u64 + 1));
+            }
+            s.ends = ends;
+        }
+        script
+    }
+
     /// Where a source opened now resumes: after the batch of the last
     /// position committed.
     fn resume(&self) -> usize {

@@ -25,17 +25,7 @@ struct Case {
 impl Case {
     /// `batches` source transactions of `per` records, sequences 1, 2, …
     fn new(batches: usize, per: usize, ends: bool) -> Self {
-        let script = Shared::<SourceScript>::default();
-        {
-            let mut s = script.get();
-            for b in 0..batches {
-                let records = (0..per)
-                    .map(|i| record(&format!("r{}", b * per + i), (b * per + i + 1) as u64))
-                    .collect();
-                s.push(records, Some(b as u64 + 1));
-            }
-            s.ends = ends;
-        }
+        let script = SourceScript::numbered(batches, per, ends);
         let def = source_def(Guarantee::EffectivelyOnce, &script);
         Self {
             broker: Memory::default(),

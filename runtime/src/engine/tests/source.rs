@@ -26,17 +26,7 @@ impl Case {
     /// A source of `batches` batches of `per` records each, the `i`th
     /// ending at checkpoint `i + 1`; it ends after them when `ends`.
     fn new(guarantee: Guarantee, batches: usize, per: usize, ends: bool) -> Self {
-        let script = Shared::<SourceScript>::default();
-        {
-            let mut s = script.get();
-            for b in 0..batches {
-                let records = (0..per)
-                    .map(|i| record(&format!("r{}", b * per + i), (b * per + i + 1) as u64))
-                    .collect();
-                s.push(records, Some(b as u64 + 1));
-            }
-            s.ends = ends;
-        }
+        let script = SourceScript::numbered(batches, per, ends);
         let def = source_def(guarantee, &script);
         Self {
             broker: Memory::default(),

@@ -163,16 +163,7 @@ async fn a_source_that_cannot_open_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn a_standby_takes_over_from_a_source_that_died_and_publishes_exactly_once() {
     let broker = Arc::new(Memory::default());
-    let script = Shared::<SourceScript>::default();
-    {
-        let mut s = script.get();
-        for b in 0..6u64 {
-            let records = (0..3)
-                .map(|i| record(&format!("r{}", b * 3 + i), b * 3 + i + 1))
-                .collect();
-            s.push(records, Some(b + 1));
-        }
-    }
+    let script = SourceScript::numbered(6, 3, false);
     let def = source_def(Guarantee::EffectivelyOnce, &script);
     let instance = |name: &'static str, shutdown: CancellationToken| {
         let (broker, def, status) = (Arc::clone(&broker), def.clone(), status(name));
@@ -272,16 +263,7 @@ fn each_instance_is_built_with_its_own_status_name() {
 #[tokio::test]
 async fn a_pipeline_runs_its_source_through_the_broker_into_its_sink() {
     let broker = Arc::new(Memory::default());
-    let (source, sink) = (Shared::<SourceScript>::default(), sink_script());
-    {
-        let mut s = source.get();
-        for b in 0..5u64 {
-            let records = (0..4)
-                .map(|i| record(&format!("r{}", b * 4 + i), b * 4 + i + 1))
-                .collect();
-            s.push(records, Some(b + 1));
-        }
-    }
+    let (source, sink) = (SourceScript::numbered(5, 4, false), sink_script());
     let mut reader = sink_def(Guarantee::AtLeastOnce, &sink);
     reader.inputs = vec![OUTPUT.into()];
     let instances = instances_of(&[source_def(Guarantee::AtLeastOnce, &source)], &[reader]);
