@@ -81,6 +81,9 @@ pub(crate) struct Faults {
     /// Publishes inside a transaction only.
     pub(crate) txn_publishes: u32,
     pub(crate) commits: u32,
+    /// Commits that take effect and still answer with an error, as a
+    /// commit whose answer the connection lost.
+    pub(crate) commits_unanswered: u32,
     pub(crate) acks: u32,
     /// A consumer's receive fails once, after it delivered this many.
     pub(crate) receive_after: Option<usize>,
@@ -428,7 +431,7 @@ impl Broker for Memory {
                 Some((s @ TxnState::Open, _)) => {
                     *s = TxnState::Committed;
                     state.commits += 1;
-                    Ok(())
+                    fault(&mut state.faults.commits_unanswered, "the commit's answer")
                 }
                 other => Err(PulsarError::from_message(format!(
                     "the transaction ended {:?}, not committed",

@@ -282,3 +282,23 @@ async fn shutdown_commits_what_reached_its_checkpoint() {
     assert_eq!(case.broker.open_transactions(), 0);
     assert_eq!(case.script.get().committed.last().map(|p| p.0), Some(3));
 }
+
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_not_published_again() {
+    let case = Case::new(3, 2, true);
+    // The first transaction commits, and its answer never comes.
+    case.broker.faults(|f| f.commits_unanswered = 1);
+    let (result, _) = case.run(|_| false).await;
+    assert!(matches!(result, Err(TaskError::Pulsar(_))), "{result:?}");
+    assert!(
+        !case.published().is_empty(),
+        "the transaction committed although the run did not hear so"
+    );
+    // The source never heard its position was durable, and reads it all
+    // again; the marker that committed says which records to skip.
+    assert!(case.script.get().committed.is_empty());
+    let (result, _) = case.run(|_| false).await;
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert_eq!(case.published(), values(0..6));
+    assert_eq!(case.broker.open_transactions(), 0);
+}
