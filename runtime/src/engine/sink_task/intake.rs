@@ -78,28 +78,27 @@ impl<'a, B: Broker> Intake<'a, B> {
         shutdown: &CancellationToken,
     ) -> Result<Next<<B::Consumer as Consume>::Handle>, TaskError> {
         loop {
-            // A batch read ahead is not acknowledged: dropped here, it is
-            // delivered again.
-            let next = match self.ahead.take() {
-                Some(a) => match a.ready().await? {
-                    _ if shutdown.is_cancelled() => Wait::Shutdown,
-                    taken => Wait::Ready(taken),
-                },
-                None => {
-                    next_batch(
-                        self.consumer,
-                        &mut self.carry,
-                        self.limits,
-                        self.max_wait,
-                        Some(&mut self.discovery),
-                        shutdown,
-                    )
-                    .await?
-                }
-            };
+            if let Some(ahead) = self.ahead.take() {
+                let taken = ahead.ready().await?;
+                // A batch read ahead is not acknowledged: dropped here, it
+                // is delivered again.
+                return Ok(if shutdown.is_cancelled() {
+                    Next::End(Ended::Shutdown)
+                } else {
+                    Next::Batch(taken)
+                });
+            }
+            let next = next_batch(
+                self.consumer,
+                &mut self.carry,
+                self.limits,
+                self.max_wait,
+                &mut self.discovery,
+                shutdown,
+            )
+            .await?;
             return Ok(match next {
                 Wait::Batch(batch) => Next::Batch(Taken::of(batch)),
-                Wait::Ready(taken) => Next::Batch(taken),
                 Wait::Shutdown => Next::End(Ended::Shutdown),
                 Wait::Discover => match self.discover().await? {
                     Followed::Removed => Next::End(Ended::TopicsChanged),
@@ -211,20 +210,9 @@ impl<H: Copy> Ahead<H> {
 /// What waiting for a batch gave.
 enum Wait<H> {
     Batch(Vec<Received<H>>),
-    /// A batch read ahead and made ready.
-    Ready(Taken<H>),
     Shutdown,
     /// Time to look for new topics; no message was taken.
     Discover,
-}
-
-async fn tick(discovery: Option<&mut tokio::time::Interval>) {
-    match discovery {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// The payload bytes of a received message.
@@ -240,7 +228,7 @@ async fn next_batch<C: Consume>(
     carry: &mut Vec<Received<C::Handle>>,
     (max, max_bytes): (usize, u64),
     max_wait: Duration,
-    discovery: Option<&mut tokio::time::Interval>,
+    discovery: &mut tokio::time::Interval,
     shutdown: &CancellationToken,
 ) -> Result<Wait<C::Handle>, TaskError> {
     let mut batch = std::mem::take(carry);
@@ -249,7 +237,7 @@ async fn next_batch<C: Consume>(
             biased;
             () = shutdown.cancelled() => return Ok(Wait::Shutdown),
             r = consumer.receive() => r?,
-            () = tick(discovery) => return Ok(Wait::Discover),
+            _ = discovery.tick() => return Ok(Wait::Discover),
         };
         batch.push(first);
     }
