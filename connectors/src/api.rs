@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::config::{ConfigMap, ConfigReport};
+use crate::config::{ConfigMap, ConfigReport, Key};
 
 /// A point in a source's stream that it can resume from, such as a Postgres
 /// LSN or a generator's count. Positions only grow.
@@ -530,6 +530,9 @@ pub trait SourceConnector: Source + std::fmt::Debug + Sized + 'static {
     /// True when it picks each record's topic itself, so that `topicName`
     /// is optional.
     const NAMES_ITS_TOPICS: bool = false;
+    /// The keys of its `configs`: what [`SourceConnector::configure`]
+    /// reads, and what docs/configuration.md lists.
+    const KEYS: &'static [Key];
     /// Its validated settings.
     type Config: std::fmt::Debug + Clone + Send + Sync + 'static;
 
@@ -556,6 +559,8 @@ pub trait SinkConnector: Sink + std::fmt::Debug + Sized + 'static {
     /// The Pulsar IO connector archives it stands in for; see
     /// [`SourceConnector::ARCHIVES`].
     const ARCHIVES: &'static [&'static str] = &[];
+    /// The keys of its `configs`; see [`SourceConnector::KEYS`].
+    const KEYS: &'static [Key];
     /// Its validated settings.
     type Config: std::fmt::Debug + Clone + Send + Sync + 'static;
 

@@ -17,6 +17,8 @@ pub mod file_sink;
 pub mod fuzzing;
 pub mod http_sink;
 pub mod http_source;
+#[cfg(test)]
+mod key_docs;
 pub mod postgres_cdc;
 mod registry;
 pub mod secret_files;

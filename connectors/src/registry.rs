@@ -16,7 +16,7 @@ use crate::api::{
     BatchPolicy, ConnectorError, Finding, Position, Prepare, Prepared, Sink, SinkConnector,
     SinkContext, SinkRecord, Source, SourceBatch, SourceConnector, SourceContext, Written,
 };
-use crate::config::{ConfigMap, ConfigReport};
+use crate::config::{ConfigMap, ConfigReport, Key};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -36,6 +36,8 @@ pub trait SourceEntry: Sync {
     fn archives(&self) -> &'static [&'static str];
     /// True when it picks each record's topic itself.
     fn names_its_topics(&self) -> bool;
+    /// The keys of its `configs`.
+    fn keys(&self) -> &'static [Key];
     /// Read and validate `configs`. Pure: no I/O.
     fn configure(&self, configs: &ConfigMap) -> (Option<SourceSpec>, ConfigReport);
 }
@@ -46,6 +48,8 @@ pub trait SinkEntry: Sync {
     fn class_names(&self) -> &'static [&'static str];
     /// The built-in names of the Pulsar IO archives it stands in for.
     fn archives(&self) -> &'static [&'static str];
+    /// The keys of its `configs`.
+    fn keys(&self) -> &'static [Key];
     /// Read and validate `configs`. Pure: no I/O.
     fn configure(&self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport);
 }
@@ -63,6 +67,10 @@ impl<C: SourceConnector> SourceEntry for Registered<C> {
         C::NAMES_ITS_TOPICS
     }
 
+    fn keys(&self) -> &'static [Key] {
+        C::KEYS
+    }
+
     fn configure(&self, configs: &ConfigMap) -> (Option<SourceSpec>, ConfigReport) {
         let (config, report) = C::configure(configs);
         let spec = config.map(|c| SourceSpec(Arc::new(Configured::<C, _>(c, PhantomData))));
@@ -77,6 +85,10 @@ impl<C: SinkConnector> SinkEntry for Registered<C> {
 
     fn archives(&self) -> &'static [&'static str] {
         C::ARCHIVES
+    }
+
+    fn keys(&self) -> &'static [Key] {
+        C::KEYS
     }
 
     fn configure(&self, configs: &ConfigMap) -> (Option<SinkSpec>, ConfigReport) {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ConfigMap, ConfigReader, ConfigReport};
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Unset};
 
 /// Records per [`crate::Source::read`] unless `batchSize` says otherwise.
 pub(crate) const DEFAULT_BATCH_SIZE: u64 = 100;
@@ -11,7 +11,16 @@ pub(crate) const DEFAULT_KEYS: u64 = 1000;
 /// Padding bytes in each value unless `payloadBytes` says otherwise.
 pub(crate) const DEFAULT_PAYLOAD_BYTES: u64 = 64;
 
-const KNOWN: &str = "count, ratePerSecond, batchSize, keys, payloadBytes, stateFile";
+/// The keys `datagen` takes.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("count", Kind::Integer, Unset::Said("unbounded"), "records in all"),
+    Key::new("ratePerSecond", Kind::Integer, Unset::Said("unthrottled"), "records per second"),
+    Key::new("batchSize", Kind::Integer, Unset::Int(DEFAULT_BATCH_SIZE), "records per read"),
+    Key::new("keys", Kind::Integer, Unset::Int(DEFAULT_KEYS), "distinct keys"),
+    Key::new("payloadBytes", Kind::Integer, Unset::Int(DEFAULT_PAYLOAD_BYTES), "padding bytes in each value, at most 4194304"),
+    Key::new("stateFile", Kind::Text, Unset::Nothing, "keeps the committed position; a restart resumes after it, without it a restart starts at 0"),
+];
 
 /// Validated `datagen` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,18 +43,18 @@ pub struct DatagenConfig {
 impl DatagenConfig {
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
-        let r = ConfigReader::new(configs);
+        let r = ConfigReader::new(configs, KEYS, "the datagen source");
         let count = r.u64("count").filter(|c| *c > 0);
         let rate_per_second = r.u64("ratePerSecond").filter(|c| *c > 0);
-        let batch_size = r.u64_or("batchSize", DEFAULT_BATCH_SIZE);
+        let batch_size = r.int("batchSize");
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
         }
-        let keys = r.u64_or("keys", DEFAULT_KEYS);
+        let keys = r.int("keys");
         if keys == 0 {
             r.error("keys", "must be at least 1");
         }
-        let payload_bytes = r.u64_or("payloadBytes", DEFAULT_PAYLOAD_BYTES);
+        let payload_bytes = r.int("payloadBytes");
         if payload_bytes > 4 * 1024 * 1024 {
             r.error(
                 "payloadBytes",
@@ -53,7 +62,7 @@ impl DatagenConfig {
             );
         }
         let state_file = r.string("stateFile").map(PathBuf::from);
-        let report = r.finish(KNOWN);
+        let report = r.finish();
         let config = report.errors.is_empty().then_some(Self {
             count,
             rate_per_second,

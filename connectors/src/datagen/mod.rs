@@ -30,6 +30,7 @@ pub struct Datagen {
 
 impl SourceConnector for Datagen {
     const CLASS_NAMES: &'static [&'static str] = &["datagen"];
+    const KEYS: &'static [crate::config::Key] = config::KEYS;
     type Config = DatagenConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<DatagenConfig>, ConfigReport) {

@@ -4,15 +4,40 @@
 use std::time::Duration;
 
 use super::sql::Dialect;
-use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Secret, Unset};
 
 /// `batchSize` unless set (Pulsar's JDBC sink default).
 pub(crate) const DEFAULT_BATCH_SIZE: u64 = 200;
 /// `timeoutMs` unless set (Pulsar's JDBC sink default).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
-const KNOWN: &str = "jdbcUrl, userName, password, tableName, key, nonKey, inputFormat, insertMode, nullValueAction, \
-    batchSize, timeoutMs, allowTruncate, topicToTable, tablesFromEnvelope, autoCreateTable, autoAddColumns";
+/// Why the JDBC sink's switches mean nothing here.
+const ALWAYS_ONE_TRANSACTION: &str =
+    "sluice always writes a batch in one transaction with set-based statements";
+
+/// The keys the database sink takes.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("jdbcUrl", Kind::Secret, Unset::Required, "Postgres: `postgres://host:port/db` or `jdbc:postgresql://host:port/db?user=..&password=..`; MySQL/MariaDB: `mysql://`, `mariadb://`, `jdbc:mysql://`, `jdbc:mariadb://`; SQLite: `sqlite:path/to/file.db` or `jdbc:sqlite:path` (the file is created if missing). Its TLS and other parameters are below"),
+    Key::new("userName", Kind::Text, Unset::Said("from the URL"), "the user"),
+    Key::new("password", Kind::Secret, Unset::Said("from the URL"), "the user's password"),
+    Key::new("tableName", Kind::Text, Unset::Said("the topic's own table name"), "the table of every topic `topicToTable` does not map"),
+    Key::new("topicToTable", Kind::List, Unset::Nothing, "`topic:table` pairs, comma-separated or a list, split at the last colon; a topic is its full name as `pulsar-admin` prints it (`persistent://public/default/orders:orders_copy`) or its last segment (`retail.public.orders:orders_copy`), and a partitioned topic's entry maps each of its partitions"),
+    Key::new("tablesFromEnvelope", Kind::List, Unset::Nothing, "opt-in: route envelopes by `source.table`, to these tables only"),
+    Key::new("key", Kind::List, Unset::Said("the target's primary key"), "comma-separated key columns"),
+    Key::new("nonKey", Kind::List, Unset::Said("all columns"), "the only non-key columns to write"),
+    Key::new("inputFormat", Kind::Text, Unset::Text("ROW"), "`ROW`, `ROW_WITH_ACTION` or `DEBEZIUM`: what the input topics carry (above)"),
+    Key::new("insertMode", Kind::Text, Unset::Text("INSERT"), "`INSERT`, `UPSERT`, `UPDATE`, for plain JSON rows; under `ROW_WITH_ACTION` a row's `ACTION` property overrides it"),
+    Key::new("nullValueAction", Kind::Text, Unset::Text("FAIL"), "`FAIL` or `DELETE` (by the record's JSON key) for a null value"),
+    Key::new("batchSize", Kind::Integer, Unset::Int(DEFAULT_BATCH_SIZE), "records per transaction"),
+    Key::new("timeoutMs", Kind::Integer, Unset::Int(DEFAULT_TIMEOUT.as_millis() as u64), "a partial batch is written after this long"),
+    Key::new("allowTruncate", Kind::Flag, Unset::Flag(false), "whether a Debezium `t` empties the target table; otherwise it is skipped"),
+    Key::new("autoCreateTable", Kind::Flag, Unset::Flag(false), "create a missing table from the first record (below)"),
+    Key::new("autoAddColumns", Kind::Flag, Unset::Flag(false), "add a column a record carries and the table lacks"),
+    Key::ignored("useTransactions", ALWAYS_ONE_TRANSACTION),
+    Key::ignored("useJdbcBatch", ALWAYS_ONE_TRANSACTION),
+    Key::ignored("excludeNonDeclaredFields", ALWAYS_ONE_TRANSACTION),
+];
 
 /// Databases and schemas that hold a server's own tables: never a target.
 const SYSTEM_DATABASES: [&str; 5] = [
@@ -477,15 +502,7 @@ impl DbSinkConfig {
 
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
-        let r = ConfigReader::new(configs);
-        r.ignore(
-            &[
-                "useTransactions",
-                "useJdbcBatch",
-                "excludeNonDeclaredFields",
-            ],
-            "sluice always writes a batch in one transaction with set-based statements",
-        );
+        let r = ConfigReader::new(configs, KEYS, "the jdbc sink");
         let parsed = r.secret("jdbcUrl").map(|u| parse_url(u.expose()));
         let (url, url_user, url_password) = match parsed {
             None => {
@@ -538,14 +555,12 @@ impl DbSinkConfig {
                 NullValueAction::Fail
             }
         };
-        let batch_size = r.u64_or("batchSize", DEFAULT_BATCH_SIZE).max(1);
-        let timeout = r
-            .u64("timeoutMs")
-            .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+        let batch_size = r.int("batchSize").max(1);
+        let timeout = Duration::from_millis(r.int("timeoutMs"));
         let tables_from_envelope = r.string_list("tablesFromEnvelope").unwrap_or_default();
-        let allow_truncate = r.bool("allowTruncate").unwrap_or(false);
-        let auto_create_table = r.bool("autoCreateTable").unwrap_or(false);
-        let auto_add_columns = r.bool("autoAddColumns").unwrap_or(false);
+        let allow_truncate = r.flag("allowTruncate");
+        let auto_create_table = r.flag("autoCreateTable");
+        let auto_add_columns = r.flag("autoAddColumns");
         let mut topic_tables = Vec::new();
         for pair in r.string_list("topicToTable").unwrap_or_default() {
             // At the last colon: a full topic name has one of its own
@@ -586,7 +601,7 @@ impl DbSinkConfig {
                 ),
             );
         }
-        let report = r.finish(KNOWN);
+        let report = r.finish();
         let config = match url {
             Some((dialect, url)) if report.errors.is_empty() => Some(Self {
                 dialect,

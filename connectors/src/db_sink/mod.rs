@@ -249,6 +249,7 @@ impl SinkConnector for DbSink {
         "org.apache.pulsar.io.jdbc.SqliteJdbcAutoSchemaSink",
     ];
     const ARCHIVES: &'static [&'static str] = &["jdbc-postgres", "jdbc-mariadb", "jdbc-sqlite"];
+    const KEYS: &'static [crate::config::Key] = config::KEYS;
     type Config = DbSinkConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<DbSinkConfig>, ConfigReport) {

@@ -3,14 +3,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ConfigMap, ConfigReader, ConfigReport};
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Unset};
 
 /// Records per write unless `batchSize` says otherwise.
 pub(crate) const DEFAULT_BATCH_SIZE: u64 = 500;
 /// How long a partial batch waits unless `timeoutMs` says otherwise.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
-const KNOWN: &str = "path, batchSize, timeoutMs";
+/// The keys the `file` sink takes.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("path", Kind::Text, Unset::Required, "the JSON-lines file to append to"),
+    Key::new("batchSize", Kind::Integer, Unset::Int(DEFAULT_BATCH_SIZE), "records per write"),
+    Key::new("timeoutMs", Kind::Integer, Unset::Int(DEFAULT_TIMEOUT.as_millis() as u64), "a partial batch is written after this long"),
+];
 
 /// Validated `file` sink settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,16 +32,14 @@ pub struct FileSinkConfig {
 impl FileSinkConfig {
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
-        let r = ConfigReader::new(configs);
+        let r = ConfigReader::new(configs, KEYS, "the file sink");
         let path = r.required_string("path").map(PathBuf::from);
-        let batch_size = r.u64_or("batchSize", DEFAULT_BATCH_SIZE);
+        let batch_size = r.int("batchSize");
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
         }
-        let timeout = r
-            .u64("timeoutMs")
-            .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
-        let report = r.finish(KNOWN);
+        let timeout = Duration::from_millis(r.int("timeoutMs"));
+        let report = r.finish();
         let config = match path {
             Some(path) if report.errors.is_empty() => Some(Self {
                 path,

@@ -26,6 +26,7 @@ pub struct FileSink {
 
 impl SinkConnector for FileSink {
     const CLASS_NAMES: &'static [&'static str] = &["file"];
+    const KEYS: &'static [crate::config::Key] = config::KEYS;
     type Config = FileSinkConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<FileSinkConfig>, ConfigReport) {

@@ -5,11 +5,30 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::endpoint::Endpoint;
-use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Secret, Unset};
 
-const KNOWN: &str = "url, headers, bodyFormat, filterPointer, filterValues, requestBatchSize, batchSize, timeoutMs, maxConcurrency, requestTimeoutMs, \
-     maxAttempts, retryBackoffMs, maxRetryBackoffMs, signatureSecret, signatureHeader, signatureVersion, \
-     idempotencyKeyHeader, tlsTrustCertsFilePath";
+/// The keys the `http` sink takes.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("url", Kind::Text, Unset::Required, "`http://` or `https://`; a user or password in it is refused (put credentials in `headers`)"),
+    Key::new("headers", Kind::Map, Unset::Nothing, "a map of header names to values added to every request; kept out of logs and dead letters (also as an echo encodes them). To an `http://` URL other than loopback, a warning says they go in clear"),
+    Key::new("bodyFormat", Kind::Text, Unset::Text("value"), "`value`: the record's value as it is; `record`: a JSON object with `value` (or `value_base64`), `topic`, `key`, `messageId`, `publishTime`, `eventTime` and `properties` (a dead letter's `sluice.error` among them)"),
+    Key::new("filterPointer", Kind::Text, Unset::Nothing, "with `filterValues`: send only records whose JSON value holds one of `filterValues` at this JSON pointer (`/after/status` and `shipped` for Debezium updates that ship an order); the others are acknowledged unsent and counted as `skipped.filtered` (they count in `records_out` too)"),
+    Key::new("filterValues", Kind::List, Unset::Nothing, "the values `filterPointer` selects"),
+    Key::new("requestBatchSize", Kind::Integer, Unset::Int(1), "records per request (1 to 10000); over 1, a request's body is a JSON array of records shaped as `bodyFormat: record` describes, each with its own `idempotencyKey` (a group may be cut differently when records come again, so a receiver deduplicates by each item's key; the request carries no `Idempotency-Key` or `Pulsar*` headers). A refused request refuses all its records, which are then tried alone"),
+    Key::new("batchSize", Kind::Integer, Unset::Int(100), "records per write"),
+    Key::new("timeoutMs", Kind::Integer, Unset::Int(100), "a partial batch is written after this long"),
+    Key::new("maxConcurrency", Kind::Integer, Unset::Int(8), "connections, and so requests in flight, at once (1 to 256)"),
+    Key::new("requestTimeoutMs", Kind::Integer, Unset::Int(10_000), "one request, connecting included"),
+    Key::new("maxAttempts", Kind::Integer, Unset::Int(4), "attempts per record within one write"),
+    Key::new("retryBackoffMs", Kind::Integer, Unset::Int(100), "the first retry's delay; it doubles each time"),
+    Key::new("maxRetryBackoffMs", Kind::Integer, Unset::Int(30_000), "the longest wait, `Retry-After` included"),
+    Key::new("signatureSecret", Kind::Secret, Unset::Nothing, "the HMAC key (at least 16 characters); set it under `secrets`"),
+    Key::new("signatureHeader", Kind::Text, Unset::Text("Sluice-Signature"), "the header that carries the signature"),
+    Key::new("signatureVersion", Kind::Text, Unset::Text("v2"), "`v2` (over method, path, content type and body) or `v1` (over the body alone)"),
+    Key::new("idempotencyKeyHeader", Kind::Text, Unset::Text("Idempotency-Key"), "the header that carries the idempotency key"),
+    Key::new("tlsTrustCertsFilePath", Kind::Text, Unset::Said("the system's CA certificates"), "PEM file that verifies an `https` endpoint"),
+];
 
 /// Validated `http` sink settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -83,7 +102,7 @@ const RESERVED: &[&str] = &["host", "content-length", "transfer-encoding", "conn
 impl HttpSinkConfig {
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
-        let r = ConfigReader::new(configs);
+        let r = ConfigReader::new(configs, KEYS, "the http sink");
         let endpoint = r
             .required_string("url")
             .and_then(|url| match Endpoint::parse(&url) {
@@ -151,26 +170,26 @@ impl HttpSinkConfig {
                 None
             }
         };
-        let batch_size = r.u64_or("batchSize", 100);
+        let batch_size = r.int("batchSize");
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
         }
-        let request_batch_size = r.u64_or("requestBatchSize", 1);
+        let request_batch_size = r.int("requestBatchSize");
         if !(1..=10_000).contains(&request_batch_size) {
             r.error("requestBatchSize", "must be from 1 to 10000");
         }
-        let timeout = Duration::from_millis(r.u64_or("timeoutMs", 100));
-        let max_concurrency = r.u64_or("maxConcurrency", 8);
+        let timeout = Duration::from_millis(r.int("timeoutMs"));
+        let max_concurrency = r.int("maxConcurrency");
         if !(1..=256).contains(&max_concurrency) {
             r.error("maxConcurrency", "must be from 1 to 256");
         }
-        let request_timeout = Duration::from_millis(r.u64_or("requestTimeoutMs", 10_000));
-        let max_attempts = r.u64_or("maxAttempts", 4);
+        let request_timeout = Duration::from_millis(r.int("requestTimeoutMs"));
+        let max_attempts = r.int("maxAttempts");
         if max_attempts == 0 {
             r.error("maxAttempts", "must be at least 1");
         }
-        let retry_backoff = Duration::from_millis(r.u64_or("retryBackoffMs", 100));
-        let max_retry_backoff = Duration::from_millis(r.u64_or("maxRetryBackoffMs", 30_000));
+        let retry_backoff = Duration::from_millis(r.int("retryBackoffMs"));
+        let max_retry_backoff = Duration::from_millis(r.int("maxRetryBackoffMs"));
         let signature_secret = r.secret("signatureSecret");
         if signature_secret
             .as_ref()
@@ -181,14 +200,14 @@ impl HttpSinkConfig {
                 "is shorter than 16 characters: use a long random key",
             );
         }
-        let header = |key: &str, default: &str| {
-            let name = r.string(key).unwrap_or_else(|| default.to_owned());
+        let header = |key: &str| {
+            let name = r.text(key);
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 r.error(key, format!("\"{name}\" is not an HTTP header name"));
             }
             name
         };
-        let signature_header = header("signatureHeader", "Sluice-Signature");
+        let signature_header = header("signatureHeader");
         let signature_version = match r.string("signatureVersion") {
             None => crate::signature::Version::V2,
             Some(v) => crate::signature::Version::parse(&v).unwrap_or_else(|| {
@@ -196,9 +215,9 @@ impl HttpSinkConfig {
                 crate::signature::Version::V2
             }),
         };
-        let idempotency_key_header = header("idempotencyKeyHeader", "Idempotency-Key");
+        let idempotency_key_header = header("idempotencyKeyHeader");
         let trust_file = r.string("tlsTrustCertsFilePath").map(PathBuf::from);
-        let report = r.finish(KNOWN);
+        let report = r.finish();
         let config = match endpoint {
             Some(endpoint) if report.errors.is_empty() => Some(Self {
                 endpoint,

@@ -61,6 +61,7 @@ impl std::fmt::Debug for HttpSink {
 impl SinkConnector for HttpSink {
     const CLASS_NAMES: &'static [&'static str] = &["http", "org.apache.pulsar.io.http.HttpSink"];
     const ARCHIVES: &'static [&'static str] = &["http"];
+    const KEYS: &'static [crate::config::Key] = config::KEYS;
     type Config = HttpSinkConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<HttpSinkConfig>, ConfigReport) {

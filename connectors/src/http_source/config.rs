@@ -4,12 +4,35 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Secret, Unset};
 
-const KNOWN: &str = "type, host, port, numberOfThreads, topicsFromPath, keyField, maxBodyBytes, \
-     maxPendingRequests, maxPendingBytes, maxConnections, readTimeoutMs, batchSize, authToken, \
-     signatureSecret, signatureHeader, signatureVersion, signatureToleranceSeconds, stateDir, idempotencyKeyHeader, idempotencyKeyField, \
-     idempotencyRetentionSeconds, tlsCertFile, tlsKeyFile";
+/// The keys the `http` source takes.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("type", Kind::Text, Unset::Text("http"), "only `http`"),
+    Key::new("host", Kind::Text, Unset::Text("127.0.0.1"), "the address to listen on"),
+    Key::new("port", Kind::Integer, Unset::Int(10_999), "the port to listen on; 0 picks a free one"),
+    Key::ignored("numberOfThreads", "requests are served by the runtime's threads"),
+    Key::new("topicsFromPath", Kind::List, Unset::Nothing, "topics a request may name in its path"),
+    Key::new("keyField", Kind::Text, Unset::Nothing, "a JSON object's field whose value becomes the message key"),
+    Key::new("maxBodyBytes", Kind::Integer, Unset::Int(1 << 20), "the largest request body taken (at most 1 GiB)"),
+    Key::new("maxPendingRequests", Kind::Integer, Unset::Int(1000), "requests accepted and not yet answered"),
+    Key::new("maxPendingBytes", Kind::Integer, Unset::Int(64 << 20), "bytes that requests not yet answered may hold: twice each body, and 16 per element of a JSON array; at least twice `maxBodyBytes`"),
+    Key::new("maxConnections", Kind::Integer, Unset::Int(256), "connections open at once; a quiet one gives way to a newcomer"),
+    Key::new("readTimeoutMs", Kind::Integer, Unset::Int(30_000), "how long a request's headers, and then its body, may take to arrive"),
+    Key::new("batchSize", Kind::Integer, Unset::Int(500), "records handed to the runtime at once; a larger request goes in several batches (one transaction under EFFECTIVELY_ONCE)"),
+    Key::new("authToken", Kind::Secret, Unset::Nothing, "the bearer token every request must carry (at least 16 characters); set it under `secrets`. Without `tlsCertFile`, on a `host` other than loopback, a warning says clients send it in clear"),
+    Key::new("signatureSecret", Kind::Secret, Unset::Nothing, "the HMAC key (at least 16 characters) of the `Sluice-Signature` every request must carry (the HTTP sink's scheme, below)"),
+    Key::new("signatureHeader", Kind::Text, Unset::Text("Sluice-Signature"), "the header that carries the signature"),
+    Key::new("signatureVersion", Kind::Text, Unset::Text("v2"), "`v2` takes only signatures over the method, path, content type, idempotency key and body; `v1` also takes the older form over the body alone, which a captured request can be replayed under to another topic or content type"),
+    Key::new("signatureToleranceSeconds", Kind::Integer, Unset::Int(300), "how far a signature's time may be from the server's clock"),
+    Key::new("stateDir", Kind::Text, Unset::Nothing, "where the idempotency journal is kept; required under EFFECTIVELY_ONCE"),
+    Key::new("idempotencyKeyHeader", Kind::Text, Unset::Text("Idempotency-Key"), "the header that carries a request's idempotency key"),
+    Key::new("idempotencyKeyField", Kind::Text, Unset::Nothing, "a JSON object's field that carries its key when the header is absent"),
+    Key::new("idempotencyRetentionSeconds", Kind::Integer, Unset::Int(86_400), "how long a published key is remembered"),
+    Key::new("tlsCertFile", Kind::Text, Unset::Nothing, "the server's certificate chain (PEM), with `tlsKeyFile`: requests are then taken over TLS only (TLS 1.2 and 1.3); a client has 10 s to finish its handshake"),
+    Key::new("tlsKeyFile", Kind::Text, Unset::Nothing, "the private key (PEM) of `tlsCertFile`"),
+];
 
 /// Validated `http` source settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,7 +100,7 @@ impl std::fmt::Debug for HttpSourceConfig {
 impl HttpSourceConfig {
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
-        let r = ConfigReader::new(configs);
+        let r = ConfigReader::new(configs, KEYS, "the http source");
         match r.string("type").as_deref() {
             None | Some("http") => {}
             Some(other) => r.error(
@@ -85,12 +108,8 @@ impl HttpSourceConfig {
                 format!("\"{other}\" is not served: sluice's http source takes type http only"),
             ),
         }
-        r.ignore(
-            &["numberOfThreads"],
-            "requests are served by the runtime's threads",
-        );
-        let host = r.string("host").unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port = r.u64_or("port", 10_999);
+        let host = r.text("host");
+        let port = r.int("port");
         if port > u64::from(u16::MAX) {
             r.error("port", "must be at most 65535");
         }
@@ -107,11 +126,11 @@ impl HttpSourceConfig {
             }
         }
         let key_field = r.string("keyField");
-        let max_body_bytes = r.u64_or("maxBodyBytes", 1 << 20);
+        let max_body_bytes = r.int("maxBodyBytes");
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
             r.error("maxBodyBytes", "must be from 1 to 1073741824 (1 GiB)");
         }
-        let max_pending_bytes = r.u64_or("maxPendingBytes", 64 << 20);
+        let max_pending_bytes = r.int("maxPendingBytes");
         if max_pending_bytes < 2 * max_body_bytes || max_pending_bytes > 1 << 40 {
             r.error(
                 "maxPendingBytes",
@@ -121,19 +140,19 @@ impl HttpSourceConfig {
                 ),
             );
         }
-        let max_connections = r.u64_or("maxConnections", 256);
+        let max_connections = r.int("maxConnections");
         if !(1..=65_536).contains(&max_connections) {
             r.error("maxConnections", "must be from 1 to 65536");
         }
-        let read_timeout = Duration::from_millis(r.u64_or("readTimeoutMs", 30_000));
+        let read_timeout = Duration::from_millis(r.int("readTimeoutMs"));
         if read_timeout.is_zero() {
             r.error("readTimeoutMs", "must be at least 1");
         }
-        let max_pending_requests = r.u64_or("maxPendingRequests", 1000);
+        let max_pending_requests = r.int("maxPendingRequests");
         if max_pending_requests == 0 {
             r.error("maxPendingRequests", "must be at least 1");
         }
-        let batch_size = r.u64_or("batchSize", 500);
+        let batch_size = r.int("batchSize");
         if batch_size == 0 {
             r.error("batchSize", "must be at least 1");
         }
@@ -160,9 +179,7 @@ impl HttpSourceConfig {
                 ),
             );
         }
-        let signature_header = r
-            .string("signatureHeader")
-            .unwrap_or_else(|| "Sluice-Signature".to_owned());
+        let signature_header = r.text("signatureHeader");
         let accept_v1_signatures = match r.string("signatureVersion").as_deref() {
             None | Some("v2") => false,
             Some("v1") => true,
@@ -171,14 +188,11 @@ impl HttpSourceConfig {
                 false
             }
         };
-        let signature_tolerance = Duration::from_secs(r.u64_or("signatureToleranceSeconds", 300));
+        let signature_tolerance = Duration::from_secs(r.int("signatureToleranceSeconds"));
         let state_dir = r.string("stateDir").map(PathBuf::from);
-        let idempotency_key_header = r
-            .string("idempotencyKeyHeader")
-            .unwrap_or_else(|| "Idempotency-Key".to_owned());
+        let idempotency_key_header = r.text("idempotencyKeyHeader");
         let idempotency_key_field = r.string("idempotencyKeyField");
-        let idempotency_retention =
-            Duration::from_secs(r.u64_or("idempotencyRetentionSeconds", 86_400));
+        let idempotency_retention = Duration::from_secs(r.int("idempotencyRetentionSeconds"));
         let tls = match (r.string("tlsCertFile"), r.string("tlsKeyFile")) {
             (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
             (None, None) => None,
@@ -191,7 +205,7 @@ impl HttpSourceConfig {
                 None
             }
         };
-        let report = r.finish(KNOWN);
+        let report = r.finish();
         let config = report.errors.is_empty().then_some(Self {
             host,
             port: port as u16,

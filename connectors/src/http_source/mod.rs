@@ -96,6 +96,7 @@ impl SourceConnector for HttpSource {
     const CLASS_NAMES: &'static [&'static str] =
         &["http", "org.apache.pulsar.io.netty.NettySource"];
     const ARCHIVES: &'static [&'static str] = &["netty"];
+    const KEYS: &'static [crate::config::Key] = config::KEYS;
     type Config = HttpSourceConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<HttpSourceConfig>, ConfigReport) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::tls::{SslMode, TlsSettings};
 use super::transforms::{self, Transforms};
-use crate::config::{ConfigMap, ConfigReader, ConfigReport, Secret};
+use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Secret, Unset};
 
 /// `database.sslmode` unless set: TLS when the server offers it, as libpq
 /// and Debezium default.
@@ -32,38 +32,72 @@ pub(crate) const REPLICATION_READ_AHEAD: usize = 16;
 /// `status.update.interval.ms` unless set.
 pub(crate) const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
-const KNOWN: &str = "database.hostname, database.port, database.user, database.password, database.dbname, \
-    database.sslmode, database.sslrootcert, database.sslcert, database.sslkey, topic.prefix, table.include.list, table.exclude.list, \
-    schema.include.list, schema.exclude.list, slot.name, slot.adopt, publication.name, \
-    publication.autocreate.mode, snapshot.mode, snapshot.fetch.size, max.batch.size, heartbeat.interval.ms, \
-    status.update.interval.ms, plugin.name, slot.drop.on.stop, max.queue.size.in.bytes, json-with-envelope, \
-    signal.data.collection, signal.enabled.channels, transforms (and transforms.<alias>.*)";
+/// Why the Debezium connector's and Pulsar wrapper's own keys mean nothing
+/// here.
+const WRITES_ITS_OWN: &str = "sluice writes JSON Debezium envelopes to Pulsar itself";
 
-/// Keys of the Debezium connector and of Pulsar's wrapper that mean nothing
-/// here: accepted with a warning.
-const IGNORED: &[&str] = &[
-    "key.converter",
-    "value.converter",
-    "key.converter.schemas.enable",
-    "value.converter.schemas.enable",
-    "pulsar.service.url",
-    "offset.storage.topic",
-    "offset.storage",
-    "database.history",
-    "database.history.pulsar.topic",
-    "database.history.pulsar.service.url",
-    "database.history.pulsar.reader.config",
-    "offset.storage.reader.config",
-    "task.class",
-    "schema.history.internal",
-    "schema.history.internal.pulsar.topic",
-    "schema.history.internal.pulsar.service.url",
-    "tombstones.on.delete",
-    "include.schema.changes",
-    "provide.transaction.metadata",
-    "database.tcpKeepAlive",
-    "connector.class",
-    "tasks.max",
+/// The keys the Postgres CDC source takes.
+#[rustfmt::skip]
+pub(crate) const KEYS: &[Key] = &[
+    Key::new("database.hostname", Kind::Text, Unset::Required, "the server"),
+    Key::new("database.port", Kind::Integer, Unset::Int(DEFAULT_PORT as u64), "the server's port"),
+    Key::new("database.user", Kind::Text, Unset::Required, "the user, which needs the REPLICATION attribute"),
+    Key::new("database.password", Kind::Secret, Unset::Nothing, "the user's password"),
+    Key::new("database.dbname", Kind::Text, Unset::Required, "the database"),
+    Key::new("database.sslmode", Kind::Text, Unset::Text("prefer"), "`disable`, `prefer` (TLS when the server offers it, unverified), `require` (TLS, unverified; with `database.sslrootcert`, as `verify-ca`), `verify-ca` (the certificate chains to `database.sslrootcert`), `verify-full` (and names `database.hostname`)"),
+    Key::new("database.sslrootcert", Kind::Text, Unset::Nothing, "the CA certificates (PEM) to verify the server with; required by `verify-ca` and `verify-full`"),
+    Key::new("database.sslcert", Kind::Text, Unset::Nothing, "a client certificate (PEM), with `database.sslkey`, for servers that ask for one"),
+    Key::new("database.sslkey", Kind::Text, Unset::Nothing, "the client certificate's key (PEM)"),
+    Key::new("topic.prefix", Kind::Text, Unset::Said("required (or `database.server.name`)"), "topics are `<topic.prefix>.<schema>.<table>`"),
+    Key::new("database.server.name", Kind::Text, Unset::Nothing, "Debezium 1.x's name of `topic.prefix`, used when `topic.prefix` is unset"),
+    Key::new("table.include.list", Kind::List, Unset::Said("all tables"), "comma-separated regexes over `schema.table`"),
+    Key::new("table.exclude.list", Kind::List, Unset::Nothing, "comma-separated regexes over `schema.table`"),
+    Key::new("schema.include.list", Kind::List, Unset::Said("all schemas"), "comma-separated regexes over the schema name"),
+    Key::new("schema.exclude.list", Kind::List, Unset::Nothing, "comma-separated regexes over the schema name"),
+    Key::old_name("table.whitelist", "table.include.list"),
+    Key::old_name("table.blacklist", "table.exclude.list"),
+    Key::old_name("schema.whitelist", "schema.include.list"),
+    Key::old_name("schema.blacklist", "schema.exclude.list"),
+    Key::new("slot.name", Kind::Text, Unset::Text(DEFAULT_SLOT), "the replication slot: lower-case letters, digits and `_`, at most 63"),
+    Key::new("slot.adopt", Kind::Flag, Unset::Flag(false), "take over an existing slot that another client made (Pulsar's Debezium source, when moving from it: docs/migration.md): stream from its confirmed position without a snapshot, and own it from then on. Without it, sluice refuses a slot it did not create"),
+    Key::new("slot.drop.on.stop", Kind::Flag, Unset::Flag(false), "must be `false`: sluice never drops a slot on stop"),
+    Key::new("publication.name", Kind::Text, Unset::Text(DEFAULT_PUBLICATION), "the publication: lower-case letters, digits and `_`, at most 63"),
+    Key::new("publication.autocreate.mode", Kind::Text, Unset::Text("filtered"), "`filtered` (the selected tables that have a replica identity) or `disabled` (it must exist); `all_tables` is refused (below)"),
+    Key::new("plugin.name", Kind::Text, Unset::Text("pgoutput"), "must be `pgoutput`"),
+    Key::new("snapshot.mode", Kind::Text, Unset::Text("initial"), "`initial`, `when_needed`, `never`, `initial_only`, `always` (below); Debezium 1.x's `exported` is taken as `initial`, and `no_data` as `never`"),
+    Key::new("snapshot.fetch.size", Kind::Integer, Unset::Int(DEFAULT_FETCH_SIZE), "rows per snapshot chunk, at most (fewer when rows are wide: see \"Memory\")"),
+    Key::new("max.batch.size", Kind::Integer, Unset::Int(DEFAULT_MAX_BATCH), "records per batch handed to the runtime"),
+    Key::new("max.queue.size.in.bytes", Kind::Integer, Unset::Int(DEFAULT_QUEUE_BYTES), "bytes of records made ahead of the runtime, at most (see \"Memory\")"),
+    Key::new("heartbeat.interval.ms", Kind::Integer, Unset::Said("off"), "emit `pg_logical_emit_message` this often, so that an idle database lets the slot advance"),
+    Key::new("status.update.interval.ms", Kind::Integer, Unset::Int(DEFAULT_STATUS_INTERVAL.as_millis() as u64), "how often the confirmed position is reported"),
+    Key::new("signal.data.collection", Kind::Text, Unset::Nothing, "a signal table (`schema.table`, `public` when no schema is given), as Debezium's: a row inserted into it asks for a snapshot of some tables, or stops one (below)"),
+    Key::new("signal.enabled.channels", Kind::List, Unset::Text("source"), "only `source` (the signal table) is read; other channels are warned about"),
+    Key::new("json-with-envelope", Kind::Flag, Unset::Flag(false), "must be `false`: sluice publishes the Debezium payload, not Kafka Connect's schema-and-payload envelope"),
+    Key::new("decimal.handling.mode", Kind::Text, Unset::Text("string"), "must be `string`: numeric values are exact strings"),
+    Key::new("time.precision.mode", Kind::Text, Unset::Text("adaptive"), "must be `adaptive` or `adaptive_time_microseconds`: times are in microseconds"),
+    Key::new("transforms", Kind::List, Unset::Nothing, "Debezium's `unwrap` and logical-table router, configured as Kafka Connect configures them (below, \"Transforms\")").nested(),
+    Key::ignored("key.converter", WRITES_ITS_OWN),
+    Key::ignored("value.converter", WRITES_ITS_OWN),
+    Key::ignored("key.converter.schemas.enable", WRITES_ITS_OWN),
+    Key::ignored("value.converter.schemas.enable", WRITES_ITS_OWN),
+    Key::ignored("pulsar.service.url", WRITES_ITS_OWN),
+    Key::ignored("offset.storage.topic", WRITES_ITS_OWN),
+    Key::ignored("offset.storage", WRITES_ITS_OWN),
+    Key::ignored("database.history", WRITES_ITS_OWN),
+    Key::ignored("database.history.pulsar.topic", WRITES_ITS_OWN),
+    Key::ignored("database.history.pulsar.service.url", WRITES_ITS_OWN),
+    Key::ignored("database.history.pulsar.reader.config", WRITES_ITS_OWN),
+    Key::ignored("offset.storage.reader.config", WRITES_ITS_OWN),
+    Key::ignored("task.class", WRITES_ITS_OWN),
+    Key::ignored("schema.history.internal", WRITES_ITS_OWN),
+    Key::ignored("schema.history.internal.pulsar.topic", WRITES_ITS_OWN),
+    Key::ignored("schema.history.internal.pulsar.service.url", WRITES_ITS_OWN),
+    Key::ignored("tombstones.on.delete", WRITES_ITS_OWN),
+    Key::ignored("include.schema.changes", WRITES_ITS_OWN),
+    Key::ignored("provide.transaction.metadata", WRITES_ITS_OWN),
+    Key::ignored("database.tcpKeepAlive", WRITES_ITS_OWN),
+    Key::ignored("connector.class", WRITES_ITS_OWN),
+    Key::ignored("tasks.max", WRITES_ITS_OWN),
 ];
 
 /// `snapshot.mode`.
@@ -230,17 +264,11 @@ impl PostgresCdcConfig {
 
     /// Validate a `configs` map. Pure: no I/O.
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
-        let r = ConfigReader::new(configs);
-        r.ignore(
-            IGNORED,
-            "sluice writes JSON Debezium envelopes to Pulsar itself",
-        );
+        let r = ConfigReader::new(configs, KEYS, "the postgres-cdc source");
         let host = r.required_string("database.hostname");
-        let port = r.u64("database.port").map_or(DEFAULT_PORT, |p| {
-            u16::try_from(p).unwrap_or_else(|_| {
-                r.error("database.port", "must be a port number");
-                DEFAULT_PORT
-            })
+        let port = u16::try_from(r.int("database.port")).unwrap_or_else(|_| {
+            r.error("database.port", "must be a port number");
+            DEFAULT_PORT
         });
         let user = r.required_string("database.user");
         let password = r.secret("database.password");
@@ -251,19 +279,13 @@ impl PostgresCdcConfig {
         if topic_prefix.is_none() {
             r.error("topic.prefix", "is required (or database.server.name)");
         }
-        // Debezium 1.x spells the lists `whitelist` and `blacklist`.
-        let list = |key: &str, old: &str| match (r.string_list(key), r.string_list(old)) {
-            (Some(_), Some(_)) => {
-                r.error(old, format!("is the old name of {key}: set one of them"));
-                Vec::new()
-            }
-            (Some(v), None) | (None, Some(v)) => v,
-            (None, None) => Vec::new(),
-        };
-        let include = list("table.include.list", "table.whitelist");
-        let exclude = list("table.exclude.list", "table.blacklist");
-        let schema_include = list("schema.include.list", "schema.whitelist");
-        let schema_exclude = list("schema.exclude.list", "schema.blacklist");
+        // Debezium 1.x's `whitelist` and `blacklist` are the lists' old
+        // names in the key table.
+        let list = |key: &str| r.string_list(key).unwrap_or_default();
+        let include = list("table.include.list");
+        let exclude = list("table.exclude.list");
+        let schema_include = list("schema.include.list");
+        let schema_exclude = list("schema.exclude.list");
         for (key, patterns) in [
             ("table.include.list", &include),
             ("table.exclude.list", &exclude),
@@ -276,16 +298,14 @@ impl PostgresCdcConfig {
                 }
             }
         }
-        let slot = r
-            .string("slot.name")
-            .unwrap_or_else(|| DEFAULT_SLOT.to_owned());
+        let slot = r.text("slot.name");
         if !valid_identifier(&slot) {
             r.error(
                 "slot.name",
                 "must be lower-case letters, digits and '_', at most 63",
             );
         }
-        let adopt_slot = r.bool("slot.adopt").unwrap_or(false);
+        let adopt_slot = r.flag("slot.adopt");
         let signal_table = r.string("signal.data.collection").map(|t| {
             if t.contains('.') {
                 t
@@ -307,9 +327,7 @@ impl PostgresCdcConfig {
                 );
             }
         }
-        let publication = r
-            .string("publication.name")
-            .unwrap_or_else(|| DEFAULT_PUBLICATION.to_owned());
+        let publication = r.text("publication.name");
         if !valid_identifier(&publication) {
             r.error(
                 "publication.name",
@@ -393,11 +411,9 @@ impl PostgresCdcConfig {
                 format!("\"{v}\" is not supported: times are in microseconds"),
             );
         }
-        let fetch_size = r.u64_or("snapshot.fetch.size", DEFAULT_FETCH_SIZE).max(1);
-        let max_batch = r.u64_or("max.batch.size", DEFAULT_MAX_BATCH).max(1) as usize;
-        let queue_bytes = r
-            .u64_or("max.queue.size.in.bytes", DEFAULT_QUEUE_BYTES)
-            .max(1);
+        let fetch_size = r.int("snapshot.fetch.size").max(1);
+        let max_batch = r.int("max.batch.size").max(1) as usize;
+        let queue_bytes = r.int("max.queue.size.in.bytes").max(1);
         let heartbeat = r
             .u64("heartbeat.interval.ms")
             .filter(|ms| *ms > 0)
@@ -407,7 +423,7 @@ impl PostgresCdcConfig {
             .filter(|ms| *ms > 0)
             .map_or(DEFAULT_STATUS_INTERVAL, Duration::from_millis);
         let transforms = transforms::from_configs(&r);
-        let report = r.finish(KNOWN);
+        let report = r.finish();
         let config = match (host, user, dbname, topic_prefix) {
             (Some(host), Some(user), Some(dbname), Some(topic_prefix))
                 if report.errors.is_empty() =>

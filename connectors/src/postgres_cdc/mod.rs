@@ -31,7 +31,7 @@ mod slot;
 mod snapshot;
 mod stream;
 mod tls;
-mod transforms;
+pub(crate) mod transforms;
 mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -245,6 +245,7 @@ impl SourceConnector for PostgresCdc {
     ];
     const ARCHIVES: &'static [&'static str] = &["debezium-postgres"];
     const NAMES_ITS_TOPICS: bool = true;
+    const KEYS: &'static [crate::config::Key] = config::KEYS;
     type Config = PostgresCdcConfig;
 
     fn configure(configs: &ConfigMap) -> (Option<PostgresCdcConfig>, ConfigReport) {

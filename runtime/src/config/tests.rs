@@ -55,7 +55,7 @@ const CASES: &[(&str, &str, u64, u64, &str, &str)] = &[
         1,
         1,
         "sourcez",
-        "unknown field `sourcez`",
+        "unknown field `sourcez`: did you mean sources?",
     ),
     (
         "unknown source field",
@@ -63,7 +63,7 @@ const CASES: &[(&str, &str, u64, u64, &str, &str)] = &[
         3,
         5,
         "sources[0].topicNam",
-        "unknown field `topicNam`",
+        "unknown field `topicNam`: did you mean topicName?",
     ),
     (
         "unknown sink field",
@@ -71,7 +71,7 @@ const CASES: &[(&str, &str, u64, u64, &str, &str)] = &[
         3,
         5,
         "sinks[0].inputz",
-        "unknown field `inputz`",
+        "unknown field `inputz`: did you mean inputs?",
     ),
     (
         "parallelism is a word",
@@ -183,7 +183,15 @@ const CASES: &[(&str, &str, u64, u64, &str, &str)] = &[
         6,
         13,
         "sources[0].configs.rate",
-        "not a setting of this connector",
+        "is not a setting of the datagen source (docs/configuration.md lists its keys)",
+    ),
+    (
+        "misspelt datagen setting",
+        "sources:\n  - name: a\n    className: datagen\n    topicName: t\n    configs:\n      ratePerSecnd: 5\n",
+        6,
+        21,
+        "sources[0].configs.ratePerSecnd",
+        "is not a setting of the datagen source: did you mean ratePerSecond?",
     ),
     (
         "datagen count is a word",

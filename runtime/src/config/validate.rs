@@ -119,8 +119,21 @@ fn parse<T: DeserializeOwned>(
     })
 }
 
-/// The parser's message without its "error: line N column M: " prefix.
+/// The parser's message without its "error: line N column M: " prefix; an
+/// unknown field's names the field likely meant, when one is near.
 fn plain_message(rendered: &str) -> String {
+    let message = located_message(rendered);
+    let suggested = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once("`, expected one of "))
+        .and_then(|(field, expected)| {
+            let near = sluice_connectors::config::nearest_name(field, expected.split(", "))?;
+            Some(format!("unknown field `{field}`: did you mean {near}?"))
+        });
+    suggested.unwrap_or(message)
+}
+
+fn located_message(rendered: &str) -> String {
     let first = rendered.lines().next().unwrap_or(rendered);
     let rest = first.strip_prefix("error: ").unwrap_or(first);
     let rest = match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {

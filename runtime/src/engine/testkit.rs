@@ -197,6 +197,7 @@ impl Sink for ScriptSink {
 
 impl SinkConnector for ScriptSink {
     const CLASS_NAMES: &'static [&'static str] = &["script-sink"];
+    const KEYS: &'static [sluice_connectors::config::Key] = &[];
     type Config = Shared<SinkScript>;
 
     fn configure(_: &ConfigMap) -> (Option<Self::Config>, ConfigReport) {
@@ -316,6 +317,7 @@ impl Source for ScriptSource {
 impl SourceConnector for ScriptSource {
     const CLASS_NAMES: &'static [&'static str] = &["script-source"];
     const NAMES_ITS_TOPICS: bool = true;
+    const KEYS: &'static [sluice_connectors::config::Key] = &[];
     type Config = Shared<SourceScript>;
 
     fn configure(_: &ConfigMap) -> (Option<Self::Config>, ConfigReport) {

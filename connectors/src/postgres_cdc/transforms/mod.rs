@@ -10,7 +10,7 @@
 
 mod pattern;
 mod route;
-mod settings;
+pub(crate) mod settings;
 mod unwrap;
 
 use std::collections::{HashMap, HashSet};

@@ -6,12 +6,39 @@ use super::Transforms;
 use super::pattern::{Pattern, Replacement};
 use super::route::{DEFAULT_KEY_FIELD, KeyField, Route};
 use super::unwrap::{Added, DELETED_FIELD, Deletes, Unwrap};
-use crate::config::ConfigReader;
+use crate::config::{ConfigReader, Key, Kind, Unset};
 
 const UNWRAP: &str = "io.debezium.transforms.ExtractNewRecordState";
 const ROUTER: &str = "io.debezium.transforms.ByLogicalTableRouter";
-const UNWRAP_KEYS: &str = "drop.tombstones, delete.handling.mode, add.fields, add.fields.prefix, add.headers, add.headers.prefix";
-const ROUTER_KEYS: &str = "topic.regex, topic.replacement, key.enforce.uniqueness, key.field.name, key.field.regex, key.field.replacement, logical.table.cache.size";
+/// The prefix of the names `add.fields` and `add.headers` add, unless set.
+const ADDED_PREFIX: &str = "__";
+
+/// The keys of an `ExtractNewRecordState` transform, under
+/// `transforms.<alias>.`.
+#[rustfmt::skip]
+pub(crate) const UNWRAP_KEYS: &[Key] = &[
+    Key::new("type", Kind::Text, Unset::Required, "`io.debezium.transforms.ExtractNewRecordState`"),
+    Key::new("delete.handling.mode", Kind::Text, Unset::Text("drop"), "`drop`: not published. `rewrite`: its `before` row (under the default replica identity, the key columns and nulls), with `__deleted: \"true\"`; every other row gets `__deleted: \"false\"`. `none`: its key with a null value (Pulsar's `null_value` flag, as the Java client sends a null), which sinks that delete on a null value apply: sluice's `jdbc` sink and Pulsar's, with `nullValueAction: DELETE`"),
+    Key::new("add.fields", Kind::List, Unset::Nothing, "fields of the event copied into the row, as optional fields of its schema: `op`, `ts_ms`, and the `source` block's (`source.ts_ms`, or just `lsn`, `table`, `txId`, `db`, `schema`, `snapshot`, ...); named with the prefix, `source.` ones as `source_<field>` (`__source_ts_ms`); `field:name` names one yourself. Transaction fields are refused: sluice's events carry no transaction block; so is a name added twice"),
+    Key::new("add.fields.prefix", Kind::Text, Unset::Text(ADDED_PREFIX), "the prefix of the added fields' names"),
+    Key::new("add.headers", Kind::List, Unset::Nothing, "the same fields as message properties (text; a null is left out); a name starting `sluice.` is refused, as sluice's own properties are"),
+    Key::new("add.headers.prefix", Kind::Text, Unset::Text(ADDED_PREFIX), "the prefix of the added properties' names"),
+    Key::new("drop.tombstones", Kind::Flag, Unset::Flag(true), "read and left alone: sluice publishes no tombstone after a delete"),
+];
+
+/// The keys of a `ByLogicalTableRouter` transform, under
+/// `transforms.<alias>.`.
+#[rustfmt::skip]
+pub(crate) const ROUTER_KEYS: &[Key] = &[
+    Key::new("type", Kind::Text, Unset::Required, "`io.debezium.transforms.ByLogicalTableRouter`"),
+    Key::new("topic.regex", Kind::Text, Unset::Required, "a regex over the whole topic name (`<topic.prefix>.<schema>.<table>`)"),
+    Key::new("topic.replacement", Kind::Text, Unset::Required, "the topic of a matching event, with `$1`.. for the regex's groups; a name of the source's namespace, without `/`"),
+    Key::new("key.enforce.uniqueness", Kind::Flag, Unset::Flag(true), "add a field to each key that names the table, so that rows of two tables with the same key stay apart on the shared topic"),
+    Key::new("key.field.name", Kind::Text, Unset::Text(DEFAULT_KEY_FIELD), "that field"),
+    Key::new("key.field.regex", Kind::Text, Unset::Nothing, "with `key.field.replacement`: its value made from the table's topic (else the topic itself)"),
+    Key::new("key.field.replacement", Kind::Text, Unset::Nothing, "the replacement for `key.field.regex`"),
+    Key::new("logical.table.cache.size", Kind::Integer, Unset::Nothing, "read and left alone"),
+];
 
 /// Read `transforms` and every key under it.
 pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
@@ -27,12 +54,12 @@ pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
         }
         let at = |key: &str| format!("transforms.{alias}.{key}");
         let kind = r.string(&at("type"));
-        let (known, made) = match kind.as_deref() {
+        let (known, made): (&[Key], _) = match kind.as_deref() {
             Some(UNWRAP) => (UNWRAP_KEYS, Made::Unwrap(unwrap(r, &at))),
             Some(ROUTER) => (ROUTER_KEYS, Made::Route(route(r, &at))),
             None => {
                 r.error(&at("type"), "is required: the transform's class");
-                ("", Made::Nothing)
+                (&[], Made::Nothing)
             }
             Some(other) => {
                 r.error(
@@ -41,7 +68,7 @@ pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
                         "{other} is not a transform sluice runs (it runs {UNWRAP} and {ROUTER})"
                     ),
                 );
-                ("", Made::Nothing)
+                (&[], Made::Nothing)
             }
         };
         for (key, why) in [
@@ -64,12 +91,10 @@ pub(crate) fn from_configs(r: &ConfigReader<'_>) -> Transforms {
         }
         for key in r.keys_with_prefix(&format!("transforms.{alias}.")) {
             if !known.is_empty() && !r.was_read(&key) {
+                let own = &key[format!("transforms.{alias}.").len()..];
                 r.error(
                     &key,
-                    format!(
-                        "is not a setting of {} (it takes: {known})",
-                        kind.as_deref().unwrap_or("")
-                    ),
+                    crate::config::unknown_key(known, own, kind.as_deref().unwrap_or("")),
                 );
             }
             r.consume(&key);
@@ -121,7 +146,9 @@ fn unwrap(r: &ConfigReader<'_>, at: &dyn Fn(&str) -> String) -> Option<Unwrap> {
     };
     let mut ok = deletes.is_some();
     let mut added = |list: &str, prefix: &str| -> Vec<Added> {
-        let prefix = r.string(&at(prefix)).unwrap_or_else(|| "__".to_owned());
+        let prefix = r
+            .string(&at(prefix))
+            .unwrap_or_else(|| ADDED_PREFIX.to_owned());
         let mut out = Vec::new();
         for entry in r.string_list(&at(list)).unwrap_or_default() {
             match Added::parse(&entry, &prefix) {
@@ -260,9 +287,13 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), ConfigValue::String((*v).to_owned())))
             .collect();
-        let r = ConfigReader::new(&map);
+        let r = ConfigReader::new(
+            &map,
+            crate::postgres_cdc::config::KEYS,
+            "the postgres-cdc source",
+        );
         let t = from_configs(&r);
-        let report = r.finish("");
+        let report = r.finish();
         let show = |issues: &[crate::config::ConfigIssue]| {
             issues
                 .iter()
