@@ -90,83 +90,130 @@ fn substitute_line(
     out: &mut String,
     missing: &mut Vec<MissingVariable>,
 ) {
-    let mut quote: Option<char> = None;
-    // Unclosed `[` and `{` outside quotes: inside them `,` ends a scalar.
-    let mut depth = 0usize;
-    // Whether a plain scalar would start here (only indentation or an
-    // indicator and blanks before it).
-    let mut scalar_start = true;
-    let mut prev = ' ';
-    let mut column = 1;
+    let mut scan = Scan::new(line_no);
     let mut i = 0;
     while i < line.len() {
         let rest = &line[i..];
-        if quote != Some('\'') && rest.starts_with("$${") {
+        if scan.quote != Some('\'') && rest.starts_with("$${") {
             out.push_str("${");
             i += 3;
-            column += 3;
-            scalar_start = false;
-            prev = '{';
+            scan.column += 3;
+            scan.scalar_start = false;
+            scan.prev = '{';
             continue;
         }
-        if let Some(body) = rest.strip_prefix("${")
-            && let Some(end) = body.find('}')
-        {
-            let expr = &body[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let consumed = 2 + end + 1;
-            let after = &line[i + consumed..];
-            let problem = match lookup(name).or_else(|| default.map(str::to_owned)) {
-                None => Some(Problem::Missing),
-                Some(value) => place(&value, quote, scalar_start, depth > 0, after, out),
-            };
-            if let Some(problem) = problem {
-                missing.push(MissingVariable {
-                    name: name.to_owned(),
-                    line: line_no,
-                    column,
-                    problem,
-                });
-            }
-            column += rest[..consumed].chars().count();
+        if let Some(consumed) = scan.variable(rest, lookup, out, missing) {
             i += consumed;
-            scalar_start = false;
-            prev = '}';
             continue;
         }
         let Some(c) = rest.chars().next() else { break };
         out.push(c);
         i += c.len_utf8();
-        column += 1;
-        match quote {
-            Some('"') if c == '\\' => {
-                // An escape: the next character is taken as it is.
-                if let Some(next) = line[i..].chars().next() {
-                    out.push(next);
-                    i += next.len_utf8();
-                    column += 1;
-                }
+        if scan.quote == Some('"') && c == '\\' {
+            // An escape: the next character is taken as it is.
+            if let Some(next) = line[i..].chars().next() {
+                out.push(next);
+                i += next.len_utf8();
+                scan.column += 1;
             }
-            Some(q) if c == q => quote = None,
+        }
+        scan.copied(c);
+    }
+}
+
+/// Where the scan of one line is.
+struct Scan {
+    line_no: usize,
+    column: usize,
+    /// The quote a scalar is inside, if any.
+    quote: Option<char>,
+    /// Unclosed `[` and `{` outside quotes: inside them `,` ends a scalar.
+    depth: usize,
+    /// Whether a plain scalar would start here (only indentation or an
+    /// indicator and blanks before it).
+    scalar_start: bool,
+    prev: char,
+}
+
+impl Scan {
+    fn new(line_no: usize) -> Self {
+        Self {
+            line_no,
+            column: 1,
+            quote: None,
+            depth: 0,
+            scalar_start: true,
+            prev: ' ',
+        }
+    }
+
+    /// Replace the `${NAME}` or `${NAME:-default}` that `rest` starts
+    /// with, if it does; the bytes it took.
+    fn variable(
+        &mut self,
+        rest: &str,
+        lookup: &impl Fn(&str) -> Option<String>,
+        out: &mut String,
+        missing: &mut Vec<MissingVariable>,
+    ) -> Option<usize> {
+        let body = rest.strip_prefix("${")?;
+        let end = body.find('}')?;
+        let expr = &body[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        let consumed = 2 + end + 1;
+        let after = &rest[consumed..];
+        let problem = match lookup(name).or_else(|| default.map(str::to_owned)) {
+            None => Some(Problem::Missing),
+            Some(value) => place(
+                &value,
+                self.quote,
+                self.scalar_start,
+                self.depth > 0,
+                after,
+                out,
+            ),
+        };
+        if let Some(problem) = problem {
+            missing.push(MissingVariable {
+                name: name.to_owned(),
+                line: self.line_no,
+                column: self.column,
+                problem,
+            });
+        }
+        self.column += rest[..consumed].chars().count();
+        self.scalar_start = false;
+        self.prev = '}';
+        Some(consumed)
+    }
+
+    /// Follow one character copied as it is.
+    fn copied(&mut self, c: char) {
+        self.column += 1;
+        match self.quote {
+            Some('"') if c == '\\' => {}
+            Some(q) if c == q => self.quote = None,
             Some(_) => {}
             None => {
                 match c {
-                    '"' | '\'' if scalar_start => quote = Some(c),
-                    '[' | '{' => depth += 1,
-                    ']' | '}' => depth = depth.saturating_sub(1),
+                    '"' | '\'' if self.scalar_start => self.quote = Some(c),
+                    '[' | '{' => self.depth += 1,
+                    ']' | '}' => self.depth = self.depth.saturating_sub(1),
                     _ => {}
                 }
-                scalar_start = match c {
-                    ' ' | '\t' => scalar_start || matches!(prev, ':' | '-' | ',' | '[' | '{'),
+                self.scalar_start = match c {
+                    ' ' | '\t' => {
+                        self.scalar_start || matches!(self.prev, ':' | '-' | ',' | '[' | '{')
+                    }
                     '[' | '{' | ',' => true,
                     _ => false,
                 };
             }
         }
-        prev = c;
+        self.prev = c;
     }
 }
 
