@@ -27,17 +27,6 @@ pub enum Version {
     V2,
 }
 
-impl Version {
-    /// `signatureVersion` as written: `v1` or `v2`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "v1" => Some(Self::V1),
-            "v2" => Some(Self::V2),
-            _ => None,
-        }
-    }
-}
-
 /// What a signature covers.
 #[derive(Debug, Clone, Copy)]
 pub struct Signed<'a> {

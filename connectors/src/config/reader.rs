@@ -151,6 +151,35 @@ impl<'a> ConfigReader<'a> {
             })
     }
 
+    /// One of `choices`, by its name; unset, the table's default. Another
+    /// value is an error that lists the names, and gives the default.
+    pub fn one_of<T: Copy>(&self, key: &str, choices: &[(&str, T)]) -> T {
+        let default = match self.unset(key, Kind::Text) {
+            Unset::Text(name) => choices.iter().find(|(n, _)| *n == name),
+            _ => None,
+        };
+        debug_assert!(
+            default.is_some(),
+            "{}: {key} has no default among its choices",
+            self.of
+        );
+        let fallback = default.unwrap_or(&choices[0]).1;
+        let Some(given) = self.string(key) else {
+            return fallback;
+        };
+        match choices.iter().find(|(n, _)| *n == given) {
+            Some((_, value)) => *value,
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.error(
+                    key,
+                    format!("\"{given}\" is not one of {}", names.join(", ")),
+                );
+                fallback
+            }
+        }
+    }
+
     /// A string that must be present.
     pub fn required_string(&self, key: &str) -> Option<String> {
         let value = self.string(key);
@@ -201,6 +230,20 @@ impl<'a> ConfigReader<'a> {
                 Unset::Int(n) => n,
                 _ => 0,
             })
+    }
+
+    /// A non-negative integer from `min` to `max`, or the table's default
+    /// when unset; outside them, an error that says the range.
+    pub fn int_within(&self, key: &str, min: u64, max: u64) -> u64 {
+        let value = self.int(key);
+        if !(min..=max).contains(&value) {
+            if max == u64::MAX {
+                self.error(key, format!("must be at least {min}"));
+            } else {
+                self.error(key, format!("must be from {min} to {max}"));
+            }
+        }
+        value
     }
 
     /// A boolean. The strings `true` and `false` are accepted.
@@ -346,6 +389,7 @@ mod tests {
         Key::new("path", Kind::Text, Unset::Required, "where"),
         Key::new("mode", Kind::Text, Unset::Text("fast"), "how"),
         Key::new("on", Kind::Flag, Unset::Flag(true), "whether"),
+        Key::new("speed", Kind::Text, Unset::Text("slow"), "how fast"),
         Key::new("table.include.list", Kind::List, Unset::Nothing, "tables"),
         Key::old_name("table.whitelist", "table.include.list"),
         Key::ignored("legacy", "not used by sluice"),
@@ -388,6 +432,31 @@ mod tests {
         let m = map(&[("count", ConfigValue::Int(3)), ("on", text("false"))]);
         let r = ConfigReader::new(&m, KEYS, "test");
         assert_eq!((r.int("count"), r.flag("on")), (3, false));
+    }
+
+    #[test]
+    fn a_choice_is_one_of_its_names_or_an_error_listing_them() {
+        let choices = [("fast", 2), ("slow", 1)];
+        let m = ConfigMap::new();
+        assert_eq!(
+            ConfigReader::new(&m, KEYS, "test").one_of("speed", &choices),
+            1
+        );
+        let m = map(&[("speed", text("fast"))]);
+        assert_eq!(
+            ConfigReader::new(&m, KEYS, "test").one_of("speed", &choices),
+            2
+        );
+        let m = map(&[("speed", text("warp"))]);
+        let r = ConfigReader::new(&m, KEYS, "test");
+        assert_eq!(r.one_of("speed", &choices), 1);
+        assert_eq!(
+            r.finish().errors,
+            [ConfigIssue {
+                key: "speed".into(),
+                message: "\"warp\" is not one of fast, slow".into()
+            }]
+        );
     }
 
     #[test]

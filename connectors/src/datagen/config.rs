@@ -46,14 +46,8 @@ impl DatagenConfig {
         let r = ConfigReader::new(configs, KEYS, "the datagen source");
         let count = r.u64("count").filter(|c| *c > 0);
         let rate_per_second = r.u64("ratePerSecond").filter(|c| *c > 0);
-        let batch_size = r.int("batchSize");
-        if batch_size == 0 {
-            r.error("batchSize", "must be at least 1");
-        }
-        let keys = r.int("keys");
-        if keys == 0 {
-            r.error("keys", "must be at least 1");
-        }
+        let batch_size = r.int_within("batchSize", 1, u64::MAX);
+        let keys = r.int_within("keys", 1, u64::MAX);
         let payload_bytes = r.int("payloadBytes");
         if payload_bytes > 4 * 1024 * 1024 {
             r.error(

@@ -520,87 +520,43 @@ impl DbSinkConfig {
         let table = r.string("tableName");
         let key = r.string_list("key").unwrap_or_default();
         let non_key = r.string_list("nonKey").unwrap_or_default();
-        let insert_mode = match r.string("insertMode").as_deref() {
-            None | Some("INSERT") => InsertMode::Insert,
-            Some("UPSERT") => InsertMode::Upsert,
-            Some("UPDATE") => InsertMode::Update,
-            Some(other) => {
-                r.error(
-                    "insertMode",
-                    format!("\"{other}\" is not one of INSERT, UPSERT, UPDATE"),
-                );
-                InsertMode::Insert
-            }
-        };
-        let input_format = match r.string("inputFormat").as_deref() {
-            None | Some("ROW") => InputFormat::Row,
-            Some("ROW_WITH_ACTION") => InputFormat::RowWithAction,
-            Some("DEBEZIUM") => InputFormat::Debezium,
-            Some(other) => {
-                r.error(
-                    "inputFormat",
-                    format!("\"{other}\" is not one of ROW, ROW_WITH_ACTION, DEBEZIUM"),
-                );
-                InputFormat::Row
-            }
-        };
-        let null_value_action = match r.string("nullValueAction").as_deref() {
-            None | Some("FAIL") => NullValueAction::Fail,
-            Some("DELETE") => NullValueAction::Delete,
-            Some(other) => {
-                r.error(
-                    "nullValueAction",
-                    format!("\"{other}\" is not one of FAIL, DELETE"),
-                );
-                NullValueAction::Fail
-            }
-        };
+        let insert_mode = r.one_of(
+            "insertMode",
+            &[
+                ("INSERT", InsertMode::Insert),
+                ("UPSERT", InsertMode::Upsert),
+                ("UPDATE", InsertMode::Update),
+            ],
+        );
+        let input_format = r.one_of(
+            "inputFormat",
+            &[
+                ("ROW", InputFormat::Row),
+                ("ROW_WITH_ACTION", InputFormat::RowWithAction),
+                ("DEBEZIUM", InputFormat::Debezium),
+            ],
+        );
+        let null_value_action = r.one_of(
+            "nullValueAction",
+            &[
+                ("FAIL", NullValueAction::Fail),
+                ("DELETE", NullValueAction::Delete),
+            ],
+        );
         let batch_size = r.int("batchSize").max(1);
         let timeout = Duration::from_millis(r.int("timeoutMs"));
         let tables_from_envelope = r.string_list("tablesFromEnvelope").unwrap_or_default();
         let allow_truncate = r.flag("allowTruncate");
         let auto_create_table = r.flag("autoCreateTable");
         let auto_add_columns = r.flag("autoAddColumns");
-        let mut topic_tables = Vec::new();
-        for pair in r.string_list("topicToTable").unwrap_or_default() {
-            // At the last colon: a full topic name has one of its own
-            // (`persistent://public/default/orders:orders_copy`).
-            match pair.rsplit_once(':') {
-                Some((topic, table)) if !topic.trim().is_empty() && !table.trim().is_empty() => {
-                    topic_tables.push((topic.trim().to_owned(), table.trim().to_owned()));
-                }
-                _ => r.error("topicToTable", format!("\"{pair}\" is not topic:table")),
-            }
-        }
-        for (key, name) in table
-            .iter()
-            .map(|t| ("tableName", t))
-            .chain(topic_tables.iter().map(|(_, t)| ("topicToTable", t)))
-            .chain(
-                tables_from_envelope
-                    .iter()
-                    .map(|t| ("tablesFromEnvelope", t)),
-            )
-        {
-            if let Some(why) = forbidden_table(name) {
-                r.error(key, format!("cannot be a target: {why}"));
-            }
-        }
-        if let Some((dialect, url)) = &url
-            && *dialect == Dialect::MySql
-            && let Some(db) = url
-                .rsplit('/')
-                .next()
-                .map(|d| d.split('?').next().unwrap_or(d))
-            && SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str())
-        {
-            r.error(
-                "jdbcUrl",
-                format!(
-                    "names the system database {db}: sluice writes only to application databases"
-                ),
-            );
-        }
+        let topic_tables = topic_tables(&r);
+        check_targets(
+            &r,
+            url.as_ref(),
+            table.as_ref(),
+            &topic_tables,
+            &tables_from_envelope,
+        );
         let report = r.finish();
         let config = match url {
             Some((dialect, url)) if report.errors.is_empty() => Some(Self {
@@ -625,6 +581,60 @@ impl DbSinkConfig {
             _ => None,
         };
         (config, report)
+    }
+}
+
+/// `topicToTable`: `topic:table` pairs, split at the last colon.
+fn topic_tables(r: &ConfigReader<'_>) -> Vec<(String, String)> {
+    let mut topic_tables = Vec::new();
+    for pair in r.string_list("topicToTable").unwrap_or_default() {
+        // At the last colon: a full topic name has one of its own
+        // (`persistent://public/default/orders:orders_copy`).
+        match pair.rsplit_once(':') {
+            Some((topic, table)) if !topic.trim().is_empty() && !table.trim().is_empty() => {
+                topic_tables.push((topic.trim().to_owned(), table.trim().to_owned()));
+            }
+            _ => r.error("topicToTable", format!("\"{pair}\" is not topic:table")),
+        }
+    }
+    topic_tables
+}
+
+/// Every table the configuration names, and the database of a MySQL URL,
+/// must be one sluice may write to.
+fn check_targets(
+    r: &ConfigReader<'_>,
+    url: Option<&(Dialect, String)>,
+    table: Option<&String>,
+    topic_tables: &[(String, String)],
+    tables_from_envelope: &[String],
+) {
+    for (key, name) in table
+        .into_iter()
+        .map(|t| ("tableName", t))
+        .chain(topic_tables.iter().map(|(_, t)| ("topicToTable", t)))
+        .chain(
+            tables_from_envelope
+                .iter()
+                .map(|t| ("tablesFromEnvelope", t)),
+        )
+    {
+        if let Some(why) = forbidden_table(name) {
+            r.error(key, format!("cannot be a target: {why}"));
+        }
+    }
+    if let Some((dialect, url)) = url
+        && *dialect == Dialect::MySql
+        && let Some(db) = url
+            .rsplit('/')
+            .next()
+            .map(|d| d.split('?').next().unwrap_or(d))
+        && SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str())
+    {
+        r.error(
+            "jdbcUrl",
+            format!("names the system database {db}: sluice writes only to application databases"),
+        );
     }
 }
 

@@ -34,10 +34,7 @@ impl FileSinkConfig {
     pub fn from_configs(configs: &ConfigMap) -> (Option<Self>, ConfigReport) {
         let r = ConfigReader::new(configs, KEYS, "the file sink");
         let path = r.required_string("path").map(PathBuf::from);
-        let batch_size = r.int("batchSize");
-        if batch_size == 0 {
-            r.error("batchSize", "must be at least 1");
-        }
+        let batch_size = r.int_within("batchSize", 1, u64::MAX);
         let timeout = Duration::from_millis(r.int("timeoutMs"));
         let report = r.finish();
         let config = match path {

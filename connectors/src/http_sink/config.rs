@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::endpoint::Endpoint;
 use crate::config::{ConfigMap, ConfigReader, ConfigReport, Key, Kind, Secret, Unset};
+use crate::signature::Version;
 
 /// The keys the `http` sink takes.
 #[rustfmt::skip]
@@ -112,82 +113,18 @@ impl HttpSinkConfig {
                     None
                 }
             });
-        let headers = r.secret_map("headers").unwrap_or_default();
-        for (name, value) in &headers {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                r.error("headers", format!("\"{name}\" is not an HTTP header name"));
-            } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-                r.error("headers", format!("{name} is set by the sink itself"));
-            }
-            if value.expose().bytes().any(|b| b == b'\r' || b == b'\n') {
-                r.error("headers", format!("the value of {name} holds a line break"));
-            }
-        }
-        if let Some(e) = &endpoint
-            && !e.tls
-            && !headers.is_empty()
-            && !crate::config::is_loopback(&e.host)
-        {
-            r.warn(
-                "headers",
-                format!(
-                    "go to {} over plain http://, readable by anyone on the path: use https://",
-                    e.authority
-                ),
-            );
-        }
-        let body = match r.string("bodyFormat").as_deref() {
-            None | Some("value") => BodyFormat::Value,
-            Some("record") => BodyFormat::Record,
-            Some(other) => {
-                r.error(
-                    "bodyFormat",
-                    format!("\"{other}\" is not a body format (value or record)"),
-                );
-                BodyFormat::Value
-            }
-        };
-        let filter = match (r.string("filterPointer"), r.string_list("filterValues")) {
-            (None, None) => None,
-            (Some(pointer), Some(values)) if pointer.starts_with('/') && !values.is_empty() => {
-                Some((pointer, values))
-            }
-            (Some(pointer), Some(_)) if !pointer.starts_with('/') => {
-                r.error(
-                    "filterPointer",
-                    format!(
-                        "\"{pointer}\" is not a JSON pointer (it starts with /, as /after/status)"
-                    ),
-                );
-                None
-            }
-            (Some(_), _) => {
-                r.error("filterValues", "is required with filterPointer");
-                None
-            }
-            (None, Some(_)) => {
-                r.error("filterPointer", "is required with filterValues");
-                None
-            }
-        };
-        let batch_size = r.int("batchSize");
-        if batch_size == 0 {
-            r.error("batchSize", "must be at least 1");
-        }
-        let request_batch_size = r.int("requestBatchSize");
-        if !(1..=10_000).contains(&request_batch_size) {
-            r.error("requestBatchSize", "must be from 1 to 10000");
-        }
+        let headers = headers(&r, endpoint.as_ref());
+        let body = r.one_of(
+            "bodyFormat",
+            &[("value", BodyFormat::Value), ("record", BodyFormat::Record)],
+        );
+        let filter = filter(&r);
+        let batch_size = r.int_within("batchSize", 1, u64::MAX);
+        let request_batch_size = r.int_within("requestBatchSize", 1, 10_000);
         let timeout = Duration::from_millis(r.int("timeoutMs"));
-        let max_concurrency = r.int("maxConcurrency");
-        if !(1..=256).contains(&max_concurrency) {
-            r.error("maxConcurrency", "must be from 1 to 256");
-        }
+        let max_concurrency = r.int_within("maxConcurrency", 1, 256);
         let request_timeout = Duration::from_millis(r.int("requestTimeoutMs"));
-        let max_attempts = r.int("maxAttempts");
-        if max_attempts == 0 {
-            r.error("maxAttempts", "must be at least 1");
-        }
+        let max_attempts = r.int_within("maxAttempts", 1, u64::MAX);
         let retry_backoff = Duration::from_millis(r.int("retryBackoffMs"));
         let max_retry_backoff = Duration::from_millis(r.int("maxRetryBackoffMs"));
         let signature_secret = r.secret("signatureSecret");
@@ -200,22 +137,12 @@ impl HttpSinkConfig {
                 "is shorter than 16 characters: use a long random key",
             );
         }
-        let header = |key: &str| {
-            let name = r.text(key);
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                r.error(key, format!("\"{name}\" is not an HTTP header name"));
-            }
-            name
-        };
-        let signature_header = header("signatureHeader");
-        let signature_version = match r.string("signatureVersion") {
-            None => crate::signature::Version::V2,
-            Some(v) => crate::signature::Version::parse(&v).unwrap_or_else(|| {
-                r.error("signatureVersion", format!("\"{v}\" is not v1 or v2"));
-                crate::signature::Version::V2
-            }),
-        };
-        let idempotency_key_header = header("idempotencyKeyHeader");
+        let signature_header = header_name(&r, "signatureHeader");
+        let signature_version = r.one_of(
+            "signatureVersion",
+            &[("v2", Version::V2), ("v1", Version::V1)],
+        );
+        let idempotency_key_header = header_name(&r, "idempotencyKeyHeader");
         let trust_file = r.string("tlsTrustCertsFilePath").map(PathBuf::from);
         let report = r.finish();
         let config = match endpoint {
@@ -242,6 +169,71 @@ impl HttpSinkConfig {
         };
         (config, report)
     }
+}
+
+/// `headers`: names a header can have, values without line breaks, none
+/// the sink sets itself; a warning when they would cross the network in
+/// clear.
+fn headers(r: &ConfigReader<'_>, endpoint: Option<&Endpoint>) -> Vec<(String, Secret)> {
+    let headers = r.secret_map("headers").unwrap_or_default();
+    for (name, value) in &headers {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            r.error("headers", format!("\"{name}\" is not an HTTP header name"));
+        } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+            r.error("headers", format!("{name} is set by the sink itself"));
+        }
+        if value.expose().bytes().any(|b| b == b'\r' || b == b'\n') {
+            r.error("headers", format!("the value of {name} holds a line break"));
+        }
+    }
+    if let Some(e) = endpoint
+        && !e.tls
+        && !headers.is_empty()
+        && !crate::config::is_loopback(&e.host)
+    {
+        r.warn(
+            "headers",
+            format!(
+                "go to {} over plain http://, readable by anyone on the path: use https://",
+                e.authority
+            ),
+        );
+    }
+    headers
+}
+
+/// `filterPointer` and `filterValues`, set together.
+fn filter(r: &ConfigReader<'_>) -> Option<(String, Vec<String>)> {
+    match (r.string("filterPointer"), r.string_list("filterValues")) {
+        (None, None) => None,
+        (Some(pointer), Some(values)) if pointer.starts_with('/') && !values.is_empty() => {
+            Some((pointer, values))
+        }
+        (Some(pointer), Some(_)) if !pointer.starts_with('/') => {
+            r.error(
+                "filterPointer",
+                format!("\"{pointer}\" is not a JSON pointer (it starts with /, as /after/status)"),
+            );
+            None
+        }
+        (Some(_), _) => {
+            r.error("filterValues", "is required with filterPointer");
+            None
+        }
+        (None, Some(_)) => {
+            r.error("filterPointer", "is required with filterValues");
+            None
+        }
+    }
+}
+
+/// A header name the sink sends under.
+fn header_name(r: &ConfigReader<'_>, key: &str) -> String {
+    let name = r.text(key);
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        r.error(key, format!("\"{name}\" is not an HTTP header name"));
+    }
+    name
 }
 
 /// A byte of an HTTP token (RFC 9110): what a header name is made of.

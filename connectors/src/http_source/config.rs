@@ -109,27 +109,10 @@ impl HttpSourceConfig {
             ),
         }
         let host = r.text("host");
-        let port = r.int("port");
-        if port > u64::from(u16::MAX) {
-            r.error("port", "must be at most 65535");
-        }
-        let topics_from_path = r.string_list("topicsFromPath").unwrap_or_default();
-        for t in &topics_from_path {
-            if t.is_empty()
-                || t.contains('/')
-                || t.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                r.error(
-                    "topicsFromPath",
-                    format!("\"{t}\" is not a topic name of the connector's namespace"),
-                );
-            }
-        }
+        let port = r.int_within("port", 0, u64::from(u16::MAX));
+        let topics_from_path = topics_from_path(&r);
         let key_field = r.string("keyField");
-        let max_body_bytes = r.int("maxBodyBytes");
-        if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
-            r.error("maxBodyBytes", "must be from 1 to 1073741824 (1 GiB)");
-        }
+        let max_body_bytes = r.int_within("maxBodyBytes", 1, 1 << 30);
         let max_pending_bytes = r.int("maxPendingBytes");
         if max_pending_bytes < 2 * max_body_bytes || max_pending_bytes > 1 << 40 {
             r.error(
@@ -140,71 +123,19 @@ impl HttpSourceConfig {
                 ),
             );
         }
-        let max_connections = r.int("maxConnections");
-        if !(1..=65_536).contains(&max_connections) {
-            r.error("maxConnections", "must be from 1 to 65536");
-        }
-        let read_timeout = Duration::from_millis(r.int("readTimeoutMs"));
-        if read_timeout.is_zero() {
-            r.error("readTimeoutMs", "must be at least 1");
-        }
-        let max_pending_requests = r.int("maxPendingRequests");
-        if max_pending_requests == 0 {
-            r.error("maxPendingRequests", "must be at least 1");
-        }
-        let batch_size = r.int("batchSize");
-        if batch_size == 0 {
-            r.error("batchSize", "must be at least 1");
-        }
-        let auth_token = r.secret("authToken");
-        let signature_secret = r.secret("signatureSecret");
-        for (key, secret) in [
-            ("authToken", &auth_token),
-            ("signatureSecret", &signature_secret),
-        ] {
-            if secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
-                r.error(
-                    key,
-                    "is shorter than 16 characters: use a long random value",
-                );
-            }
-        }
-        let plain = r.string("tlsCertFile").is_none();
-        if plain && auth_token.is_some() && !crate::config::is_loopback(&host) {
-            r.warn(
-                "authToken",
-                format!(
-                    "clients send it to {host} over plain HTTP, readable by anyone on the path: \
-                     set tlsCertFile and tlsKeyFile"
-                ),
-            );
-        }
+        let max_connections = r.int_within("maxConnections", 1, 65_536);
+        let read_timeout = Duration::from_millis(r.int_within("readTimeoutMs", 1, u64::MAX));
+        let max_pending_requests = r.int_within("maxPendingRequests", 1, u64::MAX);
+        let batch_size = r.int_within("batchSize", 1, u64::MAX);
+        let (auth_token, signature_secret) = credentials(&r, &host);
         let signature_header = r.text("signatureHeader");
-        let accept_v1_signatures = match r.string("signatureVersion").as_deref() {
-            None | Some("v2") => false,
-            Some("v1") => true,
-            Some(other) => {
-                r.error("signatureVersion", format!("\"{other}\" is not v1 or v2"));
-                false
-            }
-        };
+        let accept_v1_signatures = r.one_of("signatureVersion", &[("v2", false), ("v1", true)]);
         let signature_tolerance = Duration::from_secs(r.int("signatureToleranceSeconds"));
         let state_dir = r.string("stateDir").map(PathBuf::from);
         let idempotency_key_header = r.text("idempotencyKeyHeader");
         let idempotency_key_field = r.string("idempotencyKeyField");
         let idempotency_retention = Duration::from_secs(r.int("idempotencyRetentionSeconds"));
-        let tls = match (r.string("tlsCertFile"), r.string("tlsKeyFile")) {
-            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
-            (None, None) => None,
-            (Some(_), None) => {
-                r.error("tlsKeyFile", "is required with tlsCertFile");
-                None
-            }
-            (None, Some(_)) => {
-                r.error("tlsCertFile", "is required with tlsKeyFile");
-                None
-            }
-        };
+        let tls = tls_files(&r);
         let report = r.finish();
         let config = report.errors.is_empty().then_some(Self {
             host,
@@ -229,6 +160,67 @@ impl HttpSourceConfig {
             tls,
         });
         (config, report)
+    }
+}
+
+/// `topicsFromPath`: names of topics in the connector's namespace.
+fn topics_from_path(r: &ConfigReader<'_>) -> Vec<String> {
+    let topics_from_path = r.string_list("topicsFromPath").unwrap_or_default();
+    for t in &topics_from_path {
+        if t.is_empty() || t.contains('/') || t.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            r.error(
+                "topicsFromPath",
+                format!("\"{t}\" is not a topic name of the connector's namespace"),
+            );
+        }
+    }
+    topics_from_path
+}
+
+/// `authToken` and `signatureSecret`, each long enough to guess at no
+/// better than chance; a warning when the token would cross the network
+/// in clear.
+fn credentials(r: &ConfigReader<'_>, host: &str) -> (Option<Secret>, Option<Secret>) {
+    let auth_token = r.secret("authToken");
+    let signature_secret = r.secret("signatureSecret");
+    for (key, secret) in [
+        ("authToken", &auth_token),
+        ("signatureSecret", &signature_secret),
+    ] {
+        if secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+            r.error(
+                key,
+                "is shorter than 16 characters: use a long random value",
+            );
+        }
+    }
+    let plain = r.string("tlsCertFile").is_none();
+    if plain && auth_token.is_some() && !crate::config::is_loopback(host) {
+        r.warn(
+            "authToken",
+            format!(
+                "clients send it to {host} over plain HTTP, readable by anyone on the path: \
+                 set tlsCertFile and tlsKeyFile"
+            ),
+        );
+    }
+    (auth_token, signature_secret)
+}
+
+/// `tlsCertFile` and `tlsKeyFile`, set together.
+fn tls_files(r: &ConfigReader<'_>) -> Option<(PathBuf, PathBuf)> {
+    match (r.string("tlsCertFile"), r.string("tlsKeyFile")) {
+        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+        (None, None) => None,
+        (Some(_), None) => {
+            r.error("tlsKeyFile", "is required with tlsCertFile");
+            None
+        }
+        (None, Some(_)) => {
+            r.error("tlsCertFile", "is required with tlsKeyFile");
+            None
+        }
     }
 }
 

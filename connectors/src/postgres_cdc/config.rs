@@ -279,138 +279,17 @@ impl PostgresCdcConfig {
         if topic_prefix.is_none() {
             r.error("topic.prefix", "is required (or database.server.name)");
         }
-        // Debezium 1.x's `whitelist` and `blacklist` are the lists' old
-        // names in the key table.
-        let list = |key: &str| r.string_list(key).unwrap_or_default();
-        let include = list("table.include.list");
-        let exclude = list("table.exclude.list");
-        let schema_include = list("schema.include.list");
-        let schema_exclude = list("schema.exclude.list");
-        for (key, patterns) in [
-            ("table.include.list", &include),
-            ("table.exclude.list", &exclude),
-            ("schema.include.list", &schema_include),
-            ("schema.exclude.list", &schema_exclude),
-        ] {
-            for p in patterns {
-                if let Err(e) = regex_lite::Regex::new(&format!("^(?:{p})$")) {
-                    r.error(key, format!("\"{p}\" is not a regular expression: {e}"));
-                }
-            }
-        }
-        let slot = r.text("slot.name");
-        if !valid_identifier(&slot) {
-            r.error(
-                "slot.name",
-                "must be lower-case letters, digits and '_', at most 63",
-            );
-        }
+        let include = patterns(&r, "table.include.list");
+        let exclude = patterns(&r, "table.exclude.list");
+        let schema_include = patterns(&r, "schema.include.list");
+        let schema_exclude = patterns(&r, "schema.exclude.list");
+        let slot = identifier(&r, "slot.name");
         let adopt_slot = r.flag("slot.adopt");
-        let signal_table = r.string("signal.data.collection").map(|t| {
-            if t.contains('.') {
-                t
-            } else {
-                format!("public.{t}")
-            }
-        });
-        if let Some(channels) = r.string_list("signal.enabled.channels") {
-            if !channels.iter().any(|c| c == "source") && signal_table.is_some() {
-                r.error(
-                    "signal.enabled.channels",
-                    "does not name source, yet signal.data.collection is set: sluice reads signals from the table only",
-                );
-            }
-            for other in channels.iter().filter(|c| *c != "source") {
-                r.warn(
-                    "signal.enabled.channels",
-                    format!("{other} is not a channel sluice reads signals from; only source (the signal table) is"),
-                );
-            }
-        }
-        let publication = r.text("publication.name");
-        if !valid_identifier(&publication) {
-            r.error(
-                "publication.name",
-                "must be lower-case letters, digits and '_', at most 63",
-            );
-        }
-        let publication_mode = match r.string("publication.autocreate.mode").as_deref() {
-            None | Some("filtered") => PublicationMode::Filtered,
-            Some("all_tables") => {
-                r.error(
-                    "publication.autocreate.mode",
-                    "all_tables is refused: in a FOR ALL TABLES publication, a table without a primary key \
-                     (one created later included) makes Postgres refuse the application's UPDATE and DELETE on it. \
-                     Use filtered (the default), or create the publication yourself and set disabled",
-                );
-                PublicationMode::Filtered
-            }
-            Some("disabled") => PublicationMode::Disabled,
-            Some(other) => {
-                r.error(
-                    "publication.autocreate.mode",
-                    format!("\"{other}\" is not one of filtered, disabled"),
-                );
-                PublicationMode::Filtered
-            }
-        };
-        let snapshot_mode = match r.string("snapshot.mode").as_deref() {
-            // Debezium 1.x's `exported` takes the initial snapshot from the
-            // slot's exported snapshot, as `initial` does here.
-            None | Some("initial" | "exported") => SnapshotMode::Initial,
-            Some("never" | "no_data") => SnapshotMode::Never,
-            Some("initial_only") => SnapshotMode::InitialOnly,
-            Some("always") => SnapshotMode::Always,
-            Some("when_needed") => SnapshotMode::WhenNeeded,
-            Some(other) => {
-                r.error(
-                    "snapshot.mode",
-                    format!("\"{other}\" is not one of initial, when_needed, never, initial_only, always, exported"),
-                );
-                SnapshotMode::Initial
-            }
-        };
-        if let Some(plugin) = r.string("plugin.name")
-            && plugin != "pgoutput"
-        {
-            r.error(
-                "plugin.name",
-                format!("\"{plugin}\" is not supported: sluice decodes pgoutput"),
-            );
-        }
-        // Pulsar's Debezium source wraps each value in Kafka Connect's
-        // schema-and-payload envelope when this is true; sluice publishes
-        // the payload only (its schema goes to the registry).
-        if r.bool("json-with-envelope") == Some(true) {
-            r.error(
-                "json-with-envelope",
-                "true is not supported: sluice publishes the Debezium payload without Kafka Connect's schema envelope",
-            );
-        }
-        if r.bool("slot.drop.on.stop") == Some(true) {
-            r.error(
-                "slot.drop.on.stop",
-                "true is not supported: sluice never drops a slot on stop",
-            );
-        }
-        for key in ["decimal.handling.mode"] {
-            if let Some(v) = r.string(key)
-                && v != "string"
-            {
-                r.error(
-                    key,
-                    format!("\"{v}\" is not supported: numeric values are exact strings"),
-                );
-            }
-        }
-        if let Some(v) = r.string("time.precision.mode")
-            && !v.starts_with("adaptive")
-        {
-            r.error(
-                "time.precision.mode",
-                format!("\"{v}\" is not supported: times are in microseconds"),
-            );
-        }
+        let signal_table = signal_table(&r);
+        let publication = identifier(&r, "publication.name");
+        let publication_mode = publication_mode(&r);
+        let snapshot_mode = snapshot_mode(&r);
+        refuse_unsupported(&r);
         let fetch_size = r.int("snapshot.fetch.size").max(1);
         let max_batch = r.int("max.batch.size").max(1) as usize;
         let queue_bytes = r.int("max.queue.size.in.bytes").max(1);
@@ -457,6 +336,146 @@ impl PostgresCdcConfig {
             _ => None,
         };
         (config, report)
+    }
+}
+
+/// A list of `schema.table` (or schema) patterns, each a regex that must
+/// compile. Debezium 1.x's `whitelist` and `blacklist` names are the
+/// lists' old names in the key table.
+fn patterns(r: &ConfigReader<'_>, key: &str) -> Vec<String> {
+    let patterns = r.string_list(key).unwrap_or_default();
+    for p in &patterns {
+        if let Err(e) = regex_lite::Regex::new(&format!("^(?:{p})$")) {
+            r.error(key, format!("\"{p}\" is not a regular expression: {e}"));
+        }
+    }
+    patterns
+}
+
+/// A slot or publication name.
+fn identifier(r: &ConfigReader<'_>, key: &str) -> String {
+    let name = r.text(key);
+    if !valid_identifier(&name) {
+        r.error(
+            key,
+            "must be lower-case letters, digits and '_', at most 63",
+        );
+    }
+    name
+}
+
+/// `signal.data.collection`, with `public` as its schema when it names
+/// none; `signal.enabled.channels` must take it.
+fn signal_table(r: &ConfigReader<'_>) -> Option<String> {
+    let table = r.string("signal.data.collection").map(|t| {
+        if t.contains('.') {
+            t
+        } else {
+            format!("public.{t}")
+        }
+    });
+    if let Some(channels) = r.string_list("signal.enabled.channels") {
+        if !channels.iter().any(|c| c == "source") && table.is_some() {
+            r.error(
+                "signal.enabled.channels",
+                "does not name source, yet signal.data.collection is set: sluice reads signals from the table only",
+            );
+        }
+        for other in channels.iter().filter(|c| *c != "source") {
+            r.warn(
+                "signal.enabled.channels",
+                format!("{other} is not a channel sluice reads signals from; only source (the signal table) is"),
+            );
+        }
+    }
+    table
+}
+
+/// `publication.autocreate.mode`.
+fn publication_mode(r: &ConfigReader<'_>) -> PublicationMode {
+    match r.string("publication.autocreate.mode").as_deref() {
+        None | Some("filtered") => PublicationMode::Filtered,
+        Some("all_tables") => {
+            r.error(
+                "publication.autocreate.mode",
+                "all_tables is refused: in a FOR ALL TABLES publication, a table without a primary key \
+                 (one created later included) makes Postgres refuse the application's UPDATE and DELETE on it. \
+                 Use filtered (the default), or create the publication yourself and set disabled",
+            );
+            PublicationMode::Filtered
+        }
+        Some("disabled") => PublicationMode::Disabled,
+        Some(other) => {
+            r.error(
+                "publication.autocreate.mode",
+                format!("\"{other}\" is not one of filtered, disabled"),
+            );
+            PublicationMode::Filtered
+        }
+    }
+}
+
+/// `snapshot.mode`.
+fn snapshot_mode(r: &ConfigReader<'_>) -> SnapshotMode {
+    // Debezium 1.x's `exported` takes the initial snapshot from the slot's
+    // exported snapshot, as `initial` does here; 2.x's `no_data` is `never`.
+    r.one_of(
+        "snapshot.mode",
+        &[
+            ("initial", SnapshotMode::Initial),
+            ("when_needed", SnapshotMode::WhenNeeded),
+            ("never", SnapshotMode::Never),
+            ("initial_only", SnapshotMode::InitialOnly),
+            ("always", SnapshotMode::Always),
+            ("exported", SnapshotMode::Initial),
+            ("no_data", SnapshotMode::Never),
+        ],
+    )
+}
+
+/// Keys of Pulsar's Debezium source taken only at the one value sluice
+/// works with.
+fn refuse_unsupported(r: &ConfigReader<'_>) {
+    if let Some(plugin) = r.string("plugin.name")
+        && plugin != "pgoutput"
+    {
+        r.error(
+            "plugin.name",
+            format!("\"{plugin}\" is not supported: sluice decodes pgoutput"),
+        );
+    }
+    // Pulsar's Debezium source wraps each value in Kafka Connect's
+    // schema-and-payload envelope when this is true; sluice publishes
+    // the payload only (its schema goes to the registry).
+    if r.bool("json-with-envelope") == Some(true) {
+        r.error(
+            "json-with-envelope",
+            "true is not supported: sluice publishes the Debezium payload without Kafka Connect's schema envelope",
+        );
+    }
+    if r.bool("slot.drop.on.stop") == Some(true) {
+        r.error(
+            "slot.drop.on.stop",
+            "true is not supported: sluice never drops a slot on stop",
+        );
+    }
+    for key in ["decimal.handling.mode"] {
+        if let Some(v) = r.string(key)
+            && v != "string"
+        {
+            r.error(
+                key,
+                format!("\"{v}\" is not supported: numeric values are exact strings"),
+            );
+        }
+    }
+    if let Some(v) = r.string("time.precision.mode")
+        && !v.starts_with("adaptive")
+    {
+        r.error(
+            "time.precision.mode",
+            format!("\"{v}\" is not supported: times are in microseconds"),
+        );
     }
 }
 
