@@ -6,7 +6,8 @@ use tokio_postgres::Client;
 
 use super::catalog::{self, pg_error, quote_ident};
 use super::config::{PostgresCdcConfig, PublicationMode, SnapshotMode};
-use super::{connect_sql, slot};
+use super::connect::connect_sql;
+use super::slot;
 use crate::api::{ConnectorError, Finding};
 
 /// Preflight: what would stop this source, and what to do about it.
