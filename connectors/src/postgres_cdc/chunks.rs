@@ -478,6 +478,39 @@ impl Chunker {
         }
     }
 
+    /// Estimate a table's rows and find where its snapshot ends, when its
+    /// first chunk is next; false when the table turns out empty (done).
+    async fn begin_table(
+        &mut self,
+        sql: &Client,
+        table: &Table,
+        qualified: &str,
+        index: usize,
+    ) -> Result<bool, ConnectorError> {
+        let name = self.progress.tables[index].table.clone();
+        if !self.estimates.contains_key(&name) {
+            let estimate = estimated_rows(sql, qualified).await?;
+            self.estimates.insert(name.clone(), estimate);
+            let rows = self.progress.tables[index].rows;
+            self.clocks.insert(name.clone(), (Instant::now(), rows));
+        }
+        if self.progress.tables[index].upper.is_none() {
+            let upper = if table.keyed {
+                largest_key(sql, table, qualified).await?
+            } else {
+                relations(sql, qualified).await?
+            };
+            let Some(upper) = upper else {
+                self.progress.tables[index].done = true;
+                return Ok(false);
+            };
+            info!(table = %self.progress.tables[index].table, "snapshot of the table begins");
+            self.progress.tables[index].upper = Some(upper);
+            self.size = if table.keyed { FIRST_ROWS } else { FIRST_PAGES };
+        }
+        Ok(true)
+    }
+
     /// Read one chunk of `table`, the `index`th of the progress.
     async fn read_table(
         &mut self,
@@ -491,26 +524,8 @@ impl Chunker {
             quote_ident(&table.schema),
             quote_ident(&table.name)
         );
-        let name = self.progress.tables[index].table.clone();
-        if !self.estimates.contains_key(&name) {
-            let estimate = estimated_rows(sql, &qualified).await?;
-            self.estimates.insert(name.clone(), estimate);
-            let rows = self.progress.tables[index].rows;
-            self.clocks.insert(name.clone(), (Instant::now(), rows));
-        }
-        if self.progress.tables[index].upper.is_none() {
-            let upper = if table.keyed {
-                largest_key(sql, table, &qualified).await?
-            } else {
-                relations(sql, &qualified).await?
-            };
-            let Some(upper) = upper else {
-                self.progress.tables[index].done = true;
-                return Ok(());
-            };
-            info!(table = %self.progress.tables[index].table, "snapshot of the table begins");
-            self.progress.tables[index].upper = Some(upper);
-            self.size = if table.keyed { FIRST_ROWS } else { FIRST_PAGES };
+        if !self.begin_table(sql, table, &qualified, index).await? {
+            return Ok(());
         }
         self.mark_since(sql).await?;
         let progress = self.progress.tables[index].clone();
@@ -544,35 +559,8 @@ impl Chunker {
             }
         };
         let started = Instant::now();
-        let answer = sql
-            .simple_query(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text; \
-                 {}; COMMIT",
-                plan.select
-            ))
-            .await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = sql.batch_execute("ROLLBACK").await;
-                return Err(pg_error(&format!("read a chunk of {qualified}"), e));
-            }
-        };
+        let (seen, wal, found) = read_chunk(sql, &plan.select, &qualified).await?;
         let took = started.elapsed();
-        let mut all = rows(answer).into_iter();
-        let point = all
-            .next()
-            .ok_or_else(|| ConnectorError::retryable("a chunk's read returned no snapshot"))?;
-        let seen = point
-            .get(0)
-            .and_then(Seen::parse)
-            .ok_or_else(|| ConnectorError::permanent("cannot read pg_current_snapshot()"))?;
-        let wal = point
-            .get(1)
-            .and_then(parse_lsn)
-            .ok_or_else(|| ConnectorError::permanent("cannot read the WAL position"))?;
-        let found: Vec<SimpleQueryRow> = all.collect();
         let bytes: u64 = found
             .iter()
             .map(|r| {
@@ -930,6 +918,43 @@ fn mark_last(record: &mut SourceRecord) {
     };
     envelope["source"]["snapshot"] = serde_json::Value::String("last".into());
     record.value = Some(envelope.to_string().into_bytes());
+}
+
+/// Read one chunk (`select`) in a short REPEATABLE READ transaction of its
+/// own, with the snapshot it saw and the WAL position at that moment.
+async fn read_chunk(
+    sql: &Client,
+    select: &str,
+    qualified: &str,
+) -> Result<(Seen, u64, Vec<SimpleQueryRow>), ConnectorError> {
+    let answer = sql
+        .simple_query(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text; \
+                 {}; COMMIT",
+            select
+        ))
+        .await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = sql.batch_execute("ROLLBACK").await;
+            return Err(pg_error(&format!("read a chunk of {qualified}"), e));
+        }
+    };
+    let mut all = rows(answer).into_iter();
+    let point = all
+        .next()
+        .ok_or_else(|| ConnectorError::retryable("a chunk's read returned no snapshot"))?;
+    let seen = point
+        .get(0)
+        .and_then(Seen::parse)
+        .ok_or_else(|| ConnectorError::permanent("cannot read pg_current_snapshot()"))?;
+    let wal = point
+        .get(1)
+        .and_then(parse_lsn)
+        .ok_or_else(|| ConnectorError::permanent("cannot read the WAL position"))?;
+    Ok((seen, wal, all.collect()))
 }
 
 #[cfg(test)]

@@ -55,33 +55,8 @@ impl Worker {
         if self.finished {
             return Ok(None);
         }
-        if let Some(snap) = &mut self.snapshot {
-            match snap
-                .next_batch(&self.sql, &self.config, &self.tables)
-                .await?
-            {
-                Some(batch) => return Ok(Some(batch)),
-                None => {
-                    // The snapshot is read: end its transaction and hand over
-                    // the position that marks it complete.
-                    let point = snap.consistent_point();
-                    self.snapshot = None;
-                    self.sql_exec("COMMIT").await?;
-                    if self.config.snapshot_mode == SnapshotMode::InitialOnly {
-                        self.finished = true;
-                        info!(
-                            "snapshot complete; snapshot.mode is initial_only, so the source stops"
-                        );
-                        return Ok(None);
-                    }
-                    self.snapshot_done_at = Some(point);
-                    return Ok(Some(SourceBatch {
-                        records: Vec::new(),
-                        checkpoint: Some(Position(point)),
-                        state: None,
-                    }));
-                }
-            }
+        if self.snapshot.is_some() {
+            return self.next_from_snapshot().await;
         }
         if let Some(chunks) = self.chunks.as_mut() {
             if !chunks.waiting() && !chunks.complete() {
@@ -114,12 +89,54 @@ impl Worker {
         if let Some(p) = batch.checkpoint {
             self.handed = self.handed.max(p.0);
         }
-        let Some(chunks) = self.chunks.as_mut() else {
+        self.with_chunk(batch, later).await.map(Some)
+    }
+
+    /// The next batch of the snapshot read in one transaction
+    /// (`initial_only`); once it is read, the position that marks it
+    /// complete.
+    async fn next_from_snapshot(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+        let Some(snap) = &mut self.snapshot else {
+            return Ok(None);
+        };
+        if let Some(batch) = snap
+            .next_batch(&self.sql, &self.config, &self.tables)
+            .await?
+        {
             return Ok(Some(batch));
+        }
+        // The snapshot is read: end its transaction and hand over the
+        // position that marks it complete.
+        let point = snap.consistent_point();
+        self.snapshot = None;
+        self.sql_exec("COMMIT").await?;
+        if self.config.snapshot_mode == SnapshotMode::InitialOnly {
+            self.finished = true;
+            info!("snapshot complete; snapshot.mode is initial_only, so the source stops");
+            return Ok(None);
+        }
+        self.snapshot_done_at = Some(point);
+        Ok(Some(SourceBatch {
+            records: Vec::new(),
+            checkpoint: Some(Position(point)),
+            state: None,
+        }))
+    }
+
+    /// `batch`, from the stream, with the next chunk of the snapshot when
+    /// one may go with it (`later`: its position is past every one handed
+    /// over), and the snapshot's progress to keep with it.
+    async fn with_chunk(
+        &mut self,
+        mut batch: SourceBatch,
+        later: bool,
+    ) -> Result<SourceBatch, ConnectorError> {
+        let Some(chunks) = self.chunks.as_mut() else {
+            return Ok(batch);
         };
         chunks.observe(&batch.records);
         let Some(position) = batch.checkpoint else {
-            return Ok(Some(batch));
+            return Ok(batch);
         };
         if !chunks.waiting() && chunks.complete() {
             // A signal stopped what was left to copy.
@@ -130,7 +147,7 @@ impl Worker {
             self.progress = Some(chunks.progress().clone());
             self.chunks = None;
             self.keep_progress(position.0, state).await?;
-            return Ok(Some(batch));
+            return Ok(batch);
         }
         let emitted = if later && self.chunk_unacked.is_none() {
             chunks.emit(position.0, self.last_sequence)
@@ -160,7 +177,7 @@ impl Worker {
             self.progress_changed = false;
             self.keep_progress(position.0, state).await?;
         }
-        Ok(Some(batch))
+        Ok(batch)
     }
 
     /// Keep the snapshot's progress `state`, reached with the batch at
