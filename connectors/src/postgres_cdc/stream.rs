@@ -11,7 +11,7 @@ use tracing::debug;
 use super::catalog::{self, Table, pg_error};
 use super::config::PostgresCdcConfig;
 use super::events::{Op, Origin, key_changed, pg_time_to_unix_ms, record, row};
-use super::pgoutput::{self, Datum, Message, OldKind};
+use super::pgoutput::{self, Datum, Message, OldKind, OldTuple, Relation};
 use super::types::Types;
 use crate::api::{ConnectorError, Position, SourceBatch, SourceRecord};
 
@@ -107,28 +107,8 @@ impl StreamState {
         types: &mut Types,
     ) -> Result<Option<SourceBatch>, ConnectorError> {
         loop {
-            if self.pending.len() >= config.max_batch || self.pending_bytes >= config.batch_bytes()
-            {
-                // A large transaction goes out in parts; its position comes
-                // with its commit, except at most once (the server skips a
-                // transaction whose commit record lies before the slot's
-                // confirmed position).
-                let past = self
-                    .txn
-                    .as_ref()
-                    .filter(|_| self.at_most_once)
-                    .map(|t| t.commit_lsn + 1);
-                if let Some(at) = past
-                    && at > self.last_checkpoint
-                {
-                    return Ok(Some(self.checkpoint(at)));
-                }
-                self.pending_bytes = 0;
-                return Ok(Some(SourceBatch {
-                    records: std::mem::take(&mut self.pending),
-                    checkpoint: None,
-                    state: None,
-                }));
+            if let Some(batch) = self.full_batch(config) {
+                return Ok(Some(batch));
             }
             let event = tokio::select! {
                 e = repl.recv() => e,
@@ -162,60 +142,107 @@ impl StreamState {
             let event = event.map_err(|e| {
                 ConnectorError::retryable(format!("replication stream: {e}")).with_source(e)
             })?;
-            match event {
-                None => return Err(ConnectorError::retryable("the replication stream ended")),
-                Some(ReplicationEvent::Begin {
-                    final_lsn,
-                    xid,
-                    commit_time_micros,
-                }) => {
-                    self.txn = Some(Txn {
-                        commit_lsn: final_lsn.as_u64(),
-                        xid,
-                        commit_ms: pg_time_to_unix_ms(commit_time_micros),
-                        ordinal: 0,
-                    });
-                }
-                Some(ReplicationEvent::XLogData {
-                    wal_start, data, ..
-                }) => {
-                    let message = pgoutput::decode(&data)
-                        .map_err(|e| ConnectorError::permanent(e.to_string()))?;
-                    self.apply(message, wal_start.as_u64(), sql, config, types)
-                        .await?;
-                }
-                Some(ReplicationEvent::Commit { end_lsn, .. }) => {
-                    self.txn = None;
-                    return Ok(Some(self.checkpoint(end_lsn.as_u64())));
-                }
-                Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
-                    // Outside a transaction, everything up to the server's
-                    // position has been seen: confirming it lets an idle
-                    // slot release WAL.
-                    let at = wal_end.as_u64();
-                    if self.txn.is_none() && self.pending.is_empty() && at > self.last_checkpoint {
-                        return Ok(Some(self.checkpoint(at)));
-                    }
-                }
-                Some(ReplicationEvent::Message {
-                    transactional,
-                    lsn,
-                    prefix,
-                    ..
-                }) => {
-                    debug!(prefix = %prefix, "logical message");
-                    let at = lsn.as_u64();
-                    if !transactional
-                        && self.txn.is_none()
-                        && self.pending.is_empty()
-                        && at > self.last_checkpoint
-                    {
-                        return Ok(Some(self.checkpoint(at)));
-                    }
-                }
-                Some(ReplicationEvent::StoppedAt { .. }) => return Ok(None),
+            let Some(event) = event else {
+                return Err(ConnectorError::retryable("the replication stream ended"));
+            };
+            if matches!(event, ReplicationEvent::StoppedAt { .. }) {
+                return Ok(None);
+            }
+            if let Some(batch) = self.on_event(event, sql, config, types).await? {
+                return Ok(Some(batch));
             }
         }
+    }
+
+    /// The pending records as a batch when they reach `max.batch.size` or
+    /// their share of the queue's bytes.
+    fn full_batch(&mut self, config: &PostgresCdcConfig) -> Option<SourceBatch> {
+        if self.pending.len() < config.max_batch && self.pending_bytes < config.batch_bytes() {
+            return None;
+        }
+        // A large transaction goes out in parts; its position comes
+        // with its commit, except at most once (the server skips a
+        // transaction whose commit record lies before the slot's
+        // confirmed position).
+        let past = self
+            .txn
+            .as_ref()
+            .filter(|_| self.at_most_once)
+            .map(|t| t.commit_lsn + 1);
+        if let Some(at) = past
+            && at > self.last_checkpoint
+        {
+            return Some(self.checkpoint(at));
+        }
+        self.pending_bytes = 0;
+        Some(SourceBatch {
+            records: std::mem::take(&mut self.pending),
+            checkpoint: None,
+            state: None,
+        })
+    }
+
+    /// Take one event of the stream; a batch when it ends one.
+    async fn on_event(
+        &mut self,
+        event: ReplicationEvent,
+        sql: &Client,
+        config: &PostgresCdcConfig,
+        types: &mut Types,
+    ) -> Result<Option<SourceBatch>, ConnectorError> {
+        match event {
+            ReplicationEvent::Begin {
+                final_lsn,
+                xid,
+                commit_time_micros,
+            } => {
+                self.txn = Some(Txn {
+                    commit_lsn: final_lsn.as_u64(),
+                    xid,
+                    commit_ms: pg_time_to_unix_ms(commit_time_micros),
+                    ordinal: 0,
+                });
+            }
+            ReplicationEvent::XLogData {
+                wal_start, data, ..
+            } => {
+                let message = pgoutput::decode(&data)
+                    .map_err(|e| ConnectorError::permanent(e.to_string()))?;
+                self.apply(message, wal_start.as_u64(), sql, config, types)
+                    .await?;
+            }
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                self.txn = None;
+                return Ok(Some(self.checkpoint(end_lsn.as_u64())));
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // Outside a transaction, everything up to the server's
+                // position has been seen: confirming it lets an idle
+                // slot release WAL.
+                let at = wal_end.as_u64();
+                if self.txn.is_none() && self.pending.is_empty() && at > self.last_checkpoint {
+                    return Ok(Some(self.checkpoint(at)));
+                }
+            }
+            ReplicationEvent::Message {
+                transactional,
+                lsn,
+                prefix,
+                ..
+            } => {
+                debug!(prefix = %prefix, "logical message");
+                let at = lsn.as_u64();
+                if !transactional
+                    && self.txn.is_none()
+                    && self.pending.is_empty()
+                    && at > self.last_checkpoint
+                {
+                    return Ok(Some(self.checkpoint(at)));
+                }
+            }
+            ReplicationEvent::StoppedAt { .. } => {}
+        }
+        Ok(None)
     }
 
     fn table(&self, relation: u32) -> Result<Option<&Table>, ConnectorError> {
@@ -275,33 +302,7 @@ impl StreamState {
     ) -> Result<(), ConnectorError> {
         match message {
             Message::Relation(r) => {
-                // Sent before a table's first change and again after it
-                // changes: a column added mid-stream shows up here. A
-                // partition's changes belong to its root table, under the
-                // root's name and key, whether or not the publication
-                // publishes them via the root.
-                let (root, schema, name) = catalog::root_of(sql, r.id)
-                    .await?
-                    .unwrap_or_else(|| (r.id, r.namespace.clone(), r.name.clone()));
-                let selected = catalog::streamed(config, &format!("{schema}.{name}"));
-                let table = if selected {
-                    let described = catalog::describe(sql, root).await?;
-                    let columns: Vec<(String, u32)> = r
-                        .columns
-                        .iter()
-                        .map(|c| (c.name.clone(), c.type_oid))
-                        .collect();
-                    let names = (schema.as_str(), name.as_str());
-                    Some(catalog::table(
-                        &config.topic_prefix,
-                        names,
-                        &columns,
-                        &described,
-                        types,
-                    ))
-                } else {
-                    None
-                };
+                let table = relation_table(&r, sql, config, types).await?;
                 self.relations.insert(r.id, table);
             }
             Message::Type { .. } => *types = catalog::load_types(sql).await?,
@@ -311,52 +312,9 @@ impl StreamState {
                     self.push(config, &table, Op::Create, None, Some(after), lsn)?;
                 }
             }
-            Message::Update {
-                relation,
-                old,
-                mut new,
-            } => {
+            Message::Update { relation, old, new } => {
                 if let Some(table) = self.table(relation)?.cloned() {
-                    // Under REPLICA IDENTITY FULL the old row is complete:
-                    // an unchanged TOAST value that the new row leaves out
-                    // is known, and is carried over.
-                    if let Some(o) = old.as_ref().filter(|o| o.kind == OldKind::Full) {
-                        for (datum, before) in new.iter_mut().zip(&o.tuple) {
-                            if *datum == Datum::Unchanged
-                                && matches!(before, Datum::Text(_) | Datum::Binary(_))
-                            {
-                                *datum = before.clone();
-                            }
-                        }
-                    }
-                    let after = row(&table, &new);
-                    match old {
-                        // The key changed: Postgres sent the old key. As
-                        // Debezium does, that is a delete of the old key and
-                        // a create of the new one.
-                        Some(o) if o.kind == OldKind::Key => {
-                            let before = row(&table, &o.tuple);
-                            self.push(config, &table, Op::Delete, Some(before), None, lsn)?;
-                            self.push(config, &table, Op::Create, None, Some(after), lsn)?;
-                        }
-                        Some(o) => {
-                            let before = row(&table, &o.tuple);
-                            if key_changed(&table, &before, &after) {
-                                self.push(config, &table, Op::Delete, Some(before), None, lsn)?;
-                                self.push(config, &table, Op::Create, None, Some(after), lsn)?;
-                            } else {
-                                self.push(
-                                    config,
-                                    &table,
-                                    Op::Update,
-                                    Some(before),
-                                    Some(after),
-                                    lsn,
-                                )?;
-                            }
-                        }
-                        None => self.push(config, &table, Op::Update, None, Some(after), lsn)?,
-                    }
+                    self.update(config, &table, old, new, lsn)?;
                 }
             }
             Message::Delete { relation, old } => {
@@ -378,5 +336,85 @@ impl StreamState {
             | Message::Logical { .. } => {}
         }
         Ok(())
+    }
+
+    /// An update: with the old row when the replica identity sends it; a
+    /// changed key is a delete of the old key and a create of the new.
+    fn update(
+        &mut self,
+        config: &PostgresCdcConfig,
+        table: &Table,
+        old: Option<OldTuple>,
+        mut new: Vec<Datum>,
+        lsn: u64,
+    ) -> Result<(), ConnectorError> {
+        // Under REPLICA IDENTITY FULL the old row is complete:
+        // an unchanged TOAST value that the new row leaves out
+        // is known, and is carried over.
+        if let Some(o) = old.as_ref().filter(|o| o.kind == OldKind::Full) {
+            for (datum, before) in new.iter_mut().zip(&o.tuple) {
+                if *datum == Datum::Unchanged && matches!(before, Datum::Text(_) | Datum::Binary(_))
+                {
+                    *datum = before.clone();
+                }
+            }
+        }
+        let after = row(table, &new);
+        match old {
+            // The key changed: Postgres sent the old key. As
+            // Debezium does, that is a delete of the old key and
+            // a create of the new one.
+            Some(o) if o.kind == OldKind::Key => {
+                let before = row(table, &o.tuple);
+                self.push(config, table, Op::Delete, Some(before), None, lsn)?;
+                self.push(config, table, Op::Create, None, Some(after), lsn)?;
+            }
+            Some(o) => {
+                let before = row(table, &o.tuple);
+                if key_changed(table, &before, &after) {
+                    self.push(config, table, Op::Delete, Some(before), None, lsn)?;
+                    self.push(config, table, Op::Create, None, Some(after), lsn)?;
+                } else {
+                    self.push(config, table, Op::Update, Some(before), Some(after), lsn)?;
+                }
+            }
+            None => self.push(config, table, Op::Update, None, Some(after), lsn)?,
+        }
+        Ok(())
+    }
+}
+
+/// The table a Relation message describes, when the source streams it.
+/// Sent before a table's first change and again after it changes: a column
+/// added mid-stream shows up here. A partition's changes belong to its root
+/// table, under the root's name and key, whether or not the publication
+/// publishes them via the root.
+async fn relation_table(
+    r: &Relation,
+    sql: &Client,
+    config: &PostgresCdcConfig,
+    types: &mut Types,
+) -> Result<Option<Table>, ConnectorError> {
+    let (root, schema, name) = catalog::root_of(sql, r.id)
+        .await?
+        .unwrap_or_else(|| (r.id, r.namespace.clone(), r.name.clone()));
+    let selected = catalog::streamed(config, &format!("{schema}.{name}"));
+    if selected {
+        let described = catalog::describe(sql, root).await?;
+        let columns: Vec<(String, u32)> = r
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_oid))
+            .collect();
+        let names = (schema.as_str(), name.as_str());
+        Ok(Some(catalog::table(
+            &config.topic_prefix,
+            names,
+            &columns,
+            &described,
+            types,
+        )))
+    } else {
+        Ok(None)
     }
 }
