@@ -26,6 +26,23 @@ pub(super) async fn preflight(config: &PostgresCdcConfig) -> Vec<Finding> {
 
 async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>, ConnectorError> {
     let mut out = Vec::new();
+    server(sql, config, &mut out).await?;
+    let tables = selection(sql, config, &mut out).await?;
+    let published = catalog::published_roots(sql, &config.publication).await?;
+    identities(sql, config, &tables, published.as_ref(), &mut out).await?;
+    privileges(sql, config, &tables, published.is_some(), &mut out).await?;
+    if config.snapshot_mode != SnapshotMode::InitialOnly {
+        slot_plan(sql, config, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// The server's `wal_level`, and the user's REPLICATION attribute.
+async fn server(
+    sql: &Client,
+    config: &PostgresCdcConfig,
+    out: &mut Vec<Finding>,
+) -> Result<(), ConnectorError> {
     let wal_level: String = sql
         .query_one("SHOW wal_level", &[])
         .await
@@ -48,6 +65,15 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             quote_ident(&config.user)
         )));
     }
+    Ok(())
+}
+
+/// The tables selected; each `table.include.list` entry must match one.
+async fn selection(
+    sql: &Client,
+    config: &PostgresCdcConfig,
+    out: &mut Vec<Finding>,
+) -> Result<Vec<(u32, String, String)>, ConnectorError> {
     let tables = catalog::selected_tables(sql, config).await?;
     if tables.is_empty() {
         out.push(Finding::error(
@@ -65,8 +91,20 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             )));
         }
     }
-    let published = catalog::published_roots(sql, &config.publication).await?;
-    for (oid, schema, name) in &tables {
+    Ok(tables)
+}
+
+/// Each selected table needs a replica identity and, when the publication
+/// exists, to be in it; a published table without one breaks the
+/// application's writes now.
+async fn identities(
+    sql: &Client,
+    config: &PostgresCdcConfig,
+    tables: &[(u32, String, String)],
+    published: Option<&std::collections::HashSet<u32>>,
+    out: &mut Vec<Finding>,
+) -> Result<(), ConnectorError> {
+    for (oid, schema, name) in tables {
         if !catalog::describe(sql, *oid).await?.has_identity {
             let text = format!(
                 "table {schema}.{name} has no primary key or replica identity, so sluice does not capture it \
@@ -80,7 +118,7 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             } else {
                 Finding::error(text)
             });
-        } else if let Some(published) = &published
+        } else if let Some(published) = published
             && !published.contains(oid)
         {
             out.push(Finding::error(format!(
@@ -93,7 +131,7 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             )));
         }
     }
-    if let Some(published) = &published {
+    if let Some(published) = published {
         for oid in published {
             if catalog::describe(sql, *oid).await?.has_identity {
                 continue;
@@ -112,27 +150,32 @@ async fn checks(sql: &Client, config: &PostgresCdcConfig) -> Result<Vec<Finding>
             )));
         }
     }
-    privileges(sql, config, &tables, published.is_some(), &mut out).await?;
-    if config.snapshot_mode != SnapshotMode::InitialOnly {
-        // The decision start-up would take about the slot.
-        let existing = slot::slot(sql, &config.slot).await?;
-        let markers = slot::markers(sql, &config.publication, &config.slot).await?;
-        match slot::plan(config, existing.as_ref(), markers) {
-            Err(e) => out.push(Finding::error(e.to_string())),
-            Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
-                "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
-            ))),
-            Ok(slot::Decision {
-                plan: slot::Plan::Adopt,
-                ..
-            }) => out.push(Finding::warning(format!(
-                "replication slot {} was made by another client: slot.adopt takes it over at start and streams from its confirmed position, without a snapshot; stop that client first",
-                config.slot
-            ))),
-            Ok(_) => {}
-        }
-    }
-    Ok(out)
+    Ok(())
+}
+
+/// The decision start-up would take about the slot.
+async fn slot_plan(
+    sql: &Client,
+    config: &PostgresCdcConfig,
+    out: &mut Vec<Finding>,
+) -> Result<(), ConnectorError> {
+    let existing = slot::slot(sql, &config.slot).await?;
+    let markers = slot::markers(sql, &config.publication, &config.slot).await?;
+    match slot::plan(config, existing.as_ref(), markers) {
+    Err(e) => out.push(Finding::error(e.to_string())),
+    Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
+        "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
+    ))),
+    Ok(slot::Decision {
+        plan: slot::Plan::Adopt,
+        ..
+    }) => out.push(Finding::warning(format!(
+        "replication slot {} was made by another client: slot.adopt takes it over at start and streams from its confirmed position, without a snapshot; stop that client first",
+        config.slot
+    ))),
+    Ok(_) => {}
+}
+    Ok(())
 }
 
 /// What the user must be allowed: read the selected tables (the snapshot
