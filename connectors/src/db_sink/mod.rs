@@ -552,69 +552,13 @@ impl DbSink {
     ) -> Result<(), ConnectorError> {
         let started = std::time::Instant::now();
         let mut tally = Tally::default();
-        let mut decoded: Vec<Option<Result<Vec<Change>, ConnectorError>>> = match prepared {
-            Some(d) if d.len() == all.len() => d.into_iter().map(Some).collect(),
-            _ => std::iter::repeat_with(|| None).take(all.len()).collect(),
-        };
-        // The records to apply, by their place in `all`: what was applied
-        // before is passed over here, at the write, never ahead of it.
-        let kept: Vec<usize> = match &self.watermarks {
-            Some(w) => w
-                .verdicts(all)
-                .into_iter()
-                .enumerate()
-                .filter(|(_, verdict)| match verdict {
-                    watermark::Verdict::Apply => true,
-                    watermark::Verdict::Redelivered => {
-                        tally.redelivered += 1;
-                        false
-                    }
-                    watermark::Verdict::Republished => {
-                        tally.republished += 1;
-                        false
-                    }
-                })
-                .map(|(i, _)| i)
-                .collect(),
-            None => (0..all.len()).collect(),
-        };
+        let kept = self.to_apply(all, &mut tally);
         if kept.is_empty() {
             self.count(tally);
             return Ok(());
         }
         let batch: Vec<&SinkRecord> = kept.iter().map(|&i| &all[i]).collect();
-        let mut all_changes = Vec::with_capacity(batch.len());
-        for (index, &at) in kept.iter().enumerate() {
-            let changes = match decoded[at].take() {
-                Some(changes) => changes?,
-                None => self.preparer.decode(&all[at])?,
-            };
-            for mut change in changes {
-                change.record = index;
-                all_changes.push(change);
-            }
-        }
-        let all = all_changes;
-        let mut infos: HashMap<String, Arc<TableInfo>> = HashMap::new();
-        for change in &all {
-            if !infos.contains_key(&change.table) {
-                let info = self.table_for(change, batch[change.record]).await?;
-                infos.insert(change.table.clone(), info);
-            }
-        }
-        let resolved: Vec<Change> = all
-            .into_iter()
-            .map(|c| {
-                let info = &infos[&c.table];
-                c.resolve(&info.key, &self.config.non_key)
-            })
-            .collect::<Result<_, _>>()?;
-        let tables: HashSet<String> = infos.keys().cloned().collect();
-        for table in tables {
-            let of_table: Vec<&Change> = resolved.iter().filter(|c| c.table == table).collect();
-            let info = self.ensure_columns(&table, &of_table).await?;
-            infos.insert(table, info);
-        }
+        let (resolved, infos) = self.changes(all, &kept, &batch, prepared).await?;
         let read_us = started.elapsed().as_micros() as u64;
         let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
         for group in changes::groups(&resolved) {
@@ -654,6 +598,80 @@ impl DbSink {
         );
         self.count(tally);
         Ok(())
+    }
+
+    /// The records of `all` to apply, by their place in it: what was
+    /// applied before is passed over here, at the write, never ahead of it.
+    fn to_apply(&self, all: &[SinkRecord], tally: &mut Tally) -> Vec<usize> {
+        match &self.watermarks {
+            Some(w) => w
+                .verdicts(all)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, verdict)| match verdict {
+                    watermark::Verdict::Apply => true,
+                    watermark::Verdict::Redelivered => {
+                        tally.redelivered += 1;
+                        false
+                    }
+                    watermark::Verdict::Republished => {
+                        tally.republished += 1;
+                        false
+                    }
+                })
+                .map(|(i, _)| i)
+                .collect(),
+            None => (0..all.len()).collect(),
+        }
+    }
+
+    /// The changes of the records `kept` (decoded ahead when `prepared`
+    /// has them), numbered by their place in `batch`, resolved against
+    /// their tables, whose columns are made sure of.
+    async fn changes(
+        &mut self,
+        all: &[SinkRecord],
+        kept: &[usize],
+        batch: &[&SinkRecord],
+        prepared: Option<Decoded>,
+    ) -> Result<(Vec<Change>, HashMap<String, Arc<TableInfo>>), ConnectorError> {
+        let mut decoded: Vec<Option<Result<Vec<Change>, ConnectorError>>> = match prepared {
+            Some(d) if d.len() == all.len() => d.into_iter().map(Some).collect(),
+            _ => std::iter::repeat_with(|| None).take(all.len()).collect(),
+        };
+        let mut all_changes = Vec::with_capacity(batch.len());
+        for (index, &at) in kept.iter().enumerate() {
+            let changes = match decoded[at].take() {
+                Some(changes) => changes?,
+                None => self.preparer.decode(&all[at])?,
+            };
+            for mut change in changes {
+                change.record = index;
+                all_changes.push(change);
+            }
+        }
+        let all = all_changes;
+        let mut infos: HashMap<String, Arc<TableInfo>> = HashMap::new();
+        for change in &all {
+            if !infos.contains_key(&change.table) {
+                let info = self.table_for(change, batch[change.record]).await?;
+                infos.insert(change.table.clone(), info);
+            }
+        }
+        let resolved: Vec<Change> = all
+            .into_iter()
+            .map(|c| {
+                let info = &infos[&c.table];
+                c.resolve(&info.key, &self.config.non_key)
+            })
+            .collect::<Result<_, _>>()?;
+        let tables: HashSet<String> = infos.keys().cloned().collect();
+        for table in tables {
+            let of_table: Vec<&Change> = resolved.iter().filter(|c| c.table == table).collect();
+            let info = self.ensure_columns(&table, &of_table).await?;
+            infos.insert(table, info);
+        }
+        Ok((resolved, infos))
     }
 
     async fn write_decoded(

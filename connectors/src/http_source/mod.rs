@@ -118,45 +118,8 @@ impl SourceConnector for HttpSource {
         }
         let effectively_once = context.guarantee == Guarantee::EffectivelyOnce;
         let (journal, keys, next) = if effectively_once {
-            let dir = config.state_dir.as_ref().ok_or_else(|| {
-                ConnectorError::configuration(
-                    "under EFFECTIVELY_ONCE the http source keeps its idempotency journal in stateDir: set it",
-                )
-            })?;
-            let published = context
-                .published
-                .map(|s| u64::try_from(s.0).unwrap_or(u64::MAX));
-            let path = journal::path(dir, &context.name);
-            let now = unix_seconds();
-            let retention = config.idempotency_retention.as_secs();
-            let opened = tokio::task::spawn_blocking(move || {
-                journal::open(&path, published, retention, now).map_err(|e| (path, e))
-            })
-            .await
-            .map_err(|e| ConnectorError::retryable("read the idempotency journal").with_source(e))?
-            .map_err(|(path, e)| {
-                ConnectorError::configuration(format!(
-                    "the idempotency journal {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let keys: HashMap<String, KeyState> = opened
-                .published
-                .into_iter()
-                .map(|e| {
-                    (
-                        e.key.clone(),
-                        KeyState::Published {
-                            records: (e.last + 1 - e.first) as usize,
-                            digest: e.digest.clone(),
-                            at: e.at,
-                            line: e,
-                        },
-                    )
-                })
-                .collect();
-            let next = opened.last_given.max(published.unwrap_or(0));
-            (Some(opened.journal), Some(Mutex::new(keys)), next)
+            let (journal, keys, next) = open_journal(&config, context).await?;
+            (Some(journal), Some(Mutex::new(keys)), next)
         } else {
             (None, None, 0)
         };
@@ -446,6 +409,50 @@ impl HttpSource {
 }
 
 use crate::time::now_secs as unix_seconds;
+
+/// EFFECTIVELY_ONCE: the idempotency journal in `stateDir`, the keys it
+/// holds as published, and the next sequence to give.
+async fn open_journal(
+    config: &HttpSourceConfig,
+    context: &SourceContext,
+) -> Result<(Journal, HashMap<String, KeyState>, u64), ConnectorError> {
+    let dir = config.state_dir.as_ref().ok_or_else(|| {
+        ConnectorError::configuration(
+            "under EFFECTIVELY_ONCE the http source keeps its idempotency journal in stateDir: set it",
+        )
+    })?;
+    let published = context
+        .published
+        .map(|s| u64::try_from(s.0).unwrap_or(u64::MAX));
+    let path = journal::path(dir, &context.name);
+    let now = unix_seconds();
+    let retention = config.idempotency_retention.as_secs();
+    let opened = tokio::task::spawn_blocking(move || {
+        journal::open(&path, published, retention, now).map_err(|e| (path, e))
+    })
+    .await
+    .map_err(|e| ConnectorError::retryable("read the idempotency journal").with_source(e))?
+    .map_err(|(path, e)| {
+        ConnectorError::configuration(format!("the idempotency journal {}: {e}", path.display()))
+    })?;
+    let keys: HashMap<String, KeyState> = opened
+        .published
+        .into_iter()
+        .map(|e| {
+            (
+                e.key.clone(),
+                KeyState::Published {
+                    records: (e.last + 1 - e.first) as usize,
+                    digest: e.digest.clone(),
+                    at: e.at,
+                    line: e,
+                },
+            )
+        })
+        .collect();
+    let next = opened.last_given.max(published.unwrap_or(0));
+    Ok((opened.journal, keys, next))
+}
 
 impl Drop for HttpSource {
     fn drop(&mut self) {

@@ -138,52 +138,15 @@ impl Held {
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if parts.method != Method::POST {
-        let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "only POST is taken");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
-    }
     let config = &shared.config;
-    // Credentials first, on the headers alone: a client without them gets
-    // no byte of its body read.
-    if let Err(why) = token(config, &parts.headers) {
-        return unauthorized(config, why);
-    }
-    let topic = match parts.uri.path().strip_prefix("/topics/") {
-        None => None,
-        Some(name) if config.topics_from_path.iter().any(|t| t == name) => Some(name.to_owned()),
-        Some(name) => {
-            return answer(
-                StatusCode::NOT_FOUND,
-                &format!("topic {name} is not one this source publishes to"),
-            );
-        }
+    let (topic, content_type) = match before_body(config, &parts) {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if content_type.is_none() {
-        return answer(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a Content-Type is required",
-        );
-    }
     let mut held = Held {
         budget: Arc::clone(&shared.budget),
         permit: None,
     };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > config.max_body_bytes) {
-        return answer(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large");
-    }
     // The budget is taken as bytes arrive, not as announced: a length
     // announced and not sent holds nothing.
     let read = read_body(body, config.max_body_bytes, &mut held);
@@ -197,31 +160,14 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             );
         }
     };
-    if let Some(secret) = &config.signature_secret {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", axum::http::uri::PathAndQuery::as_str);
-        let signed = signature::Signed {
-            method: parts.method.as_str(),
-            path,
-            content_type: content_type.as_deref().unwrap_or(""),
-            idempotency_key: parts
-                .headers
-                .get(config.idempotency_key_header.as_str())
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-            body: &bytes,
-        };
-        if let Err(why) = signed_recently(config, secret.expose(), &parts.headers, &signed) {
-            return unauthorized(config, why);
-        }
+    if let Err(response) = check_signature(config, &parts, &content_type, &bytes) {
+        return response;
     }
     // Each record of an array costs its place in the body's index too.
     if !held.take(request::index_bytes(&bytes)) {
         return busy("too many bytes are waiting for the broker; retry later");
     }
-    let body = match request::parse(content_type.as_deref(), bytes) {
+    let body = match request::parse(Some(&content_type), bytes) {
         Ok(body) => body,
         Err((status, why)) => {
             return answer(
@@ -240,6 +186,90 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let response = accept(&shared, body, topic, key).await;
     drop(held);
     response
+}
+
+/// What is checked before a byte of the body is read: the method, the
+/// credentials (a client without them gets no byte of its body read), the
+/// topic the path names, a `Content-Type`, and the length announced.
+#[allow(clippy::result_large_err)] // The refusal is the answer itself, made only when a request is refused.
+fn before_body(
+    config: &HttpSourceConfig,
+    parts: &axum::http::request::Parts,
+) -> Result<(Option<String>, String), Response> {
+    if parts.method != Method::POST {
+        let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "only POST is taken");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return Err(response);
+    }
+    if let Err(why) = token(config, &parts.headers) {
+        return Err(unauthorized(config, why));
+    }
+    let topic = match parts.uri.path().strip_prefix("/topics/") {
+        None => None,
+        Some(name) if config.topics_from_path.iter().any(|t| t == name) => Some(name.to_owned()),
+        Some(name) => {
+            return Err(answer(
+                StatusCode::NOT_FOUND,
+                &format!("topic {name} is not one this source publishes to"),
+            ));
+        }
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(content_type) = content_type else {
+        return Err(answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a Content-Type is required",
+        ));
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > config.max_body_bytes) {
+        return Err(answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is too large",
+        ));
+    }
+    Ok((topic, content_type))
+}
+
+/// With `signatureSecret`, the request's signature, over the body now in.
+#[allow(clippy::result_large_err)] // The refusal is the answer itself, made only when a request is refused.
+fn check_signature(
+    config: &HttpSourceConfig,
+    parts: &axum::http::request::Parts,
+    content_type: &str,
+    bytes: &[u8],
+) -> Result<(), Response> {
+    if let Some(secret) = &config.signature_secret {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", axum::http::uri::PathAndQuery::as_str);
+        let signed = signature::Signed {
+            method: parts.method.as_str(),
+            path,
+            content_type,
+            idempotency_key: parts
+                .headers
+                .get(config.idempotency_key_header.as_str())
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            body: bytes,
+        };
+        if let Err(why) = signed_recently(config, secret.expose(), &parts.headers, &signed) {
+            return Err(unauthorized(config, why));
+        }
+    }
+    Ok(())
 }
 
 /// Read a body of at most `limit` bytes, taking its share of the budget

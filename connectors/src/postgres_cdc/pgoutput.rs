@@ -237,7 +237,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decode one pgoutput message.
+/// Decode one pgoutput message. One arm per message tag, in the order of
+/// Postgres's "Logical Replication Message Formats": it is over 100 lines so
+/// that it reads side by side with that page.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let mut r = Reader { bytes };
     let message = match r.u8("message tag")? {

@@ -236,32 +236,7 @@ pub(crate) fn plan(
             gap: None,
         });
     };
-    if slot.plugin.as_deref() != Some("pgoutput")
-        || slot.database.as_deref() != Some(config.dbname.as_str())
-    {
-        return Err(ConnectorError::permanent(format!(
-            "replication slot {name} exists for plugin {} on database {}, not pgoutput on {}: \
-             it is not sluice's, and sluice leaves it alone; choose another slot.name",
-            slot.plugin.as_deref().unwrap_or("(none)"),
-            slot.database.as_deref().unwrap_or("(none)"),
-            config.dbname
-        )));
-    }
-    if !ours && !config.adopt_slot {
-        return Err(ConnectorError::permanent(format!(
-            "replication slot {name} exists but sluice did not create it (no record on publication {}): \
-             sluice never takes over or drops another client's slot unless told to. Choose another slot.name; \
-             or, to move from the client that made it (Pulsar's Debezium source), stop that client and set \
-             slot.adopt: true; or, if nothing uses it, drop it: SELECT pg_drop_replication_slot({})",
-            config.publication,
-            quote_literal(name)
-        )));
-    }
-    if let Some(pid) = slot.active_pid {
-        return Err(ConnectorError::retryable(format!(
-            "replication slot {name} is in use by process {pid}: stop the other consumer first (another sluice instance?)"
-        )));
-    }
+    usable(config, slot, ours)?;
     if slot.lost {
         return gap(
             format!(
@@ -292,6 +267,39 @@ pub(crate) fn plan(
         }
     };
     Ok(Decision { plan, gap: None })
+}
+
+/// An existing slot sluice may stream from: made for pgoutput on this
+/// database, sluice's own (or `slot.adopt` set), and not in use.
+fn usable(config: &PostgresCdcConfig, slot: &SlotState, ours: bool) -> Result<(), ConnectorError> {
+    let name = &config.slot;
+    if slot.plugin.as_deref() != Some("pgoutput")
+        || slot.database.as_deref() != Some(config.dbname.as_str())
+    {
+        return Err(ConnectorError::permanent(format!(
+            "replication slot {name} exists for plugin {} on database {}, not pgoutput on {}: \
+             it is not sluice's, and sluice leaves it alone; choose another slot.name",
+            slot.plugin.as_deref().unwrap_or("(none)"),
+            slot.database.as_deref().unwrap_or("(none)"),
+            config.dbname
+        )));
+    }
+    if !ours && !config.adopt_slot {
+        return Err(ConnectorError::permanent(format!(
+            "replication slot {name} exists but sluice did not create it (no record on publication {}): \
+             sluice never takes over or drops another client's slot unless told to. Choose another slot.name; \
+             or, to move from the client that made it (Pulsar's Debezium source), stop that client and set \
+             slot.adopt: true; or, if nothing uses it, drop it: SELECT pg_drop_replication_slot({})",
+            config.publication,
+            quote_literal(name)
+        )));
+    }
+    if let Some(pid) = slot.active_pid {
+        return Err(ConnectorError::retryable(format!(
+            "replication slot {name} is in use by process {pid}: stop the other consumer first (another sluice instance?)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
