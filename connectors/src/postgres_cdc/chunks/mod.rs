@@ -15,18 +15,23 @@
 //! Progress (per table: the last key emitted and the upper bound) travels
 //! as the batch's `state`, and is kept by the caller once durable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::{Client, SimpleQueryRow};
 use tracing::{info, warn};
 
-use super::catalog::{Table, parse_lsn, pg_error, quote_ident, quote_literal};
+use super::catalog::{Table, pg_error, quote_ident};
 use super::config::PostgresCdcConfig;
 use super::events::{Origin, TXID_PROPERTY};
 use super::read_events::ReadEvents;
 use crate::api::{ConnectorError, Sequence, SourceRecord, TableCopy};
+
+mod progress;
+mod query;
+
+pub(crate) use progress::{Progress, Seen, TableProgress};
+use query::*;
 
 /// Rows the first chunk of a table asks for, before their width is known.
 const FIRST_ROWS: u64 = 256;
@@ -35,155 +40,6 @@ const FIRST_PAGES: u64 = 16;
 /// How long one chunk's read should take at most: past it, the next reads
 /// fewer rows, so that no transaction stays open long.
 const CHUNK_TIME: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// One table's progress.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct TableProgress {
-    /// `schema.table`.
-    pub(crate) table: String,
-    /// The key (or `[page]` of a key-less table, `[partition, page]` of a
-    /// key-less partitioned one) of the last row emitted; `None` before
-    /// the first chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) after: Option<Vec<Option<String>>>,
-    /// The largest key (or page count) when the table's copy began: rows
-    /// past it came later, and the stream carries them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) upper: Option<Vec<Option<String>>>,
-    /// Every chunk is emitted.
-    #[serde(default)]
-    pub(crate) done: bool,
-    /// Rows emitted so far.
-    #[serde(default)]
-    pub(crate) rows: u64,
-    /// At most once: the transactions committed (`pg_current_snapshot()`)
-    /// when the slot was made or the copy asked for; a row version a
-    /// later one wrote is on the stream (see [`Chunker::at_most_once`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) since: Option<String>,
-}
-
-/// The snapshot's progress: the tables to copy, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Progress {
-    pub(crate) tables: Vec<TableProgress>,
-    /// The stream position (sequence, as decimal text) of the last signal
-    /// acted on: a signal row the slot streams again after a restart (it
-    /// resends from its confirmed position) is at or before it, and is not
-    /// acted on twice, nor starts a finished copy over. By position, not
-    /// by the row's id: ids may repeat, or be numbers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) last_signal: Option<String>,
-}
-
-impl Progress {
-    /// A fresh snapshot of `tables`, by name.
-    pub(crate) fn of(tables: &HashMap<u32, Table>) -> Self {
-        let mut names: Vec<String> = tables
-            .values()
-            .map(|t| format!("{}.{}", t.schema, t.name))
-            .collect();
-        names.sort();
-        Self {
-            tables: names
-                .into_iter()
-                .map(|table| TableProgress {
-                    table,
-                    ..TableProgress::default()
-                })
-                .collect(),
-            last_signal: None,
-        }
-    }
-
-    /// The text kept between runs.
-    pub(crate) fn to_text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    pub(crate) fn from_text(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
-    }
-
-    /// Note the signal at stream position `at` as acted on; `false` when
-    /// it is at or before the last one, so was acted on already. A signal
-    /// without a position is always acted on.
-    pub(crate) fn act_on(&mut self, at: Option<u128>) -> bool {
-        let Some(at) = at else {
-            return true;
-        };
-        let last = self
-            .last_signal
-            .as_deref()
-            .and_then(|l| l.parse::<u128>().ok());
-        if last.is_some_and(|last| at <= last) {
-            return false;
-        }
-        self.last_signal = Some(at.to_string());
-        true
-    }
-
-    /// Whether every table is copied.
-    pub(crate) fn complete(&self) -> bool {
-        self.tables.iter().all(|t| t.done)
-    }
-
-    /// Keep to `tables`: a table no longer selected is dropped, and one
-    /// newly selected is added to copy.
-    pub(crate) fn select(&mut self, tables: &HashMap<u32, Table>) {
-        let wanted: HashSet<String> = tables
-            .values()
-            .map(|t| format!("{}.{}", t.schema, t.name))
-            .collect();
-        self.tables.retain(|t| wanted.contains(&t.table));
-        let known: HashSet<String> = self.tables.iter().map(|t| t.table.clone()).collect();
-        let mut added: Vec<&String> = wanted.iter().filter(|t| !known.contains(*t)).collect();
-        added.sort();
-        for table in added {
-            info!(table = %table, "a table newly selected is copied while streaming");
-            self.tables.push(TableProgress {
-                table: table.clone(),
-                ..TableProgress::default()
-            });
-        }
-    }
-}
-
-/// Which transactions a chunk's read saw: `pg_current_snapshot()`, its
-/// 64-bit ids cut to the 32 bits pgoutput gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Seen {
-    xmin: u32,
-    xmax: u32,
-    xip: HashSet<u32>,
-}
-
-/// Whether `a` comes before `b` in the 32-bit transaction id circle.
-fn precedes(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-impl Seen {
-    /// `xmin:xmax:xip,...` as `pg_current_snapshot()::text` prints it.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.splitn(3, ':');
-        let cut = |t: &str| t.parse::<u64>().ok().map(|x| x as u32);
-        let xmin = cut(parts.next()?)?;
-        let xmax = cut(parts.next()?)?;
-        let xip = parts
-            .next()?
-            .split(',')
-            .filter(|x| !x.is_empty())
-            .map(cut)
-            .collect::<Option<HashSet<u32>>>()?;
-        Some(Self { xmin, xmax, xip })
-    }
-
-    /// Whether the transaction `xid` had committed when the chunk was read.
-    pub(crate) fn saw(&self, xid: u32) -> bool {
-        precedes(xid, self.xmin) || (precedes(xid, self.xmax) && !self.xip.contains(&xid))
-    }
-}
 
 /// A chunk read and waiting for the stream to pass its point.
 #[derive(Debug)]
@@ -239,36 +95,6 @@ pub(crate) struct Chunker {
 }
 
 use crate::time::now_ms;
-
-/// The rows of a simple query's answer.
-fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A row's values as text.
-fn texts(row: &SimpleQueryRow) -> Vec<Option<String>> {
-    (0..row.len())
-        .map(|i| row.get(i).map(str::to_owned))
-        .collect()
-}
-
-/// A list of values as SQL literals: `'a', NULL`.
-fn literals(values: &[Option<String>]) -> String {
-    values
-        .iter()
-        .map(|v| {
-            v.as_deref()
-                .map_or_else(|| "NULL".to_owned(), quote_literal)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 impl Chunker {
     pub(crate) fn new(progress: Progress, config: &PostgresCdcConfig) -> Self {
@@ -738,160 +564,6 @@ impl Chunker {
     }
 }
 
-/// What one chunk reads: its query, how many rows a keyed one asked for,
-/// and, for a key-less one, where the table stands after it and whether
-/// that is its end.
-struct Plan {
-    select: String,
-    asked: u64,
-    next: Option<(Vec<Option<String>>, bool)>,
-}
-
-/// The rows a table (its leaf partitions) holds by its statistics; `None`
-/// before it was ever analyzed.
-async fn estimated_rows(sql: &Client, qualified: &str) -> Result<Option<u64>, ConnectorError> {
-    let answer = sql
-        .simple_query(&format!(
-            "SELECT (sum(c.reltuples) FILTER (WHERE c.reltuples >= 0))::bigint::text FROM pg_class c \
-             WHERE (c.oid = {t}::regclass AND c.relkind <> 'p') \
-             OR c.oid IN (SELECT relid FROM pg_partition_tree({t}::regclass) WHERE isleaf)",
-            t = quote_literal(qualified)
-        ))
-        .await
-        .map_err(|e| pg_error(&format!("read the row estimate of {qualified}"), e))?;
-    Ok(rows(answer)
-        .first()
-        .and_then(|r| r.get(0))
-        .and_then(|n| n.parse().ok()))
-}
-
-/// A key (or page position) as text: `(1, 'a')`.
-fn key_text(values: &[Option<String>]) -> String {
-    format!("({})", literals(values))
-}
-
-/// A keyed table's largest key, as text; `None` when it is empty.
-async fn largest_key(
-    sql: &Client,
-    table: &Table,
-    qualified: &str,
-) -> Result<Option<Vec<Option<String>>>, ConnectorError> {
-    let keys: Vec<String> = table
-        .key
-        .iter()
-        .map(|&i| quote_ident(&table.columns[i]))
-        .collect();
-    let order: Vec<String> = keys.iter().map(|k| format!("{k} DESC")).collect();
-    let answer = sql
-        .simple_query(&format!(
-            "SELECT {} FROM {qualified} ORDER BY {} LIMIT 1",
-            keys.join(", "),
-            order.join(", ")
-        ))
-        .await
-        .map_err(|e| pg_error(&format!("read the largest key of {qualified}"), e))?;
-    Ok(rows(answer).first().map(texts))
-}
-
-/// The next rows of a keyed table, in key order, up to its upper bound.
-fn keyed_chunk(
-    table: &Table,
-    qualified: &str,
-    progress: &TableProgress,
-    asked: u64,
-    columns: &str,
-) -> Plan {
-    let keys: Vec<String> = table
-        .key
-        .iter()
-        .map(|&i| quote_ident(&table.columns[i]))
-        .collect();
-    let keys = keys.join(", ");
-    let lower = match &progress.after {
-        Some(after) => format!("({keys}) > ({}) AND ", literals(after)),
-        None => String::new(),
-    };
-    let upper = progress.upper.clone().unwrap_or_default();
-    Plan {
-        select: format!(
-            "SELECT {columns} FROM {qualified} WHERE {lower}({keys}) <= ({}) ORDER BY {keys} LIMIT {asked}",
-            literals(&upper)
-        ),
-        asked,
-        next: None,
-    }
-}
-
-/// The physical relations of a key-less table, with their size in pages
-/// when its copy begins: itself, or its leaf partitions. `None` when they
-/// hold no page.
-async fn relations(
-    sql: &Client,
-    qualified: &str,
-) -> Result<Option<Vec<Option<String>>>, ConnectorError> {
-    let answer = sql
-        .simple_query(&format!(
-            "SELECT format('%I.%I', n.nspname, c.relname), \
-             (pg_relation_size(c.oid) / current_setting('block_size')::bigint)::text \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE (c.oid = {t}::regclass AND c.relkind <> 'p') \
-             OR c.oid IN (SELECT relid FROM pg_partition_tree({t}::regclass) WHERE isleaf) \
-             ORDER BY 1",
-            t = quote_literal(qualified)
-        ))
-        .await
-        .map_err(|e| pg_error(&format!("read the size of {qualified}"), e))?;
-    let mut out = Vec::new();
-    let mut pages = 0u64;
-    for r in rows(answer) {
-        let n: u64 = r.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-        pages += n;
-        out.push(r.get(0).map(|name| format!("{n} {name}")));
-    }
-    Ok((pages > 0).then_some(out))
-}
-
-/// The next pages of a key-less table: of its current relation (`after` is
-/// `[relation, page]`), from its page count at the start.
-fn keyless_chunk(progress: &TableProgress, pages: u64, columns: &str) -> Option<Plan> {
-    let relations = progress.upper.clone().unwrap_or_default();
-    let at = |i: usize| -> u64 {
-        progress
-            .after
-            .as_ref()
-            .and_then(|a| a.get(i).cloned().flatten())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let (mut relation, mut from) = (at(0) as usize, at(1));
-    loop {
-        let Some(Some(entry)) = relations.get(relation) else {
-            return None;
-        };
-        let (size, name) = entry.split_once(' ').unwrap_or(("0", entry));
-        let size: u64 = size.parse().unwrap_or(0);
-        if from >= size {
-            relation += 1;
-            from = 0;
-            continue;
-        }
-        let to = from.saturating_add(pages);
-        let last = to >= size && relation + 1 >= relations.len();
-        let next = if to >= size {
-            vec![Some((relation + 1).to_string()), Some("0".to_owned())]
-        } else {
-            vec![Some(relation.to_string()), Some(to.to_string())]
-        };
-        return Some(Plan {
-            select: format!(
-                "SELECT {columns} FROM ONLY {name} WHERE ctid >= '({from},0)'::tid AND ctid < '({to},0)'::tid"
-            ),
-            asked: 0,
-            next: Some((next, last)),
-        });
-    }
-}
-
 /// The identities a streamed record touches: its key, and the keys of its
 /// row before and after (a key-less table's key is its whole row, which an
 /// update changes).
@@ -920,120 +592,5 @@ fn mark_last(record: &mut SourceRecord) {
     record.value = Some(envelope.to_string().into_bytes());
 }
 
-/// Read one chunk (`select`) in a short REPEATABLE READ transaction of its
-/// own, with the snapshot it saw and the WAL position at that moment.
-async fn read_chunk(
-    sql: &Client,
-    select: &str,
-    qualified: &str,
-) -> Result<(Seen, u64, Vec<SimpleQueryRow>), ConnectorError> {
-    let answer = sql
-        .simple_query(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text; \
-                 {}; COMMIT",
-            select
-        ))
-        .await;
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = sql.batch_execute("ROLLBACK").await;
-            return Err(pg_error(&format!("read a chunk of {qualified}"), e));
-        }
-    };
-    let mut all = rows(answer).into_iter();
-    let point = all
-        .next()
-        .ok_or_else(|| ConnectorError::retryable("a chunk's read returned no snapshot"))?;
-    let seen = point
-        .get(0)
-        .and_then(Seen::parse)
-        .ok_or_else(|| ConnectorError::permanent("cannot read pg_current_snapshot()"))?;
-    let wal = point
-        .get(1)
-        .and_then(parse_lsn)
-        .ok_or_else(|| ConnectorError::permanent("cannot read the WAL position"))?;
-    Ok((seen, wal, all.collect()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chunk_saw_the_transactions_committed_before_its_snapshot() {
-        let seen = Seen::parse("100:105:101,103").unwrap();
-        for (xid, saw) in [
-            (99, true),
-            (100, true),
-            (101, false),
-            (102, true),
-            (103, false),
-            (104, true),
-            (105, false),
-            (200, false),
-        ] {
-            assert_eq!(seen.saw(xid), saw, "{xid}");
-        }
-        // 64-bit ids, cut to the 32 bits pgoutput gives, across a wrap.
-        let high = (5u64 << 32) + u64::from(u32::MAX) - 1;
-        let seen = Seen::parse(&format!("{high}:{}:", high + 4)).unwrap();
-        assert!(seen.saw(u32::MAX - 2));
-        assert!(seen.saw(u32::MAX));
-        assert!(seen.saw(0), "after the wrap, before xmax");
-        assert!(!seen.saw(2));
-        assert_eq!(Seen::parse("nonsense"), None);
-    }
-
-    #[test]
-    fn a_signal_is_acted_on_once_by_its_stream_position() {
-        let mut p = Progress::default();
-        let at = (7u128 << 64) | 3;
-        assert!(p.act_on(Some(at)));
-        // Streamed again after a restart: at or before the last one.
-        assert!(!p.act_on(Some(at)));
-        assert!(!p.act_on(Some(at - 1)));
-        let mut back = Progress::from_text(&p.to_text()).unwrap_or_default();
-        assert!(!back.act_on(Some(at)));
-        // A later signal, whatever its id, is acted on.
-        assert!(back.act_on(Some(at + 1)));
-        assert!(back.act_on(None));
-        // Progress kept before signals were recorded still reads.
-        let old = Progress::from_text(r#"{"tables":[]}"#).unwrap_or_default();
-        assert_eq!(old.last_signal, None);
-    }
-
-    #[test]
-    fn progress_keeps_to_the_selected_tables_and_round_trips() {
-        let mut p = Progress {
-            last_signal: Some("18446744073709551617".into()),
-            tables: vec![
-                TableProgress {
-                    table: "public.a".into(),
-                    after: Some(vec![Some("5".into()), None]),
-                    upper: Some(vec![Some("9".into()), Some("x".into())]),
-                    done: false,
-                    rows: 4,
-                    since: Some("10:12:10,11".into()),
-                },
-                TableProgress {
-                    table: "public.gone".into(),
-                    done: true,
-                    ..TableProgress::default()
-                },
-            ],
-        };
-        assert_eq!(Progress::from_text(&p.to_text()), Some(p.clone()));
-        p.tables.retain(|t| t.table != "public.gone");
-        assert!(!p.complete());
-    }
-
-    #[test]
-    fn literals_quote_and_keep_nulls() {
-        assert_eq!(
-            literals(&[Some("it's".into()), None, Some("5".into())]),
-            "'it''s', NULL, '5'"
-        );
-    }
-}
+mod tests;
