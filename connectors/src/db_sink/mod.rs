@@ -9,10 +9,14 @@
 
 mod catalog;
 mod changes;
+mod check;
 mod config;
+mod connect;
 pub(crate) mod encodings;
 mod errors;
+mod limit;
 pub mod sql;
+mod tables;
 mod text;
 pub(crate) mod values;
 mod watermark;
@@ -35,63 +39,9 @@ use crate::api::{
     Written,
 };
 use crate::config::{ConfigMap, ConfigReport};
-
-/// Bound values per statement, at most (SQLite allows 32,766, Postgres and
-/// MySQL 65,535).
-const MAX_PARAMETERS: usize = 30_000;
-
-/// Bytes of values per statement, at most, where the engine sets no lower
-/// limit: Postgres and SQLite take up to about 1 GB, which a batch should
-/// not hold in one statement.
-const MAX_STATEMENT_BYTES: usize = 64 << 20;
-
-/// How many bytes of values one statement may carry.
-#[derive(Debug, Clone, Copy)]
-struct StatementLimit {
-    bytes: usize,
-    /// Where the limit comes from, when the target refuses anything over
-    /// it (MySQL's `max_allowed_packet`); `None` when it is sluice's own.
-    setting: Option<&'static str>,
-}
-
-impl StatementLimit {
-    /// The limit of the target behind `pool`: for MySQL/MariaDB its
-    /// `max_allowed_packet`, less room for the statement and the protocol.
-    async fn of(pool: &AnyPool, dialect: Dialect) -> Result<Self, ConnectorError> {
-        if dialect != Dialect::MySql {
-            return Ok(Self {
-                bytes: MAX_STATEMENT_BYTES,
-                setting: None,
-            });
-        }
-        let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
-            .fetch_one(pool)
-            .await
-            .map_err(|e| db_error("read max_allowed_packet", e))?;
-        let packet = usize::try_from(packet).unwrap_or(0);
-        Ok(Self {
-            bytes: packet - packet / 16,
-            setting: Some("max_allowed_packet"),
-        })
-    }
-
-    /// Refuse a single row the target would refuse for its size, before
-    /// sending it: MySQL drops the connection on an oversized packet, which
-    /// would look like an outage and be retried forever.
-    fn check(&self, table: &str, rows: &[&Change]) -> Result<(), ConnectorError> {
-        let Some(setting) = self.setting else {
-            return Ok(());
-        };
-        match rows {
-            [one] if changes::weight(one) > self.bytes => Err(ConnectorError::permanent(format!(
-                "a row of about {} bytes for {table} is over what the target takes in one statement ({} bytes, from its {setting})",
-                changes::weight(one),
-                self.bytes
-            ))),
-            _ => Ok(()),
-        }
-    }
-}
+use check::check_target;
+use connect::{connect, db_error};
+use limit::{MAX_PARAMETERS, StatementLimit};
 
 /// A target table as the catalog describes it.
 #[derive(Debug)]
@@ -165,82 +115,6 @@ impl std::fmt::Debug for DbSink {
     }
 }
 
-/// Classify a database error: a lost connection or a server going away is
-/// worth retrying; a refused statement or value is not.
-fn db_error(context: &str, e: sqlx::Error) -> ConnectorError {
-    let retryable = match &e {
-        // By each engine's own codes: a SQLSTATE is not a SQLite code.
-        sqlx::Error::Database(db) => errors::retryable(db.as_ref()),
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::Tls(_) => true,
-        _ => false,
-    };
-    // The code, table and column, never the database's message: it may
-    // quote row values. The message stays in the source chain, which a
-    // dead letter carries and the log does not.
-    let message = match &e {
-        sqlx::Error::Database(db) => format!("{context}: {}", errors::describe(db.as_ref())),
-        other => format!("{context}: {other}"),
-    };
-    let configuration =
-        matches!(&e, sqlx::Error::Database(db) if errors::configuration(db.as_ref()));
-    let err = if retryable {
-        ConnectorError::retryable(message)
-    } else if configuration {
-        ConnectorError::configuration(message)
-    } else {
-        ConnectorError::permanent(message)
-    };
-    err.with_source(e)
-}
-
-/// A pool to the target. MySQL sessions run in UTC and in strict mode, so
-/// that a value the column cannot hold is refused, not truncated.
-async fn connect(config: &DbSinkConfig) -> Result<AnyPool, ConnectorError> {
-    sqlx::any::install_default_drivers();
-    let invalid = |e: &dyn std::fmt::Display| ConnectorError::permanent(format!("jdbcUrl: {e}"));
-    let mut options: AnyConnectOptions = config.url.parse().map_err(|e| invalid(&e))?;
-    let url = &mut options.database_url;
-    if let Some(user) = &config.user {
-        url.set_username(user)
-            .map_err(|()| invalid(&"cannot carry a user name"))?;
-    }
-    if let Some(password) = &config.password {
-        url.set_password(Some(password.expose()))
-            .map_err(|()| invalid(&"cannot carry a password"))?;
-    }
-    if config.dialect == Dialect::Postgres
-        && !url.query_pairs().any(|(k, _)| k == "application_name")
-    {
-        url.query_pairs_mut()
-            .append_pair("application_name", "sluice");
-    }
-    let dialect = config.dialect;
-    AnyPoolOptions::new()
-        // SQLite takes one writer at a time.
-        .max_connections(if dialect == Dialect::Sqlite { 1 } else { 2 })
-        .acquire_timeout(Duration::from_secs(10))
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if dialect == Dialect::MySql {
-                    conn.execute("SET time_zone = '+00:00'").await?;
-                    conn.execute(
-                        "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')",
-                    )
-                    .await?;
-                }
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .map_err(|e| db_error("connect to the target", e))
-}
-
 impl SinkConnector for DbSink {
     const CLASS_NAMES: &'static [&'static str] = &[
         "jdbc",
@@ -302,163 +176,6 @@ impl SinkConnector for DbSink {
 }
 
 impl DbSink {
-    fn table_name(&self, table: &str) -> TableName {
-        TableName {
-            schema: self.schema.clone(),
-            table: table.to_owned(),
-        }
-    }
-
-    /// The catalog's view of a table, read once and kept; `None` when the
-    /// table does not exist.
-    async fn table(&mut self, name: &str) -> Result<Option<Arc<TableInfo>>, ConnectorError> {
-        if let Some(t) = self.tables.get(name) {
-            return Ok(Some(Arc::clone(t)));
-        }
-        let Some(description) = catalog::describe(&self.pool, self.dialect, &self.table_name(name))
-            .await
-            .map_err(|e| db_error(&format!("read the catalog entry of {name}"), e))?
-        else {
-            return Ok(None);
-        };
-        let key = if self.config.key.is_empty() {
-            description.primary_key
-        } else {
-            self.config.key.clone()
-        };
-        if key.is_empty() {
-            return Err(ConnectorError::configuration(format!(
-                "table {name} has no primary key: add one, or set `key`"
-            )));
-        }
-        let targets = description
-            .columns
-            .iter()
-            .map(|(c, t)| (c.clone(), Target::of(self.dialect, t)))
-            .collect();
-        let info = Arc::new(TableInfo {
-            types: description.columns.into_iter().collect(),
-            targets,
-            key,
-        });
-        self.tables.insert(name.to_owned(), Arc::clone(&info));
-        Ok(Some(info))
-    }
-
-    /// The table a change goes to, created from the change when it is
-    /// missing and `autoCreateTable` is on.
-    async fn table_for(
-        &mut self,
-        change: &Change,
-        record: &SinkRecord,
-    ) -> Result<Arc<TableInfo>, ConnectorError> {
-        if let Some(info) = self.table(&change.table).await? {
-            return Ok(info);
-        }
-        if !self.config.auto_create_table {
-            return Err(ConnectorError::configuration(format!(
-                "the target has no table {}: create it, or set autoCreateTable",
-                change.table
-            )));
-        }
-        let key = if self.config.key.is_empty() {
-            record
-                .key
-                .as_deref()
-                .and_then(|k| serde_json::from_str::<Value>(k).ok())
-                .and_then(|k| k.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
-                .unwrap_or_default()
-        } else {
-            self.config.key.clone()
-        };
-        if key.is_empty() || key.iter().any(|k| !change.values.contains_key(k)) {
-            return Err(ConnectorError::permanent(format!(
-                "autoCreateTable cannot tell the key of {}: set `key`, or send records keyed by a JSON object of key columns",
-                change.table
-            )));
-        }
-        let columns: Vec<(String, &str)> = change
-            .values
-            .iter()
-            .map(|(c, v)| (c.clone(), self.dialect.column_type(v, key.contains(c))))
-            .collect();
-        let statement = self
-            .dialect
-            .create_table(&self.table_name(&change.table), &columns, &key);
-        // Identifiers are quoted (see `sql`).
-        self.pool
-            .execute(statement.as_str())
-            .await
-            .map_err(|e| db_error(&format!("create table {}", change.table), e))?;
-        tracing::info!(table = %change.table, "created the target table");
-        self.table(&change.table).await?.ok_or_else(|| {
-            ConnectorError::permanent(format!("table {} vanished once created", change.table))
-        })
-    }
-
-    /// Make sure every column a change names exists: re-read the catalog
-    /// once, since the table may have changed, then add the columns when
-    /// `autoAddColumns` is on.
-    async fn ensure_columns(
-        &mut self,
-        table: &str,
-        changes: &[&Change],
-    ) -> Result<Arc<TableInfo>, ConnectorError> {
-        let missing = |info: &TableInfo| {
-            let mut out: Vec<(String, Value)> = Vec::new();
-            for change in changes {
-                for (column, value) in &change.values {
-                    if !info.types.contains_key(column) && !out.iter().any(|(c, _)| c == column) {
-                        out.push((column.clone(), value.clone()));
-                    }
-                }
-            }
-            out
-        };
-        let cached = self.tables.get(table).cloned();
-        if let Some(info) = &cached
-            && missing(info).is_empty()
-        {
-            return Ok(Arc::clone(info));
-        }
-        self.tables.remove(table);
-        let fresh = self.table(table).await?.ok_or_else(|| {
-            ConnectorError::configuration(format!(
-                "the target has no table {table}: create it, or set autoCreateTable"
-            ))
-        })?;
-        let absent = missing(&fresh);
-        if absent.is_empty() {
-            return Ok(fresh);
-        }
-        if !self.config.auto_add_columns {
-            let names: Vec<&str> = absent.iter().map(|(c, _)| c.as_str()).collect();
-            return Err(ConnectorError::permanent(format!(
-                "table {table} has no column {}; add it, or set autoAddColumns",
-                names.join(", ")
-            )));
-        }
-        for (column, value) in &absent {
-            let statement = self.dialect.add_column(
-                &self.table_name(table),
-                column,
-                self.dialect.column_type(value, false),
-            );
-            // Identifiers are quoted (see `sql`).
-            self.pool
-                .execute(statement.as_str())
-                .await
-                .map_err(|e| db_error(&format!("add column {column} to {table}"), e))?;
-            tracing::info!(%table, %column, "added a column to the target table");
-        }
-        self.tables.remove(table);
-        self.table(table).await?.ok_or_else(|| {
-            ConnectorError::configuration(format!(
-                "the target has no table {table}: create it, or set autoCreateTable"
-            ))
-        })
-    }
-
     /// Run one group of changes of the same kind on the same table and columns.
     async fn apply(
         &self,
@@ -760,71 +477,6 @@ impl Sink for DbSink {
     async fn close(&mut self) {
         self.pool.close().await;
     }
-}
-
-/// Preflight: the target answers, and each table the config names exists,
-/// has a key, and may be written by the connected user.
-async fn check_target(config: &DbSinkConfig) -> Vec<Finding> {
-    let mut sink = match DbSink::open(config.clone(), &SinkContext::default()).await {
-        Ok(s) => s,
-        Err(e) => return vec![Finding::error(format!("cannot connect to the target: {e}"))],
-    };
-    let mut out = Vec::new();
-    let mut named: Vec<String> = config.table.iter().cloned().collect();
-    named.extend(config.topic_tables.iter().map(|(_, t)| t.clone()));
-    named.dedup();
-    let mut wanted = vec!["INSERT", "UPDATE", "DELETE"];
-    if config.allow_truncate && config.dialect == Dialect::Postgres {
-        wanted.push("TRUNCATE");
-    }
-    for table in named {
-        match sink.table(&table).await {
-            Ok(Some(_)) => {}
-            Ok(None) if config.auto_create_table => {
-                out.push(Finding::warning(format!(
-                    "table {table} does not exist yet: autoCreateTable will create it from the first record"
-                )));
-                continue;
-            }
-            Ok(None) => {
-                out.push(Finding::error(format!("the target has no table {table}")));
-                continue;
-            }
-            Err(e) => {
-                out.push(Finding::error(e.to_string()));
-                continue;
-            }
-        }
-        match catalog::missing_privileges(
-            &sink.pool,
-            sink.dialect,
-            &sink.table_name(&table),
-            &wanted,
-        )
-        .await
-        {
-            Ok(missing) if missing.is_empty() => {}
-            Ok(missing) => out.push(Finding::error(format!(
-                "the user may not {} table {table}",
-                missing.join(", ")
-            ))),
-            Err(e) => out.push(Finding::warning(format!(
-                "could not read the privileges on {table}: {e}"
-            ))),
-        }
-    }
-    let mut targets: Vec<String> = config.table.iter().cloned().collect();
-    targets.extend(config.topic_tables.iter().map(|(_, t)| t.clone()));
-    targets.extend(config.tables_from_envelope.iter().cloned());
-    match catalog::wider_rights(&sink.pool, sink.dialect, &targets).await {
-        Ok(Some(warning)) => out.push(Finding::warning(warning)),
-        Ok(None) => {}
-        Err(e) => out.push(Finding::warning(format!(
-            "could not read what else the user may write: {e}"
-        ))),
-    }
-    sink.close().await;
-    out
 }
 
 impl changes::Change {
