@@ -12,6 +12,8 @@ mod client;
 mod config;
 mod endpoint;
 pub(crate) mod policy;
+mod redact;
+mod request;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -29,6 +31,8 @@ use crate::api::{
 };
 use crate::config::{ConfigMap, ConfigReport};
 use crate::signature;
+use redact::redacted;
+use request::Requests;
 
 /// The `http` sink.
 pub struct HttpSink {
@@ -250,72 +254,6 @@ impl HttpSink {
     }
 }
 
-/// An answer's excerpt without the values of the sink's own headers
-/// (credentials), which a receiver that echoes its request would quote:
-/// each value, as sent or as an echo may encode it (JSON-escaped,
-/// percent-encoded, base64, the credential after its scheme), and a start
-/// of one that the excerpt is cut in, becomes `***`.
-fn redacted(excerpt: &str, headers: &[(String, crate::config::Secret)]) -> String {
-    let mut out = excerpt.to_owned();
-    for (_, value) in headers {
-        for form in echoed_forms(value.expose()) {
-            out = out.replace(&form, "***");
-            // Cut off inside the value: its start ends the excerpt.
-            for cut in (4..form.len()).rev() {
-                if form.is_char_boundary(cut) && out.ends_with(&form[..cut]) {
-                    out.truncate(out.len() - cut);
-                    out.push_str("***");
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The forms in which an answer may quote a header's value, longest
-/// first, each of at least 4 bytes.
-fn echoed_forms(value: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let mut plain = vec![value.to_owned()];
-    // `Bearer <token>`, `Basic <credentials>`: the credential alone.
-    if let Some((_, credential)) = value.split_once(' ') {
-        plain.push(credential.trim().to_owned());
-    }
-    let mut forms = Vec::new();
-    for v in plain {
-        let json = serde_json::to_string(&v).unwrap_or_default();
-        let json = json.trim_matches('"').to_owned();
-        forms.push(json.replace('/', "\\/"));
-        forms.push(json);
-        forms.push(percent_encoded(&v, true));
-        forms.push(percent_encoded(&v, false));
-        forms.push(base64::engine::general_purpose::STANDARD.encode(&v));
-        forms.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v));
-        forms.push(v);
-    }
-    forms.retain(|f| f.len() >= 4);
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    forms
-}
-
-/// `value` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`)
-/// as `%XX`, in upper or lower case hex.
-fn percent_encoded(value: &str, upper: bool) -> String {
-    let mut out = String::with_capacity(value.len() * 3);
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else if upper {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push_str(&format!("%{b:02x}"));
-        }
-    }
-    out
-}
-
 /// Whether the filter selects a record: its value is JSON and holds one
 /// of the values at the pointer (a string as it is, anything else as its
 /// JSON text). Without a filter, every record is.
@@ -417,198 +355,7 @@ async fn send_lane(
     out
 }
 
-/// Builds each record's request.
-struct Requests<'a> {
-    config: &'a HttpSinkConfig,
-    headers: &'a [(HeaderName, HeaderValue)],
-    content_type_set: bool,
-}
-
-/// The headers Pulsar's HTTP sink sends, and the prefix of each property's.
-const TOPIC: &str = "PulsarTopic";
-const KEY: &str = "PulsarKey";
-const EVENT_TIME: &str = "PulsarEventTime";
-const PUBLISH_TIME: &str = "PulsarPublishTime";
-const MESSAGE_ID: &str = "PulsarMessageId";
-const PROPERTY_PREFIX: &str = "PulsarProperties-";
-
-impl Requests<'_> {
-    /// The headers and body of `record`'s request. The body is the value as
-    /// it is (`null` for an empty one), or the whole record as JSON under
-    /// `bodyFormat: record`; it is labelled JSON when it parses as JSON.
-    fn of(&self, record: &SinkRecord) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
-        let body = match (self.config.body, &record.value) {
-            (BodyFormat::Record, _) => Bytes::from(record_json(record).to_string()),
-            (BodyFormat::Value, Some(v)) => Bytes::from(v.clone()),
-            (BodyFormat::Value, None) => Bytes::from_static(b"null"),
-        };
-        let mut headers = self.headers.to_vec();
-        let mut add = |name: &str, value: &str| {
-            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                headers.push((n, v));
-            }
-        };
-        if !self.content_type_set {
-            let json = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
-            add(
-                CONTENT_TYPE.as_str(),
-                if json {
-                    "application/json"
-                } else {
-                    "application/octet-stream"
-                },
-            );
-        }
-        add(TOPIC, &record.topic);
-        if let Some(key) = &record.key {
-            add(KEY, key);
-        }
-        if let Some(t) = record.event_time_ms {
-            add(EVENT_TIME, &t.to_string());
-        }
-        add(PUBLISH_TIME, &record.publish_time_ms.to_string());
-        add(MESSAGE_ID, &record.message_id);
-        for (name, value) in &record.properties {
-            // A property whose name or value a header cannot carry is left
-            // out of the headers; the record itself is sent.
-            add(&format!("{PROPERTY_PREFIX}{name}"), value);
-        }
-        add(
-            &self.config.idempotency_key_header,
-            &idempotency_key(record),
-        );
-        self.sign(&mut headers, &body);
-        (headers, body)
-    }
-
-    /// The headers and body of a request that carries several records: a
-    /// JSON array of each record as `bodyFormat: record` shapes it, with its
-    /// idempotency key in `idempotencyKey`. Pulsar's per-record headers and
-    /// the request's own idempotency key are left out: a group may be made
-    /// differently when the records come again, so receivers deduplicate by
-    /// each item's key.
-    fn of_many<'r>(
-        &self,
-        records: impl Iterator<Item = &'r SinkRecord>,
-    ) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
-        let items: Vec<serde_json::Value> = records
-            .map(|r| {
-                let mut item = record_json(r);
-                item["idempotencyKey"] = serde_json::Value::String(idempotency_key(r));
-                item
-            })
-            .collect();
-        let body = Bytes::from(serde_json::Value::Array(items).to_string());
-        let mut headers = self.headers.to_vec();
-        if !self.content_type_set {
-            headers.push((CONTENT_TYPE, HeaderValue::from_static("application/json")));
-        }
-        self.sign(&mut headers, &body);
-        (headers, body)
-    }
-
-    /// Add the body's signature, when a secret is configured. The header's
-    /// name was checked with the config; the value is ASCII.
-    fn sign(&self, headers: &mut Vec<(HeaderName, HeaderValue)>, body: &[u8]) {
-        let Some(secret) = &self.config.signature_secret else {
-            return;
-        };
-        let value_of = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.to_str().ok())
-                .unwrap_or("")
-        };
-        let signed = signature::Signed {
-            method: "POST",
-            path: &self.config.endpoint.path,
-            content_type: value_of(CONTENT_TYPE.as_str()),
-            idempotency_key: value_of(&self.config.idempotency_key_header),
-            body,
-        };
-        let value = signature::sign(
-            secret.expose().as_bytes(),
-            self.config.signature_version,
-            unix_seconds(),
-            &signed,
-        );
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(self.config.signature_header.as_str()),
-            HeaderValue::try_from(value),
-        ) {
-            headers.push((name, value));
-        }
-    }
-}
-
 use crate::time::now_secs as unix_seconds;
-
-/// A record as one JSON object: its value as JSON when it is JSON, else as
-/// text when it is UTF-8, else in base64 (`value_base64`).
-fn record_json(record: &SinkRecord) -> serde_json::Value {
-    use base64::Engine;
-    let properties: serde_json::Map<String, serde_json::Value> = record
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    let mut out = serde_json::json!({
-        "topic": record.topic,
-        "key": record.key,
-        "messageId": record.message_id,
-        "publishTime": record.publish_time_ms,
-        "eventTime": record.event_time_ms,
-        "properties": properties,
-    });
-    let value = match &record.value {
-        None => ("value", serde_json::Value::Null),
-        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(json) => ("value", json),
-            Err(_) => match std::str::from_utf8(bytes) {
-                Ok(text) => ("value", serde_json::Value::String(text.to_owned())),
-                Err(_) => (
-                    "value_base64",
-                    serde_json::Value::String(
-                        base64::engine::general_purpose::STANDARD.encode(bytes),
-                    ),
-                ),
-            },
-        },
-    };
-    out[value.0] = value.1;
-    out
-}
-
-/// The idempotency key of a record: the same for every delivery of it.
-/// A sequence names the record within its producer's stream across that
-/// producer's restarts, which may publish it again under a new message id,
-/// so the key holds the producer too: another producer's sequence names
-/// another record (decision 0016). Without a sequence, the message id names
-/// it across redeliveries.
-fn idempotency_key(record: &SinkRecord) -> String {
-    match record.sequence {
-        Some(seq) if !record.producer.is_empty() => {
-            format!("{}/seq/{}/{seq}", record.topic, escaped(&record.producer))
-        }
-        _ => format!("{}/id/{}", record.topic, record.message_id),
-    }
-}
-
-/// `text` with every byte but ASCII letters, digits and `-._~`
-/// percent-encoded: a producer name fit for a header, that no other name
-/// encodes to.
-fn escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests;

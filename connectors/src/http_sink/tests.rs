@@ -1,3 +1,5 @@
+use super::redact::*;
+use super::request::*;
 use super::*;
 use crate::api::Sequence;
 
