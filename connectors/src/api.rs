@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::config::{ConfigMap, ConfigReport, Key};
+pub use crate::message_id::{MessageId, NotAMessageId};
 
 /// A point in a source's stream that it can resume from, such as a Postgres
 /// LSN or a generator's count. Positions only grow.
@@ -135,9 +136,9 @@ pub struct SinkRecord {
     /// The name of the producer that published it, as the broker recorded
     /// it. sluice's sources keep one name across restarts.
     pub producer: String,
-    /// The Pulsar message id as text (`ledger:entry:partition:batch`),
-    /// assigned by the broker: it grows along a topic partition.
-    pub message_id: String,
+    /// The Pulsar message id, assigned by the broker: it grows along a
+    /// topic partition.
+    pub message_id: MessageId,
     /// The definition of the value's schema, when its producer registered
     /// one: the Avro JSON that Pulsar's schema registry holds for a JSON or
     /// Avro schema, or for the value of a `KEY_VALUE` one. Records of one

@@ -19,6 +19,7 @@ pub mod http_sink;
 pub mod http_source;
 #[cfg(test)]
 mod key_docs;
+mod message_id;
 pub mod postgres_cdc;
 mod registry;
 pub mod secret_files;

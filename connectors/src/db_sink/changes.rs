@@ -375,7 +375,7 @@ mod tests {
         SinkRecord {
             topic: "persistent://public/default/retail.public.orders".into(),
             value: Some(value.to_string().into_bytes()),
-            message_id: "1:1:-1:-1".into(),
+            message_id: "1:1:-1:-1".parse().unwrap(),
             ..SinkRecord::default()
         }
     }

@@ -24,7 +24,7 @@ use tracing::warn;
 
 use super::sql::{Dialect, TableName};
 use super::text;
-use crate::api::SinkRecord;
+use crate::api::{MessageId, SinkRecord};
 
 /// The message-id watermark table.
 pub(crate) const TABLE: &str = "sluice_offsets";
@@ -45,16 +45,16 @@ const MAX_PRODUCER_NAME: usize = 200;
 /// A message id without its partition: (ledger, entry, batch index).
 type Id = (i64, i64, i64);
 
-/// `ledger:entry:partition:batch` as (ledger, entry, batch).
+/// A message id as kept in a watermark table (`ledger:entry:partition:batch`)
+/// as (ledger, entry, batch).
 fn parse_message_id(text: &str) -> Option<Id> {
-    let mut parts = text.split(':').map(str::parse::<i64>);
-    let (ledger, entry, _, batch) = (
-        parts.next()?.ok()?,
-        parts.next()?.ok()?,
-        parts.next()?.ok()?,
-        parts.next()?.ok()?,
-    );
-    parts.next().is_none().then_some((ledger, entry, batch))
+    text.parse::<MessageId>().ok().map(|m| id(&m))
+}
+
+/// A message id without its partition: watermarks are kept per topic
+/// partition already.
+fn id(m: &MessageId) -> Id {
+    (m.ledger as i64, m.entry as i64, i64::from(m.batch))
 }
 
 /// The partition a delivered topic name carries; `-1` for none.
@@ -102,7 +102,7 @@ fn tracked(record: &SinkRecord) -> Option<(&str, u128)> {
 
 impl Marks {
     fn verdict(&self, record: &SinkRecord) -> Verdict {
-        let id = parse_message_id(&record.message_id);
+        let id = Some(id(&record.message_id));
         if let (Some(id), Some(mark)) = (id, self.message_id)
             && id <= mark
         {
@@ -122,7 +122,7 @@ impl Marks {
     /// Move the marks past an applied record. A new producer past
     /// [`MAX_PRODUCERS`] takes the place of the least recent one, returned.
     fn advance(&mut self, record: &SinkRecord) -> Option<String> {
-        let id = parse_message_id(&record.message_id);
+        let id = Some(id(&record.message_id));
         self.message_id = self.message_id.max(id);
         let ((producer, sequence), message_id) = tracked(record).zip(id)?;
         if let Some(mark) = self.producers.get_mut(producer) {
@@ -468,7 +468,7 @@ mod tests {
         SinkRecord {
             topic: topic.into(),
             sequence: seq.map(Sequence),
-            message_id: id.into(),
+            message_id: id.parse().unwrap(),
             producer: producer.into(),
             ..SinkRecord::default()
         }

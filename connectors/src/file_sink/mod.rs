@@ -156,7 +156,7 @@ mod tests {
             key: Some("{\"id\":1}".into()),
             value: Some(value.to_vec()),
             sequence: Some(Sequence(7)),
-            message_id: "1:2:-1:-1".into(),
+            message_id: "1:2:-1:-1".parse().unwrap(),
             ..SinkRecord::default()
         }
     }

@@ -27,7 +27,8 @@ pub use self::config::{BodyFormat, HttpSinkConfig};
 pub use self::endpoint::Endpoint;
 use self::policy::Verdict;
 use crate::api::{
-    BatchPolicy, ConnectorError, Finding, Sink, SinkConnector, SinkContext, SinkRecord, Written,
+    BatchPolicy, ConnectorError, Finding, MessageId, Sink, SinkConnector, SinkContext, SinkRecord,
+    Written,
 };
 use crate::config::{ConfigMap, ConfigReport};
 use crate::signature;
@@ -46,10 +47,10 @@ pub struct HttpSink {
     content_type_set: bool,
     /// Message ids a write delivered before it failed as a whole: the
     /// runtime writes that batch again, and these do not go out twice.
-    delivered: HashSet<String>,
+    delivered: HashSet<MessageId>,
     /// Message ids answered a suspect status while other records of their
     /// batch were delivered: the record's fault, when it comes alone again.
-    confirmed: HashSet<String>,
+    confirmed: HashSet<MessageId>,
     /// Where records the filter passes over are counted.
     skips: std::sync::Arc<crate::api::Skips>,
 }
@@ -183,7 +184,7 @@ impl Sink for HttpSink {
                 outcome
                     .delivered
                     .iter()
-                    .map(|&i| batch[i].message_id.clone()),
+                    .map(|&i| batch[i].message_id),
             );
             refused.extend(outcome.refused);
             suspects.extend(outcome.suspects);
@@ -242,7 +243,7 @@ impl HttpSink {
         Ok(suspects
             .into_iter()
             .map(|(i, why)| {
-                self.confirmed.insert(batch[i].message_id.clone());
+                self.confirmed.insert(batch[i].message_id);
                 (
                     i,
                     ConnectorError::permanent(format!(

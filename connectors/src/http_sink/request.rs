@@ -58,7 +58,7 @@ impl Requests<'_> {
             add(EVENT_TIME, &t.to_string());
         }
         add(PUBLISH_TIME, &record.publish_time_ms.to_string());
-        add(MESSAGE_ID, &record.message_id);
+        add(MESSAGE_ID, &record.message_id.to_string());
         for (name, value) in &record.properties {
             // A property whose name or value a header cannot carry is left
             // out of the headers; the record itself is sent.
@@ -145,7 +145,7 @@ pub(super) fn record_json(record: &SinkRecord) -> serde_json::Value {
     let mut out = serde_json::json!({
         "topic": record.topic,
         "key": record.key,
-        "messageId": record.message_id,
+        "messageId": record.message_id.to_string(),
         "publishTime": record.publish_time_ms,
         "eventTime": record.event_time_ms,
         "properties": properties,

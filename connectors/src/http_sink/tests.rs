@@ -56,7 +56,7 @@ fn an_echo_that_encodes_a_header_value_keeps_none_of_it() {
 fn the_idempotency_key_names_the_producer_of_a_sequence() {
     let mut r = SinkRecord {
         topic: "persistent://public/default/orders".into(),
-        message_id: "7:3:-1:-1".into(),
+        message_id: "7:3:-1:-1".parse().unwrap(),
         sequence: Some(Sequence(42)),
         producer: "public/retail/orders-cdc".into(),
         ..SinkRecord::default()
@@ -86,7 +86,7 @@ fn a_record_body_carries_the_value_and_what_is_known_about_it() {
         key: Some("k".into()),
         value: Some(br#"{"id":1}"#.to_vec()),
         properties: vec![("sluice.error".into(), "the endpoint answered 422".into())],
-        message_id: "7:3:-1:-1".into(),
+        message_id: "7:3:-1:-1".parse().unwrap(),
         publish_time_ms: 5,
         ..SinkRecord::default()
     };

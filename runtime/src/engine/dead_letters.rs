@@ -126,7 +126,7 @@ fn dead_letter(def: &SinkDef, record: &SinkRecord, error: &ConnectorError) -> So
     properties.push((ORIGIN_TOPIC_PROPERTY.to_owned(), record.topic.clone()));
     properties.push((
         ORIGIN_MESSAGE_ID_PROPERTY.to_owned(),
-        record.message_id.clone(),
+        record.message_id.to_string(),
     ));
     properties.push((ORIGIN_SINK_PROPERTY.to_owned(), def.name.clone()));
     SourceRecord {

@@ -263,11 +263,19 @@ async fn forward(
     }
 }
 
+/// The message id sluice's connectors see.
+pub(super) fn message_id(id: &MessageId) -> sluice_connectors::api::MessageId {
+    sluice_connectors::api::MessageId {
+        ledger: id.ledger_id,
+        entry: id.entry_id,
+        partition: id.partition,
+        batch: id.batch_index,
+    }
+}
+
+/// `ledger:entry:partition:batch`.
 pub(super) fn message_id_text(id: &MessageId) -> String {
-    format!(
-        "{}:{}:{}:{}",
-        id.ledger_id, id.entry_id, id.partition, id.batch_index
-    )
+    message_id(id).to_string()
 }
 
 /// The largest message in chunks that a sink inflates.
@@ -379,7 +387,7 @@ fn received(
             event_time_ms: event_time.filter(|t| *t > 0),
             publish_time_ms: msg.metadata.publish_time,
             sequence,
-            message_id: message_id_text(&msg.message_id),
+            message_id: message_id(&msg.message_id),
             producer: msg.metadata.producer_name.clone(),
             value_schema: None,
         },

@@ -289,7 +289,12 @@ fn sink_record(topic: &str, index: usize, m: &Stored) -> SinkRecord {
         publish_time_ms: 1,
         sequence: r.sequence,
         producer: m.producer.clone(),
-        message_id: format!("0:{index}:-1:-1"),
+        message_id: sluice_connectors::api::MessageId {
+            ledger: 0,
+            entry: index as u64,
+            partition: -1,
+            batch: -1,
+        },
         value_schema: None,
     }
 }
