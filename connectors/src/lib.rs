@@ -25,6 +25,7 @@ mod registry;
 pub mod secret_files;
 pub mod signature;
 pub mod time;
+pub mod tls;
 
 pub use api::{
     BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare, Prepared,
@@ -39,7 +40,7 @@ pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 /// client panics when it first builds a TLS configuration. Call once, at
 /// start; later calls change nothing.
 pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    tls::install_default_provider();
 }
 pub use registry::{AnySink, AnySource, SinkEntry, SinkSpec, SourceEntry, SourceSpec};
 

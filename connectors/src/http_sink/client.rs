@@ -10,8 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::endpoint::Endpoint;
@@ -214,19 +213,9 @@ fn tls_connector(trust_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector
                 )
             })?,
     };
-    let unreadable = |e: &dyn std::fmt::Display| {
-        ConnectorError::configuration(format!("cannot read {}: {e}", path.display()))
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&path).map_err(|e| unreadable(&e))? {
-        roots
-            .add(cert.map_err(|e| unreadable(&e))?)
-            .map_err(|e| unreadable(&e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectorError::configuration(format!("set up TLS: {e}")))?
+    let roots = crate::tls::roots(&path).map_err(ConnectorError::configuration)?;
+    let config = crate::tls::client(&crate::tls::provider())
+        .map_err(ConnectorError::configuration)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))

@@ -180,12 +180,8 @@ impl Sink for HttpSink {
         let mut any_delivered = false;
         for outcome in outcomes {
             any_delivered |= !outcome.delivered.is_empty();
-            self.delivered.extend(
-                outcome
-                    .delivered
-                    .iter()
-                    .map(|&i| batch[i].message_id),
-            );
+            self.delivered
+                .extend(outcome.delivered.iter().map(|&i| batch[i].message_id));
             refused.extend(outcome.refused);
             suspects.extend(outcome.suspects);
             if let Some(e) = outcome.stopped {

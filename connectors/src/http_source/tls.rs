@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -22,18 +20,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The acceptor for a certificate chain and its private key, both PEM.
 pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConnectorError> {
-    let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
-        ConnectorError::configuration(format!("cannot read {}: {e}", path.display()))
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| unreadable(cert, &e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| unreadable(cert, &e))?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| unreadable(key, &e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectorError::configuration(format!("set up TLS: {e}")))?
+    let chain = crate::tls::certificate_file(cert).map_err(ConnectorError::configuration)?;
+    let key_der = crate::tls::key_file(key).map_err(ConnectorError::configuration)?;
+    let config = crate::tls::server(&crate::tls::provider())
+        .map_err(ConnectorError::configuration)?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|e| {

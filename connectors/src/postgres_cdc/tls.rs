@@ -6,15 +6,14 @@
 
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -120,18 +119,12 @@ impl TlsSettings {
     }
 
     fn client_config(&self) -> Result<ClientConfig, ConnectorError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_error("set up TLS", e))?;
-        let mut roots = RootCertStore::empty();
-        if let Some(path) = &self.root_cert {
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(path, e))? {
-                roots
-                    .add(cert.map_err(|e| file_error(path, e))?)
-                    .map_err(|e| tls_error(&format!("read {}", path.display()), e))?;
-            }
-        }
+        let provider = crate::tls::provider();
+        let builder = crate::tls::client(&provider).map_err(|e| tls_error("TLS", e))?;
+        let roots = match &self.root_cert {
+            Some(path) => crate::tls::roots(path).map_err(ConnectorError::permanent)?,
+            None => RootCertStore::empty(),
+        };
         let webpki =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                 .build();
@@ -148,21 +141,15 @@ impl TlsSettings {
         match &self.client_cert {
             None => Ok(builder.with_no_client_auth()),
             Some((cert, key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .map_err(|e| file_error(cert, e))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| file_error(cert, e))?;
-                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e))?;
+                let chain =
+                    crate::tls::certificate_file(cert).map_err(ConnectorError::permanent)?;
+                let key_der = crate::tls::key_file(key).map_err(ConnectorError::permanent)?;
                 builder
                     .with_client_auth_cert(chain, key_der)
                     .map_err(|e| tls_error("load the client certificate", e))
             }
         }
     }
-}
-
-fn file_error(path: &Path, e: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::permanent(format!("cannot read {}: {e}", path.display()))
 }
 
 fn tls_error(context: &str, e: impl std::fmt::Display) -> ConnectorError {

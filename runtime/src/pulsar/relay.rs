@@ -396,7 +396,7 @@ impl Local {
         let cert = made.cert.der().clone();
         let key = PrivateKeyDer::try_from(made.signing_key.serialize_der())
             .map_err(|e| PulsarError::config(context, e.to_string()))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = sluice_connectors::tls::provider();
         let pinned = Arc::new(Pinned {
             cert: cert.clone(),
             algorithms: provider.signature_verification_algorithms,
@@ -404,16 +404,14 @@ impl Local {
         let certified =
             rustls::sign::CertifiedKey::from_der(vec![cert.clone()], key.clone_key(), &provider)
                 .map_err(|e| PulsarError::config(context, e.to_string()))?;
-        let mut client = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PulsarError::config(context, e.to_string()))?
+        let mut client = sluice_connectors::tls::client(&provider)
+            .map_err(|e| PulsarError::config(context, e))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::clone(&pinned) as Arc<dyn ServerCertVerifier>)
             .with_no_client_auth();
         client.client_auth_cert_resolver = Arc::new(super::tls::Present(Arc::new(certified)));
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PulsarError::config(context, e.to_string()))?
+        let server = sluice_connectors::tls::server(&provider)
+            .map_err(|e| PulsarError::config(context, e))?
             .with_client_cert_verifier(pinned)
             .with_single_cert(vec![cert], key)
             .map_err(|e| PulsarError::config(context, e.to_string()))?;

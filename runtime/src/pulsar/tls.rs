@@ -18,6 +18,7 @@ use rustls::sign::CertifiedKey;
 
 use super::PulsarError;
 use crate::config::PulsarSettings;
+use sluice_connectors::tls::certificates;
 
 /// A client certificate and its private key (`AuthenticationTls`), read
 /// and checked to belong together.
@@ -61,17 +62,18 @@ impl Identity {
                 format!("it holds no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
             )
         })?;
-        let provider = rustls::crypto::ring::default_provider();
-        let certified = CertifiedKey::from_der(chain.clone(), key_der, &provider).map_err(|e| {
-            PulsarError::config(
-                "load the client certificate",
-                format!(
-                    "tlsKeyFile {} does not go with tlsCertFile {}: {e}",
-                    key.display(),
-                    cert.display()
-                ),
-            )
-        })?;
+        let certified =
+            CertifiedKey::from_der(chain.clone(), key_der, &sluice_connectors::tls::provider())
+                .map_err(|e| {
+                    PulsarError::config(
+                        "load the client certificate",
+                        format!(
+                            "tlsKeyFile {} does not go with tlsCertFile {}: {e}",
+                            key.display(),
+                            cert.display()
+                        ),
+                    )
+                })?;
         Ok(Self {
             chain,
             key_pem,
@@ -177,11 +179,4 @@ pub(crate) fn read_trust(path: &Path) -> Result<Vec<u8>, PulsarError> {
         return Err(fail("it holds no PEM certificate".to_owned()));
     }
     Ok(pem)
-}
-
-/// The certificates of PEM text.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
 }
