@@ -278,37 +278,46 @@ impl Finding {
 
 /// A source of records.
 ///
-/// The runtime calls the methods of one instance from one task, one at a
-/// time: `read` and `commit` interleave but never overlap. After an error, or
-/// when the run stops, the runtime calls [`Source::close`] exactly once and
+/// The runtime reads from one task. It polls every `read` it begins to its
+/// end: a `read` is never dropped halfway while the source goes on, so a
+/// source need not survive being cancelled at an await. Positions found
+/// durable meanwhile go to the source's [`Commit`], which works while a
+/// `read` is under way. After an error, or when the run stops, the runtime
+/// drops any `read` under way, calls [`Source::close`] exactly once and
 /// drops the instance; a restart builds a new one, which resumes from the
-/// last position passed to `commit`, or from its own durable state.
+/// last position committed, or from its own durable state.
 pub trait Source: Send {
+    /// What commits this source's positions.
+    type Committer: Commit;
+
+    /// The source's committer. The runtime takes it once, before its first
+    /// `read`.
+    fn committer(&self) -> Self::Committer;
+
     /// The next records, in source order. Waits until at least one record or
     /// a checkpoint is available. `Ok(None)` means the source is exhausted
     /// and the connector is done.
     ///
-    /// Must be cancel-safe: the runtime drops a pending `read` when it has
-    /// something else to do (a publish completed, shutdown) and calls it
-    /// again later; nothing read from the origin may be lost in between.
-    ///
     /// A source must not let unacknowledged work grow without bound: the
-    /// runtime stops calling `read` while its in-flight limit is reached,
-    /// and the source must then hold back (for Postgres, by not reading the
+    /// runtime begins no `read` while its in-flight limit is reached, and
+    /// the source must then hold back (for Postgres, by not reading the
     /// replication stream).
     fn read(&mut self) -> impl Future<Output = Result<Option<SourceBatch>, ConnectorError>> + Send;
 
-    /// Every record up to the batch that carried `position` is durable under
-    /// the connector's guarantee: the source may forget it and confirm the
-    /// position to its origin. Positions passed here never decrease, and
-    /// only a contiguous durable prefix is ever reported.
-    fn commit(
-        &mut self,
-        position: Position,
-    ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
-
     /// Release resources. Called once; must not fail.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Commits a source's positions: every record up to the batch that carried
+/// `position` is durable under the connector's guarantee, so the source
+/// may forget it and confirm the position to its origin. Positions passed
+/// here never decrease, only a contiguous durable prefix is ever reported,
+/// and one commit ends before the next begins. A commit may come while a
+/// `read` of the source is under way.
+pub trait Commit: Send + Sync + 'static {
+    /// Commit `position`.
+    fn commit(&self, position: Position)
+    -> impl Future<Output = Result<(), ConnectorError>> + Send;
 }
 
 /// The delivery guarantee a connector runs under: `processingGuarantees`.

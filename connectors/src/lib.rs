@@ -28,9 +28,9 @@ pub mod time;
 pub mod tls;
 
 pub use api::{
-    BatchPolicy, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare, Prepared,
-    RecordSchema, Sequence, Severity, Sink, SinkConnector, SinkContext, SinkRecord, Skips,
-    SnapshotBoard, SnapshotReport, Source, SourceBatch, SourceConnector, SourceContext,
+    BatchPolicy, Commit, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare,
+    Prepared, RecordSchema, Sequence, Severity, Sink, SinkConnector, SinkContext, SinkRecord,
+    Skips, SnapshotBoard, SnapshotReport, Source, SourceBatch, SourceConnector, SourceContext,
     SourceRecord, TableCopy, Written,
 };
 pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
@@ -42,7 +42,9 @@ pub use config::{ConfigIssue, ConfigMap, ConfigReport, ConfigValue, Secret};
 pub fn install_tls_provider() {
     tls::install_default_provider();
 }
-pub use registry::{AnySink, AnySource, SinkEntry, SinkSpec, SourceEntry, SourceSpec};
+pub use registry::{
+    AnyCommitter, AnySink, AnySource, SinkEntry, SinkSpec, SourceEntry, SourceSpec,
+};
 
 use registry::Registered;
 

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::api::{
-    BatchPolicy, ConnectorError, Finding, Position, Prepare, Prepared, Sink, SinkConnector,
+    BatchPolicy, Commit, ConnectorError, Finding, Position, Prepare, Prepared, Sink, SinkConnector,
     SinkContext, SinkRecord, Source, SourceBatch, SourceConnector, SourceContext, Written,
 };
 use crate::config::{ConfigMap, ConfigReport, Key};
@@ -268,22 +268,32 @@ impl SinkSpec {
 }
 
 trait DynSource: fmt::Debug + Send {
+    fn committer(&self) -> AnyCommitter;
     fn read(&mut self) -> BoxFuture<'_, Result<Option<SourceBatch>, ConnectorError>>;
-    fn commit(&mut self, position: Position) -> BoxFuture<'_, Result<(), ConnectorError>>;
     fn close(&mut self) -> BoxFuture<'_, ()>;
 }
 
 impl<S: Source + fmt::Debug> DynSource for S {
+    fn committer(&self) -> AnyCommitter {
+        AnyCommitter(Arc::new(Source::committer(self)))
+    }
+
     fn read(&mut self) -> BoxFuture<'_, Result<Option<SourceBatch>, ConnectorError>> {
         Box::pin(Source::read(self))
     }
 
-    fn commit(&mut self, position: Position) -> BoxFuture<'_, Result<(), ConnectorError>> {
-        Box::pin(Source::commit(self, position))
-    }
-
     fn close(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(Source::close(self))
+    }
+}
+
+trait DynCommit: Send + Sync {
+    fn commit(&self, position: Position) -> BoxFuture<'_, Result<(), ConnectorError>>;
+}
+
+impl<C: Commit> DynCommit for C {
+    fn commit(&self, position: Position) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(Commit::commit(self, position))
     }
 }
 
@@ -292,19 +302,31 @@ impl<S: Source + fmt::Debug> DynSource for S {
 pub struct AnySource(Box<dyn DynSource>);
 
 impl Source for AnySource {
+    type Committer = AnyCommitter;
+
+    fn committer(&self) -> AnyCommitter {
+        self.0.committer()
+    }
+
     fn read(&mut self) -> impl Future<Output = Result<Option<SourceBatch>, ConnectorError>> + Send {
         self.0.read()
     }
 
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        self.0.close()
+    }
+}
+
+/// The committer of an [`AnySource`].
+#[derive(Clone)]
+pub struct AnyCommitter(Arc<dyn DynCommit>);
+
+impl Commit for AnyCommitter {
     fn commit(
-        &mut self,
+        &self,
         position: Position,
     ) -> impl Future<Output = Result<(), ConnectorError>> + Send {
         self.0.commit(position)
-    }
-
-    fn close(&mut self) -> impl Future<Output = ()> + Send {
-        self.0.close()
     }
 }
 

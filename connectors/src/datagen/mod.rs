@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub use config::DatagenConfig;
 
 use crate::api::{
-    ConnectorError, Finding, Position, Sequence, Source, SourceBatch, SourceConnector,
+    Commit, ConnectorError, Finding, Position, Sequence, Source, SourceBatch, SourceConnector,
     SourceContext, SourceRecord,
 };
 use crate::config::{ConfigMap, ConfigReport};
@@ -106,6 +106,12 @@ impl Datagen {
 }
 
 impl Source for Datagen {
+    type Committer = StateFile;
+
+    fn committer(&self) -> StateFile {
+        StateFile(self.config.state_file.clone())
+    }
+
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
         let remaining = self
             .config
@@ -127,14 +133,20 @@ impl Source for Datagen {
         }))
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
-        match &self.config.state_file {
+    async fn close(&mut self) {}
+}
+
+/// Keeps the committed position in `stateFile`, when there is one.
+#[derive(Debug)]
+pub struct StateFile(Option<std::path::PathBuf>);
+
+impl Commit for StateFile {
+    async fn commit(&self, position: Position) -> Result<(), ConnectorError> {
+        match &self.0 {
             Some(path) => write_state(path, position.0).await,
             None => Ok(()),
         }
     }
-
-    async fn close(&mut self) {}
 }
 
 async fn read_state(path: &Path) -> Result<u64, ConnectorError> {
@@ -217,7 +229,11 @@ mod tests {
             .await
             .unwrap();
         let batch = first.read().await.unwrap().unwrap();
-        first.commit(batch.checkpoint.unwrap()).await.unwrap();
+        first
+            .committer()
+            .commit(batch.checkpoint.unwrap())
+            .await
+            .unwrap();
 
         let mut second = Datagen::open(cfg, &SourceContext::default()).await.unwrap();
         let batch = second.read().await.unwrap().unwrap();

@@ -178,14 +178,6 @@ fn rewrite(path: &Path, last_given: u64, entries: &[Entry]) -> std::io::Result<(
 }
 
 impl Journal {
-    /// Hold the file, so that appends wait: how a test makes a sync slow.
-    #[cfg(test)]
-    pub(crate) fn hold(&self) -> std::sync::MutexGuard<'_, std::fs::File> {
-        self.file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Write the journal anew with only `entries`, which must hold every
     /// key still remembered and every key on its way, and `last_given`.
     /// Appends wait meanwhile.

@@ -28,8 +28,8 @@ pub use self::config::HttpSourceConfig;
 use self::journal::{Entry, Journal};
 use self::server::{Accepted, KeyState, Shared};
 use crate::api::{
-    ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch, SourceConnector,
-    SourceContext, SourceRecord,
+    Commit, ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch,
+    SourceConnector, SourceContext, SourceRecord,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
@@ -38,8 +38,9 @@ use crate::config::{ConfigMap, ConfigReport};
 pub struct HttpSource {
     requests: mpsc::Receiver<Accepted>,
     /// Requests whose records were all handed to the runtime, by the
-    /// position that covers them, waiting to hear that they are durable.
-    waiting: VecDeque<Waiting>,
+    /// position that covers them, waiting to hear that they are durable:
+    /// shared with the [`Answerer`], which answers them.
+    waiting: Arc<Mutex<VecDeque<Waiting>>>,
     /// The request whose records are being handed over, and the next one.
     current: Option<InProgress>,
     /// The last position given out: a request's count, or under
@@ -49,8 +50,6 @@ pub struct HttpSource {
     journal: Option<Journal>,
     /// When the journal is next compacted, in Unix seconds.
     compact_at: u64,
-    /// A batch made and not yet handed over, with its journal lines.
-    made: Option<(SourceBatch, Vec<Entry>)>,
     shared: Arc<Shared>,
     batch_size: usize,
     server: tokio::task::JoinHandle<()>,
@@ -166,12 +165,11 @@ impl SourceConnector for HttpSource {
         info!(%local_addr, scheme, "http source listening");
         Ok(Self {
             requests,
-            waiting: VecDeque::new(),
+            waiting: Arc::default(),
             current: None,
             next,
             journal,
             compact_at,
-            made: None,
             shared,
             batch_size,
             server,
@@ -199,43 +197,70 @@ impl SourceConnector for HttpSource {
 }
 
 impl Source for HttpSource {
+    type Committer = Answerer;
+
+    fn committer(&self) -> Answerer {
+        Answerer {
+            waiting: Arc::clone(&self.waiting),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The records of one or more requests (see [`HttpSource::make`]).
     /// Under EFFECTIVELY_ONCE the keyed requests' journal lines are synced
     /// before the batch is handed over.
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
-        if self.made.is_none() {
-            self.compact().await?;
-            if self.current.is_none() {
-                let Some(first) = self.requests.recv().await else {
-                    return Ok(None);
-                };
-                self.current = Some(self.start(first));
-            }
-            self.made = Some(self.make());
+        self.compact().await?;
+        if self.current.is_none() {
+            let Some(first) = self.requests.recv().await else {
+                return Ok(None);
+            };
+            self.current = Some(self.start(first));
         }
-        // The batch stays in `made` until its journal lines are synced: the
-        // runtime may drop this read at the await below, and the next read
-        // must hand over the same records, not lose them (their requests
-        // would then be answered by a later checkpoint).
-        if let (Some(journal), Some((_, lines))) = (&self.journal, &self.made)
+        let (batch, lines) = self.make();
+        if let Some(journal) = &self.journal
             && !lines.is_empty()
         {
-            journal.append(lines.clone()).await.map_err(|e| {
+            journal.append(lines).await.map_err(|e| {
                 ConnectorError::retryable("write the idempotency journal").with_source(e)
             })?;
         }
-        Ok(self.made.take().map(|(batch, _)| batch))
+        Ok(Some(batch))
     }
 
+    /// Stop serving. Requests not yet durable are answered 503: their
+    /// clients send them again.
+    async fn close(&mut self) {
+        self.server.abort();
+        waiting(&self.waiting).clear();
+        self.current = None;
+        self.requests.close();
+        if let Some(keys) = &self.shared.keys {
+            server::locked(keys).retain(|_, state| matches!(state, KeyState::Published { .. }));
+        }
+    }
+}
+
+/// Answers the requests whose records are durable.
+#[derive(Debug)]
+pub struct Answerer {
+    waiting: Arc<Mutex<VecDeque<Waiting>>>,
+    shared: Arc<Shared>,
+}
+
+impl Commit for Answerer {
     /// Answer every request up to `position`: its records are durable, and
     /// so is its idempotency key.
-    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
-        while self
-            .waiting
-            .front()
-            .is_some_and(|w| w.position <= position.0)
-        {
-            let Some(Waiting { done, key, .. }) = self.waiting.pop_front() else {
+    async fn commit(&self, position: Position) -> Result<(), ConnectorError> {
+        loop {
+            let Some(Waiting { done, key, .. }) = ({
+                let mut waiting = waiting(&self.waiting);
+                if waiting.front().is_some_and(|w| w.position <= position.0) {
+                    waiting.pop_front()
+                } else {
+                    None
+                }
+            }) else {
                 break;
             };
             let _ = done.send(());
@@ -266,19 +291,13 @@ impl Source for HttpSource {
         }
         Ok(())
     }
+}
 
-    /// Stop serving. Requests not yet durable are answered 503: their
-    /// clients send them again.
-    async fn close(&mut self) {
-        self.server.abort();
-        self.waiting.clear();
-        self.current = None;
-        self.made = None;
-        self.requests.close();
-        if let Some(keys) = &self.shared.keys {
-            server::locked(keys).retain(|_, state| matches!(state, KeyState::Published { .. }));
-        }
-    }
+/// The requests waiting to hear that their records are durable.
+fn waiting(waiting: &Mutex<VecDeque<Waiting>>) -> std::sync::MutexGuard<'_, VecDeque<Waiting>> {
+    waiting
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl HttpSource {
@@ -349,7 +368,7 @@ impl HttpSource {
                 self.next + 1
             };
             checkpoint = Some(Position(self.next));
-            self.waiting.push_back(Waiting {
+            waiting(&self.waiting).push_back(Waiting {
                 position: self.next,
                 done: done.accepted.done,
                 key: done.accepted.key.map(|(k, _)| k).zip(done.entry),
@@ -395,7 +414,7 @@ impl HttpSource {
                 .collect()
         };
         entries.extend(
-            self.waiting
+            waiting(&self.waiting)
                 .iter()
                 .filter_map(|w| w.key.as_ref().map(|(_, e)| e.clone())),
         );

@@ -73,7 +73,11 @@ async fn a_request_is_answered_when_durable_and_a_full_queue_pushes_back() {
         "answered before its records were durable"
     );
     // ...and once they are durable the client hears 200.
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
+    source
+        .committer()
+        .commit(batch.checkpoint.unwrap())
+        .await
+        .unwrap();
     let (status, text) = first.await.unwrap();
     assert_eq!(status, 200, "{text}");
     assert!(text.ends_with(r#"{"records":2}"#), "{text}");
@@ -131,7 +135,11 @@ async fn bad_requests_get_their_4xx() {
         tokio::spawn(async move { post(addr, "/topics/orders", &headers, "{\"n\":1}").await });
     let batch = source.read().await.unwrap().unwrap();
     assert_eq!(batch.records[0].topic.as_deref(), Some("orders"));
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
+    source
+        .committer()
+        .commit(batch.checkpoint.unwrap())
+        .await
+        .unwrap();
     assert_eq!(good.await.unwrap().0, 200);
     source.close().await;
 }
@@ -168,7 +176,11 @@ async fn a_retried_key_is_published_once_across_restarts() {
         })
     })
     .await;
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
+    source
+        .committer()
+        .commit(batch.checkpoint.unwrap())
+        .await
+        .unwrap();
     assert_eq!(first.await.unwrap().0, 200);
     assert_eq!(retry.await.unwrap().0, 200);
     // A later retry is answered at once, and the key with another body refused.
@@ -207,7 +219,11 @@ async fn a_retried_key_is_published_once_across_restarts() {
     let again = tokio::spawn(post(addr, "/", keyed("b"), r#"{"n":4}"#));
     let batch = source.read().await.unwrap().unwrap();
     assert_eq!(batch.records[0].sequence, Some(Sequence(4)));
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
+    source
+        .committer()
+        .commit(batch.checkpoint.unwrap())
+        .await
+        .unwrap();
     assert_eq!(again.await.unwrap().0, 200);
     source.close().await;
     std::fs::remove_dir_all(&dir).unwrap();
@@ -259,7 +275,11 @@ async fn a_large_request_goes_out_in_batches_of_batch_size_as_one_unit() {
             Some(&br#"{"n":"b"}"#[..])
         );
         assert!(!first.is_finished());
-        source.commit(batches[2].checkpoint.unwrap()).await.unwrap();
+        source
+            .committer()
+            .commit(batches[2].checkpoint.unwrap())
+            .await
+            .unwrap();
         assert_eq!(first.await.unwrap().0, 200);
         assert_eq!(second.await.unwrap().0, 200);
         source.close().await;
@@ -388,7 +408,11 @@ async fn with_a_certificate_requests_are_taken_over_tls_only() {
     });
     let batch = source.read().await.unwrap().unwrap();
     assert_eq!(batch.records[0].value.as_deref(), Some(&br#"{"n":1}"#[..]));
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
+    source
+        .committer()
+        .commit(batch.checkpoint.unwrap())
+        .await
+        .unwrap();
     let text = posted.await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 
@@ -449,52 +473,11 @@ async fn with_a_signature_secret_only_signed_recent_requests_pass() {
     );
     let good = tokio::spawn(post(addr, "/", signed(now, body), body));
     let batch = source.read().await.unwrap().unwrap();
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
+    source
+        .committer()
+        .commit(batch.checkpoint.unwrap())
+        .await
+        .unwrap();
     assert_eq!(good.await.unwrap().0, 200);
     source.close().await;
-}
-
-#[tokio::test]
-async fn a_read_dropped_while_its_journal_syncs_hands_over_the_same_records_next() {
-    let dir = std::env::temp_dir().join(format!("sluice-http-cancel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let state = dir.display().to_string();
-    let context = SourceContext {
-        name: "public/default/api".into(),
-        guarantee: Guarantee::EffectivelyOnce,
-        ..SourceContext::default()
-    };
-    let mut source = HttpSource::open(config(&[("stateDir", &state)]), &context)
-        .await
-        .unwrap();
-    let addr = source.local_addr;
-    let posted = tokio::spawn(post(addr, "/", JSON_KEYED_A, r#"{"n":1}"#));
-    until("the request to queue", || source.requests.len() == 1).await;
-
-    // The runtime drops the read while the journal line is being synced...
-    // A thread holds the journal's file, as a slow disk would.
-    let journal = source.journal.clone().unwrap();
-    let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
-    let disk = std::thread::spawn(move || {
-        let _file = journal.hold();
-        held.0.send(()).unwrap();
-        release.1.recv().unwrap();
-    });
-    held.1.recv().unwrap();
-    let dropped = tokio::time::timeout(Duration::from_millis(50), source.read()).await;
-    assert!(dropped.is_err(), "the sync was still under way");
-    release.0.send(()).unwrap();
-    disk.join().unwrap();
-    // ...and the next read hands over the same record.
-    let batch = tokio::time::timeout(Duration::from_secs(5), source.read())
-        .await
-        .expect("the record was lost with the dropped read")
-        .unwrap()
-        .unwrap();
-    assert_eq!(batch.records.len(), 1);
-    assert_eq!(batch.records[0].sequence, Some(Sequence(1)));
-    source.commit(batch.checkpoint.unwrap()).await.unwrap();
-    assert_eq!(posted.await.unwrap().0, 200);
-    source.close().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -54,18 +54,19 @@ use self::snapshot::Snapshot;
 use self::stream::StreamState;
 use self::types::{SESSION_OPTIONS, Types};
 use crate::api::{
-    ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch, SourceConnector,
-    SourceContext,
+    Commit, ConnectorError, Finding, Guarantee, Position, Sequence, Source, SourceBatch,
+    SourceConnector, SourceContext,
 };
 use crate::config::{ConfigMap, ConfigReport};
 
 /// The Postgres CDC source: a handle on the [`Worker`] task that reads the
-/// snapshot and the stream. `read` only takes what the worker has made, so it
-/// is cancel-safe; `commit` only records the durable position, which the
-/// worker confirms to the server.
+/// snapshot and the stream, so that the stream is read ahead of the
+/// runtime and confirmed while the runtime publishes. `read` takes what the
+/// worker has made; its [`Confirmer`] records the durable position, which
+/// the worker confirms to the server.
 pub struct PostgresCdc {
     batches: tokio::sync::mpsc::Receiver<Result<Option<SourceBatch>, ConnectorError>>,
-    durable: tokio::sync::watch::Sender<u64>,
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
     worker: tokio::task::JoinHandle<()>,
     /// ATMOST_ONCE: the position last reported to the server, which
     /// `commit` waits for.
@@ -165,7 +166,7 @@ impl SourceConnector for PostgresCdc {
         let worker = tokio::spawn(worker.run(tx, acks));
         Ok(Self {
             batches,
-            durable,
+            durable: Arc::new(durable),
             worker,
             reported,
         })
@@ -177,6 +178,15 @@ impl SourceConnector for PostgresCdc {
 }
 
 impl Source for PostgresCdc {
+    type Committer = Confirmer;
+
+    fn committer(&self) -> Confirmer {
+        Confirmer {
+            durable: Arc::clone(&self.durable),
+            reported: self.reported.clone(),
+        }
+    }
+
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
         match self.batches.recv().await {
             Some(item) => item,
@@ -184,9 +194,25 @@ impl Source for PostgresCdc {
         }
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
+    async fn close(&mut self) {
+        self.batches.close();
+        self.worker.abort();
+    }
+}
+
+/// Hands durable positions to the worker, which confirms them to the
+/// server.
+#[derive(Debug)]
+pub struct Confirmer {
+    durable: Arc<tokio::sync::watch::Sender<u64>>,
+    /// ATMOST_ONCE: the position last reported to the server.
+    reported: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl Commit for Confirmer {
+    async fn commit(&self, position: Position) -> Result<(), ConnectorError> {
         self.durable.send_modify(|d| *d = (*d).max(position.0));
-        if let Some(reported) = &mut self.reported {
+        if let Some(mut reported) = self.reported.clone() {
             // At most once: return only when the server has the position,
             // so that a crash from here on cannot replay what it covers.
             match tokio::time::timeout(
@@ -205,10 +231,5 @@ impl Source for PostgresCdc {
             }
         }
         Ok(())
-    }
-
-    async fn close(&mut self) {
-        self.batches.close();
-        self.worker.abort();
     }
 }

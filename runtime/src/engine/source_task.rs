@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sluice_connectors::{Source, SourceRecord};
+use sluice_connectors::{Commit, ConnectorError, Source, SourceBatch, SourceRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -163,29 +163,42 @@ async fn pump<B: Broker, S: Source>(
     let mut acks = OrderedAcks::default();
     let mut in_flight = FuturesUnordered::new();
     let mut exhausted = false;
+    let committer = source.committer();
+    // A read once begun is polled to its end (the source contract): it
+    // lives across the loop's turns while receipts come in.
+    let mut idle = Some(source);
+    let mut reading: Option<Reading<'_, S>> = None;
     status.set_state(State::Running);
 
     loop {
         if exhausted && in_flight.is_empty() {
             if let Some(p) = acks.release() {
-                source.commit(p).await?;
+                committer.commit(p).await?;
             }
             return Ok(Finished::Exhausted);
+        }
+        if !exhausted
+            && in_flight.len() < max_in_flight
+            && in_flight_bytes < max_in_flight_bytes
+            && let Some(source) = idle.take()
+        {
+            reading = Some(read(source));
         }
         tokio::select! {
             biased;
             () = shutdown.cancelled(), if !exhausted => {
                 // Stop reading; publish and commit what is in flight.
                 info!(connector = %def.name, in_flight = in_flight.len(), "draining before shutdown");
-                drain(&mut in_flight, &mut acks, source, status, at_most_once).await?;
+                drain(&mut in_flight, &mut acks, &committer, status, at_most_once).await?;
                 return Ok(Finished::Stopped);
             }
             Some((batch, event_ms, bytes, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 in_flight_bytes -= bytes;
-                settle(batch, event_ms, bytes, result, &mut acks, source, status, at_most_once).await?;
+                settle(batch, event_ms, bytes, result, &mut acks, &committer, status, at_most_once).await?;
             }
-            read = source.read(), if !exhausted && in_flight.len() < max_in_flight
-                && in_flight_bytes < max_in_flight_bytes => {
+            (source, read) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                reading = None;
+                idle = Some(source);
                 let Some(batch) = read? else {
                     exhausted = true;
                     continue;
@@ -195,7 +208,7 @@ async fn pump<B: Broker, S: Source>(
                 // go out: a crash after this publishes them at most once.
                 let checkpoint = if at_most_once {
                     if let Some(p) = batch.checkpoint {
-                        source.commit(p).await?;
+                        committer.commit(p).await?;
                     }
                     None
                 } else {
@@ -220,21 +233,39 @@ async fn pump<B: Broker, S: Source>(
                 // once, this releases only batches with nothing left in
                 // flight, such as a bare position from an idle source.
                 if let Some(p) = acks.release() {
-                    source.commit(p).await?;
+                    committer.commit(p).await?;
                 }
             }
         }
     }
 }
 
+/// A read under way, kept across the turns of a run's loop. It holds the
+/// source while it runs and hands it back with what it read.
+pub(super) type Reading<'a, S> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (&'a mut S, Result<Option<SourceBatch>, ConnectorError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Begin a read of `source`.
+pub(super) fn read<S: Source>(source: &mut S) -> Reading<'_, S> {
+    Box::pin(async move {
+        let read = source.read().await;
+        (source, read)
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn settle<S: Source>(
+async fn settle<C: Commit>(
     batch: BatchId,
     event_ms: Option<u64>,
     bytes: u64,
     result: pulsar::SendResult,
     acks: &mut OrderedAcks,
-    source: &mut S,
+    committer: &C,
     status: &ConnectorStatus,
     at_most_once: bool,
 ) -> Result<(), TaskError> {
@@ -245,7 +276,7 @@ async fn settle<S: Source>(
                 status.observe_lag(t);
             }
             if !at_most_once && let Some(p) = acks.complete(batch) {
-                source.commit(p).await?;
+                committer.commit(p).await?;
             }
             Ok(())
         }
@@ -266,10 +297,10 @@ async fn settle<S: Source>(
     }
 }
 
-async fn drain<F, S: Source>(
+async fn drain<F, C: Commit>(
     in_flight: &mut FuturesUnordered<F>,
     acks: &mut OrderedAcks,
-    source: &mut S,
+    committer: &C,
     status: &ConnectorStatus,
     at_most_once: bool,
 ) -> Result<(), TaskError>
@@ -283,14 +314,14 @@ where
             bytes,
             result,
             acks,
-            source,
+            committer,
             status,
             at_most_once,
         )
         .await?;
     }
     if let Some(p) = acks.release() {
-        source.commit(p).await?;
+        committer.commit(p).await?;
     }
     Ok(())
 }

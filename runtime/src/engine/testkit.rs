@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sluice_connectors::{
-    BatchPolicy, ConfigMap, ConfigReport, ConnectorError, Finding, Position, Prepare, Prepared,
-    Sink, SinkConnector, SinkContext, SinkRecord, SinkSpec, Source, SourceBatch, SourceConnector,
-    SourceContext, SourceRecord, SourceSpec, Written,
+    BatchPolicy, Commit, ConfigMap, ConfigReport, ConnectorError, Finding, Position, Prepare,
+    Prepared, Sink, SinkConnector, SinkContext, SinkRecord, SinkSpec, Source, SourceBatch,
+    SourceConnector, SourceContext, SourceRecord, SourceSpec, Written,
 };
 
 use crate::config::{
@@ -233,6 +233,12 @@ pub(crate) struct SourceScript {
     pub(crate) context: Option<(Option<sluice_connectors::Sequence>, Option<String>)>,
     /// Fail opening this many more times.
     pub(crate) fail_opens: u32,
+    /// The read of the batch at this index waits for the gate first.
+    pub(crate) gate: Option<(usize, Arc<tokio::sync::Notify>)>,
+    /// A read waits at the gate.
+    pub(crate) at_gate: bool,
+    /// Reads that began and were dropped before they returned.
+    pub(crate) dropped_reads: u32,
 }
 
 impl SourceScript {
@@ -284,7 +290,22 @@ impl SourceScript {
 pub(crate) struct ScriptSource(pub(crate) Shared<SourceScript>, pub(crate) usize);
 
 impl Source for ScriptSource {
+    type Committer = ScriptCommitter;
+
+    fn committer(&self) -> ScriptCommitter {
+        ScriptCommitter(self.0.clone())
+    }
+
     async fn read(&mut self) -> Result<Option<SourceBatch>, ConnectorError> {
+        let unfinished = Unfinished(Some(self.0.clone()));
+        let gate = {
+            let s = self.0.get();
+            s.gate.clone().filter(|(at, _)| *at == self.1)
+        };
+        if let Some((_, gate)) = gate {
+            self.0.get().at_gate = true;
+            gate.notified().await;
+        }
         let next = {
             let mut s = self.0.get();
             match s.batches.get(self.1).cloned() {
@@ -301,17 +322,43 @@ impl Source for ScriptSource {
             }
         };
         match next {
-            Some(b) => Ok(b),
+            Some(b) => {
+                unfinished.returned();
+                Ok(b)
+            }
             None => std::future::pending().await,
         }
     }
 
-    async fn commit(&mut self, position: Position) -> Result<(), ConnectorError> {
+    async fn close(&mut self) {}
+}
+
+/// Counts a read dropped before it returned, when dropped itself.
+struct Unfinished(Option<Shared<SourceScript>>);
+
+impl Unfinished {
+    fn returned(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(script) = &self.0 {
+            script.get().dropped_reads += 1;
+        }
+    }
+}
+
+/// Records the positions committed, in order.
+#[derive(Debug)]
+pub(crate) struct ScriptCommitter(Shared<SourceScript>);
+
+impl Commit for ScriptCommitter {
+    async fn commit(&self, position: Position) -> Result<(), ConnectorError> {
         self.0.get().committed.push(position);
         Ok(())
     }
-
-    async fn close(&mut self) {}
 }
 
 impl SourceConnector for ScriptSource {

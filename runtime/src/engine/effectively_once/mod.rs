@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sluice_connectors::{ConnectorError, Position, Sequence, Source, SourceRecord};
+use sluice_connectors::{Commit, ConnectorError, Position, Sequence, Source, SourceRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -56,7 +56,7 @@ pub(crate) use recovery::{fence, recover};
 
 use super::TaskError;
 use super::broker::{Broker, Publish};
-use super::source_task::{Finished, Publisher};
+use super::source_task::{Finished, Publisher, Reading, read};
 use super::status::{ConnectorStatus, State};
 use crate::config::SourceDef;
 use crate::pulsar::{self, Access, PulsarError, Txn};
@@ -234,6 +234,10 @@ impl<'a, B: Broker> Run<'a, B> {
     ) -> Result<Finished, TaskError> {
         let max_in_flight = self.def.producer.max_pending_messages;
         let max_in_flight_bytes = self.client.memory_limit();
+        let committer = source.committer();
+        // A read once begun is polled to its end (the source contract).
+        let mut idle = Some(source);
+        let mut reading: Option<Reading<'_, S>> = None;
         self.status.set_state(State::Running);
         loop {
             let linger = self
@@ -244,13 +248,16 @@ impl<'a, B: Broker> Run<'a, B> {
             let sending = self.open.as_ref().is_some_and(|t| !t.sends.is_empty());
             let room = self.in_flight.sends.load(Ordering::Relaxed) < max_in_flight
                 && self.in_flight.bytes.load(Ordering::Relaxed) < max_in_flight_bytes;
+            if room && let Some(source) = idle.take() {
+                reading = Some(read(source));
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    self.finish(source).await?;
+                    self.finish(&committer).await?;
                     if self.open.as_ref().is_some_and(|t| t.checkpoint.is_some()) {
                         self.start_commit();
-                        self.finish(source).await?;
+                        self.finish(&committer).await?;
                     }
                     return Ok(Finished::Stopped);
                 }
@@ -259,7 +266,7 @@ impl<'a, B: Broker> Run<'a, B> {
                     if self.open.as_ref().is_some_and(|t| t.records > 0) {
                         crate::failpoint::pass("eo-committed-while-next-fills");
                     }
-                    self.committed(done?, source).await?;
+                    self.committed(done?, &committer).await?;
                     if self.open.as_ref().is_some_and(|t| t.ripe(max_in_flight)) {
                         self.start_commit();
                     }
@@ -277,13 +284,15 @@ impl<'a, B: Broker> Run<'a, B> {
                 () = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
                     self.start_commit();
                 }
-                read = source.read(), if room => {
+                (source, read) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                    reading = None;
+                    idle = Some(source);
                     let Some(batch) = read? else {
                         // Exhausted: what was read is whole, publish it.
-                        self.finish(source).await?;
+                        self.finish(&committer).await?;
                         if self.open.is_some() {
                             self.start_commit();
-                            self.finish(source).await?;
+                            self.finish(&committer).await?;
                         }
                         return Ok(Finished::Exhausted);
                     };
@@ -306,7 +315,7 @@ impl<'a, B: Broker> Run<'a, B> {
                                 if batch.state.is_some() {
                                     self.state = batch.state;
                                 }
-                                source.commit(checkpoint).await?;
+                                committer.commit(checkpoint).await?;
                             }
                             Some(t) => {
                                 t.checkpoint = Some(checkpoint);
@@ -507,10 +516,10 @@ impl<'a, B: Broker> Run<'a, B> {
 
     /// A transaction committed: its records are published, and its
     /// checkpoint (or a later one reached meanwhile) is durable.
-    async fn committed<S: Source>(
+    async fn committed<C: Commit>(
         &mut self,
         done: Committed,
-        source: &mut S,
+        committer: &C,
     ) -> Result<(), TaskError> {
         self.status.count_out(done.records as u64, 0);
         self.published = done.last.or(self.published);
@@ -526,16 +535,16 @@ impl<'a, B: Broker> Run<'a, B> {
         }
         if let Some(checkpoint) = checkpoint {
             self.position = Some(checkpoint);
-            source.commit(checkpoint).await?;
+            committer.commit(checkpoint).await?;
         }
         Ok(())
     }
 
     /// Wait for the transaction under commit, if any.
-    async fn finish<S: Source>(&mut self, source: &mut S) -> Result<(), TaskError> {
+    async fn finish<C: Commit>(&mut self, committer: &C) -> Result<(), TaskError> {
         if let Some(committing) = self.committing.take() {
             let done = committing.await?;
-            self.committed(done, source).await?;
+            self.committed(done, committer).await?;
         }
         Ok(())
     }

@@ -302,3 +302,26 @@ async fn a_commit_whose_answer_is_lost_is_not_published_again() {
     assert_eq!(case.published(), values(0..6));
     assert_eq!(case.broker.open_transactions(), 0);
 }
+
+#[tokio::test]
+async fn a_read_is_polled_to_its_end_while_a_transaction_commits() {
+    let case = Case::new(3, 2, true);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    case.script.get().gate = Some((1, Arc::clone(&gate)));
+    let script = case.script.clone();
+    let mut opened = false;
+    let (result, _) = case
+        .run(|_| {
+            // The second read waits at the gate until the first batch's
+            // transaction has committed, and its position with it.
+            if !opened && script.get().committed.iter().any(|p| p.0 == 1) {
+                opened = true;
+                gate.notify_one();
+            }
+            false
+        })
+        .await;
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert_eq!(case.published(), values(0..6));
+    assert_eq!(case.script.get().dropped_reads, 0);
+}

@@ -225,3 +225,35 @@ async fn a_bare_checkpoint_is_committed_at_once() {
     assert_eq!(result.expect("run"), Finished::Stopped);
     assert!(case.broker.visible(OUTPUT).is_empty());
 }
+
+/// The source contract: a read once begun is polled to its end, while the
+/// receipts of the batch before it come in and its position is committed.
+#[tokio::test]
+async fn a_read_is_polled_to_its_end_while_receipts_come_in() {
+    let case = Case::new(Guarantee::AtLeastOnce, 3, 2, true);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    case.script.get().gate = Some((1, Arc::clone(&gate)));
+    case.broker
+        .faults(|f| f.hold_receipts = Some(OUTPUT.into()));
+    let script = case.script.clone();
+    let (mut released, mut opened) = (false, false);
+    let (result, _) = case
+        .run(|b| {
+            // The second read waits at the gate; the first batch's
+            // receipts come in meanwhile, and then its position is
+            // committed, which opens the gate.
+            if !released && script.get().at_gate {
+                released = true;
+                b.faults(|f| f.hold_receipts = None);
+            }
+            if !opened && script.get().committed.contains(&Position(1)) {
+                opened = true;
+                gate.notify_one();
+            }
+            false
+        })
+        .await;
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert_eq!(case.broker.values(OUTPUT), values(0..6));
+    assert_eq!(case.script.get().dropped_reads, 0);
+}
