@@ -2,7 +2,7 @@
 //! they exchange with the runtime.
 //!
 //! The runtime owns Pulsar. A source hands it records and learns, through
-//! [`Source::commit`], which of its positions are durable. A sink receives
+//! [`Commit::commit`], which of its positions are durable. A sink receives
 //! records and tells the runtime, by returning from [`Sink::write`], that
 //! they are durable in its target.
 
@@ -108,7 +108,7 @@ pub struct SourceBatch {
     /// progress). Under EFFECTIVELY_ONCE the runtime commits it with the
     /// records, in the same transaction, and hands the last committed one
     /// back in [`SourceContext::state`]; under the other guarantees the
-    /// source keeps it itself when [`Source::commit`] says the checkpoint
+    /// source keeps it itself when [`Commit::commit`] says the checkpoint
     /// is durable.
     pub state: Option<String>,
 }

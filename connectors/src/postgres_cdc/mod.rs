@@ -15,7 +15,7 @@
 //! 5. Read the tables in that transaction (`op: r`), in chunks, then stream.
 //!
 //! The slot is confirmed only up to positions the runtime reports durable
-//! through [`Source::commit`], and never moves backwards.
+//! through [`Commit::commit`], and never moves backwards.
 
 mod catalog;
 mod chunks;
