@@ -11,26 +11,30 @@ mod renewal;
 mod sink_task;
 mod source_task;
 pub mod status;
+mod supervise;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_connectors::{ConnectorError, Sink, Source};
+use sluice_connectors::{ConnectorError, Source};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::debug;
 
 pub use dead_letters::{
     ERROR_PROPERTY, ORIGIN_MESSAGE_ID_PROPERTY, ORIGIN_SINK_PROPERTY, ORIGIN_TOPIC_PROPERTY,
 };
-use status::{ConnectorStatus, State};
+use status::ConnectorStatus;
 
 use crate::config::{Guarantee, Pipeline, PulsarSettings, SinkDef, SourceDef};
 use crate::pulsar::{self, ConsumerOptions, PulsarError};
-use broker::{Broker, Consume, Dial};
+use broker::{Broker, Dial};
+#[cfg(test)]
+use supervise::Restarts;
+use supervise::{supervise_sink, supervise_source};
 
 /// Messages buffered ahead of a sink, per input topic.
 const RECEIVER_QUEUE: usize = 1000;
@@ -176,105 +180,6 @@ async fn run_on<D: Dial>(dial: Arc<D>, instances: Vec<Instance>, shutdown: Cance
     while tasks.join_next().await.is_some() {}
 }
 
-/// Wait out a restart delay; false when shutdown came first.
-async fn pause(delay: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(delay) => true,
-    }
-}
-
-/// How often a connector that keeps failing with the same error says so
-/// again in the log. `/readyz` and `/connectors/<name>` show it all along.
-const REPEAT_LOG_EVERY: Duration = Duration::from_secs(600);
-
-/// Restarts after a failure, and what the log says of them: an error is
-/// logged when it first occurs, and the same error again only every
-/// [`REPEAT_LOG_EVERY`], with the count of restarts in between, so that a
-/// misconfiguration does not flood the log.
-#[derive(Debug, Default)]
-pub(crate) struct Restarts {
-    backoff: Backoff,
-    last: Option<(String, Instant)>,
-    unlogged: u64,
-}
-
-impl Restarts {
-    fn failed(
-        &mut self,
-        status: &ConnectorStatus,
-        started: Instant,
-        e: &dyn std::fmt::Display,
-    ) -> Duration {
-        if started.elapsed() > HEALTHY_RUN {
-            self.backoff.reset();
-            self.last = None;
-        }
-        let delay = self.backoff.next_delay();
-        let text = e.to_string();
-        status.set_error(&text);
-        status.set_state(State::Restarting);
-        status.count_restart();
-        match &self.last {
-            Some((last, at)) if *last == text && at.elapsed() < REPEAT_LOG_EVERY => {
-                self.unlogged += 1;
-            }
-            Some((last, _)) if *last == text => {
-                error!(connector = %status.name, error = %text, restart_in = ?delay,
-                    restarts_since_last_logged = self.unlogged + 1, "connector still failing");
-                self.last = Some((text, Instant::now()));
-                self.unlogged = 0;
-            }
-            _ => {
-                error!(connector = %status.name, error = %text, restart_in = ?delay, "connector failed");
-                self.last = Some((text, Instant::now()));
-                self.unlogged = 0;
-            }
-        }
-        delay
-    }
-}
-
-async fn supervise_source<D: Dial>(
-    def: SourceDef,
-    dial: &D,
-    status: Arc<ConnectorStatus>,
-    shutdown: CancellationToken,
-) {
-    let mut restarts = Restarts::default();
-    loop {
-        let started = Instant::now();
-        status.set_state(State::Starting);
-        let (mut run, mut held) = (None, None);
-        let outcome = guarded(async {
-            let client: &D::Broker = held.insert(dial.connect(pulsar::Reading::Direct).await?);
-            let shutdown = &run
-                .insert(renewal::Run::new(&shutdown, client.renew_at(), &def.name))
-                .stop;
-            source_run(&def, client, &status, shutdown).await
-        })
-        .await;
-        if let Some(client) = held.take() {
-            client.close().await;
-        }
-        match outcome {
-            Ok(_) if run.as_ref().is_some_and(|r| r.renewing(&shutdown)) => {}
-            Ok(finished) => {
-                info!(connector = %def.name, outcome = ?finished, "source stopped");
-                status.set_state(State::Stopped);
-                return;
-            }
-            Err(e) => {
-                let delay = restarts.failed(&status, started, &e);
-                if !pause(delay, &shutdown).await {
-                    status.set_state(State::Stopped);
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// One run of a source on `client`: under EFFECTIVELY_ONCE fenced,
 /// recovered and transactional; otherwise published as it reads.
 async fn source_run<B: Broker>(
@@ -363,89 +268,5 @@ fn consumer_options(def: &SinkDef, instance: u32) -> ConsumerOptions {
         consumer_name: Some(format!("{}-{instance}", def.name)),
         missing: def.missing_topics,
         started: Arc::default(),
-    }
-}
-
-async fn supervise_sink<D: Dial>(
-    def: SinkDef,
-    instance: u32,
-    dial: &D,
-    status: Arc<ConnectorStatus>,
-    shutdown: CancellationToken,
-) {
-    let mut restarts = Restarts::default();
-    let options = consumer_options(&def, instance);
-    loop {
-        let started = Instant::now();
-        status.set_state(State::Starting);
-        let (mut run, mut held) = (None, None);
-        let outcome: Result<Option<sink_task::Ended>, TaskError> = guarded(async {
-            let client: &D::Broker = held.insert(dial.connect(pulsar::Reading::Inflated).await?);
-            let shutdown = &run
-                .insert(renewal::Run::new(
-                    &shutdown,
-                    client.renew_at(),
-                    &status.name,
-                ))
-                .stop;
-            let topics = sink_topics(&def, client).await?;
-            if topics.is_empty() {
-                // Nothing matches topicsPattern yet: look again later.
-                return Ok(None);
-            }
-            let context = sluice_connectors::SinkContext {
-                name: format!("{}/{}/{}", def.tenant, def.namespace, def.name),
-                guarantee: def.guarantee,
-                skips: Arc::clone(&status.skips),
-            };
-            let mut sink = def.spec.open(&context).await?;
-            let memory = sink_task::Memory::of(client.memory_limit(), topics.len());
-            let options = ConsumerOptions {
-                held_bytes: memory.held,
-                prefetch_bytes: memory.prefetch,
-                ..options.clone()
-            };
-            let mut consumer = client.consumer(&topics, &options).await?;
-            let result = sink_task::run(
-                &def,
-                client,
-                &topics,
-                &mut consumer,
-                &mut sink,
-                &status,
-                shutdown,
-            )
-            .await;
-            consumer.close().await;
-            sink.close().await;
-            result.map(Some)
-        })
-        .await;
-        if let Some(client) = held.take() {
-            client.close().await;
-        }
-        match outcome {
-            Ok(Some(sink_task::Ended::Shutdown))
-                if run.as_ref().is_some_and(|r| r.renewing(&shutdown)) => {}
-            Ok(Some(sink_task::Ended::Shutdown)) => {
-                info!(connector = %status.name, "sink stopped");
-                status.set_state(State::Stopped);
-                return;
-            }
-            Ok(Some(sink_task::Ended::TopicsChanged | sink_task::Ended::Recycle)) => {}
-            Ok(None) => {
-                if !pause(sink_task::DISCOVERY_INTERVAL, &shutdown).await {
-                    status.set_state(State::Stopped);
-                    return;
-                }
-            }
-            Err(e) => {
-                let delay = restarts.failed(&status, started, &e);
-                if !pause(delay, &shutdown).await {
-                    status.set_state(State::Stopped);
-                    return;
-                }
-            }
-        }
     }
 }

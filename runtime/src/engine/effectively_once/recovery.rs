@@ -63,7 +63,7 @@ pub(crate) async fn fence<B: Broker>(
                 } else {
                     debug!(connector = %def.name, reason = %e, "still a standby");
                 }
-                if !crate::engine::pause(STANDBY_RETRY, shutdown).await {
+                if !crate::engine::supervise::pause(STANDBY_RETRY, shutdown).await {
                     return Ok(None);
                 }
             }
