@@ -45,7 +45,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use sluice_connectors::{Commit, ConnectorError, Position, Sequence, Source, SourceRecord};
+use sluice_connectors::{
+    Commit, ConnectorError, Position, Sequence, Source, SourceBatch, SourceRecord,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -296,41 +298,54 @@ impl<'a, B: Broker> Run<'a, B> {
                         }
                         return Ok(Finished::Exhausted);
                     };
-                    for record in batch.records {
-                        self.publish(record).await?;
+                    self.take(batch, &committer, max_in_flight).await?;
+                }
+            }
+        }
+    }
+
+    /// Publish a batch read, and place its checkpoint: in the open
+    /// transaction, after the one committing, or, with nothing to commit it
+    /// with, committed now (the next marker carries its state).
+    async fn take<C: Commit>(
+        &mut self,
+        batch: SourceBatch,
+        committer: &C,
+        max_in_flight: usize,
+    ) -> Result<(), TaskError> {
+        for record in batch.records {
+            self.publish(record).await?;
+        }
+        if let Some(checkpoint) = batch.checkpoint {
+            match &mut self.open {
+                // Nothing open: every record up to here is
+                // durable once the committing transaction is.
+                None if self.committing.is_some() => {
+                    self.pending_checkpoint = Some(checkpoint);
+                    if batch.state.is_some() {
+                        self.pending_state = batch.state;
                     }
-                    if let Some(checkpoint) = batch.checkpoint {
-                        match &mut self.open {
-                            // Nothing open: every record up to here is
-                            // durable once the committing transaction is.
-                            None if self.committing.is_some() => {
-                                self.pending_checkpoint = Some(checkpoint);
-                                if batch.state.is_some() {
-                                    self.pending_state = batch.state;
-                                }
-                            }
-                            None => {
-                                // Nothing to commit it with: the next marker
-                                // carries it.
-                                if batch.state.is_some() {
-                                    self.state = batch.state;
-                                }
-                                committer.commit(checkpoint).await?;
-                            }
-                            Some(t) => {
-                                t.checkpoint = Some(checkpoint);
-                                if batch.state.is_some() {
-                                    t.state = batch.state;
-                                }
-                                if self.committing.is_none() && t.ripe(max_in_flight) {
-                                    self.start_commit();
-                                }
-                            }
-                        }
+                }
+                None => {
+                    // Nothing to commit it with: the next marker
+                    // carries it.
+                    if batch.state.is_some() {
+                        self.state = batch.state;
+                    }
+                    committer.commit(checkpoint).await?;
+                }
+                Some(t) => {
+                    t.checkpoint = Some(checkpoint);
+                    if batch.state.is_some() {
+                        t.state = batch.state;
+                    }
+                    if self.committing.is_none() && t.ripe(max_in_flight) {
+                        self.start_commit();
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Send one record in the open transaction (opening one if needed), or
