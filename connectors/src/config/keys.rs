@@ -140,14 +140,19 @@ pub(super) fn find<'k>(keys: &'k [Key], name: &str) -> Option<&'k Key> {
 }
 
 /// The key of `keys` that `name` was most likely meant to be; see
-/// [`nearest_name`]. Ignored keys are not offered.
+/// [`nearest_name`]. Ignored keys are not offered, and an old name is
+/// offered as its current one.
 pub(super) fn nearest(keys: &[Key], name: &str) -> Option<&'static str> {
-    nearest_name(
+    let near = nearest_name(
         name,
         keys.iter()
             .filter(|k| !matches!(k.role, Role::Ignored(_)))
             .map(|k| k.name),
-    )
+    )?;
+    match keys.iter().find(|k| k.name == near).map(|k| k.role) {
+        Some(Role::OldNameOf(current)) => Some(current),
+        _ => Some(near),
+    }
 }
 
 /// The one of `names` that `name` was most likely meant to be: the same
@@ -281,7 +286,7 @@ mod tests {
         assert_eq!(nearest(KEYS, "database.prot"), Some("database.port"));
         assert_eq!(nearest(KEYS, "batchsize"), Some("batchSize"));
         assert_eq!(nearest(KEYS, "hostname"), Some("database.hostname"));
-        assert_eq!(nearest(KEYS, "table.whitelst"), Some("table.whitelist"));
+        assert_eq!(nearest(KEYS, "table.whitelst"), Some("table.include.list"));
         assert_eq!(nearest(KEYS, "slot.name"), None);
         assert_eq!(
             nearest(KEYS, "key.converters"),

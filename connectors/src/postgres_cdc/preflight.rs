@@ -162,19 +162,19 @@ async fn slot_plan(
     let existing = slot::slot(sql, &config.slot).await?;
     let markers = slot::markers(sql, &config.publication, &config.slot).await?;
     match slot::plan(config, existing.as_ref(), markers) {
-    Err(e) => out.push(Finding::error(e.to_string())),
-    Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
-        "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
-    ))),
-    Ok(slot::Decision {
-        plan: slot::Plan::Adopt,
-        ..
-    }) => out.push(Finding::warning(format!(
-        "replication slot {} was made by another client: slot.adopt takes it over at start and streams from its confirmed position, without a snapshot; stop that client first",
-        config.slot
-    ))),
-    Ok(_) => {}
-}
+        Err(e) => out.push(Finding::error(e.to_string())),
+        Ok(slot::Decision { gap: Some(gap), .. }) => out.push(Finding::warning(format!(
+            "{gap}: snapshot.mode takes a new snapshot at start; rows deleted in the gap are not deleted downstream"
+        ))),
+        Ok(slot::Decision {
+            plan: slot::Plan::Adopt,
+            ..
+        }) => out.push(Finding::warning(format!(
+            "replication slot {} was made by another client: slot.adopt takes it over at start and streams from its confirmed position, without a snapshot; stop that client first",
+            config.slot
+        ))),
+        Ok(_) => {}
+    }
     Ok(())
 }
 

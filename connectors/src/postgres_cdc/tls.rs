@@ -120,10 +120,16 @@ impl TlsSettings {
 
     fn client_config(&self) -> Result<ClientConfig, ConnectorError> {
         let provider = crate::tls::provider();
-        let builder = crate::tls::client(&provider).map_err(|e| tls_error("TLS", e))?;
+        let builder = crate::tls::client(&provider).map_err(ConnectorError::permanent)?;
+        // The root certificates count only where the chain is verified, as
+        // in libpq: under prefer (and require without them) they are not read.
+        let verified = matches!(
+            self.effective_mode(),
+            SslMode::VerifyCa | SslMode::VerifyFull
+        );
         let roots = match &self.root_cert {
-            Some(path) => crate::tls::roots(path).map_err(ConnectorError::permanent)?,
-            None => RootCertStore::empty(),
+            Some(path) if verified => crate::tls::roots(path).map_err(ConnectorError::permanent)?,
+            _ => RootCertStore::empty(),
         };
         let webpki =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))

@@ -39,6 +39,8 @@ pub(super) enum Next {
 pub(super) trait Attempt<B: Broker>: Send {
     /// How its client reads from the broker.
     const READING: pulsar::Reading;
+    /// `source` or `sink`, for the log.
+    const KIND: &'static str;
 
     /// One run on `client`, until `shutdown` or a failure.
     fn attempt<'a>(
@@ -80,7 +82,7 @@ async fn supervise<D: Dial, A: Attempt<D::Broker>>(
             // The client's credentials are renewed: a new client runs on.
             Ok(Next::Stop(_)) if run.as_ref().is_some_and(|r| r.renewing(&shutdown)) => continue,
             Ok(Next::Stop(what)) => {
-                info!(connector = %status.name, outcome = %what, "connector stopped");
+                info!(connector = %status.name, kind = A::KIND, outcome = %what, "connector stopped");
                 status.set_state(State::Stopped);
                 return;
             }
@@ -134,6 +136,7 @@ struct SourceAttempt {
 
 impl<B: Broker> Attempt<B> for SourceAttempt {
     const READING: pulsar::Reading = pulsar::Reading::Direct;
+    const KIND: &'static str = "source";
 
     fn attempt<'a>(
         &'a mut self,
@@ -157,6 +160,7 @@ struct SinkAttempt {
 impl<B: Broker> Attempt<B> for SinkAttempt {
     /// Through the relay that inflates compressed batches (decision 0019).
     const READING: pulsar::Reading = pulsar::Reading::Inflated;
+    const KIND: &'static str = "sink";
 
     fn attempt<'a>(
         &'a mut self,
