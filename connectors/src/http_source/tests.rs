@@ -481,3 +481,29 @@ async fn with_a_signature_secret_only_signed_recent_requests_pass() {
     assert_eq!(good.await.unwrap().0, 200);
     source.close().await;
 }
+
+#[tokio::test]
+async fn a_client_hears_200_while_the_next_read_waits_for_requests() {
+    let mut source = HttpSource::open(config(&[]), &SourceContext::default())
+        .await
+        .unwrap();
+    let addr = source.local_addr;
+    let committer = source.committer();
+    let first = tokio::spawn(post(addr, "/", JSON, r#"{"n":1}"#));
+    let batch = source.read().await.unwrap().unwrap();
+    // The next read waits for a request; meanwhile the first batch becomes
+    // durable, and its client hears 200 before any other request comes.
+    let (next, answered) = tokio::join!(source.read(), async {
+        committer.commit(batch.checkpoint.unwrap()).await.unwrap();
+        let answered = first.await.unwrap();
+        let second = tokio::spawn(post(addr, "/", JSON, r#"{"n":2}"#));
+        (answered, second)
+    });
+    let ((status, text), second) = answered;
+    assert_eq!(status, 200, "{text}");
+    let next = next.unwrap().unwrap();
+    assert_eq!(next.records[0].value.as_deref(), Some(&br#"{"n":2}"#[..]));
+    committer.commit(next.checkpoint.unwrap()).await.unwrap();
+    assert_eq!(second.await.unwrap().0, 200);
+    source.close().await;
+}
