@@ -180,6 +180,23 @@ impl<'a> ConfigReader<'a> {
         }
     }
 
+    /// Two strings set together, as a certificate and its key: both or
+    /// neither; one alone is an error at the other.
+    pub fn pair(&self, first: &str, second: &str) -> Option<(String, String)> {
+        match (self.string(first), self.string(second)) {
+            (Some(a), Some(b)) => Some((a, b)),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.error(second, format!("is required with {first}"));
+                None
+            }
+            (None, Some(_)) => {
+                self.error(first, format!("is required with {second}"));
+                None
+            }
+        }
+    }
+
     /// A string that must be present.
     pub fn required_string(&self, key: &str) -> Option<String> {
         let value = self.string(key);

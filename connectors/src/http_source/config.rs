@@ -210,18 +210,8 @@ fn credentials(r: &ConfigReader<'_>, host: &str) -> (Option<Secret>, Option<Secr
 
 /// `tlsCertFile` and `tlsKeyFile`, set together.
 fn tls_files(r: &ConfigReader<'_>) -> Option<(PathBuf, PathBuf)> {
-    match (r.string("tlsCertFile"), r.string("tlsKeyFile")) {
-        (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
-        (None, None) => None,
-        (Some(_), None) => {
-            r.error("tlsKeyFile", "is required with tlsCertFile");
-            None
-        }
-        (None, Some(_)) => {
-            r.error("tlsCertFile", "is required with tlsKeyFile");
-            None
-        }
-    }
+    r.pair("tlsCertFile", "tlsKeyFile")
+        .map(|(cert, key)| (PathBuf::from(cert), PathBuf::from(key)))
 }
 
 #[cfg(test)]

@@ -399,6 +399,30 @@ pub(crate) async fn published_roots(
     Ok(Some(rows.iter().map(|r| r.get::<_, u32>(0)).collect()))
 }
 
+/// The rows of a simple query's answer.
+pub(crate) fn rows(
+    messages: Vec<tokio_postgres::SimpleQueryMessage>,
+) -> Vec<tokio_postgres::SimpleQueryRow> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The bytes of text the values of `rows` hold: what a read of them cost.
+pub(crate) fn text_bytes(rows: &[tokio_postgres::SimpleQueryRow]) -> u64 {
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|c| r.get(c).map_or(0, str::len) as u64)
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,18 +230,9 @@ fn tls_settings(r: &ConfigReader<'_>) -> TlsSettings {
             "is required with verify-ca and verify-full: the CA certificate (PEM) that signed the server's certificate",
         );
     }
-    let client_cert = match (r.string("database.sslcert"), r.string("database.sslkey")) {
-        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
-        (None, None) => None,
-        (Some(_), None) => {
-            r.error("database.sslkey", "is required with database.sslcert");
-            None
-        }
-        (None, Some(_)) => {
-            r.error("database.sslcert", "is required with database.sslkey");
-            None
-        }
-    };
+    let client_cert = r
+        .pair("database.sslcert", "database.sslkey")
+        .map(|(cert, key)| (cert.into(), key.into()));
     if mode == SslMode::Disable && (root_cert.is_some() || client_cert.is_some()) {
         r.error(
             "database.sslmode",

@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::{Client, SimpleQueryRow};
 
-use super::catalog::{Table, pg_error, quote_ident};
+use super::catalog::{Table, pg_error, quote_ident, rows, text_bytes};
 use super::config::PostgresCdcConfig;
 use super::events::{Op, Origin, record, row};
 use super::pgoutput::Datum;
@@ -84,21 +84,8 @@ impl Snapshot {
             .simple_query(&format!("FETCH {asked} FROM {CURSOR}"))
             .await
             .map_err(|e| pg_error(&format!("read {}.{}", table.schema, table.name), e))?;
-        let rows: Vec<SimpleQueryRow> = messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => Some(r),
-                _ => None,
-            })
-            .collect();
-        let bytes: u64 = rows
-            .iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|c| r.get(c).map_or(0, str::len) as u64)
-                    .sum::<u64>()
-            })
-            .sum();
+        let rows = rows(messages);
+        let bytes = text_bytes(&rows);
         self.next_fetch = rows_per_fetch(rows.len(), bytes, self.chunk_bytes, self.fetch_size);
         let last = (rows.len() as u64) < asked;
         Ok((rows, last))

@@ -21,7 +21,7 @@ use std::time::Instant;
 use tokio_postgres::{Client, SimpleQueryRow};
 use tracing::{info, warn};
 
-use super::catalog::{Table, pg_error, quote_ident};
+use super::catalog::{Table, pg_error, quote_ident, rows, text_bytes};
 use super::config::PostgresCdcConfig;
 use super::events::{Origin, TXID_PROPERTY};
 use super::read_events::ReadEvents;
@@ -387,14 +387,7 @@ impl Chunker {
         let started = Instant::now();
         let (seen, wal, found) = read_chunk(sql, &plan.select, &qualified).await?;
         let took = started.elapsed();
-        let bytes: u64 = found
-            .iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|c| r.get(c).map_or(0, str::len) as u64)
-                    .sum::<u64>()
-            })
-            .sum();
+        let bytes = text_bytes(&found);
         let (after, last_of_table) = match plan.next {
             // Keyed: after the last row read; the table ends when a chunk
             // comes back short.

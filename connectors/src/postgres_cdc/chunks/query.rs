@@ -1,22 +1,11 @@
 //! The SQL of a chunk: what a table holds, where its keys (or pages)
 //! end, what one chunk reads, and the read itself.
 
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::{Client, SimpleQueryRow};
 
-use super::super::catalog::{Table, parse_lsn, pg_error, quote_ident, quote_literal};
+use super::super::catalog::{Table, parse_lsn, pg_error, quote_ident, quote_literal, rows};
 use super::progress::{Seen, TableProgress};
 use crate::api::ConnectorError;
-
-/// The rows of a simple query's answer.
-pub(super) fn rows(messages: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .collect()
-}
 
 /// A row's values as text.
 pub(super) fn texts(row: &SimpleQueryRow) -> Vec<Option<String>> {
