@@ -113,6 +113,54 @@ pub struct SourceBatch {
     pub state: Option<String>,
 }
 
+/// Who published a record, and where it stands in that producer's stream.
+///
+/// A sequence counts only against the same producer's earlier ones
+/// (decision 0016), so the two travel together and a sink asks
+/// [`Origin::held`] for the pair it may deduplicate by: it is there only
+/// when the producer set a sequence under a name that can be kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    producer: String,
+    sequence: Option<Sequence>,
+}
+
+impl Origin {
+    /// The longest producer name whose sequences are held, in bytes: the
+    /// sinks' key columns hold 255 characters with the topic beside it.
+    pub const MAX_PRODUCER_NAME: usize = 200;
+
+    /// The producer's name as the broker recorded it, and the record's
+    /// `sluice.seq`, if it had one. sluice's sources keep one name across
+    /// restarts.
+    pub fn new(producer: impl Into<String>, sequence: Option<Sequence>) -> Self {
+        Self {
+            producer: producer.into(),
+            sequence,
+        }
+    }
+
+    /// The producer's name; empty when the broker recorded none.
+    pub fn producer(&self) -> &str {
+        &self.producer
+    }
+
+    /// The sequence the producer set, whether or not it is held.
+    pub fn sequence(&self) -> Option<Sequence> {
+        self.sequence
+    }
+
+    /// The producer and sequence the record is held to, when it carries a
+    /// sequence and its producer has a name that can be kept (not empty,
+    /// at most [`Self::MAX_PRODUCER_NAME`] bytes). Otherwise a sink holds
+    /// it to its message id alone.
+    pub fn held(&self) -> Option<(&str, Sequence)> {
+        let sequence = self.sequence?;
+        let named = !self.producer.is_empty() && self.producer.len() <= Self::MAX_PRODUCER_NAME;
+        named.then_some((self.producer.as_str(), sequence))
+    }
+}
+
 /// One record delivered to a sink.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SinkRecord {
@@ -129,13 +177,9 @@ pub struct SinkRecord {
     pub event_time_ms: Option<u64>,
     /// When the broker received the message, in milliseconds since the epoch.
     pub publish_time_ms: u64,
-    /// The `sluice.seq` property, when it has one: a place in its
-    /// producer's stream. It counts only against the same producer's
-    /// earlier sequences (decision 0016).
-    pub sequence: Option<Sequence>,
-    /// The name of the producer that published it, as the broker recorded
-    /// it. sluice's sources keep one name across restarts.
-    pub producer: String,
+    /// The producer that published it and, when the record carries
+    /// `sluice.seq`, its place in that producer's stream.
+    pub origin: Origin,
     /// The Pulsar message id, assigned by the broker: it grows along a
     /// topic partition.
     pub message_id: MessageId,

@@ -24,11 +24,12 @@ pub mod postgres_cdc;
 mod registry;
 pub mod secret_files;
 pub mod signature;
+pub mod state_file;
 pub mod time;
 pub mod tls;
 
 pub use api::{
-    BatchPolicy, Commit, ConnectorError, ErrorKind, Finding, Guarantee, Position, Prepare,
+    BatchPolicy, Commit, ConnectorError, ErrorKind, Finding, Guarantee, Origin, Position, Prepare,
     Prepared, RecordSchema, Sequence, Severity, Sink, SinkConnector, SinkContext, SinkRecord,
     Skips, SnapshotBoard, SnapshotReport, Source, SourceBatch, SourceConnector, SourceContext,
     SourceRecord, TableCopy, Written,

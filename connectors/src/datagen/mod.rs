@@ -162,17 +162,11 @@ async fn read_state(path: &Path) -> Result<u64, ConnectorError> {
     }
 }
 
-/// Replace the state file atomically: write a temporary file, fsync it,
-/// rename it over the old one.
+/// Replace the state file whole (see [`crate::state_file`]).
 async fn write_state(path: &Path, position: u64) -> Result<(), ConnectorError> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(position.to_string().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        crate::state_file::replace(&path, position.to_string().as_bytes())
     })
     .await
     .map_err(|e| ConnectorError::permanent("state writer panicked").with_source(e))?

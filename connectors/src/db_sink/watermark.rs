@@ -38,9 +38,6 @@ const SEQUENCE_COLUMNS: [&str; 5] = ["sink", "topic", "producer", "sequence", "m
 /// producer past it takes the place of the one that published least
 /// recently, which then can no longer have its republished records skipped.
 pub(crate) const MAX_PRODUCERS: usize = 64;
-/// Producer names longer than this have their sequences ignored: a key
-/// column of the table holds at most 255 characters on MySQL.
-const MAX_PRODUCER_NAME: usize = 200;
 
 /// A message id without its partition: (ledger, entry, batch index).
 type Id = (i64, i64, i64);
@@ -95,9 +92,10 @@ pub(crate) enum Verdict {
 /// The producer whose sequences a record is held to, when it has a
 /// sequence and a name that can be kept.
 fn tracked(record: &SinkRecord) -> Option<(&str, u128)> {
-    let seq = record.sequence?;
-    (!record.producer.is_empty() && record.producer.len() <= MAX_PRODUCER_NAME)
-        .then_some((record.producer.as_str(), seq.0))
+    record
+        .origin
+        .held()
+        .map(|(producer, seq)| (producer, seq.0))
 }
 
 impl Marks {
@@ -458,7 +456,7 @@ fn table(name: &str) -> TableName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Sequence;
+    use crate::api::{Origin, Sequence};
 
     fn record(topic: &str, seq: Option<u128>, id: &str) -> SinkRecord {
         from("source", topic, seq, id)
@@ -467,9 +465,8 @@ mod tests {
     fn from(producer: &str, topic: &str, seq: Option<u128>, id: &str) -> SinkRecord {
         SinkRecord {
             topic: topic.into(),
-            sequence: seq.map(Sequence),
+            origin: Origin::new(producer, seq.map(Sequence)),
             message_id: id.parse().unwrap(),
-            producer: producer.into(),
             ..SinkRecord::default()
         }
     }

@@ -101,7 +101,7 @@ fn line(record: &SinkRecord, out: &mut Vec<u8>) -> Result<(), ConnectorError> {
     let doc = serde_json::json!({
         "topic": record.topic,
         "key": record.key,
-        "seq": record.sequence.map(|s| s.to_string()),
+        "seq": record.origin.sequence().map(|s| s.to_string()),
         "value": value,
     });
     serde_json::to_writer(&mut *out, &doc)
@@ -148,14 +148,14 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Sequence;
+    use crate::api::{Origin, Sequence};
 
     fn record(value: &[u8]) -> SinkRecord {
         SinkRecord {
             topic: "persistent://public/default/t".into(),
             key: Some("{\"id\":1}".into()),
             value: Some(value.to_vec()),
-            sequence: Some(Sequence(7)),
+            origin: Origin::new("p", Some(Sequence(7))),
             message_id: "1:2:-1:-1".parse().unwrap(),
             ..SinkRecord::default()
         }

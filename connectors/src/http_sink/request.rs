@@ -176,11 +176,9 @@ pub(super) fn record_json(record: &SinkRecord) -> serde_json::Value {
 /// another record (decision 0016). Without a sequence, the message id names
 /// it across redeliveries.
 pub(super) fn idempotency_key(record: &SinkRecord) -> String {
-    match record.sequence {
-        Some(seq) if !record.producer.is_empty() => {
-            format!("{}/seq/{}/{seq}", record.topic, escaped(&record.producer))
-        }
-        _ => format!("{}/id/{}", record.topic, record.message_id),
+    match record.origin.held() {
+        Some((producer, seq)) => format!("{}/seq/{}/{seq}", record.topic, escaped(producer)),
+        None => format!("{}/id/{}", record.topic, record.message_id),
     }
 }
 

@@ -1,7 +1,7 @@
 use super::redact::*;
 use super::request::*;
 use super::*;
-use crate::api::Sequence;
+use crate::api::{Origin, Sequence};
 
 #[test]
 fn an_answer_that_echoes_the_request_keeps_no_header_value() {
@@ -57,8 +57,7 @@ fn the_idempotency_key_names_the_producer_of_a_sequence() {
     let mut r = SinkRecord {
         topic: "persistent://public/default/orders".into(),
         message_id: "7:3:-1:-1".parse().unwrap(),
-        sequence: Some(Sequence(42)),
-        producer: "public/retail/orders-cdc".into(),
+        origin: Origin::new("public/retail/orders-cdc", Some(Sequence(42))),
         ..SinkRecord::default()
     };
     assert_eq!(
@@ -67,12 +66,20 @@ fn the_idempotency_key_names_the_producer_of_a_sequence() {
     );
     // Another producer's same sequence is another record.
     let other = SinkRecord {
-        producer: "sluice-x".into(),
+        origin: Origin::new("sluice-x", Some(Sequence(42))),
         ..r.clone()
     };
     assert_ne!(idempotency_key(&other), idempotency_key(&r));
     assert_eq!(escaped("a b/é"), "a%20b%2F%C3%A9");
-    r.sequence = None;
+    // A name too long to keep is held to its message id, as is a record
+    // without a sequence.
+    let long = "p".repeat(Origin::MAX_PRODUCER_NAME + 1);
+    r.origin = Origin::new(long, Some(Sequence(42)));
+    assert_eq!(
+        idempotency_key(&r),
+        "persistent://public/default/orders/id/7:3:-1:-1"
+    );
+    r.origin = Origin::new("public/retail/orders-cdc", None);
     assert_eq!(
         idempotency_key(&r),
         "persistent://public/default/orders/id/7:3:-1:-1"

@@ -157,24 +157,14 @@ pub(crate) fn open(
     })
 }
 
-/// Write the journal at `path` anew, holding `entries`, through a file
-/// beside it that is synced and renamed over it.
+/// Write the journal at `path` anew, holding `entries` (see
+/// [`crate::state_file`]).
 fn rewrite(path: &Path, last_given: u64, entries: &[Entry]) -> std::io::Result<()> {
     let mut text = format!("given {last_given}\n");
     for entry in entries {
         text.push_str(&entry.line());
     }
-    let fresh = path.with_extension("idempotency.new");
-    {
-        let mut f = std::fs::File::create(&fresh)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&fresh, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::state_file::replace(path, text.as_bytes())
 }
 
 impl Journal {

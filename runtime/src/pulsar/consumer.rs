@@ -9,7 +9,7 @@ use magnetar::MessageId;
 use magnetar::proto::SubscribeRequest;
 use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
 use magnetar::runtime_tokio as rt;
-use sluice_connectors::{Sequence, SinkRecord};
+use sluice_connectors::{Origin, Sequence, SinkRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{info, warn};
 
@@ -386,9 +386,8 @@ fn received(
             properties,
             event_time_ms: event_time.filter(|t| *t > 0),
             publish_time_ms: msg.metadata.publish_time,
-            sequence,
+            origin: Origin::new(msg.metadata.producer_name.as_str(), sequence),
             message_id: message_id(&msg.message_id),
-            producer: msg.metadata.producer_name.clone(),
             value_schema: None,
         },
         handle: AckHandle {

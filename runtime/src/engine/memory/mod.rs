@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sluice_connectors::{Sequence, SinkRecord, SourceRecord};
+use sluice_connectors::{Origin, Sequence, SinkRecord, SourceRecord};
 use tokio::sync::watch;
 
 mod clients;
@@ -287,8 +287,7 @@ fn sink_record(topic: &str, index: usize, m: &Stored) -> SinkRecord {
         properties,
         event_time_ms: r.event_time_ms,
         publish_time_ms: 1,
-        sequence: r.sequence,
-        producer: m.producer.clone(),
+        origin: Origin::new(m.producer.as_str(), r.sequence),
         message_id: sluice_connectors::api::MessageId {
             ledger: 0,
             entry: index as u64,
