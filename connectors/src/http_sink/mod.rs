@@ -298,10 +298,7 @@ async fn send_lane(
     let config = requests.config;
     let mut out = LaneOutcome::default();
     for group in records.chunks(config.request_batch_size) {
-        let (headers, body) = match group {
-            [one] => requests.of(&batch[*one]),
-            many => requests.of_many(many.iter().map(|&i| &batch[i])),
-        };
+        let (headers, body) = requests.of_group(batch, group);
         let first = &batch[group[0]].message_id;
         let mut attempt = 0;
         loop {

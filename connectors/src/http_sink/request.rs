@@ -78,6 +78,21 @@ impl Requests<'_> {
     /// the request's own idempotency key are left out: a group may be made
     /// differently when the records come again, so receivers deduplicate by
     /// each item's key.
+    /// The request for a group of a batch's records: with
+    /// `requestBatchSize` over 1 its body is an array, even of one record
+    /// (the last of a lane, or one tried alone after its request was
+    /// refused), so a receiver of arrays always gets one.
+    pub(super) fn of_group(
+        &self,
+        batch: &[SinkRecord],
+        group: &[usize],
+    ) -> (Vec<(HeaderName, HeaderValue)>, Bytes) {
+        match group {
+            [one] if self.config.request_batch_size == 1 => self.of(&batch[*one]),
+            many => self.of_many(many.iter().map(|&i| &batch[i])),
+        }
+    }
+
     pub(super) fn of_many<'r>(
         &self,
         records: impl Iterator<Item = &'r SinkRecord>,

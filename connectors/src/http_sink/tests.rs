@@ -152,3 +152,42 @@ fn one_key_keeps_one_lane() {
         .collect();
     assert!(spread.len() > 4, "keys spread over lanes: {spread:?}");
 }
+
+#[test]
+fn over_one_record_per_request_even_a_lone_record_goes_as_an_array() {
+    let config = |size: i64| {
+        let configs: crate::config::ConfigMap = [
+            (
+                "url",
+                crate::config::ConfigValue::String("http://127.0.0.1:1/".into()),
+            ),
+            ("requestBatchSize", crate::config::ConfigValue::Int(size)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        HttpSinkConfig::from_configs(&configs).0.expect("valid")
+    };
+    let batch = vec![SinkRecord {
+        value: Some(br#"{"n":1}"#.to_vec()),
+        message_id: "7:3:-1:-1".parse().unwrap(),
+        ..SinkRecord::default()
+    }];
+    let body = |config: &HttpSinkConfig| {
+        let requests = Requests {
+            config,
+            headers: &[],
+            content_type_set: false,
+        };
+        let (_, body) = requests.of_group(&batch, &[0]);
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    let batched = body(&config(3));
+    assert_eq!(batched.as_array().map(Vec::len), Some(1), "{batched}");
+    assert_eq!(batched[0]["value"]["n"], 1);
+    assert_eq!(
+        body(&config(1))["n"],
+        1,
+        "one per request: the value itself"
+    );
+}
