@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// Debezium's placeholder for an unchanged TOAST value that Postgres did not
 /// send. A sink leaves such a column untouched.
@@ -50,24 +50,6 @@ impl Op {
             .find(|(_, c)| *c == code)
             .map(|(op, _)| *op)
     }
-}
-
-/// An envelope: the row before and after the change, `source` (where it
-/// came from, with at least `table`), the op and when it was made.
-pub(crate) fn envelope(
-    op: Op,
-    before: Option<Value>,
-    after: Option<Value>,
-    source: Value,
-    ts_ms: u64,
-) -> Value {
-    json!({
-        "before": before,
-        "after": after,
-        "source": source,
-        "op": op.code(),
-        "ts_ms": ts_ms,
-    })
 }
 
 /// What the sink reads of an envelope.
@@ -172,6 +154,8 @@ pub(crate) fn parse_row(bytes: &[u8]) -> Result<Map<String, Value>, &'static str
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

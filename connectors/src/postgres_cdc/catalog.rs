@@ -30,9 +30,30 @@ pub(crate) struct Table {
     pub(crate) keyed: bool,
     /// The schema of the table's events, shared by all its records.
     pub(crate) event_schema: Arc<RecordSchema>,
+    /// Column indices in the order an event's row object writes them (by
+    /// name, as serde_json's map orders keys); see [`Table::ordered`].
+    pub(crate) by_name: Vec<usize>,
+    /// Key column indices in the order the key object writes them.
+    pub(crate) key_by_name: Vec<usize>,
 }
 
 impl Table {
+    /// The table with [`Table::by_name`] and [`Table::key_by_name`] set
+    /// from its columns and key.
+    pub(crate) fn ordered(mut self) -> Self {
+        let columns = &self.columns;
+        let by_name = |indices: &mut Vec<usize>| {
+            indices.sort_by(|&a, &b| columns[a].cmp(&columns[b]));
+        };
+        let mut order: Vec<usize> = (0..columns.len()).collect();
+        by_name(&mut order);
+        let mut key_order = self.key.clone();
+        by_name(&mut key_order);
+        self.by_name = order;
+        self.key_by_name = key_order;
+        self
+    }
+
     /// `<prefix>.<schema>.<table>`.
     pub(crate) fn topic(&self, prefix: &str) -> String {
         topic_of(prefix, &self.schema, &self.name)
@@ -309,7 +330,10 @@ pub(crate) fn table(
         key,
         keyed,
         event_schema,
+        by_name: Vec::new(),
+        key_by_name: Vec::new(),
     }
+    .ordered()
 }
 
 /// `X/Y` as a number.

@@ -13,21 +13,14 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::catalog::{Table, format_lsn};
-use super::events::{LSN_PROPERTY, Origin, TXID_PROPERTY, source};
-use super::types::{Kind, convert};
+use super::events::{LSN_PROPERTY, Origin, TXID_PROPERTY, source, write_json, write_value};
 use crate::api::{Sequence, SourceRecord};
 use crate::debezium::Op;
 
 /// Writes one table's snapshot rows, taken at one point, as records.
 pub(crate) struct ReadEvents<'a> {
     table: &'a Table,
-    /// Column indices in the order an envelope's row writes them.
-    order: Vec<usize>,
-    /// Key column indices in the order the key writes them.
-    key_order: Vec<usize>,
     /// Everything after the row: `,"before":null,...,"ts_ms":N}`.
     tail: Vec<u8>,
     topic: String,
@@ -46,13 +39,6 @@ impl<'a> ReadEvents<'a> {
         origin: Origin,
         now_ms: u64,
     ) -> Self {
-        let by_name = |indices: &mut Vec<usize>| {
-            indices.sort_by(|&a, &b| table.columns[a].cmp(&table.columns[b]));
-        };
-        let mut order: Vec<usize> = (0..table.columns.len()).collect();
-        by_name(&mut order);
-        let mut key_order = table.key.clone();
-        by_name(&mut key_order);
         let source = source(prefix, db, table, origin);
         let tail = format!(
             ",\"before\":null,\"op\":\"{}\",\"source\":{source},\"ts_ms\":{now_ms}}}",
@@ -61,8 +47,6 @@ impl<'a> ReadEvents<'a> {
         .into_bytes();
         Self {
             table,
-            order,
-            key_order,
             tail,
             topic: table.topic(prefix),
             properties: vec![
@@ -80,11 +64,11 @@ impl<'a> ReadEvents<'a> {
     pub(crate) fn record(&mut self, values: &[Option<&str>]) -> SourceRecord {
         let mut value = Vec::with_capacity(self.width + self.tail.len() + 16);
         value.extend_from_slice(b"{\"after\":");
-        self.object(&self.order, values, &mut value);
+        self.object(&self.table.by_name, values, &mut value);
         value.extend_from_slice(&self.tail);
         self.width = value.len();
         let mut key = Vec::with_capacity(64);
-        self.object(&self.key_order, values, &mut key);
+        self.object(&self.table.key_by_name, values, &mut key);
         SourceRecord {
             topic: Some(self.topic.clone()),
             // Only valid UTF-8 went in: &str values, serde_json's escapes.
@@ -104,7 +88,7 @@ impl<'a> ReadEvents<'a> {
             if n > 0 {
                 out.push(b',');
             }
-            write_str(&self.table.columns[i], out);
+            write_json(self.table.columns[i].as_str(), out);
             out.push(b':');
             match values.get(i).copied().flatten() {
                 None => out.extend_from_slice(b"null"),
@@ -115,43 +99,15 @@ impl<'a> ReadEvents<'a> {
     }
 }
 
-/// A JSON string, escaped as serde_json escapes it.
-fn write_str(text: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
-}
-
-/// A column's text as the JSON value [`convert`] makes of it, written
-/// without building the value for the common kinds.
-fn write_value(kind: &Kind, text: &str, out: &mut Vec<u8>) {
-    match kind {
-        Kind::Decimal | Kind::Text | Kind::Json => write_str(text, out),
-        Kind::Int => match text.parse::<i64>() {
-            Ok(n) => {
-                let _ = serde_json::to_writer(&mut *out, &n);
-            }
-            Err(_) => write_str(text, out),
-        },
-        Kind::Bool => match text {
-            "t" | "true" => out.extend_from_slice(b"true"),
-            "f" | "false" => out.extend_from_slice(b"false"),
-            _ => write_str(text, out),
-        },
-        _ => {
-            let value: Value = convert(kind, text);
-            let _ = serde_json::to_writer(&mut *out, &value);
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::api::RecordSchema;
-    use crate::postgres_cdc::events::{record, row};
+    use crate::postgres_cdc::events::record;
     use crate::postgres_cdc::pgoutput::Datum;
+    use crate::postgres_cdc::types::Kind;
 
-    fn table(key: Vec<usize>, keyed: bool) -> Table {
+    pub(crate) fn table(key: Vec<usize>, keyed: bool) -> Table {
         Table {
             schema: "public".into(),
             name: "orders \"x\"".into(),
@@ -189,10 +145,13 @@ mod tests {
                 key: String::new(),
                 value: String::new(),
             }),
+            by_name: Vec::new(),
+            key_by_name: Vec::new(),
         }
+        .ordered()
     }
 
-    fn rows() -> Vec<Vec<Option<&'static str>>> {
+    pub(crate) fn rows() -> Vec<Vec<Option<&'static str>>> {
         vec![
             vec![
                 Some("z"),
@@ -271,7 +230,7 @@ mod tests {
                         &t,
                         Op::Read,
                         None,
-                        Some(row(&t, &datums)),
+                        Some(&datums),
                         origin,
                         1_800_000_000_000,
                     );

@@ -8,7 +8,7 @@ use tokio_postgres::{Client, SimpleQueryRow};
 
 use super::catalog::{Table, pg_error, quote_ident, rows, text_bytes};
 use super::config::PostgresCdcConfig;
-use super::events::{Op, Origin, record, row};
+use super::events::{Op, Origin, record};
 use super::pgoutput::Datum;
 use crate::api::{ConnectorError, SourceBatch};
 
@@ -155,7 +155,6 @@ impl Snapshot {
                         None => Datum::Null,
                     })
                     .collect();
-                let after = row(table, &datums);
                 // Snapshot rows sort before every streamed change: their
                 // sequence is below the consistent point.
                 let origin = Origin {
@@ -173,7 +172,7 @@ impl Snapshot {
                     table,
                     Op::Read,
                     None,
-                    Some(after),
+                    Some(&datums),
                     origin,
                     now_ms,
                 ));

@@ -3,6 +3,7 @@
 //! boundaries.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use tokio_postgres::Client;
@@ -10,7 +11,7 @@ use tracing::debug;
 
 use super::catalog::{self, Table, pg_error};
 use super::config::PostgresCdcConfig;
-use super::events::{Op, Origin, key_changed, pg_time_to_unix_ms, record, row};
+use super::events::{Op, Origin, key_changed, pg_time_to_unix_ms, record};
 use super::pgoutput::{self, Datum, Message, OldKind, OldTuple, Relation};
 use super::types::Types;
 use crate::api::{ConnectorError, Position, SourceBatch, SourceRecord};
@@ -29,7 +30,9 @@ struct Txn {
 /// What the stream has seen so far.
 pub(crate) struct StreamState {
     /// Relation OID to its table; `None` for a table the config does not select.
-    relations: HashMap<u32, Option<Table>>,
+    /// Shared with the changes being made: a change holds its table while
+    /// the stream state is borrowed mutably to record it.
+    relations: HashMap<u32, Option<Arc<Table>>>,
     txn: Option<Txn>,
     pending: Vec<SourceRecord>,
     /// Payload bytes of `pending`.
@@ -245,9 +248,9 @@ impl StreamState {
         Ok(None)
     }
 
-    fn table(&self, relation: u32) -> Result<Option<&Table>, ConnectorError> {
+    fn table(&self, relation: u32) -> Result<Option<Arc<Table>>, ConnectorError> {
         match self.relations.get(&relation) {
-            Some(t) => Ok(t.as_ref()),
+            Some(t) => Ok(t.clone()),
             None => Err(ConnectorError::permanent(format!(
                 "a change for relation {relation} arrived before its Relation message"
             ))),
@@ -259,8 +262,8 @@ impl StreamState {
         config: &PostgresCdcConfig,
         table: &Table,
         op: Op,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
+        before: Option<&[Datum]>,
+        after: Option<&[Datum]>,
         lsn: u64,
     ) -> Result<(), ConnectorError> {
         let Some(txn) = self.txn.as_mut() else {
@@ -303,29 +306,27 @@ impl StreamState {
         match message {
             Message::Relation(r) => {
                 let table = relation_table(&r, sql, config, types).await?;
-                self.relations.insert(r.id, table);
+                self.relations.insert(r.id, table.map(Arc::new));
             }
             Message::Type { .. } => *types = catalog::load_types(sql).await?,
             Message::Insert { relation, new } => {
-                if let Some(table) = self.table(relation)?.cloned() {
-                    let after = row(&table, &new);
-                    self.push(config, &table, Op::Create, None, Some(after), lsn)?;
+                if let Some(table) = self.table(relation)? {
+                    self.push(config, &table, Op::Create, None, Some(&new), lsn)?;
                 }
             }
             Message::Update { relation, old, new } => {
-                if let Some(table) = self.table(relation)?.cloned() {
+                if let Some(table) = self.table(relation)? {
                     self.update(config, &table, old, new, lsn)?;
                 }
             }
             Message::Delete { relation, old } => {
-                if let Some(table) = self.table(relation)?.cloned() {
-                    let before = row(&table, &old.tuple);
-                    self.push(config, &table, Op::Delete, Some(before), None, lsn)?;
+                if let Some(table) = self.table(relation)? {
+                    self.push(config, &table, Op::Delete, Some(&old.tuple), None, lsn)?;
                 }
             }
             Message::Truncate { relations, .. } => {
                 for relation in relations {
-                    if let Some(table) = self.table(relation)?.cloned() {
+                    if let Some(table) = self.table(relation)? {
                         self.push(config, &table, Op::Truncate, None, None, lsn)?;
                     }
                 }
@@ -359,26 +360,25 @@ impl StreamState {
                 }
             }
         }
-        let after = row(table, &new);
+        let after = Some(new.as_slice());
         match old {
             // The key changed: Postgres sent the old key. As
             // Debezium does, that is a delete of the old key and
             // a create of the new one.
             Some(o) if o.kind == OldKind::Key => {
-                let before = row(table, &o.tuple);
-                self.push(config, table, Op::Delete, Some(before), None, lsn)?;
-                self.push(config, table, Op::Create, None, Some(after), lsn)?;
+                self.push(config, table, Op::Delete, Some(&o.tuple), None, lsn)?;
+                self.push(config, table, Op::Create, None, after, lsn)?;
             }
             Some(o) => {
-                let before = row(table, &o.tuple);
-                if key_changed(table, &before, &after) {
-                    self.push(config, table, Op::Delete, Some(before), None, lsn)?;
-                    self.push(config, table, Op::Create, None, Some(after), lsn)?;
+                let before = Some(o.tuple.as_slice());
+                if key_changed(table, &o.tuple, &new) {
+                    self.push(config, table, Op::Delete, before, None, lsn)?;
+                    self.push(config, table, Op::Create, None, after, lsn)?;
                 } else {
-                    self.push(config, table, Op::Update, Some(before), Some(after), lsn)?;
+                    self.push(config, table, Op::Update, before, after, lsn)?;
                 }
             }
-            None => self.push(config, table, Op::Update, None, Some(after), lsn)?,
+            None => self.push(config, table, Op::Update, None, after, lsn)?,
         }
         Ok(())
     }
