@@ -15,11 +15,6 @@ use sluice_runtime::{engine, http, pulsar};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// mimalloc 2 rather than the system's allocator: the row paths allocate
-/// per value, and it cut sluice's CPU per row (decision record 0025).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use magnetar::proto::pb::command_subscribe::InitialPosition;
 use serde_json::Value;
-use sluice_tests::cdc::{LONG, cdc, drop_slot, replay};
+use sluice_tests::cdc::{LONG, cdc, drop_slot, effectively_once_turn, replay};
 use sluice_tests::{PULSAR_URL, Sluice, file_events, message_parts, pg, unique, wait_for};
 
 const BIG: i64 = 30_000;
@@ -286,6 +286,7 @@ async fn a_snapshot_killed_twice_resumes_and_ends_equal_at_least_once() -> anyho
 
 #[tokio::test]
 async fn a_snapshot_killed_twice_resumes_and_ends_equal_effectively_once() -> anyhow::Result<()> {
+    let _turn = effectively_once_turn().await;
     resumes_after_kills("EFFECTIVELY_ONCE").await
 }
 
@@ -594,6 +595,7 @@ async fn a_requested_snapshot_killed_resumes_and_ends_equal_at_least_once() -> a
 #[tokio::test]
 async fn a_requested_snapshot_killed_resumes_and_ends_equal_effectively_once() -> anyhow::Result<()>
 {
+    let _turn = effectively_once_turn().await;
     a_requested_snapshot_resumes_after_a_kill("EFFECTIVELY_ONCE").await
 }
 

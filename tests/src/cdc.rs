@@ -27,6 +27,16 @@ pub struct Cdc {
     pub config: String,
 }
 
+/// A turn to run an EFFECTIVELY_ONCE source named `cdc` in public/default.
+/// Such sources share one progress topic (`sluice-offsets.cdc`) and its
+/// exclusive producer, so two tests running them at once in one binary
+/// would make one wait as the other's standby, or, after a kill, recover
+/// the other's progress. A test that runs one holds its turn throughout.
+pub async fn effectively_once_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 /// A CDC pipeline over database `db` into a file, with extra source configs.
 pub fn cdc(db: &str, guarantee: &str, extra: &str) -> anyhow::Result<Cdc> {
     let prefix = db.replace('-', "_");
