@@ -72,12 +72,6 @@ impl Requests<'_> {
         (headers, body)
     }
 
-    /// The headers and body of a request that carries several records: a
-    /// JSON array of each record as `bodyFormat: record` shapes it, with its
-    /// idempotency key in `idempotencyKey`. Pulsar's per-record headers and
-    /// the request's own idempotency key are left out: a group may be made
-    /// differently when the records come again, so receivers deduplicate by
-    /// each item's key.
     /// The request for a group of a batch's records: with
     /// `requestBatchSize` over 1 its body is an array, even of one record
     /// (the last of a lane, or one tried alone after its request was
@@ -93,6 +87,12 @@ impl Requests<'_> {
         }
     }
 
+    /// The headers and body of a request that carries several records: a
+    /// JSON array of each record as `bodyFormat: record` shapes it, with its
+    /// idempotency key in `idempotencyKey`. Pulsar's per-record headers and
+    /// the request's own idempotency key are left out: a group may be made
+    /// differently when the records come again, so receivers deduplicate by
+    /// each item's key.
     pub(super) fn of_many<'r>(
         &self,
         records: impl Iterator<Item = &'r SinkRecord>,
