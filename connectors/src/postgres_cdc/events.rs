@@ -160,6 +160,24 @@ fn text_len(datum: &Datum) -> usize {
 /// an unchanged TOAST value as Debezium's placeholder, text that is not
 /// UTF-8 as `null`, and the rest as [`write_value`] converts it.
 fn write_row(table: &Table, indices: &[usize], datums: &[Datum], out: &mut Vec<u8>) {
+    write_object(table, indices, out, |i, out| match datums.get(i) {
+        None | Some(Datum::Null) => out.extend_from_slice(b"null"),
+        Some(Datum::Unchanged) => write_json(UNAVAILABLE, out),
+        Some(Datum::Text(bytes) | Datum::Binary(bytes)) => match std::str::from_utf8(bytes) {
+            Ok(text) => write_value(&table.kinds[i], text, out),
+            Err(_) => out.extend_from_slice(b"null"),
+        },
+    });
+}
+
+/// `{"name":value,...}` of the table's columns `indices`, in that order,
+/// each value written by `value(column index, out)`.
+pub(crate) fn write_object(
+    table: &Table,
+    indices: &[usize],
+    out: &mut Vec<u8>,
+    mut value: impl FnMut(usize, &mut Vec<u8>),
+) {
     out.push(b'{');
     for (n, &i) in indices.iter().enumerate() {
         if n > 0 {
@@ -167,14 +185,7 @@ fn write_row(table: &Table, indices: &[usize], datums: &[Datum], out: &mut Vec<u
         }
         write_json(table.columns[i].as_str(), out);
         out.push(b':');
-        match datums.get(i) {
-            None | Some(Datum::Null) => out.extend_from_slice(b"null"),
-            Some(Datum::Unchanged) => write_json(UNAVAILABLE, out),
-            Some(Datum::Text(bytes) | Datum::Binary(bytes)) => match std::str::from_utf8(bytes) {
-                Ok(text) => write_value(&table.kinds[i], text, out),
-                Err(_) => out.extend_from_slice(b"null"),
-            },
-        }
+        value(i, out);
     }
     out.push(b'}');
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use super::catalog::{Table, format_lsn};
-use super::events::{LSN_PROPERTY, Origin, TXID_PROPERTY, source, write_json, write_value};
+use super::events::{LSN_PROPERTY, Origin, TXID_PROPERTY, source, write_object, write_value};
 use crate::api::{Sequence, SourceRecord};
 use crate::debezium::Op;
 
@@ -83,19 +83,13 @@ impl<'a> ReadEvents<'a> {
 
     /// `{"name":value,...}` of the columns `indices`, in that order.
     fn object(&self, indices: &[usize], values: &[Option<&str>], out: &mut Vec<u8>) {
-        out.push(b'{');
-        for (n, &i) in indices.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            write_json(self.table.columns[i].as_str(), out);
-            out.push(b':');
+        let table = self.table;
+        write_object(table, indices, out, |i, out| {
             match values.get(i).copied().flatten() {
                 None => out.extend_from_slice(b"null"),
-                Some(text) => write_value(&self.table.kinds[i], text, out),
+                Some(text) => write_value(&table.kinds[i], text, out),
             }
-        }
-        out.push(b'}');
+        });
     }
 }
 
