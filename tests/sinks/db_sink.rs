@@ -482,3 +482,68 @@ async fn a_row_the_target_rejects_is_dead_lettered_and_its_neighbours_commit() -
     ensure!(sluice.interrupt().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_sink_that_dies_mid_entry_gets_the_rest_of_that_entry_again() -> anyhow::Result<()> {
+    // GIVEN 100 rows published as one batch: one entry of the topic
+    let name = unique("jdbc-mid-entry").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+        .await?;
+    let topic = sluice_tests::topic(&name);
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let producer = client
+        .producer(&topic)
+        .batching(100, 1 << 20)
+        .batching_max_publish_delay(Duration::from_secs(1))
+        .create()
+        .await?;
+    let sends: Vec<_> = (1..=100)
+        .map(|i| {
+            let row = json!({"id": i, "v": format!("row {i}")}).to_string();
+            producer.send(magnetar::OutgoingMessage::with_payload(row.into_bytes()).into())
+        })
+        .collect();
+    for send in sends {
+        send.await?;
+    }
+    // AND a last row in an entry of its own
+    let last = json!({"id": 101, "v": "row 101"}).to_string();
+    producer
+        .send(magnetar::OutgoingMessage::with_payload(last.into_bytes()).into())
+        .await?;
+    producer.close().await?;
+
+    // WHEN a sink of batches of 50, in order (Failover), writes the first
+    // half of the entry and dies before its second batch
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let config = sink_config(
+        port,
+        &topic,
+        &name,
+        "",
+        "      tableName: items\n      insertMode: UPSERT\n",
+    );
+    let sluice = Sluice::start_with(&dir, &config, port, &[("SLUICE_FAILPOINT", "sink-batch@2")])?;
+    let status = sluice.exit_status().await?;
+    let log = std::fs::read_to_string(dir.join("sluice.log"))?;
+    ensure!(
+        !status.success() && log.contains("failpoint sink-batch reached"),
+        "sluice did not die at its second batch:\n{log}"
+    );
+    let first = table(&db).await?.len();
+
+    // THEN, run again, it gets the entry's other half: its acknowledgement
+    // covered the rows written, not the entry they came in
+    let sluice = Sluice::start(&dir, &config, port)?;
+    wait_for_row(&db, 101).await.with_context(|| sluice.log())?;
+    let expected: Vec<(i32, String)> = (1..=101).map(|i| (i, format!("row {i}"))).collect();
+    assert_eq!(first, 50, "the first run wrote one batch");
+    assert_eq!(table(&db).await?, expected);
+    ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}

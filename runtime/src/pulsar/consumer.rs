@@ -547,29 +547,32 @@ impl Consumer {
         self.rx.try_recv().ok()
     }
 
-    /// Acknowledge messages: the broker will not deliver them again.
+    /// Acknowledge messages: the broker will not deliver them again. On a
+    /// Failover subscription the caller acknowledges every message it
+    /// receives, in the order received, and the acknowledgement is
+    /// cumulative where it can be (see `ack.rs`).
     pub async fn ack(&self, handles: &[AckHandle]) -> Result<(), PulsarError> {
+        let in_order = self.options.subscription_type == SubscriptionType::Failover;
         for (index, (topic, consumer)) in self.consumers.iter().enumerate() {
             let ids: Vec<MessageId> = handles
                 .iter()
                 .filter(|h| h.consumer == index)
                 .map(|h| h.id)
                 .collect();
+            let failed = |e| PulsarError::new(format!("acknowledge on {topic}"), e);
+            let (through, ids) = if in_order {
+                ack::split(&ids)
+            } else {
+                (None, ids)
+            };
+            if let Some(through) = through {
+                consumer.ack_cumulative(through).await.map_err(failed)?;
+            }
             if !ids.is_empty() {
-                consumer
-                    .ack_batch(ids)
-                    .await
-                    .map_err(|e| PulsarError::new(format!("acknowledge on {topic}"), e))?;
+                consumer.ack_batch(ids).await.map_err(failed)?;
             }
         }
         Ok(())
-    }
-
-    /// Ask the broker to deliver a message again after the nack delay.
-    pub fn nack(&self, handle: AckHandle) {
-        if let Some((_, consumer)) = self.consumers.get(handle.consumer) {
-            consumer.negative_ack(handle.id);
-        }
     }
 
     /// Stop receiving and close the subscription's consumers. Messages
@@ -584,5 +587,6 @@ impl Consumer {
     }
 }
 
+mod ack;
 #[cfg(test)]
 mod tests;
