@@ -181,9 +181,12 @@ impl Journal {
             let mut f = file
                 .lock()
                 .map_err(|_| std::io::Error::other("the journal's lock is poisoned"))?;
-            rewrite(&path, last_given, &entries)?;
+            let rewritten = rewrite(&path, last_given, &entries);
+            // The new file may be in place even when the rewrite failed
+            // after its rename (syncing the directory): appends go to the
+            // file at `path`, whichever it is, never to one renamed over.
             *f = std::fs::OpenOptions::new().append(true).open(&path)?;
-            Ok(())
+            rewritten
         })
         .await
         .map_err(std::io::Error::other)?
