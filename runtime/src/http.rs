@@ -49,19 +49,26 @@ async fn metrics(State(s): State<Statuses>) -> Response {
         .into_response()
 }
 
-/// Ready when every connector runs; otherwise a line per connector that
-/// does not, with its state and the error that stopped it.
+/// Ready when every connector runs or waits as a standby (it does what it
+/// should, and a deployment of an active instance and its standbys is
+/// whole), the body naming the standbys; otherwise a line per connector
+/// that does neither, with its state and the error that stopped it.
 async fn ready(State(s): State<Statuses>) -> Response {
+    let standbys: String = s
+        .iter()
+        .filter(|c| c.state() == RunState::Standby)
+        .map(|c| format!("{}: standby\n", c.name))
+        .collect();
     let not_running: Vec<String> = s
         .iter()
-        .filter(|c| c.state() != RunState::Running)
+        .filter(|c| !matches!(c.state(), RunState::Running | RunState::Standby))
         .map(|c| match c.last_error() {
             Some(e) => format!("{}: {}: {e}", c.name, c.state().as_str()),
             None => format!("{}: {}", c.name, c.state().as_str()),
         })
         .collect();
     if not_running.is_empty() {
-        (StatusCode::OK, "ready\n".to_owned()).into_response()
+        (StatusCode::OK, format!("ready\n{standbys}")).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -32,6 +32,8 @@ pub const BATCH_LATENCY: &str = "sluice_batch_latency_seconds";
 pub const SKIPPED: &str = "sluice_skipped_total";
 /// 1 while the connector runs.
 pub const UP: &str = "sluice_connector_up";
+/// 1 while the connector waits as a standby for another instance.
+pub const STANDBY: &str = "sluice_connector_standby";
 /// Rows a snapshot copied, per table.
 pub const SNAPSHOT_ROWS: &str = "sluice_snapshot_rows";
 /// Rows a table holds by its statistics, per table of a snapshot.
@@ -122,6 +124,14 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
     for s in statuses {
         let up = u8::from(s.state() == crate::engine::status::State::Running);
         let _ = writeln!(out, "{UP}{{{}}} {up}", labels(s));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {STANDBY} 1 while the connector waits as a standby for another instance.\n# TYPE {STANDBY} gauge"
+    );
+    for s in statuses {
+        let standby = u8::from(s.state() == crate::engine::status::State::Standby);
+        let _ = writeln!(out, "{STANDBY}{{{}}} {standby}", labels(s));
     }
     let _ = writeln!(
         out,

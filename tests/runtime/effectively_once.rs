@@ -348,6 +348,20 @@ async fn a_second_instance_waits_as_a_standby_and_takes_over() -> anyhow::Result
     .await
     .with_context(|| b.log())?;
     ensure!(generated(&state_b) == 0, "the standby published");
+    // AND it is ready, as a standby: a deployment of an active instance and
+    // its standbys is whole
+    let (code, ready) = b.get_status("/readyz").unwrap_or_default();
+    assert_eq!(
+        (code, ready.as_str()),
+        (200, format!("ready\n{name}: standby\n").as_str())
+    );
+    let metrics = b.get("/metrics").unwrap_or_default();
+    ensure!(
+        metrics.contains(&format!(
+            "sluice_connector_standby{{connector=\"{name}\",kind=\"source\"}} 1"
+        )),
+        "{metrics}"
+    );
 
     // WHEN the active one is killed half way
     wait_for("half the records", LONG, || {
