@@ -1,0 +1,34 @@
+{{/* The release's resources are named after it. */}}
+{{- define "sluice.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sluice.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sluice.labels" -}}
+{{ include "sluice.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: {{ .Values.role }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Refuse values that would deploy something broken. */}}
+{{- define "sluice.validate" -}}
+{{- if not (has .Values.role (list "source" "sink")) -}}
+{{- fail (printf "role must be source or sink, not %q" .Values.role) -}}
+{{- end -}}
+{{- if not (contains "${SLUICE_HTTP}" .Values.pipeline) -}}
+{{- fail "pipeline: set http.listen to ${SLUICE_HTTP}, so that the probes and Prometheus reach the port the chart opens" -}}
+{{- end -}}
+{{- if and .Values.autoscaling.enabled (eq .Values.role "source") -}}
+{{- fail "autoscaling is for sinks: a source has one active replica, and more only wait as standbys" -}}
+{{- end -}}
+{{- end -}}
