@@ -45,9 +45,11 @@ pub struct StatusArgs {
     /// `http.listen` is asked.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Or the address of its HTTP endpoints (`http://127.0.0.1:9464`).
+    /// Or the address of its HTTP endpoints (`http://127.0.0.1:9464`);
+    /// given again, the processes of one deployment (an active source and
+    /// its standbys, a sink's replicas), each shown under its address.
     #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
+    pub url: Vec<String>,
     /// Show it again every this many seconds, until interrupted.
     #[arg(long, value_name = "SECONDS")]
     pub watch: Option<u64>,

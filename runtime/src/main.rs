@@ -89,14 +89,19 @@ fn log_colour(setting: Option<&str>, no_color: bool, terminal: bool) -> bool {
     }
 }
 
-/// `sluice status`: ask the running sluice's `/connectors` and show it,
-/// once or every `--watch` seconds.
+/// `sluice status`: ask each running sluice's `/connectors` and show it,
+/// once or every `--watch` seconds. Once, a process that does not answer
+/// makes the exit status 1; the others are shown all the same.
 fn status(a: &sluice_runtime::cli::StatusArgs) -> ExitCode {
-    let base = match (&a.url, &a.config) {
-        (Some(url), _) => url.trim_end_matches('/').to_owned(),
-        (None, Some(path)) => match config::load_pipeline(path) {
+    let bases: Vec<String> = match &a.config {
+        _ if !a.url.is_empty() => a
+            .url
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect(),
+        Some(path) => match config::load_pipeline(path) {
             Ok(loaded) => match loaded.pipeline.http {
-                Some(addr) => format!("http://{addr}"),
+                Some(addr) => vec![format!("http://{addr}")],
                 None => {
                     eprintln!("error: {} sets no http.listen to ask", path.display());
                     return ExitCode::from(2);
@@ -104,39 +109,48 @@ fn status(a: &sluice_runtime::cli::StatusArgs) -> ExitCode {
             },
             Err(errors) => return config_failure(&errors),
         },
-        (None, None) => unreachable!("clap requires one"),
+        None => unreachable!("clap requires one"),
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(10)))
         .build()
         .into();
     loop {
-        let answer = agent
-            .get(format!("{base}/connectors"))
-            .call()
-            .map_err(|e| e.to_string())
-            .and_then(|mut r| {
-                let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
-                serde_json::from_str::<serde_json::Value>(&text).map_err(|e| e.to_string())
-            });
-        match answer {
-            Ok(connectors) => {
-                if a.watch.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                    // Clear the screen, and start at its top.
-                    print!("\x1b[2J\x1b[H");
-                }
-                print!("{}", sluice_runtime::status::render(&connectors));
-            }
-            Err(e) => {
-                eprintln!("error: cannot read {base}/connectors: {e}");
-                return ExitCode::from(1);
-            }
+        let answers: Vec<(String, Result<serde_json::Value, String>)> = bases
+            .iter()
+            .map(|base| (base.clone(), connectors_of(&agent, base)))
+            .collect();
+        if a.watch.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            // Clear the screen, and start at its top.
+            print!("\x1b[2J\x1b[H");
         }
+        let (text, unanswered) = match answers.as_slice() {
+            [(base, Err(e))] => {
+                eprintln!("error: cannot read {base}/connectors: {e}");
+                (String::new(), true)
+            }
+            _ => sluice_runtime::status::render_processes(&answers),
+        };
+        print!("{text}");
         let Some(every) = a.watch else {
-            return ExitCode::SUCCESS;
+            return if unanswered {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         };
         std::thread::sleep(std::time::Duration::from_secs(every.max(1)));
     }
+}
+
+/// What a running sluice's `/connectors` answers.
+fn connectors_of(agent: &ureq::Agent, base: &str) -> Result<serde_json::Value, String> {
+    let mut r = agent
+        .get(format!("{base}/connectors"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let text = r.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// A connector's file, with the broker settings its flags give.

@@ -58,6 +58,37 @@ pub fn render(connectors: &Value) -> String {
     out
 }
 
+/// What several processes' `/connectors` answered, each under its
+/// address; one process's answer alone, as [`render`] draws it. Also
+/// whether a process did not answer (it says why in its place).
+pub fn render_processes(answers: &[(String, Result<Value, String>)]) -> (String, bool) {
+    let mut out = String::new();
+    let mut unanswered = false;
+    for (base, answer) in answers {
+        let alone = answers.len() == 1;
+        if !alone {
+            let _ = writeln!(out, "{base}");
+        }
+        match answer {
+            Ok(connectors) if alone => out.push_str(&render(connectors)),
+            Ok(connectors) => {
+                for line in render(connectors).lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            Err(e) => {
+                unanswered = true;
+                let _ = writeln!(
+                    out,
+                    "{}cannot read {base}/connectors: {e}",
+                    if alone { "" } else { "  " }
+                );
+            }
+        }
+    }
+    (out, unanswered)
+}
+
 /// One table's bar: `[#####.....]  52% public.big 5,200 of ~10,000 rows`.
 fn table_line(t: &Value) -> String {
     let rows = t["rows"].as_u64().unwrap_or(0);
@@ -163,6 +194,32 @@ mod tests {
              \x20     chunk: 10240 rows read up to ('5000000'), waiting for the stream to pass 0/16B3F28\n\
              \x20 slot: 3.0 GiB of WAL held back, wal_status reserved\n"
         );
+    }
+
+    #[test]
+    fn several_processes_each_show_under_their_address_and_one_down_is_said() {
+        let active = json!([{"name": "orders-cdc", "kind": "source", "state": "running",
+            "records_in": 12, "records_out": 12, "last_error": null}]);
+        let standby = json!([{"name": "orders-cdc", "kind": "source", "state": "standby",
+            "records_in": 0, "records_out": 0, "last_error": null}]);
+        let (text, unanswered) = render_processes(&[
+            ("http://a:9464".to_owned(), Ok(active.clone())),
+            ("http://b:9464".to_owned(), Ok(standby)),
+            (
+                "http://c:9464".to_owned(),
+                Err("connection refused".to_owned()),
+            ),
+        ]);
+        assert_eq!(
+            text,
+            "http://a:9464\n  orders-cdc (source): running, 12 in, 12 out\n\
+             http://b:9464\n  orders-cdc (source): standby, 0 in, 0 out\n\
+             http://c:9464\n  cannot read http://c:9464/connectors: connection refused\n"
+        );
+        assert!(unanswered);
+        let (one, unanswered) = render_processes(&[("http://a:9464".to_owned(), Ok(active))]);
+        assert_eq!(one, "orders-cdc (source): running, 12 in, 12 out\n");
+        assert!(!unanswered);
     }
 
     #[test]

@@ -362,6 +362,19 @@ async fn a_second_instance_waits_as_a_standby_and_takes_over() -> anyhow::Result
         )),
         "{metrics}"
     );
+    // AND `sluice status` over both processes shows which one publishes
+    let shown = std::process::Command::new(sluice_tests::sluice_binary()?)
+        .args(["status", "--url", &format!("http://127.0.0.1:{port_a}")])
+        .args(["--url", &format!("http://127.0.0.1:{port_b}")])
+        .output()?;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    ensure!(shown.status.success(), "{text}");
+    for line in [
+        format!("http://127.0.0.1:{port_a}\n  {name} (source): running, "),
+        format!("http://127.0.0.1:{port_b}\n  {name} (source): standby, 0 in, 0 out\n"),
+    ] {
+        ensure!(text.contains(&line), "{line} not in:\n{text}");
+    }
 
     // WHEN the active one is killed half way
     wait_for("half the records", LONG, || {
