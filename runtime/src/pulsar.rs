@@ -42,6 +42,9 @@ pub struct PulsarError {
     context: String,
     message: String,
     retryable: bool,
+    /// The broker refused a producer because another holds the topic
+    /// (an exclusive producer, or one that fenced it out).
+    held_elsewhere: bool,
 }
 
 impl PulsarError {
@@ -50,6 +53,7 @@ impl PulsarError {
             context: context.into(),
             message: err.to_string(),
             retryable: true,
+            held_elsewhere: false,
         }
     }
 
@@ -59,6 +63,17 @@ impl PulsarError {
             context: "pulsar".into(),
             message: message.into(),
             retryable: true,
+            held_elsewhere: false,
+        }
+    }
+
+    /// A producer refused because another producer holds the topic.
+    pub fn held_elsewhere(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            message: message.into(),
+            retryable: true,
+            held_elsewhere: true,
         }
     }
 
@@ -67,12 +82,19 @@ impl PulsarError {
             context: context.into(),
             message: message.into(),
             retryable: false,
+            held_elsewhere: false,
         }
     }
 
     /// Whether trying again later can help.
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// Whether a producer was refused because another producer holds the
+    /// topic: for an EFFECTIVELY_ONCE source, another instance publishes.
+    pub fn is_held_elsewhere(&self) -> bool {
+        self.held_elsewhere
     }
 }
 

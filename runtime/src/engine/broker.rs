@@ -151,10 +151,7 @@ pub(crate) trait Consume: Send + 'static {
     /// A message if one is waiting.
     fn try_receive(&mut self) -> Option<Result<Received<Self::Handle>, PulsarError>>;
 
-    /// Acknowledge messages: durable ones, each batch of them once, and
-    /// batches in the order received. On a Failover subscription the
-    /// acknowledgement may be cumulative, so a message left out of every
-    /// batch would be taken with a later one.
+    /// Acknowledge messages.
     fn ack(&self, handles: &[Self::Handle])
     -> impl Future<Output = Result<(), PulsarError>> + Send;
 

@@ -547,29 +547,23 @@ impl Consumer {
         self.rx.try_recv().ok()
     }
 
-    /// Acknowledge messages: the broker will not deliver them again. On a
-    /// Failover subscription the caller acknowledges every message it
-    /// receives, in the order received, and the acknowledgement is
-    /// cumulative where it can be (see `ack.rs`).
+    /// Acknowledge messages, each on its own: the broker will not deliver
+    /// them again. Never cumulatively, even on a Failover subscription: the
+    /// client takes in entries it does not hand over (a compressed batch
+    /// it cannot read, the first chunk of a record still coming in), which
+    /// a cumulative acknowledgement of a later message would take with it.
     pub async fn ack(&self, handles: &[AckHandle]) -> Result<(), PulsarError> {
-        let in_order = self.options.subscription_type == SubscriptionType::Failover;
         for (index, (topic, consumer)) in self.consumers.iter().enumerate() {
             let ids: Vec<MessageId> = handles
                 .iter()
                 .filter(|h| h.consumer == index)
                 .map(|h| h.id)
                 .collect();
-            let failed = |e| PulsarError::new(format!("acknowledge on {topic}"), e);
-            let (through, ids) = if in_order {
-                ack::split(&ids)
-            } else {
-                (None, ids)
-            };
-            if let Some(through) = through {
-                consumer.ack_cumulative(through).await.map_err(failed)?;
-            }
             if !ids.is_empty() {
-                consumer.ack_batch(ids).await.map_err(failed)?;
+                consumer
+                    .ack_batch(ids)
+                    .await
+                    .map_err(|e| PulsarError::new(format!("acknowledge on {topic}"), e))?;
             }
         }
         Ok(())
@@ -587,6 +581,5 @@ impl Consumer {
     }
 }
 
-mod ack;
 #[cfg(test)]
 mod tests;

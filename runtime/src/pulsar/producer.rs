@@ -7,6 +7,7 @@ use futures_util::future::Either;
 use magnetar::OutgoingMessage;
 use magnetar::proto::CreateProducerRequest;
 use magnetar::proto::pb::ProducerAccessMode;
+use magnetar::proto::pb::ServerError;
 use magnetar::proto::types::CompressionKind;
 use magnetar::runtime_tokio as rt;
 use std::sync::Arc;
@@ -254,6 +255,10 @@ fn refused(topic: &str, options: &ProducerOptions, e: rt::ClientError) -> Pulsar
                  set the strategy (pulsar-admin namespaces set-schema-compatibility-strategy), or publish plain bytes with schemaType: BYTES"
             ),
         )
+    } else if matches!(&e, rt::ClientError::Broker { code, .. }
+        if *code == ServerError::ProducerBusy as i32 || *code == ServerError::ProducerFenced as i32)
+    {
+        PulsarError::held_elsewhere(context, e.to_string())
     } else {
         PulsarError::new(context, e)
     }

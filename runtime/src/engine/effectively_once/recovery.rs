@@ -51,10 +51,15 @@ pub(crate) async fn fence<B: Broker>(
             Ok(producer) => {
                 if waiting {
                     info!(connector = %def.name, "the other instance is gone; taking over");
+                    // Recovering and opening the source, no longer waiting.
+                    status.set_state(State::Starting);
                 }
                 return Ok(Some(producer));
             }
-            Err(e) if !e.is_retryable() => return Err(e.into()),
+            // Only another instance's producer makes this one a standby; any
+            // other failure (the broker down, a refused token) is the
+            // supervisor's, shown as such.
+            Err(e) if !e.is_held_elsewhere() => return Err(e.into()),
             Err(e) => {
                 if !waiting {
                     info!(connector = %def.name, reason = %e, "another instance publishes for this source; waiting as a standby");

@@ -77,6 +77,8 @@ struct Subscription {
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     pub(crate) connects: u32,
+    /// Producers refused, as a broker that is down refuses them.
+    pub(crate) producers: u32,
     pub(crate) publishes: u32,
     /// Publishes inside a transaction only.
     pub(crate) txn_publishes: u32,
@@ -320,14 +322,16 @@ impl Broker for Memory {
         options: &ProducerOptions,
     ) -> Result<MemProducer, PulsarError> {
         let mut state = self.state();
+        fault(&mut state.faults.producers, "create a producer")?;
         state.next_id += 1;
         let id = state.next_id;
         let t = state.topics.entry(topic.to_owned()).or_default();
         if options.access == Access::Exclusive {
             if t.exclusive.is_some() {
-                return Err(PulsarError::from_message(format!(
-                    "create a producer on {topic}: another exclusive producer is connected"
-                )));
+                return Err(PulsarError::held_elsewhere(
+                    format!("create a producer on {topic}"),
+                    "another exclusive producer is connected",
+                ));
             }
             t.exclusive = Some(id);
         }

@@ -110,6 +110,34 @@ async fn a_second_instance_waits_as_a_standby_until_the_first_lets_go() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn only_another_instances_producer_makes_a_standby() {
+    // A producer refused for another reason (the broker down) is a failure
+    // for the supervisor to show and retry, not a standby that reads ready.
+    let case = Case::new(0, 0, true);
+    case.broker.faults(|f| f.producers = 1);
+    let never = CancellationToken::new();
+    let instance = status("a");
+    let fenced = effectively_once::fence(&case.def, &case.broker, &instance, &never).await;
+    assert!(fenced.is_err_and(|e| e.to_string().contains("injected: create a producer failed")));
+    assert_ne!(instance.state(), State::Standby);
+    // A standby that takes over is starting until it runs.
+    let first = effectively_once::fence(&case.def, &case.broker, &status("b"), &never)
+        .await
+        .expect("fence");
+    let second = status("c");
+    let taking = effectively_once::fence(&case.def, &case.broker, &second, &never);
+    tokio::pin!(taking);
+    tokio::select! {
+        _ = &mut taking => panic!("took over while another instance holds the source"),
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+    assert_eq!(second.state(), State::Standby);
+    drop(first);
+    assert!(taking.await.expect("fence").is_some());
+    assert_eq!(second.state(), State::Starting);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_standby_stops_on_shutdown() {
     let case = Case::new(0, 0, true);
     let never = CancellationToken::new();
