@@ -421,7 +421,9 @@ pub struct SnapshotBoard {
 }
 
 impl SnapshotBoard {
-    /// The last report; `None` when the source took no snapshot.
+    /// The last report; `None` before the source made one (a source that
+    /// streams reports its slot's WAL, with no tables when it took no
+    /// snapshot).
     pub fn get(&self) -> Option<SnapshotReport> {
         self.report.lock().ok().and_then(|r| r.clone())
     }

@@ -213,6 +213,17 @@ async fn changes_arrive_in_commit_order_with_debezium_fields() -> anyhow::Result
     let tx = |i: usize| events[i].value["source"]["txId"].clone();
     assert_eq!((tx(1), tx(2)), (tx(3), tx(3)));
     assert_ne!(tx(0), tx(1));
+    // AND with no snapshot, what the slot holds back is shown all the same
+    let metrics = sluice.get("/metrics").unwrap_or_default();
+    for metric in [
+        "sluice_slot_wal_retained_bytes{connector=\"cdc\",kind=\"source\"} ",
+        "sluice_slot_wal_status{connector=\"cdc\",kind=\"source\",status=\"reserved\"} 1",
+    ] {
+        ensure!(
+            metrics.lines().any(|l| l.starts_with(metric)),
+            "{metric} not in:\n{metrics}"
+        );
+    }
     ensure!(sluice.interrupt().await?.success());
     drop_slot(&db, &p.prefix).await;
     Ok(())

@@ -76,6 +76,29 @@ impl Reporter {
         Ok(())
     }
 
+    /// While the source streams with no snapshot copying: every [`EVERY`],
+    /// look at the slot's WAL and show it beside the tables the last
+    /// snapshot copied, if any, so that what the slot holds back is seen
+    /// (and alerted on) for the source's whole life. A failed look is
+    /// logged, not fatal: the stream does not depend on it.
+    pub(crate) async fn watch_wal(&mut self, sql: &Client) {
+        if self.last_look.is_some_and(|at| at.elapsed() < EVERY) {
+            return;
+        }
+        self.last_look = Some(Instant::now());
+        if let Err(e) = self.look_at_wal(sql).await {
+            warn!(slot = %self.slot, error = %e, "could not read the slot's WAL");
+            return;
+        }
+        let tables = self.board.get().map(|r| r.tables).unwrap_or_default();
+        self.board.set(SnapshotReport {
+            tables,
+            wal_retained_bytes: self.wal.retained,
+            wal_status: self.wal.status.clone(),
+            wal_safe_bytes: self.wal.safe,
+        });
+    }
+
     async fn look_at_wal(&mut self, sql: &Client) -> Result<(), ConnectorError> {
         if self.old_server {
             return Ok(());

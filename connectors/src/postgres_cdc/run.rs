@@ -63,6 +63,8 @@ impl Worker {
                 chunks.read(&self.sql, &self.config, &self.tables).await?;
             }
             self.reporter.show(&self.sql, chunks.report()).await?;
+        } else {
+            self.reporter.watch_wal(&self.sql).await;
         }
         let Some(repl) = self.repl.as_mut() else {
             return Ok(None);
