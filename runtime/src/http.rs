@@ -52,8 +52,11 @@ async fn metrics(State(s): State<Statuses>) -> Response {
 /// Ready when every connector runs or waits as a standby (it does what it
 /// should, and a deployment of an active instance and its standbys is
 /// whole), the body naming the standbys; otherwise a line per connector
-/// that does neither, with its state and the error that stopped it.
+/// that does neither, with its state and the error that stopped it. A
+/// connector that runs but whose outstanding work has not moved for a
+/// minute is stalled, and not ready.
 async fn ready(State(s): State<Statuses>) -> Response {
+    let now = crate::engine::status::now_ms();
     let standbys: String = s
         .iter()
         .filter(|c| c.state() == RunState::Standby)
@@ -61,10 +64,17 @@ async fn ready(State(s): State<Statuses>) -> Response {
         .collect();
     let not_running: Vec<String> = s
         .iter()
-        .filter(|c| !matches!(c.state(), RunState::Running | RunState::Standby))
-        .map(|c| match c.last_error() {
-            Some(e) => format!("{}: {}: {e}", c.name, c.state().as_str()),
-            None => format!("{}: {}", c.name, c.state().as_str()),
+        .filter_map(|c| match (c.state(), c.stalled_for(now)) {
+            (RunState::Running, Some(ms)) => Some(format!(
+                "{}: running, but stalled: its outstanding work has not moved for {} s",
+                c.name,
+                ms / 1000
+            )),
+            (RunState::Running | RunState::Standby, _) => None,
+            (state, _) => Some(match c.last_error() {
+                Some(e) => format!("{}: {}: {e}", c.name, state.as_str()),
+                None => format!("{}: {}", c.name, state.as_str()),
+            }),
         })
         .collect();
     if not_running.is_empty() {
@@ -98,6 +108,7 @@ fn describe(c: &ConnectorStatus) -> serde_json::Value {
             "filtered": c.skips.filtered.load(Ordering::Relaxed),
         },
         "lag_ms": c.lag_ms.load(Ordering::Relaxed),
+        "stalled_ms": c.stalled_for(crate::engine::status::now_ms()),
         "snapshot": c.snapshot.get(),
     })
 }

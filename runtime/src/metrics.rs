@@ -34,6 +34,9 @@ pub const SKIPPED: &str = "sluice_skipped_total";
 pub const UP: &str = "sluice_connector_up";
 /// 1 while the connector waits as a standby for another instance.
 pub const STANDBY: &str = "sluice_connector_standby";
+/// 1 while the connector runs but its outstanding work has not moved for
+/// a minute.
+pub const STALLED: &str = "sluice_connector_stalled";
 /// Rows a snapshot copied, per table.
 pub const SNAPSHOT_ROWS: &str = "sluice_snapshot_rows";
 /// Rows a table holds by its statistics, per table of a snapshot.
@@ -132,6 +135,15 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
     for s in statuses {
         let standby = u8::from(s.state() == crate::engine::status::State::Standby);
         let _ = writeln!(out, "{STANDBY}{{{}}} {standby}", labels(s));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {STALLED} 1 while the connector runs but its outstanding work has not moved for a minute.\n# TYPE {STALLED} gauge"
+    );
+    let now = crate::engine::status::now_ms();
+    for s in statuses {
+        let stalled = u8::from(s.stalled_for(now).is_some());
+        let _ = writeln!(out, "{STALLED}{{{}}} {stalled}", labels(s));
     }
     let _ = writeln!(
         out,

@@ -18,12 +18,16 @@ pub fn render(connectors: &Value) -> String {
     };
     for c in list {
         let text = |k: &str| c[k].as_str().unwrap_or("?").to_owned();
+        let state = match c["stalled_ms"].as_u64() {
+            Some(ms) => format!("{}, stalled for {}", text("state"), duration(ms / 1000)),
+            None => text("state"),
+        };
         let _ = writeln!(
             out,
             "{} ({}): {}, {} in, {} out{}",
             text("name"),
             text("kind"),
-            text("state"),
+            state,
             count(c["records_in"].as_u64()),
             count(c["records_out"].as_u64()),
             c["last_error"]
@@ -220,6 +224,16 @@ mod tests {
         let (one, unanswered) = render_processes(&[("http://a:9464".to_owned(), Ok(active))]);
         assert_eq!(one, "orders-cdc (source): running, 12 in, 12 out\n");
         assert!(!unanswered);
+    }
+
+    #[test]
+    fn a_stalled_connector_says_so() {
+        let connectors = json!([{"name": "warehouse", "kind": "sink", "state": "running",
+            "records_in": 10, "records_out": 7, "last_error": null, "stalled_ms": 75_000}]);
+        assert_eq!(
+            render(&connectors),
+            "warehouse (sink): running, stalled for 1m15s, 10 in, 7 out\n"
+        );
     }
 
     #[test]

@@ -169,6 +169,8 @@ async fn pump<B: Broker, S: Source>(
     let mut idle = Some(source);
     let mut reading: Option<Reading<'_, S>> = None;
     status.set_state(State::Running);
+    // A run starts with nothing outstanding, whatever an earlier run left.
+    status.work_moved(false);
 
     loop {
         if exhausted && in_flight.is_empty() {
@@ -194,6 +196,7 @@ async fn pump<B: Broker, S: Source>(
             }
             Some((batch, event_ms, bytes, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 in_flight_bytes -= bytes;
+                status.work_moved(!in_flight.is_empty());
                 settle(batch, event_ms, bytes, result, &mut acks, &committer, status, at_most_once).await?;
             }
             (source, read) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
@@ -222,6 +225,7 @@ async fn pump<B: Broker, S: Source>(
                     let event_ms = record.event_time_ms;
                     let started = Instant::now();
                     let send = publisher.producer(&record).await?.publish(record, None).await;
+                    status.work_started();
                     let status = Arc::clone(status);
                     in_flight.push(async move {
                         let result = send.await;

@@ -67,7 +67,15 @@ pub struct ConnectorStatus {
     pub skips: std::sync::Arc<sluice_connectors::Skips>,
     /// A source's snapshot, as it reports it.
     pub snapshot: std::sync::Arc<sluice_connectors::SnapshotBoard>,
+    /// When, on the clock of [`now_ms`], the work now outstanding (a batch
+    /// being written, records being published) last moved; 0 while none
+    /// is outstanding. See [`ConnectorStatus::stalled_for`].
+    waiting_since_ms: AtomicU64,
 }
+
+/// How long outstanding work may go without moving before a running
+/// connector is reported as stalled.
+pub const STALL_AFTER_MS: u64 = 60_000;
 
 impl ConnectorStatus {
     /// A fresh status in the starting state.
@@ -89,7 +97,36 @@ impl ConnectorStatus {
             batch_latency: crate::histogram::Histogram::default(),
             skips: std::sync::Arc::default(),
             snapshot: std::sync::Arc::default(),
+            waiting_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Work is outstanding from now, unless some already was: a batch
+    /// taken to be written, records sent to be published.
+    pub fn work_started(&self) {
+        let _ = self.waiting_since_ms.compare_exchange(
+            0,
+            now_ms().max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Outstanding work moved (a batch written, a publish confirmed);
+    /// `more` says whether some is still outstanding.
+    pub fn work_moved(&self, more: bool) {
+        let since = if more { now_ms().max(1) } else { 0 };
+        self.waiting_since_ms.store(since, Ordering::Relaxed);
+    }
+
+    /// How long a connector that claims to run has had work outstanding
+    /// without it moving, at `now` (on the clock of [`now_ms`]), once that
+    /// is [`STALL_AFTER_MS`] or more: a target or broker that does not
+    /// answer, or a process that was stopped (a hung host) and resumed.
+    pub fn stalled_for(&self, now: u64) -> Option<u64> {
+        let since = self.waiting_since_ms.load(Ordering::Relaxed);
+        let waited = now.saturating_sub(since);
+        (since != 0 && self.state() == State::Running && waited >= STALL_AFTER_MS).then_some(waited)
     }
 
     /// The current state.
@@ -158,4 +195,32 @@ impl ConnectorStatus {
 /// so the lag, are read against.
 pub fn now_ms() -> u64 {
     sluice_connectors::time::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_work_that_does_not_move_for_a_minute_is_a_stall() {
+        let s = ConnectorStatus::new("sink", "sink");
+        s.set_state(State::Running);
+        let now = now_ms();
+        assert_eq!(s.stalled_for(now + 3_600_000), None, "nothing outstanding");
+        s.work_started();
+        assert_eq!(s.stalled_for(now + 1_000), None);
+        let late = s.stalled_for(now + 3_600_000);
+        assert!(late.is_some_and(|w| w >= 3_590_000), "{late:?}");
+        // Another batch starting does not reset the clock; moving does.
+        s.work_started();
+        assert!(s.stalled_for(now + 3_600_000).is_some());
+        s.work_moved(true);
+        assert_eq!(s.stalled_for(now_ms() + 1_000), None);
+        s.work_moved(false);
+        assert_eq!(s.stalled_for(now + 3_600_000), None);
+        // Only a connector that claims to run is stalled.
+        s.work_started();
+        s.set_state(State::Restarting);
+        assert_eq!(s.stalled_for(now + 3_600_000), None);
+    }
 }

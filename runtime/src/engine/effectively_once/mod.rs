@@ -241,6 +241,7 @@ impl<'a, B: Broker> Run<'a, B> {
         let mut idle = Some(source);
         let mut reading: Option<Reading<'_, S>> = None;
         self.status.set_state(State::Running);
+        self.status.work_moved(false);
         loop {
             let linger = self
                 .open
@@ -386,6 +387,7 @@ impl<'a, B: Broker> Run<'a, B> {
         open.checkpoint = None;
         let event_ms = record.event_time_ms;
         let send = producer.publish(record, Some(&open.txn)).await;
+        self.status.work_started();
         let (status, in_flight) = (self.status, self.in_flight);
         in_flight.bytes.fetch_add(bytes, Ordering::Relaxed);
         in_flight.sends.fetch_add(1, Ordering::Relaxed);
@@ -537,6 +539,8 @@ impl<'a, B: Broker> Run<'a, B> {
         committer: &C,
     ) -> Result<(), TaskError> {
         self.status.count_out(done.records as u64, 0);
+        self.status
+            .work_moved(self.open.as_ref().is_some_and(|t| t.records > 0));
         self.published = done.last.or(self.published);
         let checkpoint = match (done.checkpoint, self.pending_checkpoint.take()) {
             (_, Some(later)) => Some(later),

@@ -98,6 +98,7 @@ pub(crate) async fn run<B: Broker, S: Sink>(
     let mut dead_letters = DeadLetters::new(def, client);
     let mut intake = Intake::new(def, client, topics, consumer, sink);
     status.set_state(State::Running);
+    status.work_moved(false);
     let mut large_bytes = 0u64;
     loop {
         if large_bytes >= client.memory_limit() {
@@ -122,9 +123,11 @@ pub(crate) async fn run<B: Broker, S: Sink>(
             .filter(|n| *n > LARGE_MESSAGE)
             .map(|n| n as u64)
             .sum::<u64>();
+        status.work_started();
         if def.guarantee == Guarantee::AtMostOnce {
             intake.consumer.ack(&batch.handles).await?;
             at_most_once(def, sink, &batch.records, bytes, status).await;
+            status.work_moved(false);
             continue;
         }
         let wait_us = waited.elapsed().as_micros() as u64;
@@ -159,6 +162,7 @@ pub(crate) async fn run<B: Broker, S: Sink>(
         let write_us = written.elapsed().as_micros() as u64;
         let acked = Instant::now();
         intake.consumer.ack(&batch.handles).await?;
+        status.work_moved(false);
         ahead?;
         debug!(
             connector = %def.name, records = batch.records.len(), wait_us, write_us,

@@ -52,9 +52,19 @@ impl Case {
     async fn run_with(
         &self,
         shutdown: CancellationToken,
-        done: impl FnMut(&Memory) -> bool,
+        mut done: impl FnMut(&Memory) -> bool,
+    ) -> (Result<Ended, TaskError>, Arc<ConnectorStatus>) {
+        self.run_watching(shutdown, move |b, _| done(b)).await
+    }
+
+    /// [`Case::run_with`], `done` seeing the run's status too.
+    async fn run_watching(
+        &self,
+        shutdown: CancellationToken,
+        mut done: impl FnMut(&Memory, &ConnectorStatus) -> bool,
     ) -> (Result<Ended, TaskError>, Arc<ConnectorStatus>) {
         let status = status("sink");
+        let watched = Arc::clone(&status);
         let topics = sink_topics(&self.def, &self.broker).await.expect("topics");
         let mut consumer = self
             .broker
@@ -71,7 +81,7 @@ impl Case {
             &status,
             &shutdown,
         );
-        let result = until(&self.broker, &shutdown, run, done).await;
+        let result = until(&self.broker, &shutdown, run, |b| done(b, &watched)).await;
         (result, status)
     }
 
@@ -532,4 +542,32 @@ async fn what_was_gathered_ahead_short_of_a_batch_starts_the_next_one() {
     let s = case.script.get();
     assert_eq!(s.writes, vec![10, 5]);
     assert!(s.prepared.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_retried_for_a_minute_is_a_stall_until_it_is_written() {
+    // GIVEN a sink whose target fails every write for now
+    let case = Case::new(Guarantee::AtLeastOnce, 4);
+    case.script.get().retryable = u32::MAX;
+    let script = case.script.clone();
+    let mut seen_stalled = false;
+    let (result, status) = case
+        .run_watching(CancellationToken::new(), |b, status| {
+            let later = crate::engine::status::now_ms() + crate::engine::status::STALL_AFTER_MS;
+            if !seen_stalled && script.get().writes.len() >= 2 {
+                // THEN, a minute on, the running sink is stalled
+                assert!(status.stalled_for(later).is_some());
+                seen_stalled = true;
+                script.get().retryable = 0;
+            }
+            b.acked(INPUT, "sub") >= 4
+        })
+        .await;
+    // AND once the batch is written, it is not
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    assert!(seen_stalled);
+    assert_eq!(case.written(), values(0..4));
+    status.set_state(crate::engine::status::State::Running);
+    let later = crate::engine::status::now_ms() + crate::engine::status::STALL_AFTER_MS;
+    assert_eq!(status.stalled_for(later), None);
 }

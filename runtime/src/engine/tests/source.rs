@@ -257,3 +257,35 @@ async fn a_read_is_polled_to_its_end_while_receipts_come_in() {
     assert_eq!(case.broker.values(OUTPUT), values(0..6));
     assert_eq!(case.script.get().dropped_reads, 0);
 }
+
+#[tokio::test]
+async fn records_whose_receipts_do_not_come_are_a_stall_and_their_receipts_end_it() {
+    // GIVEN a source whose two records are sent and not confirmed
+    let case = Case::new(Guarantee::AtLeastOnce, 1, 2, true);
+    case.broker
+        .faults(|f| f.hold_receipts = Some(OUTPUT.into()));
+    let status = status("source");
+    let shutdown = CancellationToken::new();
+    let mut source = ScriptSource(case.script.clone(), 0);
+    let run = source_task::run(&case.def, &case.broker, &mut source, &status, &shutdown);
+    let watched = Arc::clone(&status);
+    let mut seen_stalled = false;
+    let result = until(&case.broker, &shutdown, run, |b| {
+        let later = crate::engine::status::now_ms() + crate::engine::status::STALL_AFTER_MS;
+        if !seen_stalled && b.stored(OUTPUT) == 2 {
+            // THEN a minute on, the running source is stalled
+            assert!(watched.stalled_for(later).is_some());
+            seen_stalled = true;
+            b.faults(|f| f.hold_receipts = None);
+        }
+        false
+    })
+    .await;
+    // AND once the receipts come, it is not
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert!(seen_stalled);
+    // (read as if it still ran: nothing is outstanding)
+    status.set_state(crate::engine::status::State::Running);
+    let later = crate::engine::status::now_ms() + crate::engine::status::STALL_AFTER_MS;
+    assert_eq!(status.stalled_for(later), None);
+}
