@@ -168,9 +168,9 @@ async fn pump<B: Broker, S: Source>(
     // lives across the loop's turns while receipts come in.
     let mut idle = Some(source);
     let mut reading: Option<Reading<'_, S>> = None;
-    status.set_state(State::Running);
     // A run starts with nothing outstanding, whatever an earlier run left.
     status.work_moved(false);
+    status.set_state(State::Running);
 
     loop {
         if exhausted && in_flight.is_empty() {
@@ -224,8 +224,10 @@ async fn pump<B: Broker, S: Source>(
                     status.count_in(1, bytes);
                     let event_ms = record.event_time_ms;
                     let started = Instant::now();
-                    let send = publisher.producer(&record).await?.publish(record, None).await;
+                    // Outstanding from here: finding the producer and
+                    // handing the record over may hang too.
                     status.work_started();
+                    let send = publisher.producer(&record).await?.publish(record, None).await;
                     let status = Arc::clone(status);
                     in_flight.push(async move {
                         let result = send.await;

@@ -123,6 +123,11 @@ impl ConnectorStatus {
     /// without it moving, at `now` (on the clock of [`now_ms`]), once that
     /// is [`STALL_AFTER_MS`] or more: a target or broker that does not
     /// answer, or a process that was stopped (a hung host) and resumed.
+    /// The clock is the wall clock, which goes on while a VM is suspended
+    /// (a monotonic one would not); a jump of the system's clock shows as a
+    /// stall, or hides one, until the work next moves. A wait for input
+    /// (a source's read, a sink's next message) is not outstanding work,
+    /// so a hang there reads as idle.
     pub fn stalled_for(&self, now: u64) -> Option<u64> {
         let since = self.waiting_since_ms.load(Ordering::Relaxed);
         let waited = now.saturating_sub(since);

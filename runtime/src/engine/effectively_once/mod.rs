@@ -240,8 +240,8 @@ impl<'a, B: Broker> Run<'a, B> {
         // A read once begun is polled to its end (the source contract).
         let mut idle = Some(source);
         let mut reading: Option<Reading<'_, S>> = None;
-        self.status.set_state(State::Running);
         self.status.work_moved(false);
+        self.status.set_state(State::Running);
         loop {
             let linger = self
                 .open
@@ -368,6 +368,9 @@ impl<'a, B: Broker> Run<'a, B> {
             info!(connector = %self.def.name, records = self.skipped, "skipped records that were already published");
             self.skipped = 0;
         }
+        // Outstanding from here: opening a transaction, finding the
+        // producer and handing the record over may hang too.
+        self.status.work_started();
         if self.open.is_none() {
             self.open = Some(self.begin().await?);
         }
@@ -387,7 +390,6 @@ impl<'a, B: Broker> Run<'a, B> {
         open.checkpoint = None;
         let event_ms = record.event_time_ms;
         let send = producer.publish(record, Some(&open.txn)).await;
-        self.status.work_started();
         let (status, in_flight) = (self.status, self.in_flight);
         in_flight.bytes.fetch_add(bytes, Ordering::Relaxed);
         in_flight.sends.fetch_add(1, Ordering::Relaxed);
@@ -396,6 +398,9 @@ impl<'a, B: Broker> Run<'a, B> {
             in_flight.bytes.fetch_sub(bytes, Ordering::Relaxed);
             in_flight.sends.fetch_sub(1, Ordering::Relaxed);
             result?;
+            // A receipt is work moving, before the commit: a large
+            // transaction is published in parts, each with receipts.
+            status.work_moved(true);
             // Its record counts as delivered when the transaction commits.
             status.count_out(0, bytes);
             if let Some(t) = event_ms {

@@ -97,8 +97,8 @@ pub(crate) async fn run<B: Broker, S: Sink>(
 ) -> Result<Ended, TaskError> {
     let mut dead_letters = DeadLetters::new(def, client);
     let mut intake = Intake::new(def, client, topics, consumer, sink);
-    status.set_state(State::Running);
     status.work_moved(false);
+    status.set_state(State::Running);
     let mut large_bytes = 0u64;
     loop {
         if large_bytes >= client.memory_limit() {
@@ -233,7 +233,7 @@ async fn write_isolating<B: Broker, S: Sink>(
         let part = &records[start..end];
         // What was made ready is for the whole batch, its first write.
         match write_retrying(sink, part, prepared.take(), status, shutdown).await? {
-            Ok(Written::All) => {}
+            Ok(Written::All) => status.work_moved(true),
             // The sink names the refused records; the rest are durable.
             Ok(Written::AllBut(refused)) => {
                 let (mut n, mut bytes) = (part.len() as u64, total_bytes(part));
@@ -242,16 +242,19 @@ async fn write_isolating<B: Broker, S: Sink>(
                     bytes -= total_bytes(std::slice::from_ref(&part[*i]));
                 }
                 status.count_out(n, bytes);
+                status.work_moved(true);
                 for (i, error) in refused {
                     dead_letters
                         .reject(sink, &part[i], error, status, shutdown)
                         .await?;
+                    status.work_moved(true);
                 }
             }
             Err(e) if end - start == 1 => {
                 dead_letters
                     .reject(sink, &part[0], e, status, shutdown)
                     .await?;
+                status.work_moved(true);
             }
             Err(_) => {
                 let middle = start + (end - start) / 2;
