@@ -538,6 +538,40 @@ pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
     Ok(())
 }
 
+/// [`publish`], the messages batched (up to 100 to an entry) and sent
+/// without waiting for each receipt: for many small messages.
+pub async fn publish_batched<K: AsRef<str>, V: AsRef<str>>(
+    topic: &str,
+    messages: &[(K, Option<V>)],
+) -> anyhow::Result<()> {
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let producer = client
+        .producer(topic)
+        .batching(100, 128 * 1024)
+        .batching_max_publish_delay(std::time::Duration::from_millis(5))
+        .create()
+        .await?;
+    let sends: Vec<_> = messages
+        .iter()
+        .map(|(key, value)| {
+            let payload = value.as_ref().map_or("", AsRef::as_ref).as_bytes().to_vec();
+            producer.send(
+                magnetar::OutgoingMessage::with_payload(payload)
+                    .key(key.as_ref())
+                    .into(),
+            )
+        })
+        .collect();
+    for send in sends {
+        send.await?;
+    }
+    producer.close().await?;
+    Ok(())
+}
+
 /// Register a `KEY_VALUE` schema of two JSON definitions (`SEPARATED`) on
 /// `topic` over the admin API, then publish `(key, value)` messages stamped
 /// with its version, as a producer that declared it does. Returns the version.

@@ -24,6 +24,27 @@ fn partition(name: &str, partitions: u32, create: bool) -> anyhow::Result<()> {
 }
 
 /// Keyed rows `{"id": i, "v": "<v><i>"}` for each id, each published to the
+/// partition `i % partitions` of `base`, in batches.
+async fn publish_many(
+    base: &str,
+    partitions: u32,
+    ids: impl Iterator<Item = u32>,
+    v: &str,
+) -> anyhow::Result<()> {
+    let mut by_partition: BTreeMap<u32, Vec<(String, Option<String>)>> = BTreeMap::new();
+    for i in ids {
+        by_partition.entry(i % partitions).or_default().push((
+            format!("{{\"id\":{i}}}"),
+            Some(format!("{{\"id\":{i},\"v\":\"{v}{i}\"}}")),
+        ));
+    }
+    for (p, rows) in by_partition {
+        sluice_tests::publish_batched(&format!("{base}-partition-{p}"), &rows).await?;
+    }
+    Ok(())
+}
+
+/// Keyed rows `{"id": i, "v": "<v><i>"}` for each id, each published to the
 /// partition `i % partitions` of `base`.
 async fn publish_rows(
     base: &str,
@@ -258,5 +279,93 @@ async fn a_missing_input_is_waited_for_or_refused_and_never_created() -> anyhow:
         .with_context(|| sluice.log())?;
     }
     ensure!(sluice.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_processes_share_a_partitioned_topic_and_a_death_moves_partitions_exactly_once()
+-> anyhow::Result<()> {
+    // GIVEN 20,000 keyed rows on a topic of 4 partitions, and a target
+    // whose trigger counts every row the sink applies
+    let name = unique("shared_parts").replace('-', "_");
+    let base = topic(&name);
+    partition(&name, 4, true)?;
+    let count = 20_000;
+    publish_many(&base, 4, 0..count, "a").await?;
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
+         CREATE TABLE applied (id int NOT NULL);
+         CREATE FUNCTION count_applied() RETURNS trigger AS $$
+           BEGIN INSERT INTO applied VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER count_applied AFTER INSERT OR UPDATE ON items
+           FOR EACH ROW EXECUTE FUNCTION count_applied();",
+    )
+    .await?;
+    let config = |port: u16| {
+        format!(
+            "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\nsinks:\n\
+             \x20 - name: shared\n    className: jdbc\n    inputs: [{name}]\n    sourceSubscriptionPosition: Earliest\n\
+             \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n      jdbcUrl: '{}'\n\
+             \x20     tableName: items\n      insertMode: UPSERT\n      batchSize: 50\n      timeoutMs: 20\n",
+            pg_url(&name)
+        )
+    };
+    // WHEN two processes of the sink share its subscription, each taking
+    // some of the partitions, and one dies (as kill -9 would) just after
+    // its fifth batch commits, before the broker hears of it
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let (dir_a, dir_b) = (
+        temp_dir(&format!("{name}_a"))?,
+        temp_dir(&format!("{name}_b"))?,
+    );
+    let b = Sluice::start(&dir_b, &config(port_b), port_b)?;
+    let a = Sluice::start_with(
+        &dir_a,
+        &config(port_a),
+        port_a,
+        &[("SLUICE_FAILPOINT", "sink-written@5")],
+    )?;
+    let status = a.exit_status().await?;
+    let log = std::fs::read_to_string(dir_a.join("sluice.log"))?;
+    ensure!(
+        !status.success() && log.contains("failpoint sink-written reached"),
+        "the first process did not die after its fifth batch:\n{log}"
+    );
+    let applied_before: i64 = db
+        .query_one("SELECT count(*) FROM applied", &[])
+        .await?
+        .get(0);
+    let by_b = b
+        .get("/connectors/shared")
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["records_out"].as_u64())
+        .unwrap_or(0);
+    ensure!(
+        by_b > 0 && applied_before < i64::from(count),
+        "the processes did not share the rows before the death \
+         ({applied_before} applied, {by_b} by the second)"
+    );
+
+    // THEN the other process takes its partitions, and every row is
+    // applied exactly once: the batch that committed unacknowledged comes
+    // again, and the watermark passes over it
+    let expected: BTreeMap<i32, String> = (0..count as i32).map(|i| (i, format!("a{i}"))).collect();
+    wait_for("every row in items", LONG, || async {
+        Ok((rows(&db, "items").await? == expected).then_some(()))
+    })
+    .await
+    .with_context(|| b.log())?;
+    let (total, distinct): (i64, i64) = {
+        let r = db
+            .query_one("SELECT count(*), count(DISTINCT id) FROM applied", &[])
+            .await?;
+        (r.get(0), r.get(1))
+    };
+    println!(
+        "two processes, one dead after {applied_before} rows: {total} applications of {distinct} rows"
+    );
+    assert_eq!((total, distinct), (i64::from(count), i64::from(count)));
+    ensure!(b.interrupt().await?.success());
     Ok(())
 }

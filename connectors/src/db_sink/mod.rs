@@ -269,6 +269,16 @@ impl DbSink {
     ) -> Result<(), ConnectorError> {
         let started = std::time::Instant::now();
         let mut tally = Tally::default();
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
+        if let Some(w) = self.watermarks.as_mut() {
+            // The marks as stored now, not as this process last wrote them.
+            let mut topics: Vec<&str> = all.iter().map(|r| r.topic.as_str()).collect();
+            topics.sort_unstable();
+            topics.dedup();
+            w.refresh(&mut tx, self.dialect, &topics)
+                .await
+                .map_err(|e| db_error(&format!("read {}", watermark::TABLE), e))?;
+        }
         let kept = self.to_apply(all, &mut tally);
         if kept.is_empty() {
             self.count(tally);
@@ -277,7 +287,6 @@ impl DbSink {
         let batch: Vec<&SinkRecord> = kept.iter().map(|&i| &all[i]).collect();
         let (resolved, infos) = self.changes(all, &kept, &batch, prepared).await?;
         let read_us = started.elapsed().as_micros() as u64;
-        let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
         for group in changes::groups(&resolved) {
             let info = &infos[&group.table];
             self.apply(

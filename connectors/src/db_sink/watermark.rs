@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use tracing::warn;
 
 use super::sql::{Dialect, TableName};
@@ -208,42 +208,35 @@ impl Watermarks {
                 names_as_bytes(pool, table_name).await?;
             }
         }
-        let mut marks: HashMap<String, Marks> = HashMap::new();
-        // The `sequence` column of `sluice_offsets` is no longer read: a
-        // sequence counts only against its own producer's.
-        let rows = sqlx::query(&select(dialect, TABLE, &["topic", "message_id"]))
-            .bind(sink)
-            .fetch_all(pool)
-            .await?;
-        for row in rows {
-            let topic = text::required(&row, 0)?;
-            let id = text::nullable(&row, 1)?;
-            marks.entry(topic).or_default().message_id = id.as_deref().and_then(parse_message_id);
-        }
-        let columns = ["topic", "producer", "sequence", "message_id"];
-        let rows = sqlx::query(&select(dialect, SEQUENCES, &columns))
-            .bind(sink)
-            .fetch_all(pool)
-            .await?;
-        for row in rows {
-            let topic = text::required(&row, 0)?;
-            let producer = text::required(&row, 1)?;
-            let sequence = text::required(&row, 2)?.parse().ok();
-            let message_id = parse_message_id(&text::required(&row, 3)?);
-            if let (Some(sequence), Some(message_id)) = (sequence, message_id) {
-                marks.entry(topic).or_default().producers.insert(
-                    producer,
-                    Seq {
-                        sequence,
-                        message_id,
-                    },
-                );
-            }
-        }
+        let mut conn = pool.acquire().await?;
+        let marks = read_marks(&mut conn, dialect, sink, None).await?;
         Ok(Self {
             sink: sink.to_owned(),
             marks,
         })
+    }
+
+    /// Read this sink's marks of `topics` again, inside the batch's
+    /// transaction, their rows locked where the database can: another
+    /// process of the sink may have moved them since this one read them (a
+    /// partition that moved between processes, whose last batch the other
+    /// committed and the broker delivers again), and another writer of the
+    /// same partition waits until this transaction ends.
+    pub(crate) async fn refresh(
+        &mut self,
+        conn: &mut AnyConnection,
+        dialect: Dialect,
+        topics: &[&str],
+    ) -> Result<(), sqlx::Error> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let fresh = read_marks(conn, dialect, &self.sink, Some(topics)).await?;
+        for topic in topics {
+            self.marks.remove(*topic);
+        }
+        self.marks.extend(fresh);
+        Ok(())
     }
 
     /// What to do with `record`.
@@ -389,6 +382,83 @@ impl Watermarks {
         }
         self.marks.extend(moved.marks);
     }
+}
+
+/// A sink's marks as stored: of every topic, or of `topics` only, their
+/// rows then locked for the transaction `conn` is in (but on SQLite, whose
+/// writer holds the whole file).
+async fn read_marks(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    sink: &str,
+    topics: Option<&[&str]>,
+) -> Result<HashMap<String, Marks>, sqlx::Error> {
+    let query = |table_name: &str, columns: &[&str]| {
+        let mut q = select(dialect, table_name, columns);
+        if let Some(topics) = topics {
+            let marks: Vec<String> = (2..2 + topics.len())
+                .map(|n| {
+                    if dialect == Dialect::Postgres {
+                        format!("${n}")
+                    } else {
+                        "?".to_owned()
+                    }
+                })
+                .collect();
+            q.push_str(&format!(
+                " AND {} IN ({})",
+                dialect.quote("topic"),
+                marks.join(", ")
+            ));
+            if dialect != Dialect::Sqlite {
+                q.push_str(" FOR UPDATE");
+            }
+        }
+        q
+    };
+    fn bound<'q>(
+        statement: &'q str,
+        sink: &str,
+        topics: Option<&[&str]>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let mut q = sqlx::query(statement).bind(sink.to_owned());
+        for topic in topics.unwrap_or_default() {
+            q = q.bind((*topic).to_owned());
+        }
+        q
+    }
+    let mut marks: HashMap<String, Marks> = HashMap::new();
+    // The `sequence` column of `sluice_offsets` is no longer read: a
+    // sequence counts only against its own producer's.
+    let statement = query(TABLE, &["topic", "message_id"]);
+    for row in bound(&statement, sink, topics)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let topic = text::required(&row, 0)?;
+        let id = text::nullable(&row, 1)?;
+        marks.entry(topic).or_default().message_id = id.as_deref().and_then(parse_message_id);
+    }
+    let statement = query(SEQUENCES, &["topic", "producer", "sequence", "message_id"]);
+    for row in bound(&statement, sink, topics)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let topic = text::required(&row, 0)?;
+        let producer = text::required(&row, 1)?;
+        let sequence = text::required(&row, 2)?.parse().ok();
+        let message_id = parse_message_id(&text::required(&row, 3)?);
+        if let (Some(sequence), Some(message_id)) = (sequence, message_id) {
+            marks.entry(topic).or_default().producers.insert(
+                producer,
+                Seq {
+                    sequence,
+                    message_id,
+                },
+            );
+        }
+    }
+    Ok(marks)
 }
 
 /// Turn the name columns of a table that an earlier version made as text

@@ -160,6 +160,9 @@ pub(crate) async fn run<B: Broker, S: Sink>(
             }
         };
         let write_us = written.elapsed().as_micros() as u64;
+        // Written and committed, not yet acknowledged: the broker will
+        // deliver the batch again after a crash here.
+        crate::failpoint::pass("sink-written");
         let acked = Instant::now();
         intake.consumer.ack(&batch.handles).await?;
         status.work_moved(false);
