@@ -269,16 +269,6 @@ impl DbSink {
     ) -> Result<(), ConnectorError> {
         let started = std::time::Instant::now();
         let mut tally = Tally::default();
-        let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
-        if let Some(w) = self.watermarks.as_mut() {
-            // The marks as stored now, not as this process last wrote them.
-            let mut topics: Vec<&str> = all.iter().map(|r| r.topic.as_str()).collect();
-            topics.sort_unstable();
-            topics.dedup();
-            w.refresh(&mut tx, self.dialect, &topics)
-                .await
-                .map_err(|e| db_error(&format!("read {}", watermark::TABLE), e))?;
-        }
         let kept = self.to_apply(all, &mut tally);
         if kept.is_empty() {
             self.count(tally);
@@ -287,6 +277,40 @@ impl DbSink {
         let batch: Vec<&SinkRecord> = kept.iter().map(|&i| &all[i]).collect();
         let (resolved, infos) = self.changes(all, &kept, &batch, prepared).await?;
         let read_us = started.elapsed().as_micros() as u64;
+        let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
+        // The marks as stored now, not as this process last wrote them:
+        // another process of the sink may have moved them.
+        let (resolved, batch) = match self.watermarks.as_mut() {
+            Some(w) => {
+                let mut topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
+                topics.sort_unstable();
+                topics.dedup();
+                w.refresh(&mut tx, self.dialect, &topics)
+                    .await
+                    .map_err(|e| db_error(&format!("read {}", watermark::TABLE), e))?;
+                let verdicts = w.verdicts(all);
+                let still: Vec<bool> = kept
+                    .iter()
+                    .map(|&i| verdicts[i] == watermark::Verdict::Apply)
+                    .collect();
+                for (&i, _) in kept.iter().zip(&still).filter(|(_, s)| !**s) {
+                    match verdicts[i] {
+                        watermark::Verdict::Republished => tally.republished += 1,
+                        _ => tally.redelivered += 1,
+                    }
+                }
+                let resolved: Vec<Change> =
+                    resolved.into_iter().filter(|c| still[c.record]).collect();
+                let batch: Vec<&SinkRecord> = batch
+                    .into_iter()
+                    .zip(&still)
+                    .filter(|(_, s)| **s)
+                    .map(|(r, _)| r)
+                    .collect();
+                (resolved, batch)
+            }
+            None => (resolved, batch),
+        };
         for group in changes::groups(&resolved) {
             let info = &infos[&group.table];
             self.apply(
