@@ -518,21 +518,32 @@ pub fn message_parts(
     (msg.payload.clone(), props(&msg.metadata.properties))
 }
 
-/// Publish `(key, value)` messages to `topic`; a `None` value is an empty
-/// payload. A message over the broker's size limit goes in chunks.
+/// A `(key, value)` message; a `None` value is an empty payload.
+fn keyed_message<K: AsRef<str>, V: AsRef<str>>(
+    (key, value): &(K, Option<V>),
+) -> magnetar::OutgoingMessage {
+    let payload = value.as_ref().map_or("", AsRef::as_ref).as_bytes().to_vec();
+    magnetar::OutgoingMessage::with_payload(payload).key(key.as_ref())
+}
+
+async fn connect_client() -> anyhow::Result<magnetar::PulsarClient> {
+    Ok(magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?)
+}
+
+/// Publish `(key, value)` messages to `topic`, one at a time; a `None`
+/// value is an empty payload. A message over the broker's size limit goes
+/// in chunks.
 pub async fn publish<K: AsRef<str>, V: AsRef<str>>(
     topic: &str,
     messages: &[(K, Option<V>)],
 ) -> anyhow::Result<()> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
+    let client = connect_client().await?;
     let producer = client.producer(topic).chunking(true).create().await?;
-    for (key, value) in messages {
-        let payload = value.as_ref().map_or("", AsRef::as_ref).as_bytes().to_vec();
-        let msg = magnetar::OutgoingMessage::with_payload(payload).key(key.as_ref());
-        producer.send(msg.into()).await?;
+    for message in messages {
+        producer.send(keyed_message(message).into()).await?;
     }
     producer.close().await?;
     Ok(())
@@ -544,10 +555,7 @@ pub async fn publish_batched<K: AsRef<str>, V: AsRef<str>>(
     topic: &str,
     messages: &[(K, Option<V>)],
 ) -> anyhow::Result<()> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
+    let client = connect_client().await?;
     let producer = client
         .producer(topic)
         .batching(100, 128 * 1024)
@@ -556,14 +564,7 @@ pub async fn publish_batched<K: AsRef<str>, V: AsRef<str>>(
         .await?;
     let sends: Vec<_> = messages
         .iter()
-        .map(|(key, value)| {
-            let payload = value.as_ref().map_or("", AsRef::as_ref).as_bytes().to_vec();
-            producer.send(
-                magnetar::OutgoingMessage::with_payload(payload)
-                    .key(key.as_ref())
-                    .into(),
-            )
-        })
+        .map(|message| producer.send(keyed_message(message).into()))
         .collect();
     for send in sends {
         send.await?;
@@ -655,10 +656,7 @@ pub async fn publish_stamped(
 /// A reader of `topic` from its first message, on a subscription of its own:
 /// what a test inspects a dead-letter topic with.
 pub async fn reader(topic: &str) -> anyhow::Result<magnetar::runtime_tokio::Consumer> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
+    let client = connect_client().await?;
     Ok(client
         .consumer(topic)
         .subscription(unique("audit"))

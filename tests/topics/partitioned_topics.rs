@@ -25,27 +25,6 @@ fn partition(name: &str, partitions: u32, create: bool) -> anyhow::Result<()> {
 
 /// Keyed rows `{"id": i, "v": "<v><i>"}` for each id, each published to the
 /// partition `i % partitions` of `base`, in batches.
-async fn publish_many(
-    base: &str,
-    partitions: u32,
-    ids: impl Iterator<Item = u32>,
-    v: &str,
-) -> anyhow::Result<()> {
-    let mut by_partition: BTreeMap<u32, Vec<(String, Option<String>)>> = BTreeMap::new();
-    for i in ids {
-        by_partition.entry(i % partitions).or_default().push((
-            format!("{{\"id\":{i}}}"),
-            Some(format!("{{\"id\":{i},\"v\":\"{v}{i}\"}}")),
-        ));
-    }
-    for (p, rows) in by_partition {
-        sluice_tests::publish_batched(&format!("{base}-partition-{p}"), &rows).await?;
-    }
-    Ok(())
-}
-
-/// Keyed rows `{"id": i, "v": "<v><i>"}` for each id, each published to the
-/// partition `i % partitions` of `base`.
 async fn publish_rows(
     base: &str,
     partitions: u32,
@@ -60,7 +39,7 @@ async fn publish_rows(
         ));
     }
     for (p, rows) in by_partition {
-        sluice_tests::publish(&format!("{base}-partition-{p}"), &rows).await?;
+        sluice_tests::publish_batched(&format!("{base}-partition-{p}"), &rows).await?;
     }
     Ok(())
 }
@@ -291,7 +270,7 @@ async fn two_processes_share_a_partitioned_topic_and_a_death_moves_partitions_ex
     let base = topic(&name);
     partition(&name, 4, true)?;
     let count = 20_000;
-    publish_many(&base, 4, 0..count, "a").await?;
+    publish_rows(&base, 4, 0..count, "a").await?;
     let db = pg::create_database(&name).await?;
     db.batch_execute(
         "CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);

@@ -280,14 +280,20 @@ impl DbSink {
         let mut tx = self.pool.begin().await.map_err(|e| db_error("begin", e))?;
         // The marks as stored now, not as this process last wrote them:
         // another process of the sink may have moved them.
-        let (resolved, batch) = match self.watermarks.as_mut() {
+        let refreshed = match self.watermarks.as_mut() {
             Some(w) => {
                 let mut topics: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
                 topics.sort_unstable();
                 topics.dedup();
                 w.refresh(&mut tx, self.dialect, &topics)
                     .await
-                    .map_err(|e| db_error(&format!("read {}", watermark::TABLE), e))?;
+                    .map_err(|e| db_error(&format!("read {}", watermark::TABLE), e))?
+            }
+            None => false,
+        };
+        // Only marks another process moved can take records out again.
+        let (resolved, batch) = match self.watermarks.as_ref().filter(|_| refreshed) {
+            Some(w) => {
                 let verdicts = w.verdicts(all);
                 let still: Vec<bool> = kept
                     .iter()

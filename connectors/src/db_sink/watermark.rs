@@ -221,22 +221,24 @@ impl Watermarks {
     /// process of the sink may have moved them since this one read them (a
     /// partition that moved between processes, whose last batch the other
     /// committed and the broker delivers again), and another writer of the
-    /// same partition waits until this transaction ends.
+    /// same partition waits until this transaction ends. Whether any of
+    /// them differed from what this process held.
     pub(crate) async fn refresh(
         &mut self,
         conn: &mut AnyConnection,
         dialect: Dialect,
         topics: &[&str],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         if topics.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let fresh = read_marks(conn, dialect, &self.sink, Some(topics)).await?;
+        let changed = topics.iter().any(|t| self.marks.get(*t) != fresh.get(*t));
         for topic in topics {
             self.marks.remove(*topic);
         }
         self.marks.extend(fresh);
-        Ok(())
+        Ok(changed)
     }
 
     /// What to do with `record`.
