@@ -596,6 +596,17 @@ pub trait SourceConnector: Source + std::fmt::Debug + Sized + 'static {
     /// report; a config comes back only when there is no error.
     fn configure(configs: &ConfigMap) -> (Option<Self::Config>, ConfigReport);
 
+    /// What the source reads, in words that stay the same across restarts
+    /// and differ between two sources (for Postgres, the database and the
+    /// slot). Under EFFECTIVELY_ONCE the runtime records it with the
+    /// progress and refuses to resume a source from another's progress,
+    /// which would skip its records as published. `None`, the default:
+    /// not checked.
+    fn origin(config: &Self::Config) -> Option<String> {
+        let _ = config;
+        None
+    }
+
     /// Connect and get ready to read.
     fn open(
         config: Self::Config,

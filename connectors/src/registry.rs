@@ -153,6 +153,7 @@ impl<C, K: fmt::Debug> fmt::Debug for Configured<C, K> {
 
 trait DynSourceSpec: fmt::Debug + Send + Sync {
     fn class_name(&self) -> &'static str;
+    fn origin(&self) -> Option<String>;
     fn open<'a>(
         &'a self,
         context: &'a SourceContext,
@@ -163,6 +164,10 @@ trait DynSourceSpec: fmt::Debug + Send + Sync {
 impl<C: SourceConnector> DynSourceSpec for Configured<C, C::Config> {
     fn class_name(&self) -> &'static str {
         C::CLASS_NAMES[0]
+    }
+
+    fn origin(&self) -> Option<String> {
+        C::origin(&self.0)
     }
 
     fn open<'a>(
@@ -224,6 +229,11 @@ impl SourceSpec {
     #[doc(hidden)]
     pub fn of<C: SourceConnector>(config: C::Config) -> Self {
         Self(Arc::new(Configured::<C, _>(config, PhantomData)))
+    }
+
+    /// What the source reads; see [`SourceConnector::origin`].
+    pub fn origin(&self) -> Option<String> {
+        self.0.origin()
     }
 
     /// Open the connector.

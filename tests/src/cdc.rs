@@ -30,8 +30,9 @@ pub struct Cdc {
 /// A turn to run an EFFECTIVELY_ONCE source named `cdc` in public/default.
 /// Such sources share one progress topic (`sluice-offsets.cdc`) and its
 /// exclusive producer, so two tests running them at once in one binary
-/// would make one wait as the other's standby, or, after a kill, recover
-/// the other's progress. A test that runs one holds its turn throughout.
+/// would make one wait as the other's standby, or, after a kill, find the
+/// other's progress and refuse it. A test that runs one holds its turn
+/// throughout.
 pub async fn effectively_once_turn() -> tokio::sync::MutexGuard<'static, ()> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     TURN.lock().await

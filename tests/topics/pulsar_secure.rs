@@ -28,7 +28,7 @@ fn pipeline(name: &str, port: u16, pulsar: &str) -> String {
     let (tenant, ns) = NAMESPACE.split_once('/').unwrap_or_default();
     format!(
         "{pulsar}http:\n  listen: 127.0.0.1:{port}\n\
-         sources:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: cdc\n    className: postgres-cdc\n\
+         sources:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: {name}\n    className: postgres-cdc\n\
          \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
          \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
          \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n\
@@ -459,7 +459,7 @@ async fn least_permissions(guarantee: &str, source_role: &str) -> anyhow::Result
     let (source_port, sink_port) = (free_port()?, free_port()?);
     let source_config = format!(
         "{}http:\n  listen: 127.0.0.1:{source_port}\n\
-         sources:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: cdc\n    className: postgres-cdc\n\
+         sources:\n  - tenant: {tenant}\n    namespace: {ns}\n    name: {name}\n    className: postgres-cdc\n\
          \x20   processingGuarantees: {guarantee}\n    configs:\n\
          \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
          \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n",

@@ -150,6 +150,15 @@ impl SourceConnector for PostgresCdc {
         PostgresCdcConfig::from_configs(configs)
     }
 
+    /// The database and the slot. Not the host: a database that moves to
+    /// another host (a failover, a new address) is the same source.
+    fn origin(config: &PostgresCdcConfig) -> Option<String> {
+        Some(format!(
+            "postgres database {}, slot {}",
+            config.dbname, config.slot
+        ))
+    }
+
     /// Connect, prepare the publication and slot, position the source at its
     /// snapshot or its stream, and start reading. Under ATMOST_ONCE a
     /// snapshot is recorded as complete when it starts, so that one

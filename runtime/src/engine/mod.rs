@@ -197,6 +197,7 @@ async fn source_run<B: Broker>(
             progress = effectively_once::recover(def, client) => progress?,
             () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
         };
+        effectively_once::same_origin(def, &progress)?;
         let context = source_context(def, status, progress.sequence, progress.state.clone());
         let mut source = def.spec.open(&context).await?;
         let result =

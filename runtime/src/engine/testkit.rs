@@ -239,6 +239,8 @@ pub(crate) struct SourceScript {
     pub(crate) at_gate: bool,
     /// Reads that began and were dropped before they returned.
     pub(crate) dropped_reads: u32,
+    /// What the source says it reads.
+    pub(crate) origin: Option<String>,
 }
 
 impl SourceScript {
@@ -369,6 +371,10 @@ impl SourceConnector for ScriptSource {
 
     fn configure(_: &ConfigMap) -> (Option<Self::Config>, ConfigReport) {
         (None, ConfigReport::default())
+    }
+
+    fn origin(config: &Self::Config) -> Option<String> {
+        config.get().origin.clone()
     }
 
     async fn open(config: Self::Config, context: &SourceContext) -> Result<Self, ConnectorError> {

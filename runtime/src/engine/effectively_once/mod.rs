@@ -54,7 +54,7 @@ use tracing::{debug, info};
 pub(crate) use progress::Progress;
 #[cfg(test)]
 pub(crate) use recovery::offsets_topic;
-pub(crate) use recovery::{fence, recover};
+pub(crate) use recovery::{fence, recover, same_origin};
 
 use super::TaskError;
 use super::broker::{Broker, Publish};
@@ -172,6 +172,8 @@ struct Run<'a, B: Broker> {
     position: Option<Position>,
     /// The source's state last committed, or reached with nothing to commit.
     state: Option<String>,
+    /// What the source reads, recorded with every marker and intent.
+    origin: Option<String>,
     skipped: u64,
     in_flight: &'a InFlight,
 }
@@ -204,6 +206,7 @@ pub(crate) async fn run<B: Broker, S: Source>(
         published: progress.sequence,
         position: progress.position,
         state: progress.state,
+        origin: def.spec.origin(),
         skipped: 0,
         in_flight: &in_flight,
     };
@@ -422,6 +425,7 @@ impl<'a, B: Broker> Run<'a, B> {
             open: Some(txn.id_text()),
             txn: None,
             state: self.state.clone(),
+            origin: self.origin.clone(),
         };
         let intent = self.marker.send_in(
             SourceRecord {
@@ -489,6 +493,7 @@ impl<'a, B: Broker> Run<'a, B> {
             open: None,
             txn: Some(open.txn.id_text()),
             state: open.state.clone().or_else(|| self.state.clone()),
+            origin: self.origin.clone(),
         };
         self.last_topics.clone_from(&open.topics);
         let marker = self.marker.send_in(

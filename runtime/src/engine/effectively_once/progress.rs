@@ -21,6 +21,10 @@ pub(crate) struct Progress {
     pub(crate) txn: Option<String>,
     /// The source's state at the position (see `SourceBatch::state`).
     pub(crate) state: Option<String>,
+    /// What the source that wrote it reads (`SourceConnector::origin`);
+    /// absent on markers of a source that does not say, or written before
+    /// it was recorded.
+    pub(crate) origin: Option<String>,
 }
 
 impl Progress {
@@ -37,6 +41,9 @@ impl Progress {
         }
         if let Some(state) = &self.state {
             doc["state"] = serde_json::Value::String(state.clone());
+        }
+        if let Some(origin) = &self.origin {
+            doc["origin"] = serde_json::Value::String(origin.clone());
         }
         doc.to_string().into_bytes()
     }
@@ -61,6 +68,7 @@ impl Progress {
             open: text("open")?,
             txn: text("txn")?,
             state: text("state")?,
+            origin: text("origin")?,
         })
     }
 }
@@ -120,6 +128,7 @@ mod tests {
             open: None,
             txn: Some("1:1".into()),
             state: Some("{\"tables\":[]}".into()),
+            origin: Some("postgres database orders, slot sluice".into()),
         };
         assert_eq!(Progress::from_json(&p.to_json()), Some(p.clone()));
         let intent = Progress {

@@ -76,6 +76,29 @@ pub(crate) async fn fence<B: Broker>(
     }
 }
 
+/// Refuse `progress` when another source wrote it: two sources of one
+/// name (`tenant/namespace/name`) share an offsets topic, and resuming
+/// one from the other's markers would skip its records as published.
+/// Markers that record no origin, or a source that names none, pass.
+pub(crate) fn same_origin(def: &SourceDef, progress: &Progress) -> Result<(), TaskError> {
+    let (Some(recorded), Some(this)) = (&progress.origin, def.spec.origin()) else {
+        return Ok(());
+    };
+    if *recorded == this {
+        return Ok(());
+    }
+    Err(ConnectorError::permanent(format!(
+        "{topic} holds the progress of another source ({recorded}), not of this one ({this}): \
+         two sources are named {}/{}/{}. Give each source its own name; if this source replaces \
+         the other one, delete {topic} so that it starts without the other's progress",
+        def.tenant,
+        def.namespace,
+        def.name,
+        topic = offsets_topic(def),
+    ))
+    .into())
+}
+
 /// The progress the last committed marker records, after aborting every
 /// transaction an earlier instance left open.
 ///

@@ -353,3 +353,64 @@ async fn a_read_is_polled_to_its_end_while_a_transaction_commits() {
     assert_eq!(case.published(), values(0..6));
     assert_eq!(case.script.get().dropped_reads, 0);
 }
+
+#[tokio::test]
+async fn a_source_refuses_the_progress_another_source_of_its_name_published() {
+    // GIVEN a source that published 6 records from database a, its markers
+    // saying so
+    let a = Case::new(2, 3, true);
+    a.script.get().origin = Some("postgres database a, slot a".into());
+    let (result, _) = a.run(|_| false).await;
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert_eq!(a.published(), values(0..6));
+
+    // WHEN another source of the same name, reading database b, starts on
+    // the same cluster
+    let b = SourceScript::numbered(2, 3, true);
+    b.get().origin = Some("postgres database b, slot b".into());
+    let other = Case {
+        broker: a.broker.clone(),
+        def: source_def(Guarantee::EffectivelyOnce, &b),
+        script: b,
+    };
+    let (result, status) = other.run(|_| false).await;
+
+    // THEN it refuses, naming both, before opening its source: none of its
+    // records is skipped as published by the other
+    let error = result.expect_err("the other source's progress was taken");
+    assert!(
+        matches!(&error, TaskError::Connector(e) if e.kind() == ErrorKind::Permanent),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("postgres database a, slot a")
+            && text.contains("postgres database b, slot b"),
+        "{text}"
+    );
+    assert_eq!(other.script.get().opened, 0);
+    assert_ne!(status.state(), State::Running);
+    assert_eq!(a.published(), values(0..6));
+}
+
+#[tokio::test]
+async fn markers_without_an_origin_are_taken_and_the_next_ones_record_it() {
+    // GIVEN markers written before origins were recorded
+    let case = Case::new(1, 3, true);
+    let (result, _) = case.run(|_| false).await;
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert_eq!(case.recover().await.expect("recover").origin, None);
+
+    // WHEN the source, which now names its origin, runs again
+    case.script.get().origin = Some("postgres database a, slot a".into());
+    case.script.get().push(vec![record("r3", 4)], Some(2));
+    let (result, _) = case.run(|_| false).await;
+
+    // THEN it resumed from them, and its markers record the origin
+    assert_eq!(result.expect("run"), Finished::Exhausted);
+    assert_eq!(case.published(), values(0..4));
+    assert_eq!(
+        case.recover().await.expect("recover").origin.as_deref(),
+        Some("postgres database a, slot a")
+    );
+}
