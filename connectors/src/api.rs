@@ -453,6 +453,12 @@ pub struct SourceContext {
     /// Under EFFECTIVELY_ONCE, the [`SourceBatch::state`] committed last,
     /// as the runtime recovered it; `None` otherwise.
     pub state: Option<String>,
+    /// Under EFFECTIVELY_ONCE, true when this instance took over from an
+    /// active one that had stopped beating, and fenced it out of the
+    /// broker: that instance may still hold what the source reads (for
+    /// Postgres, its replication slot's walsender) and cannot publish
+    /// anything more, so the source may take it from it.
+    pub took_over: bool,
     /// Where the source reports a snapshot's progress.
     pub snapshot: std::sync::Arc<SnapshotBoard>,
 }

@@ -17,12 +17,14 @@ mod tls;
 mod transactions;
 mod unreadable;
 pub(crate) mod value_schemas;
+mod watch;
 
 pub use admin::partitioned_name;
 pub use backlog::Backlog;
 pub use consumer::{AckHandle, Consumer, ConsumerOptions, Followed, Received};
 pub use producer::{Access, Producer, ProducerOptions, SendResult};
 pub use transactions::Txn;
+pub use watch::Watch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,7 @@ mod cdc_schema;
 mod cdc_slots;
 mod cdc_snapshot;
 mod cdc_tables;
+mod cdc_takeover;
 mod cdc_tls;
 mod cdc_transforms;
 mod postgres_cdc;

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use magnetar::proto::pb::command_subscribe::InitialPosition;
 use magnetar::{OutgoingMessage, PulsarClient};
 use sluice_tests::{PULSAR_URL, Sluice, free_port, temp_dir, unique, wait_for};
 
@@ -43,32 +42,8 @@ async fn audit(topic: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
 
 /// [`audit`] of a topic by its full name.
 async fn audit_full(full: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
-    let client = PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let consumer = client
-        .consumer(full)
-        .subscription(unique("audit"))
-        .initial_position(InitialPosition::Earliest)
-        .subscribe()
-        .await?;
-    let marker = unique("end-of-audit");
-    let producer = client.producer(full).create().await?;
-    producer
-        .send(OutgoingMessage::with_payload(marker.clone().into_bytes()).into())
-        .await?;
-    producer.close().await?;
     let mut seen = BTreeMap::new();
-    loop {
-        let msg = consumer
-            .receive_with_timeout(LONG)
-            .await?
-            .context("the audit marker never arrived")?;
-        let (payload, props) = sluice_tests::message_parts(&msg);
-        if payload.as_ref() == marker.as_bytes() {
-            return Ok(seen);
-        }
+    for (_, props) in sluice_tests::read_topic(full).await? {
         let seq = props
             .iter()
             .find(|(k, _)| k == "sluice.seq")
@@ -76,6 +51,7 @@ async fn audit_full(full: &str) -> anyhow::Result<BTreeMap<u64, usize>> {
             .context("a message without sluice.seq")?;
         *seen.entry(seq).or_default() += 1;
     }
+    Ok(seen)
 }
 
 /// Start the source once more and wait until it has published all

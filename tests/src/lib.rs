@@ -313,14 +313,20 @@ impl Sluice {
         Ok(())
     }
 
-    /// SIGINT, then wait for the exit status.
-    pub async fn interrupt(mut self) -> anyhow::Result<std::process::ExitStatus> {
+    /// Send `signal` (`STOP`, `CONT`, `TERM`, …) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()?;
         if !status.success() {
-            bail!("kill -INT failed");
+            bail!("kill -{signal} failed");
         }
+        Ok(())
+    }
+
+    /// SIGINT, then wait for the exit status.
+    pub async fn interrupt(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("INT")?;
         wait_for("sluice to exit", DEADLINE, || {
             let exited = self.child.try_wait();
             async move { Ok(exited?) }
@@ -484,6 +490,50 @@ pub mod pg {
             .await?;
         Ok(row.get::<_, i64>(0) as u64)
     }
+}
+
+/// Every message visible on `topic` (its full name), payload and
+/// properties, in order: read from the start by a new subscription, up to
+/// the topic's last entry when the read began. That entry may be a
+/// transaction's commit marker, which is never delivered: the read also
+/// ends after a quiet 2 s past every entry delivered so far. It works on a
+/// topic whose exclusive producer is connected.
+pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<(bytes::Bytes, Vec<(String, String)>)>> {
+    use anyhow::Context as _;
+    let client = magnetar::PulsarClient::builder()
+        .service_url(PULSAR_URL)
+        .build()
+        .await?;
+    let consumer = client
+        .consumer(topic)
+        .subscription(unique("audit"))
+        .initial_position(magnetar::proto::pb::command_subscribe::InitialPosition::Earliest)
+        .subscribe()
+        .await?;
+    let last = consumer
+        .last_message_id()
+        .await
+        .context("the topic's last message id")?;
+    let mut out = Vec::new();
+    if last.entry_id == u64::MAX || last.ledger_id == u64::MAX {
+        return Ok(out);
+    }
+    let end = (last.ledger_id, last.entry_id);
+    while let Some(msg) = consumer
+        .receive_with_timeout(std::time::Duration::from_secs(2))
+        .await?
+    {
+        let at = (msg.message_id.ledger_id, msg.message_id.entry_id);
+        // Of a batch, the entry's last message ends it.
+        let rest_of_batch = msg.metadata.num_messages_in_batch.unwrap_or(1) as i64
+            - 1
+            - i64::from(msg.message_id.batch_index.max(0));
+        out.push(message_parts(&msg));
+        if at > end || (at == end && rest_of_batch <= 0) {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// A delivered message's payload and properties. magnetar hands a batch

@@ -72,7 +72,9 @@ impl Worker {
             source.snapshot = Some(Snapshot::new(&source.tables, point, &source.config));
             return Ok(source);
         }
-        source.prepare_slot(context.state.clone()).await?;
+        source
+            .prepare_slot(context.state.clone(), context.took_over)
+            .await?;
         // The runtime starts out with the slot's position as durable.
         source.handed = source.confirmed;
         Ok(source)
@@ -268,12 +270,15 @@ impl Worker {
     /// committed last (EFFECTIVELY_ONCE).
     /// Settle the slot as its state and `snapshot.mode` ask, start
     /// replication from it, and set the snapshot's chunks going.
+    /// `took_over`: the runtime fenced out an instance that stopped
+    /// beating, whose walsender may still hold the slot.
     pub(super) async fn prepare_slot(
         &mut self,
         recovered: Option<String>,
+        took_over: bool,
     ) -> Result<(), ConnectorError> {
         let slot_name = self.config.slot.clone();
-        let existing = self.settle_slot(&slot_name, recovered).await?;
+        let existing = self.settle_slot(&slot_name, recovered, took_over).await?;
         let ack = existing.as_ref().and_then(|s| s.confirmed_flush);
         let (mut repl, reported_start) = self.replication_client(ack).await?;
         if existing.is_none() {
@@ -315,9 +320,16 @@ impl Worker {
         &mut self,
         slot_name: &str,
         recovered: Option<String>,
+        took_over: bool,
     ) -> Result<Option<slot::SlotState>, ConnectorError> {
-        let existing = slot::slot(&self.sql, slot_name).await?;
+        let mut existing = slot::slot(&self.sql, slot_name).await?;
         let markers = slot::markers(&self.sql, &self.config.publication, slot_name).await?;
+        if took_over
+            && markers.owned
+            && let Some(pid) = existing.as_ref().and_then(|s| s.active_pid)
+        {
+            existing = slot::free(&self.sql, slot_name, pid).await?;
+        }
         let decision = slot::plan(&self.config, existing.as_ref(), markers)?;
         if let Some(gap) = &decision.gap {
             error!(slot = %slot_name, gap = %gap,

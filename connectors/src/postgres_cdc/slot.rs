@@ -51,6 +51,45 @@ pub(crate) async fn slot(sql: &Client, name: &str) -> Result<Option<SlotState>, 
     }))
 }
 
+/// How long a walsender terminated by [`free`] may take to let go.
+const FREE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Free sluice's own slot `name` from walsender `pid`, which serves an
+/// instance the runtime has fenced out (it stopped beating, and can no
+/// longer publish): without this, the slot stays in use until Postgres's
+/// `wal_sender_timeout` ends the walsender. Called only for a slot sluice
+/// created. The slot as it is once free.
+pub(crate) async fn free(
+    sql: &Client,
+    name: &str,
+    pid: i32,
+) -> Result<Option<SlotState>, ConnectorError> {
+    tracing::warn!(slot = %name, pid, "ending the walsender of the fenced-out instance, which still holds the slot");
+    if let Err(e) = sql
+        .execute(
+            "SELECT pg_catalog.pg_terminate_backend(active_pid) FROM pg_catalog.pg_replication_slots \
+             WHERE slot_name = $1 AND active_pid = $2",
+            &[&name, &pid],
+        )
+        .await
+    {
+        // Without the right to (another role's walsender), the slot frees
+        // itself at wal_sender_timeout, as before.
+        tracing::warn!(slot = %name, pid, error = %pg_error("end the walsender", e), "could not end the walsender; waiting for wal_sender_timeout");
+        return slot(sql, name).await;
+    }
+    let until = tokio::time::Instant::now() + FREE_WITHIN;
+    loop {
+        let state = slot(sql, name).await?;
+        if state.as_ref().is_none_or(|s| s.active_pid != Some(pid))
+            || tokio::time::Instant::now() >= until
+        {
+            return Ok(state);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The line recording that sluice created `slot`.
 pub(crate) fn owned_marker(slot: &str) -> String {
     format!("sluice: slot {slot} owned")

@@ -12,6 +12,8 @@
 //! - [`Publish`]: a producer on one topic.
 //! - [`Consume`]: a consumer over a sink's topics, on one subscription.
 //! - [`ReadBacklog`]: a subscription's backlog, read without acknowledging.
+//! - [`WatchTopic`]: the messages a topic gets from now on, as a standby
+//!   watches the active instance's beats.
 //!
 //! Schema lookups stay inside the consumer: it decodes by the registered
 //! schema before the engine sees a record.
@@ -25,7 +27,7 @@ use sluice_connectors::{RecordSchema, SourceRecord};
 use crate::config::PulsarSettings;
 use crate::pulsar::{
     self, AckHandle, Backlog, Client, Consumer, ConsumerOptions, Followed, Producer,
-    ProducerOptions, PulsarError, Reading, Received, SendResult, Txn,
+    ProducerOptions, PulsarError, Reading, Received, SendResult, Txn, Watch,
 };
 
 /// Makes connections to a broker.
@@ -48,6 +50,8 @@ pub(crate) trait Broker: Send + Sync + 'static {
     type Consumer: Consume;
     /// A backlog reader it makes.
     type Backlog: ReadBacklog;
+    /// A topic watch it makes.
+    type Watch: WatchTopic;
 
     /// A producer on `topic`.
     fn producer(
@@ -108,7 +112,19 @@ pub(crate) trait Broker: Send + Sync + 'static {
         subscription: &str,
     ) -> impl Future<Output = Result<Self::Backlog, PulsarError>> + Send;
 
+    /// Watch the messages `topic` gets from now on, leaving nothing on it.
+    fn watch(&self, topic: &str) -> impl Future<Output = Result<Self::Watch, PulsarError>> + Send;
+
     /// Close the connection.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// The messages a topic gets, as they come.
+pub(crate) trait WatchTopic: Send {
+    /// Wait for the next message. Cancel-safe.
+    fn next(&mut self) -> impl Future<Output = Result<(), PulsarError>> + Send;
+
+    /// Let go of the topic.
     fn close(self) -> impl Future<Output = ()> + Send;
 }
 
@@ -194,6 +210,7 @@ impl Broker for Client {
     type Producer = Producer;
     type Consumer = Consumer;
     type Backlog = Backlog;
+    type Watch = Watch;
 
     async fn producer(
         &self,
@@ -253,6 +270,10 @@ impl Broker for Client {
 
     async fn backlog(&self, topic: &str, subscription: &str) -> Result<Backlog, PulsarError> {
         Client::backlog(self, topic, subscription).await
+    }
+
+    async fn watch(&self, topic: &str) -> Result<Watch, PulsarError> {
+        Client::watch(self, topic).await
     }
 
     async fn close(self) {
@@ -323,5 +344,15 @@ impl ReadBacklog for Backlog {
 
     async fn close(self) {
         Backlog::close(self).await;
+    }
+}
+
+impl WatchTopic for Watch {
+    async fn next(&mut self) -> Result<(), PulsarError> {
+        Watch::next(self).await
+    }
+
+    async fn close(self) {
+        Watch::close(self).await;
     }
 }

@@ -190,25 +190,51 @@ async fn source_run<B: Broker>(
 ) -> Result<source_task::Finished, TaskError> {
     if def.guarantee == Guarantee::EffectivelyOnce {
         // Fence first: a standby must not touch the source either.
-        let Some(marker) = effectively_once::fence(def, client, status, shutdown).await? else {
+        let Some(lease) = effectively_once::fence(def, client, status, shutdown).await? else {
             return Ok(source_task::Finished::Stopped);
         };
-        let progress = tokio::select! {
-            progress = effectively_once::recover(def, client) => progress?,
-            () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
+        // The lease holder beats from now on, and stops when a beat fails
+        // (another instance fenced it out).
+        let work = effectively_once_run(def, client, lease, status, shutdown);
+        return tokio::select! {
+            result = work => result,
+            lost = effectively_once::beat(def, client) => Err(lost),
         };
-        effectively_once::same_origin(def, &progress)?;
-        let context = source_context(def, status, progress.sequence, progress.state.clone());
-        let mut source = def.spec.open(&context).await?;
-        let result =
-            effectively_once::run(def, client, marker, progress, &mut source, status, shutdown)
-                .await;
-        source.close().await;
-        return result;
     }
     let context = source_context(def, status, None, None);
     let mut source = def.spec.open(&context).await?;
     let result = source_task::run(def, client, &mut source, status, shutdown).await;
+    source.close().await;
+    result
+}
+
+/// An EFFECTIVELY_ONCE source's run once it holds the lease: recovered,
+/// opened, and published in transactions.
+async fn effectively_once_run<B: Broker>(
+    def: &SourceDef,
+    client: &B,
+    lease: effectively_once::Lease<B::Producer>,
+    status: &Arc<ConnectorStatus>,
+    shutdown: &CancellationToken,
+) -> Result<source_task::Finished, TaskError> {
+    let progress = tokio::select! {
+        progress = effectively_once::recover(def, client) => progress?,
+        () = shutdown.cancelled() => return Ok(source_task::Finished::Stopped),
+    };
+    effectively_once::same_origin(def, &progress)?;
+    let mut context = source_context(def, status, progress.sequence, progress.state.clone());
+    context.took_over = lease.fenced_out;
+    let mut source = def.spec.open(&context).await?;
+    let result = effectively_once::run(
+        def,
+        client,
+        lease.marker,
+        progress,
+        &mut source,
+        status,
+        shutdown,
+    )
+    .await;
     source.close().await;
     result
 }
@@ -225,6 +251,7 @@ fn source_context(
         guarantee: def.guarantee,
         published,
         state,
+        took_over: false,
         snapshot: Arc::clone(&status.snapshot),
     }
 }

@@ -241,6 +241,8 @@ pub(crate) struct SourceScript {
     pub(crate) dropped_reads: u32,
     /// What the source says it reads.
     pub(crate) origin: Option<String>,
+    /// Whether the last opening came after fencing out a silent instance.
+    pub(crate) took_over: bool,
 }
 
 impl SourceScript {
@@ -386,6 +388,7 @@ impl SourceConnector for ScriptSource {
             }
             s.opened += 1;
             s.context = Some((context.published, context.state.clone()));
+            s.took_over = context.took_over;
             s.resume()
         };
         Ok(Self(config, resume))

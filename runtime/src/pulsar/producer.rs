@@ -31,6 +31,10 @@ pub enum Access {
     Shared,
     /// This producer only; another is refused until it closes.
     Exclusive,
+    /// This producer only, at once: the one that held the topic is fenced
+    /// out (its sends fail from then on), as Pulsar's
+    /// `ExclusiveWithFencing` does.
+    Fencing,
 }
 
 /// How to build a producer.
@@ -114,6 +118,7 @@ impl Client {
             access_mode: match options.access {
                 Access::Shared => ProducerAccessMode::Shared,
                 Access::Exclusive => ProducerAccessMode::Exclusive,
+                Access::Fencing => ProducerAccessMode::ExclusiveWithFencing,
             },
             producer_name: options.name.clone(),
             schema: options.schema.as_deref().map(super::schema::key_value),

@@ -3,10 +3,12 @@
 //! time.
 //!
 //! - **Fencing.** The instance that holds the exclusive producer on the
-//!   source's offsets topic (`sluice-offsets.<name>`) publishes; another
-//!   instance of the same source waits as a standby until it can take that
-//!   producer, which happens when the first one stops or dies. The table
-//!   topics' producers are exclusive too.
+//!   source's offsets topic (`sluice-offsets.<name>`), its lease, publishes;
+//!   another instance of the same source waits as a standby until it can
+//!   take that producer, which happens when the first one stops or dies,
+//!   or until it has heard no beat from it for a while, when it fences it
+//!   out (`beats`). The lease holder's producers on the table topics fence
+//!   out any other.
 //! - **Transactions.** The records from one checkpoint to the next (a source
 //!   transaction, or a chunk of a snapshot) and a marker holding the last
 //!   record's `sluice.seq`, the checkpoint, the source's state there and
@@ -33,6 +35,7 @@
 //! - **The source's position** is committed only after the transaction that
 //!   holds its records has committed.
 
+mod beats;
 mod progress;
 mod recovery;
 
@@ -51,10 +54,13 @@ use sluice_connectors::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+pub(crate) use beats::beat;
+#[cfg(test)]
+pub(crate) use beats::{BEAT_EVERY, TAKEOVER_AFTER, beats_topic};
 pub(crate) use progress::Progress;
 #[cfg(test)]
 pub(crate) use recovery::offsets_topic;
-pub(crate) use recovery::{fence, recover, same_origin};
+pub(crate) use recovery::{Lease, fence, recover, same_origin};
 
 use super::TaskError;
 use super::broker::{Broker, Publish};
@@ -193,7 +199,10 @@ pub(crate) async fn run<B: Broker, S: Source>(
     let mut run = Run {
         def,
         client,
-        publisher: Publisher::new(def, client, Access::Exclusive),
+        // The lease holder may fence out the table topics' producers too:
+        // only an instance that lost the lease, and does not know it yet,
+        // can hold them.
+        publisher: Publisher::new(def, client, Access::Fencing),
         marker,
         status,
         open: None,

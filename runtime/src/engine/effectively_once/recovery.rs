@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use sluice_connectors::ConnectorError;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use super::beats::{Ear, TAKEOVER_AFTER};
 use super::progress::{Progress, committed};
 use crate::config::SourceDef;
 use crate::engine::TaskError;
@@ -29,32 +30,68 @@ pub(crate) fn offsets_topic(def: &SourceDef) -> String {
     )
 }
 
-/// Take the exclusive producer on the offsets topic, waiting as a standby
-/// while another instance holds it. `None` when shutdown came first.
+/// The lease on a source: the exclusive producer on its offsets topic.
+pub(crate) struct Lease<P> {
+    /// The producer of its markers.
+    pub(crate) marker: P,
+    /// True when it was taken by fencing out an active instance that had
+    /// stopped beating.
+    pub(crate) fenced_out: bool,
+}
+
+/// Take the lease on the source, waiting as a standby while another
+/// instance holds it: until that one lets go, or, heard silent for
+/// [`TAKEOVER_AFTER`], is fenced out. `None` when shutdown came first.
 pub(crate) async fn fence<B: Broker>(
     def: &SourceDef,
     client: &B,
     status: &ConnectorStatus,
     shutdown: &CancellationToken,
-) -> Result<Option<B::Producer>, TaskError> {
+) -> Result<Option<Lease<B::Producer>>, TaskError> {
+    let mut ear = Ear::new();
+    let result = take_lease(def, client, status, shutdown, &mut ear).await;
+    ear.close().await;
+    result
+}
+
+async fn take_lease<B: Broker>(
+    def: &SourceDef,
+    client: &B,
+    status: &ConnectorStatus,
+    shutdown: &CancellationToken,
+    ear: &mut Ear<B::Watch>,
+) -> Result<Option<Lease<B::Producer>>, TaskError> {
     let topic = offsets_topic(def);
-    let options = ProducerOptions {
-        access: Access::Exclusive,
-        batching: None,
-        compression: crate::config::Compression::None,
-        name: None,
-        schema: None,
-    };
     let mut waiting = false;
     loop {
+        let fencing = ear.silent();
+        let options = ProducerOptions {
+            access: if fencing {
+                Access::Fencing
+            } else {
+                Access::Exclusive
+            },
+            batching: None,
+            compression: crate::config::Compression::None,
+            name: None,
+            schema: None,
+        };
         match client.producer(&topic, &options).await {
-            Ok(producer) => {
-                if waiting {
+            Ok(marker) => {
+                if fencing {
+                    warn!(connector = %def.name, silent_s = TAKEOVER_AFTER.as_secs(),
+                        "the active instance sent no beat: fenced it out, taking over");
+                } else if waiting {
                     info!(connector = %def.name, "the other instance is gone; taking over");
+                }
+                if waiting {
                     // Recovering and opening the source, no longer waiting.
                     status.set_state(State::Starting);
                 }
-                return Ok(Some(producer));
+                return Ok(Some(Lease {
+                    marker,
+                    fenced_out: fencing,
+                }));
             }
             // Only another instance's producer makes this one a standby; any
             // other failure (the broker down, a refused token) is the
@@ -68,8 +105,10 @@ pub(crate) async fn fence<B: Broker>(
                 } else {
                     debug!(connector = %def.name, reason = %e, "still a standby");
                 }
-                if !crate::engine::supervise::pause(STANDBY_RETRY, shutdown).await {
-                    return Ok(None);
+                ear.listen(def, client).await;
+                tokio::select! {
+                    () = ear.wait(STANDBY_RETRY) => {}
+                    () = shutdown.cancelled() => return Ok(None),
                 }
             }
         }

@@ -9,7 +9,7 @@ use sluice_connectors::{RecordSchema, SourceRecord};
 use tokio::sync::watch;
 
 use super::{Memory, Stored, TxnState, fault, sink_record, txn_key, visible_indices};
-use crate::engine::broker::{Consume, Publish, ReadBacklog};
+use crate::engine::broker::{Consume, Publish, ReadBacklog, WatchTopic};
 use crate::pulsar::{Followed, PulsarError, Received, SendResult, Txn};
 
 /// A producer of the in-memory broker.
@@ -73,6 +73,12 @@ impl Publish for MemProducer {
                 }
             }
             let t = state.topics.entry(self.topic.clone()).or_default();
+            if t.fenced.contains(&self.id) {
+                return Box::pin(std::future::ready(Err(PulsarError::held_elsewhere(
+                    format!("publish to {}", self.topic),
+                    "ProducerFenced: another producer fenced this one out",
+                ))));
+            }
             t.messages.push(Stored {
                 record,
                 producer: self.name.clone(),
@@ -260,6 +266,25 @@ impl ReadBacklog for MemBacklog {
                 sub.acked.insert(*i);
             }
         }
+        Ok(())
+    }
+
+    async fn close(self) {}
+}
+
+/// A watch on a topic of the in-memory broker.
+pub(crate) struct MemWatch {
+    pub(super) broker: Memory,
+    pub(super) topic: String,
+    /// Messages on the topic already seen.
+    pub(super) seen: usize,
+}
+
+impl WatchTopic for MemWatch {
+    async fn next(&mut self) -> Result<(), PulsarError> {
+        let seen = self.seen;
+        self.broker.until(|b| b.stored(&self.topic) > seen).await;
+        self.seen += 1;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 mod clients;
 
-pub(crate) use clients::{MemBacklog, MemConsumer, MemProducer};
+pub(crate) use clients::{MemBacklog, MemConsumer, MemProducer, MemWatch};
 
 use super::broker::{Broker, Dial, ReadBacklog};
 use crate::pulsar::{
@@ -64,6 +64,8 @@ enum TxnState {
 struct Topic {
     messages: Vec<Stored>,
     exclusive: Option<u64>,
+    /// Producers fenced out by one with [`Access::Fencing`].
+    fenced: HashSet<u64>,
     subscriptions: HashMap<String, Subscription>,
 }
 
@@ -315,6 +317,7 @@ impl Broker for Memory {
     type Producer = MemProducer;
     type Consumer = MemConsumer;
     type Backlog = MemBacklog;
+    type Watch = MemWatch;
 
     async fn producer(
         &self,
@@ -326,14 +329,18 @@ impl Broker for Memory {
         state.next_id += 1;
         let id = state.next_id;
         let t = state.topics.entry(topic.to_owned()).or_default();
-        if options.access == Access::Exclusive {
-            if t.exclusive.is_some() {
+        match options.access {
+            Access::Shared => {}
+            Access::Exclusive if t.exclusive.is_some() => {
                 return Err(PulsarError::held_elsewhere(
                     format!("create a producer on {topic}"),
                     "another exclusive producer is connected",
                 ));
             }
-            t.exclusive = Some(id);
+            Access::Exclusive => t.exclusive = Some(id),
+            Access::Fencing => {
+                t.fenced.extend(t.exclusive.replace(id));
+            }
         }
         Ok(MemProducer {
             broker: self.clone(),
@@ -489,6 +496,14 @@ impl Broker for Memory {
         };
         backlog.read_more().await?;
         Ok(backlog)
+    }
+
+    async fn watch(&self, topic: &str) -> Result<MemWatch, PulsarError> {
+        Ok(MemWatch {
+            broker: self.clone(),
+            topic: topic.to_owned(),
+            seen: self.stored(topic),
+        })
     }
 
     async fn close(self) {}

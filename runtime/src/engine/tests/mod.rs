@@ -7,6 +7,7 @@ mod effectively_once;
 mod sink;
 mod source;
 mod supervise;
+mod takeover;
 
 use std::sync::Arc;
 
