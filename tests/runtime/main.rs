@@ -10,6 +10,7 @@
 mod effectively_once;
 mod http_source;
 mod http_source_limits;
+mod partitions;
 mod runtime_pipeline;
 mod settings_security;
 mod supervision;

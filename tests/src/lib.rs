@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 pub mod cdc;
+pub mod netns;
 pub mod secure;
 pub mod sink;
 pub mod webhook;
@@ -279,13 +280,34 @@ impl Sluice {
         http_port: u16,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_under(&[], dir, config, http_port, env)
+    }
+
+    /// [`Sluice::start_with`], run by the command `under` (which execs its
+    /// arguments, as `ip netns exec NS` does) when it is not empty.
+    pub fn start_under(
+        under: &[&str],
+        dir: &std::path::Path,
+        config: &str,
+        http_port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let config_path = dir.join("pipeline.yaml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("sluice.log"))?;
-        let child = std::process::Command::new(sluice_binary()?)
+        let binary = sluice_binary()?;
+        let mut command = match under.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(&binary);
+                c
+            }
+            None => std::process::Command::new(&binary),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&config_path)
             // SLUICE_TEST_LOG sets the log filter of every sluice a test

@@ -1,0 +1,166 @@
+//! Network partitions: a sluice process runs a Postgres → Pulsar →
+//! Postgres pipeline under EFFECTIVELY_ONCE in a network namespace of its
+//! own, and is cut off from the broker, from Postgres, or from both, while
+//! rows stream, then healed. The target must equal the source row by row,
+//! every row applied once. One short partition of each kind runs always;
+//! the long ones, past the broker's keep-alive and Postgres's
+//! `wal_sender_timeout`, with `SLUICE_SLOW_PARTITIONS=1`.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use sluice_tests::netns::{self, Cut, Netns};
+use sluice_tests::{free_port, pg, temp_dir, unique, wait_for};
+
+const LONG: Duration = Duration::from_secs(300);
+
+/// The pipeline, as the namespace reaches the services.
+fn pipeline(name: &str, port: u16, listen: &str) -> String {
+    format!(
+        "pulsar:\n  serviceUrl: {url}\nhttp:\n  listen: {listen}:{port}\n\
+         sources:\n  - name: {name}\n    className: postgres-cdc\n    processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
+         \x20     database.hostname: {host}\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n\
+         sinks:\n  - name: {name}_copy\n    className: jdbc\n\
+         \x20   inputs: [{name}.public.items]\n    sourceSubscriptionPosition: Earliest\n\
+         \x20   processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
+         \x20     jdbcUrl: postgres://{host}:5432/{name}_dst\n      userName: postgres\n      password: {pw}\n\
+         \x20     tableName: items\n      inputFormat: DEBEZIUM\n      batchSize: 100\n      timeoutMs: 50\n",
+        url = netns::PULSAR_URL,
+        host = netns::HOST,
+        pw = pg::PASSWORD
+    )
+}
+
+async fn rows(db: &tokio_postgres::Client) -> anyhow::Result<Vec<(i32, String)>> {
+    Ok(db
+        .query("SELECT id, v FROM items ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Insert into the source in transactions of 50 rows, `batches` of them,
+/// one every 20 ms. Inserts only: each row is applied once, where a sink
+/// may fold an insert and an update of one row in a batch into one write.
+async fn write(db: &tokio_postgres::Client, first: i32, batches: i32) -> anyhow::Result<()> {
+    for b in 0..batches {
+        let from = first + b * 50;
+        db.execute(
+            "INSERT INTO items SELECT g, 'v' || g FROM generate_series($1::int, $2::int) g",
+            &[&from, &(from + 49)],
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Cut the pipeline off from `what` for `held` while rows stream, heal it,
+/// and check the target.
+async fn partitioned(what: Cut, held: Duration) -> anyhow::Result<()> {
+    // GIVEN a pipeline in its own namespace, streaming a table whose target
+    // counts every row applied
+    let name = unique(&format!("part-{what:?}").to_lowercase()).replace('-', "_");
+    let source = pg::create_database(&format!("{name}_src")).await?;
+    let target = pg::create_database(&format!("{name}_dst")).await?;
+    for db in [&source, &target] {
+        db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+            .await?;
+    }
+    target
+        .batch_execute(
+            "CREATE TABLE applied (id int NOT NULL);
+             CREATE FUNCTION count_applied() RETURNS trigger AS $$
+               BEGIN INSERT INTO applied VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER count_applied AFTER INSERT OR UPDATE ON items
+               FOR EACH ROW EXECUTE FUNCTION count_applied();",
+        )
+        .await?;
+    let ns = Netns::new()?;
+    let dir = temp_dir(&name)?;
+    let port = free_port()?;
+    let sluice = ns.start(&dir, &pipeline(&name, port, &ns.address()), port)?;
+    write(&source, 1, 10).await?;
+    wait_for("the first rows in the target", LONG, || async {
+        Ok((rows(&target).await?.len() == 500).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+
+    // WHEN it is cut off while rows stream, for `held`, and healed
+    let streaming = write(&source, 501, 40);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ns.cut(what)?;
+        // Cut off from Postgres, the process changes nothing in the target
+        // once what it had sent has landed.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let early = rows(&target).await?.len();
+        tokio::time::sleep(held.saturating_sub(Duration::from_secs(1))).await;
+        let late = rows(&target).await?.len();
+        ns.heal()?;
+        anyhow::Ok((early, late))
+    };
+    let (wrote, cut) = tokio::join!(streaming, cut);
+    wrote?;
+    let (early, late) = cut?;
+    if what != Cut::Broker {
+        ensure!(
+            early == late,
+            "the target went from {early} to {late} rows while cut off"
+        );
+    }
+    write(&source, 2501, 10).await?;
+
+    // THEN the target equals the source row by row, and each of the 3,000
+    // rows was applied once
+    let expected = rows(&source).await?;
+    wait_for("the target to equal the source", LONG, || async {
+        Ok((rows(&target).await? == expected).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let counts = target
+        .query_one("SELECT count(*), count(DISTINCT id) FROM applied", &[])
+        .await?;
+    let (applied, distinct): (i64, i64) = (counts.get(0), counts.get(1));
+    ensure!(
+        (applied, distinct) == (3_000, 3_000),
+        "{applied} applications of {distinct} rows (3,000 written) after a partition from {what:?}:\n{}",
+        sluice.log()
+    );
+    let log = sluice.log();
+    ensure!(sluice.interrupt().await?.success(), "{log}");
+    source
+        .execute("SELECT pg_drop_replication_slot($1)", &[&name])
+        .await?;
+    Ok(())
+}
+
+/// Whether the long partitions run.
+fn slow() -> bool {
+    std::env::var("SLUICE_SLOW_PARTITIONS").is_ok_and(|v| v == "1")
+}
+
+#[tokio::test]
+async fn a_pipeline_cut_off_from_everything_for_ten_seconds_loses_and_repeats_nothing()
+-> anyhow::Result<()> {
+    partitioned(Cut::All, Duration::from_secs(10)).await
+}
+
+#[tokio::test]
+async fn long_partitions_from_the_broker_postgres_and_both_lose_and_repeat_nothing()
+-> anyhow::Result<()> {
+    if !slow() {
+        println!(
+            "skipped: set SLUICE_SLOW_PARTITIONS=1 to run the long partitions (about 6 minutes)"
+        );
+        return Ok(());
+    }
+    for what in [Cut::Broker, Cut::Postgres, Cut::All] {
+        partitioned(what, Duration::from_secs(90)).await?;
+    }
+    Ok(())
+}
