@@ -23,7 +23,7 @@ pub use admin::partitioned_name;
 pub use backlog::Backlog;
 pub use consumer::{AckHandle, Consumer, ConsumerOptions, Followed, Received};
 pub use producer::{Access, Producer, ProducerOptions, SendResult};
-pub use transactions::Txn;
+pub use transactions::{OrphanEnd, Txn};
 pub use watch::Watch;
 
 use std::sync::Arc;

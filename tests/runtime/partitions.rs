@@ -94,24 +94,28 @@ async fn partitioned(what: Cut, held: Duration) -> anyhow::Result<()> {
     let cut = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         ns.cut(what)?;
-        // Cut off from Postgres, the process changes nothing in the target
-        // once what it had sent has landed.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let early = rows(&target).await?.len();
-        tokio::time::sleep(held.saturating_sub(Duration::from_secs(1))).await;
-        let late = rows(&target).await?.len();
+        let cut_off = reachable(&ns)?;
+        tokio::time::sleep(held).await;
         ns.heal()?;
-        anyhow::Ok((early, late))
+        anyhow::Ok((cut_off, reachable(&ns)?))
     };
     let (wrote, cut) = tokio::join!(streaming, cut);
     wrote?;
-    let (early, late) = cut?;
-    if what != Cut::Broker {
-        ensure!(
-            early == late,
-            "the target went from {early} to {late} rows while cut off"
-        );
-    }
+    // The cut held: what was cut off was out of reach, and is back.
+    let (cut_off, healed) = cut?;
+    let expected = match what {
+        Cut::Broker => (false, true),
+        Cut::Postgres => (true, false),
+        Cut::All => (false, false),
+    };
+    ensure!(
+        cut_off == expected,
+        "while cut off from {what:?}, broker and Postgres reachable: {cut_off:?}"
+    );
+    ensure!(
+        healed == (true, true),
+        "after healing, broker and Postgres reachable: {healed:?}"
+    );
     write(&source, 2501, 10).await?;
 
     // THEN the target equals the source row by row, and each of the 3,000
@@ -137,6 +141,12 @@ async fn partitioned(what: Cut, held: Duration) -> anyhow::Result<()> {
         .execute("SELECT pg_drop_replication_slot($1)", &[&name])
         .await?;
     Ok(())
+}
+
+/// Whether the broker's namespace listener and Postgres are reachable
+/// from inside `ns`.
+fn reachable(ns: &Netns) -> anyhow::Result<(bool, bool)> {
+    Ok((ns.reaches(6652)?, ns.reaches(5432)?))
 }
 
 /// Whether the long partitions run.

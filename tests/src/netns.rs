@@ -69,11 +69,16 @@ impl Netns {
         let base = std::process::id() % 200;
         for _ in 0..250 {
             let n = (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 250 + 1;
-            if std::path::Path::new(&format!("/run/netns/sluice-{n}")).exists() {
+            let taken = || std::path::Path::new(&format!("/run/netns/sluice-{n}")).exists();
+            if taken() {
                 continue;
             }
-            run(&["add", &n.to_string()])?;
-            return Ok(Self { n });
+            match run(&["add", &n.to_string()]) {
+                Ok(()) => return Ok(Self { n }),
+                // Another run took the number in between.
+                Err(_) if taken() => continue,
+                Err(e) => return Err(e),
+            }
         }
         bail!("no free namespace number")
     }
@@ -92,6 +97,18 @@ impl Netns {
     /// Drop every packet between it and `what`, both ways.
     pub fn cut(&self, what: Cut) -> anyhow::Result<()> {
         run(&["cut", &self.n.to_string(), what.word()])
+    }
+
+    /// Whether a TCP connection from inside reaches this machine's `port`
+    /// within 2 s.
+    pub fn reaches(&self, port: u16) -> anyhow::Result<bool> {
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &format!("sluice-{}", self.n)])
+            .args(["timeout", "2", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{HOST}/{port}"))
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        Ok(status.success())
     }
 
     /// Let every packet through again.

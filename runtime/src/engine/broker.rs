@@ -26,7 +26,7 @@ use sluice_connectors::{RecordSchema, SourceRecord};
 
 use crate::config::PulsarSettings;
 use crate::pulsar::{
-    self, AckHandle, Backlog, Client, Consumer, ConsumerOptions, Followed, Producer,
+    self, AckHandle, Backlog, Client, Consumer, ConsumerOptions, Followed, OrphanEnd, Producer,
     ProducerOptions, PulsarError, Reading, Received, SendResult, Txn, Watch,
 };
 
@@ -103,7 +103,8 @@ pub(crate) trait Broker: Send + Sync + 'static {
     fn abort(&self, txn: Txn) -> impl Future<Output = Result<(), PulsarError>> + Send;
 
     /// Abort a transaction another connection opened.
-    fn abort_orphan(&self, txn: Txn) -> impl Future<Output = Result<(), PulsarError>> + Send;
+    fn abort_orphan(&self, txn: Txn)
+    -> impl Future<Output = Result<OrphanEnd, PulsarError>> + Send;
 
     /// The backlog of a durable subscription on `topic`.
     fn backlog(
@@ -264,7 +265,7 @@ impl Broker for Client {
         Client::abort(self, txn).await
     }
 
-    async fn abort_orphan(&self, txn: Txn) -> Result<(), PulsarError> {
+    async fn abort_orphan(&self, txn: Txn) -> Result<OrphanEnd, PulsarError> {
         Client::abort_orphan(self, txn).await
     }
 

@@ -193,12 +193,20 @@ async fn source_run<B: Broker>(
         let Some(lease) = effectively_once::fence(def, client, status, shutdown).await? else {
             return Ok(source_task::Finished::Stopped);
         };
-        // The lease holder beats from now on, and stops when a beat fails
-        // (another instance fenced it out).
-        let work = effectively_once_run(def, client, lease, status, shutdown);
+        // The lease holder beats from now on. A failed beat (another
+        // instance fenced this one out, or the broker is out of reach) stops
+        // the run as a shutdown would, for a while, and fails it.
+        let fence = lease.fenced_out;
+        let stop = shutdown.child_token();
+        let work = effectively_once_run(def, client, lease, status, &stop);
+        tokio::pin!(work);
         return tokio::select! {
-            result = work => result,
-            lost = effectively_once::beat(def, client) => Err(lost),
+            result = &mut work => result,
+            lost = effectively_once::beat(def, client, fence) => {
+                stop.cancel();
+                let _ = tokio::time::timeout(STOP_AFTER_LOST_BEAT, &mut work).await;
+                Err(lost)
+            }
         };
     }
     let context = source_context(def, status, None, None);
@@ -207,6 +215,10 @@ async fn source_run<B: Broker>(
     source.close().await;
     result
 }
+
+/// How long a run whose beat failed may take to stop as on shutdown
+/// (abort or commit what is open, close the source) before it is dropped.
+const STOP_AFTER_LOST_BEAT: Duration = Duration::from_secs(10);
 
 /// An EFFECTIVELY_ONCE source's run once it holds the lease: recovered,
 /// opened, and published in transactions.
@@ -225,16 +237,8 @@ async fn effectively_once_run<B: Broker>(
     let mut context = source_context(def, status, progress.sequence, progress.state.clone());
     context.took_over = lease.fenced_out;
     let mut source = def.spec.open(&context).await?;
-    let result = effectively_once::run(
-        def,
-        client,
-        lease.marker,
-        progress,
-        &mut source,
-        status,
-        shutdown,
-    )
-    .await;
+    let result =
+        effectively_once::run(def, client, lease, progress, &mut source, status, shutdown).await;
     source.close().await;
     result
 }

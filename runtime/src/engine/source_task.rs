@@ -45,6 +45,11 @@ pub(super) struct Publisher<'a, B: Broker> {
     /// The last topic a record named, and its full name: records come in
     /// runs of one topic, and qualifying it cost a formatted string each.
     last_topic: Option<(String, String)>,
+    /// An exclusive producer refused because another holds the topic is
+    /// made again with [`Access::Fencing`]: this run took the source's
+    /// lease from an instance that stopped beating, which may still hold
+    /// the topics.
+    fence_stale: bool,
 }
 
 impl<'a, B: Broker> Publisher<'a, B> {
@@ -61,7 +66,15 @@ impl<'a, B: Broker> Publisher<'a, B> {
             },
             producers: HashMap::new(),
             last_topic: None,
+            fence_stale: false,
         }
+    }
+
+    /// Fence out the producers a fenced-out instance still holds; see
+    /// [`Publisher::fence_stale`].
+    pub(super) fn fencing_stale_holders(mut self, fence: bool) -> Self {
+        self.fence_stale = fence;
+        self
     }
 
     pub(super) async fn producer(
@@ -115,7 +128,17 @@ impl<'a, B: Broker> Publisher<'a, B> {
                 schema: schema.cloned(),
                 ..self.options.clone()
             };
-            let producer = self.client.producer(&topic, &options).await?;
+            let producer = match self.client.producer(&topic, &options).await {
+                Err(e) if self.fence_stale && e.is_held_elsewhere() => {
+                    warn!(connector = %self.def.name, topic = %topic, "the fenced-out instance still holds the topic: fencing its producer out");
+                    let fencing = ProducerOptions {
+                        access: Access::Fencing,
+                        ..options
+                    };
+                    self.client.producer(&topic, &fencing).await?
+                }
+                made => made?,
+            };
             info!(connector = %self.def.name, topic = %topic, schema = schema.is_some(), "producer ready");
             self.producers.insert(topic.clone(), producer);
         }

@@ -98,8 +98,10 @@ impl Client {
     }
 
     /// Abort a transaction that another connection opened, such as one a
-    /// crashed instance left open.
-    pub async fn abort_orphan(&self, txn: Txn) -> Result<(), PulsarError> {
+    /// crashed or fenced-out instance left open, and say how it ended. An
+    /// error means the coordinator did not answer: the transaction may
+    /// still be open, and commit.
+    pub async fn abort_orphan(&self, txn: Txn) -> Result<OrphanEnd, PulsarError> {
         let coordinator = self.coordinator().await?;
         // The coordinator answers only once a transaction was opened on the
         // connection; a fresh connection opens and aborts one first.
@@ -110,11 +112,17 @@ impl Client {
         let _ = coordinator
             .end_txn(probe, magnetar::proto::TxnAction::Abort)
             .await;
-        coordinator
+        match coordinator
             .end_txn(txn.id, magnetar::proto::TxnAction::Abort)
             .await
-            .map(|_| ())
-            .map_err(|e| PulsarError::new("abort a transaction", e))
+        {
+            Ok(_) => Ok(OrphanEnd::Aborted),
+            // The client's words for the coordinator's TransactionNotFound
+            // and InvalidTxnStatus.
+            Err(e) if e.to_string().contains("transaction not found") => Ok(OrphanEnd::Unknown),
+            Err(e) if e.to_string().contains("transaction aborted") => Ok(OrphanEnd::Ended),
+            Err(e) => Err(PulsarError::new("abort a transaction", e)),
+        }
     }
 
     /// Whether the broker runs transactions: open one and abort it.
@@ -122,4 +130,17 @@ impl Client {
         let txn = self.begin(Duration::from_secs(10)).await?;
         self.abort(txn).await
     }
+}
+
+/// How the abort of another instance's transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrphanEnd {
+    /// Aborted now: it never commits.
+    Aborted,
+    /// The coordinator does not know it: it timed out and was aborted, or
+    /// never began.
+    Unknown,
+    /// It had ended already: aborted, or committed (its marker then shows
+    /// on the offsets topic, perhaps a moment later).
+    Ended,
 }

@@ -1,8 +1,6 @@
 //! What a standby watches the active instance's beats with: a non-durable
 //! subscription from the topic's end, which keeps nothing on the topic.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use magnetar::proto::SubscribeRequest;
 use magnetar::proto::pb::command_subscribe::{InitialPosition, SubType};
 use magnetar::runtime_tokio as rt;
@@ -12,14 +10,18 @@ use super::{Client, PulsarError};
 impl Client {
     /// Watch the messages published on `topic` from now on.
     pub async fn watch(&self, topic: &str) -> Result<Watch, PulsarError> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        // Random: processes in containers all have the same pid.
+        let random = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        };
         let consumer = self
             .inner
             .subscribe(SubscribeRequest {
                 topic: topic.to_owned(),
-                subscription: format!("sluice-standby-{}-{nanos:08x}", std::process::id()),
+                subscription: format!("sluice-standby-{random:016x}"),
                 sub_type: SubType::Exclusive,
                 initial_position: InitialPosition::Latest,
                 durable: false,

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::config::SourceDef;
 use crate::engine::TaskError;
@@ -26,6 +26,14 @@ pub(crate) const BEAT_EVERY: Duration = Duration::from_secs(5);
 /// How long a standby hears no beat before it fences the active instance
 /// out: three beats missed.
 pub(crate) const TAKEOVER_AFTER: Duration = Duration::from_secs(15);
+/// Once silent that long, a standby listens this long more (and up to a
+/// second at random on top) before it fences: another standby that has
+/// just taken over beats at once, and is heard.
+const CONFIRM: Duration = Duration::from_secs(2);
+/// A wait that ends this much later than it should shows that the standby
+/// itself was stopped (a paused VM, SIGSTOP): the beats it missed meanwhile
+/// prove nothing, and silence is counted afresh.
+const OVERRUN: Duration = Duration::from_secs(1);
 
 /// The topic a source's active instance beats on. Nothing subscribes to
 /// it durably, so the broker keeps none of it.
@@ -36,21 +44,36 @@ pub(crate) fn beats_topic(def: &SourceDef) -> String {
     )
 }
 
-/// Beat until a beat fails: it returns only then, with the error. The
-/// producer fences out any other (an instance that lost the lease and does
-/// not know it yet), whose beats then fail.
-pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B) -> TaskError {
+/// Beat until a beat fails: it returns only then, with the error. With
+/// `fence`, the lease was taken by fencing out an instance that may still
+/// hold the beats topic: its producer there is fenced out too. A beats
+/// producer that cannot be made (the topic cannot be created, say) leaves
+/// the source running without beats, said once: a standby cannot listen
+/// then either, and waits for the broker to let go, as before beats.
+pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B, fence: bool) -> TaskError {
     let topic = beats_topic(def);
-    let options = ProducerOptions {
-        access: Access::Fencing,
+    let mut options = ProducerOptions {
+        access: Access::Exclusive,
         batching: None,
         compression: crate::config::Compression::None,
         name: None,
         schema: None,
     };
     let producer = match client.producer(&topic, &options).await {
+        Ok(p) => Ok(p),
+        Err(e) if fence && e.is_held_elsewhere() => {
+            options.access = Access::Fencing;
+            client.producer(&topic, &options).await
+        }
+        Err(e) => Err(e),
+    };
+    let producer = match producer {
         Ok(p) => p,
-        Err(e) => return e.into(),
+        Err(e) => {
+            warn!(connector = %def.name, topic = %topic, error = %e,
+                "cannot beat: a standby cannot take over from this instance should it hang, only once the broker lets go of it");
+            return std::future::pending().await;
+        }
     };
     let mut ticks = tokio::time::interval(BEAT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -61,7 +84,7 @@ pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B) -> TaskError {
             ..SourceRecord::default()
         };
         if let Err(e) = producer.send_in(beat, None).await {
-            debug!(connector = %def.name, error = %e, "a beat failed");
+            warn!(connector = %def.name, error = %e, "a beat failed: stopping this run");
             return e.into();
         }
     }
@@ -72,6 +95,8 @@ pub(crate) struct Ear<W> {
     watch: Option<W>,
     /// When the watch began, or the last beat came.
     heard: Instant,
+    /// A failure to listen was said.
+    told: bool,
 }
 
 impl<W: WatchTopic> Ear<W> {
@@ -80,12 +105,13 @@ impl<W: WatchTopic> Ear<W> {
         Self {
             watch: None,
             heard: Instant::now(),
+            told: false,
         }
     }
 
     /// Listen from now, if not listening already. A watch that cannot be
     /// made leaves the standby waiting for the broker to let go, as
-    /// before beats.
+    /// before beats; said once.
     pub(crate) async fn listen<B: Broker<Watch = W>>(&mut self, def: &SourceDef, client: &B) {
         if self.watch.is_some() {
             return;
@@ -95,8 +121,13 @@ impl<W: WatchTopic> Ear<W> {
                 self.watch = Some(w);
                 self.heard = Instant::now();
             }
-            Err(e) => {
+            Err(e) if self.told => {
                 debug!(connector = %def.name, error = %e, "cannot listen for the active instance's beats");
+            }
+            Err(e) => {
+                self.told = true;
+                warn!(connector = %def.name, error = %e,
+                    "cannot listen for the active instance's beats: should it hang, this standby takes over only once the broker lets go of it");
             }
         }
     }
@@ -110,17 +141,35 @@ impl<W: WatchTopic> Ear<W> {
                     Ok(()) => self.heard = Instant::now(),
                     // Listened to again on the next try; silence is only
                     // counted while listening.
-                    Err(_) => self.watch = None,
+                    Err(e) => {
+                        warn!(error = %e, "lost the watch on the active instance's beats; listening again");
+                        self.watch = None;
+                    }
                 },
-                () = tokio::time::sleep_until(until) => return,
+                () = tokio::time::sleep_until(until) => break,
             }
         }
         tokio::time::sleep_until(until).await;
+        if Instant::now() > until + OVERRUN {
+            // This standby was stopped itself: count silence from now.
+            self.heard = Instant::now();
+        }
     }
 
     /// True once the active instance has been listened to, and silent,
-    /// for [`TAKEOVER_AFTER`].
-    pub(crate) fn silent(&self) -> bool {
+    /// for [`TAKEOVER_AFTER`], and stays silent for [`CONFIRM`] (and a
+    /// random part of a second) more: long enough to hear a standby that
+    /// has just taken over, or the beats that queued while this one was
+    /// itself stopped.
+    pub(crate) async fn silent(&mut self) -> bool {
+        if !self.silent_now() {
+            return false;
+        }
+        self.wait(CONFIRM + jitter()).await;
+        self.silent_now()
+    }
+
+    fn silent_now(&self) -> bool {
         self.watch.is_some() && self.heard.elapsed() >= TAKEOVER_AFTER
     }
 
@@ -129,5 +178,50 @@ impl<W: WatchTopic> Ear<W> {
         if let Some(w) = self.watch {
             w.close().await;
         }
+    }
+}
+
+/// Up to a second, at random: standbys that found the same silence do not
+/// decide at the same moment.
+fn jitter() -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(random % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Guarantee;
+    use crate::engine::memory::Memory;
+    use crate::engine::testkit::{SourceScript, source_def};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_stopped_itself_counts_silence_afresh() {
+        // GIVEN a standby listening to a topic that gets no beat
+        let broker = Memory::default();
+        let def = source_def(
+            Guarantee::EffectivelyOnce,
+            &SourceScript::numbered(0, 0, false),
+        );
+        let mut ear = Ear::new();
+        ear.listen(&def, &broker).await;
+
+        // WHEN it is itself stopped in the middle of a wait for twice
+        // TAKEOVER_AFTER, and runs again
+        {
+            let wait = ear.wait(Duration::from_secs(1));
+            tokio::pin!(wait);
+            assert!(futures_util::poll!(wait.as_mut()).is_pending());
+            tokio::time::advance(TAKEOVER_AFTER * 2).await;
+            wait.await;
+        }
+
+        // THEN the time it was stopped is not silence it heard
+        assert!(!ear.silent_now());
+        tokio::time::sleep(TAKEOVER_AFTER).await;
+        assert!(ear.silent_now());
     }
 }

@@ -7,8 +7,8 @@
 //!   another instance of the same source waits as a standby until it can
 //!   take that producer, which happens when the first one stops or dies,
 //!   or until it has heard no beat from it for a while, when it fences it
-//!   out (`beats`). The lease holder's producers on the table topics fence
-//!   out any other.
+//!   out (`beats`). An instance that took the lease that way fences out the
+//!   producers the old one still holds on the table topics.
 //! - **Transactions.** The records from one checkpoint to the next (a source
 //!   transaction, or a chunk of a snapshot) and a marker holding the last
 //!   record's `sluice.seq`, the checkpoint, the source's state there and
@@ -189,7 +189,7 @@ struct Run<'a, B: Broker> {
 pub(crate) async fn run<B: Broker, S: Source>(
     def: &SourceDef,
     client: &B,
-    marker: B::Producer,
+    lease: Lease<B::Producer>,
     progress: Progress,
     source: &mut S,
     status: &Arc<ConnectorStatus>,
@@ -199,11 +199,11 @@ pub(crate) async fn run<B: Broker, S: Source>(
     let mut run = Run {
         def,
         client,
-        // The lease holder may fence out the table topics' producers too:
-        // only an instance that lost the lease, and does not know it yet,
-        // can hold them.
-        publisher: Publisher::new(def, client, Access::Fencing),
-        marker,
+        // A lease taken by fencing may find the table topics still held by
+        // the instance fenced out: those producers are fenced out too.
+        publisher: Publisher::new(def, client, Access::Exclusive)
+            .fencing_stale_holders(lease.fenced_out),
+        marker: lease.marker,
         status,
         open: None,
         committing: None,

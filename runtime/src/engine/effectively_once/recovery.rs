@@ -15,12 +15,16 @@ use crate::config::SourceDef;
 use crate::engine::TaskError;
 use crate::engine::broker::{Broker, ReadBacklog};
 use crate::engine::status::{ConnectorStatus, State};
-use crate::pulsar::{Access, ProducerOptions, Txn};
+use crate::pulsar::{Access, OrphanEnd, ProducerOptions, Txn};
 
 /// The subscription that keeps the last marker from retention.
 const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
 /// How often a standby tries to take over.
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
+/// How long recovery looks for the marker of an orphan that had ended
+/// (aborted, or committed a moment ago): tries, and the wait between.
+const ENDED_MARKER_TRIES: u32 = 4;
+const ENDED_MARKER_WAIT: Duration = Duration::from_millis(150);
 
 /// The topic holding a source's progress markers.
 pub(crate) fn offsets_topic(def: &SourceDef) -> String {
@@ -64,7 +68,7 @@ async fn take_lease<B: Broker>(
     let topic = offsets_topic(def);
     let mut waiting = false;
     loop {
-        let fencing = ear.silent();
+        let fencing = ear.silent().await;
         let options = ProducerOptions {
             access: if fencing {
                 Access::Fencing
@@ -193,20 +197,45 @@ async fn recover_from<B: Broker>(
             }
             return Ok(progress);
         }
+        let mut unsure = Vec::new();
         for open in orphans {
             let txn = Txn::from_id_text(open).ok_or_else(|| {
                 ConnectorError::permanent(format!("a transaction id on {topic} is malformed"))
             })?;
-            // It may have timed out already; either way it never commits.
+            // The instance that opened it may be alive (fenced out, not
+            // dead): a transaction not known to have ended may still
+            // commit, so recovery cannot go on without knowing.
             match client.abort_orphan(txn).await {
-                Ok(()) => {
+                Ok(OrphanEnd::Aborted) => {
                     info!(connector = %def.name, txn = %open, "aborted a transaction a previous instance left open");
                 }
+                Ok(OrphanEnd::Unknown) => {
+                    debug!(connector = %def.name, txn = %open, "the previous instance's transaction is gone");
+                }
+                Ok(OrphanEnd::Ended) => unsure.push(open.clone()),
                 Err(e) => {
-                    debug!(connector = %def.name, txn = %open, error = %e, "the previous instance's transaction is already gone");
+                    return Err(ConnectorError::retryable(format!(
+                        "could not abort transaction {open}, which a previous instance left open and may still commit: {e}"
+                    ))
+                    .into());
                 }
             }
             aborted.insert(open.clone());
+        }
+        // An orphan that had ended may have committed: its marker then
+        // shows once the coordinator has written it. Wait a little for it.
+        for _ in 0..ENDED_MARKER_TRIES {
+            let marked: HashSet<String> = backlog
+                .payloads()
+                .into_iter()
+                .filter_map(Progress::from_json)
+                .filter_map(|m| m.txn)
+                .collect();
+            if unsure.iter().all(|t| marked.contains(t)) {
+                break;
+            }
+            tokio::time::sleep(ENDED_MARKER_WAIT).await;
+            backlog.read_more().await?;
         }
         // What the aborted transactions held back is visible now.
         backlog.read_more().await?;

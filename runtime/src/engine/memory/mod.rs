@@ -26,7 +26,8 @@ pub(crate) use clients::{MemBacklog, MemConsumer, MemProducer, MemWatch};
 
 use super::broker::{Broker, Dial, ReadBacklog};
 use crate::pulsar::{
-    Access, ConsumerOptions, ProducerOptions, PulsarError, Reading, SEQUENCE_PROPERTY, Txn,
+    Access, ConsumerOptions, OrphanEnd, ProducerOptions, PulsarError, Reading, SEQUENCE_PROPERTY,
+    Txn,
 };
 
 /// One in-memory broker; clones share it.
@@ -93,6 +94,9 @@ pub(crate) struct Faults {
     pub(crate) receive_after: Option<usize>,
     /// Sends to this topic wait for their receipt while it is set.
     pub(crate) hold_receipts: Option<String>,
+    /// Aborts of another connection's transactions that the coordinator
+    /// does not answer.
+    pub(crate) orphan_aborts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -208,6 +212,11 @@ impl Memory {
             .topics
             .get(topic)
             .map_or(0, |t| t.messages.len())
+    }
+
+    /// Producers of `topic` fenced out by another with `Access::Fencing`.
+    pub(crate) fn fenced(&self, topic: &str) -> usize {
+        self.state().topics.get(topic).map_or(0, |t| t.fenced.len())
     }
 
     /// Transactions still open.
@@ -476,8 +485,20 @@ impl Broker for Memory {
         result
     }
 
-    async fn abort_orphan(&self, txn: Txn) -> Result<(), PulsarError> {
-        Broker::abort(self, txn).await
+    async fn abort_orphan(&self, txn: Txn) -> Result<OrphanEnd, PulsarError> {
+        fault(
+            &mut self.state().faults.orphan_aborts,
+            "abort a transaction",
+        )?;
+        let ended = match self.state().txns.get(&txn_key(&txn)) {
+            None => Some(OrphanEnd::Unknown),
+            Some((TxnState::Open, _)) => None,
+            Some(_) => Some(OrphanEnd::Ended),
+        };
+        match ended {
+            Some(end) => Ok(end),
+            None => Broker::abort(self, txn).await.map(|()| OrphanEnd::Aborted),
+        }
     }
 
     async fn backlog(&self, topic: &str, subscription: &str) -> Result<MemBacklog, PulsarError> {

@@ -414,3 +414,31 @@ async fn markers_without_an_origin_are_taken_and_the_next_ones_record_it() {
         Some("postgres database a, slot a")
     );
 }
+
+#[tokio::test]
+async fn recovery_does_not_go_on_while_an_orphan_may_still_commit() {
+    // GIVEN an instance that stopped with a transaction open, whose owner
+    // may be alive (fenced out, not dead)
+    let case = Case::new(4, 3, false);
+    case.broker
+        .faults(|f| f.hold_receipts = Some(OUTPUT.into()));
+    case.crash_when(|b| b.stored(OUTPUT) >= 3).await;
+    assert!(case.broker.open_transactions() >= 1);
+    case.broker.faults(|f| f.hold_receipts = None);
+
+    // WHEN the next instance's abort of it goes unanswered
+    case.broker.faults(|f| f.orphan_aborts = 1);
+    let (result, _) = case.run(|_| false).await;
+
+    // THEN that run fails before it publishes, and the next one, whose
+    // abort is answered, publishes everything once
+    let error = result.expect_err("recovery went on past an orphan that may commit");
+    assert!(
+        matches!(&error, TaskError::Connector(e) if e.kind() == ErrorKind::Retryable),
+        "{error:?}"
+    );
+    assert!(case.published().is_empty());
+    let (result, _) = case.run(|b| b.values(OUTPUT).len() >= 12).await;
+    assert_eq!(result.expect("run"), Finished::Stopped);
+    assert_eq!(case.published(), values(0..12));
+}

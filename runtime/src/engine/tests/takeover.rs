@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{status, values};
 use crate::config::{Guarantee, SourceDef};
-use crate::engine::effectively_once::{self, BEAT_EVERY, TAKEOVER_AFTER, beats_topic};
+use crate::engine::effectively_once::{
+    self, BEAT_EVERY, TAKEOVER_AFTER, beats_topic, offsets_topic,
+};
 use crate::engine::memory::{Memory, record};
 use crate::engine::source_run;
 use crate::engine::status::State;
@@ -64,7 +66,7 @@ async fn a_standby_fences_out_a_hung_active_instance_and_the_resumed_one_learns_
     // TAKEOVER_AFTER, told the source so, and published the rest once
     let waited = hung_at.elapsed();
     assert!(
-        waited >= TAKEOVER_AFTER && waited < TAKEOVER_AFTER + Duration::from_secs(3),
+        waited >= TAKEOVER_AFTER && waited < TAKEOVER_AFTER + Duration::from_secs(5),
         "took over after {waited:?}"
     );
     assert!(script.get().took_over, "the source was not told");
@@ -114,5 +116,37 @@ async fn a_standby_leaves_an_idle_active_instance_that_beats_alone() {
     assert_eq!(b.state(), State::Standby);
     let beat = broker.stored(&beats) - beaten;
     assert!(beat >= 11, "{beat} beats in a minute");
+    assert_eq!(broker.values(OUTPUT), values(0..6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn of_two_standbys_one_takes_over_and_the_other_waits_for_it() {
+    // GIVEN an active instance that hung, and two standbys
+    let (broker, _script, def) = case();
+    let never = CancellationToken::new();
+    let a = status("a");
+    let hung = source_run(&def, &broker, &a, &never);
+    tokio::pin!(hung);
+    until_it_hangs(&broker, &mut hung, |b| b.values(OUTPUT).len() == 6).await;
+    let (b, c) = (status("b"), status("c"));
+    let (run_b, run_c) = (
+        source_run(&def, &broker, &b, &never),
+        source_run(&def, &broker, &c, &never),
+    );
+    tokio::pin!(run_b, run_c);
+
+    // WHEN both hear the same silence, for four times TAKEOVER_AFTER
+    tokio::select! {
+        r = run_b.as_mut() => panic!("b ended: {r:?}"),
+        r = run_c.as_mut() => panic!("c ended: {r:?}"),
+        () = tokio::time::sleep(TAKEOVER_AFTER * 4) => {}
+    }
+
+    // THEN one runs and the other is its standby: the hung instance was
+    // fenced out once, and the second standby did not fence the first
+    let mut states = [b.state(), c.state()];
+    states.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(states, [State::Running, State::Standby]);
+    assert_eq!(broker.fenced(&offsets_topic(&def)), 1);
     assert_eq!(broker.values(OUTPUT), values(0..6));
 }
