@@ -141,7 +141,7 @@ async fn effectively_once_with_a_schema_publishes_through_a_small_send_window() 
     // GIVEN a table of 500 rows, captured EFFECTIVELY_ONCE with its schema,
     // at most 5 sends in flight and batches of up to 100 records, so that
     // transactions, batches and the send window all cut across each other
-    let _turn = effectively_once_turn().await;
+    let _turn = effectively_once_turn().await?;
     let name = unique("cdc-schema-eo").replace('-', "_");
     let db = pg::create_database(&name).await?;
     db.batch_execute(

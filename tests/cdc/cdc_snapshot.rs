@@ -286,7 +286,7 @@ async fn a_snapshot_killed_twice_resumes_and_ends_equal_at_least_once() -> anyho
 
 #[tokio::test]
 async fn a_snapshot_killed_twice_resumes_and_ends_equal_effectively_once() -> anyhow::Result<()> {
-    let _turn = effectively_once_turn().await;
+    let _turn = effectively_once_turn().await?;
     resumes_after_kills("EFFECTIVELY_ONCE").await
 }
 
@@ -595,7 +595,7 @@ async fn a_requested_snapshot_killed_resumes_and_ends_equal_at_least_once() -> a
 #[tokio::test]
 async fn a_requested_snapshot_killed_resumes_and_ends_equal_effectively_once() -> anyhow::Result<()>
 {
-    let _turn = effectively_once_turn().await;
+    let _turn = effectively_once_turn().await?;
     a_requested_snapshot_resumes_after_a_kill("EFFECTIVELY_ONCE").await
 }
 

@@ -47,7 +47,7 @@ async fn unwrapped_rows_with_null_deletes_rebuild_the_table_through_a_row_sink()
     // GIVEN a table of 200 rows, captured under EFFECTIVELY_ONCE with
     // `unwrap` keeping deletes as null values, and sluice's jdbc sink
     // applying the topic as plain rows (upsert; a null value deletes)
-    let _turn = effectively_once_turn().await;
+    let _turn = effectively_once_turn().await?;
     let name = unique("cdc-unwrap").replace('-', "_");
     let source = pg::create_database(&name).await?;
     let target = pg::create_database(&format!("{name}_dst")).await?;
@@ -174,7 +174,7 @@ async fn the_router_merges_shards_into_one_topic_with_keys_that_name_their_table
     // GIVEN two shards of `customers` holding the same id, and a third
     // table, captured with Debezium's documented routing of shards to one
     // topic, and `unwrap` rewriting deletes, under EFFECTIVELY_ONCE
-    let _turn = effectively_once_turn().await;
+    let _turn = effectively_once_turn().await?;
     let name = unique("cdc-route").replace('-', "_");
     let db = pg::create_database(&name).await?;
     db.batch_execute(

@@ -94,14 +94,15 @@ async fn partitioned(what: Cut, held: Duration) -> anyhow::Result<()> {
     let cut = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         ns.cut(what)?;
-        let cut_off = reachable(&ns)?;
+        let cut_off = reachable(&ns).await?;
         tokio::time::sleep(held).await;
+        let still = reachable(&ns).await?;
         ns.heal()?;
-        anyhow::Ok((cut_off, reachable(&ns)?))
+        anyhow::Ok(([cut_off, still], reachable(&ns).await?))
     };
     let (wrote, cut) = tokio::join!(streaming, cut);
     wrote?;
-    // The cut held: what was cut off was out of reach, and is back.
+    // The cut held, from its start to its end, and healed.
     let (cut_off, healed) = cut?;
     let expected = match what {
         Cut::Broker => (false, true),
@@ -109,8 +110,8 @@ async fn partitioned(what: Cut, held: Duration) -> anyhow::Result<()> {
         Cut::All => (false, false),
     };
     ensure!(
-        cut_off == expected,
-        "while cut off from {what:?}, broker and Postgres reachable: {cut_off:?}"
+        cut_off == [expected; 2],
+        "while cut off from {what:?}, broker and Postgres reachable (at its start, at its end): {cut_off:?}"
     );
     ensure!(
         healed == (true, true),
@@ -145,8 +146,8 @@ async fn partitioned(what: Cut, held: Duration) -> anyhow::Result<()> {
 
 /// Whether the broker's namespace listener and Postgres are reachable
 /// from inside `ns`.
-fn reachable(ns: &Netns) -> anyhow::Result<(bool, bool)> {
-    Ok((ns.reaches(6652)?, ns.reaches(5432)?))
+async fn reachable(ns: &Netns) -> anyhow::Result<(bool, bool)> {
+    Ok((ns.reaches(6652).await?, ns.reaches(5432).await?))
 }
 
 /// Whether the long partitions run.

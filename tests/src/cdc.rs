@@ -30,12 +30,21 @@ pub struct Cdc {
 /// A turn to run an EFFECTIVELY_ONCE source named `cdc` in public/default.
 /// Such sources share one progress topic (`sluice-offsets.cdc`) and its
 /// exclusive producer, so two tests running them at once in one binary
-/// would make one wait as the other's standby, or, after a kill, find the
-/// other's progress and refuse it. A test that runs one holds its turn
-/// throughout.
-pub async fn effectively_once_turn() -> tokio::sync::MutexGuard<'static, ()> {
+/// would make one wait as the other's standby. A test that runs one holds
+/// its turn throughout. The turn begins by deleting the progress a test
+/// before left there, which names that test's database and slot: a source
+/// refuses another's progress, and a user whose source replaces another
+/// of the same name deletes it the same way.
+pub async fn effectively_once_turn() -> anyhow::Result<tokio::sync::MutexGuard<'static, ()>> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    TURN.lock().await
+    let turn = TURN.lock().await;
+    match crate::admin::delete("/admin/v2/persistent/public/default/sluice-offsets.cdc?force=true")
+    {
+        Ok(()) => {}
+        Err(e) if e.to_string().contains("HTTP 404") => {}
+        Err(e) => return Err(e),
+    }
+    Ok(turn)
 }
 
 /// A CDC pipeline over database `db` into a file, with extra source configs.

@@ -100,15 +100,19 @@ impl Netns {
     }
 
     /// Whether a TCP connection from inside reaches this machine's `port`
-    /// within 2 s.
-    pub fn reaches(&self, port: u16) -> anyhow::Result<bool> {
-        let status = std::process::Command::new("ip")
-            .args(["netns", "exec", &format!("sluice-{}", self.n)])
-            .args(["timeout", "2", "bash", "-c"])
-            .arg(format!("exec 3<>/dev/tcp/{HOST}/{port}"))
-            .stderr(std::process::Stdio::null())
-            .status()?;
-        Ok(status.success())
+    /// within 2 s (tried on a blocking thread: the test's runtime goes on).
+    pub async fn reaches(&self, port: u16) -> anyhow::Result<bool> {
+        let ns = format!("sluice-{}", self.n);
+        tokio::task::spawn_blocking(move || {
+            let status = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(["timeout", "2", "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/{HOST}/{port}"))
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            Ok(status.success())
+        })
+        .await?
     }
 
     /// Let every packet through again.

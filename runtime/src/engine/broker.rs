@@ -120,6 +120,30 @@ pub(crate) trait Broker: Send + Sync + 'static {
     fn close(self) -> impl Future<Output = ()> + Send;
 }
 
+/// Take `topic` from the producer that holds it: fence that one out, then
+/// hold the topic with an exclusive producer made with `options`. The
+/// fencing producer is closed at once: the client makes a dropped producer
+/// again with the access it was made with, and one made to fence would
+/// fence again, silently, whoever holds the topic by then. An exclusive
+/// one is refused instead, and its sends fail. Refused (held elsewhere)
+/// when another producer took the topic in between.
+pub(crate) async fn fence_out<B: Broker>(
+    client: &B,
+    topic: &str,
+    options: &ProducerOptions,
+) -> Result<B::Producer, PulsarError> {
+    let fencing = ProducerOptions {
+        access: pulsar::Access::Fencing,
+        ..options.clone()
+    };
+    client.producer(topic, &fencing).await?.close().await;
+    let exclusive = ProducerOptions {
+        access: pulsar::Access::Exclusive,
+        ..options.clone()
+    };
+    client.producer(topic, &exclusive).await
+}
+
 /// The messages a topic gets, as they come.
 pub(crate) trait WatchTopic: Send {
     /// Wait for the next message. Cancel-safe.

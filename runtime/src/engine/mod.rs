@@ -196,13 +196,12 @@ async fn source_run<B: Broker>(
         // The lease holder beats from now on. A failed beat (another
         // instance fenced this one out, or the broker is out of reach) stops
         // the run as a shutdown would, for a while, and fails it.
-        let fence = lease.fenced_out;
         let stop = shutdown.child_token();
         let work = effectively_once_run(def, client, lease, status, &stop);
         tokio::pin!(work);
         return tokio::select! {
             result = &mut work => result,
-            lost = effectively_once::beat(def, client, fence) => {
+            lost = effectively_once::beat(def, client) => {
                 stop.cancel();
                 let _ = tokio::time::timeout(STOP_AFTER_LOST_BEAT, &mut work).await;
                 Err(lost)

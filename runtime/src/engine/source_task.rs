@@ -131,11 +131,7 @@ impl<'a, B: Broker> Publisher<'a, B> {
             let producer = match self.client.producer(&topic, &options).await {
                 Err(e) if self.fence_stale && e.is_held_elsewhere() => {
                     warn!(connector = %self.def.name, topic = %topic, "the fenced-out instance still holds the topic: fencing its producer out");
-                    let fencing = ProducerOptions {
-                        access: Access::Fencing,
-                        ..options
-                    };
-                    self.client.producer(&topic, &fencing).await?
+                    super::broker::fence_out(self.client, &topic, &options).await?
                 }
                 made => made?,
             };

@@ -102,6 +102,18 @@ impl Client {
     /// error means the coordinator did not answer: the transaction may
     /// still be open, and commit.
     pub async fn abort_orphan(&self, txn: Txn) -> Result<OrphanEnd, PulsarError> {
+        // The client waits for the coordinator's answer without a deadline.
+        tokio::time::timeout(ORPHAN_ABORT_WITHIN, self.end_orphan(txn))
+            .await
+            .unwrap_or_else(|_| {
+                Err(PulsarError::from_message(format!(
+                    "abort a transaction: the coordinator did not answer within {} s",
+                    ORPHAN_ABORT_WITHIN.as_secs()
+                )))
+            })
+    }
+
+    async fn end_orphan(&self, txn: Txn) -> Result<OrphanEnd, PulsarError> {
         let coordinator = self.coordinator().await?;
         // The coordinator answers only once a transaction was opened on the
         // connection; a fresh connection opens and aborts one first.
@@ -118,9 +130,9 @@ impl Client {
         {
             Ok(_) => Ok(OrphanEnd::Aborted),
             // The client's words for the coordinator's TransactionNotFound
-            // and InvalidTxnStatus.
+            // and InvalidTxnStatus (magnetar 1.7.4's TxnError).
             Err(e) if e.to_string().contains("transaction not found") => Ok(OrphanEnd::Unknown),
-            Err(e) if e.to_string().contains("transaction aborted") => Ok(OrphanEnd::Ended),
+            Err(e) if e.to_string().contains("transaction aborted") => Ok(OrphanEnd::Committing),
             Err(e) => Err(PulsarError::new("abort a transaction", e)),
         }
     }
@@ -132,15 +144,20 @@ impl Client {
     }
 }
 
+/// How long the abort of another instance's transaction may wait for the
+/// coordinator.
+const ORPHAN_ABORT_WITHIN: Duration = Duration::from_secs(15);
+
 /// How the abort of another instance's transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrphanEnd {
     /// Aborted now: it never commits.
     Aborted,
-    /// The coordinator does not know it: it timed out and was aborted, or
-    /// never began.
+    /// The coordinator no longer knows it: it ended (committed, with its
+    /// markers written; aborted; or timed out) and was forgotten, or never
+    /// began.
     Unknown,
-    /// It had ended already: aborted, or committed (its marker then shows
-    /// on the offsets topic, perhaps a moment later).
-    Ended,
+    /// It is being committed (the coordinator refuses the abort of a
+    /// transaction in that state): its marker shows once that is done.
+    Committing,
 }

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::config::SourceDef;
 use crate::engine::TaskError;
-use crate::engine::broker::{Broker, Publish, WatchTopic};
+use crate::engine::broker::{Broker, Publish, WatchTopic, fence_out};
 use crate::pulsar::{Access, ProducerOptions};
 use sluice_connectors::SourceRecord;
 
@@ -44,15 +44,16 @@ pub(crate) fn beats_topic(def: &SourceDef) -> String {
     )
 }
 
-/// Beat until a beat fails: it returns only then, with the error. With
-/// `fence`, the lease was taken by fencing out an instance that may still
-/// hold the beats topic: its producer there is fenced out too. A beats
-/// producer that cannot be made (the topic cannot be created, say) leaves
-/// the source running without beats, said once: a standby cannot listen
-/// then either, and waits for the broker to let go, as before beats.
-pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B, fence: bool) -> TaskError {
+/// Beat until a beat fails: it returns only then, with the error. Called
+/// by the lease holder only, which fences out any producer that holds the
+/// beats topic (the instance it took the lease from, or a stranger's that
+/// would keep standbys from hearing the silence). A beats producer that
+/// cannot be made otherwise (the topic cannot be created, say) leaves the
+/// source running without beats, said once: a standby cannot listen then
+/// either, and waits for the broker to let go, as before beats.
+pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B) -> TaskError {
     let topic = beats_topic(def);
-    let mut options = ProducerOptions {
+    let options = ProducerOptions {
         access: Access::Exclusive,
         batching: None,
         compression: crate::config::Compression::None,
@@ -60,12 +61,8 @@ pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B, fence: bool) ->
         schema: None,
     };
     let producer = match client.producer(&topic, &options).await {
-        Ok(p) => Ok(p),
-        Err(e) if fence && e.is_held_elsewhere() => {
-            options.access = Access::Fencing;
-            client.producer(&topic, &options).await
-        }
-        Err(e) => Err(e),
+        Err(e) if e.is_held_elsewhere() => fence_out(client, &topic, &options).await,
+        made => made,
     };
     let producer = match producer {
         Ok(p) => p,

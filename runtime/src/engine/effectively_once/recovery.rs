@@ -13,7 +13,7 @@ use super::beats::{Ear, TAKEOVER_AFTER};
 use super::progress::{Progress, committed};
 use crate::config::SourceDef;
 use crate::engine::TaskError;
-use crate::engine::broker::{Broker, ReadBacklog};
+use crate::engine::broker::{Broker, ReadBacklog, fence_out};
 use crate::engine::status::{ConnectorStatus, State};
 use crate::pulsar::{Access, OrphanEnd, ProducerOptions, Txn};
 
@@ -21,10 +21,11 @@ use crate::pulsar::{Access, OrphanEnd, ProducerOptions, Txn};
 const RECOVERY_SUBSCRIPTION: &str = "sluice-recovery";
 /// How often a standby tries to take over.
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
-/// How long recovery looks for the marker of an orphan that had ended
-/// (aborted, or committed a moment ago): tries, and the wait between.
-const ENDED_MARKER_TRIES: u32 = 4;
-const ENDED_MARKER_WAIT: Duration = Duration::from_millis(150);
+/// How long recovery looks for the marker of an orphan being committed:
+/// tries, and the wait between (each read of the topic may also wait up
+/// to a second for more).
+const COMMITTING_TRIES: u32 = 4;
+const COMMITTING_WAIT: Duration = Duration::from_millis(250);
 
 /// The topic holding a source's progress markers.
 pub(crate) fn offsets_topic(def: &SourceDef) -> String {
@@ -67,20 +68,24 @@ async fn take_lease<B: Broker>(
 ) -> Result<Option<Lease<B::Producer>>, TaskError> {
     let topic = offsets_topic(def);
     let mut waiting = false;
+    let options = ProducerOptions {
+        access: Access::Exclusive,
+        batching: None,
+        compression: crate::config::Compression::None,
+        name: None,
+        schema: None,
+    };
     loop {
-        let fencing = ear.silent().await;
-        let options = ProducerOptions {
-            access: if fencing {
-                Access::Fencing
-            } else {
-                Access::Exclusive
-            },
-            batching: None,
-            compression: crate::config::Compression::None,
-            name: None,
-            schema: None,
+        let fencing = tokio::select! {
+            silent = ear.silent() => silent,
+            () = shutdown.cancelled() => return Ok(None),
         };
-        match client.producer(&topic, &options).await {
+        let made = if fencing {
+            fence_out(client, &topic, &options).await
+        } else {
+            client.producer(&topic, &options).await
+        };
+        match made {
             Ok(marker) => {
                 if fencing {
                     warn!(connector = %def.name, silent_s = TAKEOVER_AFTER.as_secs(),
@@ -197,7 +202,7 @@ async fn recover_from<B: Broker>(
             }
             return Ok(progress);
         }
-        let mut unsure = Vec::new();
+        let mut committing = Vec::new();
         for open in orphans {
             let txn = Txn::from_id_text(open).ok_or_else(|| {
                 ConnectorError::permanent(format!("a transaction id on {topic} is malformed"))
@@ -212,7 +217,7 @@ async fn recover_from<B: Broker>(
                 Ok(OrphanEnd::Unknown) => {
                     debug!(connector = %def.name, txn = %open, "the previous instance's transaction is gone");
                 }
-                Ok(OrphanEnd::Ended) => unsure.push(open.clone()),
+                Ok(OrphanEnd::Committing) => committing.push(open.clone()),
                 Err(e) => {
                     return Err(ConnectorError::retryable(format!(
                         "could not abort transaction {open}, which a previous instance left open and may still commit: {e}"
@@ -222,19 +227,29 @@ async fn recover_from<B: Broker>(
             }
             aborted.insert(open.clone());
         }
-        // An orphan that had ended may have committed: its marker then
-        // shows once the coordinator has written it. Wait a little for it.
-        for _ in 0..ENDED_MARKER_TRIES {
+        // An orphan being committed shows its marker once it is: recovery
+        // waits for it a little, and otherwise fails, to try again, rather
+        // than go on from the marker before it and publish its records
+        // twice.
+        let mut tries = 0;
+        loop {
             let marked: HashSet<String> = backlog
                 .payloads()
                 .into_iter()
                 .filter_map(Progress::from_json)
                 .filter_map(|m| m.txn)
                 .collect();
-            if unsure.iter().all(|t| marked.contains(t)) {
+            if committing.iter().all(|t| marked.contains(t)) {
                 break;
             }
-            tokio::time::sleep(ENDED_MARKER_WAIT).await;
+            tries += 1;
+            if tries > COMMITTING_TRIES {
+                return Err(ConnectorError::retryable(format!(
+                    "a transaction a previous instance left is still being committed, its marker not on {topic} yet"
+                ))
+                .into());
+            }
+            tokio::time::sleep(COMMITTING_WAIT).await;
             backlog.read_more().await?;
         }
         // What the aborted transactions held back is visible now.

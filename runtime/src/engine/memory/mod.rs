@@ -490,10 +490,12 @@ impl Broker for Memory {
             &mut self.state().faults.orphan_aborts,
             "abort a transaction",
         )?;
+        // As Pulsar's coordinator: an ended transaction is forgotten (its
+        // commit, if any, already visible); this broker commits at once, so
+        // never answers that one is being committed.
         let ended = match self.state().txns.get(&txn_key(&txn)) {
-            None => Some(OrphanEnd::Unknown),
             Some((TxnState::Open, _)) => None,
-            Some(_) => Some(OrphanEnd::Ended),
+            _ => Some(OrphanEnd::Unknown),
         };
         match ended {
             Some(end) => Ok(end),
