@@ -129,11 +129,7 @@ impl Client {
             .await
         {
             Ok(_) => Ok(OrphanEnd::Aborted),
-            // The client's words for the coordinator's TransactionNotFound
-            // and InvalidTxnStatus (magnetar 1.7.4's TxnError).
-            Err(e) if e.to_string().contains("transaction not found") => Ok(OrphanEnd::Unknown),
-            Err(e) if e.to_string().contains("transaction aborted") => Ok(OrphanEnd::Committing),
-            Err(e) => Err(PulsarError::new("abort a transaction", e)),
+            Err(e) => refused_abort(&e).ok_or_else(|| PulsarError::new("abort a transaction", e)),
         }
     }
 
@@ -141,6 +137,21 @@ impl Client {
     pub async fn check_transactions(&self) -> Result<(), PulsarError> {
         let txn = self.begin(Duration::from_secs(10)).await?;
         self.abort(txn).await
+    }
+}
+
+/// What the coordinator's refusal of an abort says of the transaction, if
+/// it says anything: the client's words for TransactionNotFound (and
+/// TransactionCoordinatorNotFound, which it does not tell apart) and for
+/// InvalidTxnStatus. The test below pins them to the client's version.
+fn refused_abort(error: &rt::ClientError) -> Option<OrphanEnd> {
+    let text = error.to_string();
+    if text.contains("transaction not found") {
+        Some(OrphanEnd::Unknown)
+    } else if text.contains("transaction aborted") {
+        Some(OrphanEnd::Committing)
+    } else {
+        None
     }
 }
 
@@ -160,4 +171,33 @@ pub enum OrphanEnd {
     /// It is being committed (the coordinator refuses the abort of a
     /// transaction in that state): its marker shows once that is done.
     Committing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use magnetar::proto::TxnError;
+    use magnetar::proto::pb::ServerError;
+
+    /// The refusal as the client hands it over: its end_txn wraps the
+    /// coordinator's error this way.
+    fn refusal(code: ServerError) -> rt::ClientError {
+        let error = TxnError::from_broker(code as i32, "from the coordinator".into());
+        rt::ClientError::Other(format!("end_txn: {error}"))
+    }
+
+    #[test]
+    fn the_coordinators_refusals_of_an_abort_are_told_apart() {
+        assert_eq!(
+            refused_abort(&refusal(ServerError::TransactionNotFound)),
+            Some(OrphanEnd::Unknown)
+        );
+        assert_eq!(
+            refused_abort(&refusal(ServerError::InvalidTxnStatus)),
+            Some(OrphanEnd::Committing)
+        );
+        // Anything else may leave the transaction open: not an answer.
+        assert_eq!(refused_abort(&refusal(ServerError::NotAllowedError)), None);
+        assert_eq!(refused_abort(&rt::ClientError::PeerClosed), None);
+    }
 }
