@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use magnetar::proto::pb::command_subscribe::InitialPosition;
 use serde_json::Value;
 use sluice_tests::cdc::{LONG, cdc, drop_slot, effectively_once_turn, replay};
-use sluice_tests::{PULSAR_URL, Sluice, file_events, message_parts, pg, unique, wait_for};
+use sluice_tests::{Sluice, file_events, pg, unique, wait_for};
 
 const BIG: i64 = 30_000;
 
@@ -129,23 +128,8 @@ fn read(sluice: &Sluice) -> u64 {
 
 /// The rows of the `r` events on `topic`, read from its start, in order.
 async fn r_rows(topic: &str) -> anyhow::Result<Vec<Value>> {
-    let client = magnetar::PulsarClient::builder()
-        .service_url(PULSAR_URL)
-        .build()
-        .await?;
-    let consumer = client
-        .consumer(topic)
-        .subscription(unique("audit"))
-        .initial_position(InitialPosition::Earliest)
-        .subscribe()
-        .await?;
     let mut rows = Vec::new();
-    // sluice has stopped: the topic ends where nothing more comes.
-    while let Some(msg) = consumer
-        .receive_with_timeout(Duration::from_secs(3))
-        .await?
-    {
-        let (payload, _) = message_parts(&msg);
+    for (payload, _) in sluice_tests::read_topic(topic).await? {
         let mut value: Value = serde_json::from_slice(&payload)?;
         if value["op"] == "r" {
             rows.push(value["after"].take());

@@ -64,13 +64,7 @@ impl<'a, B: Broker> DeadLetters<'a, B> {
             return Err(TaskError::Connector(error));
         };
         if self.producer.is_none() {
-            let options = ProducerOptions {
-                access: Access::Shared,
-                batching: None,
-                compression: crate::config::Compression::None,
-                name: None,
-                schema: None,
-            };
+            let options = ProducerOptions::plain(Access::Shared);
             self.producer = Some(self.client.producer(topic, &options).await?);
         }
         if let Some(producer) = &mut self.producer {

@@ -55,6 +55,21 @@ pub struct ProducerOptions {
     pub schema: Option<Arc<RecordSchema>>,
 }
 
+impl ProducerOptions {
+    /// A producer of sluice's own small messages (markers, beats, dead
+    /// letters): one message per frame, uncompressed, named by the broker,
+    /// without a schema.
+    pub fn plain(access: Access) -> Self {
+        Self {
+            access,
+            batching: None,
+            compression: Compression::None,
+            name: None,
+            schema: None,
+        }
+    }
+}
+
 /// A record whose value is over this many bytes may go out in chunks
 /// (brokers take 5 MiB by default; a broker set lower chunks smaller
 /// records), and is sealed before its send counts as done (see

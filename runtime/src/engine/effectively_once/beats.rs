@@ -53,13 +53,7 @@ pub(crate) fn beats_topic(def: &SourceDef) -> String {
 /// either, and waits for the broker to let go, as before beats.
 pub(crate) async fn beat<B: Broker>(def: &SourceDef, client: &B) -> TaskError {
     let topic = beats_topic(def);
-    let options = ProducerOptions {
-        access: Access::Exclusive,
-        batching: None,
-        compression: crate::config::Compression::None,
-        name: None,
-        schema: None,
-    };
+    let options = ProducerOptions::plain(Access::Exclusive);
     let producer = match client.producer(&topic, &options).await {
         Err(e) if e.is_held_elsewhere() => fence_out(client, &topic, &options).await,
         made => made,

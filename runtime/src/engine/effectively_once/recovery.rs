@@ -68,13 +68,7 @@ async fn take_lease<B: Broker>(
 ) -> Result<Option<Lease<B::Producer>>, TaskError> {
     let topic = offsets_topic(def);
     let mut waiting = false;
-    let options = ProducerOptions {
-        access: Access::Exclusive,
-        batching: None,
-        compression: crate::config::Compression::None,
-        name: None,
-        schema: None,
-    };
+    let options = ProducerOptions::plain(Access::Exclusive);
     loop {
         let fencing = tokio::select! {
             silent = ear.silent() => silent,

@@ -58,6 +58,18 @@ impl Case {
         }
     }
 
+    /// 4 source transactions of 3 records, and a run killed while its
+    /// first transaction is open (its sends not yet answered).
+    async fn crashed_with_a_transaction_open() -> Self {
+        let case = Self::new(4, 3, false);
+        case.broker
+            .faults(|f| f.hold_receipts = Some(OUTPUT.into()));
+        case.crash_when(|b| b.stored(OUTPUT) >= 3).await;
+        assert!(case.broker.open_transactions() >= 1);
+        case.broker.faults(|f| f.hold_receipts = None);
+        case
+    }
+
     fn published(&self) -> Vec<String> {
         self.broker.values(OUTPUT)
     }
@@ -160,16 +172,11 @@ async fn with_nothing_published_recovery_finds_nothing() {
 
 #[tokio::test]
 async fn a_crash_with_a_transaction_open_leaves_nothing_visible_and_the_next_run_publishes_once() {
-    let case = Case::new(4, 3, false);
-    case.broker
-        .faults(|f| f.hold_receipts = Some(OUTPUT.into()));
-    case.crash_when(|b| b.stored(OUTPUT) >= 3).await;
-    assert!(case.broker.open_transactions() >= 1);
+    let case = Case::crashed_with_a_transaction_open().await;
     assert!(
         case.published().is_empty(),
         "an open transaction shows nothing"
     );
-    case.broker.faults(|f| f.hold_receipts = None);
     let (result, _) = case.run(|b| b.values(OUTPUT).len() >= 12).await;
     assert_eq!(result.expect("run"), Finished::Stopped);
     assert_eq!(case.published(), values(0..12));
@@ -419,12 +426,7 @@ async fn markers_without_an_origin_are_taken_and_the_next_ones_record_it() {
 async fn recovery_does_not_go_on_while_an_orphan_may_still_commit() {
     // GIVEN an instance that stopped with a transaction open, whose owner
     // may be alive (fenced out, not dead)
-    let case = Case::new(4, 3, false);
-    case.broker
-        .faults(|f| f.hold_receipts = Some(OUTPUT.into()));
-    case.crash_when(|b| b.stored(OUTPUT) >= 3).await;
-    assert!(case.broker.open_transactions() >= 1);
-    case.broker.faults(|f| f.hold_receipts = None);
+    let case = Case::crashed_with_a_transaction_open().await;
 
     // WHEN the next instance's abort of it goes unanswered
     case.broker.faults(|f| f.orphan_aborts = 1);
