@@ -4,13 +4,16 @@
 //! rows stream, then healed. The target must equal the source row by row,
 //! every row applied once. One short partition of each kind runs always;
 //! the long ones, past the broker's keep-alive and Postgres's
-//! `wal_sender_timeout`, with `SLUICE_SLOW_PARTITIONS=1`.
+//! `wal_sender_timeout`, with `SLUICE_SLOW_PARTITIONS=1`. And an
+//! EFFECTIVELY_ONCE source's active process, cut off from everything, is
+//! replaced by its standby, and comes back as one.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use sluice_tests::netns::{self, Cut, Netns};
-use sluice_tests::{free_port, pg, temp_dir, unique, wait_for};
+use sluice_tests::{PULSAR_URL, Sluice, free_port, pg, temp_dir, unique, wait_for};
 
 const LONG: Duration = Duration::from_secs(300);
 
@@ -173,5 +176,133 @@ async fn long_partitions_from_the_broker_postgres_and_both_lose_and_repeat_nothi
     for what in [Cut::Broker, Cut::Postgres, Cut::All] {
         partitioned(what, Duration::from_secs(90)).await?;
     }
+    Ok(())
+}
+
+/// An EFFECTIVELY_ONCE CDC source named `name`, reaching the services at
+/// `host` and the broker at `url`, its API on `listen`.
+fn source(name: &str, url: &str, host: &str, listen: &str, port: u16) -> String {
+    format!(
+        "pulsar:\n  serviceUrl: {url}\nhttp:\n  listen: {listen}:{port}\n\
+         sources:\n  - name: {name}\n    className: postgres-cdc\n    processingGuarantees: EFFECTIVELY_ONCE\n    configs:\n\
+         \x20     database.hostname: {host}\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n",
+        pw = pg::PASSWORD
+    )
+}
+
+/// The state `sluice` says its connector `name` is in.
+fn state(sluice: &Sluice, name: &str) -> Option<String> {
+    let body = sluice.get(&format!("/connectors/{name}"))?;
+    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+    doc["state"].as_str().map(str::to_owned)
+}
+
+async fn until_state(sluice: &Sluice, name: &str, wanted: &str) -> anyhow::Result<()> {
+    wait_for(&format!("{name} to be {wanted}"), LONG, || async {
+        Ok((state(sluice, name).as_deref() == Some(wanted)).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())
+}
+
+/// Each row id inserted on `topic`, with how often it is there.
+async fn inserted(topic: &str) -> anyhow::Result<BTreeMap<i64, usize>> {
+    let mut ids = BTreeMap::new();
+    for (payload, _) in sluice_tests::read_topic(topic).await? {
+        let doc: serde_json::Value = serde_json::from_slice(&payload)?;
+        let id = doc["after"]["id"].as_i64().context("a row without id")?;
+        *ids.entry(id).or_default() += 1;
+    }
+    Ok(ids)
+}
+
+#[tokio::test]
+async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_standby()
+-> anyhow::Result<()> {
+    // GIVEN an EFFECTIVELY_ONCE source streaming from a process in its own
+    // namespace (a), its standby on this machine (b), and 500 rows on the
+    // topic
+    let name = unique("part-active").replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute("CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL)")
+        .await?;
+    let topic = format!("persistent://public/default/{name}.public.items");
+    let ns = Netns::new()?;
+    let (dir_a, dir_b) = (
+        temp_dir(&format!("{name}-a"))?,
+        temp_dir(&format!("{name}-b"))?,
+    );
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let a = ns.start(
+        &dir_a,
+        &source(&name, netns::PULSAR_URL, netns::HOST, &ns.address(), port_a),
+        port_a,
+    )?;
+    until_state(&a, &name, "running").await?;
+    let b = Sluice::start(
+        &dir_b,
+        &source(&name, PULSAR_URL, "127.0.0.1", "127.0.0.1", port_b),
+        port_b,
+    )?;
+    until_state(&b, &name, "standby").await?;
+    write(&db, 1, 10).await?;
+    wait_for("500 rows on the topic", LONG, || async {
+        Ok((inserted(&topic).await?.len() == 500).then_some(()))
+    })
+    .await
+    .with_context(|| a.log())?;
+
+    // WHEN a is cut off from everything while rows stream, with its
+    // connections open on both ends
+    let streaming = write(&db, 501, 20);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ns.cut(Cut::All)
+    };
+    let (wrote, cut) = tokio::join!(streaming, cut);
+    wrote?;
+    cut?;
+
+    // THEN b takes over, ends a's walsender, and streams every row
+    until_state(&b, &name, "running").await?;
+    wait_for("1,500 rows on the topic", LONG, || async {
+        Ok((inserted(&topic).await?.len() == 1_500).then_some(()))
+    })
+    .await
+    .with_context(|| b.log())?;
+    for said in ["fenced it out, taking over", "ending the walsender"] {
+        ensure!(
+            b.log().contains(said),
+            "b did not say {said:?}:\n{}",
+            b.log()
+        );
+    }
+
+    // WHEN a is healed, and 500 more rows come
+    ns.heal()?;
+    until_state(&a, &name, "standby").await?;
+    write(&db, 1501, 10).await?;
+
+    // THEN a stands by, b streams them, and every row is on the topic
+    // once; both stop cleanly
+    wait_for("2,000 rows on the topic", LONG, || async {
+        Ok((inserted(&topic).await?.len() == 2_000).then_some(()))
+    })
+    .await
+    .with_context(|| b.log())?;
+    let ids = inserted(&topic).await?;
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(twice, Vec::<(&i64, &usize)>::new());
+    assert_eq!(
+        ids.keys().copied().collect::<Vec<_>>(),
+        (1..=2_000).collect::<Vec<i64>>()
+    );
+    let a_log = a.log();
+    ensure!(a.interrupt().await?.success(), "{a_log}");
+    let b_log = b.log();
+    ensure!(b.interrupt().await?.success(), "{b_log}");
+    db.execute("SELECT pg_drop_replication_slot($1)", &[&name])
+        .await?;
     Ok(())
 }

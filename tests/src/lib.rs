@@ -264,6 +264,8 @@ pub struct Sluice {
     pub dir: std::path::PathBuf,
     /// The HTTP port from the config.
     pub http_port: u16,
+    /// The address the HTTP endpoints are reached on.
+    pub http_host: String,
 }
 
 impl Sluice {
@@ -325,6 +327,7 @@ impl Sluice {
             child,
             dir: dir.to_owned(),
             http_port,
+            http_host: "127.0.0.1".to_owned(),
         })
     }
 
@@ -367,7 +370,7 @@ impl Sluice {
 
     /// GET a path on the HTTP endpoints; `None` until it answers.
     pub fn get(&self, path: &str) -> Option<String> {
-        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let url = format!("http://{}:{}{path}", self.http_host, self.http_port);
         let mut resp = ureq::get(&url).call().ok()?;
         resp.body_mut().read_to_string().ok()
     }
@@ -379,7 +382,7 @@ impl Sluice {
             .http_status_as_error(false)
             .build()
             .into();
-        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
+        let url = format!("http://{}:{}{path}", self.http_host, self.http_port);
         let mut resp = agent.get(&url).call().ok()?;
         let status = resp.status().as_u16();
         Some((status, resp.body_mut().read_to_string().ok()?))

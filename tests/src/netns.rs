@@ -88,10 +88,14 @@ impl Netns {
         format!("10.200.{}.2", self.n)
     }
 
-    /// Start `sluice run` inside it.
+    /// Start `sluice run` inside it, its HTTP endpoints on the
+    /// namespace's own address.
     pub fn start(&self, dir: &std::path::Path, config: &str, port: u16) -> anyhow::Result<Sluice> {
         let ns = format!("sluice-{}", self.n);
-        Sluice::start_under(&["ip", "netns", "exec", &ns], dir, config, port, &[])
+        let mut sluice =
+            Sluice::start_under(&["ip", "netns", "exec", &ns], dir, config, port, &[])?;
+        sluice.http_host = self.address();
+        Ok(sluice)
     }
 
     /// Drop every packet between it and `what`, both ways.
