@@ -106,6 +106,7 @@ fn describe(c: &ConnectorStatus) -> serde_json::Value {
             "redelivered": c.skips.redelivered.load(Ordering::Relaxed),
             "republished": c.skips.republished.load(Ordering::Relaxed),
             "filtered": c.skips.filtered.load(Ordering::Relaxed),
+            "delivered_twice": c.skips.delivered_twice.load(Ordering::Relaxed),
         },
         "lag_ms": c.lag_ms.load(Ordering::Relaxed),
         "stalled_ms": c.stalled_for(crate::engine::status::now_ms()),

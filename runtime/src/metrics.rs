@@ -103,6 +103,7 @@ pub fn render(statuses: &[std::sync::Arc<ConnectorStatus>]) -> String {
             ("redelivered", &s.skips.redelivered),
             ("republished", &s.skips.republished),
             ("filtered", &s.skips.filtered),
+            ("delivered_twice", &s.skips.delivered_twice),
         ] {
             let _ = writeln!(
                 out,

@@ -181,8 +181,8 @@ pub(crate) trait Publish: Send + 'static {
 
 /// A consumer over a sink's topics.
 pub(crate) trait Consume: Send + 'static {
-    /// What acknowledges one message.
-    type Handle: Copy + Send + Sync + std::fmt::Debug + 'static;
+    /// What acknowledges one message, and tells a delivery of it again.
+    type Handle: Copy + Eq + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static;
 
     /// The next message. Cancel-safe.
     fn receive(

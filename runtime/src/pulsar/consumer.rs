@@ -13,6 +13,7 @@ use sluice_connectors::{Origin, Sequence, SinkRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{info, warn};
 
+use self::mixed_keys::MixedKeys;
 use super::unreadable::{self, Inspector};
 use super::value_schemas::ValueSchemas;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY};
@@ -127,7 +128,7 @@ pub struct ConsumerOptions {
 }
 
 /// Identifies a received message for acknowledgement.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AckHandle {
     consumer: usize,
     id: MessageId,
@@ -211,7 +212,9 @@ async fn forward(
     tx: mpsc::Sender<Result<Received, PulsarError>>,
     budget: Option<(Arc<Semaphore>, usize)>,
     (mut inspector, mut schemas): (Inspector, ValueSchemas),
+    key_shared: bool,
 ) {
+    let mut mixed = key_shared.then(MixedKeys::default);
     loop {
         let Ok(next) = tokio::time::timeout(unreadable::IDLE, consumer.receive()).await else {
             match inspector.check(&consumer).await {
@@ -224,6 +227,15 @@ async fn forward(
         };
         let item = match next {
             Ok(msg) => {
+                if let Some(m) = &mut mixed {
+                    let key = msg
+                        .single_metadata
+                        .as_ref()
+                        .and_then(|s| s.partition_key.as_deref());
+                    if m.first_mixed(&msg.message_id, key) {
+                        warn!(topic = %topic, "this topic holds batches of several keys: under Key_Shared (retainKeyOrdering) the broker hands each batch to one process by its first key, so one key's messages can reach two processes and be applied out of order; have its producers batch by key (Java: BatcherBuilder.KEY_BASED) or not batch");
+                    }
+                }
                 // Unacknowledged, the message comes again after a failure.
                 let schema = match schemas
                     .value_schema(msg.metadata.schema_version.as_ref())
@@ -477,6 +489,7 @@ impl Consumer {
             self.tx.clone(),
             self.budget.clone(),
             (inspector, schemas),
+            options.subscription_type == SubscriptionType::KeyShared,
         )));
         self.consumers.push((topic.to_owned(), consumer));
         Ok(true)
@@ -581,5 +594,6 @@ impl Consumer {
     }
 }
 
+mod mixed_keys;
 #[cfg(test)]
 mod tests;

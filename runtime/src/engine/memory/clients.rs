@@ -121,6 +121,8 @@ pub(crate) struct MemConsumer {
     pub(super) topics: Vec<String>,
     pub(super) subscription: String,
     pub(super) delivered: HashSet<MemHandle>,
+    /// Messages to deliver again, first (see `Faults::redeliver_held_after`).
+    pub(super) again: Vec<MemHandle>,
     pub(super) changed: watch::Receiver<u64>,
 }
 
@@ -130,6 +132,37 @@ impl MemConsumer {
         if state.faults.receive_after == Some(self.delivered.len()) {
             state.faults.receive_after = None;
             return Some(Err(PulsarError::from_message("injected: receive failed")));
+        }
+        if state.faults.redeliver_held_after == Some(self.delivered.len()) {
+            state.faults.redeliver_held_after = None;
+            let mut held: Vec<MemHandle> = self
+                .delivered
+                .iter()
+                .filter(|h| {
+                    state.topics.get(&self.topics[h.topic]).is_none_or(|t| {
+                        t.subscriptions
+                            .get(&self.subscription)
+                            .is_none_or(|s| !s.acked.contains(&h.index))
+                    })
+                })
+                .copied()
+                .collect();
+            held.sort_by_key(|h| std::cmp::Reverse((h.topic, h.index)));
+            self.again = held;
+        }
+        if let Some(handle) = self.again.pop() {
+            let name = &self.topics[handle.topic];
+            let record = sink_record(
+                name,
+                handle.index,
+                &state.topics[name].messages[handle.index],
+            );
+            return Some(Ok(Received {
+                record,
+                handle,
+                redelivery_count: 0,
+                held: None,
+            }));
         }
         for (ti, name) in self.topics.iter().enumerate() {
             let Some(topic) = state.topics.get(name) else {

@@ -92,6 +92,9 @@ pub(crate) struct Faults {
     pub(crate) acks: u32,
     /// A consumer's receive fails once, after it delivered this many.
     pub(crate) receive_after: Option<usize>,
+    /// After a consumer delivered this many, it delivers those not yet
+    /// acknowledged again, once, as a Key_Shared broker may.
+    pub(crate) redeliver_held_after: Option<usize>,
     /// Sends to this topic wait for their receipt while it is set.
     pub(crate) hold_receipts: Option<String>,
     /// Aborts of another connection's transactions that the coordinator
@@ -380,6 +383,7 @@ impl Broker for Memory {
             topics: topics.to_vec(),
             subscription: options.subscription.clone(),
             delivered: HashSet::new(),
+            again: Vec::new(),
             changed: self.changed.subscribe(),
         })
     }

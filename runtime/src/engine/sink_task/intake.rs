@@ -3,13 +3,16 @@
 //! thread while the current one is written.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use sluice_connectors::api::Skips;
 use sluice_connectors::{Prepare, Prepared, Sink, SinkRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use super::deliveries::{Deliveries, Delivery};
 use super::{DISCOVERY_INTERVAL, Ended, Memory};
 use crate::config::{Guarantee, SinkDef};
 use crate::engine::TaskError;
@@ -25,6 +28,10 @@ pub(super) struct Intake<'a, B: Broker> {
     pub(super) consumer: &'a mut B::Consumer,
     carry: Vec<Received<<B::Consumer as Consume>::Handle>>,
     ahead: Option<Ahead<<B::Consumer as Consume>::Handle>>,
+    /// The messages held and acknowledged lately, to pass over one the
+    /// broker delivers again.
+    deliveries: Deliveries<<B::Consumer as Consume>::Handle>,
+    skips: Arc<Skips>,
     /// When to look again at what the inputs are.
     discovery: tokio::time::Interval,
     /// A batch's records and bytes, at most.
@@ -49,6 +56,7 @@ impl<'a, B: Broker> Intake<'a, B> {
         topics: &[String],
         consumer: &'a mut B::Consumer,
         sink: &S,
+        skips: Arc<Skips>,
     ) -> Self {
         let policy = sink.batch_policy();
         let memory = Memory::of(client.memory_limit(), topics.len());
@@ -63,6 +71,8 @@ impl<'a, B: Broker> Intake<'a, B> {
             consumer,
             carry: Vec::new(),
             ahead: None,
+            deliveries: Deliveries::default(),
+            skips,
             discovery,
             limits: (policy.max_records, memory.batch),
             max_wait: policy.max_wait,
@@ -90,6 +100,7 @@ impl<'a, B: Broker> Intake<'a, B> {
             }
             let next = next_batch(
                 self.consumer,
+                &mut self.deliveries,
                 &mut self.carry,
                 self.limits,
                 self.max_wait,
@@ -132,8 +143,36 @@ impl<'a, B: Broker> Intake<'a, B> {
         let Some(preparer) = self.preparer.clone() else {
             return std::future::pending().await;
         };
-        let next = gather(self.consumer, &mut self.carry, self.limits).await?;
+        let next = gather(
+            self.consumer,
+            &mut self.deliveries,
+            &mut self.carry,
+            self.limits,
+        )
+        .await?;
         self.ahead = Some(Ahead::start(next, &preparer));
+        Ok(())
+    }
+
+    /// Acknowledge a batch's messages, and those delivered again after
+    /// their acknowledgement.
+    pub(super) async fn ack(
+        &mut self,
+        handles: &[<B::Consumer as Consume>::Handle],
+    ) -> Result<(), TaskError> {
+        let all = self.deliveries.with_again(handles);
+        self.consumer.ack(&all).await?;
+        self.deliveries.acknowledged(&all);
+        let passed = self.deliveries.take_passed_over();
+        if passed > 0 {
+            let before = self
+                .skips
+                .delivered_twice
+                .fetch_add(passed, Ordering::Relaxed);
+            if before == 0 {
+                info!(connector = %self.def.name, "the broker delivered messages this sink held or had acknowledged again; passing over such deliveries (counted as skipped, delivered_twice)");
+            }
+        }
         Ok(())
     }
 
@@ -222,9 +261,11 @@ fn size<H>(r: &Received<H>) -> u64 {
 
 /// Wait for a first message (unless `carry` holds some already), then
 /// gather more until `max` records, `max_bytes` of payload (passed by at
-/// most the last record) or `max_wait`.
+/// most the last record) or `max_wait`. A message delivered again is
+/// passed over.
 async fn next_batch<C: Consume>(
     consumer: &mut C,
+    deliveries: &mut Deliveries<C::Handle>,
     carry: &mut Vec<Received<C::Handle>>,
     (max, max_bytes): (usize, u64),
     max_wait: Duration,
@@ -232,14 +273,16 @@ async fn next_batch<C: Consume>(
     shutdown: &CancellationToken,
 ) -> Result<Wait<C::Handle>, TaskError> {
     let mut batch = std::mem::take(carry);
-    if batch.is_empty() {
+    while batch.is_empty() {
         let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(Wait::Shutdown),
             r = consumer.receive() => r?,
             _ = discovery.tick() => return Ok(Wait::Discover),
         };
-        batch.push(first);
+        if deliveries.delivered(first.handle) == Delivery::New {
+            batch.push(first);
+        }
     }
     let mut bytes: u64 = batch.iter().map(size).sum();
     let deadline = tokio::time::Instant::now() + max_wait;
@@ -254,6 +297,9 @@ async fn next_batch<C: Consume>(
                 r = consumer.receive() => r?,
             }
         };
+        if deliveries.delivered(r.handle) != Delivery::New {
+            continue;
+        }
         bytes += size(&r);
         batch.push(r);
     }
@@ -261,9 +307,11 @@ async fn next_batch<C: Consume>(
 }
 
 /// A whole batch (`max` records or `max_bytes`), waiting for it as long as
-/// it takes. Cancel-safe: what was received is in `carry`.
+/// it takes; a message delivered again is passed over. Cancel-safe: what
+/// was received is in `carry`.
 async fn gather<C: Consume>(
     consumer: &mut C,
+    deliveries: &mut Deliveries<C::Handle>,
     carry: &mut Vec<Received<C::Handle>>,
     (max, max_bytes): (usize, u64),
 ) -> Result<Vec<Received<C::Handle>>, TaskError> {
@@ -273,6 +321,9 @@ async fn gather<C: Consume>(
             Some(r) => r?,
             None => consumer.receive().await?,
         };
+        if deliveries.delivered(r.handle) != Delivery::New {
+            continue;
+        }
         bytes += size(&r);
         carry.push(r);
     }

@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod at_most_once;
+mod deliveries;
 mod intake;
 
 use at_most_once::at_most_once;
 use intake::{Intake, Next};
 
-use super::broker::{Broker, Consume};
+use super::broker::Broker;
 use super::dead_letters::DeadLetters;
 use super::status::{ConnectorStatus, State};
 use super::{Backoff, TaskError};
@@ -96,7 +97,14 @@ pub(crate) async fn run<B: Broker, S: Sink>(
     shutdown: &CancellationToken,
 ) -> Result<Ended, TaskError> {
     let mut dead_letters = DeadLetters::new(def, client);
-    let mut intake = Intake::new(def, client, topics, consumer, sink);
+    let mut intake = Intake::new(
+        def,
+        client,
+        topics,
+        consumer,
+        sink,
+        Arc::clone(&status.skips),
+    );
     status.work_moved(false);
     status.set_state(State::Running);
     let mut large_bytes = 0u64;
@@ -125,7 +133,7 @@ pub(crate) async fn run<B: Broker, S: Sink>(
             .sum::<u64>();
         status.work_started();
         if def.guarantee == Guarantee::AtMostOnce {
-            intake.consumer.ack(&batch.handles).await?;
+            intake.ack(&batch.handles).await?;
             at_most_once(def, sink, &batch.records, bytes, status).await;
             status.work_moved(false);
             continue;
@@ -164,7 +172,7 @@ pub(crate) async fn run<B: Broker, S: Sink>(
         // deliver the batch again after a crash here.
         crate::failpoint::pass("sink-written");
         let acked = Instant::now();
-        intake.consumer.ack(&batch.handles).await?;
+        intake.ack(&batch.handles).await?;
         status.work_moved(false);
         ahead?;
         debug!(

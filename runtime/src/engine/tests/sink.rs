@@ -303,6 +303,21 @@ async fn at_most_once_refused_records_are_dropped_and_the_rest_counted() {
 }
 
 #[tokio::test]
+async fn a_message_the_broker_delivers_again_while_it_is_held_is_written_once() {
+    // GIVEN ten records, and a broker that delivers the first five again,
+    // unacknowledged, before the sixth, as a Key_Shared broker may
+    let case = Case::new(Guarantee::AtLeastOnce, 10);
+    case.broker.faults(|f| f.redeliver_held_after = Some(5));
+    let (result, status) = case.run_to(10).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    // THEN each record is written once, in order, and the five deliveries
+    // again are counted as passed over
+    assert_eq!(case.written(), values(0..10));
+    assert_eq!(status.skips.delivered_twice.load(Ordering::Relaxed), 5);
+    assert!(case.unacknowledged().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_failed_acknowledgement_delivers_the_batch_again() {
     let case = Case::new(Guarantee::AtLeastOnce, 10);
     case.broker.faults(|f| f.acks = 1);

@@ -1,0 +1,174 @@
+//! Two processes of one sink on a Key_Shared subscription
+//! (`retainKeyOrdering`): each key's versions are applied in order, once
+//! each, with the keys spread over both.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use sluice_tests::sink::pg_url;
+use sluice_tests::{PULSAR_URL, Sluice, admin, free_port, pg, temp_dir, topic, unique, wait_for};
+
+const LONG: Duration = Duration::from_secs(180);
+const KEYS: u32 = 40;
+const VERSIONS: u32 = 150;
+
+/// How many consumers the topic's subscriptions hold.
+fn consumers(name: &str) -> anyhow::Result<usize> {
+    let stats: serde_json::Value = serde_json::from_str(&admin::get(&format!(
+        "/admin/v2/persistent/public/default/{name}/stats"
+    ))?)?;
+    Ok(stats["subscriptions"].as_object().map_or(0, |subs| {
+        subs.values()
+            .map(|s| s["consumers"].as_array().map_or(0, Vec::len))
+            .sum()
+    }))
+}
+
+/// Per key, the versions applied, in the order the target saw them.
+async fn applied(db: &tokio_postgres::Client) -> anyhow::Result<BTreeMap<i32, Vec<i32>>> {
+    let mut by_key: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for row in db
+        .query("SELECT id, v FROM applied ORDER BY seq", &[])
+        .await?
+    {
+        by_key.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    Ok(by_key)
+}
+
+async fn key_order_over_two_processes(batching: &str) -> anyhow::Result<()> {
+    // GIVEN a target whose trigger logs every row the sink applies, and
+    // two processes of one ATLEAST_ONCE sink with
+    // `retainKeyOrdering`, both subscribed
+    let name = unique(&format!("keyshared_{batching}")).replace('-', "_");
+    let db = pg::create_database(&name).await?;
+    db.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE applied (seq bigserial, id int NOT NULL, v int NOT NULL);
+         CREATE FUNCTION log_applied() RETURNS trigger AS $$
+           BEGIN INSERT INTO applied (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$
+           LANGUAGE plpgsql;
+         CREATE TRIGGER log_applied AFTER INSERT OR UPDATE ON items
+           FOR EACH ROW EXECUTE FUNCTION log_applied();",
+    )
+    .await?;
+    admin::put(&format!("/admin/v2/persistent/public/default/{name}"), None)?;
+    let config = |port: u16| {
+        format!(
+            "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\nsinks:\n\
+             \x20 - name: keyed\n    className: jdbc\n    inputs: [{name}]\n    sourceSubscriptionPosition: Earliest\n\
+             \x20   processingGuarantees: ATLEAST_ONCE\n    retainKeyOrdering: true\n    configs:\n      jdbcUrl: '{}'\n\
+             \x20     tableName: items\n      insertMode: UPSERT\n      batchSize: 50\n      timeoutMs: 20\n",
+            pg_url(&name)
+        )
+    };
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let (dir_a, dir_b) = (
+        temp_dir(&format!("{name}_a"))?,
+        temp_dir(&format!("{name}_b"))?,
+    );
+    let a = Sluice::start(&dir_a, &config(port_a), port_a)?;
+    let b = Sluice::start(&dir_b, &config(port_b), port_b)?;
+    wait_for("both processes subscribed", LONG, || async {
+        Ok((consumers(&name)? == 2).then_some(()))
+    })
+    .await?;
+
+    // WHEN a producer batching as `batching` publishes successive versions
+    // of each key
+    let sent = sluice_tests::python_lines(
+        "publish_versions.py",
+        &[
+            PULSAR_URL,
+            &topic(&name),
+            &KEYS.to_string(),
+            &VERSIONS.to_string(),
+            batching,
+        ],
+    )?;
+    ensure!(
+        sent == [serde_json::json!({"sent": KEYS * VERSIONS})],
+        "{sent:?}"
+    );
+
+    let count = |s: &Sluice, pointer: &str| {
+        s.get("/connectors/keyed")
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.pointer(pointer).and_then(serde_json::Value::as_u64))
+            .unwrap_or(0)
+    };
+    let out = |s: &Sluice| count(s, "/records_out");
+    if batching == "default" {
+        // THEN, of batches that mix keys, which the broker hands to one
+        // process by their first key, a sink says what the producer must
+        // change, once
+        wait_for("every message applied", LONG, || async {
+            Ok((out(&a) + out(&b) >= u64::from(KEYS * VERSIONS)).then_some(()))
+        })
+        .await?;
+        let said = [a.log(), b.log()]
+            .iter()
+            .map(|log| log.matches("batches of several keys").count())
+            .sum::<usize>();
+        ensure!(said >= 1, "no process said so:\n{}\n{}", a.log(), b.log());
+        ensure!(a.interrupt().await?.success() && b.interrupt().await?.success());
+        return Ok(());
+    }
+
+    // THEN every key ends at its last version, both processes applied some,
+    // and each key's versions were applied once each, in order
+    let last = VERSIONS as i32 - 1;
+    wait_for("every key at its last version", LONG, || async {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM items WHERE v = $1", &[&last])
+            .await?
+            .get(0);
+        Ok((n == i64::from(KEYS)).then_some(()))
+    })
+    .await
+    .with_context(|| format!("{}\n{}", a.log(), b.log()))?;
+    let (by_a, by_b) = (out(&a), out(&b));
+    let mut back = Vec::new();
+    let mut total = 0;
+    for (id, seen) in &applied(&db).await? {
+        total += seen.len();
+        for pair in seen.windows(2) {
+            if pair[1] <= pair[0] {
+                back.push(format!("key {id}: {} after {}", pair[1], pair[0]));
+            }
+        }
+    }
+    let twice = count(&a, "/skipped/delivered_twice") + count(&b, "/skipped/delivered_twice");
+    println!(
+        "{batching}: {total} applications of {} messages, {by_a} by one process and {by_b} by \
+         the other; {twice} delivered again and passed over",
+        KEYS * VERSIONS
+    );
+    ensure!(
+        back.is_empty(),
+        "key order broken: {:?}\n{}\n{}",
+        &back[..back.len().min(10)],
+        a.log(),
+        b.log()
+    );
+    assert_eq!(total, (KEYS * VERSIONS) as usize, "applications");
+    ensure!(by_a > 0 && by_b > 0, "keys not spread: {by_a} and {by_b}");
+    ensure!(a.interrupt().await?.success() && b.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn key_shared_keeps_key_order_with_key_based_batches() -> anyhow::Result<()> {
+    key_order_over_two_processes("key_based").await
+}
+
+#[tokio::test]
+async fn key_shared_keeps_key_order_with_mixed_batches() -> anyhow::Result<()> {
+    key_order_over_two_processes("default").await
+}
+
+#[tokio::test]
+async fn key_shared_keeps_key_order_without_batches() -> anyhow::Result<()> {
+    key_order_over_two_processes("none").await
+}
