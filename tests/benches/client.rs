@@ -54,6 +54,7 @@ async fn sluice_round(topic: &str, n: usize, bytes: usize) -> anyhow::Result<Rat
                     max_messages: 1000,
                     max_bytes: 128 << 10,
                     max_delay: Duration::from_millis(10),
+                    by_key: false,
                 }),
                 compression: Compression::None,
                 name: None,

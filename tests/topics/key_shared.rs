@@ -172,3 +172,127 @@ async fn key_shared_keeps_key_order_with_mixed_batches() -> anyhow::Result<()> {
 async fn key_shared_keeps_key_order_without_batches() -> anyhow::Result<()> {
     key_order_over_two_processes("none").await
 }
+
+#[tokio::test]
+async fn a_cdc_source_batching_by_key_feeds_two_key_shared_sinks_in_key_order() -> anyhow::Result<()>
+{
+    // GIVEN a table of 40 rows, a CDC source whose producer batches by key
+    // (`batchBuilder: KEY_BASED`), and two processes of an ATLEAST_ONCE
+    // sink with `retainKeyOrdering` over its topic, into a target whose
+    // trigger logs every row applied
+    let name = unique("keyshared_cdc").replace('-', "_");
+    let source = pg::create_database(&format!("{name}_src")).await?;
+    source
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO items SELECT g, 0 FROM generate_series(0, 39) g;",
+        )
+        .await?;
+    let target = pg::create_database(&format!("{name}_dst")).await?;
+    target
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+             CREATE TABLE applied (seq bigserial, id int NOT NULL, v int NOT NULL);
+             CREATE FUNCTION log_applied() RETURNS trigger AS $$
+               BEGIN INSERT INTO applied (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$
+               LANGUAGE plpgsql;
+             CREATE TRIGGER log_applied AFTER INSERT OR UPDATE ON items
+               FOR EACH ROW EXECUTE FUNCTION log_applied();",
+        )
+        .await?;
+    let topic_name = format!("{name}.public.items");
+    let port = free_port()?;
+    let source_config = format!(
+        "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\n\
+         sources:\n  - name: {name}\n    className: postgres-cdc\n\
+         \x20   producerConfig:\n      batchBuilder: KEY_BASED\n    configs:\n\
+         \x20     database.hostname: 127.0.0.1\n      database.user: postgres\n      database.password: {pw}\n\
+         \x20     database.dbname: {name}_src\n      topic.prefix: {name}\n      slot.name: {name}\n      publication.name: {name}\n",
+        pw = pg::PASSWORD
+    );
+    let sink_config = |port: u16| {
+        format!(
+            "pulsar:\n  serviceUrl: {PULSAR_URL}\nhttp:\n  listen: 127.0.0.1:{port}\nsinks:\n\
+             \x20 - name: keyed\n    className: jdbc\n    inputs: [{topic_name}]\n    sourceSubscriptionPosition: Earliest\n\
+             \x20   processingGuarantees: ATLEAST_ONCE\n    retainKeyOrdering: true\n    configs:\n      jdbcUrl: '{}'\n\
+             \x20     tableName: items\n      inputFormat: DEBEZIUM\n      batchSize: 50\n      timeoutMs: 20\n",
+            pg_url(&format!("{name}_dst"))
+        )
+    };
+    admin::put(
+        &format!("/admin/v2/persistent/public/default/{topic_name}"),
+        None,
+    )?;
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let a = Sluice::start(
+        &temp_dir(&format!("{name}_a"))?,
+        &sink_config(port_a),
+        port_a,
+    )?;
+    let b = Sluice::start(
+        &temp_dir(&format!("{name}_b"))?,
+        &sink_config(port_b),
+        port_b,
+    )?;
+    wait_for("both sink processes subscribed", LONG, || async {
+        Ok((consumers(&topic_name)? == 2).then_some(()))
+    })
+    .await?;
+    let cdc = Sluice::start(&temp_dir(&name)?, &source_config, port)?;
+    wait_for("the snapshot in the target", LONG, || async {
+        let n: i64 = target
+            .query_one("SELECT count(*) FROM items", &[])
+            .await?
+            .get(0);
+        Ok((n == 40).then_some(()))
+    })
+    .await
+    .with_context(|| cdc.log())?;
+
+    // WHEN each row is updated 50 times, a round of all 40 per transaction
+    for _ in 0..50 {
+        source.batch_execute("UPDATE items SET v = v + 1").await?;
+    }
+
+    // THEN both processes apply some keys, and each key's 51 versions are
+    // applied once each, in order
+    wait_for("every key at its last version", LONG, || async {
+        let n: i64 = target
+            .query_one("SELECT count(*) FROM items WHERE v = 50", &[])
+            .await?
+            .get(0);
+        Ok((n == 40).then_some(()))
+    })
+    .await
+    .with_context(|| format!("{}\n{}\n{}", cdc.log(), a.log(), b.log()))?;
+    let mut back = Vec::new();
+    let mut total = 0;
+    for (id, seen) in &applied(&target).await? {
+        total += seen.len();
+        if seen.windows(2).any(|p| p[1] <= p[0]) {
+            back.push(format!("key {id}: {seen:?}"));
+        }
+    }
+    let count = |s: &Sluice| {
+        s.get("/connectors/keyed")
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["records_out"].as_u64())
+            .unwrap_or(0)
+    };
+    let (by_a, by_b) = (count(&a), count(&b));
+    println!("cdc by key: {total} applications, {by_a} by one process and {by_b} by the other");
+    ensure!(
+        back.is_empty(),
+        "key order broken: {:?}",
+        &back[..back.len().min(3)]
+    );
+    assert_eq!(total, 40 * 51, "applications");
+    ensure!(by_a > 0 && by_b > 0, "keys not spread: {by_a} and {by_b}");
+    for s in [cdc, a, b] {
+        ensure!(s.interrupt().await?.success());
+    }
+    source
+        .execute("SELECT pg_drop_replication_slot($1)", &[&name])
+        .await?;
+    Ok(())
+}

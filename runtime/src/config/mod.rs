@@ -83,6 +83,10 @@ pub struct Batching {
     pub max_bytes: usize,
     /// How long a partial batch waits.
     pub max_delay: Duration,
+    /// Each batch holds records of one key and carries it
+    /// (`batchBuilder: KEY_BASED`): a Key_Shared subscription then hands
+    /// each key to one consumer.
+    pub by_key: bool,
 }
 
 /// `maxPendingMessages` unless set (Pulsar's default).

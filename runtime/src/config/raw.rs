@@ -118,6 +118,17 @@ pub(crate) struct ProducerConfig {
     pub(crate) max_pending_messages: Option<Spanned<u32>>,
     pub(crate) compression_type: Option<Compression>,
     pub(crate) batching_config: Option<BatchingConfig>,
+    pub(crate) batch_builder: Option<BatchBuilder>,
+}
+
+/// `batchBuilder`: how records are put together into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(crate) enum BatchBuilder {
+    /// Records in the order they come, whatever their keys.
+    Default,
+    /// Each batch of one key, stamped with it.
+    KeyBased,
 }
 
 #[derive(Debug, Default, Deserialize)]

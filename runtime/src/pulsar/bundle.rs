@@ -14,7 +14,10 @@
 //! A batch closes as magnetar's do: when it is full (`batchingMaxMessages`
 //! or `batchingMaxBytes`), when a record of another transaction comes, when
 //! it has been open `batchingMaxPublishDelayMs`, or when the producer
-//! closes (decision 0011).
+//! closes (decision 0011). Under `batchBuilder: KEY_BASED` it closes too
+//! when a record of another key comes, and carries its key: a Key_Shared
+//! broker hands a batch to the consumer of its key, and a batch of several
+//! keys would take the others where they do not belong.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -42,10 +45,18 @@ pub(super) struct Bundler {
     /// The schema version, as the 8 bytes Pulsar stamps; `None` when it
     /// could not be learnt.
     version: Option<Bytes>,
-    max_messages: usize,
-    max_bytes: usize,
-    max_delay: std::time::Duration,
+    limits: Limits,
     open: Arc<Mutex<Open>>,
+}
+
+/// When a batch closes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) max_messages: usize,
+    pub(super) max_bytes: usize,
+    pub(super) max_delay: std::time::Duration,
+    /// A batch holds records of one key, and carries it.
+    pub(super) by_key: bool,
 }
 
 /// The batch being filled, if any.
@@ -63,6 +74,8 @@ struct Batch {
     payload: BytesMut,
     count: usize,
     txn: Option<TxnId>,
+    /// Its records' key, when batches are by key.
+    key: Option<String>,
     /// Where the batch's outcome goes, once sent.
     done: oneshot::Sender<SendResult>,
     /// The outcome, for each of its records.
@@ -76,15 +89,16 @@ impl Bundler {
         inner: rt::Producer,
         topic: &str,
         version: Option<u64>,
-        (max_messages, max_bytes, max_delay): (usize, usize, std::time::Duration),
+        limits: Limits,
     ) -> Self {
         Self {
             inner,
             topic: topic.into(),
             version: version.map(|v| Bytes::copy_from_slice(&v.to_be_bytes())),
-            max_messages: max_messages.max(1),
-            max_bytes,
-            max_delay,
+            limits: Limits {
+                max_messages: limits.max_messages.max(1),
+                ..limits
+            },
             open: Arc::default(),
         }
     }
@@ -101,14 +115,15 @@ impl Bundler {
         let mut open = self.lock();
         if let Some(batch) = &open.batch
             && (batch.txn != txn
-                || batch.count >= self.max_messages
-                || batch.payload.len() + size > self.max_bytes)
+                || batch.count >= self.limits.max_messages
+                || batch.payload.len() + size > self.limits.max_bytes
+                || (self.limits.by_key && batch.key != metadata.partition_key))
         {
             self.close(&mut open);
         }
         // A record over the batch size goes out alone, after what came
         // before it (and in chunks, when it is over the broker's limit).
-        if size > self.max_bytes {
+        if size > self.limits.max_bytes {
             drop(open);
             return Either::Right(self.send_alone(metadata, value, txn));
         }
@@ -119,17 +134,21 @@ impl Bundler {
                 open.next_id += 1;
                 let this = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(this.max_delay).await;
+                    tokio::time::sleep(this.limits.max_delay).await;
                     this.close_if_open(id);
                 });
                 let (done, outcome) = oneshot::channel();
                 let topic = Arc::clone(&self.topic);
-                let capacity = open.last_len.max(size).min(self.max_bytes);
+                let capacity = open.last_len.max(size).min(self.limits.max_bytes);
                 open.batch.insert(Batch {
                     id,
                     payload: BytesMut::with_capacity(capacity),
                     count: 0,
                     txn,
+                    key: metadata
+                        .partition_key
+                        .clone()
+                        .filter(|_| self.limits.by_key),
                     done,
                     outcome: outcome
                         .map(move |sent| {
@@ -219,6 +238,8 @@ impl Bundler {
         let metadata = pb::MessageMetadata {
             num_messages_in_batch: Some(count),
             schema_version: self.version.clone(),
+            partition_key_b64_encoded: batch.key.as_ref().map(|_| false),
+            partition_key: batch.key,
             ..pb::MessageMetadata::default()
         };
         let payload = batch.payload.freeze();

@@ -233,7 +233,7 @@ async fn forward(
                         .as_ref()
                         .and_then(|s| s.partition_key.as_deref());
                     if m.first_mixed(&msg.message_id, key) {
-                        warn!(topic = %topic, "this topic holds batches of several keys: under Key_Shared (retainKeyOrdering) the broker hands each batch to one process by its first key, so one key's messages can reach two processes and be applied out of order; have its producers batch by key (Java: BatcherBuilder.KEY_BASED) or not batch");
+                        warn!(topic = %topic, "this topic holds batches of several keys: under Key_Shared (retainKeyOrdering) the broker hands each batch to one process by its first key, so one key's messages can reach two processes and be applied out of order; have its producers batch by key (a sluice source: producerConfig.batchBuilder: KEY_BASED; Java: BatcherBuilder.KEY_BASED) or not batch");
                     }
                 }
                 // Unacknowledged, the message comes again after a failure.

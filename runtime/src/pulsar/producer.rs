@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sluice_connectors::{RecordSchema, SourceRecord};
 
-use super::bundle::Bundler;
+use super::bundle::{self, Bundler};
 use super::consumer::message_id_text;
 use super::{Client, PulsarError, SEQUENCE_PROPERTY, Txn};
 use crate::config::{Batching, Compression};
@@ -139,10 +139,12 @@ impl Client {
             schema: options.schema.as_deref().map(super::schema::key_value),
             ..CreateProducerRequest::default()
         };
-        // With a schema, or compression, sluice batches (see bundle.rs):
-        // magnetar compresses each record of its batches on its own, which
-        // no consumer (Java's included) can read.
+        // With a schema, compression, or batches by key, sluice batches
+        // (see bundle.rs): magnetar compresses each record of its batches
+        // on its own, which no consumer (Java's included) can read, and
+        // stamps no key on a batch.
         let own_batches = options.schema.is_some()
+            || options.batching.is_some_and(|b| b.by_key)
             || (options.batching.is_some() && options.compression != Compression::None);
         if let Some(b) = options.batching.filter(|_| !own_batches) {
             request.enable_batching = true;
@@ -285,12 +287,21 @@ fn refused(topic: &str, options: &ProducerOptions, e: rt::ClientError) -> Pulsar
 }
 
 /// A bundler's limits: the batching settings, or batches of one record.
-fn batch_limits(options: &ProducerOptions) -> (usize, usize, std::time::Duration) {
-    options
-        .batching
-        .map_or((1, 0, std::time::Duration::ZERO), |b| {
-            (b.max_messages, b.max_bytes.min(SEAL_OVER), b.max_delay)
-        })
+fn batch_limits(options: &ProducerOptions) -> bundle::Limits {
+    options.batching.map_or(
+        bundle::Limits {
+            max_messages: 1,
+            max_bytes: 0,
+            max_delay: std::time::Duration::ZERO,
+            by_key: false,
+        },
+        |b| bundle::Limits {
+            max_messages: b.max_messages,
+            max_bytes: b.max_bytes.min(SEAL_OVER),
+            max_delay: b.max_delay,
+            by_key: b.by_key,
+        },
+    )
 }
 
 /// The outcome of one publish: the message id as text.

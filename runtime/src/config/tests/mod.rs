@@ -105,6 +105,26 @@ fn a_sources_schema_type_is_its_schema_or_bytes() {
 }
 
 #[test]
+fn a_sources_batches_are_by_key_when_asked() {
+    let by_key = |lines: &str| {
+        let yaml = format!("{SOURCE}{lines}");
+        pipeline_from_str(Path::new("p.yaml"), &yaml, env)
+            .map(|l| l.pipeline.sources[0].producer.batching.map(|b| b.by_key))
+    };
+    assert_eq!(by_key("").ok(), Some(Some(false)));
+    let config = |builder: &str| format!("    producerConfig:\n      batchBuilder: {builder}\n");
+    assert_eq!(by_key(&config("KEY_BASED")).ok(), Some(Some(true)));
+    assert_eq!(by_key(&config("DEFAULT")).ok(), Some(Some(false)));
+    let refused = errors(&format!("{SOURCE}{}", config("BY_KEY")));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].message.contains("KEY_BASED"),
+        "{}",
+        refused[0].message
+    );
+}
+
+#[test]
 fn defaults_follow_pulsar_io() {
     let loaded = pipeline_from_str(Path::new("p.yaml"), &format!("{SOURCE}{SINK}"), env).unwrap();
     let p = loaded.pipeline;

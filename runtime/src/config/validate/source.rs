@@ -145,6 +145,7 @@ fn producer_settings(
             max_delay: b
                 .batching_max_publish_delay_ms
                 .map_or(DEFAULT_BATCH_MAX_DELAY, Duration::from_millis),
+            by_key: cfg.batch_builder == Some(crate::config::raw::BatchBuilder::KeyBased),
         })
     } else {
         None

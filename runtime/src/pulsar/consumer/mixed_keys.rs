@@ -5,7 +5,8 @@
 //! default batchers stamp it. A batch holding several keys takes the
 //! others to a consumer that does not own them, so one key's messages can
 //! reach two processes and be applied out of order. Only the producer can
-//! prevent it, by batching by key (`BatcherBuilder.KEY_BASED` in Java,
+//! prevent it, by batching by key (`producerConfig.batchBuilder:
+//! KEY_BASED` for a sluice source, `BatcherBuilder.KEY_BASED` in Java,
 //! `BatchingType.KeyBased` in C++ and Python) or not batching; a sink says
 //! so, once per topic.
 
