@@ -202,8 +202,8 @@ pub struct Skips {
     pub republished: std::sync::atomic::AtomicU64,
     /// Passed over on purpose: the sink's filter does not select them.
     pub filtered: std::sync::atomic::AtomicU64,
-    /// Delivered by the broker again while the sink held them, or after it
-    /// acknowledged them (passed over before the sink sees them).
+    /// Delivered by the broker again while the sink held them, received
+    /// and not yet acknowledged (passed over before the sink sees them).
     pub delivered_twice: std::sync::atomic::AtomicU64,
 }
 

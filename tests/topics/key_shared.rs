@@ -164,7 +164,7 @@ async fn key_shared_keeps_key_order_with_key_based_batches() -> anyhow::Result<(
 }
 
 #[tokio::test]
-async fn key_shared_keeps_key_order_with_mixed_batches() -> anyhow::Result<()> {
+async fn key_shared_sinks_say_when_batches_mix_keys() -> anyhow::Result<()> {
     key_order_over_two_processes("default").await
 }
 

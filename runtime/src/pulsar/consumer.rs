@@ -228,10 +228,11 @@ async fn forward(
         let item = match next {
             Ok(msg) => {
                 if let Some(m) = &mut mixed {
-                    let key = msg
-                        .single_metadata
-                        .as_ref()
-                        .and_then(|s| s.partition_key.as_deref());
+                    let key = msg.single_metadata.as_ref().and_then(|s| {
+                        s.ordering_key
+                            .as_deref()
+                            .or(s.partition_key.as_deref().map(str::as_bytes))
+                    });
                     if m.first_mixed(&msg.message_id, key) {
                         warn!(topic = %topic, "this topic holds batches of several keys: under Key_Shared (retainKeyOrdering) the broker hands each batch to one process by its first key, so one key's messages can reach two processes and be applied out of order; have its producers batch by key (a sluice source: producerConfig.batchBuilder: KEY_BASED; Java: BatcherBuilder.KEY_BASED) or not batch");
                     }

@@ -1,4 +1,4 @@
-//! Messages the broker hands a sink twice.
+//! Messages the broker hands a sink again while the sink holds them.
 //!
 //! A broker can deliver a message to a consumer again while its first
 //! delivery is still unacknowledged, with a redelivery count of 0: Pulsar
@@ -7,37 +7,20 @@
 //! to an older version after a newer one (v36 after v37), which is what
 //! `retainKeyOrdering` promises never happens. So a sink passes over a
 //! message it still holds (received, not yet acknowledged): the first
-//! delivery is written and acknowledged as usual. A message it
-//! acknowledged lately is passed over too, and acknowledged again, in case
-//! the broker did not take the first acknowledgement.
+//! delivery is written and acknowledged as usual.
+//!
+//! A message delivered after its acknowledgement is written again: the
+//! broker does that when the acknowledgement was lost, or when the
+//! subscription was rewound on purpose (a replay), which must apply it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::hash::Hash;
 
-/// How many acknowledged messages are remembered.
-const REMEMBERED: usize = 65_536;
-
-/// What a delivery is to the sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Delivery {
-    /// Not held, nor acknowledged lately: to write.
-    New,
-    /// A message held now, received before and not yet acknowledged.
-    Held,
-    /// A message acknowledged lately.
-    Acknowledged,
-}
-
-/// The messages a sink holds, and those it acknowledged lately.
+/// The messages a sink holds.
 #[derive(Debug)]
 pub(super) struct Deliveries<H> {
     held: HashSet<H>,
-    acknowledged: HashSet<H>,
-    /// `acknowledged` in the order they were, the oldest first.
-    order: VecDeque<H>,
-    /// Acknowledged messages delivered again, to acknowledge again.
-    again: Vec<H>,
-    /// Deliveries passed over so far.
+    /// Deliveries passed over since last asked.
     passed_over: u64,
 }
 
@@ -45,50 +28,26 @@ impl<H: Copy + Eq + Hash> Default for Deliveries<H> {
     fn default() -> Self {
         Self {
             held: HashSet::new(),
-            acknowledged: HashSet::new(),
-            order: VecDeque::new(),
-            again: Vec::new(),
             passed_over: 0,
         }
     }
 }
 
 impl<H: Copy + Eq + Hash> Deliveries<H> {
-    /// A message delivered: `New` ones are held from now on.
-    pub(super) fn delivered(&mut self, handle: H) -> Delivery {
-        if self.held.contains(&handle) {
+    /// Whether a message delivered is new to the sink (then held from now
+    /// on), rather than one it holds already.
+    pub(super) fn is_new(&mut self, handle: H) -> bool {
+        let new = self.held.insert(handle);
+        if !new {
             self.passed_over += 1;
-            return Delivery::Held;
         }
-        if self.acknowledged.contains(&handle) {
-            self.passed_over += 1;
-            self.again.push(handle);
-            return Delivery::Acknowledged;
-        }
-        self.held.insert(handle);
-        Delivery::New
+        new
     }
 
-    /// What to acknowledge with `handles`: them, and the acknowledged
-    /// messages delivered again since the last time.
-    pub(super) fn with_again(&mut self, handles: &[H]) -> Vec<H> {
-        let mut all = handles.to_vec();
-        all.append(&mut self.again);
-        all
-    }
-
-    /// `handles` acknowledged: no longer held, remembered for a while.
+    /// `handles` acknowledged: no longer held.
     pub(super) fn acknowledged(&mut self, handles: &[H]) {
         for h in handles {
             self.held.remove(h);
-            if self.acknowledged.insert(*h) {
-                self.order.push_back(*h);
-            }
-        }
-        while self.order.len() > REMEMBERED {
-            if let Some(old) = self.order.pop_front() {
-                self.acknowledged.remove(&old);
-            }
         }
     }
 
@@ -96,40 +55,30 @@ impl<H: Copy + Eq + Hash> Deliveries<H> {
     pub(super) fn take_passed_over(&mut self) -> u64 {
         std::mem::take(&mut self.passed_over)
     }
+
+    /// How many messages are held.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.held.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Deliveries, Delivery, REMEMBERED};
+    use super::Deliveries;
 
     #[test]
-    fn a_message_held_or_acknowledged_lately_is_passed_over() {
+    fn a_message_held_is_passed_over_and_one_acknowledged_is_new_again() {
         let mut d = Deliveries::default();
-        assert_eq!(d.delivered(1), Delivery::New);
-        assert_eq!(d.delivered(2), Delivery::New);
-        // Delivered again while held: passed over, nothing to acknowledge.
-        assert_eq!(d.delivered(1), Delivery::Held);
-        assert_eq!(d.with_again(&[1, 2]), [1, 2]);
+        assert!(d.is_new(1));
+        assert!(d.is_new(2));
+        // Delivered again while held: passed over.
+        assert!(!d.is_new(1));
         d.acknowledged(&[1, 2]);
-        // Delivered again after its acknowledgement: acknowledged again.
-        assert_eq!(d.delivered(2), Delivery::Acknowledged);
-        assert_eq!(d.delivered(3), Delivery::New);
-        assert_eq!(d.with_again(&[3]), [3, 2]);
-        assert_eq!(d.with_again(&[]), [] as [i32; 0]);
-        assert_eq!(d.take_passed_over(), 2);
+        assert_eq!(d.held(), 0);
+        // Delivered after its acknowledgement (lost, or a replay): new.
+        assert!(d.is_new(2));
+        assert_eq!(d.take_passed_over(), 1);
         assert_eq!(d.take_passed_over(), 0);
-    }
-
-    #[test]
-    fn only_the_latest_acknowledgements_are_remembered() {
-        let mut d = Deliveries::default();
-        let all: Vec<usize> = (0..REMEMBERED + 10).collect();
-        for h in &all {
-            d.delivered(*h);
-        }
-        d.acknowledged(&all);
-        assert_eq!(d.delivered(0), Delivery::New);
-        assert_eq!(d.delivered(REMEMBERED + 9), Delivery::Acknowledged);
-        assert!(d.held.len() == 1 && d.acknowledged.len() == REMEMBERED);
     }
 }

@@ -12,7 +12,7 @@ use sluice_connectors::{Prepare, Prepared, Sink, SinkRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::deliveries::{Deliveries, Delivery};
+use super::deliveries::Deliveries;
 use super::{DISCOVERY_INTERVAL, Ended, Memory};
 use crate::config::{Guarantee, SinkDef};
 use crate::engine::TaskError;
@@ -28,8 +28,7 @@ pub(super) struct Intake<'a, B: Broker> {
     pub(super) consumer: &'a mut B::Consumer,
     carry: Vec<Received<<B::Consumer as Consume>::Handle>>,
     ahead: Option<Ahead<<B::Consumer as Consume>::Handle>>,
-    /// The messages held and acknowledged lately, to pass over one the
-    /// broker delivers again.
+    /// The messages held, to pass over one the broker delivers again.
     deliveries: Deliveries<<B::Consumer as Consume>::Handle>,
     skips: Arc<Skips>,
     /// When to look again at what the inputs are.
@@ -154,15 +153,13 @@ impl<'a, B: Broker> Intake<'a, B> {
         Ok(())
     }
 
-    /// Acknowledge a batch's messages, and those delivered again after
-    /// their acknowledgement.
+    /// Acknowledge a batch's messages, which are then no longer held.
     pub(super) async fn ack(
         &mut self,
         handles: &[<B::Consumer as Consume>::Handle],
     ) -> Result<(), TaskError> {
-        let all = self.deliveries.with_again(handles);
-        self.consumer.ack(&all).await?;
-        self.deliveries.acknowledged(&all);
+        self.consumer.ack(handles).await?;
+        self.deliveries.acknowledged(handles);
         let passed = self.deliveries.take_passed_over();
         if passed > 0 {
             let before = self
@@ -170,7 +167,7 @@ impl<'a, B: Broker> Intake<'a, B> {
                 .delivered_twice
                 .fetch_add(passed, Ordering::Relaxed);
             if before == 0 {
-                info!(connector = %self.def.name, "the broker delivered messages this sink held or had acknowledged again; passing over such deliveries (counted as skipped, delivered_twice)");
+                info!(connector = %self.def.name, "the broker delivered again messages this sink holds; passing over such deliveries (counted as skipped, delivered_twice)");
             }
         }
         Ok(())
@@ -280,7 +277,7 @@ async fn next_batch<C: Consume>(
             r = consumer.receive() => r?,
             _ = discovery.tick() => return Ok(Wait::Discover),
         };
-        if deliveries.delivered(first.handle) == Delivery::New {
+        if deliveries.is_new(first.handle) {
             batch.push(first);
         }
     }
@@ -297,7 +294,7 @@ async fn next_batch<C: Consume>(
                 r = consumer.receive() => r?,
             }
         };
-        if deliveries.delivered(r.handle) != Delivery::New {
+        if !deliveries.is_new(r.handle) {
             continue;
         }
         bytes += size(&r);
@@ -321,7 +318,7 @@ async fn gather<C: Consume>(
             Some(r) => r?,
             None => consumer.receive().await?,
         };
-        if deliveries.delivered(r.handle) != Delivery::New {
+        if !deliveries.is_new(r.handle) {
             continue;
         }
         bytes += size(&r);

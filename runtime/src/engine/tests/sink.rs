@@ -318,6 +318,37 @@ async fn a_message_the_broker_delivers_again_while_it_is_held_is_written_once() 
 }
 
 #[tokio::test]
+async fn a_message_delivered_again_while_the_next_batch_is_read_ahead_is_written_once() {
+    // GIVEN twelve records, batches of four read ahead while the one
+    // before is written, and a broker that delivers the six held again
+    // before the seventh
+    let case = Case::new(Guarantee::AtLeastOnce, 12);
+    {
+        let mut s = case.script.get();
+        s.max_records = 4;
+        s.prepares = true;
+    }
+    case.broker.faults(|f| f.redeliver_held_after = Some(6));
+    let (result, status) = case.run_to(12).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    // THEN each record is written once, in order
+    assert_eq!(case.written(), values(0..12));
+    assert_eq!(case.writes(), vec![4, 4, 4]);
+    assert!(status.skips.delivered_twice.load(Ordering::Relaxed) > 0);
+    assert!(case.unacknowledged().await.is_empty());
+}
+
+#[tokio::test]
+async fn at_most_once_a_message_delivered_again_while_held_is_written_once() {
+    let case = Case::new(Guarantee::AtMostOnce, 10);
+    case.broker.faults(|f| f.redeliver_held_after = Some(5));
+    let (result, status) = case.run_to(10).await;
+    assert_eq!(result.expect("run"), Ended::Shutdown);
+    assert_eq!(case.written(), values(0..10));
+    assert_eq!(status.skips.delivered_twice.load(Ordering::Relaxed), 5);
+}
+
+#[tokio::test]
 async fn a_failed_acknowledgement_delivers_the_batch_again() {
     let case = Case::new(Guarantee::AtLeastOnce, 10);
     case.broker.faults(|f| f.acks = 1);

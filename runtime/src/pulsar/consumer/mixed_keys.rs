@@ -1,8 +1,8 @@
 //! Batches of several keys under a Key_Shared subscription.
 //!
 //! A Key_Shared broker hands each batch whole to one consumer, chosen by
-//! the batch's key: its first message's, as the Java and C++ clients'
-//! default batchers stamp it. A batch holding several keys takes the
+//! the batch's key (its ordering key, else its partition key: its first
+//! message's, as the Java and C++ clients' default batchers stamp it). A batch holding several keys takes the
 //! others to a consumer that does not own them, so one key's messages can
 //! reach two processes and be applied out of order. Only the producer can
 //! prevent it, by batching by key (`producerConfig.batchBuilder:
@@ -12,18 +12,23 @@
 
 use magnetar::MessageId;
 
+/// A batch being read: its ledger and entry, and its first key.
+type Batch = ((u64, u64), Option<Vec<u8>>);
+
 /// Watches one topic's batches for a second key.
 #[derive(Debug, Default)]
 pub(super) struct MixedKeys {
-    /// The batch being read: its ledger and entry, and its first key.
-    batch: Option<((u64, u64), Option<String>)>,
+    batch: Option<Batch>,
     said: bool,
 }
 
 impl MixedKeys {
     /// Whether message `id`, of key `key`, is the first seen in a batch
     /// of another key, on a topic not said of before.
-    pub(super) fn first_mixed(&mut self, id: &MessageId, key: Option<&str>) -> bool {
+    pub(super) fn first_mixed(&mut self, id: &MessageId, key: Option<&[u8]>) -> bool {
+        if self.said {
+            return false;
+        }
         if id.batch_index < 0 {
             self.batch = None;
             return false;
@@ -31,12 +36,12 @@ impl MixedKeys {
         let entry = (id.ledger_id, id.entry_id);
         match &self.batch {
             Some((at, first)) if *at == entry => {
-                if first.as_deref() != key && !self.said {
+                if first.as_deref() != key {
                     self.said = true;
                     return true;
                 }
             }
-            _ => self.batch = Some((entry, key.map(str::to_owned))),
+            _ => self.batch = Some((entry, key.map(<[u8]>::to_vec))),
         }
         false
     }
@@ -60,15 +65,15 @@ mod tests {
     fn a_batch_of_two_keys_is_said_once() {
         let mut m = MixedKeys::default();
         // Batches of one key each, and single messages of other keys.
-        assert!(!m.first_mixed(&id(1, 0), Some("a")));
-        assert!(!m.first_mixed(&id(1, 1), Some("a")));
-        assert!(!m.first_mixed(&id(2, -1), Some("b")));
-        assert!(!m.first_mixed(&id(3, 0), Some("b")));
-        assert!(!m.first_mixed(&id(3, 1), Some("b")));
+        assert!(!m.first_mixed(&id(1, 0), Some(&b"a"[..])));
+        assert!(!m.first_mixed(&id(1, 1), Some(&b"a"[..])));
+        assert!(!m.first_mixed(&id(2, -1), Some(&b"b"[..])));
+        assert!(!m.first_mixed(&id(3, 0), Some(&b"b"[..])));
+        assert!(!m.first_mixed(&id(3, 1), Some(&b"b"[..])));
         // A batch of two keys, said at its second key, then not again.
-        assert!(!m.first_mixed(&id(4, 0), Some("b")));
-        assert!(m.first_mixed(&id(4, 1), Some("c")));
-        assert!(!m.first_mixed(&id(5, 0), Some("a")));
-        assert!(!m.first_mixed(&id(5, 1), Some("b")));
+        assert!(!m.first_mixed(&id(4, 0), Some(&b"b"[..])));
+        assert!(m.first_mixed(&id(4, 1), Some(&b"c"[..])));
+        assert!(!m.first_mixed(&id(5, 0), Some(&b"a"[..])));
+        assert!(!m.first_mixed(&id(5, 1), Some(&b"b"[..])));
     }
 }
