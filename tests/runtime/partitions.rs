@@ -255,7 +255,7 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
 
     // WHEN a is cut off from everything while rows stream, with its
     // connections open on both ends
-    let streaming = write(&db, 501, 20);
+    let streaming = write(&db, 501, 40);
     let cut = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         ns.cut(Cut::All)
@@ -264,13 +264,23 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
     wrote?;
     cut?;
 
-    // THEN b takes over, ends a's walsender, and streams every row
+    // THEN b takes over, ends a's walsender (whose peer cannot answer, so
+    // that only its own 60 s timeout would end it otherwise), and streams
+    // every row
     until_state(&b, &name, "running").await?;
-    wait_for("1,500 rows on the topic", LONG, || async {
-        Ok((inserted(&topic).await?.len() == 1_500).then_some(()))
+    wait_for("2,500 rows on the topic", LONG, || async {
+        Ok((inserted(&topic).await?.len() == 2_500).then_some(()))
     })
     .await
     .with_context(|| b.log())?;
+    let from_a: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_stat_replication WHERE client_addr = $1::text::inet",
+            &[&ns.address()],
+        )
+        .await?
+        .get(0);
+    ensure!(from_a == 0, "a's walsender is still there:\n{}", b.log());
     for said in ["fenced it out, taking over", "ending the walsender"] {
         ensure!(
             b.log().contains(said),
@@ -282,12 +292,12 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
     // WHEN a is healed, and 500 more rows come
     ns.heal()?;
     until_state(&a, &name, "standby").await?;
-    write(&db, 1501, 10).await?;
+    write(&db, 2501, 10).await?;
 
     // THEN a stands by, b streams them, and every row is on the topic
     // once; both stop cleanly
-    wait_for("2,000 rows on the topic", LONG, || async {
-        Ok((inserted(&topic).await?.len() == 2_000).then_some(()))
+    wait_for("3,000 rows on the topic", LONG, || async {
+        Ok((inserted(&topic).await?.len() == 3_000).then_some(()))
     })
     .await
     .with_context(|| b.log())?;
@@ -296,7 +306,7 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
     assert_eq!(twice, Vec::<(&i64, &usize)>::new());
     assert_eq!(
         ids.keys().copied().collect::<Vec<_>>(),
-        (1..=2_000).collect::<Vec<i64>>()
+        (1..=3_000).collect::<Vec<i64>>()
     );
     let a_log = a.log();
     ensure!(a.interrupt().await?.success(), "{a_log}");

@@ -519,10 +519,12 @@ pub mod pg {
 
 /// Every message visible on `topic` (its full name), payload and
 /// properties, in order: read from the start by a new subscription, up to
-/// the topic's last entry when the read began. That entry may be a
-/// transaction's commit marker, which is never delivered: the read also
-/// ends after a quiet 2 s past every entry delivered so far. It works on a
-/// topic whose exclusive producer is connected.
+/// the topic's last entry as the broker gives it when the read began, and
+/// on while more come within 300 ms (that id can lag behind committed
+/// transactional messages). That entry may be a transaction's commit
+/// marker, which is never delivered: the read also ends after a quiet 2 s
+/// past every entry delivered so far. It works on a topic whose exclusive
+/// producer is connected.
 pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<(bytes::Bytes, Vec<(String, String)>)>> {
     use anyhow::Context as _;
     let client = magnetar::PulsarClient::builder()
@@ -544,10 +546,10 @@ pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<(bytes::Bytes, Vec<(S
         return Ok(out);
     }
     let end = (last.ledger_id, last.entry_id);
-    while let Some(msg) = consumer
-        .receive_with_timeout(std::time::Duration::from_secs(2))
-        .await?
-    {
+    // Past the broker's last id, which can lag behind committed
+    // transactional messages, read on while more come within 300 ms.
+    let mut wait = std::time::Duration::from_secs(2);
+    while let Some(msg) = consumer.receive_with_timeout(wait).await? {
         let at = (msg.message_id.ledger_id, msg.message_id.entry_id);
         // Of a batch, the entry's last message ends it.
         let rest_of_batch = msg.metadata.num_messages_in_batch.unwrap_or(1) as i64
@@ -555,7 +557,7 @@ pub async fn read_topic(topic: &str) -> anyhow::Result<Vec<(bytes::Bytes, Vec<(S
             - i64::from(msg.message_id.batch_index.max(0));
         out.push(message_parts(&msg));
         if at > end || (at == end && rest_of_batch <= 0) {
-            break;
+            wait = std::time::Duration::from_millis(300);
         }
     }
     Ok(out)

@@ -70,6 +70,20 @@ pub(super) fn tls_hint(e: &tokio_postgres::Error) -> Option<&'static str> {
     None
 }
 
+/// How long the server's walsender may have sent data that this source
+/// did not acknowledge at the TCP level, before the server's kernel closes
+/// the connection. A source whose host hangs or is cut off never answers;
+/// its walsender, blocked on a full send buffer, then heeds neither
+/// `wal_sender_timeout` nor the standby's `pg_terminate_backend`, and
+/// would hold the slot until TCP gives up, after about 15 minutes.
+pub(super) const SERVER_TCP_USER_TIMEOUT_MS: u32 = 20_000;
+
+/// The replication connection's session settings: those of every
+/// connection, and [`SERVER_TCP_USER_TIMEOUT_MS`].
+fn replication_options() -> String {
+    format!("{SESSION_OPTIONS} -c tcp_user_timeout={SERVER_TCP_USER_TIMEOUT_MS}")
+}
+
 pub(super) fn replication_config(
     config: &PostgresCdcConfig,
     ack: Option<u64>,
@@ -88,7 +102,7 @@ pub(super) fn replication_config(
         config.publication.clone(),
     )
     .with_port(config.port)
-    .with_options(SESSION_OPTIONS)
+    .with_options(replication_options())
     .with_application_name("sluice")
     .with_status_interval(config.status_interval)
     .with_buffer_size(REPLICATION_READ_AHEAD)

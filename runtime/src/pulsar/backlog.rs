@@ -41,6 +41,9 @@ impl Client {
     }
 }
 
+/// How long a backlog read waits for more past the broker's last id.
+const PAST_THE_LAST: Duration = Duration::from_millis(300);
+
 /// The messages a durable subscription has not acknowledged, read in
 /// order. Nothing is acknowledged until [`Backlog::release_before`].
 pub struct Backlog {
@@ -66,8 +69,12 @@ impl Backlog {
 
     /// Read on to the topic's last message, or until a quiet second: the
     /// last id can be a transaction marker, which is never delivered, or
-    /// sit behind an open transaction. Call again after ending a
-    /// transaction that held messages back.
+    /// sit behind an open transaction. Past the last id, read on while
+    /// messages keep coming within [`PAST_THE_LAST`]: the broker's last
+    /// id can lag behind committed messages (Pulsar 4.0 caches it, and a
+    /// transaction committed after another's abort left it behind), and a
+    /// marker missed there would be an older progress recovered. Call
+    /// again after ending a transaction that held messages back.
     pub async fn read_more(&mut self) -> Result<(), PulsarError> {
         let topic = self.topic.clone();
         let context = || format!("read the backlog of {topic}");
@@ -81,15 +88,16 @@ impl Backlog {
         }
         let target = (last.ledger_id, last.entry_id);
         loop {
-            if self
+            let past = self
                 .messages
                 .last()
-                .is_some_and(|(id, _)| (id.ledger_id, id.entry_id) >= target)
-            {
-                return Ok(());
-            }
-            let wait = if self.messages.is_empty() { 5 } else { 1 };
-            match tokio::time::timeout(Duration::from_secs(wait), self.consumer.receive()).await {
+                .is_some_and(|(id, _)| (id.ledger_id, id.entry_id) >= target);
+            let wait = match (past, self.messages.is_empty()) {
+                (true, _) => PAST_THE_LAST,
+                (false, true) => Duration::from_secs(5),
+                (false, false) => Duration::from_secs(1),
+            };
+            match tokio::time::timeout(wait, self.consumer.receive()).await {
                 Ok(msg) => {
                     let msg = msg.map_err(|e| PulsarError::new(context(), e))?;
                     self.messages.push((msg.message_id, msg.payload.to_vec()));
