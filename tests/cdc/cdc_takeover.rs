@@ -4,10 +4,8 @@
 //! ends its walsender and streams on; the hung one, resumed, finds itself
 //! fenced and waits as a standby (docs/decisions/0026).
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, ensure};
-use sluice_tests::cdc::LONG;
+use sluice_tests::cdc::{LONG, each_row_once, inserted};
 use sluice_tests::{PULSAR_URL, Sluice, free_port, pg, temp_dir, unique, wait_for};
 
 /// An EFFECTIVELY_ONCE CDC source named `name` over database `name`.
@@ -30,35 +28,6 @@ async fn insert(db: &tokio_postgres::Client, from: i32, to: i32) -> anyhow::Resu
     Ok(())
 }
 
-/// The state `sluice` says its source `name` is in.
-fn state(sluice: &Sluice, name: &str) -> Option<String> {
-    let body = sluice.get(&format!("/connectors/{name}"))?;
-    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-    doc["state"].as_str().map(str::to_owned)
-}
-
-async fn until_state(sluice: &Sluice, name: &str, wanted: &str) -> anyhow::Result<()> {
-    wait_for(&format!("{name} to be {wanted}"), LONG, || async {
-        Ok((state(sluice, name).as_deref() == Some(wanted)).then_some(()))
-    })
-    .await
-    .with_context(|| sluice.log())
-}
-
-/// Each row id in an insert (`op` c or r) on the topic, with how often it
-/// is there.
-async fn inserted(topic: &str) -> anyhow::Result<BTreeMap<i64, usize>> {
-    let mut ids = BTreeMap::new();
-    for (payload, _) in sluice_tests::read_topic(topic).await? {
-        let doc: serde_json::Value = serde_json::from_slice(&payload)?;
-        let op = doc["op"].as_str().unwrap_or_default();
-        ensure!(op == "c" || op == "r", "an unexpected change: {doc}");
-        let id = doc["after"]["id"].as_i64().context("a row without id")?;
-        *ids.entry(id).or_default() += 1;
-    }
-    Ok(ids)
-}
-
 #[tokio::test]
 async fn a_standby_takes_over_from_a_hung_active_process_and_the_resumed_one_stands_by()
 -> anyhow::Result<()> {
@@ -76,9 +45,9 @@ async fn a_standby_takes_over_from_a_hung_active_process_and_the_resumed_one_sta
     );
     let (port_a, port_b) = (free_port()?, free_port()?);
     let a = Sluice::start(&dir_a, &source(&name, port_a), port_a)?;
-    until_state(&a, &name, "running").await?;
+    a.until_state(&name, "running", LONG).await?;
     let b = Sluice::start(&dir_b, &source(&name, port_b), port_b)?;
-    until_state(&b, &name, "standby").await?;
+    b.until_state(&name, "standby", LONG).await?;
     insert(&db, 101, 200).await?;
     wait_for("200 rows on the topic", LONG, || async {
         Ok((inserted(&topic).await?.len() == 200).then_some(()))
@@ -92,7 +61,7 @@ async fn a_standby_takes_over_from_a_hung_active_process_and_the_resumed_one_sta
 
     // THEN b fences a out, frees the slot from a's walsender, and streams
     // them: every row is on the topic once
-    until_state(&b, &name, "running").await?;
+    b.until_state(&name, "running", LONG).await?;
     wait_for("300 rows on the topic", LONG, || async {
         Ok((inserted(&topic).await?.len() == 300).then_some(()))
     })
@@ -108,23 +77,12 @@ async fn a_standby_takes_over_from_a_hung_active_process_and_the_resumed_one_sta
 
     // WHEN a resumes, and 100 more rows come
     a.signal("CONT")?;
-    until_state(&a, &name, "standby").await?;
+    a.until_state(&name, "standby", LONG).await?;
     insert(&db, 301, 400).await?;
 
     // THEN a waits as a standby, b streams them, and no row is on the
     // topic twice; a stops cleanly when asked
-    wait_for("400 rows on the topic", LONG, || async {
-        Ok((inserted(&topic).await?.len() == 400).then_some(()))
-    })
-    .await
-    .with_context(|| b.log())?;
-    let ids = inserted(&topic).await?;
-    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert_eq!(twice, Vec::<(&i64, &usize)>::new());
-    assert_eq!(
-        ids.keys().copied().collect::<Vec<_>>(),
-        (1..=400).collect::<Vec<i64>>()
-    );
+    each_row_once(&topic, 400, &b).await?;
     let a_log = a.log();
     ensure!(a.interrupt().await?.success(), "{a_log}");
     let b_log = b.log();

@@ -8,10 +8,10 @@
 //! EFFECTIVELY_ONCE source's active process, cut off from everything, is
 //! replaced by its standby, and comes back as one.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use sluice_tests::cdc::{each_row_once, inserted};
 use sluice_tests::netns::{self, Cut, Netns};
 use sluice_tests::{PULSAR_URL, Sluice, free_port, pg, temp_dir, unique, wait_for};
 
@@ -191,32 +191,6 @@ fn source(name: &str, url: &str, host: &str, listen: &str, port: u16) -> String 
     )
 }
 
-/// The state `sluice` says its connector `name` is in.
-fn state(sluice: &Sluice, name: &str) -> Option<String> {
-    let body = sluice.get(&format!("/connectors/{name}"))?;
-    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-    doc["state"].as_str().map(str::to_owned)
-}
-
-async fn until_state(sluice: &Sluice, name: &str, wanted: &str) -> anyhow::Result<()> {
-    wait_for(&format!("{name} to be {wanted}"), LONG, || async {
-        Ok((state(sluice, name).as_deref() == Some(wanted)).then_some(()))
-    })
-    .await
-    .with_context(|| sluice.log())
-}
-
-/// Each row id inserted on `topic`, with how often it is there.
-async fn inserted(topic: &str) -> anyhow::Result<BTreeMap<i64, usize>> {
-    let mut ids = BTreeMap::new();
-    for (payload, _) in sluice_tests::read_topic(topic).await? {
-        let doc: serde_json::Value = serde_json::from_slice(&payload)?;
-        let id = doc["after"]["id"].as_i64().context("a row without id")?;
-        *ids.entry(id).or_default() += 1;
-    }
-    Ok(ids)
-}
-
 #[tokio::test]
 async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_standby()
 -> anyhow::Result<()> {
@@ -239,13 +213,13 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
         &source(&name, netns::PULSAR_URL, netns::HOST, &ns.address(), port_a),
         port_a,
     )?;
-    until_state(&a, &name, "running").await?;
+    a.until_state(&name, "running", LONG).await?;
     let b = Sluice::start(
         &dir_b,
         &source(&name, PULSAR_URL, "127.0.0.1", "127.0.0.1", port_b),
         port_b,
     )?;
-    until_state(&b, &name, "standby").await?;
+    b.until_state(&name, "standby", LONG).await?;
     write(&db, 1, 10).await?;
     wait_for("500 rows on the topic", LONG, || async {
         Ok((inserted(&topic).await?.len() == 500).then_some(()))
@@ -267,7 +241,7 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
     // THEN b takes over, ends a's walsender (whose peer cannot answer, so
     // that only its own 60 s timeout would end it otherwise), and streams
     // every row
-    until_state(&b, &name, "running").await?;
+    b.until_state(&name, "running", LONG).await?;
     wait_for("2,500 rows on the topic", LONG, || async {
         Ok((inserted(&topic).await?.len() == 2_500).then_some(()))
     })
@@ -291,23 +265,12 @@ async fn an_active_source_cut_off_is_replaced_by_its_standby_and_comes_back_a_st
 
     // WHEN a is healed, and 500 more rows come
     ns.heal()?;
-    until_state(&a, &name, "standby").await?;
+    a.until_state(&name, "standby", LONG).await?;
     write(&db, 2501, 10).await?;
 
     // THEN a stands by, b streams them, and every row is on the topic
     // once; both stop cleanly
-    wait_for("3,000 rows on the topic", LONG, || async {
-        Ok((inserted(&topic).await?.len() == 3_000).then_some(()))
-    })
-    .await
-    .with_context(|| b.log())?;
-    let ids = inserted(&topic).await?;
-    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert_eq!(twice, Vec::<(&i64, &usize)>::new());
-    assert_eq!(
-        ids.keys().copied().collect::<Vec<_>>(),
-        (1..=3_000).collect::<Vec<i64>>()
-    );
+    each_row_once(&topic, 3_000, &b).await?;
     let a_log = a.log();
     ensure!(a.interrupt().await?.success(), "{a_log}");
     let b_log = b.log();

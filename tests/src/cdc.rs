@@ -47,6 +47,44 @@ pub async fn effectively_once_turn() -> anyhow::Result<tokio::sync::MutexGuard<'
     Ok(turn)
 }
 
+/// Each row id inserted on `topic` (a change event of `op` c or r), with
+/// how often it is there.
+pub async fn inserted(topic: &str) -> anyhow::Result<BTreeMap<i64, usize>> {
+    let mut ids = BTreeMap::new();
+    for (payload, _) in crate::read_topic(topic).await? {
+        let doc: Value = serde_json::from_slice(&payload)?;
+        let op = doc["op"].as_str().unwrap_or_default();
+        anyhow::ensure!(op == "c" || op == "r", "an unexpected change: {doc}");
+        let id = doc["after"]["id"].as_i64().context("a row without id")?;
+        *ids.entry(id).or_default() += 1;
+    }
+    Ok(ids)
+}
+
+/// Wait until `n` rows are on `topic`, then hold that they are rows 1 to
+/// `n`, each there once; a wait that fails carries `sluice`'s log.
+pub async fn each_row_once(topic: &str, n: i64, sluice: &Sluice) -> anyhow::Result<()> {
+    wait_for(&format!("{n} rows on the topic"), LONG, || async {
+        Ok((inserted(topic).await?.len() as i64 >= n).then_some(()))
+    })
+    .await
+    .with_context(|| sluice.log())?;
+    let ids = inserted(topic).await?;
+    let twice: Vec<_> = ids.iter().filter(|(_, times)| **times > 1).collect();
+    anyhow::ensure!(
+        twice.is_empty(),
+        "rows on the topic more than once: {twice:?}"
+    );
+    anyhow::ensure!(
+        ids.keys().copied().eq(1..=n),
+        "the topic holds {} rows, {:?} to {:?}, not rows 1 to {n}",
+        ids.len(),
+        ids.keys().next(),
+        ids.keys().last()
+    );
+    Ok(())
+}
+
 /// A CDC pipeline over database `db` into a file, with extra source configs.
 pub fn cdc(db: &str, guarantee: &str, extra: &str) -> anyhow::Result<Cdc> {
     let prefix = db.replace('-', "_");

@@ -368,6 +368,28 @@ impl Sluice {
         .await
     }
 
+    /// The state it says its connector `name` is in (`/connectors/<name>`).
+    pub fn state(&self, name: &str) -> Option<String> {
+        let body = self.get(&format!("/connectors/{name}"))?;
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        doc["state"].as_str().map(str::to_owned)
+    }
+
+    /// Wait until its connector `name` is in state `wanted`; the error
+    /// carries its log.
+    pub async fn until_state(
+        &self,
+        name: &str,
+        wanted: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        wait_for(&format!("{name} to be {wanted}"), deadline, || async {
+            Ok((self.state(name).as_deref() == Some(wanted)).then_some(()))
+        })
+        .await
+        .with_context(|| self.log())
+    }
+
     /// GET a path on the HTTP endpoints; `None` until it answers.
     pub fn get(&self, path: &str) -> Option<String> {
         let url = format!("http://{}:{}{path}", self.http_host, self.http_port);

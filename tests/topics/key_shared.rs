@@ -25,6 +25,31 @@ fn consumers(name: &str) -> anyhow::Result<usize> {
     }))
 }
 
+/// A target table `items (id, v)` whose trigger logs every row applied to
+/// it, in order, in `applied`.
+async fn logging_target(db: &tokio_postgres::Client) -> anyhow::Result<()> {
+    db.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE applied (seq bigserial, id int NOT NULL, v int NOT NULL);
+         CREATE FUNCTION log_applied() RETURNS trigger AS $$
+           BEGIN INSERT INTO applied (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$
+           LANGUAGE plpgsql;
+         CREATE TRIGGER log_applied AFTER INSERT OR UPDATE ON items
+           FOR EACH ROW EXECUTE FUNCTION log_applied();",
+    )
+    .await?;
+    Ok(())
+}
+
+/// A count from the sink `keyed`'s status, at a JSON pointer.
+fn count(sluice: &Sluice, pointer: &str) -> u64 {
+    sluice
+        .get("/connectors/keyed")
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.pointer(pointer).and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}
+
 /// Per key, the versions applied, in the order the target saw them.
 async fn applied(db: &tokio_postgres::Client) -> anyhow::Result<BTreeMap<i32, Vec<i32>>> {
     let mut by_key: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
@@ -43,16 +68,7 @@ async fn key_order_over_two_processes(batching: &str) -> anyhow::Result<()> {
     // `retainKeyOrdering`, both subscribed
     let name = unique(&format!("keyshared_{batching}")).replace('-', "_");
     let db = pg::create_database(&name).await?;
-    db.batch_execute(
-        "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
-         CREATE TABLE applied (seq bigserial, id int NOT NULL, v int NOT NULL);
-         CREATE FUNCTION log_applied() RETURNS trigger AS $$
-           BEGIN INSERT INTO applied (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$
-           LANGUAGE plpgsql;
-         CREATE TRIGGER log_applied AFTER INSERT OR UPDATE ON items
-           FOR EACH ROW EXECUTE FUNCTION log_applied();",
-    )
-    .await?;
+    logging_target(&db).await?;
     admin::put(&format!("/admin/v2/persistent/public/default/{name}"), None)?;
     let config = |port: u16| {
         format!(
@@ -92,12 +108,6 @@ async fn key_order_over_two_processes(batching: &str) -> anyhow::Result<()> {
         "{sent:?}"
     );
 
-    let count = |s: &Sluice, pointer: &str| {
-        s.get("/connectors/keyed")
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.pointer(pointer).and_then(serde_json::Value::as_u64))
-            .unwrap_or(0)
-    };
     let out = |s: &Sluice| count(s, "/records_out");
     if batching == "default" {
         // THEN, of batches that mix keys, which the broker hands to one
@@ -189,17 +199,7 @@ async fn a_cdc_source_batching_by_key_feeds_two_key_shared_sinks_in_key_order() 
         )
         .await?;
     let target = pg::create_database(&format!("{name}_dst")).await?;
-    target
-        .batch_execute(
-            "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
-             CREATE TABLE applied (seq bigserial, id int NOT NULL, v int NOT NULL);
-             CREATE FUNCTION log_applied() RETURNS trigger AS $$
-               BEGIN INSERT INTO applied (id, v) VALUES (NEW.id, NEW.v); RETURN NEW; END $$
-               LANGUAGE plpgsql;
-             CREATE TRIGGER log_applied AFTER INSERT OR UPDATE ON items
-               FOR EACH ROW EXECUTE FUNCTION log_applied();",
-        )
-        .await?;
+    logging_target(&target).await?;
     let topic_name = format!("{name}.public.items");
     let port = free_port()?;
     let source_config = format!(
@@ -273,13 +273,7 @@ async fn a_cdc_source_batching_by_key_feeds_two_key_shared_sinks_in_key_order() 
             back.push(format!("key {id}: {seen:?}"));
         }
     }
-    let count = |s: &Sluice| {
-        s.get("/connectors/keyed")
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["records_out"].as_u64())
-            .unwrap_or(0)
-    };
-    let (by_a, by_b) = (count(&a), count(&b));
+    let (by_a, by_b) = (count(&a, "/records_out"), count(&b, "/records_out"));
     println!("cdc by key: {total} applications, {by_a} by one process and {by_b} by the other");
     ensure!(
         back.is_empty(),
